@@ -1,0 +1,16 @@
+#include "services/common/clock.h"
+
+namespace careloop {
+namespace {
+class RealClock final : public Clock {
+ public:
+  absl::Time Now() override { return absl::Now(); }
+};
+}  // namespace
+
+Clock* SystemClock() {
+  static RealClock* clock = new RealClock();
+  return clock;
+}
+
+}  // namespace careloop

@@ -1,0 +1,220 @@
+#include "services/ledger/ledger_grpc_service.h"
+
+#include <memory>
+
+#include "absl/synchronization/mutex.h"
+#include "services/common/grpc_status.h"
+
+namespace careloop::ledger {
+namespace {
+
+// Finishes a unary call with the result of `fn`, which returns StatusOr<T>.
+template <typename T, typename Fn>
+grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, T* resp, Fn&& fn) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  absl::StatusOr<T> result = fn();
+  if (result.ok()) *resp = *std::move(result);
+  reactor->Finish(ToGrpcStatus(result.status()));
+  return reactor;
+}
+
+constexpr uint32_t kTailBatch = 256;
+
+// Streams events from a position on. Lock order: Guard::mu, then mu_. gRPC
+// reactions may run on any thread; OnDone is the last one.
+class TailReactor final : public grpc::ServerWriteReactor<v1::TailResponse> {
+ public:
+  TailReactor(storage::LocalLedger* ledger, const v1::TailRequest& req)
+      : ledger_(ledger), next_(std::max<uint64_t>(1, req.from_seq())), payloads_(req.include_payloads()) {
+    guard_ = std::make_shared<Guard>();
+    guard_->reactor = this;
+    std::shared_ptr<Guard> g = guard_;
+    listener_ = ledger_->AddCommitListener([g](uint64_t) {
+      absl::MutexLock lock(&g->mu);
+      if (g->reactor != nullptr) g->reactor->MaybeSend();
+    });
+    absl::MutexLock lock(&guard_->mu);
+    MaybeSend();
+  }
+
+  void OnWriteDone(bool ok) override {
+    bool finish = false;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if ((!ok || cancelled_) && !finished_) {
+        finished_ = true;
+        finish = true;
+      }
+    }
+    if (finish) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "tail cancelled"));
+      return;
+    }
+    absl::MutexLock lock(&guard_->mu);
+    MaybeSend();
+  }
+
+  void OnCancel() override {
+    bool finish = false;
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+      if (!writing_ && !finished_) {
+        finished_ = true;
+        finish = true;
+      }
+    }
+    if (finish) Finish(grpc::Status(grpc::StatusCode::CANCELLED, "tail cancelled"));
+  }
+
+  void OnDone() override {
+    {
+      absl::MutexLock lock(&guard_->mu);
+      guard_->reactor = nullptr;
+    }
+    ledger_->RemoveCommitListener(listener_);
+    delete this;
+  }
+
+ private:
+  struct Guard {
+    absl::Mutex mu;
+    TailReactor* reactor = nullptr;
+  };
+
+  // Sends the next batch if none is in flight and there is one. Called with
+  // guard_->mu held, so OnDone cannot delete the reactor meanwhile.
+  void MaybeSend() {
+    absl::Status error;
+    {
+      absl::MutexLock lock(&mu_);
+      if (writing_ || finished_ || cancelled_) return;
+      if (ledger_->size() < next_) return;  // caught up: the next commit wakes us
+      v1::ReadRequest req;
+      req.set_from_seq(next_);
+      req.set_limit(kTailBatch);
+      req.set_include_payloads(payloads_);
+      absl::StatusOr<v1::ReadResponse> read = ledger_->Read(req);
+      if (!read.ok()) {
+        finished_ = true;
+        error = read.status();
+      } else if (read->events().empty()) {
+        return;
+      } else {
+        response_.Clear();
+        response_.mutable_events()->Swap(read->mutable_events());
+        next_ = response_.events(response_.events_size() - 1).header().seq() + 1;
+        writing_ = true;
+      }
+    }
+    if (!error.ok()) {
+      Finish(ToGrpcStatus(error));
+      return;
+    }
+    StartWrite(&response_);
+  }
+
+  storage::LocalLedger* ledger_;
+  std::shared_ptr<Guard> guard_;
+  uint64_t listener_ = 0;
+  absl::Mutex mu_;
+  uint64_t next_;
+  bool payloads_;
+  bool writing_ = false;
+  bool finished_ = false;
+  bool cancelled_ = false;
+  v1::TailResponse response_;
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* LedgerGrpcService::Append(grpc::CallbackServerContext* ctx,
+                                                    const v1::AppendRequest* req,
+                                                    v1::AppendResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  ledger_->AppendAsync(*req, [reactor, resp](absl::StatusOr<v1::Commit> result) {
+    if (result.ok()) *resp->mutable_commit() = *std::move(result);
+    reactor->Finish(ToGrpcStatus(result.status()));
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* LedgerGrpcService::Read(grpc::CallbackServerContext* ctx,
+                                                  const v1::ReadRequest* req, v1::ReadResponse* resp) {
+  return Unary(ctx, resp, [&] { return ledger_->Read(*req); });
+}
+
+grpc::ServerUnaryReactor* LedgerGrpcService::ReadStream(grpc::CallbackServerContext* ctx,
+                                                        const v1::ReadStreamRequest* req,
+                                                        v1::ReadResponse* resp) {
+  return Unary(ctx, resp, [&] { return ledger_->ReadStream(*req); });
+}
+
+grpc::ServerUnaryReactor* LedgerGrpcService::ReadIndex(grpc::CallbackServerContext* ctx,
+                                                       const v1::ReadIndexRequest* req,
+                                                       v1::ReadResponse* resp) {
+  return Unary(ctx, resp, [&] { return ledger_->ReadIndex(*req); });
+}
+
+grpc::ServerUnaryReactor* LedgerGrpcService::GetStreamVersion(grpc::CallbackServerContext* ctx,
+                                                              const v1::StreamVersionRequest* req,
+                                                              v1::StreamVersionResponse* resp) {
+  return Unary(ctx, resp, [&]() -> absl::StatusOr<v1::StreamVersionResponse> {
+    absl::StatusOr<uint64_t> v = ledger_->StreamVersion(req->stream());
+    if (!v.ok()) return v.status();
+    v1::StreamVersionResponse r;
+    r.set_version(*v);
+    return r;
+  });
+}
+
+grpc::ServerWriteReactor<v1::TailResponse>* LedgerGrpcService::Tail(grpc::CallbackServerContext* ctx,
+                                                                    const v1::TailRequest* req) {
+  return new TailReactor(ledger_, *req);
+}
+
+grpc::ServerUnaryReactor* LedgerGrpcService::GetHead(grpc::CallbackServerContext* ctx,
+                                                     const v1::GetHeadRequest* req,
+                                                     v1::SignedHead* resp) {
+  return Unary(ctx, resp, [&] { return ledger_->Head(req->tree_size()); });
+}
+
+grpc::ServerUnaryReactor* LedgerGrpcService::ProveInclusion(grpc::CallbackServerContext* ctx,
+                                                            const v1::ProveInclusionRequest* req,
+                                                            v1::InclusionProof* resp) {
+  return Unary(ctx, resp, [&] { return ledger_->ProveInclusion(req->seq(), req->tree_size()); });
+}
+
+grpc::ServerUnaryReactor* LedgerGrpcService::ProveConsistency(grpc::CallbackServerContext* ctx,
+                                                              const v1::ProveConsistencyRequest* req,
+                                                              v1::ConsistencyProof* resp) {
+  return Unary(ctx, resp, [&] { return ledger_->ProveConsistency(req->size1(), req->size2()); });
+}
+
+grpc::ServerUnaryReactor* LedgerGrpcService::GetReceipt(grpc::CallbackServerContext* ctx,
+                                                        const v1::GetReceiptRequest* req,
+                                                        v1::Receipt* resp) {
+  return Unary(ctx, resp, [&] { return ledger_->GetReceipt(req->seq()); });
+}
+
+grpc::ServerUnaryReactor* LedgerGrpcService::GetCursor(grpc::CallbackServerContext* ctx,
+                                                       const v1::GetCursorRequest* req,
+                                                       v1::GetCursorResponse* resp) {
+  return Unary(ctx, resp, [&]() -> absl::StatusOr<v1::GetCursorResponse> {
+    absl::StatusOr<std::optional<uint64_t>> c = ledger_->GetCursor(req->name());
+    if (!c.ok()) return c.status();
+    v1::GetCursorResponse r;
+    r.set_exists(c->has_value());
+    r.set_position(c->value_or(0));
+    return r;
+  });
+}
+
+grpc::ServerUnaryReactor* LedgerGrpcService::Backup(grpc::CallbackServerContext* ctx,
+                                                    const v1::BackupRequest* req,
+                                                    v1::BackupResponse* resp) {
+  return Unary(ctx, resp, [&] { return ledger_->Backup(req->directory()); });
+}
+
+}  // namespace careloop::ledger

@@ -1,0 +1,1178 @@
+#include "storage/local_ledger.h"
+
+#include <openssl/rand.h>
+#include <rocksdb/cache.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/table.h>
+#include <rocksdb/utilities/checkpoint.h>
+#include <rocksdb/write_batch.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "services/common/log.h"
+#include "services/common/status.h"
+#include "storage/schema.h"
+
+namespace careloop::storage {
+
+namespace fs = std::filesystem;
+using schema::BE64;
+using schema::AsView;
+using schema::DecodeBE64;
+
+absl::Status FromRocks(const rocksdb::Status& s, absl::string_view context) {
+  if (s.ok()) return absl::OkStatus();
+  std::string msg = absl::StrCat(context, ": ", s.ToString());
+  if (s.IsCorruption()) return absl::DataLossError(msg);
+  if (s.IsNotFound()) return absl::NotFoundError(msg);
+  if (s.IsNoSpace()) return absl::ResourceExhaustedError(absl::StrCat(msg, " (no space left on device)"));
+  if (s.IsInvalidArgument()) return absl::InvalidArgumentError(msg);
+  if (s.IsBusy() || s.IsTryAgain()) return absl::UnavailableError(msg);
+  if (s.IsIOError()) {
+    if (s.ToString().find("lock") != std::string::npos) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          context, ": the ledger directory is locked by another process (is another careloopd "
+                   "running on this data dir?): ",
+          s.ToString()));
+    }
+    return absl::UnavailableError(msg);
+  }
+  return absl::InternalError(msg);
+}
+
+namespace {
+
+std::string RandomLogId() {
+  unsigned char buf[16];
+  CARELOOP_CHECK(RAND_bytes(buf, sizeof buf) == 1);
+  return HexEncode(absl::string_view(reinterpret_cast<char*>(buf), sizeof buf));
+}
+
+std::string DeterministicBytes(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::io::StringOutputStream sos(&out);
+  google::protobuf::io::CodedOutputStream cos(&sos);
+  cos.SetSerializationDeterministic(true);
+  m.SerializeToCodedStream(&cos);
+  cos.Trim();
+  return out;
+}
+
+absl::Status WriteFileSynced(const fs::path& path, absl::string_view content) {
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    if (!out) return absl::PermissionDeniedError(absl::StrCat("cannot write ", path.string()));
+    out << content;
+    if (!out.flush()) return absl::InternalError(absl::StrCat("cannot write ", path.string()));
+  }
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (f != nullptr) {
+    ::fsync(fileno(f));
+    std::fclose(f);
+  }
+  return absl::OkStatus();
+}
+
+rocksdb::Options DbOptions(size_t block_cache_bytes) {
+  rocksdb::Options opts;
+  opts.create_if_missing = true;
+  opts.create_missing_column_families = true;
+  opts.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  opts.max_background_jobs = 2;
+  opts.keep_log_file_num = 4;
+  opts.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = rocksdb::NewLRUCache(block_cache_bytes);
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  opts.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  return opts;
+}
+
+std::vector<rocksdb::ColumnFamilyDescriptor> CfDescriptors(const rocksdb::Options& opts) {
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+  for (const std::string& name : schema::CfNames()) {
+    cfs.emplace_back(name, rocksdb::ColumnFamilyOptions(opts));
+  }
+  return cfs;
+}
+
+class RocksNodeReader final : public merkle::NodeReader {
+ public:
+  RocksNodeReader(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf) : db_(db), cf_(cf) {}
+  absl::StatusOr<std::vector<Hash>> ReadNodes(const std::vector<merkle::NodeId>& ids) override {
+    std::vector<std::string> keys;
+    std::vector<rocksdb::Slice> slices;
+    keys.reserve(ids.size());
+    for (const auto& id : ids) keys.push_back(schema::MerkleKey(id));
+    for (const auto& k : keys) slices.emplace_back(k);
+    std::vector<rocksdb::ColumnFamilyHandle*> cfs(ids.size(), cf_);
+    std::vector<std::string> values;
+    std::vector<rocksdb::Status> st = db_->MultiGet(rocksdb::ReadOptions(), cfs, slices, &values);
+    std::vector<Hash> out(ids.size());
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (!st[i].ok()) {
+        return FromRocks(st[i], absl::StrCat("tree node level ", ids[i].level, " index ",
+                                             ids[i].index));
+      }
+      if (values[i].size() != 32) {
+        return absl::DataLossError(absl::StrCat("tree node level ", ids[i].level, " index ",
+                                                ids[i].index, " is not 32 bytes"));
+      }
+      std::copy(values[i].begin(), values[i].end(), out[i].begin());
+    }
+    return out;
+  }
+
+ private:
+  rocksdb::DB* db_;
+  rocksdb::ColumnFamilyHandle* cf_;
+};
+
+absl::StatusOr<v1::Event> DecodeEvent(uint64_t seq, std::string header_bytes) {
+  v1::Event ev;
+  if (!ev.mutable_header()->ParseFromString(header_bytes) || ev.header().seq() != seq) {
+    return absl::DataLossError(absl::StrCat("event seq ", seq, ": stored header is damaged"));
+  }
+  ev.set_header_bytes(std::move(header_bytes));
+  return ev;
+}
+
+}  // namespace
+
+absl::Status CheckFormat(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) return absl::NotFoundError(absl::StrCat(dir, " does not exist"));
+  if (!fs::is_directory(dir, ec)) {
+    return absl::FailedPreconditionError(absl::StrCat(dir, " is not a directory"));
+  }
+  if (::access(dir.c_str(), R_OK | W_OK | X_OK) != 0) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("ledger directory ", dir, " is not readable and writable by this user"));
+  }
+  if (fs::is_empty(dir, ec)) return absl::NotFoundError(absl::StrCat(dir, " is empty"));
+  fs::path format = fs::path(dir) / schema::kFormatFile;
+  if (!fs::exists(format, ec)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        dir, " is not empty and holds no careloop ledger (no ", schema::kFormatFile,
+        " file); refusing to use it"));
+  }
+  std::ifstream in(format);
+  std::string line;
+  if (!in || !std::getline(in, line)) {
+    return absl::PermissionDeniedError(absl::StrCat("cannot read ", format.string()));
+  }
+  absl::string_view v = line;
+  uint32_t version = 0;
+  if (!absl::ConsumePrefix(&v, schema::kFormatPrefix) || !absl::SimpleAtoi(v, &version)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(format.string(), " is not a careloop format file"));
+  }
+  if (version != schema::kFormatVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        dir, " was written by ledger format version ", version, "; this careloopd reads format ",
+        schema::kFormatVersion, ". Run a careloopd that reads it, or restore a backup."));
+  }
+  return absl::OkStatus();
+}
+
+LocalLedger::LocalLedger(LedgerOptions options) : options_(std::move(options)) {}
+
+absl::StatusOr<std::unique_ptr<LocalLedger>> LocalLedger::Open(LedgerOptions options) {
+  if (options.signer == nullptr) return absl::InvalidArgumentError("a head signer is required");
+  if (options.dir.empty()) return absl::InvalidArgumentError("the ledger directory is not set");
+  if (options.clock == nullptr) options.clock = SystemClock();
+  std::unique_ptr<LocalLedger> ledger(new LocalLedger(std::move(options)));
+  RETURN_IF_ERROR(ledger->OpenDb());
+  RETURN_IF_ERROR(ledger->LoadState());
+  ledger->writer_ = std::thread(&LocalLedger::WriterLoop, ledger.get());
+  ledger->notifier_ = std::thread(&LocalLedger::NotifierLoop, ledger.get());
+  return ledger;
+}
+
+absl::Status LocalLedger::OpenDb() {
+  const std::string& dir = options_.dir;
+  absl::Status fmt = CheckFormat(dir);
+  if (absl::IsNotFound(fmt)) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("cannot create ledger directory ", dir, ": ", ec.message()));
+    }
+    // The format file goes first: a directory with it and no database yet is
+    // still recognised as ours after a crash.
+    RETURN_IF_ERROR(WriteFileSynced(fs::path(dir) / schema::kFormatFile,
+                                    absl::StrCat(schema::kFormatPrefix, schema::kFormatVersion, "\n")));
+  } else if (!fmt.ok()) {
+    return fmt;
+  }
+  rocksdb::Options opts = DbOptions(options_.block_cache_bytes);
+  if (options_.fs) {
+    env_ = rocksdb::NewCompositeEnv(options_.fs);
+    opts.env = env_.get();
+  }
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(opts, dir, CfDescriptors(opts), &handles_, &raw);
+  if (!s.ok()) return FromRocks(s, absl::StrCat("opening ledger ", dir));
+  db_.reset(raw);
+  return absl::OkStatus();
+}
+
+absl::Status LocalLedger::LoadState() {
+  std::string meta_bytes;
+  v1::LedgerMeta meta;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(schema::kDefault), schema::kMetaKey, &meta_bytes);
+  if (s.IsNotFound()) {
+    meta.set_format_version(schema::kFormatVersion);
+    meta.set_log_id(RandomLogId());
+    meta.set_created_unix_nanos(absl::ToUnixNanos(options_.clock->Now()));
+    meta.set_hub_name(options_.hub_name);
+    meta.set_verifier_key(Ed25519VerifierKey(options_.signer->key_name(), options_.signer->public_key()));
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    RETURN_IF_ERROR(FromRocks(db_->Put(wo, cf(schema::kDefault), schema::kMetaKey, meta.SerializeAsString()),
+                              "writing ledger metadata"));
+  } else if (!s.ok()) {
+    return FromRocks(s, "reading ledger metadata");
+  } else if (!meta.ParseFromString(meta_bytes)) {
+    return absl::DataLossError("ledger metadata is damaged");
+  }
+  if (meta.format_version() != schema::kFormatVersion) {
+    return absl::FailedPreconditionError(absl::StrCat("ledger metadata says format version ",
+                                                      meta.format_version(), "; this careloopd reads ",
+                                                      schema::kFormatVersion));
+  }
+  log_id_ = meta.log_id();
+  origin_ = OriginFor(options_.hub_name, log_id_);
+
+  uint64_t size = 0;
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kEvents)));
+    it->SeekToLast();
+    RETURN_IF_ERROR(FromRocks(it->status(), "reading the last event"));
+    if (it->Valid()) size = DecodeBE64(AsView(it->key()));
+  }
+  RocksNodeReader reader(db_.get(), cf(schema::kMerkle));
+  ASSIGN_OR_RETURN(tree_, merkle::CompactRange::Load(reader, size));
+
+  v1::SignedHead head;
+  bool have_head = false;
+  {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kHeads)));
+    it->SeekToLast();
+    RETURN_IF_ERROR(FromRocks(it->status(), "reading the last tree head"));
+    if (it->Valid()) {
+      if (!head.ParseFromString(it->value().ToString())) {
+        return absl::DataLossError("the last stored tree head is damaged; run `careloop ledger verify`");
+      }
+      have_head = true;
+    }
+  }
+  if (have_head && head.tree_size() != size) {
+    return absl::DataLossError(absl::StrCat("ledger is inconsistent: the last tree head covers ",
+                                            head.tree_size(), " events but ", size,
+                                            " are stored; run `careloop ledger verify`"));
+  }
+  Hash root = tree_.Root();
+  if (have_head && head.root_hash() != AsStringView(root)) {
+    return absl::DataLossError(
+        "ledger is inconsistent: the stored tree does not match the last signed head; run "
+        "`careloop ledger verify`");
+  }
+  if (!have_head || head.log_id() != log_id_) {
+    // A new ledger, or the first start after a restore: sign a head for the
+    // current size under the current log id, so monitors see it at once.
+    ASSIGN_OR_RETURN(head, SignHead(size, root, options_.clock->Now()));
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    RETURN_IF_ERROR(FromRocks(db_->Put(wo, cf(schema::kHeads), BE64(size), head.SerializeAsString()),
+                              "writing the tree head"));
+  }
+  {
+    absl::MutexLock lock(&state_mu_);
+    head_ = head;
+  }
+  size_.store(size, std::memory_order_release);
+  log::Info("ledger.opened", {{"dir", options_.dir}, {"log_id", log_id_}, {"tree_size", size}});
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::SignedHead> LocalLedger::SignHead(uint64_t size, const Hash& root, absl::Time time) {
+  Checkpoint cp{origin_, size, root, absl::ToUnixNanos(time)};
+  ASSIGN_OR_RETURN(std::string note, SignCheckpoint(cp, *options_.signer));
+  v1::SignedHead head;
+  head.set_log_id(log_id_);
+  head.set_tree_size(size);
+  head.set_root_hash(std::string(AsStringView(root)));
+  head.set_time_unix_nanos(cp.time_unix_nanos);
+  head.set_checkpoint(std::move(note));
+  return head;
+}
+
+LocalLedger::~LocalLedger() { Close().IgnoreError(); }
+
+absl::Status LocalLedger::Close() {
+  absl::MutexLock close_lock(&close_mu_);
+  if (closed_) return absl::OkStatus();
+  closed_ = true;
+  {
+    absl::MutexLock lock(&queue_mu_);
+    closing_ = true;
+  }
+  if (writer_.joinable()) writer_.join();
+  {
+    absl::MutexLock lock(&state_mu_);
+    notifier_stop_ = true;
+  }
+  if (notifier_.joinable()) notifier_.join();
+  absl::Status result;
+  if (db_) {
+    for (auto* h : handles_) {
+      rocksdb::Status s = db_->DestroyColumnFamilyHandle(h);
+      if (result.ok()) result = FromRocks(s, "closing column family");
+    }
+    handles_.clear();
+    rocksdb::Status s = db_->Close();
+    // After a fail-stop RocksDB may report the background error again here;
+    // the writer has already logged it, so the close result only informs.
+    if (result.ok()) result = FromRocks(s, "closing the ledger database");
+    db_.reset();
+  }
+  log::Info("ledger.closed", {{"dir", options_.dir}, {"tree_size", size()}});
+  return result;
+}
+
+absl::Status LocalLedger::writer_status() const {
+  absl::MutexLock lock(&state_mu_);
+  return writer_status_;
+}
+
+void LocalLedger::AppendAsync(v1::AppendRequest request, AppendCallback done) {
+  if (absl::Status s = ValidateAppend(request, options_.limits); !s.ok()) {
+    done(s);
+    return;
+  }
+  if (absl::Status s = writer_status(); !s.ok()) {
+    done(s);
+    return;
+  }
+  Pending p;
+  if (!request.idempotency_key().empty()) {
+    v1::AppendRequest content = request;
+    content.clear_idempotency_key();
+    p.content_hash = Sha256(DeterministicBytes(content));
+  }
+  p.request = std::move(request);
+  p.done = std::move(done);
+  absl::Status refusal;
+  {
+    absl::MutexLock lock(&queue_mu_);
+    if (!closing_ && queue_.size() < options_.queue_capacity) {
+      queue_.push_back(std::move(p));
+      return;
+    }
+    refusal = closing_ ? absl::UnavailableError("the ledger is shutting down")
+                       : absl::ResourceExhaustedError(absl::StrCat(
+                             "the ledger's append queue is full (", options_.queue_capacity,
+                             " requests); retry later"));
+  }
+  p.done(refusal);
+}
+
+void LocalLedger::WriterLoop() {
+  std::vector<Pending> round;
+  while (true) {
+    round.clear();
+    {
+      absl::MutexLock lock(&queue_mu_);
+      queue_mu_.Await(absl::Condition(
+          +[](LocalLedger* self) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+            return !self->queue_.empty() || self->closing_;
+          },
+          this));
+      if (queue_.empty() && closing_) return;
+      size_t events = 0, bytes = 0;
+      while (!queue_.empty()) {
+        const v1::AppendRequest& r = queue_.front().request;
+        size_t e = static_cast<size_t>(r.events_size());
+        size_t b = r.ByteSizeLong();
+        if (!round.empty() && (events + e > options_.max_round_events || bytes + b > options_.max_round_bytes)) {
+          break;
+        }
+        events += e;
+        bytes += b;
+        round.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    if (absl::Status s = writer_status(); !s.ok()) {
+      for (Pending& p : round) p.done(s);
+      continue;
+    }
+    ProcessRound(round);
+  }
+}
+
+struct LocalLedger::RoundResult {
+  absl::Status status;
+  v1::Commit commit;
+  int dedup_of = -1;            // replays request dedup_of of this round
+  bool dedup_stored = false;    // replays a stored commit
+  uint64_t dedup_head_size = 0;
+  bool record_key = false;      // store an idempotency record for it
+};
+
+absl::StatusOr<uint64_t> LocalLedger::ReadStreamVersion(const std::string& stream) {
+  if (auto it = stream_versions_.find(stream); it != stream_versions_.end()) return it->second;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kStreams)));
+  std::string upper = schema::PrefixedKey(stream, UINT64_MAX);
+  it->SeekForPrev(upper);
+  RETURN_IF_ERROR(FromRocks(it->status(), absl::StrCat("reading stream ", stream)));
+  uint64_t version = 0;
+  if (it->Valid()) {
+    absl::string_view key = AsView(it->key());
+    if (key.size() == stream.size() + 9 && key.substr(0, stream.size()) == stream && key[stream.size()] == '\0') {
+      version = DecodeBE64(key.substr(stream.size() + 1));
+    }
+  }
+  return version;
+}
+
+void LocalLedger::FailStop(const absl::Status& cause, std::vector<Pending>* round) {
+  absl::Status stopped = absl::UnavailableError(absl::StrCat(
+      "the ledger writer stopped after a failed write and acknowledges nothing more: ",
+      cause.message(), ". Fix the cause and restart careloopd."));
+  {
+    absl::MutexLock lock(&state_mu_);
+    writer_status_ = stopped;
+    ++published_generation_;  // wake waiters so that they see the failure
+  }
+  log::Error("ledger.writer_fail_stop", {{"cause", std::string(cause.message())},
+                                         {"code", absl::StatusCodeToString(cause.code())},
+                                         {"tree_size", size()}});
+  for (Pending& p : *round) p.done(stopped);
+}
+
+void LocalLedger::SweepIdempotency(absl::Time now, void* batch_ptr) {
+  auto* wb = static_cast<rocksdb::WriteBatch*>(batch_ptr);
+  if (now - last_sweep_ < absl::Seconds(1)) return;
+  last_sweep_ = now;
+  const uint64_t cutoff = static_cast<uint64_t>(absl::ToUnixMicros(now - options_.idempotency_window));
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kIdemExpiry)));
+  int budget = 1000;  // bounded work per round
+  for (it->SeekToFirst(); it->Valid() && budget-- > 0; it->Next()) {
+    absl::string_view k = AsView(it->key());
+    if (k.size() < 8) continue;
+    uint64_t t = DecodeBE64(k.substr(0, 8));
+    if (t >= cutoff) break;
+    std::string key(k.substr(8));
+    std::string value;
+    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(schema::kIdempotency), key, &value);
+    v1::StoredIdempotency rec;
+    if (s.ok() && rec.ParseFromString(value) &&
+        static_cast<uint64_t>(rec.commit().commit_time_unix_nanos() / 1000) == t) {
+      wb->Delete(cf(schema::kIdempotency), key);
+    }
+    wb->Delete(cf(schema::kIdemExpiry), it->key());
+  }
+}
+
+void LocalLedger::ProcessRound(std::vector<Pending>& round) {
+  const absl::Time now = options_.clock->Now();
+  const int64_t now_ns = absl::ToUnixNanos(now);
+  rocksdb::WriteBatch wb;
+  merkle::CompactRange tree = tree_;
+  absl::flat_hash_map<std::string, uint64_t> overlay;  // stream -> version within the round
+  absl::flat_hash_map<std::string, uint64_t> cursor_overlay;
+  absl::flat_hash_map<std::string, int> round_keys;
+  std::vector<RoundResult> results(round.size());
+  std::vector<std::pair<merkle::NodeId, Hash>> nodes;
+  uint64_t events_in_round = 0;
+
+  auto version_of = [&](const std::string& stream) -> absl::StatusOr<uint64_t> {
+    if (auto it = overlay.find(stream); it != overlay.end()) return it->second;
+    return ReadStreamVersion(stream);
+  };
+  auto cursor_of = [&](const std::string& name) -> absl::StatusOr<uint64_t> {
+    if (auto it = cursor_overlay.find(name); it != cursor_overlay.end()) return it->second;
+    std::string v;
+    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(schema::kCursors), name, &v);
+    if (s.IsNotFound()) return uint64_t{0};
+    RETURN_IF_ERROR(FromRocks(s, absl::StrCat("reading cursor ", name)));
+    return DecodeBE64(v);
+  };
+
+  for (size_t i = 0; i < round.size(); ++i) {
+    Pending& p = round[i];
+    RoundResult& r = results[i];
+    const v1::AppendRequest& req = p.request;
+    const std::string& key = req.idempotency_key();
+
+    // 1. Idempotency: a retry gets the original commit, never a second copy.
+    if (!key.empty()) {
+      if (auto it = round_keys.find(key); it != round_keys.end()) {
+        if (round[it->second].content_hash == p.content_hash) {
+          r.dedup_of = it->second;
+        } else {
+          r.status = absl::AlreadyExistsError(absl::StrCat(
+              "idempotency key was already used for a different append (seq ",
+              results[it->second].commit.first_seq(), ")"));
+        }
+        continue;
+      }
+      std::string stored;
+      rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(schema::kIdempotency), key, &stored);
+      if (!s.ok() && !s.IsNotFound()) {
+        r.status = FromRocks(s, "reading an idempotency key");
+        continue;
+      }
+      if (s.ok()) {
+        v1::StoredIdempotency rec;
+        if (!rec.ParseFromString(stored)) {
+          r.status = absl::DataLossError("a stored idempotency record is damaged");
+          continue;
+        }
+        absl::Time committed = absl::FromUnixNanos(rec.commit().commit_time_unix_nanos());
+        if (committed + options_.idempotency_window >= now) {
+          if (rec.content_sha256() == AsStringView(p.content_hash)) {
+            r.commit = rec.commit();
+            r.dedup_stored = true;
+            r.dedup_head_size = rec.head_size();
+          } else {
+            r.status = absl::AlreadyExistsError(absl::StrCat(
+                "idempotency key was already used for a different append (seq ",
+                rec.commit().first_seq(), ")"));
+          }
+          continue;
+        }
+        // Expired: the key is free again.
+      }
+    }
+
+    // 2. Preconditions and cursor expectations, against the round so far.
+    absl::Status check;
+    for (int j = 0; j < req.preconditions_size() && check.ok(); ++j) {
+      const v1::Precondition& pc = req.preconditions(j);
+      absl::StatusOr<uint64_t> v = version_of(pc.stream());
+      if (!v.ok()) {
+        check = v.status();
+      } else if (pc.has_must_not_exist()) {
+        if (*v != 0) {
+          check = absl::FailedPreconditionError(absl::StrCat(
+              "precondition ", j, ": stream ", pc.stream(), " exists (version ", *v,
+              ") but the append requires that it does not"));
+        }
+      } else if (*v != pc.expected_version()) {
+        check = absl::FailedPreconditionError(absl::StrCat("precondition ", j, ": stream ",
+                                                           pc.stream(), " is at version ", *v,
+                                                           ", expected ", pc.expected_version()));
+      }
+    }
+    for (int j = 0; j < req.cursor_updates_size() && check.ok(); ++j) {
+      const v1::CursorUpdate& cu = req.cursor_updates(j);
+      if (!cu.has_expected_position()) continue;
+      absl::StatusOr<uint64_t> pos = cursor_of(cu.name());
+      if (!pos.ok()) {
+        check = pos.status();
+      } else if (*pos != cu.expected_position()) {
+        check = absl::FailedPreconditionError(absl::StrCat("cursor ", cu.name(), " is at ", *pos,
+                                                           ", expected ", cu.expected_position()));
+      }
+    }
+    // Versions for this request's events, computed before anything changes.
+    absl::flat_hash_map<std::string, uint64_t> local;
+    std::vector<uint64_t> versions;
+    for (int j = 0; j < req.events_size() && check.ok(); ++j) {
+      const std::string& stream = req.events(j).stream();
+      auto it = local.find(stream);
+      uint64_t v = 0;
+      if (it != local.end()) {
+        v = it->second;
+      } else {
+        absl::StatusOr<uint64_t> cur = version_of(stream);
+        if (!cur.ok()) {
+          check = cur.status();
+          break;
+        }
+        v = *cur;
+      }
+      local[stream] = v + 1;
+      versions.push_back(v + 1);
+    }
+    if (!check.ok()) {
+      r.status = check;
+      continue;
+    }
+
+    // 3. Apply: seqs, headers, indexes, tree.
+    v1::Commit& c = r.commit;
+    c.set_commit_time_unix_nanos(now_ns);
+    for (int j = 0; j < req.events_size(); ++j) {
+      const v1::EventInput& e = req.events(j);
+      const uint64_t seq = tree.size() + 1;
+      v1::EventHeader h;
+      h.set_seq(seq);
+      h.set_stream(e.stream());
+      h.set_stream_version(versions[j]);
+      h.set_type(e.type());
+      h.set_commit_time_unix_nanos(now_ns);
+      *h.mutable_agencies() = e.agencies();
+      h.set_subject(e.subject());
+      h.set_payload_sha256(ToBytes(Sha256(e.payload())));
+      h.set_payload_size(e.payload().size());
+      std::string header_bytes = h.SerializeAsString();
+      const std::string seq_key = BE64(seq);
+      wb.Put(cf(schema::kEvents), seq_key, header_bytes);
+      wb.Put(cf(schema::kPayloads), seq_key, e.payload());
+      wb.Put(cf(schema::kStreams), schema::PrefixedKey(e.stream(), versions[j]), seq_key);
+      for (const std::string& a : e.agencies()) {
+        wb.Put(cf(schema::kAgencyIndex), schema::PrefixedKey(a, seq), "");
+      }
+      if (!e.subject().empty()) {
+        wb.Put(cf(schema::kSubjectIndex), schema::PrefixedKey(e.subject(), seq), "");
+      }
+      tree.Append(merkle::HashLeaf(header_bytes), &nodes);
+      if (j == 0) c.set_first_seq(seq);
+      c.set_last_seq(seq);
+      c.add_stream_versions(versions[j]);
+      ++events_in_round;
+    }
+    for (auto& [stream, v] : local) overlay[stream] = v;
+    for (const v1::CursorUpdate& cu : req.cursor_updates()) {
+      wb.Put(cf(schema::kCursors), cu.name(), BE64(cu.position()));
+      cursor_overlay[cu.name()] = cu.position();
+    }
+    if (!key.empty()) {
+      round_keys[key] = static_cast<int>(i);
+      r.record_key = true;
+    }
+  }
+
+  const uint64_t final_size = tree.size();
+  for (size_t i = 0; i < round.size(); ++i) {
+    if (!results[i].record_key) continue;
+    v1::StoredIdempotency rec;
+    rec.set_content_sha256(std::string(AsStringView(round[i].content_hash)));
+    *rec.mutable_commit() = results[i].commit;
+    rec.set_head_size(final_size);
+    const std::string& key = round[i].request.idempotency_key();
+    wb.Put(cf(schema::kIdempotency), key, rec.SerializeAsString());
+    wb.Put(cf(schema::kIdemExpiry), BE64(static_cast<uint64_t>(now_ns / 1000)) + key, "");
+  }
+  for (const auto& [id, hash] : nodes) wb.Put(cf(schema::kMerkle), schema::MerkleKey(id), ToBytes(hash));
+
+  v1::SignedHead head;
+  const bool new_head = final_size != tree_.size();
+  if (new_head) {
+    absl::StatusOr<v1::SignedHead> signed_head = SignHead(final_size, tree.Root(), now);
+    if (!signed_head.ok()) {
+      // Without a signed head nothing of the round may be written.
+      FailStop(signed_head.status(), &round);
+      return;
+    }
+    head = *std::move(signed_head);
+    wb.Put(cf(schema::kHeads), BE64(final_size), head.SerializeAsString());
+  } else {
+    absl::MutexLock lock(&state_mu_);
+    head = head_;
+  }
+  if (wb.Count() > 0) {
+    SweepIdempotency(now, &wb);
+    rocksdb::WriteOptions wo;
+    wo.sync = !options_.unsafe_no_sync;
+    rocksdb::Status s = db_->Write(wo, &wb);
+    if (!s.ok()) {
+      FailStop(FromRocks(s, "writing a commit round"), &round);
+      return;
+    }
+  }
+
+  // Durable: now the round becomes visible.
+  tree_ = std::move(tree);
+  if (stream_versions_.size() + overlay.size() > 200'000) stream_versions_.clear();  // bounded cache
+  for (auto& [stream, v] : overlay) stream_versions_[stream] = v;
+  if (new_head) {
+    absl::MutexLock lock(&state_mu_);
+    head_ = head;
+    size_.store(final_size, std::memory_order_release);
+    ++published_generation_;
+  }
+  rounds_.fetch_add(1);
+  events_written_.fetch_add(events_in_round);
+
+  for (size_t i = 0; i < round.size(); ++i) {
+    RoundResult& r = results[i];
+    if (!r.status.ok()) {
+      round[i].done(r.status);
+      continue;
+    }
+    if (r.dedup_of >= 0) {
+      v1::Commit c = results[r.dedup_of].commit;
+      *c.mutable_head() = head;
+      c.set_deduplicated(true);
+      round[i].done(std::move(c));
+      continue;
+    }
+    if (r.dedup_stored) {
+      absl::StatusOr<v1::SignedHead> h = ReadHeadAt(r.dedup_head_size);
+      if (!h.ok()) {
+        round[i].done(h.status());
+        continue;
+      }
+      *r.commit.mutable_head() = *std::move(h);
+      r.commit.set_deduplicated(true);
+      round[i].done(std::move(r.commit));
+      continue;
+    }
+    *r.commit.mutable_head() = head;
+    round[i].done(std::move(r.commit));
+  }
+}
+
+void LocalLedger::NotifierLoop() {
+  uint64_t seen = 0;
+  while (true) {
+    uint64_t size = 0;
+    {
+      absl::MutexLock lock(&state_mu_);
+      auto ready = [this, &seen]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return published_generation_ != seen || notifier_stop_;
+      };
+      state_mu_.Await(absl::Condition(&ready));
+      if (notifier_stop_) return;
+      seen = published_generation_;
+      size = size_.load();
+    }
+    std::vector<std::shared_ptr<CommitListener>> listeners;
+    {
+      absl::MutexLock lock(&listeners_mu_);
+      for (auto& [id, l] : listeners_) listeners.push_back(l);
+    }
+    for (auto& l : listeners) (*l)(size);
+  }
+}
+
+uint64_t LocalLedger::AddCommitListener(CommitListener listener) {
+  absl::MutexLock lock(&listeners_mu_);
+  uint64_t id = next_listener_id_++;
+  listeners_[id] = std::make_shared<CommitListener>(std::move(listener));
+  return id;
+}
+
+void LocalLedger::RemoveCommitListener(uint64_t id) {
+  absl::MutexLock lock(&listeners_mu_);
+  listeners_.erase(id);
+}
+
+absl::Status LocalLedger::WaitForSeq(uint64_t seq, absl::Duration timeout) {
+  if (size() >= seq) return absl::OkStatus();
+  absl::MutexLock lock(&state_mu_);
+  auto ready = [this, seq]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return size_.load() >= seq || !writer_status_.ok() || notifier_stop_;
+  };
+  if (!state_mu_.AwaitWithTimeout(absl::Condition(&ready), timeout)) {
+    return absl::DeadlineExceededError(absl::StrCat("the ledger has not reached seq ", seq,
+                                                    " (now ", size_.load(), ") within ",
+                                                    absl::FormatDuration(timeout)));
+  }
+  if (size_.load() >= seq) return absl::OkStatus();
+  if (!writer_status_.ok()) return writer_status_;
+  return absl::UnavailableError("the ledger is shutting down");
+}
+
+uint32_t LocalLedger::ClampLimit(uint32_t limit) const {
+  if (limit == 0 || limit > options_.limits.max_read_limit) return options_.limits.max_read_limit;
+  return limit;
+}
+
+absl::StatusOr<std::vector<v1::Event>> LocalLedger::ReadEventsBySeq(const std::vector<uint64_t>& seqs,
+                                                                     bool include_payloads) {
+  std::vector<v1::Event> out;
+  if (seqs.empty()) return out;
+  std::vector<std::string> keys;
+  keys.reserve(seqs.size());
+  for (uint64_t s : seqs) keys.push_back(BE64(s));
+  std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs(keys.size(), cf(schema::kEvents));
+  std::vector<std::string> headers;
+  std::vector<rocksdb::Status> st = db_->MultiGet(rocksdb::ReadOptions(), cfs, slices, &headers);
+  std::vector<std::string> payloads;
+  std::vector<rocksdb::Status> pst;
+  if (include_payloads) {
+    std::vector<rocksdb::ColumnFamilyHandle*> pcfs(keys.size(), cf(schema::kPayloads));
+    pst = db_->MultiGet(rocksdb::ReadOptions(), pcfs, slices, &payloads);
+  }
+  out.reserve(seqs.size());
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    RETURN_IF_ERROR(FromRocks(st[i], absl::StrCat("reading event seq ", seqs[i])));
+    ASSIGN_OR_RETURN(v1::Event ev, DecodeEvent(seqs[i], std::move(headers[i])));
+    if (include_payloads) {
+      if (pst[i].IsNotFound()) {
+        ev.set_payload_redacted(true);
+      } else {
+        RETURN_IF_ERROR(FromRocks(pst[i], absl::StrCat("reading payload seq ", seqs[i])));
+        ev.set_payload(std::move(payloads[i]));
+      }
+    }
+    out.push_back(std::move(ev));
+  }
+  return out;
+}
+
+absl::StatusOr<v1::ReadResponse> LocalLedger::Read(const v1::ReadRequest& req) {
+  if (req.min_seq() > 0) RETURN_IF_ERROR(WaitForSeq(req.min_seq(), options_.min_seq_wait));
+  const uint64_t size = this->size();
+  const uint64_t from = std::max<uint64_t>(1, req.from_seq());
+  const uint32_t limit = ClampLimit(req.limit());
+  v1::ReadResponse resp;
+  resp.set_tree_size(size);
+  if (from > size) return resp;
+  const uint64_t last = std::min<uint64_t>(size, from + limit - 1);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kEvents)));
+  std::unique_ptr<rocksdb::Iterator> pit;
+  if (req.include_payloads()) {
+    pit.reset(db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kPayloads)));
+    pit->Seek(BE64(from));
+  }
+  uint64_t expect = from;
+  for (it->Seek(BE64(from)); it->Valid() && expect <= last; it->Next(), ++expect) {
+    uint64_t seq = DecodeBE64(AsView(it->key()));
+    if (seq != expect) {
+      return absl::DataLossError(absl::StrCat("event seq ", expect, " is missing from the ledger"));
+    }
+    ASSIGN_OR_RETURN(v1::Event ev, DecodeEvent(seq, it->value().ToString()));
+    if (pit) {
+      while (pit->Valid() && DecodeBE64(AsView(pit->key())) < seq) pit->Next();
+      if (pit->Valid() && DecodeBE64(AsView(pit->key())) == seq) {
+        ev.set_payload(pit->value().ToString());
+      } else {
+        ev.set_payload_redacted(true);
+      }
+      RETURN_IF_ERROR(FromRocks(pit->status(), "reading payloads"));
+    }
+    *resp.add_events() = std::move(ev);
+  }
+  RETURN_IF_ERROR(FromRocks(it->status(), "reading events"));
+  if (expect <= last) {
+    return absl::DataLossError(absl::StrCat("event seq ", expect, " is missing from the ledger"));
+  }
+  return resp;
+}
+
+absl::StatusOr<v1::ReadResponse> LocalLedger::ReadStream(const v1::ReadStreamRequest& req) {
+  RETURN_IF_ERROR(ValidateStreamName(req.stream()));
+  if (req.min_seq() > 0) RETURN_IF_ERROR(WaitForSeq(req.min_seq(), options_.min_seq_wait));
+  const uint64_t size = this->size();
+  const uint32_t limit = ClampLimit(req.limit());
+  std::vector<uint64_t> seqs;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kStreams)));
+  const std::string prefix = req.stream() + std::string(1, '\0');
+  for (it->Seek(schema::PrefixedKey(req.stream(), std::max<uint64_t>(1, req.from_version())));
+       it->Valid() && it->key().starts_with(prefix) && seqs.size() < limit; it->Next()) {
+    uint64_t seq = DecodeBE64(AsView(it->value()));
+    if (seq > size) break;  // committed but not yet published
+    seqs.push_back(seq);
+  }
+  RETURN_IF_ERROR(FromRocks(it->status(), "reading a stream"));
+  ASSIGN_OR_RETURN(std::vector<v1::Event> events, ReadEventsBySeq(seqs, req.include_payloads()));
+  v1::ReadResponse resp;
+  resp.set_tree_size(size);
+  for (auto& e : events) *resp.add_events() = std::move(e);
+  return resp;
+}
+
+absl::StatusOr<v1::ReadResponse> LocalLedger::ReadIndex(const v1::ReadIndexRequest& req) {
+  int cf_index;
+  std::string key;
+  switch (req.key_case()) {
+    case v1::ReadIndexRequest::kAgency:
+      RETURN_IF_ERROR(ValidateAgencyId(req.agency()));
+      cf_index = schema::kAgencyIndex;
+      key = req.agency();
+      break;
+    case v1::ReadIndexRequest::kSubject:
+      RETURN_IF_ERROR(ValidateToken(req.subject(), "subject id"));
+      cf_index = schema::kSubjectIndex;
+      key = req.subject();
+      break;
+    default:
+      return absl::InvalidArgumentError("name an agency or a subject to read by");
+  }
+  if (req.min_seq() > 0) RETURN_IF_ERROR(WaitForSeq(req.min_seq(), options_.min_seq_wait));
+  const uint64_t size = this->size();
+  const uint32_t limit = ClampLimit(req.limit());
+  std::vector<uint64_t> seqs;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(cf_index)));
+  const std::string prefix = key + std::string(1, '\0');
+  for (it->Seek(schema::PrefixedKey(key, req.after_seq() + 1));
+       it->Valid() && it->key().starts_with(prefix) && seqs.size() < limit; it->Next()) {
+    uint64_t seq = DecodeBE64(AsView(it->key()).substr(prefix.size()));
+    if (seq > size) break;
+    seqs.push_back(seq);
+  }
+  RETURN_IF_ERROR(FromRocks(it->status(), "reading an index"));
+  ASSIGN_OR_RETURN(std::vector<v1::Event> events, ReadEventsBySeq(seqs, req.include_payloads()));
+  v1::ReadResponse resp;
+  resp.set_tree_size(size);
+  for (auto& e : events) *resp.add_events() = std::move(e);
+  return resp;
+}
+
+absl::StatusOr<uint64_t> LocalLedger::StreamVersion(absl::string_view stream) {
+  RETURN_IF_ERROR(ValidateStreamName(stream));
+  const uint64_t size = this->size();
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kStreams)));
+  const std::string prefix = std::string(stream) + std::string(1, '\0');
+  // Walk back from the newest version past any that are not yet published.
+  it->SeekForPrev(schema::PrefixedKey(stream, UINT64_MAX));
+  for (; it->Valid() && it->key().starts_with(prefix); it->Prev()) {
+    if (DecodeBE64(AsView(it->value())) <= size) {
+      return DecodeBE64(AsView(it->key()).substr(prefix.size()));
+    }
+  }
+  RETURN_IF_ERROR(FromRocks(it->status(), "reading a stream version"));
+  return uint64_t{0};
+}
+
+absl::StatusOr<v1::SignedHead> LocalLedger::ReadHeadAt(uint64_t size) {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(schema::kHeads), BE64(size), &value);
+  if (s.IsNotFound()) {
+    return absl::NotFoundError(absl::StrCat(
+        "no tree head was signed at size ", size, " (heads are signed once per commit round)"));
+  }
+  RETURN_IF_ERROR(FromRocks(s, "reading a tree head"));
+  v1::SignedHead head;
+  if (!head.ParseFromString(value)) {
+    return absl::DataLossError(absl::StrCat("the tree head at size ", size, " is damaged"));
+  }
+  return head;
+}
+
+absl::StatusOr<v1::SignedHead> LocalLedger::Head(uint64_t tree_size) {
+  if (tree_size == 0) {
+    absl::MutexLock lock(&state_mu_);
+    return head_;
+  }
+  if (tree_size > size()) {
+    return absl::OutOfRangeError(absl::StrCat("tree size ", tree_size, " is beyond the ledger (",
+                                              size(), ")"));
+  }
+  return ReadHeadAt(tree_size);
+}
+
+absl::StatusOr<v1::InclusionProof> LocalLedger::ProveInclusion(uint64_t seq, uint64_t tree_size) {
+  const uint64_t size = this->size();
+  if (tree_size == 0) tree_size = size;
+  if (tree_size > size) {
+    return absl::OutOfRangeError(absl::StrCat("tree size ", tree_size, " is beyond the ledger (",
+                                              size, ")"));
+  }
+  if (seq == 0 || seq > tree_size) {
+    return absl::InvalidArgumentError(absl::StrCat("seq ", seq, " is not in a tree of size ",
+                                                   tree_size));
+  }
+  RocksNodeReader reader(db_.get(), cf(schema::kMerkle));
+  ASSIGN_OR_RETURN(std::vector<Hash> hashes,
+                   merkle::HashRanges(reader, merkle::InclusionRanges(seq - 1, tree_size)));
+  v1::InclusionProof proof;
+  proof.set_leaf_index(seq - 1);
+  proof.set_tree_size(tree_size);
+  for (const Hash& h : hashes) proof.add_hashes(ToBytes(h));
+  return proof;
+}
+
+absl::StatusOr<v1::ConsistencyProof> LocalLedger::ProveConsistency(uint64_t size1, uint64_t size2) {
+  const uint64_t size = this->size();
+  if (size2 == 0) size2 = size;
+  if (size2 > size) {
+    return absl::OutOfRangeError(absl::StrCat("tree size ", size2, " is beyond the ledger (", size,
+                                              ")"));
+  }
+  if (size1 == 0 || size1 > size2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a consistency proof needs 0 < size1 <= size2; got ", size1, " and ", size2));
+  }
+  v1::ConsistencyProof proof;
+  proof.set_size1(size1);
+  proof.set_size2(size2);
+  if (size1 == size2) return proof;
+  RocksNodeReader reader(db_.get(), cf(schema::kMerkle));
+  ASSIGN_OR_RETURN(std::vector<Hash> hashes,
+                   merkle::HashRanges(reader, merkle::ConsistencyRanges(size1, size2)));
+  for (const Hash& h : hashes) proof.add_hashes(ToBytes(h));
+  return proof;
+}
+
+absl::StatusOr<v1::Receipt> LocalLedger::GetReceipt(uint64_t seq) {
+  const uint64_t size = this->size();
+  if (seq == 0 || seq > size) {
+    return absl::NotFoundError(absl::StrCat("no event with seq ", seq, " (the ledger has ", size, ")"));
+  }
+  v1::Receipt receipt;
+  std::string header;
+  RETURN_IF_ERROR(FromRocks(db_->Get(rocksdb::ReadOptions(), cf(schema::kEvents), BE64(seq), &header),
+                            absl::StrCat("reading event seq ", seq)));
+  receipt.set_header_bytes(std::move(header));
+  // The head of the event's round: the first head at or after its seq.
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kHeads)));
+  it->Seek(BE64(seq));
+  RETURN_IF_ERROR(FromRocks(it->status(), "reading tree heads"));
+  if (!it->Valid()) return absl::DataLossError(absl::StrCat("no tree head covers seq ", seq));
+  if (!receipt.mutable_head()->ParseFromString(it->value().ToString())) {
+    return absl::DataLossError("a stored tree head is damaged");
+  }
+  ASSIGN_OR_RETURN(*receipt.mutable_proof(), ProveInclusion(seq, receipt.head().tree_size()));
+  return receipt;
+}
+
+absl::StatusOr<std::optional<uint64_t>> LocalLedger::GetCursor(absl::string_view name) {
+  RETURN_IF_ERROR(ValidateStreamName(name, "cursor"));
+  std::string v;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(schema::kCursors), std::string(name), &v);
+  if (s.IsNotFound()) return std::optional<uint64_t>();
+  RETURN_IF_ERROR(FromRocks(s, "reading a cursor"));
+  return std::optional<uint64_t>(DecodeBE64(v));
+}
+
+namespace {
+class LocalTailStream final : public TailStream {
+ public:
+  LocalTailStream(LocalLedger* ledger, uint64_t from, bool payloads)
+      : ledger_(ledger), next_(std::max<uint64_t>(1, from)), payloads_(payloads) {}
+
+  absl::StatusOr<std::vector<v1::Event>> Next(absl::Duration timeout) override {
+    if (cancelled_.load()) return absl::CancelledError("tail cancelled");
+    absl::Status waited = ledger_->WaitForSeqOrCancel(next_, timeout, &cancelled_);
+    if (cancelled_.load()) return absl::CancelledError("tail cancelled");
+    if (absl::IsDeadlineExceeded(waited)) return std::vector<v1::Event>();
+    RETURN_IF_ERROR(waited);
+    v1::ReadRequest req;
+    req.set_from_seq(next_);
+    req.set_include_payloads(payloads_);
+    ASSIGN_OR_RETURN(v1::ReadResponse resp, ledger_->Read(req));
+    std::vector<v1::Event> out(std::make_move_iterator(resp.mutable_events()->begin()),
+                               std::make_move_iterator(resp.mutable_events()->end()));
+    if (!out.empty()) next_ = out.back().header().seq() + 1;
+    return out;
+  }
+  void Cancel() override { ledger_->CancelWaiters(&cancelled_); }
+
+ private:
+  LocalLedger* ledger_;
+  uint64_t next_;
+  bool payloads_;
+  std::atomic<bool> cancelled_{false};
+};
+}  // namespace
+
+absl::Status LocalLedger::WaitForSeqOrCancel(uint64_t seq, absl::Duration timeout,
+                                             const std::atomic<bool>* cancelled) {
+  absl::MutexLock lock(&state_mu_);
+  auto ready = [this, seq, cancelled]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return size_.load() >= seq || !writer_status_.ok() || notifier_stop_ || cancelled->load();
+  };
+  if (!state_mu_.AwaitWithTimeout(absl::Condition(&ready), timeout)) {
+    return absl::DeadlineExceededError("no new events");
+  }
+  if (size_.load() >= seq || cancelled->load()) return absl::OkStatus();
+  if (!writer_status_.ok()) return writer_status_;
+  return absl::UnavailableError("the ledger is shutting down");
+}
+
+void LocalLedger::CancelWaiters(std::atomic<bool>* flag) {
+  // Setting the flag under the mutex makes waiting conditions re-evaluate.
+  absl::MutexLock lock(&state_mu_);
+  flag->store(true);
+}
+
+std::unique_ptr<TailStream> LocalLedger::Tail(uint64_t from_seq, bool include_payloads) {
+  return std::make_unique<LocalTailStream>(this, from_seq, include_payloads);
+}
+
+absl::StatusOr<v1::BackupResponse> LocalLedger::Backup(const std::string& directory) {
+  if (directory.empty()) return absl::InvalidArgumentError("name a backup directory");
+  std::error_code ec;
+  if (fs::exists(directory, ec)) {
+    return absl::AlreadyExistsError(absl::StrCat("backup directory ", directory, " already exists"));
+  }
+  rocksdb::Checkpoint* raw = nullptr;
+  RETURN_IF_ERROR(FromRocks(rocksdb::Checkpoint::Create(db_.get(), &raw), "starting a backup"));
+  std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
+  RETURN_IF_ERROR(FromRocks(checkpoint->CreateCheckpoint(directory), "writing the backup"));
+  RETURN_IF_ERROR(WriteFileSynced(fs::path(directory) / schema::kFormatFile,
+                                  absl::StrCat(schema::kFormatPrefix, schema::kFormatVersion, "\n")));
+  // The exact size captured: the last event in the copy.
+  rocksdb::Options opts = DbOptions(8 << 20);
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* copy = nullptr;
+  RETURN_IF_ERROR(FromRocks(rocksdb::DB::OpenForReadOnly(opts, directory, CfDescriptors(opts), &handles, &copy),
+                            "reading the backup"));
+  uint64_t size = 0;
+  {
+    std::unique_ptr<rocksdb::Iterator> it(copy->NewIterator(rocksdb::ReadOptions(), handles[schema::kEvents]));
+    it->SeekToLast();
+    if (it->Valid()) size = DecodeBE64(AsView(it->key()));
+  }
+  for (auto* h : handles) copy->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  delete copy;
+  log::Info("ledger.backup", {{"dir", directory}, {"tree_size", size}});
+  v1::BackupResponse resp;
+  resp.set_directory(directory);
+  resp.set_tree_size(size);
+  return resp;
+}
+
+absl::StatusOr<RestoreResult> RestoreLedger(const std::string& backup_dir, const std::string& target_dir) {
+  RETURN_IF_ERROR(CheckFormat(backup_dir));
+  std::error_code ec;
+  if (fs::exists(target_dir, ec) && !fs::is_empty(target_dir, ec)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "restore target ", target_dir, " is not empty; move it away first (it may be evidence)"));
+  }
+  fs::create_directories(target_dir, ec);
+  fs::copy(backup_dir, target_dir, fs::copy_options::recursive, ec);
+  if (ec) return absl::InternalError(absl::StrCat("copying the backup: ", ec.message()));
+  rocksdb::Options opts = DbOptions(8 << 20);
+  opts.create_if_missing = false;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(opts, target_dir, CfDescriptors(opts), &handles, &raw),
+                            "opening the restored ledger"));
+  std::unique_ptr<rocksdb::DB> db(raw);
+  RestoreResult result;
+  absl::Status status;
+  std::string meta_bytes;
+  v1::LedgerMeta meta;
+  rocksdb::Status s = db->Get(rocksdb::ReadOptions(), handles[schema::kDefault], schema::kMetaKey, &meta_bytes);
+  if (!s.ok() || !meta.ParseFromString(meta_bytes)) {
+    status = absl::DataLossError("the backup has no readable ledger metadata");
+  } else {
+    result.previous_log_id = meta.log_id();
+    meta.add_previous_log_ids(meta.log_id());
+    meta.set_log_id(RandomLogId());
+    result.new_log_id = meta.log_id();
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    status = FromRocks(db->Put(wo, handles[schema::kDefault], schema::kMetaKey, meta.SerializeAsString()),
+                       "writing the new log id");
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), handles[schema::kEvents]));
+    it->SeekToLast();
+    if (it->Valid()) result.tree_size = DecodeBE64(AsView(it->key()));
+  }
+  for (auto* h : handles) db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  db->Close().PermitUncheckedError();
+  RETURN_IF_ERROR(status);
+  return result;
+}
+
+}  // namespace careloop::storage

@@ -1,0 +1,176 @@
+// The in-process ledger on RocksDB.
+//
+// One writer thread drains a bounded queue in rounds (group commit): it
+// evaluates every request's idempotency key and preconditions in queue order,
+// assigns seqs, extends the Merkle tree, signs the new tree head and writes
+// the whole round in one WriteBatch with sync = true. Only after the sync does
+// it answer the round's requests and publish the head. A failed write or sync
+// stops the writer for good (fail-stop, UNAVAILABLE): nothing that may be lost
+// is ever acknowledged. Readers never block the writer.
+#pragma once
+
+#include <rocksdb/db.h>
+#include <rocksdb/file_system.h>
+
+#include <atomic>
+#include <deque>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "services/common/clock.h"
+#include "storage/checkpoint.h"
+#include "storage/ledger.h"
+#include "storage/merkle.h"
+#include "storage/validate.h"
+
+namespace careloop::storage {
+
+struct LedgerOptions {
+  std::string dir;                           // the ledger's RocksDB directory
+  std::string hub_name = "careloop.dev";     // origin prefix and key name
+  const HeadSigner* signer = nullptr;        // the hub's log key (required)
+  Clock* clock = nullptr;                    // default: the system clock
+  std::shared_ptr<rocksdb::FileSystem> fs;   // default: the real file system
+  absl::Duration idempotency_window = absl::Hours(24 * 7);
+  LedgerLimits limits;
+  size_t queue_capacity = 10000;             // queued appends; full -> RESOURCE_EXHAUSTED
+  size_t max_round_events = 4096;            // events per commit round
+  size_t max_round_bytes = 32 << 20;         // payload bytes per commit round
+  absl::Duration min_seq_wait = absl::Seconds(10);  // how long a read waits for min_seq
+  size_t block_cache_bytes = 64 << 20;
+  // Only for the crash test's negative control: acknowledge without fsync.
+  bool unsafe_no_sync = false;
+};
+
+class LocalLedger final : public Ledger {
+ public:
+  // Opens (or creates) the ledger in options.dir. Refuses a directory written
+  // by another format version, one that is not a ledger, or one locked by
+  // another process.
+  static absl::StatusOr<std::unique_ptr<LocalLedger>> Open(LedgerOptions options);
+  ~LocalLedger() override;
+
+  void AppendAsync(v1::AppendRequest request, AppendCallback done) override;
+  absl::StatusOr<v1::ReadResponse> Read(const v1::ReadRequest& req) override;
+  absl::StatusOr<v1::ReadResponse> ReadStream(const v1::ReadStreamRequest& req) override;
+  absl::StatusOr<v1::ReadResponse> ReadIndex(const v1::ReadIndexRequest& req) override;
+  absl::StatusOr<uint64_t> StreamVersion(absl::string_view stream) override;
+  absl::StatusOr<v1::SignedHead> Head(uint64_t tree_size = 0) override;
+  absl::StatusOr<v1::InclusionProof> ProveInclusion(uint64_t seq, uint64_t tree_size) override;
+  absl::StatusOr<v1::ConsistencyProof> ProveConsistency(uint64_t size1, uint64_t size2) override;
+  absl::StatusOr<v1::Receipt> GetReceipt(uint64_t seq) override;
+  absl::StatusOr<std::optional<uint64_t>> GetCursor(absl::string_view name) override;
+  std::unique_ptr<TailStream> Tail(uint64_t from_seq, bool include_payloads) override;
+  absl::StatusOr<v1::BackupResponse> Backup(const std::string& directory) override;
+
+  // Stops taking appends, lets the writer finish everything queued, stops the
+  // threads and closes the database. Idempotent; the destructor calls it.
+  absl::Status Close();
+
+  uint64_t size() const { return size_.load(std::memory_order_acquire); }
+  const std::string& log_id() const { return log_id_; }
+  // OK while the writer runs; the fail-stop cause after a failed write.
+  absl::Status writer_status() const;
+  // Waits until the ledger has at least `seq` events.
+  absl::Status WaitForSeq(uint64_t seq, absl::Duration timeout);
+  // Like WaitForSeq, but also returns (OK) once *cancelled is set through
+  // CancelWaiters. DEADLINE_EXCEEDED on timeout.
+  absl::Status WaitForSeqOrCancel(uint64_t seq, absl::Duration timeout,
+                                  const std::atomic<bool>* cancelled);
+  void CancelWaiters(std::atomic<bool>* flag);
+
+  // Called (on the ledger's notifier thread, never the writer) after each
+  // commit round with the new size. Must not block.
+  using CommitListener = std::function<void(uint64_t size)>;
+  uint64_t AddCommitListener(CommitListener listener);
+  void RemoveCommitListener(uint64_t id);
+
+  // Counters for benchmarks: commit rounds (= fsyncs) and events written.
+  uint64_t rounds() const { return rounds_.load(); }
+  uint64_t events_written() const { return events_written_.load(); }
+
+ private:
+  struct Pending {
+    v1::AppendRequest request;
+    Hash content_hash;
+    AppendCallback done;
+  };
+  struct RoundResult;
+
+  explicit LocalLedger(LedgerOptions options);
+  absl::Status OpenDb();
+  absl::Status LoadState();
+  void WriterLoop();
+  void NotifierLoop();
+  void ProcessRound(std::vector<Pending>& round);
+  void FailStop(const absl::Status& cause, std::vector<Pending>* round);
+  absl::StatusOr<uint64_t> ReadStreamVersion(const std::string& stream);
+  absl::StatusOr<std::vector<v1::Event>> ReadEventsBySeq(const std::vector<uint64_t>& seqs,
+                                                          bool include_payloads);
+  absl::StatusOr<v1::SignedHead> ReadHeadAt(uint64_t size);
+  absl::StatusOr<v1::SignedHead> SignHead(uint64_t size, const Hash& root, absl::Time time);
+  void SweepIdempotency(absl::Time now, void* batch);
+  rocksdb::ColumnFamilyHandle* cf(int i) const { return handles_[i]; }
+  uint32_t ClampLimit(uint32_t limit) const;
+
+  LedgerOptions options_;
+  std::unique_ptr<rocksdb::Env> env_;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  std::string log_id_;
+  std::string origin_;
+
+  // Queue between request threads and the writer.
+  mutable absl::Mutex queue_mu_;
+  std::deque<Pending> queue_ ABSL_GUARDED_BY(queue_mu_);
+  bool closing_ ABSL_GUARDED_BY(queue_mu_) = false;
+
+  // Writer-thread state (no lock: only the writer touches it).
+  merkle::CompactRange tree_;
+  absl::flat_hash_map<std::string, uint64_t> stream_versions_;
+  absl::Time last_sweep_ = absl::InfinitePast();
+
+  // Published state.
+  mutable absl::Mutex state_mu_;
+  v1::SignedHead head_ ABSL_GUARDED_BY(state_mu_);
+  absl::Status writer_status_ ABSL_GUARDED_BY(state_mu_);
+  uint64_t published_generation_ ABSL_GUARDED_BY(state_mu_) = 0;
+  bool notifier_stop_ ABSL_GUARDED_BY(state_mu_) = false;
+  std::atomic<uint64_t> size_{0};
+  std::atomic<uint64_t> rounds_{0};
+  std::atomic<uint64_t> events_written_{0};
+
+  absl::Mutex listeners_mu_;
+  uint64_t next_listener_id_ ABSL_GUARDED_BY(listeners_mu_) = 1;
+  absl::flat_hash_map<uint64_t, std::shared_ptr<CommitListener>> listeners_
+      ABSL_GUARDED_BY(listeners_mu_);
+
+  std::thread writer_;
+  std::thread notifier_;
+  bool closed_ = false;
+  absl::Mutex close_mu_;
+};
+
+// Copies a backup made by Backup() into `target_dir` (which must not exist or
+// be empty) and gives it a new log id, so that monitors see the restore. What
+// a restore loses: every event committed after the backup was taken.
+struct RestoreResult {
+  std::string new_log_id;
+  std::string previous_log_id;
+  uint64_t tree_size = 0;
+};
+absl::StatusOr<RestoreResult> RestoreLedger(const std::string& backup_dir,
+                                            const std::string& target_dir);
+
+// Maps a RocksDB status to absl (the one place: Corruption -> DATA_LOSS, ...).
+absl::Status FromRocks(const rocksdb::Status& s, absl::string_view context);
+
+// Reads the format file of a ledger directory: OK if it is a ledger of this
+// format, NOT_FOUND if the directory is absent or empty, otherwise an error
+// that says what is wrong.
+absl::Status CheckFormat(const std::string& dir);
+
+}  // namespace careloop::storage

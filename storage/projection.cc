@@ -1,0 +1,142 @@
+#include "storage/projection.h"
+
+#include "absl/strings/str_cat.h"
+#include "services/common/log.h"
+#include "services/common/status.h"
+#include "storage/local_ledger.h"
+#include "storage/schema.h"
+
+namespace careloop::storage {
+namespace {
+constexpr char kAppliedKey[] = "\x00careloop.applied_seq";
+const std::string& AppliedKey() {
+  static const std::string k(kAppliedKey, sizeof(kAppliedKey) - 1);
+  return k;
+}
+}  // namespace
+
+RocksDbProjection::~RocksDbProjection() {
+  if (db_) db_->Close().PermitUncheckedError();
+}
+
+absl::Status RocksDbProjection::Open(const std::string& dir) {
+  rocksdb::Options opts;
+  opts.create_if_missing = true;
+  opts.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  rocksdb::DB* raw = nullptr;
+  RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(opts, dir, &raw), absl::StrCat("opening projection ", dir)));
+  db_.reset(raw);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> RocksDbProjection::AppliedSeq() {
+  std::string v;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), AppliedKey(), &v);
+  if (s.IsNotFound()) return uint64_t{0};
+  RETURN_IF_ERROR(FromRocks(s, "reading the projection's applied seq"));
+  return schema::DecodeBE64(v);
+}
+
+absl::Status RocksDbProjection::Apply(const std::vector<v1::Event>& events) {
+  if (events.empty()) return absl::OkStatus();
+  rocksdb::WriteBatch batch;
+  for (const v1::Event& e : events) RETURN_IF_ERROR(ApplyEvent(e, &batch));
+  batch.Put(AppliedKey(), schema::BE64(events.back().header().seq()));
+  return FromRocks(db_->Write(rocksdb::WriteOptions(), &batch), "writing the projection");
+}
+
+ProjectionRunner::ProjectionRunner(Ledger* ledger, Projection* projection, Options options)
+    : ledger_(ledger), projection_(projection), options_(options) {}
+
+ProjectionRunner::~ProjectionRunner() { Stop(); }
+
+absl::Status ProjectionRunner::Start() {
+  ASSIGN_OR_RETURN(uint64_t applied, projection_->AppliedSeq());
+  applied_.store(applied);
+  {
+    absl::MutexLock lock(&mu_);
+    applied_locked_ = applied;
+  }
+  thread_ = std::thread(&ProjectionRunner::Run, this);
+  return absl::OkStatus();
+}
+
+void ProjectionRunner::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    if (tail_) tail_->Cancel();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+absl::Status ProjectionRunner::status() const {
+  absl::MutexLock lock(&mu_);
+  return status_;
+}
+
+absl::Status ProjectionRunner::WaitFor(uint64_t min_seq, absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this, min_seq]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return applied_locked_ >= min_seq || !status_.ok() || stopping_;
+  };
+  if (!mu_.AwaitWithTimeout(absl::Condition(&ready), timeout)) {
+    return absl::DeadlineExceededError(absl::StrCat("the projection has not applied seq ", min_seq,
+                                                    " (it is at ", applied_locked_, ")"));
+  }
+  if (applied_locked_ >= min_seq) return absl::OkStatus();
+  if (!status_.ok()) return status_;
+  return absl::UnavailableError("the projection is stopping");
+}
+
+void ProjectionRunner::Run() {
+  while (true) {
+    std::unique_ptr<TailStream> tail = ledger_->Tail(applied_.load() + 1, options_.include_payloads);
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+      tail_ = std::move(tail);
+    }
+    TailStream* t = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      t = tail_.get();
+    }
+    absl::Status lost;
+    while (lost.ok()) {
+      absl::StatusOr<std::vector<v1::Event>> batch = t->Next(options_.wake_timeout);
+      if (!batch.ok()) {
+        lost = batch.status();
+        break;
+      }
+      if (batch->empty()) continue;
+      uint64_t expect = applied_.load() + 1;
+      if (batch->front().header().seq() != expect) {
+        absl::MutexLock lock(&mu_);
+        status_ = absl::DataLossError(absl::StrCat("projection expected seq ", expect, " but got ",
+                                                   batch->front().header().seq()));
+        return;
+      }
+      if (absl::Status s = projection_->Apply(*batch); !s.ok()) {
+        log::Error("projection.apply_failed", {{"seq", expect}, {"cause", std::string(s.message())}});
+        absl::MutexLock lock(&mu_);
+        status_ = s;
+        return;
+      }
+      uint64_t last = batch->back().header().seq();
+      applied_.store(last);
+      absl::MutexLock lock(&mu_);
+      applied_locked_ = last;
+    }
+    absl::MutexLock lock(&mu_);
+    tail_.reset();
+    if (stopping_) return;
+    // The tail was lost (a remote ledger restarting): back off, then resume
+    // from the applied seq. Stop() wakes this wait at once.
+    log::Warn("projection.tail_lost", {{"applied_seq", applied_.load()}, {"cause", std::string(lost.message())}});
+    auto stop = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return stopping_; };
+    if (mu_.AwaitWithTimeout(absl::Condition(&stop), options_.retry_backoff)) return;
+  }
+}
+
+}  // namespace careloop::storage

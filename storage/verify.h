@@ -1,0 +1,39 @@
+// Offline verification of a ledger directory: re-hashes every event and
+// payload, recomputes the Merkle tree, compares every stored tree node, checks
+// every stored head's root and signature, and names the first bad seq.
+// Works on a copy or on a live data dir (read-only open).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "storage/checkpoint.h"
+
+namespace careloop::storage {
+
+struct VerifyReport {
+  bool ok = true;
+  uint64_t events = 0;
+  uint64_t heads = 0;
+  uint64_t payload_bytes = 0;
+  uint64_t redacted_payloads = 0;
+  std::string log_id;
+  std::string root_hex;
+  bool used_stored_key = false;  // no key was pinned; the data dir's own was used
+  // The first problem: the seq it concerns (0 when none applies) and what.
+  uint64_t first_bad_seq = 0;
+  std::string problem;
+};
+
+using VerifierFactory =
+    std::function<absl::StatusOr<std::unique_ptr<NoteVerifier>>(absl::string_view vkey)>;
+
+// `pinned` may be null: then the verifier key recorded in the data dir is used
+// (made by `make_verifier`), and the report says so, since whoever could
+// rewrite the data dir could rewrite that key too.
+absl::StatusOr<VerifyReport> VerifyLedgerDir(const std::string& dir, const NoteVerifier* pinned,
+                                             const VerifierFactory& make_verifier);
+
+}  // namespace careloop::storage
