@@ -400,6 +400,11 @@ void LocalLedger::WriterLoop() {
           },
           this));
       if (queue_.empty() && closing_) return;
+      if (options_.test_before_round) {
+        queue_mu_.Unlock();
+        options_.test_before_round();
+        queue_mu_.Lock();
+      }
       size_t events = 0, bytes = 0;
       while (!queue_.empty()) {
         const v1::AppendRequest& r = queue_.front().request;

@@ -43,6 +43,9 @@ struct LedgerOptions {
   size_t block_cache_bytes = 64 << 20;
   // Only for the crash test's negative control: acknowledge without fsync.
   bool unsafe_no_sync = false;
+  // Test hook: runs on the writer thread when it wakes for a round, before it
+  // takes the queued requests, so a test can queue several into one round.
+  std::function<void()> test_before_round;
 };
 
 class LocalLedger final : public Ledger {

@@ -1,0 +1,228 @@
+#include "services/careloopd/config.h"
+
+#include <CLI/CLI.hpp>
+#include <toml++/toml.h>
+
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "services/common/log.h"
+
+namespace careloop::hub {
+namespace {
+
+absl::Status ParseDurationField(const std::string& text, const char* key, absl::Duration* out) {
+  if (!absl::ParseDuration(text, out) || *out < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(key, ": '", text, "' is not a duration such as 168h or 30m"));
+  }
+  return absl::OkStatus();
+}
+
+std::vector<std::string> SplitServices(const std::string& s) {
+  std::vector<std::string> out;
+  for (absl::string_view part : absl::StrSplit(s, ',', absl::SkipEmpty())) {
+    std::string p(absl::StripAsciiWhitespace(part));
+    if (p == "all") {
+      for (const std::string& k : KnownServices()) out.push_back(k);
+    } else {
+      out.push_back(p);
+    }
+  }
+  return out;
+}
+
+template <typename T>
+absl::Status ReadInt(const toml::table& t, const char* section, const char* key, T* out) {
+  toml::node_view<const toml::node> n = t.at_path(absl::StrCat(section, ".", key));
+  if (!n) return absl::OkStatus();
+  std::optional<int64_t> v = n.value<int64_t>();
+  if (!v || *v < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(section, ".", key, " must be a non-negative integer"));
+  }
+  *out = static_cast<T>(*v);
+  return absl::OkStatus();
+}
+
+absl::Status ReadString(const toml::table& t, const char* section, const char* key, std::string* out) {
+  toml::node_view<const toml::node> n = t.at_path(absl::StrCat(section, ".", key));
+  if (!n) return absl::OkStatus();
+  std::optional<std::string> v = n.value<std::string>();
+  if (!v) return absl::InvalidArgumentError(absl::StrCat(section, ".", key, " must be a string"));
+  *out = *v;
+  return absl::OkStatus();
+}
+
+absl::Status LoadToml(const std::string& path, HubConfig* c) {
+  toml::table t;
+  try {
+    t = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream os;
+    os << "config " << path << ": " << e.description() << " at " << e.source().begin;
+    return absl::InvalidArgumentError(os.str());
+  }
+  std::string services, window;
+  if (absl::Status s = ReadString(t, "server", "listen", &c->listen); !s.ok()) return s;
+  if (absl::Status s = ReadString(t, "server", "services", &services); !s.ok()) return s;
+  if (!services.empty()) c->services = SplitServices(services);
+  if (absl::Status s = ReadString(t, "server", "ledger", &c->ledger_address); !s.ok()) return s;
+  if (absl::Status s = ReadInt(t, "server", "max_message_bytes", &c->max_message_bytes); !s.ok()) return s;
+  if (absl::Status s = ReadString(t, "storage", "data_dir", &c->data_dir); !s.ok()) return s;
+  if (absl::Status s = ReadString(t, "ledger", "hub_name", &c->hub_name); !s.ok()) return s;
+  if (absl::Status s = ReadString(t, "ledger", "log_key", &c->log_key); !s.ok()) return s;
+  if (absl::Status s = ReadString(t, "ledger", "idempotency_window", &window); !s.ok()) return s;
+  if (!window.empty()) {
+    if (absl::Status s = ParseDurationField(window, "ledger.idempotency_window", &c->idempotency_window); !s.ok()) return s;
+  }
+  if (absl::Status s = ReadInt(t, "ledger", "queue_capacity", &c->queue_capacity); !s.ok()) return s;
+  if (absl::Status s = ReadInt(t, "ledger", "max_payload_bytes", &c->limits.max_payload_bytes); !s.ok()) return s;
+  if (absl::Status s = ReadInt(t, "ledger", "max_batch_events", &c->limits.max_batch_events); !s.ok()) return s;
+  if (absl::Status s = ReadInt(t, "ledger", "max_batch_bytes", &c->limits.max_batch_bytes); !s.ok()) return s;
+  if (absl::Status s = ReadInt(t, "ledger", "max_read_limit", &c->limits.max_read_limit); !s.ok()) return s;
+  if (absl::Status s = ReadString(t, "tls", "cert", &c->tls_cert); !s.ok()) return s;
+  if (absl::Status s = ReadString(t, "tls", "key", &c->tls_key); !s.ok()) return s;
+  if (absl::Status s = ReadString(t, "tls", "client_ca", &c->tls_client_ca); !s.ok()) return s;
+  if (absl::Status s = ReadString(t, "log", "level", &c->log_level); !s.ok()) return s;
+  if (absl::Status s = ReadString(t, "log", "format", &c->log_format); !s.ok()) return s;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+const std::vector<std::string>& KnownServices() {
+  static const std::vector<std::string> services = {"ledger"};
+  return services;
+}
+
+bool HubConfig::runs(const std::string& service) const {
+  return std::find(services.begin(), services.end(), service) != services.end();
+}
+
+std::string HubConfig::log_key_path() const {
+  return log_key.empty() ? keys_dir() + "/hub-log.pem" : log_key;
+}
+
+bool IsLoopbackAddress(const std::string& listen) {
+  return absl::StartsWith(listen, "127.") || absl::StartsWith(listen, "localhost:") ||
+         absl::StartsWith(listen, "[::1]:");
+}
+
+absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool* exit_now,
+                                         std::string* out) {
+  *exit_now = false;
+  CLI::App app{"careloopd: the careloop interagency referral hub"};
+  app.set_version_flag("--version", "careloopd 0.1.0");
+  std::string config_path, services, window;
+  HubConfig flags;  // values of flags, applied only when given
+  size_t max_payload = 0, max_batch_events = 0, max_batch_bytes = 0, max_read = 0;
+  auto* o_config = app.add_option("--config", config_path, "TOML configuration file");
+  auto* o_listen = app.add_option("--listen", flags.listen, "address to serve on [server.listen] (default 127.0.0.1:7400)");
+  auto* o_services = app.add_option("--services", services, "services to run: all, or a comma list [server.services]");
+  auto* o_ledger = app.add_option("--ledger", flags.ledger_address, "address of a remote LedgerService [server.ledger]");
+  auto* o_msg = app.add_option("--max-message-bytes", flags.max_message_bytes, "largest gRPC message [server.max_message_bytes]");
+  auto* o_data = app.add_option("--data-dir", flags.data_dir, "data directory [storage.data_dir] (default ./var)");
+  auto* o_hub = app.add_option("--hub-name", flags.hub_name, "hub name: log origin prefix and key name [ledger.hub_name]");
+  auto* o_key = app.add_option("--log-key", flags.log_key, "the hub's log key (PEM) [ledger.log_key]");
+  auto* o_window = app.add_option("--idempotency-window", window, "how long idempotency keys are kept, e.g. 168h [ledger.idempotency_window]");
+  auto* o_queue = app.add_option("--queue-capacity", flags.queue_capacity, "queued appends before RESOURCE_EXHAUSTED [ledger.queue_capacity]");
+  auto* o_payload = app.add_option("--max-payload-bytes", max_payload, "largest event payload [ledger.max_payload_bytes]");
+  auto* o_bevents = app.add_option("--max-batch-events", max_batch_events, "most events in one append [ledger.max_batch_events]");
+  auto* o_bbytes = app.add_option("--max-batch-bytes", max_batch_bytes, "largest append [ledger.max_batch_bytes]");
+  auto* o_read = app.add_option("--max-read-limit", max_read, "most events in one read page [ledger.max_read_limit]");
+  auto* o_cert = app.add_option("--tls-cert", flags.tls_cert, "server certificate (PEM) [tls.cert]");
+  auto* o_tkey = app.add_option("--tls-key", flags.tls_key, "server private key (PEM) [tls.key]");
+  auto* o_ca = app.add_option("--tls-client-ca", flags.tls_client_ca, "CA that signs client certificates [tls.client_ca]");
+  auto* o_level = app.add_option("--log-level", flags.log_level, "debug, info, warn, error [log.level]");
+  auto* o_format = app.add_option("--log-format", flags.log_format, "logfmt or json [log.format]");
+  auto* o_plfs = app.add_flag("--unsafe-power-loss-fs", flags.unsafe_power_loss_fs,
+                              "TEST ONLY: keep unsynced bytes in memory so kill -9 loses them");
+  auto* o_nosync = app.add_flag("--unsafe-no-sync", flags.unsafe_no_sync,
+                                "TEST ONLY: acknowledge appends without fsync (crash-test negative control)");
+  o_plfs->group("");  // hidden from --help
+  o_nosync->group("");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    *exit_now = true;
+    *out = app.help();
+    return HubConfig();
+  } catch (const CLI::CallForVersion& e) {
+    *exit_now = true;
+    *out = "careloopd 0.1.0\n";
+    return HubConfig();
+  } catch (const CLI::ParseError& e) {
+    return absl::InvalidArgumentError(e.what());
+  }
+  HubConfig c;
+  if (*o_config) {
+    if (absl::Status s = LoadToml(config_path, &c); !s.ok()) return s;
+  }
+  if (*o_listen) c.listen = flags.listen;
+  if (*o_services) c.services = SplitServices(services);
+  if (*o_ledger) c.ledger_address = flags.ledger_address;
+  if (*o_msg) c.max_message_bytes = flags.max_message_bytes;
+  if (*o_data) c.data_dir = flags.data_dir;
+  if (*o_hub) c.hub_name = flags.hub_name;
+  if (*o_key) c.log_key = flags.log_key;
+  if (*o_window) {
+    if (absl::Status s = ParseDurationField(window, "--idempotency-window", &c.idempotency_window); !s.ok()) return s;
+  }
+  if (*o_queue) c.queue_capacity = flags.queue_capacity;
+  if (*o_payload) c.limits.max_payload_bytes = max_payload;
+  if (*o_bevents) c.limits.max_batch_events = max_batch_events;
+  if (*o_bbytes) c.limits.max_batch_bytes = max_batch_bytes;
+  if (*o_read) c.limits.max_read_limit = static_cast<uint32_t>(max_read);
+  if (*o_cert) c.tls_cert = flags.tls_cert;
+  if (*o_tkey) c.tls_key = flags.tls_key;
+  if (*o_ca) c.tls_client_ca = flags.tls_client_ca;
+  if (*o_level) c.log_level = flags.log_level;
+  if (*o_format) c.log_format = flags.log_format;
+  c.unsafe_power_loss_fs = flags.unsafe_power_loss_fs;
+  c.unsafe_no_sync = flags.unsafe_no_sync;
+  if (absl::Status s = ValidateHubConfig(c); !s.ok()) return s;
+  return c;
+}
+
+absl::Status ValidateHubConfig(const HubConfig& c) {
+  if (c.services.empty()) return absl::InvalidArgumentError("--services names no service");
+  for (const std::string& s : c.services) {
+    if (std::find(KnownServices().begin(), KnownServices().end(), s) == KnownServices().end()) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown service '", s, "'; known: all, ",
+                                                     absl::StrJoin(KnownServices(), ", ")));
+    }
+  }
+  if (!c.runs("ledger") && c.ledger_address.empty()) {
+    return absl::InvalidArgumentError(
+        "the ledger is not among --services, so --ledger must name a remote LedgerService");
+  }
+  if (c.data_dir.empty()) return absl::InvalidArgumentError("--data-dir is empty");
+  if (c.tls_cert.empty() != c.tls_key.empty()) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
+  }
+  if (c.tls() && c.tls_client_ca.empty()) {
+    return absl::InvalidArgumentError(
+        "TLS needs --tls-client-ca: careloop requires and verifies client certificates");
+  }
+  if (!c.tls() && !IsLoopbackAddress(c.listen)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "refusing to serve ", c.listen,
+        " without TLS: dev mode is for loopback addresses only. Configure [tls] for production."));
+  }
+  log::Level level;
+  log::Format format;
+  if (!log::ParseLevel(c.log_level, &level)) return absl::InvalidArgumentError("--log-level: debug, info, warn or error");
+  if (!log::ParseFormat(c.log_format, &format)) return absl::InvalidArgumentError("--log-format: logfmt or json");
+  if (c.limits.max_batch_events == 0 || c.limits.max_payload_bytes == 0 || c.queue_capacity == 0) {
+    return absl::InvalidArgumentError("limits must be positive");
+  }
+  if (c.max_message_bytes < c.limits.max_batch_bytes + (1 << 20)) {
+    return absl::InvalidArgumentError(
+        "max_message_bytes must exceed max_batch_bytes by at least 1 MiB (room for the envelope)");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace careloop::hub

@@ -1,0 +1,60 @@
+// careloopd's configuration: a TOML file (--config) whose every key a flag
+// overrides. Defaults are the dev setup of the README: loopback, ./var.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "storage/validate.h"
+
+namespace careloop::hub {
+
+struct HubConfig {
+  // [server]
+  std::string listen = "127.0.0.1:7400";
+  std::vector<std::string> services = {"ledger"};  // "all" expands to every service
+  std::string ledger_address;                      // a remote LedgerService
+  size_t max_message_bytes = 16 << 20;
+  // [storage]
+  std::string data_dir = "./var";
+  // [ledger]
+  std::string hub_name = "careloop.dev";
+  std::string log_key;  // default: <data_dir>/keys/hub-log.pem
+  absl::Duration idempotency_window = absl::Hours(24 * 7);
+  size_t queue_capacity = 10000;
+  storage::LedgerLimits limits;
+  // [tls]
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
+  // [log]
+  std::string log_level = "info";
+  std::string log_format = "logfmt";
+  // Test-only modes for the crash test (never in production).
+  bool unsafe_power_loss_fs = false;
+  bool unsafe_no_sync = false;
+
+  bool tls() const { return !tls_cert.empty(); }
+  bool runs(const std::string& service) const;
+  std::string log_key_path() const;
+  std::string ledger_dir() const { return data_dir + "/ledger"; }
+  std::string keys_dir() const { return data_dir + "/keys"; }
+};
+
+// Every service careloopd knows, in start order.
+const std::vector<std::string>& KnownServices();
+
+// Parses argv: --config FILE first, then every flag over it. Returns
+// INVALID_ARGUMENT with a message for the user on bad input; `*exit_now` is
+// set (with OK) for --help and --version, whose text goes to `*out`.
+absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool* exit_now,
+                                         std::string* out);
+
+// Checks the combination (TLS on a non-loopback address, known services...).
+absl::Status ValidateHubConfig(const HubConfig& c);
+
+bool IsLoopbackAddress(const std::string& listen);
+
+}  // namespace careloop::hub

@@ -1,0 +1,180 @@
+#include "services/careloopd/hub.h"
+
+#include <fcntl.h>
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "services/common/log.h"
+#include "services/common/status.h"
+#include "storage/testing_fs.h"
+
+namespace careloop::hub {
+
+namespace fs = std::filesystem;
+
+absl::StatusOr<std::unique_ptr<DataDirLock>> DataDirLock::Acquire(const std::string& data_dir) {
+  std::string path = data_dir + "/careloopd.lock";
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char buf[32] = {0};
+    ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+    ::close(fd);
+    std::string holder = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "unknown";
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "data dir ", data_dir, " is locked by another careloopd (pid ", holder,
+        "); stop it first or choose another --data-dir"));
+  }
+  std::string pid = absl::StrCat(::getpid(), "\n");
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+    ::close(fd);
+    return absl::InternalError(absl::StrCat("cannot write ", path));
+  }
+  return std::unique_ptr<DataDirLock>(new DataDirLock(fd));
+}
+
+DataDirLock::~DataDirLock() {
+  ::flock(fd_, LOCK_UN);
+  ::close(fd_);
+}
+
+namespace {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const HubConfig& c) {
+  if (!c.tls()) return grpc::InsecureServerCredentials();
+  ASSIGN_OR_RETURN(std::string cert, ReadFile(c.tls_cert));
+  ASSIGN_OR_RETURN(std::string key, ReadFile(c.tls_key));
+  ASSIGN_OR_RETURN(std::string ca, ReadFile(c.tls_client_ca));
+  grpc::SslServerCredentialsOptions opts(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  opts.pem_root_certs = ca;
+  opts.pem_key_cert_pairs.push_back({key, cert});
+  return grpc::SslServerCredentials(opts);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::ostream& out) {
+  std::unique_ptr<Hub> hub(new Hub());
+  hub->config_ = config;
+  std::error_code ec;
+  fs::create_directories(config.data_dir, ec);
+  if (ec) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot create data dir ", config.data_dir, ": ", ec.message()));
+  }
+  if (::access(config.data_dir.c_str(), R_OK | W_OK | X_OK) != 0) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("data dir ", config.data_dir, " is not readable and writable by this user"));
+  }
+  ASSIGN_OR_RETURN(hub->lock_, DataDirLock::Acquire(config.data_dir));
+
+  if (config.runs("ledger")) {
+    // The hub's log key: generated on first start in dev mode; production
+    // (TLS) mode requires one that already exists.
+    std::string key_path = config.log_key_path();
+    bool generated = false;
+    absl::StatusOr<trust::Ed25519PrivateKey> key;
+    if (config.tls() && !fs::exists(key_path)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the hub's log key ", key_path,
+          " does not exist; in production create it first (careloop keys generate --out ", key_path, ")"));
+    }
+    fs::create_directories(fs::path(key_path).parent_path(), ec);
+    key = trust::LoadOrGeneratePrivateKeyFile(key_path, &generated);
+    if (!key.ok()) return key.status();
+    hub->signer_ = std::make_unique<trust::Ed25519HeadSigner>(config.hub_name, *std::move(key));
+    std::string vkey_path = fs::path(key_path).replace_extension(".vkey").string();
+    {
+      std::ofstream vk(vkey_path, std::ios::trunc);
+      vk << hub->signer_->VerifierKey() << "\n";
+    }
+    out << (generated ? "careloopd: generated a dev log key at " : "careloopd: log key ") << key_path
+        << "\ncareloopd: verifier key (public, give it to monitors) " << vkey_path << "\n";
+
+    storage::LedgerOptions lo;
+    lo.dir = config.ledger_dir();
+    lo.hub_name = config.hub_name;
+    lo.signer = hub->signer_.get();
+    lo.idempotency_window = config.idempotency_window;
+    lo.limits = config.limits;
+    lo.queue_capacity = config.queue_capacity;
+    lo.unsafe_no_sync = config.unsafe_no_sync;
+    if (config.unsafe_power_loss_fs) {
+      hub->fs_ = std::make_shared<storage::PowerLossFileSystem>(rocksdb::FileSystem::Default());
+      lo.fs = hub->fs_;
+      log::Warn("careloopd.unsafe_mode", {{"mode", "power-loss-fs"}});
+    }
+    if (config.unsafe_no_sync) log::Warn("careloopd.unsafe_mode", {{"mode", "no-sync"}});
+    ASSIGN_OR_RETURN(hub->ledger_, storage::LocalLedger::Open(std::move(lo)));
+    hub->ledger_service_ = std::make_unique<ledger::LedgerGrpcService>(hub->ledger_.get());
+  }
+
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds, ServerCredentials(config));
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(config.listen, creds, &port);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(config.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(config.max_message_bytes));
+  if (hub->ledger_service_) builder.RegisterService(hub->ledger_service_.get());
+  hub->server_ = builder.BuildAndStart();
+  if (!hub->server_ || port == 0) {
+    if (hub->ledger_) hub->ledger_->Close().IgnoreError();
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", config.listen,
+                                               " (address in use, or not an address of this host)"));
+  }
+  std::string host = config.listen.substr(0, config.listen.rfind(':'));
+  hub->address_ = absl::StrCat(host, ":", port);
+  hub->server_->GetHealthCheckService()->SetServingStatus(true);
+  if (!config.tls()) {
+    out << "careloopd: DEV MODE: no TLS, serving on loopback only\n";
+  }
+  log::Info("careloopd.serving", {{"address", hub->address_}, {"tls", config.tls()},
+                                  {"data_dir", config.data_dir}});
+  return hub;
+}
+
+void Hub::Shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  if (!server_ && !ledger_) return;  // never started
+  log::Info("careloopd.shutdown_started");
+  if (server_) {
+    server_->GetHealthCheckService()->SetServingStatus(false);
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    server_->Wait();
+  }
+  if (ledger_) {
+    absl::Status s = ledger_->Close();
+    if (!s.ok()) log::Warn("careloopd.ledger_close", {{"cause", std::string(s.message())}});
+  }
+  ledger_.reset();
+  lock_.reset();
+  log::Info("careloopd.shutdown_complete");
+}
+
+Hub::~Hub() { Shutdown(); }
+
+}  // namespace careloop::hub

@@ -1,0 +1,56 @@
+// Wiring only: opens the data dir, the ledger and the gRPC server for the
+// services named in the config, and shuts them down in order.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <ostream>
+#include <string>
+
+#include "services/careloopd/config.h"
+#include "services/ledger/ledger_grpc_service.h"
+#include "services/trust/head_signer.h"
+#include "storage/local_ledger.h"
+
+namespace careloop::hub {
+
+// An exclusive lock on <data_dir>/careloopd.lock, held while the hub runs, so
+// that a second careloopd on the same data dir refuses to start and says which
+// process holds it.
+class DataDirLock {
+ public:
+  static absl::StatusOr<std::unique_ptr<DataDirLock>> Acquire(const std::string& data_dir);
+  ~DataDirLock();
+
+ private:
+  explicit DataDirLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
+class Hub {
+ public:
+  // Starts everything; `out` gets the lines a person reads at start (where it
+  // listens, where the keys are).
+  static absl::StatusOr<std::unique_ptr<Hub>> Start(const HubConfig& config, std::ostream& out);
+  ~Hub();
+
+  // Health NOT_SERVING, stop accepting, finish in-flight calls (with a
+  // deadline), drain the ledger writer, close the database, release the lock.
+  void Shutdown();
+  const std::string& address() const { return address_; }
+
+ private:
+  Hub() = default;
+  HubConfig config_;
+  std::unique_ptr<DataDirLock> lock_;
+  std::unique_ptr<trust::Ed25519HeadSigner> signer_;
+  std::shared_ptr<rocksdb::FileSystem> fs_;
+  std::unique_ptr<storage::LocalLedger> ledger_;
+  std::unique_ptr<ledger::LedgerGrpcService> ledger_service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;
+  bool shut_down_ = false;
+};
+
+}  // namespace careloop::hub

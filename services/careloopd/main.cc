@@ -1,0 +1,48 @@
+// careloopd: the hub's one binary. Wiring only; see hub.cc.
+#include <signal.h>
+
+#include <iostream>
+
+#include "services/careloopd/hub.h"
+#include "services/common/log.h"
+
+int main(int argc, char** argv) {
+  // Block the shutdown signals in every thread; one sigwait below takes them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  bool exit_now = false;
+  std::string text;
+  absl::StatusOr<careloop::hub::HubConfig> config =
+      careloop::hub::ParseHubConfig(argc, argv, &exit_now, &text);
+  if (!config.ok()) {
+    std::cerr << "careloopd: " << config.status().message() << "\n";
+    return 2;
+  }
+  if (exit_now) {
+    std::cout << text;
+    return 0;
+  }
+  careloop::log::Level level = careloop::log::Level::kInfo;
+  careloop::log::Format format = careloop::log::Format::kLogfmt;
+  careloop::log::ParseLevel(config->log_level, &level);
+  careloop::log::ParseFormat(config->log_format, &format);
+  careloop::log::Init(level, format);
+
+  absl::StatusOr<std::unique_ptr<careloop::hub::Hub>> hub = careloop::hub::Hub::Start(*config, std::cout);
+  if (!hub.ok()) {
+    std::cerr << "careloopd: refusing to start: " << hub.status().message() << "\n";
+    return 1;
+  }
+  std::cout << "careloopd: serving on " << (*hub)->address() << " (data dir " << config->data_dir
+            << "); stop with Ctrl-C or SIGTERM" << std::endl;
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  careloop::log::Info("careloopd.signal", {{"signal", sig}});
+  (*hub)->Shutdown();
+  return 0;
+}

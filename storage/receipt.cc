@@ -1,0 +1,41 @@
+#include "storage/receipt.h"
+
+#include "absl/strings/str_cat.h"
+#include "services/common/status.h"
+#include "storage/merkle.h"
+
+namespace careloop::storage {
+
+absl::StatusOr<Checkpoint> VerifySignedHead(const v1::SignedHead& head, const NoteVerifier& key) {
+  ASSIGN_OR_RETURN(Checkpoint cp, OpenCheckpoint(head.checkpoint(), key));
+  if (cp.tree_size != head.tree_size() || head.root_hash() != AsStringView(cp.root) ||
+      cp.time_unix_nanos != head.time_unix_nanos() || LogIdOfOrigin(cp.origin) != head.log_id()) {
+    return absl::InvalidArgumentError("the head's fields differ from its signed checkpoint");
+  }
+  return cp;
+}
+
+absl::StatusOr<v1::EventHeader> VerifyReceipt(const v1::Receipt& receipt, const NoteVerifier& key,
+                                              const std::optional<std::string>& payload) {
+  ASSIGN_OR_RETURN(Checkpoint cp, VerifySignedHead(receipt.head(), key));
+  v1::EventHeader header;
+  if (!header.ParseFromString(receipt.header_bytes()) || header.seq() == 0) {
+    return absl::InvalidArgumentError("the receipt's event header does not parse");
+  }
+  if (receipt.proof().leaf_index() != header.seq() - 1 || receipt.proof().tree_size() != cp.tree_size) {
+    return absl::InvalidArgumentError("the inclusion proof is for another leaf or tree size");
+  }
+  std::vector<std::string> proof(receipt.proof().hashes().begin(), receipt.proof().hashes().end());
+  if (absl::Status s = merkle::VerifyInclusion(header.seq() - 1, cp.tree_size,
+                                               merkle::HashLeaf(receipt.header_bytes()), proof,
+                                               AsStringView(cp.root));
+      !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("inclusion proof: ", s.message()));
+  }
+  if (payload.has_value() && AsStringView(Sha256(*payload)) != header.payload_sha256()) {
+    return absl::InvalidArgumentError("the payload does not match the receipt's payload hash");
+  }
+  return header;
+}
+
+}  // namespace careloop::storage

@@ -1,0 +1,45 @@
+// Shared pieces of the careloop CLI: global options, the hub connection,
+// output (text or --json) and exit codes.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <CLI/CLI.hpp>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "google/protobuf/message.h"
+
+namespace careloop::cli {
+
+// Exit codes, documented in docs/CLI.md.
+enum Exit : int {
+  kOk = 0,
+  kVerifyFailed = 1,  // a verification found a problem
+  kUsage = 2,         // bad flags or files
+  kRejected = 3,      // the hub refused the request (its status is printed)
+  kUnavailable = 4,   // the hub could not be reached, or timed out
+};
+
+struct Globals {
+  std::string hub = "127.0.0.1:7400";
+  bool json = false;
+  std::string tls_ca, tls_cert, tls_key;
+  double timeout_seconds = 30;
+  int exit_code = kOk;
+};
+
+std::shared_ptr<grpc::Channel> Connect(const Globals& g);
+// Prints the error to stderr and returns the exit code it maps to.
+int Fail(const absl::Status& status);
+int FailUsage(const std::string& message);
+std::string ToJson(const google::protobuf::Message& m);
+absl::Status FromJson(const std::string& json, google::protobuf::Message* m);
+absl::StatusOr<std::string> ReadFile(const std::string& path);
+
+void AddLedgerCommands(CLI::App& app, Globals& g);
+void AddKeysCommands(CLI::App& app, Globals& g);
+
+}  // namespace careloop::cli
