@@ -43,10 +43,14 @@ absl::StatusOr<ParsedVerifierKey> ParseVerifierKey(absl::string_view vkey) {
   while (!vkey.empty() && (vkey.back() == '\n' || vkey.back() == '\r' || vkey.back() == ' ')) {
     vkey.remove_suffix(1);
   }
-  std::vector<absl::string_view> parts = absl::StrSplit(vkey, '+');
-  if (parts.size() != 3) {
+  // The name and the id hold no '+'; the base64 key may.
+  size_t p1 = vkey.find('+');
+  size_t p2 = p1 == absl::string_view::npos ? p1 : vkey.find('+', p1 + 1);
+  if (p2 == absl::string_view::npos) {
     return absl::InvalidArgumentError("a verifier key has the form <name>+<id hex>+<base64 key>");
   }
+  std::vector<absl::string_view> parts = {vkey.substr(0, p1), vkey.substr(p1 + 1, p2 - p1 - 1),
+                                          vkey.substr(p2 + 1)};
   ParsedVerifierKey out;
   out.key_name = std::string(parts[0]);
   if (!ValidKeyName(out.key_name)) return absl::InvalidArgumentError("invalid key name in vkey");
@@ -54,7 +58,7 @@ absl::StatusOr<ParsedVerifierKey> ParseVerifierKey(absl::string_view vkey) {
     return absl::InvalidArgumentError("invalid key id in vkey");
   }
   std::string typed;
-  if (!absl::Base64Unescape(parts[2], &typed) || typed.size() != 33 ||
+  if (!absl::Base64Unescape(parts[2], &typed) || absl::Base64Escape(typed) != parts[2] || typed.size() != 33 ||
       static_cast<uint8_t>(typed[0]) != kEd25519Type) {
     return absl::InvalidArgumentError("vkey does not hold an Ed25519 key");
   }
@@ -136,7 +140,9 @@ absl::StatusOr<Checkpoint> OpenCheckpoint(absl::string_view note, const NoteVeri
     }
     absl::string_view name = line.substr(0, space);
     std::string blob;
-    if (!absl::Base64Unescape(line.substr(space + 1), &blob) || blob.size() < 5) {
+    absl::string_view encoded = line.substr(space + 1);
+    // Only the canonical encoding: no second spelling of the same signature.
+    if (!absl::Base64Unescape(encoded, &blob) || blob.size() < 5 || absl::Base64Escape(blob) != encoded) {
       return absl::InvalidArgumentError("malformed signature in signed note");
     }
     uint32_t id = (uint32_t{static_cast<uint8_t>(blob[0])} << 24) |

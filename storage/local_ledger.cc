@@ -714,32 +714,31 @@ void LocalLedger::ProcessRound(std::vector<Pending>& round) {
   rounds_.fetch_add(1);
   events_written_.fetch_add(events_in_round);
 
+  // Heads first, so that a replay within the round copies a complete commit.
+  for (RoundResult& r : results) {
+    if (r.status.ok() && r.dedup_of < 0 && !r.dedup_stored) *r.commit.mutable_head() = head;
+  }
   for (size_t i = 0; i < round.size(); ++i) {
     RoundResult& r = results[i];
     if (!r.status.ok()) {
       round[i].done(r.status);
-      continue;
-    }
-    if (r.dedup_of >= 0) {
+    } else if (r.dedup_of >= 0) {
       v1::Commit c = results[r.dedup_of].commit;
-      *c.mutable_head() = head;
       c.set_deduplicated(true);
       round[i].done(std::move(c));
-      continue;
-    }
-    if (r.dedup_stored) {
+    } else if (r.dedup_stored) {
       absl::StatusOr<v1::SignedHead> h = ReadHeadAt(r.dedup_head_size);
       if (!h.ok()) {
         round[i].done(h.status());
         continue;
       }
-      *r.commit.mutable_head() = *std::move(h);
-      r.commit.set_deduplicated(true);
-      round[i].done(std::move(r.commit));
-      continue;
+      v1::Commit c = r.commit;
+      *c.mutable_head() = *std::move(h);
+      c.set_deduplicated(true);
+      round[i].done(std::move(c));
+    } else {
+      round[i].done(r.commit);
     }
-    *r.commit.mutable_head() = head;
-    round[i].done(std::move(r.commit));
   }
 }
 

@@ -1,0 +1,132 @@
+#include "tests/support/process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace careloop::testing {
+
+absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(const std::vector<std::string>& argv) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return absl::InternalError("pipe failed");
+  pid_t pid = ::fork();
+  if (pid < 0) return absl::InternalError("fork failed");
+  if (pid == 0) {
+    ::dup2(fds[1], 1);
+    ::dup2(fds[1], 2);
+    // The parent may block signals (careloopd does); the child starts clean.
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    std::fprintf(stderr, "exec %s failed: %s\n", args[0], std::strerror(errno));
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  return std::unique_ptr<ChildProcess>(new ChildProcess(pid, fds[0]));
+}
+
+ChildProcess::~ChildProcess() {
+  if (!exited_) {
+    ::kill(pid_, SIGKILL);
+    int status;
+    ::waitpid(pid_, &status, 0);
+  }
+  ::close(fd_);
+}
+
+bool ChildProcess::ReadSome(absl::Duration timeout) {
+  pollfd p{fd_, POLLIN, 0};
+  int ms = static_cast<int>(absl::ToInt64Milliseconds(timeout));
+  if (::poll(&p, 1, ms < 0 ? 0 : ms) <= 0) return false;
+  char buf[4096];
+  ssize_t n = ::read(fd_, buf, sizeof buf);
+  if (n <= 0) return false;
+  output_.append(buf, static_cast<size_t>(n));
+  return true;
+}
+
+absl::StatusOr<std::string> ChildProcess::WaitForLine(const std::string& needle, absl::Duration timeout) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    size_t nl;
+    while ((nl = output_.find('\n', consumed_)) != std::string::npos) {
+      std::string line = output_.substr(consumed_, nl - consumed_);
+      consumed_ = nl + 1;
+      if (line.find(needle) != std::string::npos) return line;
+    }
+    absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) break;
+    if (!ReadSome(left)) {
+      int status;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        exited_ = true;
+        while (ReadSome(absl::ZeroDuration())) {
+        }
+        return absl::FailedPreconditionError(
+            absl::StrCat("process exited before printing '", needle, "'; output:\n", output_));
+      }
+    }
+  }
+  return absl::DeadlineExceededError(absl::StrCat("no line with '", needle, "'; output:\n", output_));
+}
+
+void ChildProcess::Signal(int sig) {
+  if (!exited_) ::kill(pid_, sig);
+}
+
+absl::StatusOr<int> ChildProcess::Wait(absl::Duration timeout) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    int status;
+    pid_t r = ::waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      exited_ = true;
+      while (ReadSome(absl::ZeroDuration())) {
+      }
+      if (WIFEXITED(status)) return WEXITSTATUS(status);
+      return 128 + WTERMSIG(status);
+    }
+    if (absl::Now() > deadline) return absl::DeadlineExceededError("process did not exit");
+    // Drain output while waiting (the pipe must not fill); also the wait.
+    ReadSome(absl::Milliseconds(20));
+  }
+}
+
+absl::StatusOr<std::unique_ptr<ChildProcess>> StartCareloopd(const std::vector<std::string>& args,
+                                                              std::string* address) {
+  std::vector<std::string> argv = {CARELOOPD_BINARY, "--listen", "127.0.0.1:0"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto child = ChildProcess::Start(argv);
+  if (!child.ok()) return child.status();
+  absl::StatusOr<std::string> line = (*child)->WaitForLine("careloopd: serving on ", absl::Seconds(60));
+  if (!line.ok()) return line.status();
+  std::string rest = line->substr(line->find("serving on ") + 11);
+  *address = rest.substr(0, rest.find(' '));
+  return child;
+}
+
+CliResult RunCli(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {CARELOOP_CLI_BINARY};
+  argv.insert(argv.end(), args.begin(), args.end());
+  CliResult result;
+  auto child = ChildProcess::Start(argv);
+  if (!child.ok()) return result;
+  absl::StatusOr<int> code = (*child)->Wait(absl::Seconds(120));
+  result.exit_code = code.ok() ? *code : -1;
+  result.output = (*child)->output();
+  return result;
+}
+
+}  // namespace careloop::testing

@@ -1,0 +1,68 @@
+// careloopd configuration: defaults, the TOML file, flags over the file, and
+// refusals of unsafe or inconsistent settings.
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "services/careloopd/config.h"
+#include "tests/support/test_env.h"
+
+namespace careloop::hub {
+namespace {
+
+absl::StatusOr<HubConfig> Parse(std::vector<std::string> args) {
+  args.insert(args.begin(), "careloopd");
+  std::vector<const char*> argv;
+  for (auto& a : args) argv.push_back(a.c_str());
+  bool exit_now = false;
+  std::string out;
+  return ParseHubConfig(static_cast<int>(argv.size()), argv.data(), &exit_now, &out);
+}
+
+TEST(Config, Defaults) {
+  auto c = Parse({});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->listen, "127.0.0.1:7400");
+  EXPECT_EQ(c->data_dir, "./var");
+  EXPECT_TRUE(c->runs("ledger"));
+  EXPECT_EQ(c->idempotency_window, absl::Hours(168));
+  EXPECT_EQ(c->log_key_path(), "./var/keys/hub-log.pem");
+  EXPECT_FALSE(c->tls());
+}
+
+TEST(Config, FileThenFlags) {
+  careloop::testing::TempDir dir;
+  std::string path = dir.Sub("c.toml");
+  std::ofstream(path) << "[server]\nlisten = \"127.0.0.1:9000\"\nservices = \"all\"\n"
+                         "[storage]\ndata_dir = \"/srv/careloop\"\n"
+                         "[ledger]\nidempotency_window = \"48h\"\nmax_batch_events = 50\n"
+                         "[log]\nformat = \"json\"\n";
+  auto c = Parse({"--config", path, "--data-dir", "/tmp/other"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->listen, "127.0.0.1:9000");
+  EXPECT_EQ(c->data_dir, "/tmp/other");  // the flag wins
+  EXPECT_EQ(c->idempotency_window, absl::Hours(48));
+  EXPECT_EQ(c->limits.max_batch_events, 50u);
+  EXPECT_EQ(c->log_format, "json");
+}
+
+TEST(Config, Refusals) {
+  EXPECT_EQ(Parse({"--listen", "0.0.0.0:7400"}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Parse({"--services", "bogus"}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Parse({"--services", ""}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Parse({"--tls-cert", "a.pem"}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Parse({"--tls-cert", "a", "--tls-key", "b"}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Parse({"--idempotency-window", "soon"}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Parse({"--log-level", "loud"}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Parse({"--no-such-flag"}).status().code(), absl::StatusCode::kInvalidArgument);
+  // TLS allows a non-loopback address.
+  EXPECT_TRUE(Parse({"--listen", "0.0.0.0:7400", "--tls-cert", "c", "--tls-key", "k", "--tls-client-ca", "ca"}).ok());
+  careloop::testing::TempDir dir;
+  std::ofstream(dir.Sub("bad.toml")) << "[server\nlisten=";
+  auto bad = Parse({"--config", dir.Sub("bad.toml")});
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(bad.status().message()).find("bad.toml"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace careloop::hub
