@@ -195,6 +195,8 @@ absl::StatusOr<std::unique_ptr<LocalLedger>> LocalLedger::Open(LedgerOptions opt
   RETURN_IF_ERROR(ledger->LoadState());
   ledger->writer_ = std::thread(&LocalLedger::WriterLoop, ledger.get());
   ledger->notifier_ = std::thread(&LocalLedger::NotifierLoop, ledger.get());
+  ledger->completer_ = std::thread(&LocalLedger::CompleterLoop, ledger.get());
+  ledger->syncer_ = std::thread(&LocalLedger::SyncerLoop, ledger.get());
   return ledger;
 }
 
@@ -301,6 +303,7 @@ absl::Status LocalLedger::LoadState() {
     absl::MutexLock lock(&state_mu_);
     head_ = head;
   }
+  last_head_ = head;
   size_.store(size, std::memory_order_release);
   log::Info("ledger.opened", {{"dir", options_.dir}, {"log_id", log_id_}, {"tree_size", size}});
   return absl::OkStatus();
@@ -329,6 +332,16 @@ absl::Status LocalLedger::Close() {
     closing_ = true;
   }
   if (writer_.joinable()) writer_.join();
+  {
+    absl::MutexLock lock(&sync_mu_);
+    syncer_stop_ = true;
+  }
+  if (syncer_.joinable()) syncer_.join();  // the last written rounds are synced and answered
+  {
+    absl::MutexLock lock(&completion_mu_);
+    completer_stop_ = true;
+  }
+  if (completer_.joinable()) completer_.join();  // every answer is delivered before close
   {
     absl::MutexLock lock(&state_mu_);
     notifier_stop_ = true;
@@ -371,6 +384,8 @@ void LocalLedger::AppendAsync(v1::AppendRequest request, AppendCallback done) {
     content.clear_idempotency_key();
     p.content_hash = Sha256(DeterministicBytes(content));
   }
+  p.payload_hashes.reserve(request.events_size());
+  for (const v1::EventInput& e : request.events()) p.payload_hashes.push_back(Sha256(e.payload()));
   p.request = std::move(request);
   p.done = std::move(done);
   absl::Status refusal;
@@ -420,7 +435,9 @@ void LocalLedger::WriterLoop() {
       }
     }
     if (absl::Status s = writer_status(); !s.ok()) {
-      for (Pending& p : round) p.done(s);
+      WrittenRound refused;
+      for (Pending& p : round) refused.answers.emplace_back(std::move(p.done), s);
+      HandToSyncer(std::move(refused));
       continue;
     }
     ProcessRound(round);
@@ -452,19 +469,97 @@ absl::StatusOr<uint64_t> LocalLedger::ReadStreamVersion(const std::string& strea
   return version;
 }
 
-void LocalLedger::FailStop(const absl::Status& cause, std::vector<Pending>* round) {
+absl::Status LocalLedger::StopWriter(const absl::Status& cause) {
   absl::Status stopped = absl::UnavailableError(absl::StrCat(
       "the ledger writer stopped after a failed write and acknowledges nothing more: ",
       cause.message(), ". Fix the cause and restart careloopd."));
+  bool first = false;
   {
     absl::MutexLock lock(&state_mu_);
-    writer_status_ = stopped;
+    if (writer_status_.ok()) {
+      writer_status_ = stopped;
+      first = true;
+    }
+    stopped = writer_status_;
     ++published_generation_;  // wake waiters so that they see the failure
   }
-  log::Error("ledger.writer_fail_stop", {{"cause", std::string(cause.message())},
-                                         {"code", absl::StatusCodeToString(cause.code())},
-                                         {"tree_size", size()}});
-  for (Pending& p : *round) p.done(stopped);
+  if (first) {
+    log::Error("ledger.writer_fail_stop", {{"cause", std::string(cause.message())},
+                                           {"code", absl::StatusCodeToString(cause.code())},
+                                           {"tree_size", size()}});
+  }
+  return stopped;
+}
+
+void LocalLedger::FailStop(const absl::Status& cause, std::vector<Pending>* round) {
+  absl::Status stopped = StopWriter(cause);
+  std::vector<Completion> batch;
+  for (Pending& p : *round) batch.emplace_back(std::move(p.done), stopped);
+  // Behind the rounds already written: answers keep their order.
+  WrittenRound failed;
+  failed.answers = std::move(batch);
+  HandToSyncer(std::move(failed));
+}
+
+void LocalLedger::HandToSyncer(WrittenRound round) {
+  absl::MutexLock lock(&sync_mu_);
+  // Bounded pipeline: at most max_unsynced_rounds written ahead of the sync.
+  auto room = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return unsynced_.size() + syncing_ < std::max<size_t>(1, options_.max_unsynced_rounds) || syncer_stop_;
+  };
+  sync_mu_.Await(absl::Condition(&room));
+  unsynced_.push_back(std::move(round));
+}
+
+void LocalLedger::SyncerLoop() {
+  while (true) {
+    std::deque<WrittenRound> group;
+    {
+      absl::MutexLock lock(&sync_mu_);
+      auto ready = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return !unsynced_.empty() || syncer_stop_; };
+      sync_mu_.Await(absl::Condition(&ready));
+      if (unsynced_.empty()) return;  // stopping, and every round is answered
+      group.swap(unsynced_);
+      syncing_ = group.size();
+    }
+    bool wrote = false;
+    for (const WrittenRound& r : group) wrote |= r.wrote;
+    absl::Status synced;
+    if (wrote && !options_.unsafe_no_sync) {
+      synced = FromRocks(db_->SyncWAL(), "syncing the write-ahead log");
+      if (synced.ok()) syncs_.fetch_add(1);
+    }
+    std::vector<Completion> answers;
+    if (!synced.ok()) {
+      absl::Status stopped = StopWriter(synced);
+      for (WrittenRound& r : group) {
+        for (auto& [done, result] : r.answers) answers.emplace_back(std::move(done), stopped);
+      }
+    } else {
+      // Durable: the group becomes visible, then its answers go out.
+      const WrittenRound* last = nullptr;
+      uint64_t events = 0;
+      for (const WrittenRound& r : group) {
+        if (r.new_head) last = &r;
+        events += r.events;
+      }
+      if (last != nullptr) {
+        absl::MutexLock lock(&state_mu_);
+        head_ = last->head;
+        size_.store(last->size, std::memory_order_release);
+        ++published_generation_;
+      }
+      events_written_.fetch_add(events);
+      for (WrittenRound& r : group) {
+        for (auto& a : r.answers) answers.push_back(std::move(a));
+      }
+    }
+    {
+      absl::MutexLock lock(&sync_mu_);
+      syncing_ = 0;
+    }
+    Complete(std::move(answers));
+  }
 }
 
 void LocalLedger::SweepIdempotency(absl::Time now, void* batch_ptr) {
@@ -632,7 +727,7 @@ void LocalLedger::ProcessRound(std::vector<Pending>& round) {
       h.set_commit_time_unix_nanos(now_ns);
       *h.mutable_agencies() = e.agencies();
       h.set_subject(e.subject());
-      h.set_payload_sha256(ToBytes(Sha256(e.payload())));
+      h.set_payload_sha256(ToBytes(p.payload_hashes[j]));
       h.set_payload_size(e.payload().size());
       std::string header_bytes = h.SerializeAsString();
       const std::string seq_key = BE64(seq);
@@ -687,58 +782,80 @@ void LocalLedger::ProcessRound(std::vector<Pending>& round) {
     head = *std::move(signed_head);
     wb.Put(cf(schema::kHeads), BE64(final_size), head.SerializeAsString());
   } else {
-    absl::MutexLock lock(&state_mu_);
-    head = head_;
+    head = last_head_;
   }
+  WrittenRound written;
   if (wb.Count() > 0) {
     SweepIdempotency(now, &wb);
-    rocksdb::WriteOptions wo;
-    wo.sync = !options_.unsafe_no_sync;
-    rocksdb::Status s = db_->Write(wo, &wb);
+    // Not synced here: the syncer fsyncs the WAL for this and any other
+    // written rounds, and only then are they visible and answered. Readers
+    // never see past the published size, so unsynced rounds stay invisible.
+    rocksdb::Status s = db_->Write(rocksdb::WriteOptions(), &wb);
     if (!s.ok()) {
       FailStop(FromRocks(s, "writing a commit round"), &round);
       return;
     }
+    written.wrote = true;
   }
-
-  // Durable: now the round becomes visible.
   tree_ = std::move(tree);
   if (stream_versions_.size() + overlay.size() > 200'000) stream_versions_.clear();  // bounded cache
   for (auto& [stream, v] : overlay) stream_versions_[stream] = v;
-  if (new_head) {
-    absl::MutexLock lock(&state_mu_);
-    head_ = head;
-    size_.store(final_size, std::memory_order_release);
-    ++published_generation_;
-  }
+  if (new_head) last_head_ = head;
+  written.new_head = new_head;
+  written.size = final_size;
+  written.head = head;
+  written.events = events_in_round;
   rounds_.fetch_add(1);
-  events_written_.fetch_add(events_in_round);
 
   // Heads first, so that a replay within the round copies a complete commit.
   for (RoundResult& r : results) {
     if (r.status.ok() && r.dedup_of < 0 && !r.dedup_stored) *r.commit.mutable_head() = head;
   }
+  std::vector<Completion> batch;
+  batch.reserve(round.size());
   for (size_t i = 0; i < round.size(); ++i) {
     RoundResult& r = results[i];
     if (!r.status.ok()) {
-      round[i].done(r.status);
+      batch.emplace_back(std::move(round[i].done), r.status);
     } else if (r.dedup_of >= 0) {
       v1::Commit c = results[r.dedup_of].commit;
       c.set_deduplicated(true);
-      round[i].done(std::move(c));
+      batch.emplace_back(std::move(round[i].done), std::move(c));
     } else if (r.dedup_stored) {
       absl::StatusOr<v1::SignedHead> h = ReadHeadAt(r.dedup_head_size);
       if (!h.ok()) {
-        round[i].done(h.status());
+        batch.emplace_back(std::move(round[i].done), h.status());
         continue;
       }
       v1::Commit c = r.commit;
       *c.mutable_head() = *std::move(h);
       c.set_deduplicated(true);
-      round[i].done(std::move(c));
+      batch.emplace_back(std::move(round[i].done), std::move(c));
     } else {
-      round[i].done(r.commit);
+      batch.emplace_back(std::move(round[i].done), r.commit);
     }
+  }
+  written.answers = std::move(batch);
+  HandToSyncer(std::move(written));
+}
+
+void LocalLedger::Complete(std::vector<Completion> batch) {
+  absl::MutexLock lock(&completion_mu_);
+  completions_.push_back(std::move(batch));
+}
+
+void LocalLedger::CompleterLoop() {
+  while (true) {
+    std::vector<Completion> batch;
+    {
+      absl::MutexLock lock(&completion_mu_);
+      auto ready = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return !completions_.empty() || completer_stop_; };
+      completion_mu_.Await(absl::Condition(&ready));
+      if (completions_.empty()) return;  // stopping, and everything is answered
+      batch = std::move(completions_.front());
+      completions_.pop_front();
+    }
+    for (auto& [done, result] : batch) done(std::move(result));
   }
 }
 

@@ -39,6 +39,9 @@ struct LedgerOptions {
   size_t queue_capacity = 10000;             // queued appends; full -> RESOURCE_EXHAUSTED
   size_t max_round_events = 4096;            // events per commit round
   size_t max_round_bytes = 32 << 20;         // payload bytes per commit round
+  // Rounds written but not yet synced: the writer builds the next round while
+  // the syncer fsyncs the previous ones (one fsync may cover several).
+  size_t max_unsynced_rounds = 2;
   absl::Duration min_seq_wait = absl::Seconds(10);  // how long a read waits for min_seq
   size_t block_cache_bytes = 64 << 20;
   // Only for the crash test's negative control: acknowledge without fsync.
@@ -91,15 +94,27 @@ class LocalLedger final : public Ledger {
   uint64_t AddCommitListener(CommitListener listener);
   void RemoveCommitListener(uint64_t id);
 
-  // Counters for benchmarks: commit rounds (= fsyncs) and events written.
+  // Counters for benchmarks: commit rounds, WAL fsyncs, events written.
   uint64_t rounds() const { return rounds_.load(); }
+  uint64_t syncs() const { return syncs_.load(); }
   uint64_t events_written() const { return events_written_.load(); }
 
  private:
   struct Pending {
     v1::AppendRequest request;
     Hash content_hash;
+    std::vector<Hash> payload_hashes;  // computed by the caller, off the writer thread
     AppendCallback done;
+  };
+  using Completion = std::pair<AppendCallback, absl::StatusOr<v1::Commit>>;
+  // A round the writer has written (not yet synced, not yet visible).
+  struct WrittenRound {
+    bool wrote = false;       // it put something in the WAL
+    bool new_head = false;
+    uint64_t size = 0;
+    v1::SignedHead head;
+    uint64_t events = 0;
+    std::vector<Completion> answers;
   };
   struct RoundResult;
 
@@ -108,8 +123,16 @@ class LocalLedger final : public Ledger {
   absl::Status LoadState();
   void WriterLoop();
   void NotifierLoop();
+  void CompleterLoop();
+  void SyncerLoop();
+  // Stops the writer for good; returns the status every later append gets.
+  absl::Status StopWriter(const absl::Status& cause);
+  // Hands answers to the completer thread, so that waking the callers does
+  // not delay the writer's next round.
+  void Complete(std::vector<Completion> batch);
   void ProcessRound(std::vector<Pending>& round);
   void FailStop(const absl::Status& cause, std::vector<Pending>* round);
+  void HandToSyncer(WrittenRound round);
   absl::StatusOr<uint64_t> ReadStreamVersion(const std::string& stream);
   absl::StatusOr<std::vector<v1::Event>> ReadEventsBySeq(const std::vector<uint64_t>& seqs,
                                                           bool include_payloads);
@@ -133,6 +156,7 @@ class LocalLedger final : public Ledger {
 
   // Writer-thread state (no lock: only the writer touches it).
   merkle::CompactRange tree_;
+  v1::SignedHead last_head_;  // the newest head written (maybe not yet synced)
   absl::flat_hash_map<std::string, uint64_t> stream_versions_;
   absl::Time last_sweep_ = absl::InfinitePast();
 
@@ -151,8 +175,20 @@ class LocalLedger final : public Ledger {
   absl::flat_hash_map<uint64_t, std::shared_ptr<CommitListener>> listeners_
       ABSL_GUARDED_BY(listeners_mu_);
 
+  absl::Mutex sync_mu_;
+  std::deque<WrittenRound> unsynced_ ABSL_GUARDED_BY(sync_mu_);
+  size_t syncing_ ABSL_GUARDED_BY(sync_mu_) = 0;  // rounds the syncer holds now
+  bool syncer_stop_ ABSL_GUARDED_BY(sync_mu_) = false;
+  std::atomic<uint64_t> syncs_{0};
+
+  absl::Mutex completion_mu_;
+  std::deque<std::vector<Completion>> completions_ ABSL_GUARDED_BY(completion_mu_);
+  bool completer_stop_ ABSL_GUARDED_BY(completion_mu_) = false;
+
   std::thread writer_;
   std::thread notifier_;
+  std::thread completer_;
+  std::thread syncer_;
   bool closed_ = false;
   absl::Mutex close_mu_;
 };

@@ -1,5 +1,6 @@
 #include "storage/testing_fs.h"
 
+#include <mutex>
 #include <string>
 
 namespace careloop::storage {
@@ -11,6 +12,8 @@ using rocksdb::IOStatus;
 using rocksdb::Slice;
 
 // Buffers appends until Sync/Fsync; then writes them through and syncs.
+// RocksDB may sync from one thread while another appends (SyncWAL beside
+// Write), so every operation holds the file's mutex.
 class UnsyncedBufferFile final : public rocksdb::FSWritableFileOwnerWrapper {
  public:
   explicit UnsyncedBufferFile(std::unique_ptr<rocksdb::FSWritableFile> f)
@@ -18,6 +21,7 @@ class UnsyncedBufferFile final : public rocksdb::FSWritableFileOwnerWrapper {
   ~UnsyncedBufferFile() override = default;
 
   IOStatus Append(const Slice& data, const IOOptions&, IODebugContext*) override {
+    std::lock_guard<std::mutex> lock(mu_);
     buffer_.append(data.data(), data.size());
     return IOStatus::OK();
   }
@@ -27,35 +31,42 @@ class UnsyncedBufferFile final : public rocksdb::FSWritableFileOwnerWrapper {
   }
   IOStatus PositionedAppend(const Slice& data, uint64_t offset, const IOOptions& o,
                             IODebugContext* dbg) override {
+    std::lock_guard<std::mutex> lock(mu_);
     IOStatus s = WriteThrough(o, dbg);
     if (!s.ok()) return s;
     return target()->PositionedAppend(data, offset, o, dbg);
   }
   IOStatus Flush(const IOOptions&, IODebugContext*) override { return IOStatus::OK(); }
   IOStatus Sync(const IOOptions& o, IODebugContext* dbg) override {
+    std::lock_guard<std::mutex> lock(mu_);
     IOStatus s = WriteThrough(o, dbg);
     if (!s.ok()) return s;
     return target()->Sync(o, dbg);
   }
   IOStatus Fsync(const IOOptions& o, IODebugContext* dbg) override {
+    std::lock_guard<std::mutex> lock(mu_);
     IOStatus s = WriteThrough(o, dbg);
     if (!s.ok()) return s;
     return target()->Fsync(o, dbg);
   }
+  bool IsSyncThreadSafe() const override { return true; }
   IOStatus RangeSync(uint64_t, uint64_t, const IOOptions&, IODebugContext*) override {
     return IOStatus::OK();  // a hint only; durability comes from Sync
   }
   IOStatus Truncate(uint64_t size, const IOOptions& o, IODebugContext* dbg) override {
+    std::lock_guard<std::mutex> lock(mu_);
     IOStatus s = WriteThrough(o, dbg);
     if (!s.ok()) return s;
     return target()->Truncate(size, o, dbg);
   }
   IOStatus Close(const IOOptions& o, IODebugContext* dbg) override {
+    std::lock_guard<std::mutex> lock(mu_);
     IOStatus s = WriteThrough(o, dbg);
     if (!s.ok()) return s;
     return target()->Close(o, dbg);
   }
   uint64_t GetFileSize(const IOOptions& o, IODebugContext* dbg) override {
+    std::lock_guard<std::mutex> lock(mu_);
     return target()->GetFileSize(o, dbg) + buffer_.size();
   }
 
@@ -67,6 +78,7 @@ class UnsyncedBufferFile final : public rocksdb::FSWritableFileOwnerWrapper {
     buffer_.clear();
     return target()->Flush(o, dbg);
   }
+  std::mutex mu_;
   std::string buffer_;
 };
 

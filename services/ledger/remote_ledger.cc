@@ -73,32 +73,70 @@ class RemoteTailStream final : public storage::TailStream {
 
 }  // namespace
 
+struct RemoteLedger::AsyncAppend {
+  grpc::ClientContext ctx;
+  v1::AppendRequest req;
+  v1::AppendResponse resp;
+  grpc::Status status;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<v1::AppendResponse>> reader;
+  storage::AppendCallback done;
+};
+
 RemoteLedger::RemoteLedger(std::shared_ptr<grpc::Channel> channel, absl::Duration deadline)
-    : channel_(std::move(channel)), stub_(v1::LedgerService::NewStub(channel_)), deadline_(deadline) {}
+    : channel_(std::move(channel)), stub_(v1::LedgerService::NewStub(channel_)), deadline_(deadline) {
+  cq_thread_ = std::thread([this] { DriveCompletions(); });
+}
+
+RemoteLedger::~RemoteLedger() {
+  {
+    absl::MutexLock lock(&calls_mu_);
+    closing_ = true;
+    for (AsyncAppend* call : calls_) call->ctx.TryCancel();
+    auto drained = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return calls_.empty(); };
+    calls_mu_.Await(absl::Condition(&drained));
+  }
+  cq_.Shutdown();
+  cq_thread_.join();
+}
+
+void RemoteLedger::DriveCompletions() {
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq_.Next(&tag, &ok)) {
+    std::unique_ptr<AsyncAppend> call(static_cast<AsyncAppend*>(tag));
+    if (call->status.ok()) {
+      call->done(std::move(*call->resp.mutable_commit()));
+    } else {
+      call->done(FromGrpcStatus(call->status));
+    }
+    absl::MutexLock lock(&calls_mu_);
+    calls_.erase(call.get());
+  }
+}
 
 void RemoteLedger::SetDeadline(grpc::ClientContext* ctx) const {
   ctx->set_deadline(absl::ToChronoTime(absl::Now() + deadline_));
 }
 
 void RemoteLedger::AppendAsync(v1::AppendRequest request, storage::AppendCallback done) {
-  struct Call {
-    grpc::ClientContext ctx;
-    v1::AppendRequest req;
-    v1::AppendResponse resp;
-    storage::AppendCallback done;
-  };
-  auto* call = new Call;
+  auto call = std::make_unique<AsyncAppend>();
   call->req = std::move(request);
   call->done = std::move(done);
   SetDeadline(&call->ctx);
-  stub_->async()->Append(&call->ctx, &call->req, &call->resp, [call](grpc::Status s) {
-    std::unique_ptr<Call> owned(call);
-    if (s.ok()) {
-      owned->done(std::move(*owned->resp.mutable_commit()));
+  bool refused = false;
+  {
+    absl::MutexLock lock(&calls_mu_);
+    if (closing_) {
+      refused = true;
     } else {
-      owned->done(FromGrpcStatus(s));
+      AsyncAppend* raw = call.release();  // owned by the completion queue until its tag returns
+      calls_.insert(raw);
+      raw->reader = stub_->PrepareAsyncAppend(&raw->ctx, raw->req, &cq_);
+      raw->reader->StartCall();
+      raw->reader->Finish(&raw->resp, &raw->status, raw);
     }
-  });
+  }
+  if (refused) call->done(absl::UnavailableError("the ledger client is closing"));
 }
 
 #define CARELOOP_REMOTE_CALL(Method, req, Resp)          \

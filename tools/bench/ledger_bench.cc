@@ -1,0 +1,322 @@
+// Ledger benchmarks. Prints Markdown tables for docs/PERFORMANCE.md.
+//
+//   ledger_bench append  [--seconds 5] [--clients 1,16,64] [--dir D]
+//   ledger_bench proofs  [--events 1000000] [--dir D]
+//
+// append: throughput and latency of 1 KiB appends with fsync, in-process and
+// over gRPC, beside two ceilings measured in the same run on the same disk:
+// (a) plain RocksDB sync Puts from the same number of threads, and (b) one
+// thread writing sync WriteBatches of 64 events.
+// proofs: inclusion-proof latency in a ledger of --events events, then the
+// offline verifier's rate beside raw SHA-256 over the same bytes.
+#include <grpcpp/grpcpp.h>
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <random>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "services/common/log.h"
+#include "services/common/sha256.h"
+#include "services/ledger/ledger_grpc_service.h"
+#include "services/ledger/remote_ledger.h"
+#include "services/trust/head_signer.h"
+#include "storage/local_ledger.h"
+#include "storage/verify.h"
+
+namespace careloop::bench {
+namespace {
+
+namespace fs = std::filesystem;
+constexpr size_t kEventBytes = 1024;
+
+struct Row {
+  std::string what;
+  int clients = 0;
+  uint64_t events = 0;
+  double seconds = 0;
+  std::vector<double> latencies_us;
+  double events_per_fsync = 0;
+  double rate() const { return events / seconds; }
+  double pct(double p) {
+    if (latencies_us.empty()) return 0;
+    std::sort(latencies_us.begin(), latencies_us.end());
+    return latencies_us[std::min(latencies_us.size() - 1, static_cast<size_t>(p * latencies_us.size()))];
+  }
+};
+
+void Print(Row& r) {
+  std::printf("| %-28s | %3d | %10.0f | %8.0f | %8.0f | %6s |\n", r.what.c_str(), r.clients, r.rate(), r.pct(0.50),
+              r.pct(0.99), r.events_per_fsync > 0 ? absl::StrCat(static_cast<int>(r.events_per_fsync * 10) / 10.0).c_str() : "-");
+  std::fflush(stdout);
+}
+
+std::unique_ptr<trust::Ed25519HeadSigner> Signer() {
+  auto key = trust::Ed25519PrivateKey::Generate();
+  return std::make_unique<trust::Ed25519HeadSigner>("careloop.bench", *std::move(key));
+}
+
+// Runs `op(thread, i)` from `clients` threads for `seconds`; each op is one
+// timed unit carrying `events_per_op` events.
+template <typename Op>
+Row Drive(const std::string& what, int clients, double seconds, int events_per_op, Op op) {
+  Row row;
+  row.what = what;
+  row.clients = clients;
+  std::atomic<bool> stop{false};
+  std::vector<std::vector<double>> lat(clients);
+  std::vector<uint64_t> count(clients, 0);
+  std::vector<std::thread> threads;
+  absl::Time start = absl::Now();
+  for (int t = 0; t < clients; ++t) {
+    threads.emplace_back([&, t] {
+      for (uint64_t i = 0; !stop.load(std::memory_order_relaxed); ++i) {
+        absl::Time t0 = absl::Now();
+        if (!op(t, i)) return;
+        lat[t].push_back(absl::ToDoubleMicroseconds(absl::Now() - t0));
+        count[t] += events_per_op;
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int>(seconds * 1000)));  // the measured window
+  stop.store(true);
+  for (auto& th : threads) th.join();
+  row.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  for (int t = 0; t < clients; ++t) {
+    row.events += count[t];
+    row.latencies_us.insert(row.latencies_us.end(), lat[t].begin(), lat[t].end());
+  }
+  return row;
+}
+
+v1::AppendRequest OneEvent(int client, const std::string& payload) {
+  v1::AppendRequest r;
+  v1::EventInput* e = r.add_events();
+  e->set_stream(absl::StrCat("bench/c", client));
+  e->set_type("Bench");
+  e->set_payload(payload);
+  return r;
+}
+
+size_t g_unsynced = 2;
+
+std::unique_ptr<storage::LocalLedger> OpenLedger(const std::string& dir, const storage::HeadSigner* signer) {
+  storage::LedgerOptions o;
+  o.max_unsynced_rounds = g_unsynced;
+  o.dir = dir;
+  o.signer = signer;
+  o.hub_name = "careloop.bench";
+  auto l = storage::LocalLedger::Open(o);
+  if (!l.ok()) {
+    std::fprintf(stderr, "open: %s\n", l.status().ToString().c_str());
+    std::exit(1);
+  }
+  return *std::move(l);
+}
+
+void AppendBench(const std::string& base, double seconds, const std::vector<int>& clients, bool baselines, bool grpc_rows) {
+  const std::string payload(kEventBytes, 'p');
+  auto signer = Signer();
+  std::printf("| what | clients | events/s | p50 µs | p99 µs | events/fsync |\n|---|---|---|---|---|---|\n");
+  for (int n : clients) {
+    if (baselines) {
+      std::string dir = absl::StrCat(base, "/rocks-put-", n);
+      rocksdb::Options opts;
+      opts.create_if_missing = true;
+      rocksdb::DB* raw = nullptr;
+      if (!rocksdb::DB::Open(opts, dir, &raw).ok()) std::exit(1);
+      std::unique_ptr<rocksdb::DB> db(raw);
+      rocksdb::WriteOptions wo;
+      wo.sync = true;
+      Row r = Drive("(a) RocksDB sync Put", n, seconds, 1, [&](int t, uint64_t i) {
+        return db->Put(wo, absl::StrCat("k", t, "-", i), payload).ok();
+      });
+      Print(r);
+    }
+    {
+      auto ledger = OpenLedger(absl::StrCat(base, "/ledger-local-", n), signer.get());
+      Row r = Drive("ledger in-process", n, seconds, 1, [&](int t, uint64_t) {
+        return ledger->Append(OneEvent(t, payload)).ok();
+      });
+      r.events_per_fsync = static_cast<double>(ledger->events_written()) / std::max<uint64_t>(1, ledger->syncs());
+      Print(r);
+    }
+    if (grpc_rows) {
+      auto ledger = OpenLedger(absl::StrCat(base, "/ledger-grpc-", n), signer.get());
+      ledger::LedgerGrpcService service(ledger.get());
+      grpc::ServerBuilder b;
+      int port = 0;
+      b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+      b.RegisterService(&service);
+      auto server = b.BuildAndStart();
+      // One channel per 8 clients, as a service process would hold a few.
+      std::vector<std::unique_ptr<ledger::RemoteLedger>> remotes;
+      for (int c = 0; c < (n + 7) / 8; ++c) {
+        grpc::ChannelArguments args;
+        args.SetInt("channel-index", c);  // distinct channels, not one shared subchannel
+        remotes.push_back(std::make_unique<ledger::RemoteLedger>(
+            grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials(), args)));
+      }
+      Row r = Drive("ledger over gRPC", n, seconds, 1, [&](int t, uint64_t) {
+        return remotes[t / 8]->Append(OneEvent(t, payload)).ok();
+      });
+      r.events_per_fsync = static_cast<double>(ledger->events_written()) / std::max<uint64_t>(1, ledger->syncs());
+      Print(r);
+      server->Shutdown();
+    }
+  }
+  if (baselines) {
+    std::string dir = absl::StrCat(base, "/rocks-batch64");
+    rocksdb::Options opts;
+    opts.create_if_missing = true;
+    rocksdb::DB* raw = nullptr;
+    if (!rocksdb::DB::Open(opts, dir, &raw).ok()) std::exit(1);
+    std::unique_ptr<rocksdb::DB> db(raw);
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    Row r = Drive("(b) RocksDB sync batch of 64", 1, seconds, 64, [&](int, uint64_t i) {
+      rocksdb::WriteBatch wb;
+      for (int k = 0; k < 64; ++k) wb.Put(absl::StrCat("k", i, "-", k), payload);
+      return db->Write(wo, &wb).ok();
+    });
+    r.events_per_fsync = 64;
+    Print(r);
+  }
+}
+
+void ProofBench(const std::string& base, uint64_t events) {
+  auto signer = Signer();
+  std::string dir = base + "/ledger-1m";
+  const std::string payload(kEventBytes, 'q');
+  {
+    auto ledger = OpenLedger(dir, signer.get());
+    absl::Time t0 = absl::Now();
+    const int batch = 1000;
+    for (uint64_t n = 0; n < events; n += batch) {
+      v1::AppendRequest r;
+      for (int k = 0; k < batch; ++k) {
+        v1::EventInput* e = r.add_events();
+        e->set_stream(absl::StrCat("bench/s", (n + k) % 1000));
+        e->set_type("Bench");
+        e->add_agencies(absl::StrCat("org.a", (n + k) % 50));
+        e->set_payload(payload);
+      }
+      if (!ledger->Append(std::move(r)).ok()) std::exit(1);
+    }
+    double secs = absl::ToDoubleSeconds(absl::Now() - t0);
+    std::printf("loaded %llu events of 1 KiB in batches of 1000: %.1f s (%.0f events/s)\n\n",
+                static_cast<unsigned long long>(events), secs, events / secs);
+    std::mt19937_64 rng(42);
+    std::vector<double> lat;
+    const uint64_t size = ledger->size();
+    for (int i = 0; i < 20000; ++i) {
+      uint64_t seq = 1 + rng() % size;
+      absl::Time s = absl::Now();
+      auto p = ledger->ProveInclusion(seq, 0);
+      lat.push_back(absl::ToDoubleMicroseconds(absl::Now() - s));
+      if (!p.ok()) std::exit(1);
+    }
+    std::sort(lat.begin(), lat.end());
+    std::printf("| inclusion proof at %llu events | p50 %.1f µs | p99 %.1f µs | max %.1f µs |\n\n",
+                static_cast<unsigned long long>(size), lat[lat.size() / 2], lat[lat.size() * 99 / 100], lat.back());
+    lat.clear();
+    for (int i = 0; i < 5000; ++i) {
+      uint64_t b = 1 + rng() % size;
+      uint64_t a = 1 + rng() % b;
+      absl::Time s = absl::Now();
+      auto p = ledger->ProveConsistency(a, b);
+      lat.push_back(absl::ToDoubleMicroseconds(absl::Now() - s));
+      if (!p.ok()) std::exit(1);
+    }
+    std::sort(lat.begin(), lat.end());
+    std::printf("| consistency proof at %llu events | p50 %.1f µs | p99 %.1f µs |\n\n",
+                static_cast<unsigned long long>(size), lat[lat.size() / 2], lat[lat.size() * 99 / 100]);
+    if (!ledger->Close().ok()) std::exit(1);
+  }
+  {
+    // Reopen time at this size: no replay of the log.
+    absl::Time s = absl::Now();
+    auto ledger = OpenLedger(dir, signer.get());
+    std::printf("reopen at %llu events: %.3f s\n\n", static_cast<unsigned long long>(ledger->size()),
+                absl::ToDoubleSeconds(absl::Now() - s));
+  }
+  // Raw SHA-256 over the bytes the verifier must hash for each event: the
+  // payload and the leaf (0x00 || header), from memory.
+  v1::EventHeader h;
+  h.set_seq(123456);
+  h.set_stream("bench/s123");
+  h.set_stream_version(1234);
+  h.set_type("Bench");
+  h.set_commit_time_unix_nanos(1'800'000'000'000'000'000);
+  h.add_agencies("org.a12");
+  h.set_payload_sha256(std::string(32, 'h'));
+  h.set_payload_size(kEventBytes);
+  std::string header = h.SerializeAsString();
+  const uint64_t sha_events = 1'000'000;
+  absl::Time s = absl::Now();
+  Hash acc{};
+  for (uint64_t i = 0; i < sha_events; ++i) {
+    Hash a = Sha256(payload);
+    Hash b = Sha256Parts({absl::string_view("\0", 1), header});
+    acc[i % 32] ^= a[0] ^ b[0];
+  }
+  double sha_secs = absl::ToDoubleSeconds(absl::Now() - s);
+  double sha_rate = sha_events / sha_secs;
+  auto verifier = trust::Ed25519NoteVerifier::FromVerifierKey(signer->VerifierKey());
+  s = absl::Now();
+  auto report = storage::VerifyLedgerDir(dir, verifier->get(), nullptr);
+  double vsecs = absl::ToDoubleSeconds(absl::Now() - s);
+  if (!report.ok() || !report->ok) {
+    std::fprintf(stderr, "verify failed\n");
+    std::exit(1);
+  }
+  double vrate = report->events / vsecs;
+  std::printf("| offline verify | %llu events | %.1f s | %.0f events/s |\n", static_cast<unsigned long long>(report->events),
+              vsecs, vrate);
+  std::printf("| raw SHA-256 (payload + leaf per event, from memory) | %.0f events/s (%.0f MB/s) | ratio %.2f | (%d) |\n",
+              sha_rate, sha_rate * (kEventBytes + header.size() + 1) / 1e6, vrate / sha_rate, acc[0] & 1);
+}
+
+}  // namespace
+}  // namespace careloop::bench
+
+int main(int argc, char** argv) {
+  CLI::App app{"careloop ledger benchmarks"};
+  app.require_subcommand(1);
+  double seconds = 5;
+  std::string clients = "1,16,64";
+  std::string dir;
+  uint64_t events = 1'000'000;
+  bool no_baselines = false, no_grpc = false;
+  auto* append = app.add_subcommand("append", "append throughput and latency vs RocksDB ceilings");
+  append->add_option("--seconds", seconds, "measured seconds per row");
+  append->add_option("--clients", clients, "comma list of client counts");
+  append->add_option("--dir", dir, "scratch directory on the disk to measure (default: a temp dir)");
+  append->add_flag("--no-baselines", no_baselines, "skip the RocksDB ceilings");
+  append->add_flag("--no-grpc", no_grpc, "skip the gRPC rows");
+  append->add_option("--unsynced-rounds", careloop::bench::g_unsynced, "LedgerOptions::max_unsynced_rounds");
+  auto* proofs = app.add_subcommand("proofs", "proof latency at size, reopen time, offline verify vs SHA-256");
+  proofs->add_option("--events", events, "ledger size");
+  proofs->add_option("--dir", dir, "scratch directory");
+  CLI11_PARSE(app, argc, argv);
+  careloop::log::Init(careloop::log::Level::kWarn, careloop::log::Format::kLogfmt);
+  namespace fs = std::filesystem;
+  std::string base = dir.empty() ? (fs::temp_directory_path() / absl::StrCat("careloop-bench-", getpid())).string() : dir;
+  fs::create_directories(base);
+  if (*append) {
+    std::vector<int> counts;
+    for (absl::string_view c : absl::StrSplit(clients, ',')) counts.push_back(std::stoi(std::string(c)));
+    careloop::bench::AppendBench(base, seconds, counts, !no_baselines, !no_grpc);
+  } else {
+    careloop::bench::ProofBench(base, events);
+  }
+  if (dir.empty()) fs::remove_all(base);
+  return 0;
+}
