@@ -58,8 +58,8 @@ absl::StatusOr<ParsedVerifierKey> ParseVerifierKey(absl::string_view vkey) {
     return absl::InvalidArgumentError("invalid key id in vkey");
   }
   std::string typed;
-  if (!absl::Base64Unescape(parts[2], &typed) || absl::Base64Escape(typed) != parts[2] || typed.size() != 33 ||
-      static_cast<uint8_t>(typed[0]) != kEd25519Type) {
+  if (!absl::Base64Unescape(parts[2], &typed) || absl::Base64Escape(typed) != parts[2] ||
+      typed.size() != 33 || static_cast<uint8_t>(typed[0]) != kEd25519Type) {
     return absl::InvalidArgumentError("vkey does not hold an Ed25519 key");
   }
   out.public_key = typed.substr(1);
@@ -70,8 +70,9 @@ absl::StatusOr<ParsedVerifierKey> ParseVerifierKey(absl::string_view vkey) {
 }
 
 std::string FormatCheckpointBody(const Checkpoint& cp) {
-  return absl::StrCat(cp.origin, "\n", cp.tree_size, "\n", absl::Base64Escape(AsStringView(cp.root)),
-                      "\n", "time ", cp.time_unix_nanos, "\n");
+  return absl::StrCat(cp.origin, "\n", cp.tree_size, "\n",
+                      absl::Base64Escape(AsStringView(cp.root)), "\n", "time ", cp.time_unix_nanos,
+                      "\n");
 }
 
 absl::StatusOr<Checkpoint> ParseCheckpointBody(absl::string_view body) {
@@ -142,7 +143,8 @@ absl::StatusOr<Checkpoint> OpenCheckpoint(absl::string_view note, const NoteVeri
     std::string blob;
     absl::string_view encoded = line.substr(space + 1);
     // Only the canonical encoding: no second spelling of the same signature.
-    if (!absl::Base64Unescape(encoded, &blob) || blob.size() < 5 || absl::Base64Escape(blob) != encoded) {
+    if (!absl::Base64Unescape(encoded, &blob) || blob.size() < 5 ||
+        absl::Base64Escape(blob) != encoded) {
       return absl::InvalidArgumentError("malformed signature in signed note");
     }
     uint32_t id = (uint32_t{static_cast<uint8_t>(blob[0])} << 24) |

@@ -1,7 +1,8 @@
 // Signed tree heads in the C2SP signed-note checkpoint format, so that outside
 // witnesses can verify and cosign them:
 //
-//   <origin>\n<tree size>\n<base64 root>\n<extension lines>\n\n— <key name> <base64(key id || sig)>\n
+//   <origin>\n<tree size>\n<base64 root>\n<extension lines>\n\n— <key name> <base64(key id ||
+//   sig)>\n
 //
 // careloop's origin is "<hub name>/<log id>": a restore starts a new log id and
 // so a new origin, which monitors report instead of mistaking it for history
@@ -12,9 +13,9 @@
 
 #include <cstdint>
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "services/common/sha256.h"
 
 namespace careloop::storage {

@@ -7,8 +7,9 @@ namespace careloop::storage {
 absl::StatusOr<v1::Commit> Ledger::Append(v1::AppendRequest request) {
   std::promise<absl::StatusOr<v1::Commit>> promise;
   std::future<absl::StatusOr<v1::Commit>> future = promise.get_future();
-  AppendAsync(std::move(request),
-              [&promise](absl::StatusOr<v1::Commit> result) { promise.set_value(std::move(result)); });
+  AppendAsync(std::move(request), [&promise](absl::StatusOr<v1::Commit> result) {
+    promise.set_value(std::move(result));
+  });
   return future.get();
 }
 

@@ -6,7 +6,6 @@
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
-
 #include <unistd.h>
 
 #include <filesystem>
@@ -25,8 +24,8 @@
 namespace careloop::storage {
 
 namespace fs = std::filesystem;
-using schema::BE64;
 using schema::AsView;
+using schema::BE64;
 using schema::DecodeBE64;
 
 absl::Status FromRocks(const rocksdb::Status& s, absl::string_view context) {
@@ -34,15 +33,17 @@ absl::Status FromRocks(const rocksdb::Status& s, absl::string_view context) {
   std::string msg = absl::StrCat(context, ": ", s.ToString());
   if (s.IsCorruption()) return absl::DataLossError(msg);
   if (s.IsNotFound()) return absl::NotFoundError(msg);
-  if (s.IsNoSpace()) return absl::ResourceExhaustedError(absl::StrCat(msg, " (no space left on device)"));
+  if (s.IsNoSpace())
+    return absl::ResourceExhaustedError(absl::StrCat(msg, " (no space left on device)"));
   if (s.IsInvalidArgument()) return absl::InvalidArgumentError(msg);
   if (s.IsBusy() || s.IsTryAgain()) return absl::UnavailableError(msg);
   if (s.IsIOError()) {
     if (s.ToString().find("lock") != std::string::npos) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          context, ": the ledger directory is locked by another process (is another careloopd "
-                   "running on this data dir?): ",
-          s.ToString()));
+      return absl::FailedPreconditionError(
+          absl::StrCat(context,
+                       ": the ledger directory is locked by another process (is another careloopd "
+                       "running on this data dir?): ",
+                       s.ToString()));
     }
     return absl::UnavailableError(msg);
   }
@@ -120,8 +121,8 @@ class RocksNodeReader final : public merkle::NodeReader {
     std::vector<Hash> out(ids.size());
     for (size_t i = 0; i < ids.size(); ++i) {
       if (!st[i].ok()) {
-        return FromRocks(st[i], absl::StrCat("tree node level ", ids[i].level, " index ",
-                                             ids[i].index));
+        return FromRocks(st[i],
+                         absl::StrCat("tree node level ", ids[i].level, " index ", ids[i].index));
       }
       if (values[i].size() != 32) {
         return absl::DataLossError(absl::StrCat("tree node level ", ids[i].level, " index ",
@@ -161,9 +162,9 @@ absl::Status CheckFormat(const std::string& dir) {
   if (fs::is_empty(dir, ec)) return absl::NotFoundError(absl::StrCat(dir, " is empty"));
   fs::path format = fs::path(dir) / schema::kFormatFile;
   if (!fs::exists(format, ec)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        dir, " is not empty and holds no careloop ledger (no ", schema::kFormatFile,
-        " file); refusing to use it"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir, " is not empty and holds no careloop ledger (no ", schema::kFormatFile,
+                     " file); refusing to use it"));
   }
   std::ifstream in(format);
   std::string line;
@@ -212,8 +213,9 @@ absl::Status LocalLedger::OpenDb() {
     }
     // The format file goes first: a directory with it and no database yet is
     // still recognised as ours after a crash.
-    RETURN_IF_ERROR(WriteFileSynced(fs::path(dir) / schema::kFormatFile,
-                                    absl::StrCat(schema::kFormatPrefix, schema::kFormatVersion, "\n")));
+    RETURN_IF_ERROR(
+        WriteFileSynced(fs::path(dir) / schema::kFormatFile,
+                        absl::StrCat(schema::kFormatPrefix, schema::kFormatVersion, "\n")));
   } else if (!fmt.ok()) {
     return fmt;
   }
@@ -232,33 +234,37 @@ absl::Status LocalLedger::OpenDb() {
 absl::Status LocalLedger::LoadState() {
   std::string meta_bytes;
   v1::LedgerMeta meta;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(schema::kDefault), schema::kMetaKey, &meta_bytes);
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), cf(schema::kDefault), schema::kMetaKey, &meta_bytes);
   if (s.IsNotFound()) {
     meta.set_format_version(schema::kFormatVersion);
     meta.set_log_id(RandomLogId());
     meta.set_created_unix_nanos(absl::ToUnixNanos(options_.clock->Now()));
     meta.set_hub_name(options_.hub_name);
-    meta.set_verifier_key(Ed25519VerifierKey(options_.signer->key_name(), options_.signer->public_key()));
+    meta.set_verifier_key(
+        Ed25519VerifierKey(options_.signer->key_name(), options_.signer->public_key()));
     rocksdb::WriteOptions wo;
     wo.sync = true;
-    RETURN_IF_ERROR(FromRocks(db_->Put(wo, cf(schema::kDefault), schema::kMetaKey, meta.SerializeAsString()),
-                              "writing ledger metadata"));
+    RETURN_IF_ERROR(
+        FromRocks(db_->Put(wo, cf(schema::kDefault), schema::kMetaKey, meta.SerializeAsString()),
+                  "writing ledger metadata"));
   } else if (!s.ok()) {
     return FromRocks(s, "reading ledger metadata");
   } else if (!meta.ParseFromString(meta_bytes)) {
     return absl::DataLossError("ledger metadata is damaged");
   }
   if (meta.format_version() != schema::kFormatVersion) {
-    return absl::FailedPreconditionError(absl::StrCat("ledger metadata says format version ",
-                                                      meta.format_version(), "; this careloopd reads ",
-                                                      schema::kFormatVersion));
+    return absl::FailedPreconditionError(
+        absl::StrCat("ledger metadata says format version ", meta.format_version(),
+                     "; this careloopd reads ", schema::kFormatVersion));
   }
   log_id_ = meta.log_id();
   origin_ = OriginFor(options_.hub_name, log_id_);
 
   uint64_t size = 0;
   {
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kEvents)));
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kEvents)));
     it->SeekToLast();
     RETURN_IF_ERROR(FromRocks(it->status(), "reading the last event"));
     if (it->Valid()) size = DecodeBE64(AsView(it->key()));
@@ -269,12 +275,14 @@ absl::Status LocalLedger::LoadState() {
   v1::SignedHead head;
   bool have_head = false;
   {
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kHeads)));
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kHeads)));
     it->SeekToLast();
     RETURN_IF_ERROR(FromRocks(it->status(), "reading the last tree head"));
     if (it->Valid()) {
       if (!head.ParseFromString(it->value().ToString())) {
-        return absl::DataLossError("the last stored tree head is damaged; run `careloop ledger verify`");
+        return absl::DataLossError(
+            "the last stored tree head is damaged; run `careloop ledger verify`");
       }
       have_head = true;
     }
@@ -296,8 +304,9 @@ absl::Status LocalLedger::LoadState() {
     ASSIGN_OR_RETURN(head, SignHead(size, root, options_.clock->Now()));
     rocksdb::WriteOptions wo;
     wo.sync = true;
-    RETURN_IF_ERROR(FromRocks(db_->Put(wo, cf(schema::kHeads), BE64(size), head.SerializeAsString()),
-                              "writing the tree head"));
+    RETURN_IF_ERROR(
+        FromRocks(db_->Put(wo, cf(schema::kHeads), BE64(size), head.SerializeAsString()),
+                  "writing the tree head"));
   }
   {
     absl::MutexLock lock(&state_mu_);
@@ -309,7 +318,8 @@ absl::Status LocalLedger::LoadState() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::SignedHead> LocalLedger::SignHead(uint64_t size, const Hash& root, absl::Time time) {
+absl::StatusOr<v1::SignedHead> LocalLedger::SignHead(uint64_t size, const Hash& root,
+                                                     absl::Time time) {
   Checkpoint cp{origin_, size, root, absl::ToUnixNanos(time)};
   ASSIGN_OR_RETURN(std::string note, SignCheckpoint(cp, *options_.signer));
   v1::SignedHead head;
@@ -396,9 +406,9 @@ void LocalLedger::AppendAsync(v1::AppendRequest request, AppendCallback done) {
       return;
     }
     refusal = closing_ ? absl::UnavailableError("the ledger is shutting down")
-                       : absl::ResourceExhaustedError(absl::StrCat(
-                             "the ledger's append queue is full (", options_.queue_capacity,
-                             " requests); retry later"));
+                       : absl::ResourceExhaustedError(
+                             absl::StrCat("the ledger's append queue is full (",
+                                          options_.queue_capacity, " requests); retry later"));
   }
   p.done(refusal);
 }
@@ -410,9 +420,8 @@ void LocalLedger::WriterLoop() {
     {
       absl::MutexLock lock(&queue_mu_);
       queue_mu_.Await(absl::Condition(
-          +[](LocalLedger* self) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-            return !self->queue_.empty() || self->closing_;
-          },
+          +[](LocalLedger* self)
+               ABSL_NO_THREAD_SAFETY_ANALYSIS { return !self->queue_.empty() || self->closing_; },
           this));
       if (queue_.empty() && closing_) return;
       if (options_.test_before_round) {
@@ -425,7 +434,8 @@ void LocalLedger::WriterLoop() {
         const v1::AppendRequest& r = queue_.front().request;
         size_t e = static_cast<size_t>(r.events_size());
         size_t b = r.ByteSizeLong();
-        if (!round.empty() && (events + e > options_.max_round_events || bytes + b > options_.max_round_bytes)) {
+        if (!round.empty() &&
+            (events + e > options_.max_round_events || bytes + b > options_.max_round_bytes)) {
           break;
         }
         events += e;
@@ -447,22 +457,24 @@ void LocalLedger::WriterLoop() {
 struct LocalLedger::RoundResult {
   absl::Status status;
   v1::Commit commit;
-  int dedup_of = -1;            // replays request dedup_of of this round
-  bool dedup_stored = false;    // replays a stored commit
+  int dedup_of = -1;          // replays request dedup_of of this round
+  bool dedup_stored = false;  // replays a stored commit
   uint64_t dedup_head_size = 0;
-  bool record_key = false;      // store an idempotency record for it
+  bool record_key = false;  // store an idempotency record for it
 };
 
 absl::StatusOr<uint64_t> LocalLedger::ReadStreamVersion(const std::string& stream) {
   if (auto it = stream_versions_.find(stream); it != stream_versions_.end()) return it->second;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kStreams)));
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kStreams)));
   std::string upper = schema::PrefixedKey(stream, UINT64_MAX);
   it->SeekForPrev(upper);
   RETURN_IF_ERROR(FromRocks(it->status(), absl::StrCat("reading stream ", stream)));
   uint64_t version = 0;
   if (it->Valid()) {
     absl::string_view key = AsView(it->key());
-    if (key.size() == stream.size() + 9 && key.substr(0, stream.size()) == stream && key[stream.size()] == '\0') {
+    if (key.size() == stream.size() + 9 && key.substr(0, stream.size()) == stream &&
+        key[stream.size()] == '\0') {
       version = DecodeBE64(key.substr(stream.size() + 1));
     }
   }
@@ -470,9 +482,9 @@ absl::StatusOr<uint64_t> LocalLedger::ReadStreamVersion(const std::string& strea
 }
 
 absl::Status LocalLedger::StopWriter(const absl::Status& cause) {
-  absl::Status stopped = absl::UnavailableError(absl::StrCat(
-      "the ledger writer stopped after a failed write and acknowledges nothing more: ",
-      cause.message(), ". Fix the cause and restart careloopd."));
+  absl::Status stopped = absl::UnavailableError(
+      absl::StrCat("the ledger writer stopped after a failed write and acknowledges nothing more: ",
+                   cause.message(), ". Fix the cause and restart careloopd."));
   bool first = false;
   {
     absl::MutexLock lock(&state_mu_);
@@ -505,7 +517,8 @@ void LocalLedger::HandToSyncer(WrittenRound round) {
   absl::MutexLock lock(&sync_mu_);
   // Bounded pipeline: at most max_unsynced_rounds written ahead of the sync.
   auto room = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    return unsynced_.size() + syncing_ < std::max<size_t>(1, options_.max_unsynced_rounds) || syncer_stop_;
+    return unsynced_.size() + syncing_ < std::max<size_t>(1, options_.max_unsynced_rounds) ||
+           syncer_stop_;
   };
   sync_mu_.Await(absl::Condition(&room));
   unsynced_.push_back(std::move(round));
@@ -516,7 +529,9 @@ void LocalLedger::SyncerLoop() {
     std::deque<WrittenRound> group;
     {
       absl::MutexLock lock(&sync_mu_);
-      auto ready = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return !unsynced_.empty() || syncer_stop_; };
+      auto ready = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return !unsynced_.empty() || syncer_stop_;
+      };
       sync_mu_.Await(absl::Condition(&ready));
       if (unsynced_.empty()) return;  // stopping, and every round is answered
       group.swap(unsynced_);
@@ -566,8 +581,10 @@ void LocalLedger::SweepIdempotency(absl::Time now, void* batch_ptr) {
   auto* wb = static_cast<rocksdb::WriteBatch*>(batch_ptr);
   if (now - last_sweep_ < absl::Seconds(1)) return;
   last_sweep_ = now;
-  const uint64_t cutoff = static_cast<uint64_t>(absl::ToUnixMicros(now - options_.idempotency_window));
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kIdemExpiry)));
+  const uint64_t cutoff =
+      static_cast<uint64_t>(absl::ToUnixMicros(now - options_.idempotency_window));
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kIdemExpiry)));
   int budget = 1000;  // bounded work per round
   for (it->SeekToFirst(); it->Valid() && budget-- > 0; it->Next()) {
     absl::string_view k = AsView(it->key());
@@ -623,9 +640,9 @@ void LocalLedger::ProcessRound(std::vector<Pending>& round) {
         if (round[it->second].content_hash == p.content_hash) {
           r.dedup_of = it->second;
         } else {
-          r.status = absl::AlreadyExistsError(absl::StrCat(
-              "idempotency key was already used for a different append (seq ",
-              results[it->second].commit.first_seq(), ")"));
+          r.status = absl::AlreadyExistsError(
+              absl::StrCat("idempotency key was already used for a different append (seq ",
+                           results[it->second].commit.first_seq(), ")"));
         }
         continue;
       }
@@ -648,9 +665,9 @@ void LocalLedger::ProcessRound(std::vector<Pending>& round) {
             r.dedup_stored = true;
             r.dedup_head_size = rec.head_size();
           } else {
-            r.status = absl::AlreadyExistsError(absl::StrCat(
-                "idempotency key was already used for a different append (seq ",
-                rec.commit().first_seq(), ")"));
+            r.status = absl::AlreadyExistsError(
+                absl::StrCat("idempotency key was already used for a different append (seq ",
+                             rec.commit().first_seq(), ")"));
           }
           continue;
         }
@@ -667,9 +684,9 @@ void LocalLedger::ProcessRound(std::vector<Pending>& round) {
         check = v.status();
       } else if (pc.has_must_not_exist()) {
         if (*v != 0) {
-          check = absl::FailedPreconditionError(absl::StrCat(
-              "precondition ", j, ": stream ", pc.stream(), " exists (version ", *v,
-              ") but the append requires that it does not"));
+          check = absl::FailedPreconditionError(
+              absl::StrCat("precondition ", j, ": stream ", pc.stream(), " exists (version ", *v,
+                           ") but the append requires that it does not"));
         }
       } else if (*v != pc.expected_version()) {
         check = absl::FailedPreconditionError(absl::StrCat("precondition ", j, ": stream ",
@@ -768,7 +785,8 @@ void LocalLedger::ProcessRound(std::vector<Pending>& round) {
     wb.Put(cf(schema::kIdempotency), key, rec.SerializeAsString());
     wb.Put(cf(schema::kIdemExpiry), BE64(static_cast<uint64_t>(now_ns / 1000)) + key, "");
   }
-  for (const auto& [id, hash] : nodes) wb.Put(cf(schema::kMerkle), schema::MerkleKey(id), ToBytes(hash));
+  for (const auto& [id, hash] : nodes)
+    wb.Put(cf(schema::kMerkle), schema::MerkleKey(id), ToBytes(hash));
 
   v1::SignedHead head;
   const bool new_head = final_size != tree_.size();
@@ -798,7 +816,8 @@ void LocalLedger::ProcessRound(std::vector<Pending>& round) {
     written.wrote = true;
   }
   tree_ = std::move(tree);
-  if (stream_versions_.size() + overlay.size() > 200'000) stream_versions_.clear();  // bounded cache
+  if (stream_versions_.size() + overlay.size() > 200'000)
+    stream_versions_.clear();  // bounded cache
   for (auto& [stream, v] : overlay) stream_versions_[stream] = v;
   if (new_head) last_head_ = head;
   written.new_head = new_head;
@@ -849,7 +868,9 @@ void LocalLedger::CompleterLoop() {
     std::vector<Completion> batch;
     {
       absl::MutexLock lock(&completion_mu_);
-      auto ready = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return !completions_.empty() || completer_stop_; };
+      auto ready = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return !completions_.empty() || completer_stop_;
+      };
       completion_mu_.Await(absl::Condition(&ready));
       if (completions_.empty()) return;  // stopping, and everything is answered
       batch = std::move(completions_.front());
@@ -915,8 +936,8 @@ uint32_t LocalLedger::ClampLimit(uint32_t limit) const {
   return limit;
 }
 
-absl::StatusOr<std::vector<v1::Event>> LocalLedger::ReadEventsBySeq(const std::vector<uint64_t>& seqs,
-                                                                     bool include_payloads) {
+absl::StatusOr<std::vector<v1::Event>> LocalLedger::ReadEventsBySeq(
+    const std::vector<uint64_t>& seqs, bool include_payloads) {
   std::vector<v1::Event> out;
   if (seqs.empty()) return out;
   std::vector<std::string> keys;
@@ -958,7 +979,8 @@ absl::StatusOr<v1::ReadResponse> LocalLedger::Read(const v1::ReadRequest& req) {
   resp.set_tree_size(size);
   if (from > size) return resp;
   const uint64_t last = std::min<uint64_t>(size, from + limit - 1);
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kEvents)));
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kEvents)));
   std::unique_ptr<rocksdb::Iterator> pit;
   if (req.include_payloads()) {
     pit.reset(db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kPayloads)));
@@ -995,7 +1017,8 @@ absl::StatusOr<v1::ReadResponse> LocalLedger::ReadStream(const v1::ReadStreamReq
   const uint64_t size = this->size();
   const uint32_t limit = ClampLimit(req.limit());
   std::vector<uint64_t> seqs;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kStreams)));
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kStreams)));
   const std::string prefix = req.stream() + std::string(1, '\0');
   for (it->Seek(schema::PrefixedKey(req.stream(), std::max<uint64_t>(1, req.from_version())));
        it->Valid() && it->key().starts_with(prefix) && seqs.size() < limit; it->Next()) {
@@ -1051,7 +1074,8 @@ absl::StatusOr<v1::ReadResponse> LocalLedger::ReadIndex(const v1::ReadIndexReque
 absl::StatusOr<uint64_t> LocalLedger::StreamVersion(absl::string_view stream) {
   RETURN_IF_ERROR(ValidateStreamName(stream));
   const uint64_t size = this->size();
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kStreams)));
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kStreams)));
   const std::string prefix = std::string(stream) + std::string(1, '\0');
   // Walk back from the newest version past any that are not yet published.
   it->SeekForPrev(schema::PrefixedKey(stream, UINT64_MAX));
@@ -1068,8 +1092,8 @@ absl::StatusOr<v1::SignedHead> LocalLedger::ReadHeadAt(uint64_t size) {
   std::string value;
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(schema::kHeads), BE64(size), &value);
   if (s.IsNotFound()) {
-    return absl::NotFoundError(absl::StrCat(
-        "no tree head was signed at size ", size, " (heads are signed once per commit round)"));
+    return absl::NotFoundError(absl::StrCat("no tree head was signed at size ", size,
+                                            " (heads are signed once per commit round)"));
   }
   RETURN_IF_ERROR(FromRocks(s, "reading a tree head"));
   v1::SignedHead head;
@@ -1085,8 +1109,8 @@ absl::StatusOr<v1::SignedHead> LocalLedger::Head(uint64_t tree_size) {
     return head_;
   }
   if (tree_size > size()) {
-    return absl::OutOfRangeError(absl::StrCat("tree size ", tree_size, " is beyond the ledger (",
-                                              size(), ")"));
+    return absl::OutOfRangeError(
+        absl::StrCat("tree size ", tree_size, " is beyond the ledger (", size(), ")"));
   }
   return ReadHeadAt(tree_size);
 }
@@ -1095,12 +1119,12 @@ absl::StatusOr<v1::InclusionProof> LocalLedger::ProveInclusion(uint64_t seq, uin
   const uint64_t size = this->size();
   if (tree_size == 0) tree_size = size;
   if (tree_size > size) {
-    return absl::OutOfRangeError(absl::StrCat("tree size ", tree_size, " is beyond the ledger (",
-                                              size, ")"));
+    return absl::OutOfRangeError(
+        absl::StrCat("tree size ", tree_size, " is beyond the ledger (", size, ")"));
   }
   if (seq == 0 || seq > tree_size) {
-    return absl::InvalidArgumentError(absl::StrCat("seq ", seq, " is not in a tree of size ",
-                                                   tree_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat("seq ", seq, " is not in a tree of size ", tree_size));
   }
   RocksNodeReader reader(db_.get(), cf(schema::kMerkle));
   ASSIGN_OR_RETURN(std::vector<Hash> hashes,
@@ -1116,8 +1140,8 @@ absl::StatusOr<v1::ConsistencyProof> LocalLedger::ProveConsistency(uint64_t size
   const uint64_t size = this->size();
   if (size2 == 0) size2 = size;
   if (size2 > size) {
-    return absl::OutOfRangeError(absl::StrCat("tree size ", size2, " is beyond the ledger (", size,
-                                              ")"));
+    return absl::OutOfRangeError(
+        absl::StrCat("tree size ", size2, " is beyond the ledger (", size, ")"));
   }
   if (size1 == 0 || size1 > size2) {
     return absl::InvalidArgumentError(
@@ -1137,15 +1161,18 @@ absl::StatusOr<v1::ConsistencyProof> LocalLedger::ProveConsistency(uint64_t size
 absl::StatusOr<v1::Receipt> LocalLedger::GetReceipt(uint64_t seq) {
   const uint64_t size = this->size();
   if (seq == 0 || seq > size) {
-    return absl::NotFoundError(absl::StrCat("no event with seq ", seq, " (the ledger has ", size, ")"));
+    return absl::NotFoundError(
+        absl::StrCat("no event with seq ", seq, " (the ledger has ", size, ")"));
   }
   v1::Receipt receipt;
   std::string header;
-  RETURN_IF_ERROR(FromRocks(db_->Get(rocksdb::ReadOptions(), cf(schema::kEvents), BE64(seq), &header),
-                            absl::StrCat("reading event seq ", seq)));
+  RETURN_IF_ERROR(
+      FromRocks(db_->Get(rocksdb::ReadOptions(), cf(schema::kEvents), BE64(seq), &header),
+                absl::StrCat("reading event seq ", seq)));
   receipt.set_header_bytes(std::move(header));
   // The head of the event's round: the first head at or after its seq.
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kHeads)));
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kHeads)));
   it->Seek(BE64(seq));
   RETURN_IF_ERROR(FromRocks(it->status(), "reading tree heads"));
   if (!it->Valid()) return absl::DataLossError(absl::StrCat("no tree head covers seq ", seq));
@@ -1224,23 +1251,27 @@ absl::StatusOr<v1::BackupResponse> LocalLedger::Backup(const std::string& direct
   if (directory.empty()) return absl::InvalidArgumentError("name a backup directory");
   std::error_code ec;
   if (fs::exists(directory, ec)) {
-    return absl::AlreadyExistsError(absl::StrCat("backup directory ", directory, " already exists"));
+    return absl::AlreadyExistsError(
+        absl::StrCat("backup directory ", directory, " already exists"));
   }
   rocksdb::Checkpoint* raw = nullptr;
   RETURN_IF_ERROR(FromRocks(rocksdb::Checkpoint::Create(db_.get(), &raw), "starting a backup"));
   std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
   RETURN_IF_ERROR(FromRocks(checkpoint->CreateCheckpoint(directory), "writing the backup"));
-  RETURN_IF_ERROR(WriteFileSynced(fs::path(directory) / schema::kFormatFile,
-                                  absl::StrCat(schema::kFormatPrefix, schema::kFormatVersion, "\n")));
+  RETURN_IF_ERROR(
+      WriteFileSynced(fs::path(directory) / schema::kFormatFile,
+                      absl::StrCat(schema::kFormatPrefix, schema::kFormatVersion, "\n")));
   // The exact size captured: the last event in the copy.
   rocksdb::Options opts = DbOptions(8 << 20);
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* copy = nullptr;
-  RETURN_IF_ERROR(FromRocks(rocksdb::DB::OpenForReadOnly(opts, directory, CfDescriptors(opts), &handles, &copy),
-                            "reading the backup"));
+  RETURN_IF_ERROR(
+      FromRocks(rocksdb::DB::OpenForReadOnly(opts, directory, CfDescriptors(opts), &handles, &copy),
+                "reading the backup"));
   uint64_t size = 0;
   {
-    std::unique_ptr<rocksdb::Iterator> it(copy->NewIterator(rocksdb::ReadOptions(), handles[schema::kEvents]));
+    std::unique_ptr<rocksdb::Iterator> it(
+        copy->NewIterator(rocksdb::ReadOptions(), handles[schema::kEvents]));
     it->SeekToLast();
     if (it->Valid()) size = DecodeBE64(AsView(it->key()));
   }
@@ -1253,7 +1284,8 @@ absl::StatusOr<v1::BackupResponse> LocalLedger::Backup(const std::string& direct
   return resp;
 }
 
-absl::StatusOr<RestoreResult> RestoreLedger(const std::string& backup_dir, const std::string& target_dir) {
+absl::StatusOr<RestoreResult> RestoreLedger(const std::string& backup_dir,
+                                            const std::string& target_dir) {
   RETURN_IF_ERROR(CheckFormat(backup_dir));
   std::error_code ec;
   if (fs::exists(target_dir, ec) && !fs::is_empty(target_dir, ec)) {
@@ -1267,14 +1299,16 @@ absl::StatusOr<RestoreResult> RestoreLedger(const std::string& backup_dir, const
   opts.create_if_missing = false;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
-  RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(opts, target_dir, CfDescriptors(opts), &handles, &raw),
-                            "opening the restored ledger"));
+  RETURN_IF_ERROR(
+      FromRocks(rocksdb::DB::Open(opts, target_dir, CfDescriptors(opts), &handles, &raw),
+                "opening the restored ledger"));
   std::unique_ptr<rocksdb::DB> db(raw);
   RestoreResult result;
   absl::Status status;
   std::string meta_bytes;
   v1::LedgerMeta meta;
-  rocksdb::Status s = db->Get(rocksdb::ReadOptions(), handles[schema::kDefault], schema::kMetaKey, &meta_bytes);
+  rocksdb::Status s =
+      db->Get(rocksdb::ReadOptions(), handles[schema::kDefault], schema::kMetaKey, &meta_bytes);
   if (!s.ok() || !meta.ParseFromString(meta_bytes)) {
     status = absl::DataLossError("the backup has no readable ledger metadata");
   } else {
@@ -1284,9 +1318,11 @@ absl::StatusOr<RestoreResult> RestoreLedger(const std::string& backup_dir, const
     result.new_log_id = meta.log_id();
     rocksdb::WriteOptions wo;
     wo.sync = true;
-    status = FromRocks(db->Put(wo, handles[schema::kDefault], schema::kMetaKey, meta.SerializeAsString()),
-                       "writing the new log id");
-    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), handles[schema::kEvents]));
+    status = FromRocks(
+        db->Put(wo, handles[schema::kDefault], schema::kMetaKey, meta.SerializeAsString()),
+        "writing the new log id");
+    std::unique_ptr<rocksdb::Iterator> it(
+        db->NewIterator(rocksdb::ReadOptions(), handles[schema::kEvents]));
     it->SeekToLast();
     if (it->Valid()) result.tree_size = DecodeBE64(AsView(it->key()));
   }

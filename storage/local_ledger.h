@@ -29,16 +29,16 @@
 namespace careloop::storage {
 
 struct LedgerOptions {
-  std::string dir;                           // the ledger's RocksDB directory
-  std::string hub_name = "careloop.dev";     // origin prefix and key name
-  const HeadSigner* signer = nullptr;        // the hub's log key (required)
-  Clock* clock = nullptr;                    // default: the system clock
-  std::shared_ptr<rocksdb::FileSystem> fs;   // default: the real file system
+  std::string dir;                          // the ledger's RocksDB directory
+  std::string hub_name = "careloop.dev";    // origin prefix and key name
+  const HeadSigner* signer = nullptr;       // the hub's log key (required)
+  Clock* clock = nullptr;                   // default: the system clock
+  std::shared_ptr<rocksdb::FileSystem> fs;  // default: the real file system
   absl::Duration idempotency_window = absl::Hours(24 * 7);
   LedgerLimits limits;
-  size_t queue_capacity = 10000;             // queued appends; full -> RESOURCE_EXHAUSTED
-  size_t max_round_events = 4096;            // events per commit round
-  size_t max_round_bytes = 32 << 20;         // payload bytes per commit round
+  size_t queue_capacity = 10000;      // queued appends; full -> RESOURCE_EXHAUSTED
+  size_t max_round_events = 4096;     // events per commit round
+  size_t max_round_bytes = 32 << 20;  // payload bytes per commit round
   // Rounds written but not yet synced: the writer builds the next round while
   // the syncer fsyncs the previous ones (one fsync may cover several).
   size_t max_unsynced_rounds = 2;
@@ -109,7 +109,7 @@ class LocalLedger final : public Ledger {
   using Completion = std::pair<AppendCallback, absl::StatusOr<v1::Commit>>;
   // A round the writer has written (not yet synced, not yet visible).
   struct WrittenRound {
-    bool wrote = false;       // it put something in the WAL
+    bool wrote = false;  // it put something in the WAL
     bool new_head = false;
     uint64_t size = 0;
     v1::SignedHead head;
@@ -135,7 +135,7 @@ class LocalLedger final : public Ledger {
   void HandToSyncer(WrittenRound round);
   absl::StatusOr<uint64_t> ReadStreamVersion(const std::string& stream);
   absl::StatusOr<std::vector<v1::Event>> ReadEventsBySeq(const std::vector<uint64_t>& seqs,
-                                                          bool include_payloads);
+                                                         bool include_payloads);
   absl::StatusOr<v1::SignedHead> ReadHeadAt(uint64_t size);
   absl::StatusOr<v1::SignedHead> SignHead(uint64_t size, const Hash& root, absl::Time time);
   void SweepIdempotency(absl::Time now, void* batch);

@@ -23,7 +23,8 @@ void InclusionRangesRec(uint64_t m, uint64_t begin, uint64_t end, std::vector<Ra
   }
 }
 
-void SubproofRec(uint64_t m_end, uint64_t begin, uint64_t end, bool whole, std::vector<Range>* out) {
+void SubproofRec(uint64_t m_end, uint64_t begin, uint64_t end, bool whole,
+                 std::vector<Range>* out) {
   uint64_t n = end - begin;
   uint64_t m = m_end - begin;
   if (m == n) {
@@ -42,8 +43,7 @@ void SubproofRec(uint64_t m_end, uint64_t begin, uint64_t end, bool whole, std::
 
 absl::StatusOr<Hash> ToHash(absl::string_view bytes, absl::string_view what) {
   if (bytes.size() != 32) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, " must be 32 bytes, got ", bytes.size()));
+    return absl::InvalidArgumentError(absl::StrCat(what, " must be 32 bytes, got ", bytes.size()));
   }
   Hash h;
   std::copy(bytes.begin(), bytes.end(), h.begin());
@@ -241,8 +241,9 @@ absl::Status ConsistencyRoots(uint64_t size1, uint64_t size2, const std::vector<
 }
 }  // namespace
 
-absl::Status VerifyConsistency(uint64_t size1, uint64_t size2, const std::vector<std::string>& proof,
-                               absl::string_view root1, absl::string_view root2) {
+absl::Status VerifyConsistency(uint64_t size1, uint64_t size2,
+                               const std::vector<std::string>& proof, absl::string_view root1,
+                               absl::string_view root2) {
   ASSIGN_OR_RETURN(Hash r1, ToHash(root1, "root1"));
   ASSIGN_OR_RETURN(Hash r2, ToHash(root2, "root2"));
   Hash fr, sr;

@@ -8,18 +8,18 @@
 
 #include <cstdint>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "services/common/sha256.h"
 
 namespace careloop::storage::merkle {
 
-Hash HashLeaf(absl::string_view leaf_data);            // SHA-256(0x00 || data)
+Hash HashLeaf(absl::string_view leaf_data);              // SHA-256(0x00 || data)
 Hash HashChildren(const Hash& left, const Hash& right);  // SHA-256(0x01 || l || r)
-Hash EmptyRoot();                                      // SHA-256("")
+Hash EmptyRoot();                                        // SHA-256("")
 
 struct NodeId {
   uint8_t level = 0;
@@ -81,8 +81,9 @@ absl::Status VerifyInclusion(uint64_t index, uint64_t size, const Hash& leaf_has
 // RFC 9162 §2.1.4.2, extended by one convention: equal sizes verify with an
 // empty proof and equal roots. size1 == 0 is refused (a proof from the empty
 // tree proves nothing; this follows the transparency-dev vectors).
-absl::Status VerifyConsistency(uint64_t size1, uint64_t size2, const std::vector<std::string>& proof,
-                               absl::string_view root1, absl::string_view root2);
+absl::Status VerifyConsistency(uint64_t size1, uint64_t size2,
+                               const std::vector<std::string>& proof, absl::string_view root1,
+                               absl::string_view root2);
 
 // Root computed from a consistency proof and the old root (used by verifiers
 // that only know root1). Same rules as VerifyConsistency.
@@ -96,8 +97,8 @@ class MemoryTree final : public NodeReader {
   void AppendLeaf(absl::string_view data) { AppendLeafHash(HashLeaf(data)); }
   void AppendLeafHash(const Hash& h);
   uint64_t size() const { return levels_.empty() ? 0 : levels_[0].size(); }
-  Hash Root() const;                    // of the whole tree
-  Hash RootAt(uint64_t size) const;     // of the first `size` leaves
+  Hash Root() const;                 // of the whole tree
+  Hash RootAt(uint64_t size) const;  // of the first `size` leaves
   absl::StatusOr<std::vector<Hash>> ReadNodes(const std::vector<NodeId>& ids) override;
 
  private:

@@ -24,7 +24,8 @@ absl::Status RocksDbProjection::Open(const std::string& dir) {
   opts.create_if_missing = true;
   opts.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
   rocksdb::DB* raw = nullptr;
-  RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(opts, dir, &raw), absl::StrCat("opening projection ", dir)));
+  RETURN_IF_ERROR(
+      FromRocks(rocksdb::DB::Open(opts, dir, &raw), absl::StrCat("opening projection ", dir)));
   db_.reset(raw);
   return absl::OkStatus();
 }
@@ -91,7 +92,8 @@ absl::Status ProjectionRunner::WaitFor(uint64_t min_seq, absl::Duration timeout)
 
 void ProjectionRunner::Run() {
   while (true) {
-    std::unique_ptr<TailStream> tail = ledger_->Tail(applied_.load() + 1, options_.include_payloads);
+    std::unique_ptr<TailStream> tail =
+        ledger_->Tail(applied_.load() + 1, options_.include_payloads);
     {
       absl::MutexLock lock(&mu_);
       if (stopping_) return;
@@ -118,7 +120,8 @@ void ProjectionRunner::Run() {
         return;
       }
       if (absl::Status s = projection_->Apply(*batch); !s.ok()) {
-        log::Error("projection.apply_failed", {{"seq", expect}, {"cause", std::string(s.message())}});
+        log::Error("projection.apply_failed",
+                   {{"seq", expect}, {"cause", std::string(s.message())}});
         absl::MutexLock lock(&mu_);
         status_ = s;
         return;
@@ -133,7 +136,8 @@ void ProjectionRunner::Run() {
     if (stopping_) return;
     // The tail was lost (a remote ledger restarting): back off, then resume
     // from the applied seq. Stop() wakes this wait at once.
-    log::Warn("projection.tail_lost", {{"applied_seq", applied_.load()}, {"cause", std::string(lost.message())}});
+    log::Warn("projection.tail_lost",
+              {{"applied_seq", applied_.load()}, {"cause", std::string(lost.message())}});
     auto stop = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return stopping_; };
     if (mu_.AwaitWithTimeout(absl::Condition(&stop), options_.retry_backoff)) return;
   }

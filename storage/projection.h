@@ -55,7 +55,8 @@ class ProjectionRunner {
     absl::Duration wake_timeout = absl::Milliseconds(500);   // bound on one Tail wait
     absl::Duration retry_backoff = absl::Milliseconds(200);  // after a lost tail (remote)
   };
-  ProjectionRunner(Ledger* ledger, Projection* projection) : ProjectionRunner(ledger, projection, Options()) {}
+  ProjectionRunner(Ledger* ledger, Projection* projection)
+      : ProjectionRunner(ledger, projection, Options()) {}
   ProjectionRunner(Ledger* ledger, Projection* projection, Options options);
   ~ProjectionRunner();
 

@@ -22,7 +22,8 @@ absl::StatusOr<v1::EventHeader> VerifyReceipt(const v1::Receipt& receipt, const 
   if (!header.ParseFromString(receipt.header_bytes()) || header.seq() == 0) {
     return absl::InvalidArgumentError("the receipt's event header does not parse");
   }
-  if (receipt.proof().leaf_index() != header.seq() - 1 || receipt.proof().tree_size() != cp.tree_size) {
+  if (receipt.proof().leaf_index() != header.seq() - 1 ||
+      receipt.proof().tree_size() != cp.tree_size) {
     return absl::InvalidArgumentError("the inclusion proof is for another leaf or tree size");
   }
   std::vector<std::string> proof(receipt.proof().hashes().begin(), receipt.proof().hashes().end());

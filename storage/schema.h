@@ -15,12 +15,11 @@
 //   cursors       name -> BE64(position)
 #pragma once
 
+#include <rocksdb/slice.h>
+
 #include <cstdint>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
-
-#include <rocksdb/slice.h>
 
 #include "absl/strings/string_view.h"
 #include "storage/merkle.h"
@@ -50,7 +49,7 @@ enum Cf : int {
 
 inline const std::vector<std::string>& CfNames() {
   static const std::vector<std::string> names = {
-      "default", "events", "payloads", "streams", "agency_index", "subject_index",
+      "default", "events", "payloads",    "streams",     "agency_index", "subject_index",
       "merkle",  "heads",  "idempotency", "idem_expiry", "cursors"};
   return names;
 }

@@ -120,7 +120,8 @@ IOStatus PowerLossFileSystem::NewWritableFile(const std::string& f, const rocksd
   return s;
 }
 
-IOStatus PowerLossFileSystem::ReopenWritableFile(const std::string& f, const rocksdb::FileOptions& o,
+IOStatus PowerLossFileSystem::ReopenWritableFile(const std::string& f,
+                                                 const rocksdb::FileOptions& o,
                                                  std::unique_ptr<rocksdb::FSWritableFile>* r,
                                                  IODebugContext* dbg) {
   std::unique_ptr<rocksdb::FSWritableFile> base;
@@ -129,7 +130,8 @@ IOStatus PowerLossFileSystem::ReopenWritableFile(const std::string& f, const roc
   return s;
 }
 
-IOStatus FaultInjectionFileSystem::NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
+IOStatus FaultInjectionFileSystem::NewWritableFile(const std::string& f,
+                                                   const rocksdb::FileOptions& o,
                                                    std::unique_ptr<rocksdb::FSWritableFile>* r,
                                                    IODebugContext* dbg) {
   if (no_space_.load()) return IOStatus::NoSpace("injected: no space left on device");

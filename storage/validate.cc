@@ -35,7 +35,8 @@ absl::Status ValidateStreamName(absl::string_view name, absl::string_view what) 
       segment_len = 0;
       continue;
     }
-    bool ok = first_segment ? (IsLowerAlnum(c) || c == '.' || c == '_' || c == '-') : IsSegmentChar(c);
+    bool ok =
+        first_segment ? (IsLowerAlnum(c) || c == '.' || c == '_' || c == '-') : IsSegmentChar(c);
     if (!ok) {
       return absl::InvalidArgumentError(
           absl::StrCat(what, " name has a character that is not allowed (byte ",
@@ -81,9 +82,8 @@ absl::Status ValidateAppend(const v1::AppendRequest& req, const LedgerLimits& li
     return absl::InvalidArgumentError("empty append: no events and no cursor updates");
   }
   if (static_cast<size_t>(req.events_size()) > limits.max_batch_events) {
-    return absl::InvalidArgumentError(absl::StrCat("batch has ", req.events_size(),
-                                                   " events; the limit is ",
-                                                   limits.max_batch_events));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "batch has ", req.events_size(), " events; the limit is ", limits.max_batch_events));
   }
   if (static_cast<size_t>(req.preconditions_size()) > limits.max_preconditions) {
     return absl::InvalidArgumentError(absl::StrCat("batch has ", req.preconditions_size(),
@@ -122,15 +122,14 @@ absl::Status ValidateAppend(const v1::AppendRequest& req, const LedgerLimits& li
       }
     }
     if (e.payload().size() > limits.max_payload_bytes) {
-      return at(absl::InvalidArgumentError(absl::StrCat("payload is ", e.payload().size(),
-                                                        " bytes; the limit is ",
-                                                        limits.max_payload_bytes)));
+      return at(absl::InvalidArgumentError(absl::StrCat(
+          "payload is ", e.payload().size(), " bytes; the limit is ", limits.max_payload_bytes)));
     }
     total += e.payload().size() + e.stream().size() + e.type().size() + e.subject().size();
   }
   if (total > limits.max_batch_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("batch is ", total, " bytes; the limit is ",
-                                                   limits.max_batch_bytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("batch is ", total, " bytes; the limit is ", limits.max_batch_bytes));
   }
   for (int i = 0; i < req.preconditions_size(); ++i) {
     const v1::Precondition& p = req.preconditions(i);
@@ -138,8 +137,8 @@ absl::Status ValidateAppend(const v1::AppendRequest& req, const LedgerLimits& li
       return absl::InvalidArgumentError(absl::StrCat("precondition ", i, ": ", s.message()));
     }
     if (p.expectation_case() == v1::Precondition::EXPECTATION_NOT_SET) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "precondition ", i, ": set expected_version or must_not_exist"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("precondition ", i, ": set expected_version or must_not_exist"));
     }
     if (p.expectation_case() == v1::Precondition::kMustNotExist && !p.must_not_exist()) {
       return absl::InvalidArgumentError(

@@ -4,22 +4,22 @@
 
 #include <cstddef>
 #include <cstdint>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "careloop/v1/ledger.pb.h"
 
 namespace careloop::storage {
 
 struct LedgerLimits {
-  size_t max_payload_bytes = 1 << 20;      // one event's payload
-  size_t max_batch_events = 1000;          // events in one append
-  size_t max_batch_bytes = 8 << 20;        // payloads + names of one append
+  size_t max_payload_bytes = 1 << 20;  // one event's payload
+  size_t max_batch_events = 1000;      // events in one append
+  size_t max_batch_bytes = 8 << 20;    // payloads + names of one append
   size_t max_preconditions = 256;
   size_t max_cursor_updates = 64;
   size_t max_agencies_per_event = 64;
   size_t max_idempotency_key_bytes = 256;
-  uint32_t max_read_limit = 1000;          // events in one read page
+  uint32_t max_read_limit = 1000;  // events in one read page
 };
 
 // Streams: a lower-case first segment, then '/'-separated segments of

@@ -14,8 +14,8 @@
 namespace careloop::storage {
 namespace {
 
-using schema::BE64;
 using schema::AsView;
+using schema::BE64;
 using schema::DecodeBE64;
 
 struct Verifier {
@@ -48,7 +48,8 @@ struct Verifier {
     if (!cp.ok()) {
       return Fail(size, absl::StrCat("tree head at size ", size, ": ", cp.status().message()));
     }
-    if (cp->tree_size != size || cp->root != root || cp->time_unix_nanos != head.time_unix_nanos()) {
+    if (cp->tree_size != size || cp->root != root ||
+        cp->time_unix_nanos != head.time_unix_nanos()) {
       return Fail(size, absl::StrCat("the signed checkpoint at size ", size,
                                      " differs from the head stored beside it"));
     }
@@ -71,7 +72,8 @@ absl::StatusOr<VerifyReport> VerifyLedgerDir(const std::string& dir, const NoteV
   opts.info_log_level = rocksdb::InfoLogLevel::ERROR_LEVEL;
   opts.paranoid_checks = true;
   std::vector<rocksdb::ColumnFamilyDescriptor> descs;
-  for (const std::string& name : schema::CfNames()) descs.emplace_back(name, rocksdb::ColumnFamilyOptions(opts));
+  for (const std::string& name : schema::CfNames())
+    descs.emplace_back(name, rocksdb::ColumnFamilyOptions(opts));
   Verifier v;
   rocksdb::DB* raw = nullptr;
   RETURN_IF_ERROR(FromRocks(rocksdb::DB::OpenForReadOnly(opts, dir, descs, &v.cfs, &raw),
@@ -85,7 +87,8 @@ absl::StatusOr<VerifyReport> VerifyLedgerDir(const std::string& dir, const NoteV
 
   std::string meta_bytes;
   v1::LedgerMeta meta;
-  rocksdb::Status ms = db->Get(rocksdb::ReadOptions(), v.cfs[schema::kDefault], schema::kMetaKey, &meta_bytes);
+  rocksdb::Status ms =
+      db->Get(rocksdb::ReadOptions(), v.cfs[schema::kDefault], schema::kMetaKey, &meta_bytes);
   if (!ms.ok() || !meta.ParseFromString(meta_bytes)) {
     cleanup();
     return absl::DataLossError("the ledger metadata is missing or damaged");
@@ -100,8 +103,8 @@ absl::StatusOr<VerifyReport> VerifyLedgerDir(const std::string& dir, const NoteV
     absl::StatusOr<std::unique_ptr<NoteVerifier>> k = make_verifier(meta.verifier_key());
     if (!k.ok()) {
       cleanup();
-      return absl::DataLossError(absl::StrCat("the data dir's verifier key is unusable: ",
-                                              k.status().message()));
+      return absl::DataLossError(
+          absl::StrCat("the data dir's verifier key is unusable: ", k.status().message()));
     }
     stored_key = *std::move(k);
     v.key = stored_key.get();
@@ -129,7 +132,8 @@ absl::StatusOr<VerifyReport> VerifyLedgerDir(const std::string& dir, const NoteV
   for (ev->SeekToFirst(); ev->Valid() && v.report.ok; ev->Next(), ++expect) {
     uint64_t seq = DecodeBE64(AsView(ev->key()));
     if (ev->key().size() != 8 || seq != expect) {
-      v.Fail(expect, absl::StrCat("event seq ", expect, " is missing (next stored key is seq ", seq, ")"));
+      v.Fail(expect,
+             absl::StrCat("event seq ", expect, " is missing (next stored key is seq ", seq, ")"));
       break;
     }
     v1::EventHeader header;
@@ -193,7 +197,8 @@ absl::StatusOr<VerifyReport> VerifyLedgerDir(const std::string& dir, const NoteV
     } else if (v.report.events > 0) {
       // The last round's head must cover the last event.
       std::string last;
-      rocksdb::Status s = db->Get(rocksdb::ReadOptions(), v.cfs[schema::kHeads], BE64(v.report.events), &last);
+      rocksdb::Status s =
+          db->Get(rocksdb::ReadOptions(), v.cfs[schema::kHeads], BE64(v.report.events), &last);
       if (!s.ok()) {
         v.Fail(v.report.events, absl::StrCat("no signed tree head covers the last event (seq ",
                                              v.report.events, ")"));

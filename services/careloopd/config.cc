@@ -1,8 +1,8 @@
 #include "services/careloopd/config.h"
 
-#include <CLI/CLI.hpp>
 #include <toml++/toml.h>
 
+#include <CLI/CLI.hpp>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -40,13 +40,15 @@ absl::Status ReadInt(const toml::table& t, const char* section, const char* key,
   if (!n) return absl::OkStatus();
   std::optional<int64_t> v = n.value<int64_t>();
   if (!v || *v < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(section, ".", key, " must be a non-negative integer"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(section, ".", key, " must be a non-negative integer"));
   }
   *out = static_cast<T>(*v);
   return absl::OkStatus();
 }
 
-absl::Status ReadString(const toml::table& t, const char* section, const char* key, std::string* out) {
+absl::Status ReadString(const toml::table& t, const char* section, const char* key,
+                        std::string* out) {
   toml::node_view<const toml::node> n = t.at_path(absl::StrCat(section, ".", key));
   if (!n) return absl::OkStatus();
   std::optional<std::string> v = n.value<std::string>();
@@ -69,19 +71,30 @@ absl::Status LoadToml(const std::string& path, HubConfig* c) {
   if (absl::Status s = ReadString(t, "server", "services", &services); !s.ok()) return s;
   if (!services.empty()) c->services = SplitServices(services);
   if (absl::Status s = ReadString(t, "server", "ledger", &c->ledger_address); !s.ok()) return s;
-  if (absl::Status s = ReadInt(t, "server", "max_message_bytes", &c->max_message_bytes); !s.ok()) return s;
+  if (absl::Status s = ReadInt(t, "server", "max_message_bytes", &c->max_message_bytes); !s.ok())
+    return s;
   if (absl::Status s = ReadString(t, "storage", "data_dir", &c->data_dir); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "ledger", "hub_name", &c->hub_name); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "ledger", "log_key", &c->log_key); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "ledger", "idempotency_window", &window); !s.ok()) return s;
   if (!window.empty()) {
-    if (absl::Status s = ParseDurationField(window, "ledger.idempotency_window", &c->idempotency_window); !s.ok()) return s;
+    if (absl::Status s =
+            ParseDurationField(window, "ledger.idempotency_window", &c->idempotency_window);
+        !s.ok())
+      return s;
   }
-  if (absl::Status s = ReadInt(t, "ledger", "queue_capacity", &c->queue_capacity); !s.ok()) return s;
-  if (absl::Status s = ReadInt(t, "ledger", "max_payload_bytes", &c->limits.max_payload_bytes); !s.ok()) return s;
-  if (absl::Status s = ReadInt(t, "ledger", "max_batch_events", &c->limits.max_batch_events); !s.ok()) return s;
-  if (absl::Status s = ReadInt(t, "ledger", "max_batch_bytes", &c->limits.max_batch_bytes); !s.ok()) return s;
-  if (absl::Status s = ReadInt(t, "ledger", "max_read_limit", &c->limits.max_read_limit); !s.ok()) return s;
+  if (absl::Status s = ReadInt(t, "ledger", "queue_capacity", &c->queue_capacity); !s.ok())
+    return s;
+  if (absl::Status s = ReadInt(t, "ledger", "max_payload_bytes", &c->limits.max_payload_bytes);
+      !s.ok())
+    return s;
+  if (absl::Status s = ReadInt(t, "ledger", "max_batch_events", &c->limits.max_batch_events);
+      !s.ok())
+    return s;
+  if (absl::Status s = ReadInt(t, "ledger", "max_batch_bytes", &c->limits.max_batch_bytes); !s.ok())
+    return s;
+  if (absl::Status s = ReadInt(t, "ledger", "max_read_limit", &c->limits.max_read_limit); !s.ok())
+    return s;
   if (absl::Status s = ReadString(t, "tls", "cert", &c->tls_cert); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "tls", "key", &c->tls_key); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "tls", "client_ca", &c->tls_client_ca); !s.ok()) return s;
@@ -119,28 +132,47 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
   HubConfig flags;  // values of flags, applied only when given
   size_t max_payload = 0, max_batch_events = 0, max_batch_bytes = 0, max_read = 0;
   auto* o_config = app.add_option("--config", config_path, "TOML configuration file");
-  auto* o_listen = app.add_option("--listen", flags.listen, "address to serve on [server.listen] (default 127.0.0.1:7400)");
-  auto* o_services = app.add_option("--services", services, "services to run: all, or a comma list [server.services]");
-  auto* o_ledger = app.add_option("--ledger", flags.ledger_address, "address of a remote LedgerService [server.ledger]");
-  auto* o_msg = app.add_option("--max-message-bytes", flags.max_message_bytes, "largest gRPC message [server.max_message_bytes]");
-  auto* o_data = app.add_option("--data-dir", flags.data_dir, "data directory [storage.data_dir] (default ./var)");
-  auto* o_hub = app.add_option("--hub-name", flags.hub_name, "hub name: log origin prefix and key name [ledger.hub_name]");
-  auto* o_key = app.add_option("--log-key", flags.log_key, "the hub's log key (PEM) [ledger.log_key]");
-  auto* o_window = app.add_option("--idempotency-window", window, "how long idempotency keys are kept, e.g. 168h [ledger.idempotency_window]");
-  auto* o_queue = app.add_option("--queue-capacity", flags.queue_capacity, "queued appends before RESOURCE_EXHAUSTED [ledger.queue_capacity]");
-  auto* o_payload = app.add_option("--max-payload-bytes", max_payload, "largest event payload [ledger.max_payload_bytes]");
-  auto* o_bevents = app.add_option("--max-batch-events", max_batch_events, "most events in one append [ledger.max_batch_events]");
-  auto* o_bbytes = app.add_option("--max-batch-bytes", max_batch_bytes, "largest append [ledger.max_batch_bytes]");
-  auto* o_read = app.add_option("--max-read-limit", max_read, "most events in one read page [ledger.max_read_limit]");
-  auto* o_cert = app.add_option("--tls-cert", flags.tls_cert, "server certificate (PEM) [tls.cert]");
+  auto* o_listen = app.add_option("--listen", flags.listen,
+                                  "address to serve on [server.listen] (default 127.0.0.1:7400)");
+  auto* o_services = app.add_option("--services", services,
+                                    "services to run: all, or a comma list [server.services]");
+  auto* o_ledger = app.add_option("--ledger", flags.ledger_address,
+                                  "address of a remote LedgerService [server.ledger]");
+  auto* o_msg = app.add_option("--max-message-bytes", flags.max_message_bytes,
+                               "largest gRPC message [server.max_message_bytes]");
+  auto* o_data = app.add_option("--data-dir", flags.data_dir,
+                                "data directory [storage.data_dir] (default ./var)");
+  auto* o_hub = app.add_option("--hub-name", flags.hub_name,
+                               "hub name: log origin prefix and key name [ledger.hub_name]");
+  auto* o_key =
+      app.add_option("--log-key", flags.log_key, "the hub's log key (PEM) [ledger.log_key]");
+  auto* o_window =
+      app.add_option("--idempotency-window", window,
+                     "how long idempotency keys are kept, e.g. 168h [ledger.idempotency_window]");
+  auto* o_queue =
+      app.add_option("--queue-capacity", flags.queue_capacity,
+                     "queued appends before RESOURCE_EXHAUSTED [ledger.queue_capacity]");
+  auto* o_payload = app.add_option("--max-payload-bytes", max_payload,
+                                   "largest event payload [ledger.max_payload_bytes]");
+  auto* o_bevents = app.add_option("--max-batch-events", max_batch_events,
+                                   "most events in one append [ledger.max_batch_events]");
+  auto* o_bbytes = app.add_option("--max-batch-bytes", max_batch_bytes,
+                                  "largest append [ledger.max_batch_bytes]");
+  auto* o_read = app.add_option("--max-read-limit", max_read,
+                                "most events in one read page [ledger.max_read_limit]");
+  auto* o_cert =
+      app.add_option("--tls-cert", flags.tls_cert, "server certificate (PEM) [tls.cert]");
   auto* o_tkey = app.add_option("--tls-key", flags.tls_key, "server private key (PEM) [tls.key]");
-  auto* o_ca = app.add_option("--tls-client-ca", flags.tls_client_ca, "CA that signs client certificates [tls.client_ca]");
-  auto* o_level = app.add_option("--log-level", flags.log_level, "debug, info, warn, error [log.level]");
+  auto* o_ca = app.add_option("--tls-client-ca", flags.tls_client_ca,
+                              "CA that signs client certificates [tls.client_ca]");
+  auto* o_level =
+      app.add_option("--log-level", flags.log_level, "debug, info, warn, error [log.level]");
   auto* o_format = app.add_option("--log-format", flags.log_format, "logfmt or json [log.format]");
   auto* o_plfs = app.add_flag("--unsafe-power-loss-fs", flags.unsafe_power_loss_fs,
                               "TEST ONLY: keep unsynced bytes in memory so kill -9 loses them");
-  auto* o_nosync = app.add_flag("--unsafe-no-sync", flags.unsafe_no_sync,
-                                "TEST ONLY: acknowledge appends without fsync (crash-test negative control)");
+  auto* o_nosync =
+      app.add_flag("--unsafe-no-sync", flags.unsafe_no_sync,
+                   "TEST ONLY: acknowledge appends without fsync (crash-test negative control)");
   o_plfs->group("");  // hidden from --help
   o_nosync->group("");
   try {
@@ -168,7 +200,9 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
   if (*o_hub) c.hub_name = flags.hub_name;
   if (*o_key) c.log_key = flags.log_key;
   if (*o_window) {
-    if (absl::Status s = ParseDurationField(window, "--idempotency-window", &c.idempotency_window); !s.ok()) return s;
+    if (absl::Status s = ParseDurationField(window, "--idempotency-window", &c.idempotency_window);
+        !s.ok())
+      return s;
   }
   if (*o_queue) c.queue_capacity = flags.queue_capacity;
   if (*o_payload) c.limits.max_payload_bytes = max_payload;
@@ -213,8 +247,10 @@ absl::Status ValidateHubConfig(const HubConfig& c) {
   }
   log::Level level;
   log::Format format;
-  if (!log::ParseLevel(c.log_level, &level)) return absl::InvalidArgumentError("--log-level: debug, info, warn or error");
-  if (!log::ParseFormat(c.log_format, &format)) return absl::InvalidArgumentError("--log-format: logfmt or json");
+  if (!log::ParseLevel(c.log_level, &level))
+    return absl::InvalidArgumentError("--log-level: debug, info, warn or error");
+  if (!log::ParseFormat(c.log_format, &format))
+    return absl::InvalidArgumentError("--log-format: logfmt or json");
   if (c.limits.max_batch_events == 0 || c.limits.max_payload_bytes == 0 || c.queue_capacity == 0) {
     return absl::InvalidArgumentError("limits must be positive");
   }

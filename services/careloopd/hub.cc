@@ -34,9 +34,9 @@ absl::StatusOr<std::unique_ptr<DataDirLock>> DataDirLock::Acquire(const std::str
     ::close(fd);
     std::string holder = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "unknown";
     while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
-    return absl::FailedPreconditionError(absl::StrCat(
-        "data dir ", data_dir, " is locked by another careloopd (pid ", holder,
-        "); stop it first or choose another --data-dir"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("data dir ", data_dir, " is locked by another careloopd (pid ", holder,
+                     "); stop it first or choose another --data-dir"));
   }
   std::string pid = absl::StrCat(::getpid(), "\n");
   if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
@@ -66,7 +66,8 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const
   ASSIGN_OR_RETURN(std::string cert, ReadFile(c.tls_cert));
   ASSIGN_OR_RETURN(std::string key, ReadFile(c.tls_key));
   ASSIGN_OR_RETURN(std::string ca, ReadFile(c.tls_client_ca));
-  grpc::SslServerCredentialsOptions opts(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  grpc::SslServerCredentialsOptions opts(
+      GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
   opts.pem_root_certs = ca;
   opts.pem_key_cert_pairs.push_back({key, cert});
   return grpc::SslServerCredentials(opts);
@@ -98,7 +99,8 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
     if (config.tls() && !fs::exists(key_path)) {
       return absl::FailedPreconditionError(absl::StrCat(
           "the hub's log key ", key_path,
-          " does not exist; in production create it first (careloop keys generate --out ", key_path, ")"));
+          " does not exist; in production create it first (careloop keys generate --out ", key_path,
+          ")"));
     }
     fs::create_directories(fs::path(key_path).parent_path(), ec);
     key = trust::LoadOrGeneratePrivateKeyFile(key_path, &generated);
@@ -109,8 +111,9 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
       std::ofstream vk(vkey_path, std::ios::trunc);
       vk << hub->signer_->VerifierKey() << "\n";
     }
-    out << (generated ? "careloopd: generated a dev log key at " : "careloopd: log key ") << key_path
-        << "\ncareloopd: verifier key (public, give it to monitors) " << vkey_path << "\n";
+    out << (generated ? "careloopd: generated a dev log key at " : "careloopd: log key ")
+        << key_path << "\ncareloopd: verifier key (public, give it to monitors) " << vkey_path
+        << "\n";
 
     storage::LedgerOptions lo;
     lo.dir = config.ledger_dir();
@@ -142,8 +145,8 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
   hub->server_ = builder.BuildAndStart();
   if (!hub->server_ || port == 0) {
     if (hub->ledger_) hub->ledger_->Close().IgnoreError();
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", config.listen,
-                                               " (address in use, or not an address of this host)"));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", config.listen, " (address in use, or not an address of this host)"));
   }
   std::string host = config.listen.substr(0, config.listen.rfind(':'));
   hub->address_ = absl::StrCat(host, ":", port);
@@ -151,8 +154,8 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
   if (!config.tls()) {
     out << "careloopd: DEV MODE: no TLS, serving on loopback only\n";
   }
-  log::Info("careloopd.serving", {{"address", hub->address_}, {"tls", config.tls()},
-                                  {"data_dir", config.data_dir}});
+  log::Info("careloopd.serving",
+            {{"address", hub->address_}, {"tls", config.tls()}, {"data_dir", config.data_dir}});
   return hub;
 }
 

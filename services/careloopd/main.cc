@@ -32,7 +32,8 @@ int main(int argc, char** argv) {
   careloop::log::ParseFormat(config->log_format, &format);
   careloop::log::Init(level, format);
 
-  absl::StatusOr<std::unique_ptr<careloop::hub::Hub>> hub = careloop::hub::Hub::Start(*config, std::cout);
+  absl::StatusOr<std::unique_ptr<careloop::hub::Hub>> hub =
+      careloop::hub::Hub::Start(*config, std::cout);
   if (!hub.ok()) {
     std::cerr << "careloopd: refusing to start: " << hub.status().message() << "\n";
     return 1;

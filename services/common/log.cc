@@ -29,20 +29,28 @@ spdlog::logger* Logger() {
 
 spdlog::level::level_enum ToSpd(Level l) {
   switch (l) {
-    case Level::kDebug: return spdlog::level::debug;
-    case Level::kInfo: return spdlog::level::info;
-    case Level::kWarn: return spdlog::level::warn;
-    case Level::kError: return spdlog::level::err;
+    case Level::kDebug:
+      return spdlog::level::debug;
+    case Level::kInfo:
+      return spdlog::level::info;
+    case Level::kWarn:
+      return spdlog::level::warn;
+    case Level::kError:
+      return spdlog::level::err;
   }
   return spdlog::level::info;
 }
 
 const char* LevelName(Level l) {
   switch (l) {
-    case Level::kDebug: return "debug";
-    case Level::kInfo: return "info";
-    case Level::kWarn: return "warn";
-    case Level::kError: return "error";
+    case Level::kDebug:
+      return "debug";
+    case Level::kInfo:
+      return "info";
+    case Level::kWarn:
+      return "warn";
+    case Level::kError:
+      return "error";
   }
   return "info";
 }
@@ -50,11 +58,21 @@ const char* LevelName(Level l) {
 void AppendEscaped(std::string* out, absl::string_view s) {
   for (char c : s) {
     switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           static constexpr char kHex[] = "0123456789abcdef";
@@ -121,18 +139,26 @@ void Init(Level level, Format format) {
 }
 
 bool ParseLevel(absl::string_view s, Level* out) {
-  if (s == "debug") *out = Level::kDebug;
-  else if (s == "info") *out = Level::kInfo;
-  else if (s == "warn") *out = Level::kWarn;
-  else if (s == "error") *out = Level::kError;
-  else return false;
+  if (s == "debug")
+    *out = Level::kDebug;
+  else if (s == "info")
+    *out = Level::kInfo;
+  else if (s == "warn")
+    *out = Level::kWarn;
+  else if (s == "error")
+    *out = Level::kError;
+  else
+    return false;
   return true;
 }
 
 bool ParseFormat(absl::string_view s, Format* out) {
-  if (s == "logfmt") *out = Format::kLogfmt;
-  else if (s == "json") *out = Format::kJson;
-  else return false;
+  if (s == "logfmt")
+    *out = Format::kLogfmt;
+  else if (s == "json")
+    *out = Format::kJson;
+  else
+    return false;
   return true;
 }
 

@@ -8,8 +8,9 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <utility>
+
+#include "absl/strings/string_view.h"
 
 namespace careloop::log {
 
@@ -45,10 +46,18 @@ class Field {
 
 void Write(Level level, absl::string_view event, std::initializer_list<Field> fields);
 
-inline void Debug(absl::string_view e, std::initializer_list<Field> f = {}) { Write(Level::kDebug, e, f); }
-inline void Info(absl::string_view e, std::initializer_list<Field> f = {}) { Write(Level::kInfo, e, f); }
-inline void Warn(absl::string_view e, std::initializer_list<Field> f = {}) { Write(Level::kWarn, e, f); }
-inline void Error(absl::string_view e, std::initializer_list<Field> f = {}) { Write(Level::kError, e, f); }
+inline void Debug(absl::string_view e, std::initializer_list<Field> f = {}) {
+  Write(Level::kDebug, e, f);
+}
+inline void Info(absl::string_view e, std::initializer_list<Field> f = {}) {
+  Write(Level::kInfo, e, f);
+}
+inline void Warn(absl::string_view e, std::initializer_list<Field> f = {}) {
+  Write(Level::kWarn, e, f);
+}
+inline void Error(absl::string_view e, std::initializer_list<Field> f = {}) {
+  Write(Level::kError, e, f);
+}
 
 // Renders one line without the timestamp and level (for tests).
 std::string Render(Format format, absl::string_view event, std::initializer_list<Field> fields);

@@ -16,9 +16,9 @@
 #define CARELOOP_CONCAT(a, b) CARELOOP_CONCAT_INNER(a, b)
 
 // Returns from the enclosing function if `expr` yields a non-OK status.
-#define RETURN_IF_ERROR(expr)                          \
-  do {                                                 \
-    ::absl::Status careloop_status_ = (expr);          \
+#define RETURN_IF_ERROR(expr)                            \
+  do {                                                   \
+    ::absl::Status careloop_status_ = (expr);            \
     if (!careloop_status_.ok()) return careloop_status_; \
   } while (0)
 
@@ -27,16 +27,16 @@
 #define ASSIGN_OR_RETURN(lhs, expr) \
   CARELOOP_ASSIGN_OR_RETURN_IMPL(CARELOOP_CONCAT(careloop_statusor_, __LINE__), lhs, expr)
 #define CARELOOP_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
-  auto tmp = (expr);                                    \
-  if (!tmp.ok()) return tmp.status();                   \
+  auto tmp = (expr);                                   \
+  if (!tmp.ok()) return tmp.status();                  \
   lhs = std::move(tmp).value()
 
 // An invariant check that stays on in every build type.
-#define CARELOOP_CHECK(cond)                                                       \
-  do {                                                                             \
-    if (!(cond)) {                                                                 \
-      std::fprintf(stderr, "careloop: invariant violated at %s:%d: %s\n", __FILE__, \
-                   __LINE__, #cond);                                               \
-      std::abort();                                                                \
-    }                                                                              \
+#define CARELOOP_CHECK(cond)                                                                  \
+  do {                                                                                        \
+    if (!(cond)) {                                                                            \
+      std::fprintf(stderr, "careloop: invariant violated at %s:%d: %s\n", __FILE__, __LINE__, \
+                   #cond);                                                                    \
+      std::abort();                                                                           \
+    }                                                                                         \
   } while (0)

@@ -25,7 +25,9 @@ constexpr uint32_t kTailBatch = 256;
 class TailReactor final : public grpc::ServerWriteReactor<v1::TailResponse> {
  public:
   TailReactor(storage::LocalLedger* ledger, const v1::TailRequest& req)
-      : ledger_(ledger), next_(std::max<uint64_t>(1, req.from_seq())), payloads_(req.include_payloads()) {
+      : ledger_(ledger),
+        next_(std::max<uint64_t>(1, req.from_seq())),
+        payloads_(req.include_payloads()) {
     guard_ = std::make_shared<Guard>();
     guard_->reactor = this;
     std::shared_ptr<Guard> g = guard_;
@@ -141,7 +143,8 @@ grpc::ServerUnaryReactor* LedgerGrpcService::Append(grpc::CallbackServerContext*
 }
 
 grpc::ServerUnaryReactor* LedgerGrpcService::Read(grpc::CallbackServerContext* ctx,
-                                                  const v1::ReadRequest* req, v1::ReadResponse* resp) {
+                                                  const v1::ReadRequest* req,
+                                                  v1::ReadResponse* resp) {
   return Unary(ctx, resp, [&] { return ledger_->Read(*req); });
 }
 
@@ -169,8 +172,8 @@ grpc::ServerUnaryReactor* LedgerGrpcService::GetStreamVersion(grpc::CallbackServ
   });
 }
 
-grpc::ServerWriteReactor<v1::TailResponse>* LedgerGrpcService::Tail(grpc::CallbackServerContext* ctx,
-                                                                    const v1::TailRequest* req) {
+grpc::ServerWriteReactor<v1::TailResponse>* LedgerGrpcService::Tail(
+    grpc::CallbackServerContext* ctx, const v1::TailRequest* req) {
   return new TailReactor(ledger_, *req);
 }
 
@@ -186,9 +189,9 @@ grpc::ServerUnaryReactor* LedgerGrpcService::ProveInclusion(grpc::CallbackServer
   return Unary(ctx, resp, [&] { return ledger_->ProveInclusion(req->seq(), req->tree_size()); });
 }
 
-grpc::ServerUnaryReactor* LedgerGrpcService::ProveConsistency(grpc::CallbackServerContext* ctx,
-                                                              const v1::ProveConsistencyRequest* req,
-                                                              v1::ConsistencyProof* resp) {
+grpc::ServerUnaryReactor* LedgerGrpcService::ProveConsistency(
+    grpc::CallbackServerContext* ctx, const v1::ProveConsistencyRequest* req,
+    v1::ConsistencyProof* resp) {
   return Unary(ctx, resp, [&] { return ledger_->ProveConsistency(req->size1(), req->size2()); });
 }
 

@@ -36,7 +36,8 @@ class LedgerGrpcService final : public v1::LedgerService::CallbackService {
                                              const v1::ProveConsistencyRequest* req,
                                              v1::ConsistencyProof* resp) override;
   grpc::ServerUnaryReactor* GetReceipt(grpc::CallbackServerContext* ctx,
-                                       const v1::GetReceiptRequest* req, v1::Receipt* resp) override;
+                                       const v1::GetReceiptRequest* req,
+                                       v1::Receipt* resp) override;
   grpc::ServerUnaryReactor* GetCursor(grpc::CallbackServerContext* ctx,
                                       const v1::GetCursorRequest* req,
                                       v1::GetCursorResponse* resp) override;

@@ -36,7 +36,8 @@ class RemoteTailStream final : public storage::TailStream {
       pending_.clear();
       return out;
     }
-    if (ended_) return end_status_.ok() ? absl::UnavailableError("the ledger ended the tail") : end_status_;
+    if (ended_)
+      return end_status_.ok() ? absl::UnavailableError("the ledger ended the tail") : end_status_;
     return std::vector<v1::Event>();
   }
 
@@ -83,7 +84,9 @@ struct RemoteLedger::AsyncAppend {
 };
 
 RemoteLedger::RemoteLedger(std::shared_ptr<grpc::Channel> channel, absl::Duration deadline)
-    : channel_(std::move(channel)), stub_(v1::LedgerService::NewStub(channel_)), deadline_(deadline) {
+    : channel_(std::move(channel)),
+      stub_(v1::LedgerService::NewStub(channel_)),
+      deadline_(deadline) {
   cq_thread_ = std::thread([this] { DriveCompletions(); });
 }
 
@@ -139,11 +142,11 @@ void RemoteLedger::AppendAsync(v1::AppendRequest request, storage::AppendCallbac
   if (refused) call->done(absl::UnavailableError("the ledger client is closing"));
 }
 
-#define CARELOOP_REMOTE_CALL(Method, req, Resp)          \
-  grpc::ClientContext ctx;                               \
-  SetDeadline(&ctx);                                     \
-  Resp resp;                                             \
-  grpc::Status s = stub_->Method(&ctx, req, &resp);      \
+#define CARELOOP_REMOTE_CALL(Method, req, Resp)     \
+  grpc::ClientContext ctx;                          \
+  SetDeadline(&ctx);                                \
+  Resp resp;                                        \
+  grpc::Status s = stub_->Method(&ctx, req, &resp); \
   if (!s.ok()) return FromGrpcStatus(s);
 
 absl::StatusOr<v1::ReadResponse> RemoteLedger::Read(const v1::ReadRequest& req) {
@@ -183,7 +186,8 @@ absl::StatusOr<v1::InclusionProof> RemoteLedger::ProveInclusion(uint64_t seq, ui
   return resp;
 }
 
-absl::StatusOr<v1::ConsistencyProof> RemoteLedger::ProveConsistency(uint64_t size1, uint64_t size2) {
+absl::StatusOr<v1::ConsistencyProof> RemoteLedger::ProveConsistency(uint64_t size1,
+                                                                    uint64_t size2) {
   v1::ProveConsistencyRequest req;
   req.set_size1(size1);
   req.set_size2(size2);

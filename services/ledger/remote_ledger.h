@@ -9,7 +9,6 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
-
 #include "careloop/v1/ledger.grpc.pb.h"
 #include "storage/ledger.h"
 

@@ -49,9 +49,8 @@ absl::StatusOr<Ed25519PublicKey> Ed25519PublicKey::FromRaw(absl::string_view raw
     return absl::InvalidArgumentError(
         absl::StrCat("an Ed25519 public key is 32 bytes, got ", raw.size()));
   }
-  PkeyPtr key(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr,
-                                          reinterpret_cast<const unsigned char*>(raw.data()),
-                                          raw.size()));
+  PkeyPtr key(EVP_PKEY_new_raw_public_key(
+      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(raw.data()), raw.size()));
   if (!key) return absl::InvalidArgumentError("invalid Ed25519 public key");
   return Ed25519PublicKey(std::move(key), std::string(raw));
 }
@@ -71,13 +70,12 @@ bool Ed25519PublicKey::Verify(absl::string_view message, absl::string_view signa
   if (signature.size() != kEd25519SignatureSize) return false;
   std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
   if (!ctx) return false;
-  if (EVP_DigestVerifyInit_ex(ctx.get(), nullptr, nullptr, nullptr, nullptr, key_.get(),
-                              nullptr) != 1) {
+  if (EVP_DigestVerifyInit_ex(ctx.get(), nullptr, nullptr, nullptr, nullptr, key_.get(), nullptr) !=
+      1) {
     return false;
   }
   return EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()),
-                          signature.size(),
-                          reinterpret_cast<const unsigned char*>(message.data()),
+                          signature.size(), reinterpret_cast<const unsigned char*>(message.data()),
                           message.size()) == 1;
 }
 
@@ -101,9 +99,8 @@ absl::StatusOr<Ed25519PrivateKey> Ed25519PrivateKey::FromSeed(absl::string_view 
     return absl::InvalidArgumentError(
         absl::StrCat("an Ed25519 private key (seed) is 32 bytes, got ", seed.size()));
   }
-  PkeyPtr key(EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr,
-                                           reinterpret_cast<const unsigned char*>(seed.data()),
-                                           seed.size()));
+  PkeyPtr key(EVP_PKEY_new_raw_private_key(
+      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(seed.data()), seed.size()));
   if (!key) return absl::InvalidArgumentError("invalid Ed25519 private key");
   ASSIGN_OR_RETURN(std::string pub_raw, RawPublic(key.get()));
   ASSIGN_OR_RETURN(Ed25519PublicKey pub, Ed25519PublicKey::FromRaw(pub_raw));
@@ -132,8 +129,7 @@ absl::StatusOr<std::string> Ed25519PrivateKey::Sign(absl::string_view message) c
   std::string sig(kEd25519SignatureSize, '\0');
   size_t len = sig.size();
   if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(sig.data()), &len,
-                     reinterpret_cast<const unsigned char*>(message.data()),
-                     message.size()) != 1 ||
+                     reinterpret_cast<const unsigned char*>(message.data()), message.size()) != 1 ||
       len != kEd25519SignatureSize) {
     return absl::InternalError("EVP_DigestSign failed");
   }
@@ -153,8 +149,8 @@ absl::StatusOr<Ed25519PrivateKey> LoadPrivateKeyFile(const std::string& path) {
     return absl::NotFoundError(absl::StrCat("key file ", path, ": ", std::strerror(errno)));
   }
   if ((st.st_mode & 077) != 0) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "key file ", path, " is readable by group or others; run: chmod 600 ", path));
+    return absl::PermissionDeniedError(
+        absl::StrCat("key file ", path, " is readable by group or others; run: chmod 600 ", path));
   }
   std::ifstream in(path);
   if (!in) return absl::PermissionDeniedError(absl::StrCat("cannot read key file ", path));
@@ -162,7 +158,8 @@ absl::StatusOr<Ed25519PrivateKey> LoadPrivateKeyFile(const std::string& path) {
   ss << in.rdbuf();
   auto key = Ed25519PrivateKey::FromPem(ss.str());
   if (!key.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("key file ", path, ": ", key.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("key file ", path, ": ", key.status().message()));
   }
   return key;
 }
@@ -180,13 +177,15 @@ absl::Status WritePrivateKeyFile(const std::string& path, const Ed25519PrivateKe
     if (n < 0) {
       if (errno == EINTR) continue;
       ::close(fd);
-      return absl::InternalError(absl::StrCat("writing key file ", path, ": ", std::strerror(errno)));
+      return absl::InternalError(
+          absl::StrCat("writing key file ", path, ": ", std::strerror(errno)));
     }
     off += static_cast<size_t>(n);
   }
   if (::fsync(fd) != 0) {
     ::close(fd);
-    return absl::InternalError(absl::StrCat("fsync of key file ", path, ": ", std::strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("fsync of key file ", path, ": ", std::strerror(errno)));
   }
   ::close(fd);
   return absl::OkStatus();

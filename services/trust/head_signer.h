@@ -28,7 +28,8 @@ class Ed25519HeadSigner final : public storage::HeadSigner {
 class Ed25519NoteVerifier final : public storage::NoteVerifier {
  public:
   // From a vkey string "<name>+<id>+<base64 key>".
-  static absl::StatusOr<std::unique_ptr<Ed25519NoteVerifier>> FromVerifierKey(absl::string_view vkey);
+  static absl::StatusOr<std::unique_ptr<Ed25519NoteVerifier>> FromVerifierKey(
+      absl::string_view vkey);
   // Reads a vkey file.
   static absl::StatusOr<std::unique_ptr<Ed25519NoteVerifier>> FromFile(const std::string& path);
 

@@ -10,6 +10,7 @@
 // checker must then find acknowledged events missing.
 //
 // CARELOOP_CRASH_CYCLES (default 20) and CARELOOP_CRASH_SEED replay or extend.
+#include <gtest/gtest.h>
 #include <signal.h>
 
 #include <atomic>
@@ -17,14 +18,12 @@
 #include <random>
 #include <thread>
 
-#include <gtest/gtest.h>
-
 #include "absl/strings/str_cat.h"
 #include "services/ledger/remote_ledger.h"
 #include "storage/verify.h"
 #include "tests/support/ledger_helpers.h"
-#include "tests/support/test_env.h"
 #include "tests/support/process.h"
+#include "tests/support/test_env.h"
 
 namespace careloop::testing {
 namespace {
@@ -39,8 +38,8 @@ class CrashHarness {
   CrashHarness(bool no_sync, uint64_t seed) : no_sync_(no_sync), rng_(seed) {}
 
   std::vector<std::string> Args() {
-    std::vector<std::string> a = {"--services=ledger", "--data-dir", dir_.path(), "--unsafe-power-loss-fs",
-                                  "--hub-name", "careloop.crash"};
+    std::vector<std::string> a = {"--services=ledger",      "--data-dir", dir_.path(),
+                                  "--unsafe-power-loss-fs", "--hub-name", "careloop.crash"};
     if (no_sync_) a.push_back("--unsafe-no-sync");
     return a;
   }
@@ -98,7 +97,8 @@ class CrashHarness {
     absl::Time until = absl::Now() + absl::Milliseconds(ms(rng_));
     while (absl::Now() < until) {
       absl::MutexLock lock(&mu_);
-      mu_.AwaitWithTimeout(absl::Condition(+[](bool*) { return false; }, static_cast<bool*>(nullptr)),
+      mu_.AwaitWithTimeout(absl::Condition(
+                               +[](bool*) { return false; }, static_cast<bool*>(nullptr)),
                            until - absl::Now());
     }
     (*hub)->Signal(SIGKILL);
@@ -125,7 +125,8 @@ class CrashHarness {
       }
       for (const auto& e : page->events()) {
         if (e.header().seq() != expect) {
-          problems->push_back(absl::StrCat("gap: expected seq ", expect, " got ", e.header().seq()));
+          problems->push_back(
+              absl::StrCat("gap: expected seq ", expect, " got ", e.header().seq()));
           return;
         }
         if (!seen.emplace(e.payload(), expect).second) {
@@ -141,10 +142,11 @@ class CrashHarness {
       for (int k = 0; k < a.events; ++k) {
         auto it = seen.find(absl::StrCat(key, "#", k));
         if (it == seen.end()) {
-          problems->push_back(absl::StrCat("acknowledged event ", key, "#", k, " (seq ", a.first_seq + k, ") is lost"));
+          problems->push_back(absl::StrCat("acknowledged event ", key, "#", k, " (seq ",
+                                           a.first_seq + k, ") is lost"));
         } else if (it->second != a.first_seq + k) {
-          problems->push_back(absl::StrCat("acknowledged event ", key, "#", k, " moved from seq ", a.first_seq + k,
-                                           " to ", it->second));
+          problems->push_back(absl::StrCat("acknowledged event ", key, "#", k, " moved from seq ",
+                                           a.first_seq + k, " to ", it->second));
         }
       }
     }
@@ -180,15 +182,17 @@ class CrashHarness {
       v1::AppendRequest r;
       for (int k = 0; k < a.events; ++k) {
         v1::EventInput* e = r.add_events();
-        e->set_stream(absl::StrCat("crash/t", key.substr(key.find("-t") + 2, key.rfind('-') - key.find("-t") - 2)));
+        e->set_stream(absl::StrCat(
+            "crash/t", key.substr(key.find("-t") + 2, key.rfind('-') - key.find("-t") - 2)));
         e->set_type("Load");
         e->set_payload(absl::StrCat(key, "#", k));
       }
       r.set_idempotency_key(key);
       auto c = ledger->Append(r);
       if (!c.ok() || !c->deduplicated() || c->first_seq() != a.first_seq) {
-        problems->push_back(absl::StrCat("idempotent retry of ", key, " did not return the original commit: ",
-                                         c.ok() ? absl::StrCat("seq ", c->first_seq()) : c.status().ToString()));
+        problems->push_back(
+            absl::StrCat("idempotent retry of ", key, " did not return the original commit: ",
+                         c.ok() ? absl::StrCat("seq ", c->first_seq()) : c.status().ToString()));
       }
     }
   }
@@ -198,7 +202,8 @@ class CrashHarness {
     auto hub = StartCareloopd(Args(), &address);
     if (!hub.ok()) return hub.status();
     {
-      ledger::RemoteLedger ledger(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()), absl::Seconds(20));
+      ledger::RemoteLedger ledger(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()),
+                                  absl::Seconds(20));
       Check(&ledger, problems);
       RetryUncertain(&ledger, problems);
       Check(&ledger, problems);
@@ -211,7 +216,8 @@ class CrashHarness {
     auto report = storage::VerifyLedgerDir(dir_.Sub("ledger"), key->get(), nullptr);
     if (!report.ok()) return report.status();
     if (!report->ok) {
-      problems->push_back(absl::StrCat("verify: first bad seq ", report->first_bad_seq, ": ", report->problem));
+      problems->push_back(
+          absl::StrCat("verify: first bad seq ", report->first_bad_seq, ": ", report->problem));
     }
     if (report->events != events_) problems->push_back("verify saw a different number of events");
     return absl::OkStatus();
@@ -249,7 +255,8 @@ int Cycles() {
 TEST(Crash, KillNineUnderLoadLosesNothingAcknowledged) {
   const uint64_t seed = Seed();
   const int cycles = Cycles();
-  SCOPED_TRACE(absl::StrCat("replay with CARELOOP_CRASH_SEED=", seed, " CARELOOP_CRASH_CYCLES=", cycles));
+  SCOPED_TRACE(
+      absl::StrCat("replay with CARELOOP_CRASH_SEED=", seed, " CARELOOP_CRASH_CYCLES=", cycles));
   CrashHarness harness(/*no_sync=*/false, seed);
   std::vector<std::string> problems;
   for (int cycle = 0; cycle < cycles; ++cycle) {
@@ -259,9 +266,11 @@ TEST(Crash, KillNineUnderLoadLosesNothingAcknowledged) {
   ASSERT_TRUE(harness.FinalCheck(&problems).ok());
   for (const auto& p : problems) ADD_FAILURE() << p;
   EXPECT_GT(harness.acked(), static_cast<size_t>(cycles)) << "the load must have made progress";
-  std::printf("crash test: seed %llu, %d kill -9 cycles, %zu acknowledged appends, %llu events, slowest start %.2f s\n",
-              static_cast<unsigned long long>(seed), cycles, harness.acked(),
-              static_cast<unsigned long long>(harness.events()), harness.restart_seconds());
+  std::printf(
+      "crash test: seed %llu, %d kill -9 cycles, %zu acknowledged appends, %llu events, slowest "
+      "start %.2f s\n",
+      static_cast<unsigned long long>(seed), cycles, harness.acked(),
+      static_cast<unsigned long long>(harness.events()), harness.restart_seconds());
 }
 
 TEST(Crash, NegativeControlWithoutFsyncIsCaught) {
@@ -275,12 +284,13 @@ TEST(Crash, NegativeControlWithoutFsyncIsCaught) {
     ASSERT_TRUE(harness.RunCycle(cycle, &problems).ok());
   }
   if (problems.empty()) ASSERT_TRUE(harness.FinalCheck(&problems).ok());
-  ASSERT_FALSE(problems.empty()) << "with fsync off, kill -9 must lose acknowledged events and the checker must say so";
+  ASSERT_FALSE(problems.empty())
+      << "with fsync off, kill -9 must lose acknowledged events and the checker must say so";
   bool lost = false;
   for (const auto& p : problems) lost |= p.find("is lost") != std::string::npos;
   EXPECT_TRUE(lost) << problems.front();
-  std::printf("negative control: the checker found %zu problem(s) after %d cycle(s), e.g. %s\n", problems.size(),
-              cycle, problems.front().c_str());
+  std::printf("negative control: the checker found %zu problem(s) after %d cycle(s), e.g. %s\n",
+              problems.size(), cycle, problems.front().c_str());
 }
 
 }  // namespace

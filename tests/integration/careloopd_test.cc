@@ -2,12 +2,11 @@
 // refusals at start, and the careloop CLI's output and exit codes.
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 
 #include <filesystem>
 #include <fstream>
-
-#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "tests/support/process.h"
@@ -52,11 +51,12 @@ TEST(Careloopd, ServesHealthAndShutsDownCleanlyOnSigterm) {
   std::string address;
   auto hub = StartCareloopd({"--data-dir", dir.path()}, &address);
   ASSERT_TRUE(hub.ok()) << hub.status();
-  EXPECT_NE((*hub)->output().find("generated a dev log key at " + dir.path() + "/keys/hub-log.pem"), std::string::npos);
+  EXPECT_NE((*hub)->output().find("generated a dev log key at " + dir.path() + "/keys/hub-log.pem"),
+            std::string::npos);
   EXPECT_NE((*hub)->output().find("verifier key"), std::string::npos);
   EXPECT_EQ(HealthStatus(address), 1);
-  CliResult r = RunCli({"--hub", address, "ledger", "append", "--stream", "referral/r-1", "--type", "T",
-                        "--payload", "x"});
+  CliResult r = RunCli({"--hub", address, "ledger", "append", "--stream", "referral/r-1", "--type",
+                        "T", "--payload", "x"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   (*hub)->Signal(SIGTERM);
   auto code = (*hub)->Wait(absl::Seconds(60));
@@ -79,12 +79,14 @@ TEST(Careloopd, RefusesADataDirLockedByAnotherProcess) {
   std::string address;
   auto first = StartCareloopd({"--data-dir", dir.path()}, &address);
   ASSERT_TRUE(first.ok()) << first.status();
-  auto second = ChildProcess::Start({CARELOOPD_BINARY, "--listen", "127.0.0.1:0", "--data-dir", dir.path()});
+  auto second =
+      ChildProcess::Start({CARELOOPD_BINARY, "--listen", "127.0.0.1:0", "--data-dir", dir.path()});
   ASSERT_TRUE(second.ok());
   auto code = (*second)->Wait(absl::Seconds(60));
   ASSERT_TRUE(code.ok());
   EXPECT_EQ(*code, 1);
-  EXPECT_NE((*second)->output().find("locked by another careloopd (pid " + std::to_string((*first)->pid())),
+  EXPECT_NE((*second)->output().find("locked by another careloopd (pid " +
+                                     std::to_string((*first)->pid())),
             std::string::npos)
       << (*second)->output();
 }
@@ -93,18 +95,21 @@ TEST(Careloopd, RefusesAnIncompatibleFormatAndNonDirectories) {
   TempDir dir;
   std::filesystem::create_directories(dir.Sub("ledger"));
   std::ofstream(dir.Sub("ledger/CARELOOP_FORMAT")) << "careloop-ledger-format 9\n";
-  auto child = ChildProcess::Start({CARELOOPD_BINARY, "--listen", "127.0.0.1:0", "--data-dir", dir.path()});
+  auto child =
+      ChildProcess::Start({CARELOOPD_BINARY, "--listen", "127.0.0.1:0", "--data-dir", dir.path()});
   ASSERT_TRUE(child.ok());
   EXPECT_EQ(*(*child)->Wait(absl::Seconds(60)), 1);
   EXPECT_NE((*child)->output().find("format version 9"), std::string::npos) << (*child)->output();
 
   std::ofstream(dir.Sub("plainfile")) << "x";
-  auto file = ChildProcess::Start({CARELOOPD_BINARY, "--listen", "127.0.0.1:0", "--data-dir", dir.Sub("plainfile")});
+  auto file = ChildProcess::Start(
+      {CARELOOPD_BINARY, "--listen", "127.0.0.1:0", "--data-dir", dir.Sub("plainfile")});
   ASSERT_TRUE(file.ok());
   EXPECT_EQ(*(*file)->Wait(absl::Seconds(60)), 1);
   EXPECT_NE((*file)->output().find("refusing to start"), std::string::npos) << (*file)->output();
 
-  auto open = ChildProcess::Start({CARELOOPD_BINARY, "--listen", "0.0.0.0:0", "--data-dir", dir.Sub("d")});
+  auto open =
+      ChildProcess::Start({CARELOOPD_BINARY, "--listen", "0.0.0.0:0", "--data-dir", dir.Sub("d")});
   ASSERT_TRUE(open.ok());
   EXPECT_EQ(*(*open)->Wait(absl::Seconds(60)), 2);
   EXPECT_NE((*open)->output().find("without TLS"), std::string::npos) << (*open)->output();
@@ -115,17 +120,19 @@ TEST(CareloopCli, JsonOutputAndExitCodes) {
   std::string address;
   auto hub = StartCareloopd({"--data-dir", dir.path()}, &address);
   ASSERT_TRUE(hub.ok()) << hub.status();
-  CliResult ok = RunCli({"--hub", address, "--json", "ledger", "append", "--stream", "referral/r-1", "--type", "T",
-                         "--payload", "hello", "--must-not-exist", "--idempotency-key", "k"});
+  CliResult ok =
+      RunCli({"--hub", address, "--json", "ledger", "append", "--stream", "referral/r-1", "--type",
+              "T", "--payload", "hello", "--must-not-exist", "--idempotency-key", "k"});
   ASSERT_EQ(ok.exit_code, 0) << ok.output;
   json commit = json::parse(ok.output);
   EXPECT_EQ(commit["first_seq"], "1");  // uint64 is a string in proto JSON
-  CliResult dup = RunCli({"--hub", address, "ledger", "append", "--stream", "referral/r-1", "--type", "T",
-                          "--payload", "hello", "--must-not-exist", "--idempotency-key", "k"});
+  CliResult dup =
+      RunCli({"--hub", address, "ledger", "append", "--stream", "referral/r-1", "--type", "T",
+              "--payload", "hello", "--must-not-exist", "--idempotency-key", "k"});
   EXPECT_EQ(dup.exit_code, 0);
   EXPECT_NE(dup.output.find("idempotent retry"), std::string::npos);
-  CliResult refused = RunCli({"--hub", address, "ledger", "append", "--stream", "referral/r-1", "--type", "T",
-                              "--must-not-exist"});
+  CliResult refused = RunCli({"--hub", address, "ledger", "append", "--stream", "referral/r-1",
+                              "--type", "T", "--must-not-exist"});
   EXPECT_EQ(refused.exit_code, 3);
   EXPECT_NE(refused.output.find("FAILED_PRECONDITION"), std::string::npos);
   EXPECT_EQ(RunCli({"--hub", address, "ledger", "append"}).exit_code, 2);
@@ -133,10 +140,11 @@ TEST(CareloopCli, JsonOutputAndExitCodes) {
 
   // A receipt verifies offline with only the verifier key, and a tampered one does not.
   std::string receipt = dir.Sub("receipt.json");
-  ASSERT_EQ(RunCli({"--hub", address, "ledger", "receipt", "--seq", "1", "--out", receipt}).exit_code, 0);
+  ASSERT_EQ(
+      RunCli({"--hub", address, "ledger", "receipt", "--seq", "1", "--out", receipt}).exit_code, 0);
   std::ofstream(dir.Sub("payload")) << "hello";
-  CliResult good = RunCli({"ledger", "verify-receipt", "--receipt", receipt, "--vkey", dir.Sub("keys/hub-log.vkey"),
-                           "--payload-file", dir.Sub("payload")});
+  CliResult good = RunCli({"ledger", "verify-receipt", "--receipt", receipt, "--vkey",
+                           dir.Sub("keys/hub-log.vkey"), "--payload-file", dir.Sub("payload")});
   EXPECT_EQ(good.exit_code, 0) << good.output;
   json j = json::parse(ReadFileOrDie(receipt));
   j["head"]["tree_size"] = "2";
@@ -150,11 +158,16 @@ TEST(CareloopCli, JsonOutputAndExitCodes) {
   EXPECT_EQ(json::parse(head.output)["tree_size"], "1");
 
   // Backup while serving; offline verify of the live dir and of the backup.
-  ASSERT_EQ(RunCli({"--hub", address, "ledger", "backup", "--dir", dir.Sub("backup")}).exit_code, 0);
-  CliResult v = RunCli({"--json", "ledger", "verify", "--data-dir", dir.path(), "--vkey", dir.Sub("keys/hub-log.vkey")});
+  ASSERT_EQ(RunCli({"--hub", address, "ledger", "backup", "--dir", dir.Sub("backup")}).exit_code,
+            0);
+  CliResult v = RunCli({"--json", "ledger", "verify", "--data-dir", dir.path(), "--vkey",
+                        dir.Sub("keys/hub-log.vkey")});
   EXPECT_EQ(v.exit_code, 0) << v.output;
   EXPECT_EQ(json::parse(v.output)["events"], 1);
-  EXPECT_EQ(RunCli({"ledger", "verify", "--data-dir", dir.Sub("backup"), "--vkey", dir.Sub("keys/hub-log.vkey")}).exit_code, 0);
+  EXPECT_EQ(RunCli({"ledger", "verify", "--data-dir", dir.Sub("backup"), "--vkey",
+                    dir.Sub("keys/hub-log.vkey")})
+                .exit_code,
+            0);
 }
 
 }  // namespace

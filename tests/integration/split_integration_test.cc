@@ -32,7 +32,8 @@ class CountingProjection final : public storage::Projection {
 TEST(SplitIntegration, ProjectionOverTheRemoteLedgerSurvivesALedgerRestart) {
   RemoteEnv env;
   ASSERT_TRUE(env.Start().ok());
-  for (int i = 0; i < 10; ++i) ASSERT_TRUE(env.ledger()->Append(Event("referral/p", "E", "12345")).ok());
+  for (int i = 0; i < 10; ++i)
+    ASSERT_TRUE(env.ledger()->Append(Event("referral/p", "E", "12345")).ok());
   CountingProjection projection;
   auto runner = std::make_unique<storage::ProjectionRunner>(env.ledger(), &projection);
   ASSERT_TRUE(runner->Start().ok());
@@ -41,7 +42,8 @@ TEST(SplitIntegration, ProjectionOverTheRemoteLedgerSurvivesALedgerRestart) {
   runner.reset();
   // The projection resumes from its own seq against a restarted ledger process.
   ASSERT_TRUE(env.Restart().ok());
-  for (int i = 0; i < 5; ++i) ASSERT_TRUE(env.ledger()->Append(Event("referral/p", "E", "12345")).ok());
+  for (int i = 0; i < 5; ++i)
+    ASSERT_TRUE(env.ledger()->Append(Event("referral/p", "E", "12345")).ok());
   storage::ProjectionRunner again(env.ledger(), &projection);
   ASSERT_TRUE(again.Start().ok());
   ASSERT_TRUE(again.WaitFor(15, absl::Seconds(30)).ok());

@@ -6,11 +6,11 @@
 // absl::Status Restart(), const NoteVerifier& verifier().
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <future>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "storage/merkle.h"
@@ -90,7 +90,8 @@ TYPED_TEST_P(LedgerConformance, FailedPreconditionWritesNothingOfTheBatch) {
   ExpectVersion(&r, "referral/x", 7);  // wrong: it is at 1
   auto c = this->L()->Append(r);
   ASSERT_EQ(c.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_NE(std::string(c.status().message()).find("referral/x is at version 1, expected 7"), std::string::npos)
+  EXPECT_NE(std::string(c.status().message()).find("referral/x is at version 1, expected 7"),
+            std::string::npos)
       << c.status();
   EXPECT_EQ(this->Size(), 1u);
   EXPECT_EQ(*this->L()->StreamVersion("referral/y"), 0u);
@@ -120,8 +121,10 @@ TYPED_TEST_P(LedgerConformance, OfConcurrentCreatesExactlyOneWins) {
       v1::AppendRequest r = Event("referral/contested", "Accepted", "by-" + std::to_string(i));
       ExpectVersion(&r, "referral/contested", 0);
       auto c = this->L()->Append(r);
-      if (c.ok()) ++wins;
-      else if (c.status().code() == absl::StatusCode::kFailedPrecondition) ++losses;
+      if (c.ok())
+        ++wins;
+      else if (c.status().code() == absl::StatusCode::kFailedPrecondition)
+        ++losses;
     });
   }
   for (auto& t : threads) t.join();
@@ -206,7 +209,8 @@ TYPED_TEST_P(LedgerConformance, TailWakesOnCommit) {
 
 TYPED_TEST_P(LedgerConformance, ReadsByStreamAgencyAndSubject) {
   for (int i = 0; i < 6; ++i) {
-    v1::AppendRequest r = Event(i % 2 == 0 ? "referral/even" : "referral/odd", "E", std::to_string(i));
+    v1::AppendRequest r =
+        Event(i % 2 == 0 ? "referral/even" : "referral/odd", "E", std::to_string(i));
     r.mutable_events(0)->add_agencies(i % 3 == 0 ? "org.a" : "org.b");
     if (i >= 4) r.mutable_events(0)->set_subject("s-42");
     this->MustAppend(r);
@@ -253,7 +257,8 @@ TYPED_TEST_P(LedgerConformance, ReadsByStreamAgencyAndSubject) {
 TYPED_TEST_P(LedgerConformance, ProofsAndReceiptsVerifyOffline) {
   std::vector<v1::Commit> commits;
   for (int i = 0; i < 23; ++i) {
-    v1::AppendRequest r = Event("referral/p" + std::to_string(i % 4), "E", "payload-" + std::to_string(i));
+    v1::AppendRequest r =
+        Event("referral/p" + std::to_string(i % 4), "E", "payload-" + std::to_string(i));
     if (i % 5 == 0) *r.add_events() = Event("referral/extra", "F", "more").events(0);
     commits.push_back(this->MustAppend(r));
   }
@@ -269,7 +274,8 @@ TYPED_TEST_P(LedgerConformance, ProofsAndReceiptsVerifyOffline) {
     auto proof = this->L()->ProveInclusion(seq, 0);
     ASSERT_TRUE(proof.ok());
     std::vector<std::string> hashes(proof->hashes().begin(), proof->hashes().end());
-    EXPECT_TRUE(storage::merkle::VerifyInclusion(seq - 1, size, storage::merkle::HashLeaf(receipt->header_bytes()),
+    EXPECT_TRUE(storage::merkle::VerifyInclusion(seq - 1, size,
+                                                 storage::merkle::HashLeaf(receipt->header_bytes()),
                                                  hashes, head->root_hash())
                     .ok());
   }
@@ -285,8 +291,8 @@ TYPED_TEST_P(LedgerConformance, ProofsAndReceiptsVerifyOffline) {
       auto cp = this->L()->ProveConsistency(h1.tree_size(), h2.tree_size());
       ASSERT_TRUE(cp.ok()) << cp.status();
       std::vector<std::string> hashes(cp->hashes().begin(), cp->hashes().end());
-      EXPECT_TRUE(storage::merkle::VerifyConsistency(h1.tree_size(), h2.tree_size(), hashes, h1.root_hash(),
-                                                     h2.root_hash())
+      EXPECT_TRUE(storage::merkle::VerifyConsistency(h1.tree_size(), h2.tree_size(), hashes,
+                                                     h1.root_hash(), h2.root_hash())
                       .ok())
           << h1.tree_size() << "->" << h2.tree_size();
       auto stored = this->L()->Head(h2.tree_size());
@@ -305,7 +311,8 @@ TYPED_TEST_P(LedgerConformance, BadInputIsRefusedAndWritesNothing) {
   cases.push_back({v1::AppendRequest(), absl::StatusCode::kInvalidArgument});
   cases.push_back({Event("Referral/Bad"), absl::StatusCode::kInvalidArgument});
   cases.push_back({Event("referral/ok", ""), absl::StatusCode::kInvalidArgument});
-  cases.push_back({Event("referral/big", "E", std::string((1 << 20) + 1, 'x')), absl::StatusCode::kInvalidArgument});
+  cases.push_back({Event("referral/big", "E", std::string((1 << 20) + 1, 'x')),
+                   absl::StatusCode::kInvalidArgument});
   v1::AppendRequest unset = Event("referral/ok");
   unset.add_preconditions()->set_stream("referral/ok");
   cases.push_back({unset, absl::StatusCode::kInvalidArgument});
@@ -327,7 +334,8 @@ TYPED_TEST_P(LedgerConformance, BadInputIsRefusedAndWritesNothing) {
   v1::ReadStreamRequest rs;
   rs.set_stream("BAD STREAM");
   EXPECT_EQ(this->L()->ReadStream(rs).status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(this->L()->ReadIndex(v1::ReadIndexRequest()).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(this->L()->ReadIndex(v1::ReadIndexRequest()).status().code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(this->L()->GetCursor("").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
@@ -346,14 +354,18 @@ TYPED_TEST_P(LedgerConformance, RestartKeepsEverythingAndContinues) {
   EXPECT_EQ(c.stream_versions(0), 11u);
   auto cp = this->L()->ProveConsistency(10, 11);
   std::vector<std::string> hashes(cp->hashes().begin(), cp->hashes().end());
-  EXPECT_TRUE(storage::merkle::VerifyConsistency(10, 11, hashes, before->root_hash(), c.head().root_hash()).ok());
+  EXPECT_TRUE(
+      storage::merkle::VerifyConsistency(10, 11, hashes, before->root_hash(), c.head().root_hash())
+          .ok());
 }
 
 REGISTER_TYPED_TEST_SUITE_P(LedgerConformance, AppendAssignsGapFreeSeqsVersionsAndSignedHeads,
-                            FailedPreconditionWritesNothingOfTheBatch, PreconditionsMustNotExistAndExpectedVersion,
-                            OfConcurrentCreatesExactlyOneWins, IdempotentRetryReturnsTheOriginalCommitAlsoAfterRestart,
-                            CursorsMoveAtomicallyWithCompareAndSet, TailWakesOnCommit, ReadsByStreamAgencyAndSubject,
-                            ProofsAndReceiptsVerifyOffline, BadInputIsRefusedAndWritesNothing,
-                            RestartKeepsEverythingAndContinues);
+                            FailedPreconditionWritesNothingOfTheBatch,
+                            PreconditionsMustNotExistAndExpectedVersion,
+                            OfConcurrentCreatesExactlyOneWins,
+                            IdempotentRetryReturnsTheOriginalCommitAlsoAfterRestart,
+                            CursorsMoveAtomicallyWithCompareAndSet, TailWakesOnCommit,
+                            ReadsByStreamAgencyAndSubject, ProofsAndReceiptsVerifyOffline,
+                            BadInputIsRefusedAndWritesNothing, RestartKeepsEverythingAndContinues);
 
 }  // namespace careloop::testing

@@ -14,7 +14,8 @@
 
 namespace careloop::testing {
 
-absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(const std::vector<std::string>& argv) {
+absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
+    const std::vector<std::string>& argv) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) return absl::InternalError("pipe failed");
   pid_t pid = ::fork();
@@ -57,7 +58,8 @@ bool ChildProcess::ReadSome(absl::Duration timeout) {
   return true;
 }
 
-absl::StatusOr<std::string> ChildProcess::WaitForLine(const std::string& needle, absl::Duration timeout) {
+absl::StatusOr<std::string> ChildProcess::WaitForLine(const std::string& needle,
+                                                      absl::Duration timeout) {
   absl::Time deadline = absl::Now() + timeout;
   while (true) {
     size_t nl;
@@ -79,7 +81,8 @@ absl::StatusOr<std::string> ChildProcess::WaitForLine(const std::string& needle,
       }
     }
   }
-  return absl::DeadlineExceededError(absl::StrCat("no line with '", needle, "'; output:\n", output_));
+  return absl::DeadlineExceededError(
+      absl::StrCat("no line with '", needle, "'; output:\n", output_));
 }
 
 void ChildProcess::Signal(int sig) {
@@ -105,12 +108,13 @@ absl::StatusOr<int> ChildProcess::Wait(absl::Duration timeout) {
 }
 
 absl::StatusOr<std::unique_ptr<ChildProcess>> StartCareloopd(const std::vector<std::string>& args,
-                                                              std::string* address) {
+                                                             std::string* address) {
   std::vector<std::string> argv = {CARELOOPD_BINARY, "--listen", "127.0.0.1:0"};
   argv.insert(argv.end(), args.begin(), args.end());
   auto child = ChildProcess::Start(argv);
   if (!child.ok()) return child.status();
-  absl::StatusOr<std::string> line = (*child)->WaitForLine("careloopd: serving on ", absl::Seconds(60));
+  absl::StatusOr<std::string> line =
+      (*child)->WaitForLine("careloopd: serving on ", absl::Seconds(60));
   if (!line.ok()) return line.status();
   std::string rest = line->substr(line->find("serving on ") + 11);
   *address = rest.substr(0, rest.find(' '));

@@ -42,7 +42,7 @@ class ChildProcess {
 // Runs careloopd with `args` (plus --listen 127.0.0.1:0) and waits until it
 // serves; `address` receives where.
 absl::StatusOr<std::unique_ptr<ChildProcess>> StartCareloopd(const std::vector<std::string>& args,
-                                                              std::string* address);
+                                                             std::string* address);
 
 // Runs the careloop CLI to completion; returns exit code and output.
 struct CliResult {

@@ -19,7 +19,9 @@ class RemoteEnv {
     remote_.reset();
     child_->Signal(SIGTERM);
     ASSIGN_OR_RETURN(int code, child_->Wait(absl::Seconds(60)));
-    if (code != 0) return absl::InternalError("careloopd exited with " + std::to_string(code) + ":\n" + child_->output());
+    if (code != 0)
+      return absl::InternalError("careloopd exited with " + std::to_string(code) + ":\n" +
+                                 child_->output());
     return Launch();
   }
   const storage::NoteVerifier& verifier() { return *verifier_; }
@@ -28,12 +30,13 @@ class RemoteEnv {
 
  private:
   absl::Status Launch() {
-    ASSIGN_OR_RETURN(child_, StartCareloopd({"--services=ledger", "--data-dir", dir_.path(), "--hub-name",
-                                             "careloop.test"},
+    ASSIGN_OR_RETURN(child_, StartCareloopd({"--services=ledger", "--data-dir", dir_.path(),
+                                             "--hub-name", "careloop.test"},
                                             &address_));
     remote_ = std::make_unique<ledger::RemoteLedger>(
         grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()), absl::Seconds(30));
-    ASSIGN_OR_RETURN(verifier_, trust::Ed25519NoteVerifier::FromFile(dir_.Sub("keys/hub-log.vkey")));
+    ASSIGN_OR_RETURN(verifier_,
+                     trust::Ed25519NoteVerifier::FromFile(dir_.Sub("keys/hub-log.vkey")));
     return absl::OkStatus();
   }
 

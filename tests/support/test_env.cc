@@ -12,7 +12,8 @@ namespace careloop::testing {
 
 TempDir::TempDir() {
   const char* base = std::getenv("TMPDIR");
-  std::string tmpl = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/careloop-test-XXXXXX";
+  std::string tmpl =
+      std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/careloop-test-XXXXXX";
   char* made = ::mkdtemp(tmpl.data());
   CARELOOP_CHECK(made != nullptr);
   path_ = made;

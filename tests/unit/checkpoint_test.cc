@@ -1,8 +1,9 @@
 // C2SP signed-note checkpoints: format, signature, key ids and vkeys, and
 // refusal of every kind of tampering.
+#include "storage/checkpoint.h"
+
 #include <gtest/gtest.h>
 
-#include "storage/checkpoint.h"
 #include "storage/merkle.h"
 #include "tests/support/test_env.h"
 
@@ -13,7 +14,8 @@ using careloop::testing::TestSigner;
 using careloop::testing::VerifierFor;
 
 Checkpoint Sample() {
-  return Checkpoint{OriginFor("careloop.test", "0123abcd"), 42, merkle::HashLeaf("x"), 1'800'000'000'123'456'789};
+  return Checkpoint{OriginFor("careloop.test", "0123abcd"), 42, merkle::HashLeaf("x"),
+                    1'800'000'000'123'456'789};
 }
 
 TEST(Checkpoint, SignAndOpen) {
@@ -23,7 +25,8 @@ TEST(Checkpoint, SignAndOpen) {
   ASSERT_TRUE(note.ok());
   // Layout: body, blank line, one em-dash signature line.
   EXPECT_EQ(note->rfind("careloop.test/0123abcd\n42\n", 0), 0u);
-  EXPECT_NE(note->find("\ntime 1800000000123456789\n\n\xe2\x80\x94 careloop.test "), std::string::npos);
+  EXPECT_NE(note->find("\ntime 1800000000123456789\n\n\xe2\x80\x94 careloop.test "),
+            std::string::npos);
   auto cp = OpenCheckpoint(*note, *verifier);
   ASSERT_TRUE(cp.ok()) << cp.status();
   EXPECT_EQ(cp->origin, "careloop.test/0123abcd");

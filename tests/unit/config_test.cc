@@ -1,10 +1,11 @@
 // careloopd configuration: defaults, the TOML file, flags over the file, and
 // refusals of unsafe or inconsistent settings.
-#include <fstream>
+#include "services/careloopd/config.h"
 
 #include <gtest/gtest.h>
 
-#include "services/careloopd/config.h"
+#include <fstream>
+
 #include "tests/support/test_env.h"
 
 namespace careloop::hub {
@@ -47,16 +48,21 @@ TEST(Config, FileThenFlags) {
 }
 
 TEST(Config, Refusals) {
-  EXPECT_EQ(Parse({"--listen", "0.0.0.0:7400"}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Parse({"--listen", "0.0.0.0:7400"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Parse({"--services", "bogus"}).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Parse({"--services", ""}).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Parse({"--tls-cert", "a.pem"}).status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(Parse({"--tls-cert", "a", "--tls-key", "b"}).status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(Parse({"--idempotency-window", "soon"}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Parse({"--tls-cert", "a", "--tls-key", "b"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Parse({"--idempotency-window", "soon"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Parse({"--log-level", "loud"}).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Parse({"--no-such-flag"}).status().code(), absl::StatusCode::kInvalidArgument);
   // TLS allows a non-loopback address.
-  EXPECT_TRUE(Parse({"--listen", "0.0.0.0:7400", "--tls-cert", "c", "--tls-key", "k", "--tls-client-ca", "ca"}).ok());
+  EXPECT_TRUE(Parse({"--listen", "0.0.0.0:7400", "--tls-cert", "c", "--tls-key", "k",
+                     "--tls-client-ca", "ca"})
+                  .ok());
   careloop::testing::TempDir dir;
   std::ofstream(dir.Sub("bad.toml")) << "[server\nlisten=";
   auto bad = Parse({"--config", dir.Sub("bad.toml")});

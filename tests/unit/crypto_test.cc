@@ -1,10 +1,9 @@
 // Ed25519 through OpenSSL against RFC 8032 §7.1, Wycheproof and CCTV vectors;
 // SHA-256; key files.
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <fstream>
-
-#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/escaping.h"
@@ -54,7 +53,8 @@ TEST(Ed25519, Wycheproof) {
     std::string pk = Unhex(group["publicKey"]["pk"]);
     for (const auto& t : group["tests"]) {
       bool ok = VerifyRaw(pk, Unhex(t["msg"]), Unhex(t["sig"]));
-      EXPECT_EQ(ok, t["result"].get<std::string>() == "valid") << "tcId " << t["tcId"] << " " << t["comment"];
+      EXPECT_EQ(ok, t["result"].get<std::string>() == "valid")
+          << "tcId " << t["tcId"] << " " << t["comment"];
       ++count;
     }
   }
@@ -116,7 +116,8 @@ TEST(Ed25519, PemRoundTripAndKeyFiles) {
 
   std::ofstream(dir.Sub("junk.pem")) << "not a key";
   chmod(dir.Sub("junk.pem").c_str(), 0600);
-  EXPECT_EQ(LoadPrivateKeyFile(dir.Sub("junk.pem")).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(LoadPrivateKeyFile(dir.Sub("junk.pem")).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(Ed25519, RejectsWrongSizes) {

@@ -15,7 +15,9 @@ namespace {
 
 class FaultEnv {
  public:
-  FaultEnv() : signer_(TestSigner()), fs_(std::make_shared<storage::FaultInjectionFileSystem>(rocksdb::FileSystem::Default())) {}
+  FaultEnv()
+      : signer_(TestSigner()),
+        fs_(std::make_shared<storage::FaultInjectionFileSystem>(rocksdb::FileSystem::Default())) {}
   absl::StatusOr<std::unique_ptr<storage::LocalLedger>> Open(bool faulty) {
     storage::LedgerOptions o;
     o.dir = dir_.Sub("ledger");
@@ -53,13 +55,15 @@ TEST(LedgerFaults, FsyncErrorAcknowledgesNothingAndStopsTheWriter) {
   r.set_idempotency_key("retry-me");
   auto failed = (*ledger)->Append(r);
   ASSERT_EQ(failed.status().code(), absl::StatusCode::kUnavailable) << failed.status();
-  EXPECT_NE(std::string(failed.status().message()).find("fsync failed"), std::string::npos) << failed.status();
+  EXPECT_NE(std::string(failed.status().message()).find("fsync failed"), std::string::npos)
+      << failed.status();
   EXPECT_GT(env.fs_->syncs(), syncs_before) << "the write did try to sync";
   EXPECT_FALSE((*ledger)->writer_status().ok());
   EXPECT_EQ((*ledger)->size(), 3u) << "nothing of the failed round is visible";
   // Fail-stop: even with the disk healthy again, nothing more is acknowledged.
   env.fs_->set_fail_sync(false);
-  EXPECT_EQ((*ledger)->Append(Event("referral/after")).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ((*ledger)->Append(Event("referral/after")).status().code(),
+            absl::StatusCode::kUnavailable);
   (*ledger)->Close().IgnoreError();
   ledger->reset();
 
@@ -88,7 +92,8 @@ TEST(LedgerFaults, DiskFullGivesAClearErrorAndNoPartialEvents) {
   *big.add_events() = Event("referral/full2", "E", "y").events(0);
   auto failed = (*ledger)->Append(big);
   ASSERT_EQ(failed.status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_NE(std::string(failed.status().message()).find("no space left on device"), std::string::npos)
+  EXPECT_NE(std::string(failed.status().message()).find("no space left on device"),
+            std::string::npos)
       << failed.status();
   EXPECT_EQ((*ledger)->size(), 3u);
   (*ledger)->Close().IgnoreError();

@@ -1,9 +1,9 @@
 // The in-process LocalLedger: the conformance suite, plus what only an
 // in-process test can pin down (round composition, the queue bound, time).
+#include <gtest/gtest.h>
+
 #include <filesystem>
 #include <fstream>
-
-#include <gtest/gtest.h>
 
 #include "absl/synchronization/notification.h"
 #include "services/common/status.h"
@@ -171,7 +171,8 @@ TEST(LocalLedger, GroupCommitWritesManyAppendsWithOneSync) {
   Collected c;
   env.local()->AppendAsync(Event("bench/0"), c.Callback(0));
   gate.WaitEntered();
-  for (size_t i = 1; i < 64; ++i) env.local()->AppendAsync(Event("bench/" + std::to_string(i)), c.Callback(i));
+  for (size_t i = 1; i < 64; ++i)
+    env.local()->AppendAsync(Event("bench/" + std::to_string(i)), c.Callback(i));
   uint64_t before = env.local()->rounds();
   gate.Open();
   c.WaitAll();
@@ -189,10 +190,13 @@ TEST(LocalLedger, FullQueueAnswersResourceExhaustedAtOnce) {
   Collected c;
   env.local()->AppendAsync(Event("q/0"), c.Callback(0));
   gate.WaitEntered();  // the writer is held; request 0 is still queued
-  for (size_t i = 1; i < 4; ++i) env.local()->AppendAsync(Event("q/" + std::to_string(i)), c.Callback(i));
+  for (size_t i = 1; i < 4; ++i)
+    env.local()->AppendAsync(Event("q/" + std::to_string(i)), c.Callback(i));
   absl::StatusOr<v1::Commit> refused = absl::UnknownError("not answered");
-  env.local()->AppendAsync(Event("q/4"), [&](absl::StatusOr<v1::Commit> r) { refused = std::move(r); });
-  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << "answered at once, not queued";
+  env.local()->AppendAsync(Event("q/4"),
+                           [&](absl::StatusOr<v1::Commit> r) { refused = std::move(r); });
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted)
+      << "answered at once, not queued";
   EXPECT_NE(std::string(refused.status().message()).find("queue is full"), std::string::npos);
   gate.Open();
   c.WaitAll();
@@ -222,7 +226,8 @@ TEST(LocalLedger, IdempotencyKeysExpireAfterTheWindow) {
 TEST(LocalLedger, MinSeqBeyondTheLedgerTimesOut) {
   LocalEnv env;
   ASSERT_TRUE(env.Start().ok());
-  EXPECT_EQ(env.local()->WaitForSeq(5, absl::Milliseconds(20)).code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(env.local()->WaitForSeq(5, absl::Milliseconds(20)).code(),
+            absl::StatusCode::kDeadlineExceeded);
 }
 
 TEST(LocalLedger, BackupWhileServingThenRestoreStartsANewLogId) {
@@ -232,7 +237,8 @@ TEST(LocalLedger, BackupWhileServingThenRestoreStartsANewLogId) {
   auto backup = env.ledger()->Backup(env.dir_.Sub("backup"));
   ASSERT_TRUE(backup.ok()) << backup.status();
   EXPECT_EQ(backup->tree_size(), 5u);
-  EXPECT_EQ(env.ledger()->Backup(env.dir_.Sub("backup")).status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(env.ledger()->Backup(env.dir_.Sub("backup")).status().code(),
+            absl::StatusCode::kAlreadyExists);
   ASSERT_TRUE(env.ledger()->Append(Event("referral/b")).ok());  // lost by the restore
   std::string old_log = env.local()->log_id();
   ASSERT_TRUE(env.local()->Close().ok());

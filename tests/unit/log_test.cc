@@ -1,14 +1,17 @@
 // Structured log lines: escaping keeps one event per line, in both formats.
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
-
 #include "services/common/log.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
 
 namespace careloop::log {
 namespace {
 
 TEST(Log, Logfmt) {
-  std::string line = Render(Format::kLogfmt, "ledger.append", {{"seq", uint64_t{42}}, {"stream", "referral/r-1"}, {"note", "two words"}});
+  std::string line =
+      Render(Format::kLogfmt, "ledger.append",
+             {{"seq", uint64_t{42}}, {"stream", "referral/r-1"}, {"note", "two words"}});
   EXPECT_EQ(line, "event=ledger.append seq=42 stream=referral/r-1 note=\"two words\"");
 }
 

@@ -7,14 +7,15 @@
 // - Every root and proof element must be 32 bytes, so the transparency-dev
 //   vector "sizes-are-equal-one-and-proof-is-empty" (12-byte placeholder roots,
 //   expects success) is skipped by name.
-#include <filesystem>
-#include <random>
+#include "storage/merkle.h"
 
 #include <gtest/gtest.h>
+
+#include <filesystem>
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "absl/strings/escaping.h"
-#include "storage/merkle.h"
 #include "tests/support/test_env.h"
 
 namespace careloop::storage::merkle {
@@ -62,8 +63,9 @@ TEST(MerkleVectors, TransparencyDevInclusion) {
   ASSERT_EQ(files.size(), 98u);  // every file, none silently missed
   for (const auto& f : files) {
     json v = json::parse(ReadFileOrDie(f.string()));
-    absl::Status s = VerifyInclusionBytes(v["leafIdx"].get<uint64_t>(), v["treeSize"].get<uint64_t>(),
-                                          B64(v["leafHash"]), ProofOf(v["proof"]), B64(v["root"]));
+    absl::Status s =
+        VerifyInclusionBytes(v["leafIdx"].get<uint64_t>(), v["treeSize"].get<uint64_t>(),
+                             B64(v["leafHash"]), ProofOf(v["proof"]), B64(v["root"]));
     EXPECT_EQ(s.ok(), !v["wantErr"].get<bool>()) << f << ": " << s;
   }
 }
@@ -91,9 +93,9 @@ TEST(MerkleVectors, CctvInclusion) {
     json all = json::parse(ReadFileOrDie(TestData(std::string("rfc6962/cctv/") + name)));
     ASSERT_FALSE(all.empty());
     for (const auto& v : all) {
-      absl::Status s = VerifyInclusionBytes(v["leaf_index"].get<uint64_t>(), v["tree_size"].get<uint64_t>(),
-                                            B64(v["leaf_hash"]), ProofOf(v["inclusion_path"]),
-                                            B64(v["root_hash"]));
+      absl::Status s = VerifyInclusionBytes(v["leaf_index"].get<uint64_t>(),
+                                            v["tree_size"].get<uint64_t>(), B64(v["leaf_hash"]),
+                                            ProofOf(v["inclusion_path"]), B64(v["root_hash"]));
       EXPECT_EQ(s.ok(), want_ok) << name << " " << v.dump() << ": " << s;
     }
   }
@@ -111,8 +113,9 @@ TEST(MerkleVectors, CctvConsistency) {
         ++skipped;  // CCTV accepts proofs from size 0; we refuse them (see file comment)
         continue;
       }
-      absl::Status s = VerifyConsistency(size1, v["new_size"].get<uint64_t>(), ProofOf(v["consistency_path"]),
-                                         B64(v["old_root"]), B64(v["new_root"]));
+      absl::Status s =
+          VerifyConsistency(size1, v["new_size"].get<uint64_t>(), ProofOf(v["consistency_path"]),
+                            B64(v["old_root"]), B64(v["new_root"]));
       EXPECT_EQ(s.ok(), want_ok) << name << " " << v.dump() << ": " << s;
     }
   }
@@ -141,7 +144,8 @@ TEST(MerkleVectors, ReferenceTree) {
     ASSERT_TRUE(hashes.ok());
     const auto& want = ref["compact_ranges_hex"]["sizes"][n];
     ASSERT_EQ(want.size(), parts.size());
-    for (size_t k = 0; k < parts.size(); ++k) EXPECT_EQ(Hex((*hashes)[k]), want[k].get<std::string>());
+    for (size_t k = 0; k < parts.size(); ++k)
+      EXPECT_EQ(Hex((*hashes)[k]), want[k].get<std::string>());
   }
   const auto& levels = ref["node_hashes_hex"]["levels"];
   for (size_t level = 0; level < levels.size(); ++level) {
@@ -182,7 +186,8 @@ TEST(MerkleGenerated, EveryInclusionAndConsistencyUpTo300) {
       auto proof = HashRanges(tree, InclusionRanges(idx, size));
       ASSERT_TRUE(proof.ok());
       auto leaf = tree.ReadNodes({NodeId{0, idx}});
-      ASSERT_TRUE(VerifyInclusion(idx, size, (*leaf)[0], AsBytes(*proof), AsStringView(roots[size])).ok())
+      ASSERT_TRUE(
+          VerifyInclusion(idx, size, (*leaf)[0], AsBytes(*proof), AsStringView(roots[size])).ok())
           << idx << "/" << size;
       if (!proof->empty() && (idx * 7 + size) % 13 == 0) {
         auto bad = AsBytes(*proof);
@@ -200,14 +205,18 @@ TEST(MerkleGenerated, EveryInclusionAndConsistencyUpTo300) {
       if ((size1 * 3 + size) % 17 == 0) {
         auto bad = AsBytes(*proof);
         bad[size1 % bad.size()][0] ^= 0x01;
-        EXPECT_FALSE(VerifyConsistency(size1, size, bad, AsStringView(roots[size1]), AsStringView(roots[size])).ok());
+        EXPECT_FALSE(VerifyConsistency(size1, size, bad, AsStringView(roots[size1]),
+                                       AsStringView(roots[size]))
+                         .ok());
         EXPECT_FALSE(VerifyConsistency(size1, size, AsBytes(*proof), AsStringView(roots[size1 - 1]),
                                        AsStringView(roots[size]))
                          .ok());
       }
     }
     // Equal sizes: empty proof, equal roots.
-    EXPECT_TRUE(VerifyConsistency(size, size, {}, AsStringView(roots[size]), AsStringView(roots[size])).ok());
+    EXPECT_TRUE(
+        VerifyConsistency(size, size, {}, AsStringView(roots[size]), AsStringView(roots[size]))
+            .ok());
   }
 }
 
@@ -236,7 +245,9 @@ TEST(MerkleGenerated, RandomPairsInALargerTree) {
     uint64_t idx = rng() % size2;
     auto ip = HashRanges(tree, InclusionRanges(idx, size2));
     auto leaf = tree.ReadNodes({NodeId{0, idx}});
-    ASSERT_TRUE(VerifyInclusion(idx, size2, (*leaf)[0], AsBytes(*ip), AsStringView(tree.RootAt(size2))).ok());
+    ASSERT_TRUE(
+        VerifyInclusion(idx, size2, (*leaf)[0], AsBytes(*ip), AsStringView(tree.RootAt(size2)))
+            .ok());
     if (size1 < size2) {
       auto cp = HashRanges(tree, ConsistencyRanges(size1, size2));
       ASSERT_TRUE(VerifyConsistency(size1, size2, AsBytes(*cp), AsStringView(tree.RootAt(size1)),

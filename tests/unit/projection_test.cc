@@ -1,9 +1,10 @@
 // The projection runner: catch-up, WaitFor(min_seq), and resuming from the
 // seq stored with the projection's state after a restart.
+#include "storage/projection.h"
+
 #include <gtest/gtest.h>
 
 #include "storage/local_ledger.h"
-#include "storage/projection.h"
 #include "storage/schema.h"
 #include "tests/support/ledger_helpers.h"
 #include "tests/support/test_env.h"
@@ -51,7 +52,8 @@ TEST(ProjectionRunner, CatchesUpWaitsAndResumesFromItsStoredSeq) {
   o.signer = signer.get();
   auto ledger = storage::LocalLedger::Open(o);
   ASSERT_TRUE(ledger.ok());
-  for (int i = 0; i < 40; ++i) ASSERT_TRUE((*ledger)->Append(Event(i % 2 ? "referral/a" : "referral/b")).ok());
+  for (int i = 0; i < 40; ++i)
+    ASSERT_TRUE((*ledger)->Append(Event(i % 2 ? "referral/a" : "referral/b")).ok());
 
   {
     StreamCounter counter;
@@ -66,7 +68,8 @@ TEST(ProjectionRunner, CatchesUpWaitsAndResumesFromItsStoredSeq) {
     ASSERT_TRUE(c.ok());
     ASSERT_TRUE(runner.WaitFor(c->last_seq(), absl::Seconds(30)).ok());
     EXPECT_EQ(counter.Count("referral/a"), 21u);
-    EXPECT_EQ(runner.WaitFor(1000, absl::Milliseconds(20)).code(), absl::StatusCode::kDeadlineExceeded);
+    EXPECT_EQ(runner.WaitFor(1000, absl::Milliseconds(20)).code(),
+              absl::StatusCode::kDeadlineExceeded);
     runner.Stop();
   }
   for (int i = 0; i < 5; ++i) ASSERT_TRUE((*ledger)->Append(Event("referral/b")).ok());

@@ -1,8 +1,8 @@
 // Append validation: each rule refuses with INVALID_ARGUMENT and names the
 // problem and its position.
-#include <gtest/gtest.h>
-
 #include "storage/validate.h"
+
+#include <gtest/gtest.h>
 
 namespace careloop::storage {
 namespace {
@@ -33,12 +33,13 @@ TEST(Validate, AcceptsWellFormed) {
 }
 
 TEST(Validate, StreamNames) {
-  for (const char* bad : {"", "Referral/x", "referral//x", "referral/", "/x", "referral/a b", "ref\x01",
-                          "9abc/x", "referral/é"}) {
+  for (const char* bad : {"", "Referral/x", "referral//x", "referral/", "/x", "referral/a b",
+                          "ref\x01", "9abc/x", "referral/é"}) {
     EXPECT_FALSE(ValidateStreamName(bad).ok()) << bad;
   }
   EXPECT_FALSE(ValidateStreamName(std::string(257, 'a')).ok());
-  for (const char* good : {"referral/r-1", "consent/subj:123", "agency/org.stmarys", "dedupe/a/b/c", "x"}) {
+  for (const char* good :
+       {"referral/r-1", "consent/subj:123", "agency/org.stmarys", "dedupe/a/b/c", "x"}) {
     EXPECT_TRUE(ValidateStreamName(good).ok()) << good;
   }
 }

@@ -1,16 +1,16 @@
 // Offline verification finds a corrupted byte in stored events, payloads,
 // tree nodes and heads, a missing event, and damage below RocksDB's own
 // checksums, and names the first bad seq.
+#include "storage/verify.h"
+
+#include <gtest/gtest.h>
 #include <rocksdb/db.h>
 
 #include <filesystem>
 #include <fstream>
 
-#include <gtest/gtest.h>
-
 #include "storage/local_ledger.h"
 #include "storage/schema.h"
-#include "storage/verify.h"
 #include "tests/support/ledger_helpers.h"
 #include "tests/support/test_env.h"
 
@@ -37,7 +37,9 @@ class VerifyTest : public ::testing::Test {
     for (int round = 0; n < kEvents; ++round) {
       v1::AppendRequest r;
       for (int k = 0; k <= round % 3 && n < kEvents; ++k, ++n) {
-        *r.add_events() = Event("referral/v" + std::to_string(n % 3), "E", "payload " + std::to_string(n)).events(0);
+        *r.add_events() =
+            Event("referral/v" + std::to_string(n % 3), "E", "payload " + std::to_string(n))
+                .events(0);
       }
       auto c = (*ledger)->Append(r);
       ASSERT_TRUE(c.ok());
@@ -53,8 +55,9 @@ class VerifyTest : public ::testing::Test {
   }
 
   // Opens the raw RocksDB to damage it on purpose.
-  void Mutate(const std::function<void(rocksdb::DB*, std::vector<rocksdb::ColumnFamilyHandle*>&)>& fn,
-              bool flush = false) {
+  void Mutate(
+      const std::function<void(rocksdb::DB*, std::vector<rocksdb::ColumnFamilyHandle*>&)>& fn,
+      bool flush = false) {
     rocksdb::Options opts;
     std::vector<rocksdb::ColumnFamilyDescriptor> descs;
     for (const auto& n : schema::CfNames()) descs.emplace_back(n, rocksdb::ColumnFamilyOptions());
@@ -93,7 +96,8 @@ TEST_F(VerifyTest, IntactLedgerVerifies) {
   EXPECT_EQ(r.heads, head_sizes_.size() + 1);  // plus the empty head at size 0
   // Without a pinned key the data dir's own is used, and the report says so.
   auto unpinned = storage::VerifyLedgerDir(
-      dir_.Sub("ledger"), nullptr, [](absl::string_view vkey) -> absl::StatusOr<std::unique_ptr<storage::NoteVerifier>> {
+      dir_.Sub("ledger"), nullptr,
+      [](absl::string_view vkey) -> absl::StatusOr<std::unique_ptr<storage::NoteVerifier>> {
         auto v = trust::Ed25519NoteVerifier::FromVerifierKey(vkey);
         if (!v.ok()) return v.status();
         return std::unique_ptr<storage::NoteVerifier>(std::move(*v));

@@ -48,13 +48,17 @@ struct Row {
   double pct(double p) {
     if (latencies_us.empty()) return 0;
     std::sort(latencies_us.begin(), latencies_us.end());
-    return latencies_us[std::min(latencies_us.size() - 1, static_cast<size_t>(p * latencies_us.size()))];
+    return latencies_us[std::min(latencies_us.size() - 1,
+                                 static_cast<size_t>(p * latencies_us.size()))];
   }
 };
 
 void Print(Row& r) {
-  std::printf("| %-28s | %3d | %10.0f | %8.0f | %8.0f | %6s |\n", r.what.c_str(), r.clients, r.rate(), r.pct(0.50),
-              r.pct(0.99), r.events_per_fsync > 0 ? absl::StrCat(static_cast<int>(r.events_per_fsync * 10) / 10.0).c_str() : "-");
+  std::printf("| %-28s | %3d | %10.0f | %8.0f | %8.0f | %6s |\n", r.what.c_str(), r.clients,
+              r.rate(), r.pct(0.50), r.pct(0.99),
+              r.events_per_fsync > 0
+                  ? absl::StrCat(static_cast<int>(r.events_per_fsync * 10) / 10.0).c_str()
+                  : "-");
   std::fflush(stdout);
 }
 
@@ -85,7 +89,8 @@ Row Drive(const std::string& what, int clients, double seconds, int events_per_o
       }
     });
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int>(seconds * 1000)));  // the measured window
+  std::this_thread::sleep_for(
+      std::chrono::milliseconds(static_cast<int>(seconds * 1000)));  // the measured window
   stop.store(true);
   for (auto& th : threads) th.join();
   row.seconds = absl::ToDoubleSeconds(absl::Now() - start);
@@ -107,7 +112,8 @@ v1::AppendRequest OneEvent(int client, const std::string& payload) {
 
 size_t g_unsynced = 2;
 
-std::unique_ptr<storage::LocalLedger> OpenLedger(const std::string& dir, const storage::HeadSigner* signer) {
+std::unique_ptr<storage::LocalLedger> OpenLedger(const std::string& dir,
+                                                 const storage::HeadSigner* signer) {
   storage::LedgerOptions o;
   o.max_unsynced_rounds = g_unsynced;
   o.dir = dir;
@@ -121,10 +127,13 @@ std::unique_ptr<storage::LocalLedger> OpenLedger(const std::string& dir, const s
   return *std::move(l);
 }
 
-void AppendBench(const std::string& base, double seconds, const std::vector<int>& clients, bool baselines, bool grpc_rows) {
+void AppendBench(const std::string& base, double seconds, const std::vector<int>& clients,
+                 bool baselines, bool grpc_rows) {
   const std::string payload(kEventBytes, 'p');
   auto signer = Signer();
-  std::printf("| what | clients | events/s | p50 µs | p99 µs | events/fsync |\n|---|---|---|---|---|---|\n");
+  std::printf(
+      "| what | clients | events/s | p50 µs | p99 µs | events/fsync "
+      "|\n|---|---|---|---|---|---|\n");
   for (int n : clients) {
     if (baselines) {
       std::string dir = absl::StrCat(base, "/rocks-put-", n);
@@ -142,10 +151,10 @@ void AppendBench(const std::string& base, double seconds, const std::vector<int>
     }
     {
       auto ledger = OpenLedger(absl::StrCat(base, "/ledger-local-", n), signer.get());
-      Row r = Drive("ledger in-process", n, seconds, 1, [&](int t, uint64_t) {
-        return ledger->Append(OneEvent(t, payload)).ok();
-      });
-      r.events_per_fsync = static_cast<double>(ledger->events_written()) / std::max<uint64_t>(1, ledger->syncs());
+      Row r = Drive("ledger in-process", n, seconds, 1,
+                    [&](int t, uint64_t) { return ledger->Append(OneEvent(t, payload)).ok(); });
+      r.events_per_fsync =
+          static_cast<double>(ledger->events_written()) / std::max<uint64_t>(1, ledger->syncs());
       Print(r);
     }
     if (grpc_rows) {
@@ -161,13 +170,14 @@ void AppendBench(const std::string& base, double seconds, const std::vector<int>
       for (int c = 0; c < (n + 7) / 8; ++c) {
         grpc::ChannelArguments args;
         args.SetInt("channel-index", c);  // distinct channels, not one shared subchannel
-        remotes.push_back(std::make_unique<ledger::RemoteLedger>(
-            grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials(), args)));
+        remotes.push_back(std::make_unique<ledger::RemoteLedger>(grpc::CreateCustomChannel(
+            absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials(), args)));
       }
       Row r = Drive("ledger over gRPC", n, seconds, 1, [&](int t, uint64_t) {
         return remotes[t / 8]->Append(OneEvent(t, payload)).ok();
       });
-      r.events_per_fsync = static_cast<double>(ledger->events_written()) / std::max<uint64_t>(1, ledger->syncs());
+      r.events_per_fsync =
+          static_cast<double>(ledger->events_written()) / std::max<uint64_t>(1, ledger->syncs());
       Print(r);
       server->Shutdown();
     }
@@ -225,7 +235,8 @@ void ProofBench(const std::string& base, uint64_t events) {
     }
     std::sort(lat.begin(), lat.end());
     std::printf("| inclusion proof at %llu events | p50 %.1f µs | p99 %.1f µs | max %.1f µs |\n\n",
-                static_cast<unsigned long long>(size), lat[lat.size() / 2], lat[lat.size() * 99 / 100], lat.back());
+                static_cast<unsigned long long>(size), lat[lat.size() / 2],
+                lat[lat.size() * 99 / 100], lat.back());
     lat.clear();
     for (int i = 0; i < 5000; ++i) {
       uint64_t b = 1 + rng() % size;
@@ -237,14 +248,16 @@ void ProofBench(const std::string& base, uint64_t events) {
     }
     std::sort(lat.begin(), lat.end());
     std::printf("| consistency proof at %llu events | p50 %.1f µs | p99 %.1f µs |\n\n",
-                static_cast<unsigned long long>(size), lat[lat.size() / 2], lat[lat.size() * 99 / 100]);
+                static_cast<unsigned long long>(size), lat[lat.size() / 2],
+                lat[lat.size() * 99 / 100]);
     if (!ledger->Close().ok()) std::exit(1);
   }
   {
     // Reopen time at this size: no replay of the log.
     absl::Time s = absl::Now();
     auto ledger = OpenLedger(dir, signer.get());
-    std::printf("reopen at %llu events: %.3f s\n\n", static_cast<unsigned long long>(ledger->size()),
+    std::printf("reopen at %llu events: %.3f s\n\n",
+                static_cast<unsigned long long>(ledger->size()),
                 absl::ToDoubleSeconds(absl::Now() - s));
   }
   // Raw SHA-256 over the bytes the verifier must hash for each event: the
@@ -278,10 +291,12 @@ void ProofBench(const std::string& base, uint64_t events) {
     std::exit(1);
   }
   double vrate = report->events / vsecs;
-  std::printf("| offline verify | %llu events | %.1f s | %.0f events/s |\n", static_cast<unsigned long long>(report->events),
-              vsecs, vrate);
-  std::printf("| raw SHA-256 (payload + leaf per event, from memory) | %.0f events/s (%.0f MB/s) | ratio %.2f | (%d) |\n",
-              sha_rate, sha_rate * (kEventBytes + header.size() + 1) / 1e6, vrate / sha_rate, acc[0] & 1);
+  std::printf("| offline verify | %llu events | %.1f s | %.0f events/s |\n",
+              static_cast<unsigned long long>(report->events), vsecs, vrate);
+  std::printf(
+      "| raw SHA-256 (payload + leaf per event, from memory) | %.0f events/s (%.0f MB/s) | ratio "
+      "%.2f | (%d) |\n",
+      sha_rate, sha_rate * (kEventBytes + header.size() + 1) / 1e6, vrate / sha_rate, acc[0] & 1);
 }
 
 }  // namespace
@@ -298,21 +313,27 @@ int main(int argc, char** argv) {
   auto* append = app.add_subcommand("append", "append throughput and latency vs RocksDB ceilings");
   append->add_option("--seconds", seconds, "measured seconds per row");
   append->add_option("--clients", clients, "comma list of client counts");
-  append->add_option("--dir", dir, "scratch directory on the disk to measure (default: a temp dir)");
+  append->add_option("--dir", dir,
+                     "scratch directory on the disk to measure (default: a temp dir)");
   append->add_flag("--no-baselines", no_baselines, "skip the RocksDB ceilings");
   append->add_flag("--no-grpc", no_grpc, "skip the gRPC rows");
-  append->add_option("--unsynced-rounds", careloop::bench::g_unsynced, "LedgerOptions::max_unsynced_rounds");
-  auto* proofs = app.add_subcommand("proofs", "proof latency at size, reopen time, offline verify vs SHA-256");
+  append->add_option("--unsynced-rounds", careloop::bench::g_unsynced,
+                     "LedgerOptions::max_unsynced_rounds");
+  auto* proofs =
+      app.add_subcommand("proofs", "proof latency at size, reopen time, offline verify vs SHA-256");
   proofs->add_option("--events", events, "ledger size");
   proofs->add_option("--dir", dir, "scratch directory");
   CLI11_PARSE(app, argc, argv);
   careloop::log::Init(careloop::log::Level::kWarn, careloop::log::Format::kLogfmt);
   namespace fs = std::filesystem;
-  std::string base = dir.empty() ? (fs::temp_directory_path() / absl::StrCat("careloop-bench-", getpid())).string() : dir;
+  std::string base =
+      dir.empty() ? (fs::temp_directory_path() / absl::StrCat("careloop-bench-", getpid())).string()
+                  : dir;
   fs::create_directories(base);
   if (*append) {
     std::vector<int> counts;
-    for (absl::string_view c : absl::StrSplit(clients, ',')) counts.push_back(std::stoi(std::string(c)));
+    for (absl::string_view c : absl::StrSplit(clients, ','))
+      counts.push_back(std::stoi(std::string(c)));
     careloop::bench::AppendBench(base, seconds, counts, !no_baselines, !no_grpc);
   } else {
     careloop::bench::ProofBench(base, events);

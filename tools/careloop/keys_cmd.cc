@@ -14,7 +14,8 @@ void AddKeysCommands(CLI::App& app, Globals& g) {
     std::string name = "careloop.dev";
   };
   auto opts = std::make_shared<GenOpts>();
-  CLI::App* gen = keys->add_subcommand("generate", "generate a key (PEM, mode 0600) and print its verifier key");
+  CLI::App* gen = keys->add_subcommand(
+      "generate", "generate a key (PEM, mode 0600) and print its verifier key");
   gen->add_option("--out", opts->out, "file for the private key (must not exist)")->required();
   gen->add_option("--name", opts->name, "key name in the verifier key (the hub name for log keys)")
       ->capture_default_str();

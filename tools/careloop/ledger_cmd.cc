@@ -30,8 +30,10 @@ void PrintEvent(const Globals& g, const v1::Event& e) {
     return;
   }
   const v1::EventHeader& h = e.header();
-  std::cout << "seq " << h.seq() << "  " << h.stream() << "@" << h.stream_version() << "  " << h.type()
-            << "  time " << absl::FormatTime(absl::FromUnixNanos(h.commit_time_unix_nanos()), absl::UTCTimeZone());
+  std::cout << "seq " << h.seq() << "  " << h.stream() << "@" << h.stream_version() << "  "
+            << h.type() << "  time "
+            << absl::FormatTime(absl::FromUnixNanos(h.commit_time_unix_nanos()),
+                                absl::UTCTimeZone());
   if (h.agencies_size() > 0) {
     std::cout << "  agencies";
     for (const auto& a : h.agencies()) std::cout << " " << a;
@@ -40,6 +42,18 @@ void PrintEvent(const Globals& g, const v1::Event& e) {
   std::cout << "  payload " << h.payload_size() << " bytes";
   if (e.payload_redacted()) std::cout << " (redacted)";
   std::cout << "\n";
+}
+
+// Prints a hub answer: the error (setting the exit code), or JSON, or text.
+template <typename T, typename TextFn>
+void Output(Globals& g, const absl::StatusOr<T>& result, TextFn text) {
+  if (!result.ok()) {
+    g.exit_code = Fail(result.status());
+  } else if (g.json) {
+    std::cout << ToJson(*result) << "\n";
+  } else {
+    text(*result);
+  }
 }
 
 // The ledger directory inside a data dir, or the directory itself.
@@ -51,7 +65,8 @@ std::string LedgerDirOf(const std::string& dir) {
 }  // namespace
 
 void AddLedgerCommands(CLI::App& app, Globals& g) {
-  CLI::App* ledger = app.add_subcommand("ledger", "the hub's event log: append, read, prove, verify, back up");
+  CLI::App* ledger =
+      app.add_subcommand("ledger", "the hub's event log: append, read, prove, verify, back up");
   ledger->require_subcommand(1);
 
   // append
@@ -69,9 +84,12 @@ void AddLedgerCommands(CLI::App& app, Globals& g) {
   append->add_option("--payload-file", ao->payload_file, "payload from a file");
   append->add_option("--agency", ao->agencies, "agency the event concerns (repeatable)");
   append->add_option("--subject", ao->subject, "subject id the event concerns");
-  append->add_option("--expect-version", ao->expect_version, "precondition: the stream is at this version");
-  append->add_flag("--must-not-exist", ao->must_not_exist, "precondition: the stream has no events");
-  append->add_option("--idempotency-key", ao->key, "retries with this key return the original commit");
+  append->add_option("--expect-version", ao->expect_version,
+                     "precondition: the stream is at this version");
+  append->add_flag("--must-not-exist", ao->must_not_exist,
+                   "precondition: the stream has no events");
+  append->add_option("--idempotency-key", ao->key,
+                     "retries with this key return the original commit");
   append->callback([&g, ao] {
     v1::AppendRequest req;
     v1::EventInput* e = req.add_events();
@@ -107,10 +125,10 @@ void AddLedgerCommands(CLI::App& app, Globals& g) {
     if (g.json) {
       std::cout << ToJson(*c) << "\n";
     } else {
-      std::cout << (c->deduplicated() ? "already appended (idempotent retry): " : "appended: ") << "seq "
-                << c->first_seq() << ", " << ao->stream << " version " << c->stream_versions(0)
-                << "\nsigned head: size " << c->head().tree_size() << ", root "
-                << Hex(c->head().root_hash()) << "\n";
+      std::cout << (c->deduplicated() ? "already appended (idempotent retry): " : "appended: ")
+                << "seq " << c->first_seq() << ", " << ao->stream << " version "
+                << c->stream_versions(0) << "\nsigned head: size " << c->head().tree_size()
+                << ", root " << Hex(c->head().root_hash()) << "\n";
     }
   });
 
@@ -122,13 +140,16 @@ void AddLedgerCommands(CLI::App& app, Globals& g) {
     std::string stream, agency, subject;
   };
   auto ro = std::make_shared<ReadOpts>();
-  CLI::App* read = ledger->add_subcommand("read", "read events in seq order, or one stream/agency/subject");
-  read->add_option("--from", ro->from, "first seq (or stream version with --stream)")->capture_default_str();
+  CLI::App* read =
+      ledger->add_subcommand("read", "read events in seq order, or one stream/agency/subject");
+  read->add_option("--from", ro->from, "first seq (or stream version with --stream)")
+      ->capture_default_str();
   read->add_option("--limit", ro->limit, "most events to print")->capture_default_str();
   read->add_flag("--payloads", ro->payloads, "include payloads (JSON output shows them)");
   read->add_option("--stream", ro->stream, "only this stream");
   read->add_option("--agency", ro->agency, "only events concerning this agency (after --from - 1)");
-  read->add_option("--subject", ro->subject, "only events concerning this subject (after --from - 1)");
+  read->add_option("--subject", ro->subject,
+                   "only events concerning this subject (after --from - 1)");
   read->callback([&g, ro] {
     auto remote = Remote(g);
     absl::StatusOr<v1::ReadResponse> resp;
@@ -141,8 +162,10 @@ void AddLedgerCommands(CLI::App& app, Globals& g) {
       resp = remote->ReadStream(req);
     } else if (!ro->agency.empty() || !ro->subject.empty()) {
       v1::ReadIndexRequest req;
-      if (!ro->agency.empty()) req.set_agency(ro->agency);
-      else req.set_subject(ro->subject);
+      if (!ro->agency.empty())
+        req.set_agency(ro->agency);
+      else
+        req.set_subject(ro->subject);
       req.set_after_seq(ro->from > 0 ? ro->from - 1 : 0);
       req.set_limit(ro->limit);
       req.set_include_payloads(ro->payloads);
@@ -159,7 +182,8 @@ void AddLedgerCommands(CLI::App& app, Globals& g) {
       return;
     }
     for (const v1::Event& e : resp->events()) PrintEvent(g, e);
-    if (!g.json) std::cout << resp->events_size() << " event(s); ledger size " << resp->tree_size() << "\n";
+    if (!g.json)
+      std::cout << resp->events_size() << " event(s); ledger size " << resp->tree_size() << "\n";
   });
 
   // head
@@ -167,17 +191,11 @@ void AddLedgerCommands(CLI::App& app, Globals& g) {
   CLI::App* head = ledger->add_subcommand("head", "the latest signed tree head (C2SP checkpoint)");
   head->add_option("--size", *head_size, "the head stored for this tree size instead");
   head->callback([&g, head_size] {
-    absl::StatusOr<v1::SignedHead> h = Remote(g)->Head(*head_size);
-    if (!h.ok()) {
-      g.exit_code = Fail(h.status());
-      return;
-    }
-    if (g.json) {
-      std::cout << ToJson(*h) << "\n";
-    } else {
-      std::cout << "log id " << h->log_id() << "\ntree size " << h->tree_size() << "\nroot "
-                << Hex(h->root_hash()) << "\n\n" << h->checkpoint();
-    }
+    Output(g, Remote(g)->Head(*head_size), [](const v1::SignedHead& h) {
+      std::cout << "log id " << h.log_id() << "\ntree size " << h.tree_size() << "\nroot "
+                << Hex(h.root_hash()) << "\n\n"
+                << h.checkpoint();
+    });
   });
 
   // prove
@@ -185,7 +203,8 @@ void AddLedgerCommands(CLI::App& app, Globals& g) {
     uint64_t seq = 0, size = 0, from_size = 0, to_size = 0;
   };
   auto po = std::make_shared<ProveOpts>();
-  CLI::App* prove = ledger->add_subcommand("prove", "inclusion proof (--seq) or consistency proof (--from-size)");
+  CLI::App* prove =
+      ledger->add_subcommand("prove", "inclusion proof (--seq) or consistency proof (--from-size)");
   prove->add_option("--seq", po->seq, "event to prove");
   prove->add_option("--size", po->size, "tree size to prove it in (default: current)");
   prove->add_option("--from-size", po->from_size, "consistency proof from this size");
@@ -193,32 +212,21 @@ void AddLedgerCommands(CLI::App& app, Globals& g) {
   prove->callback([&g, po] {
     auto remote = Remote(g);
     if (po->seq > 0) {
-      absl::StatusOr<v1::InclusionProof> p = remote->ProveInclusion(po->seq, po->size);
-      if (!p.ok()) {
-        g.exit_code = Fail(p.status());
-        return;
-      }
-      if (g.json) {
-        std::cout << ToJson(*p) << "\n";
-      } else {
-        std::cout << "inclusion of seq " << po->seq << " (leaf " << p->leaf_index() << ") in tree size "
-                  << p->tree_size() << ":\n";
-        for (const auto& h : p->hashes()) std::cout << "  " << Hex(h) << "\n";
-      }
+      Output(g, remote->ProveInclusion(po->seq, po->size), [&](const v1::InclusionProof& p) {
+        std::cout << "inclusion of seq " << po->seq << " (leaf " << p.leaf_index()
+                  << ") in tree size " << p.tree_size() << ":\n";
+        for (const auto& h : p.hashes()) std::cout << "  " << Hex(h) << "\n";
+      });
     } else if (po->from_size > 0) {
-      absl::StatusOr<v1::ConsistencyProof> p = remote->ProveConsistency(po->from_size, po->to_size);
-      if (!p.ok()) {
-        g.exit_code = Fail(p.status());
-        return;
-      }
-      if (g.json) {
-        std::cout << ToJson(*p) << "\n";
-      } else {
-        std::cout << "consistency of size " << p->size1() << " with size " << p->size2() << ":\n";
-        for (const auto& h : p->hashes()) std::cout << "  " << Hex(h) << "\n";
-      }
+      Output(g, remote->ProveConsistency(po->from_size, po->to_size),
+             [](const v1::ConsistencyProof& p) {
+               std::cout << "consistency of size " << p.size1() << " with size " << p.size2()
+                         << ":\n";
+               for (const auto& h : p.hashes()) std::cout << "  " << Hex(h) << "\n";
+             });
     } else {
-      g.exit_code = FailUsage("name --seq for an inclusion proof or --from-size for a consistency proof");
+      g.exit_code =
+          FailUsage("name --seq for an inclusion proof or --from-size for a consistency proof");
     }
   });
 
@@ -228,7 +236,8 @@ void AddLedgerCommands(CLI::App& app, Globals& g) {
     std::string out;
   };
   auto rco = std::make_shared<ReceiptOpts>();
-  CLI::App* receipt = ledger->add_subcommand("receipt", "fetch an event's receipt (JSON) for offline checks");
+  CLI::App* receipt =
+      ledger->add_subcommand("receipt", "fetch an event's receipt (JSON) for offline checks");
   receipt->add_option("--seq", rco->seq, "the event")->required();
   receipt->add_option("--out", rco->out, "write it to this file instead of stdout");
   receipt->callback([&g, rco] {
@@ -251,10 +260,12 @@ void AddLedgerCommands(CLI::App& app, Globals& g) {
     std::string receipt, vkey, payload_file;
   };
   auto vro = std::make_shared<VrOpts>();
-  CLI::App* vr = ledger->add_subcommand("verify-receipt", "check a receipt offline with only the hub's verifier key");
+  CLI::App* vr = ledger->add_subcommand("verify-receipt",
+                                        "check a receipt offline with only the hub's verifier key");
   vr->add_option("--receipt", vro->receipt, "receipt JSON file")->required();
   vr->add_option("--vkey", vro->vkey, "the hub's verifier key file (hub-log.vkey)")->required();
-  vr->add_option("--payload-file", vro->payload_file, "also check that this payload is the event's");
+  vr->add_option("--payload-file", vro->payload_file,
+                 "also check that this payload is the event's");
   vr->callback([&g, vro] {
     absl::StatusOr<std::string> text = ReadFile(vro->receipt);
     if (!text.ok()) {
@@ -287,10 +298,12 @@ void AddLedgerCommands(CLI::App& app, Globals& g) {
       return;
     }
     if (g.json) {
-      std::cout << "{\"ok\":true,\"seq\":" << h->seq() << ",\"tree_size\":" << r.head().tree_size() << "}\n";
+      std::cout << "{\"ok\":true,\"seq\":" << h->seq() << ",\"tree_size\":" << r.head().tree_size()
+                << "}\n";
     } else {
-      std::cout << "receipt verifies: seq " << h->seq() << " (" << h->stream() << "@" << h->stream_version()
-                << ") is in the log " << r.head().log_id() << " at tree size " << r.head().tree_size()
+      std::cout << "receipt verifies: seq " << h->seq() << " (" << h->stream() << "@"
+                << h->stream_version() << ") is in the log " << r.head().log_id()
+                << " at tree size " << r.head().tree_size()
                 << (payload ? "; the payload matches" : "") << "\n";
     }
   });
@@ -300,9 +313,12 @@ void AddLedgerCommands(CLI::App& app, Globals& g) {
     std::string data_dir, vkey;
   };
   auto vo = std::make_shared<VerifyOpts>();
-  CLI::App* verify = ledger->add_subcommand("verify", "re-hash and re-check a ledger data dir offline");
-  verify->add_option("--data-dir", vo->data_dir, "the hub's data dir (or its ledger/ directory)")->required();
-  verify->add_option("--vkey", vo->vkey, "pin the hub's verifier key (else the data dir's own is used)");
+  CLI::App* verify =
+      ledger->add_subcommand("verify", "re-hash and re-check a ledger data dir offline");
+  verify->add_option("--data-dir", vo->data_dir, "the hub's data dir (or its ledger/ directory)")
+      ->required();
+  verify->add_option("--vkey", vo->vkey,
+                     "pin the hub's verifier key (else the data dir's own is used)");
   verify->callback([&g, vo] {
     std::unique_ptr<trust::Ed25519NoteVerifier> pinned;
     if (!vo->vkey.empty()) {
@@ -313,8 +329,8 @@ void AddLedgerCommands(CLI::App& app, Globals& g) {
       }
       pinned = *std::move(k);
     }
-    storage::VerifierFactory factory = [](absl::string_view vkey)
-        -> absl::StatusOr<std::unique_ptr<storage::NoteVerifier>> {
+    storage::VerifierFactory factory =
+        [](absl::string_view vkey) -> absl::StatusOr<std::unique_ptr<storage::NoteVerifier>> {
       auto v = trust::Ed25519NoteVerifier::FromVerifierKey(vkey);
       if (!v.ok()) return v.status();
       return std::unique_ptr<storage::NoteVerifier>(std::move(*v));
@@ -334,30 +350,29 @@ void AddLedgerCommands(CLI::App& app, Globals& g) {
                 << ",\"problem\":\"" << r->problem << "\",\"root\":\"" << r->root_hex
                 << "\",\"log_id\":\"" << r->log_id << "\",\"seconds\":" << secs << "}\n";
     } else if (r->ok) {
-      std::cout << "ledger verifies: " << r->events << " events, " << r->heads << " signed heads, root "
-                << r->root_hex << " (log " << r->log_id << "), " << r->redacted_payloads
-                << " redacted payloads, " << secs << " s\n";
+      std::cout << "ledger verifies: " << r->events << " events, " << r->heads
+                << " signed heads, root " << r->root_hex << " (log " << r->log_id << "), "
+                << r->redacted_payloads << " redacted payloads, " << secs << " s\n";
       if (r->used_stored_key) {
-        std::cout << "note: checked against the data dir's own verifier key; pin the hub's key with --vkey\n";
+        std::cout << "note: checked against the data dir's own verifier key; pin the hub's key "
+                     "with --vkey\n";
       }
     } else {
-      std::cout << "ledger does NOT verify: first bad seq " << r->first_bad_seq << ": " << r->problem << "\n";
+      std::cout << "ledger does NOT verify: first bad seq " << r->first_bad_seq << ": "
+                << r->problem << "\n";
     }
     if (!r->ok) g.exit_code = kVerifyFailed;
   });
 
   // backup
   auto backup_dir = std::make_shared<std::string>();
-  CLI::App* backup = ledger->add_subcommand("backup", "consistent backup while serving (a directory on the hub's machine)");
+  CLI::App* backup = ledger->add_subcommand(
+      "backup", "consistent backup while serving (a directory on the hub's machine)");
   backup->add_option("--dir", *backup_dir, "backup directory; must not exist")->required();
   backup->callback([&g, backup_dir] {
-    absl::StatusOr<v1::BackupResponse> r = Remote(g)->Backup(*backup_dir);
-    if (!r.ok()) {
-      g.exit_code = Fail(r.status());
-      return;
-    }
-    if (g.json) std::cout << ToJson(*r) << "\n";
-    else std::cout << "backup of " << r->tree_size() << " events written to " << r->directory() << "\n";
+    Output(g, Remote(g)->Backup(*backup_dir), [](const v1::BackupResponse& r) {
+      std::cout << "backup of " << r.tree_size() << " events written to " << r.directory() << "\n";
+    });
   });
 
   // restore
@@ -368,7 +383,10 @@ void AddLedgerCommands(CLI::App& app, Globals& g) {
   CLI::App* restore = ledger->add_subcommand(
       "restore", "restore a backup into a stopped hub's empty data dir; starts a new log id");
   restore->add_option("--from", rso->from, "backup directory")->required();
-  restore->add_option("--data-dir", rso->data_dir, "the hub's data dir (its ledger/ must be absent or empty)")->required();
+  restore
+      ->add_option("--data-dir", rso->data_dir,
+                   "the hub's data dir (its ledger/ must be absent or empty)")
+      ->required();
   restore->callback([&g, rso] {
     absl::StatusOr<storage::RestoreResult> r =
         storage::RestoreLedger(rso->from, (fs::path(rso->data_dir) / "ledger").string());

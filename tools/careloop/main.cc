@@ -15,7 +15,8 @@ int main(int argc, char** argv) {
   app.add_option("--tls-ca", g.tls_ca, "CA certificate that signs the hub's certificate (PEM)");
   app.add_option("--tls-cert", g.tls_cert, "client certificate (PEM)");
   app.add_option("--tls-key", g.tls_key, "client private key (PEM)");
-  app.add_option("--timeout", g.timeout_seconds, "deadline of each call in seconds")->capture_default_str();
+  app.add_option("--timeout", g.timeout_seconds, "deadline of each call in seconds")
+      ->capture_default_str();
   careloop::cli::AddLedgerCommands(app, g);
   careloop::cli::AddKeysCommands(app, g);
   try {
