@@ -5,10 +5,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
-#include <thread>
 
-#include "absl/container/flat_hash_set.h"
-#include "absl/synchronization/mutex.h"
 #include "careloop/v1/ledger.grpc.pb.h"
 #include "storage/ledger.h"
 
@@ -18,9 +15,6 @@ class RemoteLedger final : public storage::Ledger {
  public:
   explicit RemoteLedger(std::shared_ptr<grpc::Channel> channel,
                         absl::Duration deadline = absl::Seconds(30));
-  // Cancels calls still in flight (their callbacks get CANCELLED) and waits
-  // for every callback to finish.
-  ~RemoteLedger() override;
 
   void AppendAsync(v1::AppendRequest request, storage::AppendCallback done) override;
   absl::StatusOr<v1::ReadResponse> Read(const v1::ReadRequest& req) override;
@@ -36,20 +30,11 @@ class RemoteLedger final : public storage::Ledger {
   absl::StatusOr<v1::BackupResponse> Backup(const std::string& directory) override;
 
  private:
-  struct AsyncAppend;
   void SetDeadline(grpc::ClientContext* ctx) const;
-  void DriveCompletions();
 
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::LedgerService::Stub> stub_;
   absl::Duration deadline_;
-  // Appends complete on this object's own completion queue and thread (not
-  // gRPC's shared callback queue), so the client's lifetime is self-contained.
-  grpc::CompletionQueue cq_;
-  std::thread cq_thread_;
-  absl::Mutex calls_mu_;
-  absl::flat_hash_set<AsyncAppend*> calls_ ABSL_GUARDED_BY(calls_mu_);
-  bool closing_ ABSL_GUARDED_BY(calls_mu_) = false;
 };
 
 }  // namespace careloop::ledger

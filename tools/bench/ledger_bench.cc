@@ -111,6 +111,7 @@ v1::AppendRequest OneEvent(int client, const std::string& payload) {
 }
 
 size_t g_unsynced = 2;
+int g_clients_per_channel = 8;
 
 std::unique_ptr<storage::LocalLedger> OpenLedger(const std::string& dir,
                                                  const storage::HeadSigner* signer) {
@@ -167,14 +168,14 @@ void AppendBench(const std::string& base, double seconds, const std::vector<int>
       auto server = b.BuildAndStart();
       // One channel per 8 clients, as a service process would hold a few.
       std::vector<std::unique_ptr<ledger::RemoteLedger>> remotes;
-      for (int c = 0; c < (n + 7) / 8; ++c) {
+      for (int c = 0; c < (n + g_clients_per_channel - 1) / g_clients_per_channel; ++c) {
         grpc::ChannelArguments args;
         args.SetInt("channel-index", c);  // distinct channels, not one shared subchannel
         remotes.push_back(std::make_unique<ledger::RemoteLedger>(grpc::CreateCustomChannel(
             absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials(), args)));
       }
       Row r = Drive("ledger over gRPC", n, seconds, 1, [&](int t, uint64_t) {
-        return remotes[t / 8]->Append(OneEvent(t, payload)).ok();
+        return remotes[t / g_clients_per_channel]->Append(OneEvent(t, payload)).ok();
       });
       r.events_per_fsync =
           static_cast<double>(ledger->events_written()) / std::max<uint64_t>(1, ledger->syncs());
@@ -319,6 +320,8 @@ int main(int argc, char** argv) {
   append->add_flag("--no-grpc", no_grpc, "skip the gRPC rows");
   append->add_option("--unsynced-rounds", careloop::bench::g_unsynced,
                      "LedgerOptions::max_unsynced_rounds");
+  append->add_option("--clients-per-channel", careloop::bench::g_clients_per_channel,
+                     "gRPC clients sharing one channel");
   auto* proofs =
       app.add_subcommand("proofs", "proof latency at size, reopen time, offline verify vs SHA-256");
   proofs->add_option("--events", events, "ledger size");
