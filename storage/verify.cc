@@ -3,6 +3,7 @@
 #include <rocksdb/db.h>
 
 #include <set>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "careloop/v1/ledger.pb.h"
@@ -17,6 +18,55 @@ namespace {
 using schema::AsView;
 using schema::BE64;
 using schema::DecodeBE64;
+
+struct Finding {
+  uint64_t seq = 0;
+  std::string problem;
+};
+
+struct PayloadCounts {
+  uint64_t events = 0;
+  uint64_t bytes = 0;
+  uint64_t redacted = 0;
+};
+
+// Every stored payload must hash to its header's payload hash and size.
+Finding CheckPayloads(rocksdb::DB* db, const std::vector<rocksdb::ColumnFamilyHandle*>& cfs,
+                      const rocksdb::ReadOptions& ro, PayloadCounts* counts) {
+  std::unique_ptr<rocksdb::Iterator> ev(db->NewIterator(ro, cfs[schema::kEvents]));
+  std::unique_ptr<rocksdb::Iterator> pl(db->NewIterator(ro, cfs[schema::kPayloads]));
+  pl->SeekToFirst();
+  uint64_t expect = 1;
+  v1::EventHeader header;
+  for (ev->SeekToFirst(); ev->Valid(); ev->Next(), ++expect) {
+    uint64_t seq = DecodeBE64(AsView(ev->key()));
+    if (ev->key().size() != 8 || seq != expect) {
+      return {expect,
+              absl::StrCat("event seq ", expect, " is missing (next stored key is seq ", seq, ")")};
+    }
+    if (!header.ParseFromArray(ev->value().data(), static_cast<int>(ev->value().size())) ||
+        header.seq() != seq) {
+      return {seq, absl::StrCat("event seq ", seq, ": the header is damaged")};
+    }
+    while (pl->Valid() && DecodeBE64(AsView(pl->key())) < seq) pl->Next();
+    if (pl->Valid() && DecodeBE64(AsView(pl->key())) == seq) {
+      rocksdb::Slice payload = pl->value();
+      if (payload.size() != header.payload_size() ||
+          AsStringView(Sha256(AsView(payload))) != header.payload_sha256()) {
+        return {seq, absl::StrCat("event seq ", seq, ": the payload does not match its hash")};
+      }
+      counts->bytes += payload.size();
+    } else {
+      ++counts->redacted;
+    }
+    ++counts->events;
+  }
+  absl::Status s = FromRocks(ev->status(), "reading events");
+  if (s.ok()) s = FromRocks(pl->status(), "reading payloads");
+  if (!s.ok())
+    return {expect, absl::StrCat("storage corruption near seq ", expect, ": ", s.message())};
+  return {};
+}
 
 struct Verifier {
   rocksdb::DB* db;
@@ -60,6 +110,78 @@ struct Verifier {
     }
     ++report.heads;
     return true;
+  }
+
+  // Recomputes the tree from the headers; compares every stored node and head.
+  Finding CheckTree(const rocksdb::ReadOptions& ro) {
+    std::unique_ptr<rocksdb::Iterator> ev(db->NewIterator(ro, cfs[schema::kEvents]));
+    std::unique_ptr<rocksdb::Iterator> hd(db->NewIterator(ro, cfs[schema::kHeads]));
+    std::vector<std::unique_ptr<rocksdb::Iterator>> levels;  // one sequential cursor per level
+    merkle::CompactRange tree;
+    std::vector<std::pair<merkle::NodeId, Hash>> created;
+    hd->SeekToFirst();
+    // A head at size 0 (an empty ledger, or one signed before the first event).
+    if (hd->Valid() && DecodeBE64(AsView(hd->key())) == 0) {
+      if (!CheckHead(hd.get(), 0, merkle::EmptyRoot())) return {0, report.problem};
+      hd->Next();
+    }
+    uint64_t expect = 1;
+    for (ev->SeekToFirst(); ev->Valid(); ev->Next(), ++expect) {
+      uint64_t seq = DecodeBE64(AsView(ev->key()));
+      if (ev->key().size() != 8 || seq != expect) {
+        return {expect, absl::StrCat("event seq ", expect, " is missing (next stored key is seq ",
+                                     seq, ")")};
+      }
+      v1::EventHeader header;
+      if (!header.ParseFromArray(ev->value().data(), static_cast<int>(ev->value().size())) ||
+          header.seq() != seq) {
+        return {seq, absl::StrCat("event seq ", seq, ": the header is damaged")};
+      }
+      created.clear();
+      tree.Append(merkle::HashLeaf(AsView(ev->value())), &created);
+      for (const auto& [id, hash] : created) {
+        if (levels.size() <= id.level) levels.resize(id.level + 1);
+        auto& it = levels[id.level];
+        if (!it) {
+          it.reset(db->NewIterator(ro, cfs[schema::kMerkle]));
+          it->Seek(schema::MerkleKey(id));
+        }
+        if (!it->Valid() || AsView(it->key()) != schema::MerkleKey(id) ||
+            AsView(it->value()) != AsStringView(hash)) {
+          absl::Status s = FromRocks(it->status(), "reading tree nodes");
+          if (!s.ok())
+            return {seq, absl::StrCat("storage corruption near seq ", seq, ": ", s.message())};
+          return {seq, absl::StrCat("event seq ", seq, ": stored tree node level ",
+                                    static_cast<int>(id.level), " index ", id.index,
+                                    " does not match the recomputed tree")};
+        }
+        it->Next();
+      }
+      if (hd->Valid() && DecodeBE64(AsView(hd->key())) == seq) {
+        if (!CheckHead(hd.get(), seq, tree.Root())) return {seq, report.problem};
+        hd->Next();
+      }
+      ++report.events;
+    }
+    absl::Status s = FromRocks(ev->status(), "reading events");
+    if (s.ok()) s = FromRocks(hd->status(), "reading tree heads");
+    if (!s.ok())
+      return {expect, absl::StrCat("storage corruption near seq ", expect, ": ", s.message())};
+    report.root_hex = HexEncode(AsStringView(tree.Root()));
+    if (hd->Valid()) {
+      uint64_t size = DecodeBE64(AsView(hd->key()));
+      return {size, absl::StrCat("a tree head at size ", size, " lies beyond the last event (",
+                                 report.events, ")")};
+    }
+    if (report.events > 0) {
+      // The last round's head must cover the last event.
+      std::string last;
+      if (!db->Get(rocksdb::ReadOptions(), cfs[schema::kHeads], BE64(report.events), &last).ok()) {
+        return {report.events, absl::StrCat("no signed tree head covers the last event (seq ",
+                                            report.events, ")")};
+      }
+    }
+    return {};
   }
 };
 
@@ -115,101 +237,29 @@ absl::StatusOr<VerifyReport> VerifyLedgerDir(const std::string& dir, const NoteV
   ro.verify_checksums = true;
   ro.fill_cache = false;
   ro.readahead_size = 2 << 20;
-  std::unique_ptr<rocksdb::Iterator> ev(db->NewIterator(ro, v.cfs[schema::kEvents]));
-  std::unique_ptr<rocksdb::Iterator> pl(db->NewIterator(ro, v.cfs[schema::kPayloads]));
-  std::unique_ptr<rocksdb::Iterator> hd(db->NewIterator(ro, v.cfs[schema::kHeads]));
-  std::vector<std::unique_ptr<rocksdb::Iterator>> levels;  // one sequential cursor per tree level
-  merkle::CompactRange tree;
-  std::vector<std::pair<merkle::NodeId, Hash>> created;
 
-  hd->SeekToFirst();
-  pl->SeekToFirst();
-  // A head at size 0 (an empty ledger, or one signed before the first event).
-  if (hd->Valid() && DecodeBE64(AsView(hd->key())) == 0) {
-    if (v.CheckHead(hd.get(), 0, merkle::EmptyRoot())) hd->Next();
-  }
-  uint64_t expect = 1;
-  for (ev->SeekToFirst(); ev->Valid() && v.report.ok; ev->Next(), ++expect) {
-    uint64_t seq = DecodeBE64(AsView(ev->key()));
-    if (ev->key().size() != 8 || seq != expect) {
-      v.Fail(expect,
-             absl::StrCat("event seq ", expect, " is missing (next stored key is seq ", seq, ")"));
-      break;
-    }
-    v1::EventHeader header;
-    std::string header_bytes = ev->value().ToString();
-    if (!header.ParseFromString(header_bytes) || header.seq() != seq) {
-      v.Fail(seq, absl::StrCat("event seq ", seq, ": the header is damaged"));
-      break;
-    }
-    while (pl->Valid() && DecodeBE64(AsView(pl->key())) < seq) pl->Next();
-    if (pl->Valid() && DecodeBE64(AsView(pl->key())) == seq) {
-      rocksdb::Slice payload = pl->value();
-      if (payload.size() != header.payload_size() ||
-          AsStringView(Sha256(AsView(payload))) != header.payload_sha256()) {
-        v.Fail(seq, absl::StrCat("event seq ", seq, ": the payload does not match its hash"));
-        break;
-      }
-      v.report.payload_bytes += payload.size();
-    } else {
-      ++v.report.redacted_payloads;
-    }
-    created.clear();
-    tree.Append(merkle::HashLeaf(header_bytes), &created);
-    for (const auto& [id, hash] : created) {
-      if (levels.size() <= id.level) {
-        levels.resize(id.level + 1);
-      }
-      auto& it = levels[id.level];
-      if (!it) {
-        it.reset(db->NewIterator(ro, v.cfs[schema::kMerkle]));
-        it->Seek(schema::MerkleKey(id));
-      }
-      if (!it->Valid() || AsView(it->key()) != schema::MerkleKey(id) ||
-          AsView(it->value()) != AsStringView(hash)) {
-        RETURN_IF_ERROR(FromRocks(it->status(), "reading tree nodes"));
-        v.Fail(seq, absl::StrCat("event seq ", seq, ": stored tree node level ",
-                                 static_cast<int>(id.level), " index ", id.index,
-                                 " does not match the recomputed tree"));
-        break;
-      }
-      it->Next();
-    }
-    if (!v.report.ok) break;
-    if (hd->Valid() && DecodeBE64(AsView(hd->key())) == seq) {
-      if (!v.CheckHead(hd.get(), seq, tree.Root())) break;
-      hd->Next();
-    }
-    ++v.report.events;
-  }
-  absl::Status iter_status = FromRocks(ev->status(), "reading events");
-  if (iter_status.ok()) iter_status = FromRocks(pl->status(), "reading payloads");
-  if (iter_status.ok()) iter_status = FromRocks(hd->status(), "reading tree heads");
-  if (!iter_status.ok() && v.report.ok) {
-    v.Fail(v.report.events + 1, absl::StrCat("storage corruption near seq ", v.report.events + 1,
-                                             ": ", iter_status.message()));
-  }
-  if (v.report.ok) {
-    if (hd->Valid()) {
-      v.Fail(DecodeBE64(AsView(hd->key())),
-             absl::StrCat("a tree head at size ", DecodeBE64(AsView(hd->key())),
-                          " lies beyond the last event (", v.report.events, ")"));
-    } else if (v.report.events > 0) {
-      // The last round's head must cover the last event.
-      std::string last;
-      rocksdb::Status s =
-          db->Get(rocksdb::ReadOptions(), v.cfs[schema::kHeads], BE64(v.report.events), &last);
-      if (!s.ok()) {
-        v.Fail(v.report.events, absl::StrCat("no signed tree head covers the last event (seq ",
-                                             v.report.events, ")"));
-      }
+  // Two independent passes over the events, in parallel (one per core):
+  // payload hashes, and the tree with its stored nodes and signed heads. The
+  // report names the earliest problem either finds.
+  Finding payload_finding;
+  PayloadCounts counts;
+  std::thread payload_pass([&] { payload_finding = CheckPayloads(db.get(), v.cfs, ro, &counts); });
+  Finding tree_finding = v.CheckTree(ro);
+  payload_pass.join();
+  v.report.payload_bytes = counts.bytes;
+  v.report.redacted_payloads = counts.redacted;
+  for (const Finding* f : {&payload_finding, &tree_finding}) {
+    if (f->problem.empty()) continue;
+    if (v.report.ok || f->seq < v.report.first_bad_seq) {
+      v.report.ok = false;
+      v.report.first_bad_seq = f->seq;
+      v.report.problem = f->problem;
     }
   }
-  v.report.root_hex = HexEncode(AsStringView(tree.Root()));
-  levels.clear();
-  ev.reset();
-  pl.reset();
-  hd.reset();
+  if (v.report.ok && counts.events != v.report.events) {
+    v.Fail(std::min(counts.events, v.report.events) + 1,
+           "the payload and tree passes saw different event counts");
+  }
   cleanup();
   return v.report;
 }
