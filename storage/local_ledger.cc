@@ -94,6 +94,9 @@ rocksdb::Options DbOptions(size_t block_cache_bytes) {
   // otherwise keep old WAL files alive, and a restart would replay them all.
   // Bounding the WAL bounds the replay: restart takes seconds at any size.
   opts.max_total_wal_size = 64 << 20;
+  // One thread writes (the ledger writer): the single-writer memtable insert
+  // path is cheaper than the concurrent one.
+  opts.allow_concurrent_memtable_write = false;
   opts.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = rocksdb::NewLRUCache(block_cache_bytes);
@@ -110,15 +113,15 @@ std::vector<rocksdb::ColumnFamilyDescriptor> CfDescriptors(const rocksdb::Option
   return cfs;
 }
 
+// Perfect-subtree hashes (leaves included) for proofs, in one MultiGet.
 class RocksNodeReader final : public merkle::NodeReader {
  public:
   RocksNodeReader(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf) : db_(db), cf_(cf) {}
   absl::StatusOr<std::vector<Hash>> ReadNodes(const std::vector<merkle::NodeId>& ids) override {
     std::vector<std::string> keys;
-    std::vector<rocksdb::Slice> slices;
     keys.reserve(ids.size());
     for (const auto& id : ids) keys.push_back(schema::MerkleKey(id));
-    for (const auto& k : keys) slices.emplace_back(k);
+    std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
     std::vector<rocksdb::ColumnFamilyHandle*> cfs(ids.size(), cf_);
     std::vector<std::string> values;
     std::vector<rocksdb::Status> st = db_->MultiGet(rocksdb::ReadOptions(), cfs, slices, &values);
@@ -200,7 +203,6 @@ absl::StatusOr<std::unique_ptr<LocalLedger>> LocalLedger::Open(LedgerOptions opt
   RETURN_IF_ERROR(ledger->LoadState());
   ledger->writer_ = std::thread(&LocalLedger::WriterLoop, ledger.get());
   ledger->notifier_ = std::thread(&LocalLedger::NotifierLoop, ledger.get());
-  ledger->completer_ = std::thread(&LocalLedger::CompleterLoop, ledger.get());
   ledger->syncer_ = std::thread(&LocalLedger::SyncerLoop, ledger.get());
   return ledger;
 }
@@ -352,11 +354,6 @@ absl::Status LocalLedger::Close() {
   }
   if (syncer_.joinable()) syncer_.join();  // the last written rounds are synced and answered
   {
-    absl::MutexLock lock(&completion_mu_);
-    completer_stop_ = true;
-  }
-  if (completer_.joinable()) completer_.join();  // every answer is delivered before close
-  {
     absl::MutexLock lock(&state_mu_);
     notifier_stop_ = true;
   }
@@ -393,8 +390,8 @@ void LocalLedger::AppendAsync(v1::AppendRequest request, AppendCallback done) {
     done(s);
     return;
   }
-  if (absl::Status s = writer_status(); !s.ok()) {
-    done(s);
+  if (writer_stopped_.load(std::memory_order_acquire)) {
+    done(writer_status());
     return;
   }
   Pending p;
@@ -499,6 +496,7 @@ absl::Status LocalLedger::StopWriter(const absl::Status& cause) {
     absl::MutexLock lock(&state_mu_);
     if (writer_status_.ok()) {
       writer_status_ = stopped;
+      writer_stopped_.store(true, std::memory_order_release);
       first = true;
     }
     stopped = writer_status_;
@@ -580,9 +578,9 @@ void LocalLedger::SyncerLoop() {
     }
     {
       absl::MutexLock lock(&sync_mu_);
-      syncing_ = 0;
+      syncing_ = 0;  // the writer may go on while the callers are woken
     }
-    Complete(std::move(answers));
+    for (auto& [done, result] : answers) done(std::move(result));
   }
 }
 
@@ -794,6 +792,7 @@ void LocalLedger::ProcessRound(std::vector<Pending>& round) {
     wb.Put(cf(schema::kIdempotency), key, rec.SerializeAsString());
     wb.Put(cf(schema::kIdemExpiry), BE64(static_cast<uint64_t>(now_ns / 1000)) + key, "");
   }
+  // Leaves too: verify then names exactly which seq's header was altered.
   for (const auto& [id, hash] : nodes)
     wb.Put(cf(schema::kMerkle), schema::MerkleKey(id), ToBytes(hash));
 
@@ -867,28 +866,6 @@ void LocalLedger::ProcessRound(std::vector<Pending>& round) {
   HandToSyncer(std::move(written));
 }
 
-void LocalLedger::Complete(std::vector<Completion> batch) {
-  absl::MutexLock lock(&completion_mu_);
-  completions_.push_back(std::move(batch));
-}
-
-void LocalLedger::CompleterLoop() {
-  while (true) {
-    std::vector<Completion> batch;
-    {
-      absl::MutexLock lock(&completion_mu_);
-      auto ready = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-        return !completions_.empty() || completer_stop_;
-      };
-      completion_mu_.Await(absl::Condition(&ready));
-      if (completions_.empty()) return;  // stopping, and everything is answered
-      batch = std::move(completions_.front());
-      completions_.pop_front();
-    }
-    for (auto& [done, result] : batch) done(std::move(result));
-  }
-}
-
 void LocalLedger::NotifierLoop() {
   uint64_t seen = 0;
   while (true) {
@@ -896,7 +873,7 @@ void LocalLedger::NotifierLoop() {
     {
       absl::MutexLock lock(&state_mu_);
       auto ready = [this, &seen]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-        return published_generation_ != seen || notifier_stop_;
+        return (published_generation_ != seen && listener_count_.load() > 0) || notifier_stop_;
       };
       state_mu_.Await(absl::Condition(&ready));
       if (notifier_stop_) return;
@@ -916,12 +893,17 @@ uint64_t LocalLedger::AddCommitListener(CommitListener listener) {
   absl::MutexLock lock(&listeners_mu_);
   uint64_t id = next_listener_id_++;
   listeners_[id] = std::make_shared<CommitListener>(std::move(listener));
+  {
+    // Under state_mu_, so that a notifier waiting on it re-checks its condition.
+    absl::MutexLock state_lock(&state_mu_);
+    listener_count_.fetch_add(1);
+  }
   return id;
 }
 
 void LocalLedger::RemoveCommitListener(uint64_t id) {
   absl::MutexLock lock(&listeners_mu_);
-  listeners_.erase(id);
+  if (listeners_.erase(id) > 0) listener_count_.fetch_sub(1);
 }
 
 absl::Status LocalLedger::WaitForSeq(uint64_t seq, absl::Duration timeout) {

@@ -3,10 +3,12 @@
 // One writer thread drains a bounded queue in rounds (group commit): it
 // evaluates every request's idempotency key and preconditions in queue order,
 // assigns seqs, extends the Merkle tree, signs the new tree head and writes
-// the whole round in one WriteBatch with sync = true. Only after the sync does
-// it answer the round's requests and publish the head. A failed write or sync
-// stops the writer for good (fail-stop, UNAVAILABLE): nothing that may be lost
-// is ever acknowledged. Readers never block the writer.
+// the whole round in one WriteBatch. A syncer thread then fsyncs the WAL for
+// every round written so far, publishes the newest head, and only then answers
+// those rounds' requests; meanwhile the writer builds the next round. Readers
+// never see past the published size. A failed write or sync stops the writer
+// for good (fail-stop, UNAVAILABLE): nothing that may be lost is ever
+// acknowledged. Readers never block the writer.
 #pragma once
 
 #include <rocksdb/db.h>
@@ -123,13 +125,9 @@ class LocalLedger final : public Ledger {
   absl::Status LoadState();
   void WriterLoop();
   void NotifierLoop();
-  void CompleterLoop();
   void SyncerLoop();
   // Stops the writer for good; returns the status every later append gets.
   absl::Status StopWriter(const absl::Status& cause);
-  // Hands answers to the completer thread, so that waking the callers does
-  // not delay the writer's next round.
-  void Complete(std::vector<Completion> batch);
   void ProcessRound(std::vector<Pending>& round);
   void FailStop(const absl::Status& cause, std::vector<Pending>* round);
   void HandToSyncer(WrittenRound round);
@@ -167,6 +165,8 @@ class LocalLedger final : public Ledger {
   uint64_t published_generation_ ABSL_GUARDED_BY(state_mu_) = 0;
   bool notifier_stop_ ABSL_GUARDED_BY(state_mu_) = false;
   std::atomic<uint64_t> size_{0};
+  std::atomic<bool> writer_stopped_{false};  // lock-free check on the append path
+  std::atomic<int> listener_count_{0};       // the notifier sleeps while nobody listens
   std::atomic<uint64_t> rounds_{0};
   std::atomic<uint64_t> events_written_{0};
 
@@ -181,13 +181,8 @@ class LocalLedger final : public Ledger {
   bool syncer_stop_ ABSL_GUARDED_BY(sync_mu_) = false;
   std::atomic<uint64_t> syncs_{0};
 
-  absl::Mutex completion_mu_;
-  std::deque<std::vector<Completion>> completions_ ABSL_GUARDED_BY(completion_mu_);
-  bool completer_stop_ ABSL_GUARDED_BY(completion_mu_) = false;
-
   std::thread writer_;
   std::thread notifier_;
-  std::thread completer_;
   std::thread syncer_;
   bool closed_ = false;
   absl::Mutex close_mu_;

@@ -8,7 +8,7 @@
 //   streams       stream 0x00 BE64(version) -> BE64(seq)
 //   agency_index  agency 0x00 BE64(seq) -> ""
 //   subject_index subject 0x00 BE64(seq) -> ""
-//   merkle        level(1 byte) BE64(index) -> 32-byte perfect-subtree hash
+//   merkle        level(1 byte) BE64(index) -> 32-byte perfect-subtree hash (leaves too)
 //   heads         BE64(tree size) -> SignedHead (one per commit round)
 //   idempotency   key -> StoredIdempotency
 //   idem_expiry   BE64(commit time µs) key -> "" (sweeps expired keys in order)

@@ -65,7 +65,9 @@ class VerifyTest : public ::testing::Test {
     rocksdb::DB* db = nullptr;
     ASSERT_TRUE(rocksdb::DB::Open(opts, dir_.Sub("ledger"), descs, &h, &db).ok());
     fn(db, h);
-    if (flush) ASSERT_TRUE(db->Flush(rocksdb::FlushOptions(), h).ok());
+    if (flush) {
+      ASSERT_TRUE(db->Flush(rocksdb::FlushOptions(), h).ok());
+    }
     for (auto* c : h) ASSERT_TRUE(db->DestroyColumnFamilyHandle(c).ok());
     ASSERT_TRUE(db->Close().ok());
     delete db;
@@ -136,8 +138,10 @@ TEST_F(VerifyTest, EveryPayloadCorruptionIsFoundAtItsSeq) {
 }
 
 TEST_F(VerifyTest, TreeNodeCorruptionIsFoundWhereTheNodeIsCompleted) {
-  // Leaf of seq 5, and the level-2 node over leaves 4..7 (completed at seq 8).
+  // The leaf of seq 5, the level-1 node over leaves 4..5 (completed at seq 6)
+  // and the level-2 node over leaves 4..7 (completed at seq 8).
   for (auto [id, seq] : {std::pair{storage::merkle::NodeId{0, 4}, uint64_t{5}},
+                         std::pair{storage::merkle::NodeId{1, 2}, uint64_t{6}},
                          std::pair{storage::merkle::NodeId{2, 1}, uint64_t{8}}}) {
     FlipByte(schema::kMerkle, schema::MerkleKey(id), 7);
     storage::VerifyReport r = Verify();

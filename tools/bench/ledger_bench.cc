@@ -55,6 +55,14 @@ struct Row {
   }
 };
 
+// The median run by throughput of several; repetitions are interleaved with
+// the other rows so that a slow moment of the machine does not favour one.
+Row Median(std::vector<Row> runs) {
+  std::sort(runs.begin(), runs.end(),
+            [](const Row& a, const Row& b) { return a.rate() < b.rate(); });
+  return runs[runs.size() / 2];
+}
+
 void Print(Row& r) {
   std::printf("| %-28s | %3d | %10.0f | %8.0f | %8.0f | %6s |\n", r.what.c_str(), r.clients,
               r.rate(), r.pct(0.50), r.pct(0.99),
@@ -114,6 +122,7 @@ v1::AppendRequest OneEvent(int client, const std::string& payload) {
 
 size_t g_unsynced = 2;
 int g_clients_per_channel = 8;
+int g_repeat = 3;
 
 std::unique_ptr<storage::LocalLedger> OpenLedger(const std::string& dir,
                                                  const storage::HeadSigner* signer) {
@@ -130,77 +139,104 @@ std::unique_ptr<storage::LocalLedger> OpenLedger(const std::string& dir,
   return *std::move(l);
 }
 
+Row RocksPut(const std::string& dir, int n, double seconds, const std::string& payload) {
+  rocksdb::Options opts;
+  opts.create_if_missing = true;
+  rocksdb::DB* raw = nullptr;
+  if (!rocksdb::DB::Open(opts, dir, &raw).ok()) std::exit(1);
+  std::unique_ptr<rocksdb::DB> db(raw);
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  return Drive("(a) RocksDB sync Put", n, seconds, 1, [&](int t, uint64_t i) {
+    return db->Put(wo, absl::StrCat("k", t, "-", i), payload).ok();
+  });
+}
+
+Row LedgerLocal(const std::string& dir, int n, double seconds, const std::string& payload,
+                const storage::HeadSigner* signer) {
+  auto ledger = OpenLedger(dir, signer);
+  Row r = Drive("ledger in-process", n, seconds, 1,
+                [&](int t, uint64_t) { return ledger->Append(OneEvent(t, payload)).ok(); });
+  r.events_per_fsync =
+      static_cast<double>(ledger->events_written()) / std::max<uint64_t>(1, ledger->syncs());
+  return r;
+}
+
+Row LedgerGrpc(const std::string& dir, int n, double seconds, const std::string& payload,
+               const storage::HeadSigner* signer) {
+  auto ledger = OpenLedger(dir, signer);
+  ledger::LedgerGrpcService service(ledger.get());
+  grpc::ServerBuilder b;
+  int port = 0;
+  b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  b.RegisterService(&service);
+  auto server = b.BuildAndStart();
+  // A few channels, as a service process would hold.
+  std::vector<std::unique_ptr<ledger::RemoteLedger>> remotes;
+  for (int c = 0; c < (n + g_clients_per_channel - 1) / g_clients_per_channel; ++c) {
+    grpc::ChannelArguments args;
+    args.SetInt("channel-index", c);  // distinct channels, not one shared subchannel
+    remotes.push_back(std::make_unique<ledger::RemoteLedger>(grpc::CreateCustomChannel(
+        absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials(), args)));
+  }
+  Row r = Drive("ledger over gRPC", n, seconds, 1, [&](int t, uint64_t) {
+    return remotes[t / g_clients_per_channel]->Append(OneEvent(t, payload)).ok();
+  });
+  r.events_per_fsync =
+      static_cast<double>(ledger->events_written()) / std::max<uint64_t>(1, ledger->syncs());
+  server->Shutdown();
+  return r;
+}
+
+Row RocksBatch64(const std::string& dir, double seconds, const std::string& payload) {
+  rocksdb::Options opts;
+  opts.create_if_missing = true;
+  rocksdb::DB* raw = nullptr;
+  if (!rocksdb::DB::Open(opts, dir, &raw).ok()) std::exit(1);
+  std::unique_ptr<rocksdb::DB> db(raw);
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  Row r = Drive("(b) RocksDB sync batch of 64", 1, seconds, 64, [&](int, uint64_t i) {
+    rocksdb::WriteBatch wb;
+    for (int k = 0; k < 64; ++k) wb.Put(absl::StrCat("k", i, "-", k), payload);
+    return db->Write(wo, &wb).ok();
+  });
+  r.events_per_fsync = 64;
+  return r;
+}
+
 void AppendBench(const std::string& base, double seconds, const std::vector<int>& clients,
                  bool baselines, bool grpc_rows) {
   const std::string payload(kEventBytes, 'p');
   auto signer = Signer();
+  std::printf("median of %d interleaved runs of %.0f s each\n\n", g_repeat, seconds);
   std::printf(
       "| what | clients | events/s | p50 µs | p99 µs | events/fsync "
       "|\n|---|---|---|---|---|---|\n");
+  int run = 0;
+  auto dir = [&](const char* what, int n) {
+    return absl::StrCat(base, "/", what, "-", n, "-", run++);
+  };
   for (int n : clients) {
-    if (baselines) {
-      std::string dir = absl::StrCat(base, "/rocks-put-", n);
-      rocksdb::Options opts;
-      opts.create_if_missing = true;
-      rocksdb::DB* raw = nullptr;
-      if (!rocksdb::DB::Open(opts, dir, &raw).ok()) std::exit(1);
-      std::unique_ptr<rocksdb::DB> db(raw);
-      rocksdb::WriteOptions wo;
-      wo.sync = true;
-      Row r = Drive("(a) RocksDB sync Put", n, seconds, 1, [&](int t, uint64_t i) {
-        return db->Put(wo, absl::StrCat("k", t, "-", i), payload).ok();
-      });
-      Print(r);
+    std::vector<Row> put, local, grpc;
+    for (int rep = 0; rep < g_repeat; ++rep) {
+      if (baselines) put.push_back(RocksPut(dir("rocks-put", n), n, seconds, payload));
+      local.push_back(LedgerLocal(dir("ledger-local", n), n, seconds, payload, signer.get()));
+      if (grpc_rows)
+        grpc.push_back(LedgerGrpc(dir("ledger-grpc", n), n, seconds, payload, signer.get()));
     }
-    {
-      auto ledger = OpenLedger(absl::StrCat(base, "/ledger-local-", n), signer.get());
-      Row r = Drive("ledger in-process", n, seconds, 1,
-                    [&](int t, uint64_t) { return ledger->Append(OneEvent(t, payload)).ok(); });
-      r.events_per_fsync =
-          static_cast<double>(ledger->events_written()) / std::max<uint64_t>(1, ledger->syncs());
-      Print(r);
-    }
-    if (grpc_rows) {
-      auto ledger = OpenLedger(absl::StrCat(base, "/ledger-grpc-", n), signer.get());
-      ledger::LedgerGrpcService service(ledger.get());
-      grpc::ServerBuilder b;
-      int port = 0;
-      b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-      b.RegisterService(&service);
-      auto server = b.BuildAndStart();
-      // One channel per 8 clients, as a service process would hold a few.
-      std::vector<std::unique_ptr<ledger::RemoteLedger>> remotes;
-      for (int c = 0; c < (n + g_clients_per_channel - 1) / g_clients_per_channel; ++c) {
-        grpc::ChannelArguments args;
-        args.SetInt("channel-index", c);  // distinct channels, not one shared subchannel
-        remotes.push_back(std::make_unique<ledger::RemoteLedger>(grpc::CreateCustomChannel(
-            absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials(), args)));
-      }
-      Row r = Drive("ledger over gRPC", n, seconds, 1, [&](int t, uint64_t) {
-        return remotes[t / g_clients_per_channel]->Append(OneEvent(t, payload)).ok();
-      });
-      r.events_per_fsync =
-          static_cast<double>(ledger->events_written()) / std::max<uint64_t>(1, ledger->syncs());
-      Print(r);
-      server->Shutdown();
+    for (auto* rows : {&put, &local, &grpc}) {
+      if (rows->empty()) continue;
+      Row m = Median(*rows);
+      Print(m);
     }
   }
   if (baselines) {
-    std::string dir = absl::StrCat(base, "/rocks-batch64");
-    rocksdb::Options opts;
-    opts.create_if_missing = true;
-    rocksdb::DB* raw = nullptr;
-    if (!rocksdb::DB::Open(opts, dir, &raw).ok()) std::exit(1);
-    std::unique_ptr<rocksdb::DB> db(raw);
-    rocksdb::WriteOptions wo;
-    wo.sync = true;
-    Row r = Drive("(b) RocksDB sync batch of 64", 1, seconds, 64, [&](int, uint64_t i) {
-      rocksdb::WriteBatch wb;
-      for (int k = 0; k < 64; ++k) wb.Put(absl::StrCat("k", i, "-", k), payload);
-      return db->Write(wo, &wb).ok();
-    });
-    r.events_per_fsync = 64;
-    Print(r);
+    std::vector<Row> batch;
+    for (int rep = 0; rep < g_repeat; ++rep)
+      batch.push_back(RocksBatch64(dir("rocks-batch64", 1), seconds, payload));
+    Row m = Median(batch);
+    Print(m);
   }
 }
 
@@ -337,6 +373,8 @@ int main(int argc, char** argv) {
   append->add_flag("--no-grpc", no_grpc, "skip the gRPC rows");
   append->add_option("--unsynced-rounds", careloop::bench::g_unsynced,
                      "LedgerOptions::max_unsynced_rounds");
+  append->add_option("--repeat", careloop::bench::g_repeat,
+                     "interleaved runs per row (the median is shown)");
   append->add_option("--clients-per-channel", careloop::bench::g_clients_per_channel,
                      "gRPC clients sharing one channel");
   auto* proofs =
