@@ -66,7 +66,7 @@ absl::Status LoadToml(const std::string& path, HubConfig* c) {
     os << "config " << path << ": " << e.description() << " at " << e.source().begin;
     return absl::InvalidArgumentError(os.str());
   }
-  std::string services, window;
+  std::string services, window, skew;
   if (absl::Status s = ReadString(t, "server", "listen", &c->listen); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "server", "services", &services); !s.ok()) return s;
   if (!services.empty()) c->services = SplitServices(services);
@@ -128,7 +128,7 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
   *exit_now = false;
   CLI::App app{"careloopd: the careloop interagency referral hub"};
   app.set_version_flag("--version", "careloopd 0.1.0");
-  std::string config_path, services, window;
+  std::string config_path, services, window, skew;
   HubConfig flags;  // values of flags, applied only when given
   size_t max_payload = 0, max_batch_events = 0, max_batch_bytes = 0, max_read = 0;
   auto* o_config = app.add_option("--config", config_path, "TOML configuration file");
@@ -149,6 +149,9 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
   auto* o_window =
       app.add_option("--idempotency-window", window,
                      "how long idempotency keys are kept, e.g. 168h [ledger.idempotency_window]");
+  auto* o_skew = app.add_option("--max-clock-skew", skew,
+                                "how far a signed envelope's time may be from the hub's clock, "
+                                "e.g. 5m [envelope.max_clock_skew]");
   auto* o_queue =
       app.add_option("--queue-capacity", flags.queue_capacity,
                      "queued appends before RESOURCE_EXHAUSTED [ledger.queue_capacity]");
@@ -204,6 +207,10 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
         !s.ok())
       return s;
   }
+  if (*o_skew) {
+    if (absl::Status s = ParseDurationField(skew, "--max-clock-skew", &c.max_clock_skew); !s.ok())
+      return s;
+  }
   if (*o_queue) c.queue_capacity = flags.queue_capacity;
   if (*o_payload) c.limits.max_payload_bytes = max_payload;
   if (*o_bevents) c.limits.max_batch_events = max_batch_events;
@@ -233,6 +240,14 @@ absl::Status ValidateHubConfig(const HubConfig& c) {
         "the ledger is not among --services, so --ledger must name a remote LedgerService");
   }
   if (c.data_dir.empty()) return absl::InvalidArgumentError("--data-dir is empty");
+  if (c.idempotency_window < c.max_clock_skew) {
+    // A retry must still find its original answer for as long as the hub would
+    // accept the envelope anew; otherwise one message could be applied twice.
+    return absl::InvalidArgumentError(absl::StrCat("ledger.idempotency_window (",
+                                                   absl::FormatDuration(c.idempotency_window),
+                                                   ") is shorter than envelope.max_clock_skew (",
+                                                   absl::FormatDuration(c.max_clock_skew), ")"));
+  }
   if (c.tls_cert.empty() != c.tls_key.empty()) {
     return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
   }

@@ -23,6 +23,8 @@ struct HubConfig {
   std::string hub_name = "careloop.dev";
   std::string log_key;  // default: <data_dir>/keys/hub-log.pem
   absl::Duration idempotency_window = absl::Hours(24 * 7);
+  // How far a signed envelope's created time may be from the hub's clock.
+  absl::Duration max_clock_skew = absl::Minutes(5);
   size_t queue_capacity = 10000;
   storage::LedgerLimits limits;
   // [tls]

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   careloop::log::ParseLevel(config->log_level, &level);
   careloop::log::ParseFormat(config->log_format, &format);
   careloop::log::Init(level, format);
+  careloop::log::RouteProtobufLogsToDebug();
 
   absl::StatusOr<std::unique_ptr<careloop::hub::Hub>> hub =
       careloop::hub::Hub::Start(*config, std::cout);

@@ -59,6 +59,13 @@ TEST(Config, Refusals) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Parse({"--log-level", "loud"}).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Parse({"--no-such-flag"}).status().code(), absl::StatusCode::kInvalidArgument);
+  // The idempotency window may not be shorter than the allowed clock skew.
+  auto short_window = Parse({"--idempotency-window", "2m", "--max-clock-skew", "5m"});
+  EXPECT_EQ(short_window.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(
+      std::string(short_window.status().message()).find("shorter than envelope.max_clock_skew"),
+      std::string::npos);
+  EXPECT_TRUE(Parse({"--idempotency-window", "5m", "--max-clock-skew", "5m"}).ok());
   // TLS allows a non-loopback address.
   EXPECT_TRUE(Parse({"--listen", "0.0.0.0:7400", "--tls-cert", "c", "--tls-key", "k",
                      "--tls-client-ca", "ca"})

@@ -2,10 +2,12 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "services/common/log.h"
 #include "tools/careloop/cli.h"
 
 int main(int argc, char** argv) {
   careloop::cli::Globals g;
+  careloop::log::RouteProtobufLogsToDebug();
   if (const char* hub = std::getenv("CARELOOP_HUB"); hub != nullptr && *hub != '\0') g.hub = hub;
   CLI::App app{"careloop: command-line client of the careloop referral hub"};
   app.require_subcommand(1);
