@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "services/common/log.h"
 #include "services/trust/envelope.h"
 
 namespace {
@@ -49,6 +50,12 @@ class OneSeen final : public careloop::trust::MessageLog {
 };
 
 }  // namespace
+
+// libFuzzer calls this once (the replay driver does the same itself).
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  careloop::log::RouteProtobufLogsToDebug();
+  return 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static FixedDirectory* directory = new FixedDirectory();

@@ -1,0 +1,107 @@
+// The agency directory (core, no gRPC): which agencies, actors and keys exist
+// and existed when. Its state is a projection of the ledger's agency/<id>
+// streams; every change arrives as a signed envelope, is verified, checked
+// against the current state and appended with preconditions, so two racing
+// changes of one agency cannot both land.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "careloop/v1/directory.pb.h"
+#include "services/common/clock.h"
+#include "services/trust/envelope.h"
+#include "storage/ledger.h"
+#include "storage/projection.h"
+
+namespace careloop::directory {
+
+// The hub itself signs onboarding: sender "hub", role "hub-admin", with the
+// admin key from the hub's configuration (not from the ledger).
+inline constexpr char kHubAgency[] = "hub";
+inline constexpr char kHubAdminRole[] = "hub-admin";
+// An agency's own administrator.
+inline constexpr char kAgencyAdminRole[] = "admin";
+
+struct HubAdmin {
+  std::string key_id = "hub-admin-1";
+  std::string public_key;                       // raw Ed25519
+  std::set<std::string> users = {"hub-admin"};  // user ids allowed to act as hub admin
+};
+
+// The directory's state: agencies by id. Thread-safe.
+class DirectoryState final : public storage::Projection, public trust::EnvelopeDirectory {
+ public:
+  explicit DirectoryState(HubAdmin admin) : admin_(std::move(admin)) {}
+
+  // Projection: rebuilt from the ledger at every start (it is small).
+  absl::StatusOr<uint64_t> AppliedSeq() override;
+  absl::Status Apply(const std::vector<v1::Event>& events) override;
+
+  // EnvelopeDirectory: agencies, actors and keys as the verifier sees them.
+  absl::StatusOr<std::optional<trust::AgencyView>> FindAgency(absl::string_view agency_id) override;
+
+  std::optional<v1::AgencyRecord> Get(absl::string_view agency_id) const;
+  std::vector<v1::AgencyRecord> All() const;
+
+ private:
+  absl::Status ApplyOne(const v1::Event& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  HubAdmin admin_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, v1::AgencyRecord> agencies_ ABSL_GUARDED_BY(mu_);
+  uint64_t applied_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// The envelopes the hub accepted, by (sender, message id): a marker event in
+// stream msg/<sender>/<message id>, appended with the change itself. Kept for
+// good (unlike the ledger's idempotency window), so a receipt can be fetched
+// at any time.
+class LedgerMessageLog final : public trust::MessageLog {
+ public:
+  explicit LedgerMessageLog(storage::Ledger* ledger) : ledger_(ledger) {}
+  absl::StatusOr<std::optional<trust::SeenMessage>> Find(absl::string_view sender,
+                                                         absl::string_view message_id) override;
+  static std::string StreamFor(absl::string_view sender, absl::string_view message_id);
+
+ private:
+  storage::Ledger* ledger_;
+};
+
+// The payload types the directory accepts and who may send each.
+trust::RpcPolicy DirectoryPolicy(absl::Duration max_clock_skew);
+
+class DirectoryCore {
+ public:
+  DirectoryCore(storage::Ledger* ledger, DirectoryState* state, storage::ProjectionRunner* runner,
+                Clock* clock, absl::Duration max_clock_skew = absl::Minutes(5));
+
+  // Verifies and applies one signed change; answers with its receipt. A retry
+  // of the same envelope gets the original receipt; a rejected one writes
+  // nothing.
+  absl::StatusOr<v1::Receipt> Submit(absl::string_view envelope_bytes);
+  // The receipt of an accepted envelope, at any time.
+  absl::StatusOr<v1::Receipt> GetReceipt(absl::string_view sender, absl::string_view message_id);
+  // An agency as `viewer` may see it: a confidential address is shown only to
+  // the agency itself and the hub.
+  absl::StatusOr<v1::AgencyRecord> GetAgency(absl::string_view agency_id, absl::string_view viewer,
+                                             uint64_t min_seq = 0);
+
+ private:
+  absl::StatusOr<v1::AppendRequest> Plan(const trust::VerifiedEnvelope& v, absl::string_view bytes,
+                                         absl::Time received);
+
+  storage::Ledger* ledger_;
+  DirectoryState* state_;
+  storage::ProjectionRunner* runner_;
+  Clock* clock_;
+  trust::RpcPolicy policy_;
+  LedgerMessageLog seen_;
+};
+
+}  // namespace careloop::directory
