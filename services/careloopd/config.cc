@@ -95,6 +95,10 @@ absl::Status LoadToml(const std::string& path, HubConfig* c) {
     return s;
   if (absl::Status s = ReadInt(t, "ledger", "max_read_limit", &c->limits.max_read_limit); !s.ok())
     return s;
+  if (absl::Status s = ReadString(t, "directory", "admin_key", &c->admin_key); !s.ok()) return s;
+  if (absl::Status s = ReadString(t, "directory", "admin_public_key", &c->admin_public_key);
+      !s.ok())
+    return s;
   if (absl::Status s = ReadString(t, "tls", "cert", &c->tls_cert); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "tls", "key", &c->tls_key); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "tls", "client_ca", &c->tls_client_ca); !s.ok()) return s;
@@ -106,7 +110,7 @@ absl::Status LoadToml(const std::string& path, HubConfig* c) {
 }  // namespace
 
 const std::vector<std::string>& KnownServices() {
-  static const std::vector<std::string> services = {"ledger"};
+  static const std::vector<std::string> services = {"ledger", "directory"};
   return services;
 }
 
@@ -163,6 +167,11 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
                                   "largest append [ledger.max_batch_bytes]");
   auto* o_read = app.add_option("--max-read-limit", max_read,
                                 "most events in one read page [ledger.max_read_limit]");
+  auto* o_admin = app.add_option("--admin-key", flags.admin_key,
+                                 "the hub admin's private key (PEM), dev [directory.admin_key]");
+  auto* o_admin_pub =
+      app.add_option("--admin-public-key", flags.admin_public_key,
+                     "the hub admin's public key (PEM), production [directory.admin_public_key]");
   auto* o_cert =
       app.add_option("--tls-cert", flags.tls_cert, "server certificate (PEM) [tls.cert]");
   auto* o_tkey = app.add_option("--tls-key", flags.tls_key, "server private key (PEM) [tls.key]");
@@ -216,6 +225,8 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
   if (*o_bevents) c.limits.max_batch_events = max_batch_events;
   if (*o_bbytes) c.limits.max_batch_bytes = max_batch_bytes;
   if (*o_read) c.limits.max_read_limit = static_cast<uint32_t>(max_read);
+  if (*o_admin) c.admin_key = flags.admin_key;
+  if (*o_admin_pub) c.admin_public_key = flags.admin_public_key;
   if (*o_cert) c.tls_cert = flags.tls_cert;
   if (*o_tkey) c.tls_key = flags.tls_key;
   if (*o_ca) c.tls_client_ca = flags.tls_client_ca;

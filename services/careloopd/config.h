@@ -14,8 +14,8 @@ namespace careloop::hub {
 struct HubConfig {
   // [server]
   std::string listen = "127.0.0.1:7400";
-  std::vector<std::string> services = {"ledger"};  // "all" expands to every service
-  std::string ledger_address;                      // a remote LedgerService
+  std::vector<std::string> services = {"ledger", "directory"};  // "all": every service
+  std::string ledger_address;                                   // a remote LedgerService
   size_t max_message_bytes = 16 << 20;
   // [storage]
   std::string data_dir = "./var";
@@ -27,6 +27,10 @@ struct HubConfig {
   absl::Duration max_clock_skew = absl::Minutes(5);
   size_t queue_capacity = 10000;
   storage::LedgerLimits limits;
+  // [directory]
+  std::string
+      admin_key;  // the hub admin's private key (PEM); dev default <data_dir>/keys/hub-admin.pem
+  std::string admin_public_key;  // production: only the public key (PEM) on the hub
   // [tls]
   std::string tls_cert;
   std::string tls_key;
@@ -42,6 +46,9 @@ struct HubConfig {
   bool runs(const std::string& service) const;
   std::string log_key_path() const;
   std::string ledger_dir() const { return data_dir + "/ledger"; }
+  std::string admin_key_path() const {
+    return admin_key.empty() ? keys_dir() + "/hub-admin.pem" : admin_key;
+  }
   std::string keys_dir() const { return data_dir + "/keys"; }
 };
 

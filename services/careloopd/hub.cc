@@ -133,6 +133,58 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
     hub->ledger_service_ = std::make_unique<ledger::LedgerGrpcService>(hub->ledger_.get());
   }
 
+  if (config.runs("directory")) {
+    storage::Ledger* ledger = hub->ledger_.get();
+    if (ledger == nullptr) {
+      std::shared_ptr<grpc::ChannelCredentials> channel_creds = grpc::InsecureChannelCredentials();
+      if (config.tls()) {
+        // Service to service: the hub's own certificate, verified by the same CA.
+        grpc::SslCredentialsOptions o;
+        ASSIGN_OR_RETURN(o.pem_root_certs, ReadFile(config.tls_client_ca));
+        ASSIGN_OR_RETURN(o.pem_cert_chain, ReadFile(config.tls_cert));
+        ASSIGN_OR_RETURN(o.pem_private_key, ReadFile(config.tls_key));
+        channel_creds = grpc::SslCredentials(o);
+      }
+      hub->remote_ledger_ = std::make_unique<ledger::RemoteLedger>(
+          grpc::CreateChannel(config.ledger_address, channel_creds), absl::Seconds(30));
+      ledger = hub->remote_ledger_.get();
+    }
+    directory::HubAdmin admin;
+    if (!config.admin_public_key.empty()) {
+      ASSIGN_OR_RETURN(std::string pem, ReadFile(config.admin_public_key));
+      ASSIGN_OR_RETURN(trust::Ed25519PublicKey pub, trust::Ed25519PublicKey::FromPem(pem));
+      admin.public_key = pub.raw();
+      out << "careloopd: hub admin public key " << config.admin_public_key << "\n";
+    } else {
+      std::string path = config.admin_key_path();
+      if (config.tls() && !fs::exists(path)) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "production needs the hub admin's public key: set directory.admin_public_key (", path,
+            " does not exist)"));
+      }
+      fs::create_directories(fs::path(path).parent_path(), ec);
+      bool generated = false;
+      ASSIGN_OR_RETURN(trust::Ed25519PrivateKey key,
+                       trust::LoadOrGeneratePrivateKeyFile(path, &generated));
+      admin.public_key = key.public_key().raw();
+      out << (generated ? "careloopd: generated a dev hub admin key at "
+                        : "careloopd: hub admin key ")
+          << path << " (sign as agency 'hub', user 'hub-admin', key id 'hub-admin-1')\n";
+    }
+    hub->directory_state_ = std::make_unique<directory::DirectoryState>(admin);
+    hub->directory_runner_ =
+        std::make_unique<storage::ProjectionRunner>(ledger, hub->directory_state_.get());
+    RETURN_IF_ERROR(hub->directory_runner_->Start());
+    // Serve only once the directory has caught up with the ledger.
+    ASSIGN_OR_RETURN(v1::SignedHead head, ledger->Head(0));
+    RETURN_IF_ERROR(hub->directory_runner_->WaitFor(head.tree_size(), absl::Minutes(5)));
+    hub->directory_core_ = std::make_unique<directory::DirectoryCore>(
+        ledger, hub->directory_state_.get(), hub->directory_runner_.get(), SystemClock(),
+        config.max_clock_skew);
+    hub->directory_service_ =
+        std::make_unique<directory::DirectoryGrpcService>(hub->directory_core_.get(), config.tls());
+  }
+
   ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds, ServerCredentials(config));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -142,6 +194,7 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(config.max_message_bytes));
   if (hub->ledger_service_) builder.RegisterService(hub->ledger_service_.get());
+  if (hub->directory_service_) builder.RegisterService(hub->directory_service_.get());
   hub->server_ = builder.BuildAndStart();
   if (!hub->server_ || port == 0) {
     if (hub->ledger_) hub->ledger_->Close().IgnoreError();
@@ -162,13 +215,19 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
 void Hub::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
-  if (!server_ && !ledger_) return;  // never started
+  if (!server_ && !ledger_ && !directory_runner_) return;  // never started
   log::Info("careloopd.shutdown_started");
   if (server_) {
     server_->GetHealthCheckService()->SetServingStatus(false);
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(10));
     server_->Wait();
   }
+  if (directory_runner_) directory_runner_->Stop();
+  directory_service_.reset();
+  directory_core_.reset();
+  directory_runner_.reset();
+  directory_state_.reset();
+  remote_ledger_.reset();
   if (ledger_) {
     absl::Status s = ledger_->Close();
     if (!s.ok()) log::Warn("careloopd.ledger_close", {{"cause", std::string(s.message())}});

@@ -9,7 +9,9 @@
 #include <string>
 
 #include "services/careloopd/config.h"
+#include "services/directory/directory_grpc_service.h"
 #include "services/ledger/ledger_grpc_service.h"
+#include "services/ledger/remote_ledger.h"
 #include "services/trust/head_signer.h"
 #include "storage/local_ledger.h"
 
@@ -48,6 +50,11 @@ class Hub {
   std::shared_ptr<rocksdb::FileSystem> fs_;
   std::unique_ptr<storage::LocalLedger> ledger_;
   std::unique_ptr<ledger::LedgerGrpcService> ledger_service_;
+  std::unique_ptr<ledger::RemoteLedger> remote_ledger_;  // when the ledger runs elsewhere
+  std::unique_ptr<directory::DirectoryState> directory_state_;
+  std::unique_ptr<storage::ProjectionRunner> directory_runner_;
+  std::unique_ptr<directory::DirectoryCore> directory_core_;
+  std::unique_ptr<directory::DirectoryGrpcService> directory_service_;
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
   bool shut_down_ = false;

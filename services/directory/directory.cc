@@ -1,5 +1,7 @@
 #include "services/directory/directory.h"
 
+#include <algorithm>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "services/common/status.h"
@@ -410,12 +412,39 @@ absl::StatusOr<v1::AgencyRecord> DirectoryCore::GetAgency(absl::string_view agen
   if (min_seq > 0) RETURN_IF_ERROR(runner_->WaitFor(min_seq, kProjectionWait));
   std::optional<v1::AgencyRecord> r = state_->Get(agency_id);
   if (!r.has_value()) return absl::NotFoundError(absl::StrCat("no agency ", agency_id));
-  if (r->profile().address().confidential() && viewer != agency_id && viewer != kHubAgency) {
+  MaskFor(&*r, viewer);
+  return *r;
+}
+
+void DirectoryCore::MaskFor(v1::AgencyRecord* r, absl::string_view viewer) const {
+  if (r->profile().address().confidential() && viewer != r->agency_id() && viewer != kHubAgency) {
     // Accepted referrals (which would open it) come with the referral service.
     r->mutable_profile()->clear_address();
     r->mutable_profile()->mutable_address()->set_confidential(true);
   }
-  return *r;
+}
+
+absl::StatusOr<std::vector<v1::AgencyRecord>> DirectoryCore::Search(
+    const v1::SearchAgenciesRequest& req, absl::string_view viewer) {
+  if (req.min_seq() > 0) RETURN_IF_ERROR(runner_->WaitFor(req.min_seq(), kProjectionWait));
+  auto has = [](const auto& list, const std::string& value) {
+    return value.empty() || std::find(list.begin(), list.end(), value) != list.end();
+  };
+  std::vector<v1::AgencyRecord> out;
+  for (v1::AgencyRecord& r : state_->All()) {
+    const v1::AgencyProfile& p = r.profile();
+    if (!req.include_suspended() && !r.active()) continue;
+    if (req.kind() != v1::AGENCY_KIND_UNSPECIFIED && p.kind() != req.kind()) continue;
+    if (!has(p.services(), req.service()) || !has(p.languages(), req.language()) ||
+        !has(p.roles(), req.role())) {
+      continue;
+    }
+    if (!has(p.area().postal_codes(), req.postal_code()) || !has(p.area().counties(), req.county()))
+      continue;
+    MaskFor(&r, viewer);
+    out.push_back(std::move(r));
+  }
+  return out;
 }
 
 }  // namespace careloop::directory

@@ -91,8 +91,12 @@ class DirectoryCore {
   // the agency itself and the hub.
   absl::StatusOr<v1::AgencyRecord> GetAgency(absl::string_view agency_id, absl::string_view viewer,
                                              uint64_t min_seq = 0);
+  // Agencies matching every criterion given, as `viewer` may see them, by id.
+  absl::StatusOr<std::vector<v1::AgencyRecord>> Search(const v1::SearchAgenciesRequest& req,
+                                                       absl::string_view viewer);
 
  private:
+  void MaskFor(v1::AgencyRecord* r, absl::string_view viewer) const;
   absl::StatusOr<v1::AppendRequest> Plan(const trust::VerifiedEnvelope& v, absl::string_view bytes,
                                          absl::Time received);
 

@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <CLI/CLI.hpp>
+#include <iostream>
 #include <memory>
 #include <string>
 
@@ -39,7 +40,20 @@ std::string ToJson(const google::protobuf::Message& m);
 absl::Status FromJson(const std::string& json, google::protobuf::Message* m);
 absl::StatusOr<std::string> ReadFile(const std::string& path);
 
+// Prints a hub answer: the error (setting the exit code), or JSON, or text.
+template <typename T, typename TextFn>
+void Output(Globals& g, const absl::StatusOr<T>& result, TextFn text) {
+  if (!result.ok()) {
+    g.exit_code = Fail(result.status());
+  } else if (g.json) {
+    std::cout << ToJson(*result) << "\n";
+  } else {
+    text(*result);
+  }
+}
+
 void AddLedgerCommands(CLI::App& app, Globals& g);
+void AddDirectoryCommands(CLI::App& app, Globals& g);
 void AddKeysCommands(CLI::App& app, Globals& g);
 
 }  // namespace careloop::cli

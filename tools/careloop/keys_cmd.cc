@@ -1,3 +1,4 @@
+#include <fstream>
 #include <iostream>
 
 #include "services/trust/ed25519.h"
@@ -11,6 +12,7 @@ void AddKeysCommands(CLI::App& app, Globals& g) {
   keys->require_subcommand(1);
   struct GenOpts {
     std::string out;
+    std::string public_out;
     std::string name = "careloop.dev";
   };
   auto opts = std::make_shared<GenOpts>();
@@ -19,6 +21,7 @@ void AddKeysCommands(CLI::App& app, Globals& g) {
   gen->add_option("--out", opts->out, "file for the private key (must not exist)")->required();
   gen->add_option("--name", opts->name, "key name in the verifier key (the hub name for log keys)")
       ->capture_default_str();
+  gen->add_option("--public-out", opts->public_out, "also write the public key (PEM) here");
   gen->callback([&g, opts] {
     absl::StatusOr<trust::Ed25519PrivateKey> key = trust::Ed25519PrivateKey::Generate();
     if (!key.ok()) {
@@ -29,6 +32,7 @@ void AddKeysCommands(CLI::App& app, Globals& g) {
       g.exit_code = FailUsage(std::string(s.message()));
       return;
     }
+    if (!opts->public_out.empty()) std::ofstream(opts->public_out) << key->public_key().ToPem();
     trust::Ed25519HeadSigner signer(opts->name, *key);
     if (g.json) {
       std::cout << "{\"private_key_file\":\"" << opts->out << "\",\"verifier_key\":\""

@@ -44,18 +44,6 @@ void PrintEvent(const Globals& g, const v1::Event& e) {
   std::cout << "\n";
 }
 
-// Prints a hub answer: the error (setting the exit code), or JSON, or text.
-template <typename T, typename TextFn>
-void Output(Globals& g, const absl::StatusOr<T>& result, TextFn text) {
-  if (!result.ok()) {
-    g.exit_code = Fail(result.status());
-  } else if (g.json) {
-    std::cout << ToJson(*result) << "\n";
-  } else {
-    text(*result);
-  }
-}
-
 // The ledger directory inside a data dir, or the directory itself.
 std::string LedgerDirOf(const std::string& dir) {
   fs::path p = fs::path(dir) / "ledger";

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   careloop::cli::AddLedgerCommands(app, g);
   careloop::cli::AddKeysCommands(app, g);
+  careloop::cli::AddDirectoryCommands(app, g);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
