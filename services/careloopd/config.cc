@@ -102,6 +102,7 @@ absl::Status LoadToml(const std::string& path, HubConfig* c) {
   if (absl::Status s = ReadString(t, "tls", "cert", &c->tls_cert); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "tls", "key", &c->tls_key); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "tls", "client_ca", &c->tls_client_ca); !s.ok()) return s;
+  if (absl::Status s = ReadString(t, "tls", "crl_dir", &c->tls_crl_dir); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "log", "level", &c->log_level); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "log", "format", &c->log_format); !s.ok()) return s;
   return absl::OkStatus();
@@ -177,6 +178,9 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
   auto* o_tkey = app.add_option("--tls-key", flags.tls_key, "server private key (PEM) [tls.key]");
   auto* o_ca = app.add_option("--tls-client-ca", flags.tls_client_ca,
                               "CA that signs client certificates [tls.client_ca]");
+  auto* o_crl = app.add_option(
+      "--tls-crl-dir", flags.tls_crl_dir,
+      "directory of hashed CRL files; revoked client certificates are refused [tls.crl_dir]");
   auto* o_level =
       app.add_option("--log-level", flags.log_level, "debug, info, warn, error [log.level]");
   auto* o_format = app.add_option("--log-format", flags.log_format, "logfmt or json [log.format]");
@@ -230,6 +234,7 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
   if (*o_cert) c.tls_cert = flags.tls_cert;
   if (*o_tkey) c.tls_key = flags.tls_key;
   if (*o_ca) c.tls_client_ca = flags.tls_client_ca;
+  if (*o_crl) c.tls_crl_dir = flags.tls_crl_dir;
   if (*o_level) c.log_level = flags.log_level;
   if (*o_format) c.log_format = flags.log_format;
   c.unsafe_power_loss_fs = flags.unsafe_power_loss_fs;

@@ -35,6 +35,7 @@ struct HubConfig {
   std::string tls_cert;
   std::string tls_key;
   std::string tls_client_ca;
+  std::string tls_crl_dir;  // hashed CRL files (careloop certs revoke writes them)
   // [log]
   std::string log_level = "info";
   std::string log_format = "logfmt";

@@ -3,6 +3,9 @@
 #include <fcntl.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -66,11 +69,16 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const
   ASSIGN_OR_RETURN(std::string cert, ReadFile(c.tls_cert));
   ASSIGN_OR_RETURN(std::string key, ReadFile(c.tls_key));
   ASSIGN_OR_RETURN(std::string ca, ReadFile(c.tls_client_ca));
-  grpc::SslServerCredentialsOptions opts(
-      GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-  opts.pem_root_certs = ca;
-  opts.pem_key_cert_pairs.push_back({key, cert});
-  return grpc::SslServerCredentials(opts);
+  // Client certificates are required and verified against the deployment CA;
+  // with a CRL directory, revoked ones are refused at the handshake.
+  std::vector<grpc::experimental::IdentityKeyCertPair> pairs = {{key, cert}};
+  auto provider = std::make_shared<grpc::experimental::StaticDataCertificateProvider>(ca, pairs);
+  grpc::experimental::TlsServerCredentialsOptions opts(provider);
+  opts.watch_root_certs();
+  opts.watch_identity_key_cert_pairs();
+  opts.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  if (!c.tls_crl_dir.empty()) opts.set_crl_directory(c.tls_crl_dir);
+  return grpc::experimental::TlsServerCredentials(opts);
 }
 
 }  // namespace

@@ -54,6 +54,7 @@ void Output(Globals& g, const absl::StatusOr<T>& result, TextFn text) {
 
 void AddLedgerCommands(CLI::App& app, Globals& g);
 void AddDirectoryCommands(CLI::App& app, Globals& g);
+void AddCertsCommands(CLI::App& app, Globals& g);
 void AddKeysCommands(CLI::App& app, Globals& g);
 
 }  // namespace careloop::cli

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   careloop::cli::AddLedgerCommands(app, g);
   careloop::cli::AddKeysCommands(app, g);
   careloop::cli::AddDirectoryCommands(app, g);
+  careloop::cli::AddCertsCommands(app, g);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
