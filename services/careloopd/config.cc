@@ -99,6 +99,13 @@ absl::Status LoadToml(const std::string& path, HubConfig* c) {
   if (absl::Status s = ReadString(t, "directory", "admin_public_key", &c->admin_public_key);
       !s.ok())
     return s;
+  if (const toml::array* codes = t.at_path("directory.extra_service_codes").as_array()) {
+    for (const toml::node& n : *codes) {
+      std::optional<std::string> v = n.value<std::string>();
+      if (!v) return absl::InvalidArgumentError("directory.extra_service_codes must hold strings");
+      c->extra_service_codes.push_back(*v);
+    }
+  }
   if (absl::Status s = ReadString(t, "tls", "cert", &c->tls_cert); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "tls", "key", &c->tls_key); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "tls", "client_ca", &c->tls_client_ca); !s.ok()) return s;
@@ -170,6 +177,9 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
                                 "most events in one read page [ledger.max_read_limit]");
   auto* o_admin = app.add_option("--admin-key", flags.admin_key,
                                  "the hub admin's private key (PEM), dev [directory.admin_key]");
+  auto* o_codes = app.add_option("--service-code", flags.extra_service_codes,
+                                 "a service code beside the SDOH and careloop ones (repeatable) "
+                                 "[directory.extra_service_codes]");
   auto* o_admin_pub =
       app.add_option("--admin-public-key", flags.admin_public_key,
                      "the hub admin's public key (PEM), production [directory.admin_public_key]");
@@ -231,6 +241,7 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
   if (*o_read) c.limits.max_read_limit = static_cast<uint32_t>(max_read);
   if (*o_admin) c.admin_key = flags.admin_key;
   if (*o_admin_pub) c.admin_public_key = flags.admin_public_key;
+  if (*o_codes) c.extra_service_codes = flags.extra_service_codes;
   if (*o_cert) c.tls_cert = flags.tls_cert;
   if (*o_tkey) c.tls_key = flags.tls_key;
   if (*o_ca) c.tls_client_ca = flags.tls_client_ca;

@@ -31,6 +31,7 @@ struct HubConfig {
   std::string
       admin_key;  // the hub admin's private key (PEM); dev default <data_dir>/keys/hub-admin.pem
   std::string admin_public_key;  // production: only the public key (PEM) on the hub
+  std::vector<std::string> extra_service_codes;  // beside the SDOH and careloop codes
   // [tls]
   std::string tls_cert;
   std::string tls_key;

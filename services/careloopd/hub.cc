@@ -186,9 +186,11 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
     // Serve only once the directory has caught up with the ledger.
     ASSIGN_OR_RETURN(v1::SignedHead head, ledger->Head(0));
     RETURN_IF_ERROR(hub->directory_runner_->WaitFor(head.tree_size(), absl::Minutes(5)));
+    std::set<std::string> codes = directory::DefaultServiceCodes();
+    codes.insert(config.extra_service_codes.begin(), config.extra_service_codes.end());
     hub->directory_core_ = std::make_unique<directory::DirectoryCore>(
         ledger, hub->directory_state_.get(), hub->directory_runner_.get(), SystemClock(),
-        config.max_clock_skew);
+        config.max_clock_skew, std::move(codes));
     hub->directory_service_ =
         std::make_unique<directory::DirectoryGrpcService>(hub->directory_core_.get(), config.tls());
   }

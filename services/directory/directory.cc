@@ -11,6 +11,7 @@ namespace careloop::directory {
 namespace {
 
 constexpr char kStreamPrefix[] = "agency/";
+constexpr char kCapacityPrefix[] = "capacity/";
 constexpr absl::Duration kProjectionWait = absl::Seconds(10);
 
 const std::set<std::string>& KnownRoles() {
@@ -72,8 +73,12 @@ absl::Status ValidateActor(const v1::ActorEntry& a) {
   return absl::OkStatus();
 }
 
-absl::Status ValidateProfile(const v1::AgencyProfile& p) {
+absl::Status ValidateProfile(const v1::AgencyProfile& p, const std::set<std::string>& codes) {
   if (p.display_name().empty()) return absl::InvalidArgumentError("an agency needs a display name");
+  for (const std::string& s : p.services()) {
+    if (!codes.contains(s))
+      return absl::InvalidArgumentError(absl::StrCat("unknown service code '", s, "'"));
+  }
   if (p.kind() == v1::AGENCY_KIND_UNSPECIFIED)
     return absl::InvalidArgumentError("an agency needs a kind");
   for (const std::string& r : p.roles()) {
@@ -90,6 +95,20 @@ std::string ShortType(absl::string_view full) {
 
 }  // namespace
 
+const std::set<std::string>& DefaultServiceCodes() {
+  static const std::set<std::string> codes = {
+      // HL7 SDOH Clinical Care IG categories.
+      "food-insecurity", "housing-instability", "homelessness", "inadequate-housing",
+      "transportation-insecurity", "utility-insecurity", "financial-insecurity",
+      "material-hardship", "employment-status", "educational-attainment", "veteran-status",
+      "stress", "social-connection", "intimate-partner-violence", "elder-abuse",
+      "personal-health-literacy", "health-insurance-coverage-status", "medical-cost-burden",
+      "digital-literacy", "digital-access",
+      // careloop's own.
+      "behavioral-health", "substance-use-treatment", "home-health", "primary-care", "legal-aid"};
+  return codes;
+}
+
 // ---- DirectoryState ----
 
 absl::StatusOr<uint64_t> DirectoryState::AppliedSeq() {
@@ -100,7 +119,10 @@ absl::StatusOr<uint64_t> DirectoryState::AppliedSeq() {
 absl::Status DirectoryState::Apply(const std::vector<v1::Event>& events) {
   absl::MutexLock lock(&mu_);
   for (const v1::Event& e : events) {
-    if (absl::StartsWith(e.header().stream(), kStreamPrefix)) RETURN_IF_ERROR(ApplyOne(e));
+    const std::string& stream = e.header().stream();
+    if (absl::StartsWith(stream, kStreamPrefix) || absl::StartsWith(stream, kCapacityPrefix)) {
+      RETURN_IF_ERROR(ApplyOne(e));
+    }
     applied_ = e.header().seq();
   }
   return absl::OkStatus();
@@ -113,7 +135,9 @@ absl::Status DirectoryState::ApplyOne(const v1::Event& event) {
     return absl::DataLossError(absl::StrCat("directory event seq ", seq, " holds no envelope"));
   }
   const absl::Time at = absl::FromUnixNanos(event.header().commit_time_unix_nanos());
-  const std::string id = event.header().stream().substr(sizeof(kStreamPrefix) - 1);
+  const bool capacity = absl::StartsWith(event.header().stream(), kCapacityPrefix);
+  const std::string id = event.header().stream().substr(capacity ? sizeof(kCapacityPrefix) - 1
+                                                                 : sizeof(kStreamPrefix) - 1);
   const std::string& type = env.payload_type();
   auto bad = [&]() {
     return absl::DataLossError(absl::StrCat("directory event seq ", seq, " does not parse"));
@@ -168,6 +192,23 @@ absl::Status DirectoryState::ApplyOne(const v1::Event& event) {
         }
       }
       if (!replaced) *r.add_actors() = p.actor();
+    } else if (type == "careloop.v1.ReportCapacity") {
+      v1::ReportCapacity p;
+      if (!p.ParseFromString(env.payload())) return bad();
+      v1::CapacityEntry entry;
+      entry.set_service(p.service());
+      entry.set_open_slots(p.open_slots());
+      entry.set_reported_unix_nanos(absl::ToUnixNanos(at));
+      entry.set_seq(seq);
+      bool replaced = false;
+      for (v1::CapacityEntry& c : *r.mutable_capacity()) {
+        if (c.service() == p.service()) {
+          c = entry;
+          replaced = true;
+        }
+      }
+      if (!replaced) *r.add_capacity() = entry;
+      return absl::OkStatus();  // capacity has its own stream; the agency's version is unchanged
     } else if (type == "careloop.v1.RemoveActor") {
       v1::RemoveActor p;
       if (!p.ParseFromString(env.payload())) return bad();
@@ -265,18 +306,21 @@ trust::RpcPolicy DirectoryPolicy(absl::Duration max_clock_skew) {
        {"careloop.v1.UpdateAgencyProfile", "careloop.v1.SetActor", "careloop.v1.RemoveActor"}) {
     p.roles_by_payload_type[t] = {kHubAdminRole, kAgencyAdminRole};
   }
+  p.roles_by_payload_type["careloop.v1.ReportCapacity"] = {kHubAdminRole, kAgencyAdminRole,
+                                                           "receiver"};
   return p;
 }
 
 DirectoryCore::DirectoryCore(storage::Ledger* ledger, DirectoryState* state,
                              storage::ProjectionRunner* runner, Clock* clock,
-                             absl::Duration max_clock_skew)
+                             absl::Duration max_clock_skew, std::set<std::string> service_codes)
     : ledger_(ledger),
       state_(state),
       runner_(runner),
       clock_(clock),
       policy_(DirectoryPolicy(max_clock_skew)),
-      seen_(ledger) {}
+      seen_(ledger),
+      service_codes_(std::move(service_codes)) {}
 
 absl::StatusOr<v1::AppendRequest> DirectoryCore::Plan(const trust::VerifiedEnvelope& v,
                                                       absl::string_view bytes,
@@ -296,13 +340,26 @@ absl::StatusOr<v1::AppendRequest> DirectoryCore::Plan(const trust::VerifiedEnvel
   std::optional<v1::AgencyRecord> current = state_->Get(target);
   const std::string& type = e.payload_type();
   v1::AppendRequest req;
+  std::string change_stream = absl::StrCat(kStreamPrefix, target);
+  if (type == "careloop.v1.ReportCapacity") {
+    if (!current.has_value()) return absl::NotFoundError(absl::StrCat("no agency ", target));
+    const auto& p = static_cast<const v1::ReportCapacity&>(payload);
+    if (std::find(current->profile().services().begin(), current->profile().services().end(),
+                  p.service()) == current->profile().services().end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("agency ", target, " does not offer the service '", p.service(), "'"));
+    }
+    change_stream = absl::StrCat(kCapacityPrefix, target);
+  }
   v1::Precondition* pre = req.add_preconditions();
-  pre->set_stream(absl::StrCat(kStreamPrefix, target));
-  if (type == "careloop.v1.RegisterAgency") {
+  pre->set_stream(change_stream);
+  if (type == "careloop.v1.ReportCapacity") {
+    req.clear_preconditions();  // the latest report wins; nothing to race
+  } else if (type == "careloop.v1.RegisterAgency") {
     if (current.has_value())
       return absl::AlreadyExistsError(absl::StrCat("agency ", target, " is already registered"));
     const auto& p = static_cast<const v1::RegisterAgency&>(payload);
-    RETURN_IF_ERROR(ValidateProfile(p.profile()));
+    RETURN_IF_ERROR(ValidateProfile(p.profile(), service_codes_));
     RETURN_IF_ERROR(ValidateKey(p.initial_key()));
     for (const auto& a : p.actors()) RETURN_IF_ERROR(ValidateActor(a));
     pre->set_must_not_exist(true);
@@ -310,8 +367,8 @@ absl::StatusOr<v1::AppendRequest> DirectoryCore::Plan(const trust::VerifiedEnvel
     if (!current.has_value()) return absl::NotFoundError(absl::StrCat("no agency ", target));
     pre->set_expected_version(current->version());
     if (type == "careloop.v1.UpdateAgencyProfile") {
-      RETURN_IF_ERROR(
-          ValidateProfile(static_cast<const v1::UpdateAgencyProfile&>(payload).profile()));
+      RETURN_IF_ERROR(ValidateProfile(
+          static_cast<const v1::UpdateAgencyProfile&>(payload).profile(), service_codes_));
     } else if (type == "careloop.v1.AddAgencyKey") {
       const auto& p = static_cast<const v1::AddAgencyKey&>(payload);
       RETURN_IF_ERROR(ValidateKey(p.key()));
@@ -350,7 +407,7 @@ absl::StatusOr<v1::AppendRequest> DirectoryCore::Plan(const trust::VerifiedEnvel
     }
   }
   v1::EventInput* change = req.add_events();
-  change->set_stream(absl::StrCat(kStreamPrefix, target));
+  change->set_stream(change_stream);
   change->set_type(ShortType(type));
   change->add_agencies(target);
   if (e.sender_agency() != kHubAgency && e.sender_agency() != target)
@@ -441,6 +498,13 @@ absl::StatusOr<std::vector<v1::AgencyRecord>> DirectoryCore::Search(
     }
     if (!has(p.area().postal_codes(), req.postal_code()) || !has(p.area().counties(), req.county()))
       continue;
+    if (req.with_open_capacity()) {
+      bool open = false;
+      for (const v1::CapacityEntry& c : r.capacity()) {
+        open |= c.service() == req.service() && c.open_slots() > 0;
+      }
+      if (!open) continue;
+    }
     MaskFor(&r, viewer);
     out.push_back(std::move(r));
   }

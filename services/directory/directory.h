@@ -73,13 +73,18 @@ class LedgerMessageLog final : public trust::MessageLog {
   storage::Ledger* ledger_;
 };
 
+// The service codes agencies may offer: the HL7 SDOH Clinical Care IG
+// categories and careloop's own, plus any the configuration adds.
+const std::set<std::string>& DefaultServiceCodes();
+
 // The payload types the directory accepts and who may send each.
 trust::RpcPolicy DirectoryPolicy(absl::Duration max_clock_skew);
 
 class DirectoryCore {
  public:
   DirectoryCore(storage::Ledger* ledger, DirectoryState* state, storage::ProjectionRunner* runner,
-                Clock* clock, absl::Duration max_clock_skew = absl::Minutes(5));
+                Clock* clock, absl::Duration max_clock_skew = absl::Minutes(5),
+                std::set<std::string> service_codes = DefaultServiceCodes());
 
   // Verifies and applies one signed change; answers with its receipt. A retry
   // of the same envelope gets the original receipt; a rejected one writes
@@ -106,6 +111,7 @@ class DirectoryCore {
   Clock* clock_;
   trust::RpcPolicy policy_;
   LedgerMessageLog seen_;
+  std::set<std::string> service_codes_;
 };
 
 }  // namespace careloop::directory

@@ -37,6 +37,7 @@ TEST(Config, FileThenFlags) {
   std::ofstream(path) << "[server]\nlisten = \"127.0.0.1:9000\"\nservices = \"all\"\n"
                          "[storage]\ndata_dir = \"/srv/careloop\"\n"
                          "[ledger]\nidempotency_window = \"48h\"\nmax_batch_events = 50\n"
+                         "[directory]\nextra_service_codes = [\"diapers\", \"pet-food\"]\n"
                          "[log]\nformat = \"json\"\n";
   auto c = Parse({"--config", path, "--data-dir", "/tmp/other"});
   ASSERT_TRUE(c.ok()) << c.status();
@@ -45,6 +46,8 @@ TEST(Config, FileThenFlags) {
   EXPECT_EQ(c->idempotency_window, absl::Hours(48));
   EXPECT_EQ(c->limits.max_batch_events, 50u);
   EXPECT_EQ(c->log_format, "json");
+  EXPECT_EQ(c->extra_service_codes, (std::vector<std::string>{"diapers", "pet-food"}));
+  EXPECT_TRUE(c->runs("directory"));
 }
 
 TEST(Config, Refusals) {

@@ -272,6 +272,64 @@ TEST_F(DirectoryTest, BadEnvelopesAndBadChangesWriteNothing) {
   EXPECT_EQ(ledger_->size(), 0u);
 }
 
+TEST_F(DirectoryTest, ServiceCodesComeFromTheVocabulary) {
+  v1::RegisterAgency r = Registration("org.foodbank");
+  r.mutable_profile()->add_services("free-pizza");
+  ExpectRefusedWritingNothing(AsHub(r, "m1"), absl::StatusCode::kInvalidArgument,
+                              "unknown service code 'free-pizza'");
+  // A code the configuration adds is accepted.
+  std::set<std::string> codes = DefaultServiceCodes();
+  codes.insert("free-pizza");
+  core_ = std::make_unique<DirectoryCore>(ledger_.get(), state_.get(), runner_.get(), &clock_,
+                                          absl::Minutes(5), codes);
+  EXPECT_TRUE(core_->Submit(AsHub(r, "m2")).ok());
+}
+
+TEST_F(DirectoryTest, CapacityReportsAndSearchByOpenCapacity) {
+  ASSERT_TRUE(core_->Submit(AsHub(Registration("org.foodbank"), "r1")).ok());
+  ASSERT_TRUE(core_->Submit(AsHub(Registration("org.pantry"), "r2")).ok());
+  v1::SetActor add;
+  add.set_agency_id("org.foodbank");
+  add.mutable_actor()->set_user_id("u-intake");
+  add.mutable_actor()->add_roles("receiver");
+  ASSERT_TRUE(core_->Submit(AsAgency(add, "org.foodbank", "a1")).ok());
+  const uint64_t agency_version = state_->Get("org.foodbank")->version();
+  v1::ReportCapacity report;
+  report.set_agency_id("org.foodbank");
+  report.set_service("food-insecurity");
+  report.set_open_slots(3);
+  auto receipt = core_->Submit(AsAgency(report, "org.foodbank", "c1", "u-intake", "receiver"));
+  ASSERT_TRUE(receipt.ok()) << receipt.status();
+  v1::EventHeader h;
+  ASSERT_TRUE(h.ParseFromString(receipt->header_bytes()));
+  EXPECT_EQ(h.stream(), "capacity/org.foodbank");
+  EXPECT_EQ(state_->Get("org.foodbank")->version(), agency_version)
+      << "capacity has its own stream";
+  v1::SearchAgenciesRequest q;
+  q.set_service("food-insecurity");
+  q.set_with_open_capacity(true);
+  auto open = core_->Search(q, "org.hospital");
+  ASSERT_TRUE(open.ok());
+  ASSERT_EQ(open->size(), 1u);
+  EXPECT_EQ((*open)[0].agency_id(), "org.foodbank");
+  EXPECT_EQ((*open)[0].capacity(0).open_slots(), 3u);
+  report.set_open_slots(0);
+  ASSERT_TRUE(core_->Submit(AsAgency(report, "org.foodbank", "c2", "u-intake", "receiver")).ok());
+  EXPECT_TRUE(core_->Search(q, "org.hospital")->empty());
+  q.set_with_open_capacity(false);
+  EXPECT_EQ(core_->Search(q, "org.hospital")->size(), 2u);
+  // Only for a service it offers, and only for itself.
+  report.set_service("legal-aid");
+  ExpectRefusedWritingNothing(AsAgency(report, "org.foodbank", "c3", "u-intake", "receiver"),
+                              absl::StatusCode::kInvalidArgument,
+                              "does not offer the service 'legal-aid'");
+  report.set_service("food-insecurity");
+  report.set_agency_id("org.pantry");
+  ExpectRefusedWritingNothing(AsAgency(report, "org.foodbank", "c4", "u-intake", "receiver"),
+                              absl::StatusCode::kPermissionDenied,
+                              "may not change agency org.pantry");
+}
+
 TEST_F(DirectoryTest, AConfidentialAddressIsShownOnlyToTheAgencyAndTheHub) {
   ASSERT_TRUE(core_->Submit(AsHub(Registration("org.shelter", /*confidential=*/true), "r1")).ok());
   auto other = core_->GetAgency("org.shelter", "org.foodbank");

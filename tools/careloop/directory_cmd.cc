@@ -186,6 +186,8 @@ void PrintAgency(const v1::AgencyRecord& r) {
             << "\n  keys:";
   for (const auto& k : r.keys())
     std::cout << " " << k.key_id() << (k.revoked_unix_nanos() ? "(revoked)" : "");
+  std::cout << "\n  capacity:";
+  for (const auto& c : r.capacity()) std::cout << " " << c.service() << "=" << c.open_slots();
   std::cout << "\n  actors:";
   for (const auto& a : r.actors()) {
     std::cout << " " << a.user_id() << "[";
@@ -310,6 +312,9 @@ void AddDirectoryCommands(CLI::App& app, Globals& g) {
   se->add_option("--language", *search->mutable_language(), "language spoken");
   se->add_option("--agency-role", *search->mutable_role(), "e.g. receiver");
   se->add_option("--kind", *kind, "hospital, community-agency, ...");
+  se->add_flag(
+      "--with-open-capacity", [search](int64_t) { search->set_with_open_capacity(true); },
+      "only agencies whose last report for --service has open slots");
   se->callback([&g, search, kind] {
     if (!kind->empty()) {
       auto k = Kinds().find(*kind);
@@ -330,6 +335,26 @@ void AddDirectoryCommands(CLI::App& app, Globals& g) {
       for (const auto& a : r.agencies()) PrintAgency(a);
       std::cout << r.agencies_size() << " agencies\n";
     });
+  });
+
+  struct CapacityOpts {
+    std::string agency, service;
+    uint32_t slots = 0;
+    Signer signer;
+  };
+  auto cap = std::make_shared<CapacityOpts>();
+  CLI::App* capc = agency->add_subcommand(
+      "capacity", "report open slots for a service (the agency's admin or receiver)");
+  capc->add_option("--agency", cap->agency, "agency id")->required();
+  capc->add_option("--service", cap->service, "service code")->required();
+  capc->add_option("--open-slots", cap->slots, "open slots now")->required();
+  AddSignFlags(capc, cap->signer);
+  capc->callback([&g, cap] {
+    v1::ReportCapacity p;
+    p.set_agency_id(cap->agency);
+    p.set_service(cap->service);
+    p.set_open_slots(cap->slots);
+    Submit(g, p, cap->signer);
   });
 
   auto file = std::make_shared<std::string>();
