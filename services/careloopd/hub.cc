@@ -138,7 +138,8 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
     }
     if (config.unsafe_no_sync) log::Warn("careloopd.unsafe_mode", {{"mode", "no-sync"}});
     ASSIGN_OR_RETURN(hub->ledger_, storage::LocalLedger::Open(std::move(lo)));
-    hub->ledger_service_ = std::make_unique<ledger::LedgerGrpcService>(hub->ledger_.get());
+    hub->ledger_service_ =
+        std::make_unique<ledger::LedgerGrpcService>(hub->ledger_.get(), config.tls());
   }
 
   if (config.runs("directory")) {

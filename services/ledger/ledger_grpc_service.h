@@ -10,7 +10,10 @@ namespace careloop::ledger {
 
 class LedgerGrpcService final : public v1::LedgerService::CallbackService {
  public:
-  explicit LedgerGrpcService(storage::LocalLedger* ledger) : ledger_(ledger) {}
+  // With TLS, only the hub's own services (client certificate URI SAN
+  // spiffe://careloop/hub) may call; agencies never reach the ledger.
+  LedgerGrpcService(storage::LocalLedger* ledger, bool tls_required = false)
+      : ledger_(ledger), tls_required_(tls_required) {}
 
   grpc::ServerUnaryReactor* Append(grpc::CallbackServerContext* ctx, const v1::AppendRequest* req,
                                    v1::AppendResponse* resp) override;
@@ -45,7 +48,10 @@ class LedgerGrpcService final : public v1::LedgerService::CallbackService {
                                    v1::BackupResponse* resp) override;
 
  private:
+  absl::Status CheckCaller(const grpc::ServerContextBase& ctx) const;
+
   storage::LocalLedger* ledger_;
+  bool tls_required_;
 };
 
 }  // namespace careloop::ledger

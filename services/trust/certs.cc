@@ -147,7 +147,8 @@ absl::StatusOr<PemPair> IssueServerCertificate(const PemPair& ca,
                                                const std::vector<std::string>& ip_addresses,
                                                uint64_t serial, absl::Time now,
                                                absl::Duration validity) {
-  std::string san;
+  // The hub's identity to its own services (LedgerService accepts only it).
+  std::string san = "URI:spiffe://careloop/hub";
   for (const auto& d : dns_names) absl::StrAppend(&san, san.empty() ? "" : ",", "DNS:", d);
   for (const auto& ip : ip_addresses) absl::StrAppend(&san, san.empty() ? "" : ",", "IP:", ip);
   if (san.empty())

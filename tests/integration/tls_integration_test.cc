@@ -27,6 +27,7 @@ class TlsHub {
     port_ = address.substr(address.rfind(':') + 1);
     return absl::OkStatus();
   }
+  const std::string& port() const { return port_; }
   void Stop() {
     child_->Signal(SIGTERM);
     ASSERT_EQ(*child_->Wait(absl::Seconds(60)), 0);
@@ -99,6 +100,16 @@ TEST(TlsIntegration, IdentityIsTheClientCertificate) {
   CliResult anonymous = hub.As("", {"agency", "show", "--id", "org.foodbank"});
   EXPECT_EQ(anonymous.exit_code, 4) << anonymous.output;
   EXPECT_EQ(hub.As("org.foodbank", {"agency", "show", "--id", "org.foodbank"}).exit_code, 0);
+  // LedgerService is internal: an agency's certificate is refused, the hub's own
+  // identity (its server certificate, which services use as client) is not.
+  CliResult agency_ledger = hub.As("org.foodbank", {"ledger", "head"});
+  EXPECT_EQ(agency_ledger.exit_code, 3);
+  EXPECT_NE(agency_ledger.output.find("LedgerService is internal"), std::string::npos)
+      << agency_ledger.output;
+  CliResult hub_ledger =
+      RunCli({"--hub", "127.0.0.1:" + hub.port(), "--tls-ca", dir.Sub("pki/ca.crt"), "--tls-cert",
+              dir.Sub("pki/server.crt"), "--tls-key", dir.Sub("pki/server.key"), "ledger", "head"});
+  EXPECT_EQ(hub_ledger.exit_code, 0) << hub_ledger.output;
   // Revoke org.foodbank's certificate (serial 4: CA 1, server 2, hub 3).
   ASSERT_EQ(RunCli({"certs", "revoke", "--dir", dir.Sub("pki"), "--serial", "4"}).exit_code, 0);
   hub.Stop();  // the CRL directory is read when careloopd starts
