@@ -2,7 +2,9 @@
 // one process and split (ledger and directory each in their own process).
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <stdlib.h>
 
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "tests/support/process.h"
@@ -73,6 +75,17 @@ void RunDirectoryScenario(const Hub& hub, const TempDir& dir) {
                                   "--user-id", "u-case", "--actor-role", "receiver"};
   add.insert(add.end(), as_agency.begin(), as_agency.end());
   ASSERT_EQ(Cli(hub, add).exit_code, 0);
+  // The same signer from a named profile instead of flags.
+  std::ofstream(dir.Sub("profiles.toml"))
+      << "[foodbank]\nhub = \"" << hub.address << "\"\nsign_key = \"" << dir.Sub("fb.pem")
+      << "\"\nas = \"org.foodbank\"\nuser = \"u-admin\"\nrole = "
+         "\"admin\"\nkey_id = \"k1\"\n";
+  ::setenv("CARELOOP_PROFILES", dir.Sub("profiles.toml").c_str(), 1);
+  CliResult by_profile =
+      RunCli({"--profile", "foodbank", "actor", "add", "--agency", "org.foodbank", "--user-id",
+              "u-case-2", "--actor-role", "receiver"});
+  EXPECT_EQ(by_profile.exit_code, 0) << by_profile.output;
+  EXPECT_EQ(RunCli({"--profile", "nobody", "agency", "search"}).exit_code, 2);
 
   CliResult found = Cli(hub, {"--json", "agency", "search", "--service", "food-insecurity",
                               "--postal-code", "97201"});
@@ -80,7 +93,7 @@ void RunDirectoryScenario(const Hub& hub, const TempDir& dir) {
   json j = json::parse(found.output);
   ASSERT_EQ(j["agencies"].size(), 1u);
   EXPECT_EQ(j["agencies"][0]["agency_id"], "org.foodbank");
-  EXPECT_EQ(j["agencies"][0]["actors"].size(), 2u);
+  EXPECT_EQ(j["agencies"][0]["actors"].size(), 3u);
 
   // Revoked key: refused with the key's own status (exit 3).
   std::vector<std::string> revoke = {

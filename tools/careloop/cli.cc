@@ -1,5 +1,8 @@
 #include "tools/careloop/cli.h"
 
+#include <toml++/toml.h>
+
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -63,6 +66,39 @@ std::string ToJson(const google::protobuf::Message& m) {
 absl::Status FromJson(const std::string& json, google::protobuf::Message* m) {
   auto s = google::protobuf::util::JsonStringToMessage(json, m);
   if (!s.ok()) return absl::InvalidArgumentError(std::string(s.message()));
+  return absl::OkStatus();
+}
+
+absl::Status LoadProfile(const std::string& name, Globals* g) {
+  std::string path;
+  if (const char* env = std::getenv("CARELOOP_PROFILES"); env != nullptr && *env != '\0') {
+    path = env;
+  } else if (const char* home = std::getenv("HOME"); home != nullptr) {
+    path = std::string(home) + "/.config/careloop/profiles.toml";
+  }
+  toml::table t;
+  try {
+    t = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("profiles ", path, ": ", std::string(e.description())));
+  }
+  const toml::table* p = t[name].as_table();
+  if (p == nullptr) return absl::NotFoundError(absl::StrCat("no profile '", name, "' in ", path));
+  for (const auto& [key, value] : *p) {
+    std::optional<std::string> v = value.value<std::string>();
+    if (!v)
+      return absl::InvalidArgumentError(
+          absl::StrCat("profile ", name, ": ", std::string(key.str()), " must be a string"));
+    g->profile[std::string(key.str())] = *v;
+  }
+  auto take = [&](const char* key, std::string* out) {
+    if (auto it = g->profile.find(key); it != g->profile.end()) *out = it->second;
+  };
+  take("hub", &g->hub);
+  take("tls_ca", &g->tls_ca);
+  take("tls_cert", &g->tls_cert);
+  take("tls_key", &g->tls_key);
   return absl::OkStatus();
 }
 

@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -30,7 +31,14 @@ struct Globals {
   std::string tls_ca, tls_cert, tls_key;
   double timeout_seconds = 30;
   int exit_code = kOk;
+  // The named profile's keys (--profile), defaults that flags override.
+  std::map<std::string, std::string> profile;
 };
+
+// Reads profile `name` from $CARELOOP_PROFILES or ~/.config/careloop/profiles.toml
+// (a TOML table per profile: hub, tls_ca, tls_cert, tls_key, sign_key, as,
+// user, role, key_id, display_name) and applies its connection settings to `g`.
+absl::Status LoadProfile(const std::string& name, Globals* g);
 
 std::shared_ptr<grpc::Channel> Connect(const Globals& g);
 // Prints the error to stderr and returns the exit code it maps to.

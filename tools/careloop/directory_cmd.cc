@@ -24,8 +24,19 @@ struct Signer {
                         key_id = "hub-admin-1", display_name, message_id, save_envelope;
 };
 
-void AddSignFlags(CLI::App* cmd, Signer& s) {
-  cmd->add_option("--sign-key", s.key_file, "the signer's private key (PEM)")->required();
+void AddSignFlags(CLI::App* cmd, Signer& s, const Globals& g) {
+  // A profile's signer is the default; flags override it.
+  auto from_profile = [&](const char* key, std::string* field) {
+    if (auto it = g.profile.find(key); it != g.profile.end()) *field = it->second;
+  };
+  from_profile("sign_key", &s.key_file);
+  from_profile("as", &s.sender);
+  from_profile("user", &s.user);
+  from_profile("role", &s.role);
+  from_profile("key_id", &s.key_id);
+  from_profile("display_name", &s.display_name);
+  cmd->add_option("--sign-key", s.key_file, "the signer's private key (PEM)")
+      ->required(s.key_file.empty());
   cmd->add_option("--as", s.sender, "the sending agency ('hub' for the hub admin)")
       ->capture_default_str();
   cmd->add_option("--user", s.user, "the acting person's user id")->capture_default_str();
@@ -218,7 +229,7 @@ void AddDirectoryCommands(CLI::App& app, Globals& g) {
       ->required();
   regc->add_option("--admin-user", reg->admin_user, "user id of the agency's own admin")
       ->required();
-  AddSignFlags(regc, reg->signer);
+  AddSignFlags(regc, reg->signer, g);
   regc->callback([&g, reg] {
     absl::StatusOr<v1::AgencyProfile> profile = ToProfile(reg->profile);
     absl::StatusOr<std::string> pub = RawPublicKey(reg->public_key);
@@ -248,7 +259,7 @@ void AddDirectoryCommands(CLI::App& app, Globals& g) {
       "update", "replace an agency's profile (hub admin or the agency's admin)");
   u->add_option("--id", upd->id, "agency id")->required();
   AddProfileFlags(u, upd->profile);
-  AddSignFlags(u, upd->signer);
+  AddSignFlags(u, upd->signer, g);
   u->callback([&g, upd] {
     absl::StatusOr<v1::AgencyProfile> profile = ToProfile(upd->profile);
     if (!profile.ok()) {
@@ -272,7 +283,7 @@ void AddDirectoryCommands(CLI::App& app, Globals& g) {
         active ? "re-activate an agency (hub admin)" : "suspend an agency (hub admin)");
     c->add_option("--id", so->id, "agency id")->required();
     c->add_option("--reason", so->reason, "why");
-    AddSignFlags(c, so->signer);
+    AddSignFlags(c, so->signer, g);
     c->callback([&g, so, active] {
       v1::SetAgencyStatus p;
       p.set_agency_id(so->id);
@@ -348,7 +359,7 @@ void AddDirectoryCommands(CLI::App& app, Globals& g) {
   capc->add_option("--agency", cap->agency, "agency id")->required();
   capc->add_option("--service", cap->service, "service code")->required();
   capc->add_option("--open-slots", cap->slots, "open slots now")->required();
-  AddSignFlags(capc, cap->signer);
+  AddSignFlags(capc, cap->signer, g);
   capc->callback([&g, cap] {
     v1::ReportCapacity p;
     p.set_agency_id(cap->agency);
@@ -388,7 +399,7 @@ void AddDirectoryCommands(CLI::App& app, Globals& g) {
   add->add_option("--actor-role", aa->roles,
                   "sender, receiver, compliance, emergency, admin (repeatable)")
       ->required();
-  AddSignFlags(add, aa->signer);
+  AddSignFlags(add, aa->signer, g);
   add->callback([&g, aa] {
     v1::SetActor p;
     p.set_agency_id(aa->agency);
@@ -401,7 +412,7 @@ void AddDirectoryCommands(CLI::App& app, Globals& g) {
   CLI::App* rm = actor->add_subcommand("remove", "remove an actor");
   rm->add_option("--agency", ar->agency, "agency id")->required();
   rm->add_option("--user-id", ar->user, "the person's user id")->required();
-  AddSignFlags(rm, ar->signer);
+  AddSignFlags(rm, ar->signer, g);
   rm->callback([&g, ar] {
     v1::RemoveActor p;
     p.set_agency_id(ar->agency);
@@ -421,7 +432,7 @@ void AddDirectoryCommands(CLI::App& app, Globals& g) {
   kadd->add_option("--agency-key-id", ka->key_id, "the new key's id")->required();
   kadd->add_option("--agency-public-key", ka->public_key, "the new public key (PEM)")->required();
   kadd->add_option("--not-after", ka->not_after, "expiry, RFC 3339");
-  AddSignFlags(kadd, ka->signer);
+  AddSignFlags(kadd, ka->signer, g);
   kadd->callback([&g, ka] {
     absl::StatusOr<std::string> pub = RawPublicKey(ka->public_key);
     absl::Time expiry;
@@ -445,7 +456,7 @@ void AddDirectoryCommands(CLI::App& app, Globals& g) {
   krev->add_option("--agency", kr->agency, "agency id")->required();
   krev->add_option("--agency-key-id", kr->key_id, "the key to revoke")->required();
   krev->add_option("--reason", kr->reason, "why, e.g. lost laptop")->required();
-  AddSignFlags(krev, kr->signer);
+  AddSignFlags(krev, kr->signer, g);
   krev->callback([&g, kr] {
     v1::RevokeAgencyKey p;
     p.set_agency_id(kr->agency);

@@ -9,7 +9,23 @@ int main(int argc, char** argv) {
   careloop::cli::Globals g;
   careloop::log::RouteProtobufLogsToDebug();
   if (const char* hub = std::getenv("CARELOOP_HUB"); hub != nullptr && *hub != '\0') g.hub = hub;
+  // A named profile sets defaults before the commands are declared; flags
+  // given on the command line override it.
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    std::string name;
+    if (arg == "--profile" && i + 1 < argc) name = argv[i + 1];
+    if (arg.rfind("--profile=", 0) == 0) name = arg.substr(10);
+    if (name.empty()) continue;
+    if (absl::Status s = careloop::cli::LoadProfile(name, &g); !s.ok()) {
+      std::cerr << "careloop: " << s.message() << "\n";
+      return careloop::cli::kUsage;
+    }
+  }
   CLI::App app{"careloop: command-line client of the careloop referral hub"};
+  std::string profile_name;
+  app.add_option("--profile", profile_name,
+                 "a named profile from $CARELOOP_PROFILES or ~/.config/careloop/profiles.toml");
   app.require_subcommand(1);
   app.set_version_flag("--version", "careloop 0.1.0");
   app.add_option("--hub", g.hub, "hub address (env CARELOOP_HUB)")->capture_default_str();
