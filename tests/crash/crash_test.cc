@@ -283,7 +283,9 @@ TEST(Crash, NegativeControlWithoutFsyncIsCaught) {
   for (; cycle < 8 && problems.empty(); ++cycle) {
     ASSERT_TRUE(harness.RunCycle(cycle, &problems).ok());
   }
-  if (problems.empty()) ASSERT_TRUE(harness.FinalCheck(&problems).ok());
+  if (problems.empty()) {
+    ASSERT_TRUE(harness.FinalCheck(&problems).ok());
+  }
   ASSERT_FALSE(problems.empty())
       << "with fsync off, kill -9 must lose acknowledged events and the checker must say so";
   bool lost = false;

@@ -50,6 +50,18 @@ TEST(Config, FileThenFlags) {
   EXPECT_TRUE(c->runs("directory"));
 }
 
+TEST(Config, TheProductionExampleInDeployIsValid) {
+  auto c = Parse({"--config", std::string(CARELOOP_SOURCE_DIR) + "/deploy/config/careloopd.toml"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->tls());
+  EXPECT_EQ(c->listen, "0.0.0.0:7400");
+  EXPECT_EQ(c->tls_crl_dir, "/etc/careloop/pki/crl");
+  EXPECT_EQ(c->admin_public_key, "/etc/careloop/hub-admin.pub");
+  EXPECT_TRUE(c->runs("ledger"));
+  EXPECT_TRUE(c->runs("directory"));
+  EXPECT_EQ(c->max_clock_skew, absl::Minutes(5));
+}
+
 TEST(Config, Refusals) {
   EXPECT_EQ(Parse({"--listen", "0.0.0.0:7400"}).status().code(),
             absl::StatusCode::kInvalidArgument);
