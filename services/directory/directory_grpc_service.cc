@@ -3,30 +3,15 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "services/common/grpc_edge.h"
 #include "services/common/grpc_status.h"
 #include "services/trust/envelope.h"
 
 namespace careloop::directory {
-namespace {
-
-template <typename T, typename Fn>
-grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, T* resp, Fn&& fn) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  absl::StatusOr<T> result = fn();
-  if (result.ok()) *resp = *std::move(result);
-  reactor->Finish(ToGrpcStatus(result.status()));
-  return reactor;
-}
-
-}  // namespace
-
 std::optional<std::string> CallerAgency(const grpc::ServerContextBase& ctx) {
-  std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
-  if (!auth || !auth->IsPeerAuthenticated()) return std::nullopt;
-  for (const grpc::string_ref& id : auth->FindPropertyValues("peer_spiffe_id")) {
-    absl::string_view v(id.data(), id.size());
-    if (absl::ConsumePrefix(&v, kSpiffePrefix) && !v.empty()) return std::string(v);
-  }
+  std::optional<std::string> id = PeerSpiffeId(ctx);
+  absl::string_view v = id.value_or("");
+  if (absl::ConsumePrefix(&v, kSpiffePrefix) && !v.empty()) return std::string(v);
   return std::nullopt;
 }
 
@@ -44,33 +29,34 @@ absl::StatusOr<std::string> DirectoryGrpcService::Caller(
 grpc::ServerUnaryReactor* DirectoryGrpcService::Submit(grpc::CallbackServerContext* ctx,
                                                        const v1::SubmitEnvelopeRequest* req,
                                                        v1::SubmitEnvelopeResponse* resp) {
-  return Unary(ctx, resp, [&]() -> absl::StatusOr<v1::SubmitEnvelopeResponse> {
-    absl::StatusOr<std::string> caller = Caller(*ctx);
-    if (!caller.ok()) return caller.status();
-    if (!caller->empty()) {
-      // The TLS identity must be the envelope's sender (the hub admin signs as
-      // "hub" from the hub's own identity).
-      absl::StatusOr<v1::Envelope> e =
-          trust::ParseEnvelope(req->envelope(), trust::EnvelopeLimits());
-      if (!e.ok()) return e.status();
-      if (e->sender_agency() != *caller) {
-        return absl::PermissionDeniedError(absl::StrCat("the connection is agency ", *caller,
-                                                        " but the envelope is from ",
-                                                        e->sender_agency()));
-      }
-    }
-    absl::StatusOr<v1::Receipt> receipt = core_->Submit(req->envelope());
-    if (!receipt.ok()) return receipt.status();
-    v1::SubmitEnvelopeResponse r;
-    *r.mutable_receipt() = *std::move(receipt);
-    return r;
-  });
+  return FinishUnary(
+      ctx, absl::OkStatus(), resp, [&]() -> absl::StatusOr<v1::SubmitEnvelopeResponse> {
+        absl::StatusOr<std::string> caller = Caller(*ctx);
+        if (!caller.ok()) return caller.status();
+        if (!caller->empty()) {
+          // The TLS identity must be the envelope's sender (the hub admin signs as
+          // "hub" from the hub's own identity).
+          absl::StatusOr<v1::Envelope> e =
+              trust::ParseEnvelope(req->envelope(), trust::EnvelopeLimits());
+          if (!e.ok()) return e.status();
+          if (e->sender_agency() != *caller) {
+            return absl::PermissionDeniedError(absl::StrCat("the connection is agency ", *caller,
+                                                            " but the envelope is from ",
+                                                            e->sender_agency()));
+          }
+        }
+        absl::StatusOr<v1::Receipt> receipt = core_->Submit(req->envelope());
+        if (!receipt.ok()) return receipt.status();
+        v1::SubmitEnvelopeResponse r;
+        *r.mutable_receipt() = *std::move(receipt);
+        return r;
+      });
 }
 
 grpc::ServerUnaryReactor* DirectoryGrpcService::GetReceipt(grpc::CallbackServerContext* ctx,
                                                            const v1::GetEnvelopeReceiptRequest* req,
                                                            v1::Receipt* resp) {
-  return Unary(ctx, resp, [&]() -> absl::StatusOr<v1::Receipt> {
+  return FinishUnary(ctx, absl::OkStatus(), resp, [&]() -> absl::StatusOr<v1::Receipt> {
     absl::StatusOr<std::string> caller = Caller(*ctx);
     if (!caller.ok()) return caller.status();
     if (!caller->empty() && *caller != req->sender_agency()) {
@@ -83,7 +69,7 @@ grpc::ServerUnaryReactor* DirectoryGrpcService::GetReceipt(grpc::CallbackServerC
 grpc::ServerUnaryReactor* DirectoryGrpcService::GetAgency(grpc::CallbackServerContext* ctx,
                                                           const v1::GetAgencyRequest* req,
                                                           v1::AgencyRecord* resp) {
-  return Unary(ctx, resp, [&]() -> absl::StatusOr<v1::AgencyRecord> {
+  return FinishUnary(ctx, absl::OkStatus(), resp, [&]() -> absl::StatusOr<v1::AgencyRecord> {
     absl::StatusOr<std::string> caller = Caller(*ctx);
     if (!caller.ok()) return caller.status();
     return core_->GetAgency(req->agency_id(), *caller, req->min_seq());
@@ -93,15 +79,16 @@ grpc::ServerUnaryReactor* DirectoryGrpcService::GetAgency(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* DirectoryGrpcService::SearchAgencies(grpc::CallbackServerContext* ctx,
                                                                const v1::SearchAgenciesRequest* req,
                                                                v1::SearchAgenciesResponse* resp) {
-  return Unary(ctx, resp, [&]() -> absl::StatusOr<v1::SearchAgenciesResponse> {
-    absl::StatusOr<std::string> caller = Caller(*ctx);
-    if (!caller.ok()) return caller.status();
-    absl::StatusOr<std::vector<v1::AgencyRecord>> found = core_->Search(*req, *caller);
-    if (!found.ok()) return found.status();
-    v1::SearchAgenciesResponse r;
-    for (auto& a : *found) *r.add_agencies() = std::move(a);
-    return r;
-  });
+  return FinishUnary(
+      ctx, absl::OkStatus(), resp, [&]() -> absl::StatusOr<v1::SearchAgenciesResponse> {
+        absl::StatusOr<std::string> caller = Caller(*ctx);
+        if (!caller.ok()) return caller.status();
+        absl::StatusOr<std::vector<v1::AgencyRecord>> found = core_->Search(*req, *caller);
+        if (!found.ok()) return found.status();
+        v1::SearchAgenciesResponse r;
+        for (auto& a : *found) *r.add_agencies() = std::move(a);
+        return r;
+      });
 }
 
 }  // namespace careloop::directory

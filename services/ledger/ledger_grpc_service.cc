@@ -3,25 +3,11 @@
 #include <memory>
 
 #include "absl/synchronization/mutex.h"
+#include "services/common/grpc_edge.h"
 #include "services/common/grpc_status.h"
 
 namespace careloop::ledger {
 namespace {
-
-// Finishes a unary call with the result of `fn`, which returns StatusOr<T>.
-template <typename T, typename Fn>
-grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, const absl::Status& allowed,
-                                T* resp, Fn&& fn) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (!allowed.ok()) {
-    reactor->Finish(ToGrpcStatus(allowed));
-    return reactor;
-  }
-  absl::StatusOr<T> result = fn();
-  if (result.ok()) *resp = *std::move(result);
-  reactor->Finish(ToGrpcStatus(result.status()));
-  return reactor;
-}
 
 constexpr uint32_t kTailBatch = 256;
 
@@ -137,14 +123,7 @@ class TailReactor final : public grpc::ServerWriteReactor<v1::TailResponse> {
 }  // namespace
 
 absl::Status LedgerGrpcService::CheckCaller(const grpc::ServerContextBase& ctx) const {
-  if (!tls_required_) return absl::OkStatus();
-  std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
-  if (auth && auth->IsPeerAuthenticated()) {
-    for (const grpc::string_ref& id : auth->FindPropertyValues("peer_spiffe_id")) {
-      if (absl::string_view(id.data(), id.size()) == "spiffe://careloop/hub")
-        return absl::OkStatus();
-    }
-  }
+  if (!tls_required_ || PeerSpiffeId(ctx) == "spiffe://careloop/hub") return absl::OkStatus();
   return absl::PermissionDeniedError(
       "LedgerService is internal: only the hub's own services (spiffe://careloop/hub) may call it");
 }
@@ -167,31 +146,32 @@ grpc::ServerUnaryReactor* LedgerGrpcService::Append(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* LedgerGrpcService::Read(grpc::CallbackServerContext* ctx,
                                                   const v1::ReadRequest* req,
                                                   v1::ReadResponse* resp) {
-  return Unary(ctx, CheckCaller(*ctx), resp, [&] { return ledger_->Read(*req); });
+  return FinishUnary(ctx, CheckCaller(*ctx), resp, [&] { return ledger_->Read(*req); });
 }
 
 grpc::ServerUnaryReactor* LedgerGrpcService::ReadStream(grpc::CallbackServerContext* ctx,
                                                         const v1::ReadStreamRequest* req,
                                                         v1::ReadResponse* resp) {
-  return Unary(ctx, CheckCaller(*ctx), resp, [&] { return ledger_->ReadStream(*req); });
+  return FinishUnary(ctx, CheckCaller(*ctx), resp, [&] { return ledger_->ReadStream(*req); });
 }
 
 grpc::ServerUnaryReactor* LedgerGrpcService::ReadIndex(grpc::CallbackServerContext* ctx,
                                                        const v1::ReadIndexRequest* req,
                                                        v1::ReadResponse* resp) {
-  return Unary(ctx, CheckCaller(*ctx), resp, [&] { return ledger_->ReadIndex(*req); });
+  return FinishUnary(ctx, CheckCaller(*ctx), resp, [&] { return ledger_->ReadIndex(*req); });
 }
 
 grpc::ServerUnaryReactor* LedgerGrpcService::GetStreamVersion(grpc::CallbackServerContext* ctx,
                                                               const v1::StreamVersionRequest* req,
                                                               v1::StreamVersionResponse* resp) {
-  return Unary(ctx, CheckCaller(*ctx), resp, [&]() -> absl::StatusOr<v1::StreamVersionResponse> {
-    absl::StatusOr<uint64_t> v = ledger_->StreamVersion(req->stream());
-    if (!v.ok()) return v.status();
-    v1::StreamVersionResponse r;
-    r.set_version(*v);
-    return r;
-  });
+  return FinishUnary(ctx, CheckCaller(*ctx), resp,
+                     [&]() -> absl::StatusOr<v1::StreamVersionResponse> {
+                       absl::StatusOr<uint64_t> v = ledger_->StreamVersion(req->stream());
+                       if (!v.ok()) return v.status();
+                       v1::StreamVersionResponse r;
+                       r.set_version(*v);
+                       return r;
+                     });
 }
 
 grpc::ServerWriteReactor<v1::TailResponse>* LedgerGrpcService::Tail(
@@ -202,33 +182,33 @@ grpc::ServerWriteReactor<v1::TailResponse>* LedgerGrpcService::Tail(
 grpc::ServerUnaryReactor* LedgerGrpcService::GetHead(grpc::CallbackServerContext* ctx,
                                                      const v1::GetHeadRequest* req,
                                                      v1::SignedHead* resp) {
-  return Unary(ctx, CheckCaller(*ctx), resp, [&] { return ledger_->Head(req->tree_size()); });
+  return FinishUnary(ctx, CheckCaller(*ctx), resp, [&] { return ledger_->Head(req->tree_size()); });
 }
 
 grpc::ServerUnaryReactor* LedgerGrpcService::ProveInclusion(grpc::CallbackServerContext* ctx,
                                                             const v1::ProveInclusionRequest* req,
                                                             v1::InclusionProof* resp) {
-  return Unary(ctx, CheckCaller(*ctx), resp,
-               [&] { return ledger_->ProveInclusion(req->seq(), req->tree_size()); });
+  return FinishUnary(ctx, CheckCaller(*ctx), resp,
+                     [&] { return ledger_->ProveInclusion(req->seq(), req->tree_size()); });
 }
 
 grpc::ServerUnaryReactor* LedgerGrpcService::ProveConsistency(
     grpc::CallbackServerContext* ctx, const v1::ProveConsistencyRequest* req,
     v1::ConsistencyProof* resp) {
-  return Unary(ctx, CheckCaller(*ctx), resp,
-               [&] { return ledger_->ProveConsistency(req->size1(), req->size2()); });
+  return FinishUnary(ctx, CheckCaller(*ctx), resp,
+                     [&] { return ledger_->ProveConsistency(req->size1(), req->size2()); });
 }
 
 grpc::ServerUnaryReactor* LedgerGrpcService::GetReceipt(grpc::CallbackServerContext* ctx,
                                                         const v1::GetReceiptRequest* req,
                                                         v1::Receipt* resp) {
-  return Unary(ctx, CheckCaller(*ctx), resp, [&] { return ledger_->GetReceipt(req->seq()); });
+  return FinishUnary(ctx, CheckCaller(*ctx), resp, [&] { return ledger_->GetReceipt(req->seq()); });
 }
 
 grpc::ServerUnaryReactor* LedgerGrpcService::GetCursor(grpc::CallbackServerContext* ctx,
                                                        const v1::GetCursorRequest* req,
                                                        v1::GetCursorResponse* resp) {
-  return Unary(ctx, CheckCaller(*ctx), resp, [&]() -> absl::StatusOr<v1::GetCursorResponse> {
+  return FinishUnary(ctx, CheckCaller(*ctx), resp, [&]() -> absl::StatusOr<v1::GetCursorResponse> {
     absl::StatusOr<std::optional<uint64_t>> c = ledger_->GetCursor(req->name());
     if (!c.ok()) return c.status();
     v1::GetCursorResponse r;
@@ -241,7 +221,8 @@ grpc::ServerUnaryReactor* LedgerGrpcService::GetCursor(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* LedgerGrpcService::Backup(grpc::CallbackServerContext* ctx,
                                                     const v1::BackupRequest* req,
                                                     v1::BackupResponse* resp) {
-  return Unary(ctx, CheckCaller(*ctx), resp, [&] { return ledger_->Backup(req->directory()); });
+  return FinishUnary(ctx, CheckCaller(*ctx), resp,
+                     [&] { return ledger_->Backup(req->directory()); });
 }
 
 }  // namespace careloop::ledger

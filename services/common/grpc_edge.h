@@ -1,0 +1,34 @@
+// Helpers for the gRPC adapters of every service (the edge of the hub).
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "services/common/grpc_status.h"
+
+namespace careloop {
+
+// Finishes a unary callback call: with `allowed` when it is an error (the
+// caller may not make this call), else with what `fn` returns.
+template <typename T, typename Fn>
+grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* ctx, const absl::Status& allowed,
+                                      T* resp, Fn&& fn) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (!allowed.ok()) {
+    reactor->Finish(ToGrpcStatus(allowed));
+    return reactor;
+  }
+  absl::StatusOr<T> result = fn();
+  if (result.ok()) *resp = *std::move(result);
+  reactor->Finish(ToGrpcStatus(result.status()));
+  return reactor;
+}
+
+// The SPIFFE ID of the caller's verified client certificate (its single URI
+// SAN), if the connection has one.
+std::optional<std::string> PeerSpiffeId(const grpc::ServerContextBase& ctx);
+
+}  // namespace careloop
