@@ -9,8 +9,8 @@
 
 namespace careloop::directory {
 std::optional<std::string> CallerAgency(const grpc::ServerContextBase& ctx) {
-  std::optional<std::string> id = PeerSpiffeId(ctx);
-  absl::string_view v = id.value_or("");
+  const std::string id = PeerSpiffeId(ctx).value_or("");
+  absl::string_view v = id;
   if (absl::ConsumePrefix(&v, kSpiffePrefix) && !v.empty()) return std::string(v);
   return std::nullopt;
 }
