@@ -28,10 +28,12 @@ struct HubConfig {
   size_t queue_capacity = 10000;
   storage::LedgerLimits limits;
   // [directory]
-  std::string
-      admin_key;  // the hub admin's private key (PEM); dev default <data_dir>/keys/hub-admin.pem
-  std::string admin_public_key;  // production: only the public key (PEM) on the hub
-  std::vector<std::string> extra_service_codes;  // beside the SDOH and careloop codes
+  // The hub admin's private key (PEM); dev default <data_dir>/keys/hub-admin.pem.
+  std::string admin_key;
+  // Production: only the hub admin's public key (PEM) is on the hub.
+  std::string admin_public_key;
+  // Service codes beside the SDOH and careloop ones.
+  std::vector<std::string> extra_service_codes;
   // [tls]
   std::string tls_cert;
   std::string tls_key;
