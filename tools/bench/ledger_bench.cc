@@ -139,12 +139,17 @@ std::unique_ptr<storage::LocalLedger> OpenLedger(const std::string& dir,
   return *std::move(l);
 }
 
-Row RocksPut(const std::string& dir, int n, double seconds, const std::string& payload) {
+// A RocksDB with default options: the baselines the ledger is measured against.
+std::unique_ptr<rocksdb::DB> OpenPlainRocks(const std::string& dir) {
   rocksdb::Options opts;
   opts.create_if_missing = true;
   rocksdb::DB* raw = nullptr;
   if (!rocksdb::DB::Open(opts, dir, &raw).ok()) std::exit(1);
-  std::unique_ptr<rocksdb::DB> db(raw);
+  return std::unique_ptr<rocksdb::DB>(raw);
+}
+
+Row RocksPut(const std::string& dir, int n, double seconds, const std::string& payload) {
+  std::unique_ptr<rocksdb::DB> db = OpenPlainRocks(dir);
   rocksdb::WriteOptions wo;
   wo.sync = true;
   return Drive("(a) RocksDB sync Put", n, seconds, 1, [&](int t, uint64_t i) {
@@ -189,11 +194,7 @@ Row LedgerGrpc(const std::string& dir, int n, double seconds, const std::string&
 }
 
 Row RocksBatch64(const std::string& dir, double seconds, const std::string& payload) {
-  rocksdb::Options opts;
-  opts.create_if_missing = true;
-  rocksdb::DB* raw = nullptr;
-  if (!rocksdb::DB::Open(opts, dir, &raw).ok()) std::exit(1);
-  std::unique_ptr<rocksdb::DB> db(raw);
+  std::unique_ptr<rocksdb::DB> db = OpenPlainRocks(dir);
   rocksdb::WriteOptions wo;
   wo.sync = true;
   Row r = Drive("(b) RocksDB sync batch of 64", 1, seconds, 64, [&](int, uint64_t i) {

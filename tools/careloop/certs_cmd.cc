@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <sstream>
 
@@ -72,6 +73,24 @@ int Done(Globals& g, const absl::Status& s) {
   return g.exit_code;
 }
 
+// Loads the CA, takes the next serial, issues with `issue`, and writes
+// <base>.key (0600) and <base>.crt in the CA's directory.
+void IssueInto(
+    Globals& g, const fs::path& d, const std::string& base, const char* what,
+    const std::function<absl::StatusOr<trust::PemPair>(const trust::PemPair&, uint64_t)>& issue) {
+  absl::StatusOr<trust::PemPair> ca_pair = LoadCa(d);
+  if (!ca_pair.ok()) return (void)Done(g, ca_pair.status());
+  absl::StatusOr<uint64_t> serial = NextSerial(d);
+  if (!serial.ok()) return (void)Done(g, serial.status());
+  absl::StatusOr<trust::PemPair> p = issue(*ca_pair, *serial);
+  if (!p.ok()) return (void)Done(g, p.status());
+  absl::Status s = WriteFile(d / (base + ".key"), p->key_pem, true);
+  if (s.ok()) s = WriteFile(d / (base + ".crt"), p->cert_pem, false);
+  if (Done(g, s) == 0) {
+    std::cout << what << " " << (d / (base + ".crt")).string() << " serial " << *serial << "\n";
+  }
+}
+
 }  // namespace
 
 void AddCertsCommands(CLI::App& app, Globals& g) {
@@ -111,19 +130,11 @@ void AddCertsCommands(CLI::App& app, Globals& g) {
   server->add_option("--name", *name, "file name prefix")->capture_default_str();
   server->add_option("--days", *days, "validity")->capture_default_str();
   server->callback([&g, dir, dns, ips, name, days] {
-    fs::path d(*dir);
-    absl::StatusOr<trust::PemPair> ca_pair = LoadCa(d);
-    if (!ca_pair.ok()) return (void)Done(g, ca_pair.status());
-    absl::StatusOr<uint64_t> serial = NextSerial(d);
-    if (!serial.ok()) return (void)Done(g, serial.status());
-    absl::StatusOr<trust::PemPair> p = trust::IssueServerCertificate(
-        *ca_pair, *dns, *ips, *serial, absl::Now(), absl::Hours(24) * *days);
-    if (!p.ok()) return (void)Done(g, p.status());
-    absl::Status s = WriteFile(d / (*name + ".key"), p->key_pem, true);
-    if (s.ok()) s = WriteFile(d / (*name + ".crt"), p->cert_pem, false);
-    if (Done(g, s) == 0)
-      std::cout << "server certificate " << (d / (*name + ".crt")).string() << " serial " << *serial
-                << "\n";
+    IssueInto(g, *dir, *name, "server certificate",
+              [&](const trust::PemPair& authority, uint64_t serial) {
+                return trust::IssueServerCertificate(authority, *dns, *ips, serial, absl::Now(),
+                                                     absl::Hours(24) * *days);
+              });
   });
 
   auto agency = std::make_shared<std::string>();
@@ -133,20 +144,11 @@ void AddCertsCommands(CLI::App& app, Globals& g) {
   client->add_option("--id", *agency, "agency id")->required();
   client->add_option("--days", *days, "validity")->capture_default_str();
   client->callback([&g, dir, agency, days] {
-    fs::path d(*dir);
-    absl::StatusOr<trust::PemPair> ca_pair = LoadCa(d);
-    if (!ca_pair.ok()) return (void)Done(g, ca_pair.status());
-    absl::StatusOr<uint64_t> serial = NextSerial(d);
-    if (!serial.ok()) return (void)Done(g, serial.status());
-    absl::StatusOr<trust::PemPair> p = trust::IssueAgencyCertificate(
-        *ca_pair, *agency, *serial, absl::Now(), absl::Hours(24) * *days);
-    if (!p.ok()) return (void)Done(g, p.status());
-    const std::string base = "agency-" + *agency;
-    absl::Status s = WriteFile(d / (base + ".key"), p->key_pem, true);
-    if (s.ok()) s = WriteFile(d / (base + ".crt"), p->cert_pem, false);
-    if (Done(g, s) == 0)
-      std::cout << "client certificate " << (d / (base + ".crt")).string() << " serial " << *serial
-                << "\n";
+    IssueInto(g, *dir, "agency-" + *agency, "client certificate",
+              [&](const trust::PemPair& authority, uint64_t serial) {
+                return trust::IssueAgencyCertificate(authority, *agency, serial, absl::Now(),
+                                                     absl::Hours(24) * *days);
+              });
   });
 
   auto serial = std::make_shared<uint64_t>(0);
