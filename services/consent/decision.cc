@@ -78,7 +78,11 @@ Match Deepest(const v1::ConsentRule& rule, const Request& req, bool named, int d
 
 // What one consent says about one request: permit, deny, or nothing.
 std::optional<bool> ConsentSays(const v1::Consent& c, const Request& req, std::string* why_not) {
-  if (c.status() != v1::CONSENT_ACTIVE) return std::nullopt;
+  // A revoked consent applied until its revocation instant (a historical
+  // question about an earlier time gets the answer of that time).
+  const bool applied = c.status() == v1::CONSENT_ACTIVE ||
+                       (c.status() == v1::CONSENT_REVOKED && c.revoked_unix_nanos() != 0);
+  if (!applied) return std::nullopt;
   if (c.revoked_unix_nanos() != 0 && req.at >= absl::FromUnixNanos(c.revoked_unix_nanos()))
     return std::nullopt;
   if (!InPeriod(c.period(), req.at)) return std::nullopt;

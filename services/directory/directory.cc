@@ -88,11 +88,6 @@ absl::Status ValidateProfile(const v1::AgencyProfile& p, const std::set<std::str
   return absl::OkStatus();
 }
 
-std::string ShortType(absl::string_view full) {
-  size_t dot = full.rfind('.');
-  return std::string(dot == absl::string_view::npos ? full : full.substr(dot + 1));
-}
-
 }  // namespace
 
 const std::set<std::string>& DefaultServiceCodes() {
@@ -324,7 +319,7 @@ DirectoryCore::DirectoryCore(storage::Ledger* ledger, DirectoryState* state,
 
 absl::StatusOr<v1::AppendRequest> DirectoryCore::Plan(const trust::VerifiedEnvelope& v,
                                                       absl::string_view bytes,
-                                                      absl::Time received) {
+                                                      absl::Time received) const {
   const v1::Envelope& e = v.envelope;
   const google::protobuf::Message& payload = *v.payload;
   const google::protobuf::FieldDescriptor* id_field =
@@ -408,48 +403,81 @@ absl::StatusOr<v1::AppendRequest> DirectoryCore::Plan(const trust::VerifiedEnvel
   }
   v1::EventInput* change = req.add_events();
   change->set_stream(change_stream);
-  change->set_type(ShortType(type));
+  change->set_type(trust::ShortTypeName(type));
   change->add_agencies(target);
   if (e.sender_agency() != kHubAgency && e.sender_agency() != target)
     change->add_agencies(e.sender_agency());
   change->set_payload(std::string(bytes));  // the envelope exactly as received
-  v1::EventInput* marker = req.add_events();
-  marker->set_stream(LedgerMessageLog::StreamFor(e.sender_agency(), e.message_id()));
-  marker->set_type("EnvelopeAccepted");
-  if (e.sender_agency() != kHubAgency) marker->add_agencies(e.sender_agency());
-  v1::Precondition* once = req.add_preconditions();
-  once->set_stream(marker->stream());
-  once->set_must_not_exist(true);
   return req;
 }
 
-absl::StatusOr<v1::Receipt> DirectoryCore::Submit(absl::string_view bytes) {
+absl::StatusOr<Accepted> AcceptSigned(absl::string_view bytes, const trust::RpcPolicy& policy,
+                                      trust::EnvelopeDirectory& directory, LedgerMessageLog& seen,
+                                      storage::Ledger* ledger, absl::Time received,
+                                      const PlanFn& plan) {
   // The message id names a ledger stream, so it is held to the stream charset.
-  ASSIGN_OR_RETURN(v1::Envelope parsed, trust::ParseEnvelope(bytes, policy_.limits));
+  ASSIGN_OR_RETURN(v1::Envelope parsed, trust::ParseEnvelope(bytes, policy.limits));
   RETURN_IF_ERROR(ValidateSegment(parsed.message_id(), "envelope: message_id"));
   if (parsed.sender_agency() != kHubAgency)
     RETURN_IF_ERROR(storage::ValidateAgencyId(parsed.sender_agency()));
-  const absl::Time received = clock_->Now();
   ASSIGN_OR_RETURN(trust::VerifiedEnvelope v,
-                   trust::VerifyEnvelope(bytes, policy_, *state_, seen_, received));
-  if (v.duplicate) return ledger_->GetReceipt(v.original_seq);
-  ASSIGN_OR_RETURN(v1::AppendRequest req, Plan(v, bytes, received));
-  absl::StatusOr<v1::Commit> commit = ledger_->Append(std::move(req));
+                   trust::VerifyEnvelope(bytes, policy, directory, seen, received));
+  Accepted out;
+  out.envelope = v.envelope;
+  if (v.duplicate) {
+    out.change_seq = v.original_seq;
+    return out;
+  }
+  ASSIGN_OR_RETURN(v1::AppendRequest req, plan(v, bytes, received));
+  // The marker goes right after the event that holds the envelope: that is
+  // how LedgerMessageLog finds the envelope again.
+  int change = -1;
+  for (int i = 0; i < req.events_size(); ++i) {
+    if (req.events(i).payload() == bytes) change = i;
+  }
+  CARELOOP_CHECK(change >= 0);  // every plan stores the envelope
+  const v1::Envelope& e = v.envelope;
+  v1::EventInput marker;
+  marker.set_stream(LedgerMessageLog::StreamFor(e.sender_agency(), e.message_id()));
+  marker.set_type("EnvelopeAccepted");
+  if (e.sender_agency() != kHubAgency) marker.add_agencies(e.sender_agency());
+  req.mutable_events()->Add(std::move(marker));
+  for (int i = req.events_size() - 1; i > change + 1; --i)
+    req.mutable_events()->SwapElements(i, i - 1);
+  v1::Precondition* once = req.add_preconditions();
+  once->set_stream(LedgerMessageLog::StreamFor(e.sender_agency(), e.message_id()));
+  once->set_must_not_exist(true);
+  absl::StatusOr<v1::Commit> commit = ledger->Append(std::move(req));
   if (absl::IsFailedPrecondition(commit.status())) {
     // Lost a race: the same message landed meanwhile (answer as a retry), or
-    // the agency changed (the caller retries with the same message id).
+    // what the plan read changed (the caller retries with the same message id).
     ASSIGN_OR_RETURN(std::optional<trust::SeenMessage> prior,
-                     seen_.Find(v.envelope.sender_agency(), v.envelope.message_id()));
-    if (prior.has_value() && prior->envelope_bytes == bytes) return ledger_->GetReceipt(prior->seq);
+                     seen.Find(e.sender_agency(), e.message_id()));
+    if (prior.has_value() && prior->envelope_bytes == bytes) {
+      out.change_seq = prior->seq;
+      return out;
+    }
     if (prior.has_value()) {
       return absl::AlreadyExistsError("the message id was used for a different envelope meanwhile");
     }
-    return absl::AbortedError(absl::StrCat("agency changed concurrently; retry the same envelope (",
-                                           commit.status().message(), ")"));
+    return absl::AbortedError(
+        absl::StrCat("what the change depends on changed concurrently; retry "
+                     "the same envelope (",
+                     commit.status().message(), ")"));
   }
   RETURN_IF_ERROR(commit.status());
-  RETURN_IF_ERROR(runner_->WaitFor(commit->last_seq(), kProjectionWait));
-  return ledger_->GetReceipt(commit->first_seq());
+  out.change_seq = commit->first_seq() + static_cast<uint64_t>(change);
+  out.last_seq = commit->last_seq();
+  return out;
+}
+
+absl::StatusOr<v1::Receipt> DirectoryCore::Submit(absl::string_view bytes) {
+  ASSIGN_OR_RETURN(Accepted a,
+                   AcceptSigned(bytes, policy_, *state_, seen_, ledger_, clock_->Now(),
+                                [this](const trust::VerifiedEnvelope& v, absl::string_view b,
+                                       absl::Time received) { return Plan(v, b, received); }));
+  if (a.last_seq != 0) RETURN_IF_ERROR(runner_->WaitFor(a.last_seq, kProjectionWait));
+  return ledger_->GetReceipt(a.change_seq);
 }
 
 absl::StatusOr<v1::Receipt> DirectoryCore::GetReceipt(absl::string_view sender,

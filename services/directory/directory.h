@@ -5,6 +5,7 @@
 // changes of one agency cannot both land.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -73,6 +74,28 @@ class LedgerMessageLog final : public trust::MessageLog {
   storage::Ledger* ledger_;
 };
 
+// One signed change accepted: the envelope, the seq of the event that holds
+// it, and the last seq of its append (0 when it was a duplicate).
+struct Accepted {
+  v1::Envelope envelope;
+  uint64_t change_seq = 0;
+  uint64_t last_seq = 0;
+};
+// Plans the append for a verified, new envelope: the events and
+// preconditions of the change. One event's payload must be `bytes` (the
+// envelope exactly as received).
+using PlanFn = std::function<absl::StatusOr<v1::AppendRequest>(
+    const trust::VerifiedEnvelope& v, absl::string_view bytes, absl::Time received)>;
+
+// How every service takes a signed change: parse, verify in the fixed order,
+// answer a duplicate with the original, plan, append the plan together with
+// the (sender, message id) marker, and sort out a lost race (the same message
+// landed meanwhile: a retry; anything else: ABORTED, retry the same envelope).
+absl::StatusOr<Accepted> AcceptSigned(absl::string_view bytes, const trust::RpcPolicy& policy,
+                                      trust::EnvelopeDirectory& directory, LedgerMessageLog& seen,
+                                      storage::Ledger* ledger, absl::Time received,
+                                      const PlanFn& plan);
+
 // The service codes agencies may offer: the HL7 SDOH Clinical Care IG
 // categories and careloop's own, plus any the configuration adds.
 const std::set<std::string>& DefaultServiceCodes();
@@ -103,7 +126,7 @@ class DirectoryCore {
  private:
   void MaskFor(v1::AgencyRecord* r, absl::string_view viewer) const;
   absl::StatusOr<v1::AppendRequest> Plan(const trust::VerifiedEnvelope& v, absl::string_view bytes,
-                                         absl::Time received);
+                                         absl::Time received) const;
 
   storage::Ledger* ledger_;
   DirectoryState* state_;

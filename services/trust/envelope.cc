@@ -225,4 +225,9 @@ absl::StatusOr<VerifiedEnvelope> VerifyEnvelope(absl::string_view bytes, const R
   return out;
 }
 
+std::string ShortTypeName(absl::string_view full_name) {
+  size_t dot = full_name.rfind('.');
+  return std::string(dot == absl::string_view::npos ? full_name : full_name.substr(dot + 1));
+}
+
 }  // namespace careloop::trust

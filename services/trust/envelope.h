@@ -53,6 +53,10 @@ absl::StatusOr<std::string> SignEnvelope(v1::Envelope envelope, const Ed25519Pri
 // (also inside the actor), every required field present, within limits.
 absl::StatusOr<v1::Envelope> ParseEnvelope(absl::string_view bytes, const EnvelopeLimits& limits);
 
+// "careloop.v1.GrantConsent" -> "GrantConsent": the ledger event type of a
+// payload type.
+std::string ShortTypeName(absl::string_view full_name);
+
 // True if `message` or any message inside it carries fields this binary does
 // not know.
 bool HasUnknownFields(const google::protobuf::Message& message);

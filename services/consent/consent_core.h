@@ -1,0 +1,161 @@
+// The consent service's core (no gRPC): subjects and their identifiers,
+// consents, decisions, break-glass, and the disclosure report.
+//
+// Nothing here keeps state of its own: every answer is computed from the
+// ledger's streams, read directly (never from a projection that may lag), so
+// the stream versions a decision reports are exactly the versions it read.
+//
+// Streams (docs/ARCHITECTURE.md, "Consent"):
+//   subject/<id>        SubjectCreated, LinkIdentifier, MergeSubjects, SubjectMergedInto
+//   ident/<sha256 hex>  IdentifierClaimed: which subject an identifier is
+//   consent/<subject>   GrantConsent, AmendConsent, RevokeConsent (envelopes),
+//                       ConsentRevocationNotice (one per holding agency),
+//                       BreakGlassInvoked
+//   consent-id/<id>     ConsentLocated: which subject a consent belongs to
+//   disclosure/<subject> DisclosureRecorded
+//   breakglass/<id>     BreakGlass (envelope), ReviewBreakGlass (envelope)
+//   breakglass          BreakGlassListed: the review list
+#pragma once
+
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "careloop/v1/consent.pb.h"
+#include "careloop/v1/directory.pb.h"
+#include "services/common/clock.h"
+#include "services/consent/decision.h"
+#include "services/directory/directory.h"
+#include "storage/ledger.h"
+#include "storage/projection.h"
+
+namespace careloop::consent {
+
+// Purposes of use (after HL7 v3 ActReason), documented in docs/API.md.
+const std::set<std::string>& KnownPurposes();
+// Purposes the HIPAA §164.528 accounting leaves out: treatment (care
+// coordination and emergency treatment are treatment), payment, operations.
+const std::set<std::string>& TreatmentPaymentOperations();
+
+struct ConsentOptions {
+  absl::Duration max_clock_skew = absl::Minutes(5);
+  // Data categories consents may name; the defaults plus configured ones.
+  std::set<std::string> categories = KnownCategories();
+  absl::Duration default_break_glass = absl::Hours(1);
+  absl::Duration max_break_glass = absl::Hours(24);
+  // New subject ids; the default draws 64 random bits from OpenSSL.
+  std::function<std::string()> new_subject_id;
+};
+
+// What the hub knows about one person: the surviving subject id and every id
+// merged into it (transitively), with the versions read.
+struct SubjectSet {
+  std::string survivor;
+  std::vector<std::string> members;  // survivor first
+  uint64_t survivor_version = 0;     // of subject/<survivor>
+};
+
+// Stream names, one place.
+std::string SubjectStream(absl::string_view subject_id);
+std::string ConsentStream(absl::string_view subject_id);
+std::string DisclosureStream(absl::string_view subject_id);
+// ident/<hex SHA-256 of a domain string, the authority and the value>: the
+// identifier's value never appears in a stream name.
+std::string IdentifierStream(const v1::Identifier& id);
+// Ids the hub assigns from the envelope (a retry gets the same id).
+std::string ConsentIdFor(absl::string_view sender, absl::string_view message_id);
+std::string BreakGlassIdFor(absl::string_view sender, absl::string_view message_id);
+
+// The payload types ConsentService accepts and the actor roles for each.
+trust::RpcPolicy ConsentPolicy(absl::Duration max_clock_skew);
+
+// The append that records one disclosure decided by `decision`: one
+// DisclosureRecorded event, with the decision's read versions as
+// preconditions, so it fails if anything the decision read changed. Every
+// category of `d` must be permitted by the decision; the consents or
+// break-glass relied on are filled in from it.
+absl::StatusOr<v1::AppendRequest> DisclosureAppend(const v1::CheckConsentResponse& decision,
+                                                   v1::DisclosureRecorded d);
+
+class ConsentCore {
+ public:
+  // `directory` is a projection of the same ledger, run by `directory_runner`.
+  ConsentCore(storage::Ledger* ledger, directory::DirectoryState* directory,
+              storage::ProjectionRunner* directory_runner, Clock* clock,
+              ConsentOptions options = {});
+
+  // Verifies and applies one signed change (grant, amend, revoke, link, merge,
+  // break-glass, review). A retry of the same envelope gets the original
+  // receipt; a refused one writes nothing.
+  absl::StatusOr<v1::SubmitEnvelopeResponse> Submit(absl::string_view envelope_bytes);
+
+  // `caller` is the calling agency ("hub" for the hub's own services).
+  absl::StatusOr<v1::ResolveSubjectResponse> Resolve(const v1::ResolveSubjectRequest& req,
+                                                     absl::string_view caller);
+  absl::StatusOr<v1::ConsentRecord> GetConsent(absl::string_view consent_id,
+                                               absl::string_view caller);
+  absl::StatusOr<v1::ListConsentsResponse> ListConsents(const v1::ListConsentsRequest& req,
+                                                        absl::string_view caller);
+  absl::StatusOr<v1::CheckConsentResponse> Check(const v1::CheckConsentRequest& req,
+                                                 absl::string_view caller);
+  absl::StatusOr<v1::DisclosureReportResponse> Report(const v1::DisclosureReportRequest& req,
+                                                      absl::string_view caller);
+  absl::StatusOr<v1::ListBreakGlassResponse> ListBreakGlass(const v1::ListBreakGlassRequest& req,
+                                                            absl::string_view caller);
+
+  // The subject an id stands for now (following merges). NOT_FOUND if none.
+  absl::StatusOr<SubjectSet> Subjects(absl::string_view subject_id);
+
+ private:
+  struct ConsentView {
+    v1::ConsentRecord record;
+    std::string stream;  // where it was granted
+  };
+  struct SubjectState {
+    SubjectSet subjects;
+    std::map<std::string, ConsentView> consents;  // by id
+    std::vector<v1::BreakGlassRecord> break_glass;
+    std::vector<v1::StreamVersion> consent_versions;     // consent/<member>
+    std::vector<v1::StreamVersion> disclosure_versions;  // disclosure/<member>, if loaded
+    std::vector<std::pair<uint64_t, v1::DisclosureRecorded>> disclosures;  // if loaded
+  };
+  absl::StatusOr<SubjectState> Load(absl::string_view subject_id, bool with_disclosures);
+  absl::StatusOr<std::string> LocateConsent(absl::string_view consent_id);
+  bool IsCompliance(absl::string_view agency) const;
+  // The 45 CFR §164.528(a)(1) exclusions careloop can tell from its events.
+  bool IsExcludedFromAccounting(const v1::DisclosureRecorded& d, const SubjectState& st) const;
+  bool MayRead(const v1::ConsentRecord& r, absl::string_view caller) const;
+  absl::Status RequireCompliance(absl::string_view caller, absl::string_view what) const;
+  absl::Status ValidateConsent(const v1::Consent& c) const;
+  absl::Status ValidateRule(const v1::ConsentRule& r, int depth, int* count,
+                            bool* names_part2) const;
+
+  absl::StatusOr<v1::AppendRequest> Plan(const trust::VerifiedEnvelope& v, absl::string_view bytes,
+                                         std::string* assigned_id);
+  absl::StatusOr<v1::AppendRequest> PlanLink(const trust::VerifiedEnvelope& v,
+                                             absl::string_view bytes);
+  absl::StatusOr<v1::AppendRequest> PlanMerge(const trust::VerifiedEnvelope& v,
+                                              absl::string_view bytes);
+  absl::StatusOr<v1::AppendRequest> PlanGrant(const trust::VerifiedEnvelope& v,
+                                              absl::string_view bytes, std::string* assigned_id);
+  absl::StatusOr<v1::AppendRequest> PlanAmendOrRevoke(const trust::VerifiedEnvelope& v,
+                                                      absl::string_view bytes);
+  absl::StatusOr<v1::AppendRequest> PlanBreakGlass(const trust::VerifiedEnvelope& v,
+                                                   absl::string_view bytes,
+                                                   std::string* assigned_id);
+  absl::StatusOr<v1::AppendRequest> PlanReview(const trust::VerifiedEnvelope& v,
+                                               absl::string_view bytes);
+
+  storage::Ledger* ledger_;
+  directory::DirectoryState* directory_;
+  storage::ProjectionRunner* directory_runner_;
+  Clock* clock_;
+  ConsentOptions options_;
+  trust::RpcPolicy policy_;
+  directory::LedgerMessageLog seen_;
+};
+
+}  // namespace careloop::consent
