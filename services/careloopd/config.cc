@@ -106,6 +106,22 @@ absl::Status LoadToml(const std::string& path, HubConfig* c) {
       c->extra_service_codes.push_back(*v);
     }
   }
+  if (const toml::array* cats = t.at_path("consent.extra_categories").as_array()) {
+    for (const toml::node& n : *cats) {
+      std::optional<std::string> v = n.value<std::string>();
+      if (!v) return absl::InvalidArgumentError("consent.extra_categories must hold strings");
+      c->extra_consent_categories.push_back(*v);
+    }
+  }
+  std::string break_glass;
+  if (absl::Status s = ReadString(t, "consent", "break_glass_default", &break_glass); !s.ok())
+    return s;
+  if (!break_glass.empty()) {
+    if (absl::Status s =
+            ParseDurationField(break_glass, "consent.break_glass_default", &c->break_glass_default);
+        !s.ok())
+      return s;
+  }
   if (absl::Status s = ReadString(t, "tls", "cert", &c->tls_cert); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "tls", "key", &c->tls_key); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "tls", "client_ca", &c->tls_client_ca); !s.ok()) return s;
@@ -118,7 +134,7 @@ absl::Status LoadToml(const std::string& path, HubConfig* c) {
 }  // namespace
 
 const std::vector<std::string>& KnownServices() {
-  static const std::vector<std::string> services = {"ledger", "directory"};
+  static const std::vector<std::string> services = {"ledger", "directory", "consent"};
   return services;
 }
 
@@ -180,6 +196,14 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
   auto* o_codes = app.add_option("--service-code", flags.extra_service_codes,
                                  "a service code beside the SDOH and careloop ones (repeatable) "
                                  "[directory.extra_service_codes]");
+  auto* o_categories =
+      app.add_option("--consent-category", flags.extra_consent_categories,
+                     "a data category consents may name, beside careloop's own (repeatable) "
+                     "[consent.extra_categories]");
+  std::string break_glass;
+  auto* o_break_glass = app.add_option(
+      "--break-glass-default", break_glass,
+      "how long a break-glass overrides a deny, e.g. 1h [consent.break_glass_default]");
   auto* o_admin_pub =
       app.add_option("--admin-public-key", flags.admin_public_key,
                      "the hub admin's public key (PEM), production [directory.admin_public_key]");
@@ -242,6 +266,13 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
   if (*o_admin) c.admin_key = flags.admin_key;
   if (*o_admin_pub) c.admin_public_key = flags.admin_public_key;
   if (*o_codes) c.extra_service_codes = flags.extra_service_codes;
+  if (*o_categories) c.extra_consent_categories = flags.extra_consent_categories;
+  if (*o_break_glass) {
+    if (absl::Status s =
+            ParseDurationField(break_glass, "--break-glass-default", &c.break_glass_default);
+        !s.ok())
+      return s;
+  }
   if (*o_cert) c.tls_cert = flags.tls_cert;
   if (*o_tkey) c.tls_key = flags.tls_key;
   if (*o_ca) c.tls_client_ca = flags.tls_client_ca;
@@ -267,6 +298,17 @@ absl::Status ValidateHubConfig(const HubConfig& c) {
         "the ledger is not among --services, so --ledger must name a remote LedgerService");
   }
   if (c.data_dir.empty()) return absl::InvalidArgumentError("--data-dir is empty");
+  if (c.break_glass_default <= absl::ZeroDuration() || c.break_glass_default > absl::Hours(24)) {
+    return absl::InvalidArgumentError(
+        "consent.break_glass_default must be more than 0 and at most 24h");
+  }
+  for (const std::string& cat : c.extra_consent_categories) {
+    if (cat.empty() || cat.size() > 64 ||
+        cat.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("consent category '", cat, "' must be 1 to 64 of [a-z0-9-]"));
+    }
+  }
   if (c.idempotency_window < c.max_clock_skew) {
     // A retry must still find its original answer for as long as the hub would
     // accept the envelope anew; otherwise one message could be applied twice.

@@ -14,8 +14,8 @@ namespace careloop::hub {
 struct HubConfig {
   // [server]
   std::string listen = "127.0.0.1:7400";
-  std::vector<std::string> services = {"ledger", "directory"};  // "all": every service
-  std::string ledger_address;                                   // a remote LedgerService
+  std::vector<std::string> services = {"ledger", "directory", "consent"};  // "all": every service
+  std::string ledger_address;                                              // a remote LedgerService
   size_t max_message_bytes = 16 << 20;
   // [storage]
   std::string data_dir = "./var";
@@ -34,6 +34,11 @@ struct HubConfig {
   std::string admin_public_key;
   // Service codes beside the SDOH and careloop ones.
   std::vector<std::string> extra_service_codes;
+  // [consent]
+  // Data categories consents may name, beside careloop's own.
+  std::vector<std::string> extra_consent_categories;
+  // How long a break-glass overrides a deny unless it says otherwise.
+  absl::Duration break_glass_default = absl::Hours(1);
   // [tls]
   std::string tls_cert;
   std::string tls_key;

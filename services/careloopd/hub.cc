@@ -142,7 +142,8 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
         std::make_unique<ledger::LedgerGrpcService>(hub->ledger_.get(), config.tls());
   }
 
-  if (config.runs("directory")) {
+  if (config.runs("directory") || config.runs("consent")) {
+    // Both keep the directory as a projection of the ledger.
     storage::Ledger* ledger = hub->ledger_.get();
     if (ledger == nullptr) {
       std::shared_ptr<grpc::ChannelCredentials> channel_creds = grpc::InsecureChannelCredentials();
@@ -187,13 +188,27 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
     // Serve only once the directory has caught up with the ledger.
     ASSIGN_OR_RETURN(v1::SignedHead head, ledger->Head(0));
     RETURN_IF_ERROR(hub->directory_runner_->WaitFor(head.tree_size(), absl::Minutes(5)));
-    std::set<std::string> codes = directory::DefaultServiceCodes();
-    codes.insert(config.extra_service_codes.begin(), config.extra_service_codes.end());
-    hub->directory_core_ = std::make_unique<directory::DirectoryCore>(
-        ledger, hub->directory_state_.get(), hub->directory_runner_.get(), SystemClock(),
-        config.max_clock_skew, std::move(codes));
-    hub->directory_service_ =
-        std::make_unique<directory::DirectoryGrpcService>(hub->directory_core_.get(), config.tls());
+    if (config.runs("directory")) {
+      std::set<std::string> codes = directory::DefaultServiceCodes();
+      codes.insert(config.extra_service_codes.begin(), config.extra_service_codes.end());
+      hub->directory_core_ = std::make_unique<directory::DirectoryCore>(
+          ledger, hub->directory_state_.get(), hub->directory_runner_.get(), SystemClock(),
+          config.max_clock_skew, std::move(codes));
+      hub->directory_service_ = std::make_unique<directory::DirectoryGrpcService>(
+          hub->directory_core_.get(), config.tls());
+    }
+    if (config.runs("consent")) {
+      consent::ConsentOptions co;
+      co.max_clock_skew = config.max_clock_skew;
+      co.categories.insert(config.extra_consent_categories.begin(),
+                           config.extra_consent_categories.end());
+      co.default_break_glass = config.break_glass_default;
+      hub->consent_core_ = std::make_unique<consent::ConsentCore>(
+          ledger, hub->directory_state_.get(), hub->directory_runner_.get(), SystemClock(),
+          std::move(co));
+      hub->consent_service_ =
+          std::make_unique<consent::ConsentGrpcService>(hub->consent_core_.get(), config.tls());
+    }
   }
 
   ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds, ServerCredentials(config));
@@ -206,6 +221,7 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
   builder.SetMaxSendMessageSize(static_cast<int>(config.max_message_bytes));
   if (hub->ledger_service_) builder.RegisterService(hub->ledger_service_.get());
   if (hub->directory_service_) builder.RegisterService(hub->directory_service_.get());
+  if (hub->consent_service_) builder.RegisterService(hub->consent_service_.get());
   hub->server_ = builder.BuildAndStart();
   if (!hub->server_ || port == 0) {
     if (hub->ledger_) hub->ledger_->Close().IgnoreError();
@@ -234,6 +250,8 @@ void Hub::Shutdown() {
     server_->Wait();
   }
   if (directory_runner_) directory_runner_->Stop();
+  consent_service_.reset();
+  consent_core_.reset();
   directory_service_.reset();
   directory_core_.reset();
   directory_runner_.reset();

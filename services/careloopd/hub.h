@@ -9,6 +9,7 @@
 #include <string>
 
 #include "services/careloopd/config.h"
+#include "services/consent/consent_grpc_service.h"
 #include "services/directory/directory_grpc_service.h"
 #include "services/ledger/ledger_grpc_service.h"
 #include "services/ledger/remote_ledger.h"
@@ -55,6 +56,8 @@ class Hub {
   std::unique_ptr<storage::ProjectionRunner> directory_runner_;
   std::unique_ptr<directory::DirectoryCore> directory_core_;
   std::unique_ptr<directory::DirectoryGrpcService> directory_service_;
+  std::unique_ptr<consent::ConsentCore> consent_core_;
+  std::unique_ptr<consent::ConsentGrpcService> consent_service_;
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
   bool shut_down_ = false;

@@ -26,6 +26,9 @@ TEST(Config, Defaults) {
   EXPECT_EQ(c->listen, "127.0.0.1:7400");
   EXPECT_EQ(c->data_dir, "./var");
   EXPECT_TRUE(c->runs("ledger"));
+  EXPECT_TRUE(c->runs("directory"));
+  EXPECT_TRUE(c->runs("consent"));
+  EXPECT_EQ(c->break_glass_default, absl::Hours(1));
   EXPECT_EQ(c->idempotency_window, absl::Hours(168));
   EXPECT_EQ(c->log_key_path(), "./var/keys/hub-log.pem");
   EXPECT_FALSE(c->tls());
@@ -74,6 +77,16 @@ TEST(Config, Refusals) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Parse({"--log-level", "loud"}).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Parse({"--no-such-flag"}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Parse({"--break-glass-default", "25h"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Parse({"--break-glass-default", "0s"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Parse({"--consent-category", "Bad Category"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  auto consent = Parse({"--break-glass-default", "30m", "--consent-category", "genetic-testing"});
+  ASSERT_TRUE(consent.ok()) << consent.status();
+  EXPECT_EQ(consent->break_glass_default, absl::Minutes(30));
+  EXPECT_EQ(consent->extra_consent_categories, std::vector<std::string>{"genetic-testing"});
   // The idempotency window may not be shorter than the allowed clock skew.
   auto short_window = Parse({"--idempotency-window", "2m", "--max-clock-skew", "5m"});
   EXPECT_EQ(short_window.status().code(), absl::StatusCode::kInvalidArgument);

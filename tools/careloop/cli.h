@@ -30,6 +30,8 @@ struct Globals {
   bool json = false;
   std::string tls_ca, tls_cert, tls_key;
   double timeout_seconds = 30;
+  // Dev mode only (a hub without TLS): the agency this client speaks for.
+  std::string dev_agency;
   int exit_code = kOk;
   // The named profile's keys (--profile), defaults that flags override.
   std::map<std::string, std::string> profile;
@@ -60,7 +62,25 @@ void Output(Globals& g, const absl::StatusOr<T>& result, TextFn text) {
   }
 }
 
+// Deadline and, in dev mode, the caller's agency (--dev-agency).
+void Prepare(const Globals& g, grpc::ClientContext* ctx);
+
+// Who signs an envelope: --sign-key and --as, --user, --role, --key-id (a
+// profile's values are the defaults); the defaults sign as the hub admin.
+struct Signer {
+  std::string key_file, sender = "hub", user = "hub-admin", role = "hub-admin",
+                        key_id = "hub-admin-1", display_name, message_id, save_envelope;
+};
+void AddSignFlags(CLI::App* cmd, Signer& s, const Globals& g);
+absl::StatusOr<std::string> Sign(const google::protobuf::Message& payload, const Signer& s);
+// Signs `payload` and submits it to the service that takes its type.
+void Submit(Globals& g, const google::protobuf::Message& payload, const Signer& s);
+// Sends envelope bytes exactly as signed: a retry of the same bytes is
+// answered with the original receipt.
+void SubmitBytes(Globals& g, const std::string& envelope);
+
 void AddLedgerCommands(CLI::App& app, Globals& g);
+void AddConsentCommands(CLI::App& app, Globals& g);
 void AddDirectoryCommands(CLI::App& app, Globals& g);
 void AddCertsCommands(CLI::App& app, Globals& g);
 void AddKeysCommands(CLI::App& app, Globals& g);

@@ -19,100 +19,8 @@
 namespace careloop::cli {
 namespace {
 
-struct Signer {
-  std::string key_file, sender = "hub", user = "hub-admin", role = "hub-admin",
-                        key_id = "hub-admin-1", display_name, message_id, save_envelope;
-};
-
-void AddSignFlags(CLI::App* cmd, Signer& s, const Globals& g) {
-  // A profile's signer is the default; flags override it.
-  auto from_profile = [&](const char* key, std::string* field) {
-    if (auto it = g.profile.find(key); it != g.profile.end()) *field = it->second;
-  };
-  from_profile("sign_key", &s.key_file);
-  from_profile("as", &s.sender);
-  from_profile("user", &s.user);
-  from_profile("role", &s.role);
-  from_profile("key_id", &s.key_id);
-  from_profile("display_name", &s.display_name);
-  cmd->add_option("--sign-key", s.key_file, "the signer's private key (PEM)")
-      ->required(s.key_file.empty());
-  cmd->add_option("--as", s.sender, "the sending agency ('hub' for the hub admin)")
-      ->capture_default_str();
-  cmd->add_option("--user", s.user, "the acting person's user id")->capture_default_str();
-  cmd->add_option("--role", s.role, "the role acted in (hub-admin, admin, ...)")
-      ->capture_default_str();
-  cmd->add_option("--key-id", s.key_id, "which of the sender's keys signs")->capture_default_str();
-  cmd->add_option("--display-name", s.display_name,
-                  "the acting person's name (signed, not logged)");
-  cmd->add_option("--message-id", s.message_id, "the message id (default: random)");
-  cmd->add_option(
-      "--save-envelope", s.save_envelope,
-      "also write the signed envelope here; `careloop envelope submit` resends it unchanged");
-}
-
-std::string RandomId() {
-  unsigned char b[12];
-  RAND_bytes(b, sizeof b);
-  return "m-" + HexEncode(absl::string_view(reinterpret_cast<char*>(b), sizeof b));
-}
-
-absl::StatusOr<std::string> Sign(const google::protobuf::Message& payload, const Signer& s) {
-  absl::StatusOr<std::string> pem = ReadFile(s.key_file);
-  if (!pem.ok()) return pem.status();
-  absl::StatusOr<trust::Ed25519PrivateKey> key = trust::Ed25519PrivateKey::FromPem(*pem);
-  if (!key.ok()) return key.status();
-  v1::Envelope e;
-  e.set_payload(payload.SerializeAsString());
-  e.set_payload_type(payload.GetDescriptor()->full_name());
-  e.set_sender_agency(s.sender);
-  e.mutable_actor()->set_user_id(s.user);
-  e.mutable_actor()->set_display_name(s.display_name);
-  e.mutable_actor()->set_role(s.role);
-  e.set_key_id(s.key_id);
-  e.set_created_unix_nanos(absl::ToUnixNanos(absl::Now()));
-  e.set_message_id(s.message_id.empty() ? RandomId() : s.message_id);
-  return trust::SignEnvelope(e, *key);
-}
-
 std::unique_ptr<v1::DirectoryService::Stub> Stub(const Globals& g) {
   return v1::DirectoryService::NewStub(Connect(g));
-}
-
-void Deadline(const Globals& g, grpc::ClientContext* ctx) {
-  ctx->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(g.timeout_seconds)));
-}
-
-void SubmitBytes(Globals& g, const std::string& envelope);
-
-void Submit(Globals& g, const google::protobuf::Message& payload, const Signer& s) {
-  absl::StatusOr<std::string> envelope = Sign(payload, s);
-  if (!envelope.ok()) {
-    g.exit_code = FailUsage(std::string(envelope.status().message()));
-    return;
-  }
-  if (!s.save_envelope.empty()) std::ofstream(s.save_envelope, std::ios::binary) << *envelope;
-  SubmitBytes(g, *envelope);
-}
-
-// Sends envelope bytes exactly as signed: a retry of the same bytes is
-// answered with the original receipt.
-void SubmitBytes(Globals& g, const std::string& envelope) {
-  grpc::ClientContext ctx;
-  Deadline(g, &ctx);
-  v1::SubmitEnvelopeRequest req;
-  req.set_envelope(envelope);
-  v1::SubmitEnvelopeResponse resp;
-  grpc::Status st = Stub(g)->Submit(&ctx, req, &resp);
-  absl::StatusOr<v1::SubmitEnvelopeResponse> result = resp;
-  if (!st.ok()) result = FromGrpcStatus(st);
-  Output(g, result, [&](const v1::SubmitEnvelopeResponse& r) {
-    v1::EventHeader h;
-    h.ParseFromString(r.receipt().header_bytes());
-    std::cout << "accepted: " << h.type() << " at seq " << h.seq() << " (" << h.stream()
-              << " version " << h.stream_version() << "), signed head size "
-              << r.receipt().head().tree_size() << "\n";
-  });
 }
 
 const std::map<std::string, v1::AgencyKind>& Kinds() {
@@ -303,7 +211,7 @@ void AddDirectoryCommands(CLI::App& app, Globals& g) {
   sh->add_option("--min-seq", show->min_seq, "wait until the directory has this seq");
   sh->callback([&g, show] {
     grpc::ClientContext ctx;
-    Deadline(g, &ctx);
+    Prepare(g, &ctx);
     v1::GetAgencyRequest req;
     req.set_agency_id(show->id);
     req.set_min_seq(show->min_seq);
@@ -337,7 +245,7 @@ void AddDirectoryCommands(CLI::App& app, Globals& g) {
       search->set_kind(k->second);
     }
     grpc::ClientContext ctx;
-    Deadline(g, &ctx);
+    Prepare(g, &ctx);
     v1::SearchAgenciesResponse resp;
     grpc::Status st = Stub(g)->SearchAgencies(&ctx, *search, &resp);
     absl::StatusOr<v1::SearchAgenciesResponse> result = resp;

@@ -9,6 +9,7 @@ int main(int argc, char** argv) {
   careloop::cli::Globals g;
   careloop::log::RouteProtobufLogsToDebug();
   if (const char* hub = std::getenv("CARELOOP_HUB"); hub != nullptr && *hub != '\0') g.hub = hub;
+  if (const char* a = std::getenv("CARELOOP_DEV_AGENCY"); a != nullptr) g.dev_agency = a;
   // A named profile sets defaults before the commands are declared; flags
   // given on the command line override it.
   for (int i = 1; i < argc; ++i) {
@@ -33,12 +34,16 @@ int main(int argc, char** argv) {
   app.add_option("--tls-ca", g.tls_ca, "CA certificate that signs the hub's certificate (PEM)");
   app.add_option("--tls-cert", g.tls_cert, "client certificate (PEM)");
   app.add_option("--tls-key", g.tls_key, "client private key (PEM)");
+  app.add_option("--dev-agency", g.dev_agency,
+                 "dev mode only (a hub without TLS): the agency this client speaks for "
+                 "(env CARELOOP_DEV_AGENCY; a profile's 'as')");
   app.add_option("--timeout", g.timeout_seconds, "deadline of each call in seconds")
       ->capture_default_str();
   careloop::cli::AddLedgerCommands(app, g);
   careloop::cli::AddKeysCommands(app, g);
   careloop::cli::AddDirectoryCommands(app, g);
   careloop::cli::AddCertsCommands(app, g);
+  careloop::cli::AddConsentCommands(app, g);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,83 @@
+#include "services/consent/consent_grpc_service.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "services/common/grpc_edge.h"
+#include "services/directory/directory_grpc_service.h"
+#include "services/trust/envelope.h"
+
+namespace careloop::consent {
+
+std::string ConsentGrpcService::Caller(const grpc::CallbackServerContext& ctx) const {
+  if (!tls_) {
+    auto it = ctx.client_metadata().find(kDevAgencyHeader);
+    if (it == ctx.client_metadata().end()) return "";
+    return std::string(it->second.data(), it->second.size());
+  }
+  if (PeerSpiffeId(ctx) == "spiffe://careloop/hub") return directory::kHubAgency;
+  return directory::CallerAgency(ctx).value_or("");
+}
+
+grpc::ServerUnaryReactor* ConsentGrpcService::Submit(grpc::CallbackServerContext* ctx,
+                                                     const v1::SubmitEnvelopeRequest* req,
+                                                     v1::SubmitEnvelopeResponse* resp) {
+  return FinishUnary(
+      ctx, absl::OkStatus(), resp, [&]() -> absl::StatusOr<v1::SubmitEnvelopeResponse> {
+        if (tls_) {
+          // The connection's identity must be the envelope's sender.
+          const std::string caller = Caller(*ctx);
+          absl::StatusOr<v1::Envelope> e =
+              trust::ParseEnvelope(req->envelope(), trust::EnvelopeLimits());
+          if (!e.ok()) return e.status();
+          if (caller.empty() || e->sender_agency() != caller) {
+            return absl::PermissionDeniedError(
+                absl::StrCat("the connection is ", caller.empty() ? "no agency" : caller,
+                             " but the envelope is from ", e->sender_agency()));
+          }
+        }
+        return core_->Submit(req->envelope());
+      });
+}
+
+grpc::ServerUnaryReactor* ConsentGrpcService::ResolveSubject(grpc::CallbackServerContext* ctx,
+                                                             const v1::ResolveSubjectRequest* req,
+                                                             v1::ResolveSubjectResponse* resp) {
+  return FinishUnary(ctx, absl::OkStatus(), resp,
+                     [&] { return core_->Resolve(*req, Caller(*ctx)); });
+}
+
+grpc::ServerUnaryReactor* ConsentGrpcService::GetConsent(grpc::CallbackServerContext* ctx,
+                                                         const v1::GetConsentRequest* req,
+                                                         v1::ConsentRecord* resp) {
+  return FinishUnary(ctx, absl::OkStatus(), resp,
+                     [&] { return core_->GetConsent(req->consent_id(), Caller(*ctx)); });
+}
+
+grpc::ServerUnaryReactor* ConsentGrpcService::ListConsents(grpc::CallbackServerContext* ctx,
+                                                           const v1::ListConsentsRequest* req,
+                                                           v1::ListConsentsResponse* resp) {
+  return FinishUnary(ctx, absl::OkStatus(), resp,
+                     [&] { return core_->ListConsents(*req, Caller(*ctx)); });
+}
+
+grpc::ServerUnaryReactor* ConsentGrpcService::Check(grpc::CallbackServerContext* ctx,
+                                                    const v1::CheckConsentRequest* req,
+                                                    v1::CheckConsentResponse* resp) {
+  return FinishUnary(ctx, absl::OkStatus(), resp, [&] { return core_->Check(*req, Caller(*ctx)); });
+}
+
+grpc::ServerUnaryReactor* ConsentGrpcService::DisclosureReport(
+    grpc::CallbackServerContext* ctx, const v1::DisclosureReportRequest* req,
+    v1::DisclosureReportResponse* resp) {
+  return FinishUnary(ctx, absl::OkStatus(), resp,
+                     [&] { return core_->Report(*req, Caller(*ctx)); });
+}
+
+grpc::ServerUnaryReactor* ConsentGrpcService::ListBreakGlass(grpc::CallbackServerContext* ctx,
+                                                             const v1::ListBreakGlassRequest* req,
+                                                             v1::ListBreakGlassResponse* resp) {
+  return FinishUnary(ctx, absl::OkStatus(), resp,
+                     [&] { return core_->ListBreakGlass(*req, Caller(*ctx)); });
+}
+
+}  // namespace careloop::consent
