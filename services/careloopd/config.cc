@@ -85,6 +85,8 @@ absl::Status LoadToml(const std::string& path, HubConfig* c) {
   }
   if (absl::Status s = ReadInt(t, "ledger", "queue_capacity", &c->queue_capacity); !s.ok())
     return s;
+  if (absl::Status s = ReadInt(t, "ledger", "block_cache_mb", &c->block_cache_mb); !s.ok())
+    return s;
   if (absl::Status s = ReadInt(t, "ledger", "max_payload_bytes", &c->limits.max_payload_bytes);
       !s.ok())
     return s;
@@ -183,6 +185,8 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
   auto* o_queue =
       app.add_option("--queue-capacity", flags.queue_capacity,
                      "queued appends before RESOURCE_EXHAUSTED [ledger.queue_capacity]");
+  auto* o_cache = app.add_option("--block-cache-mb", flags.block_cache_mb,
+                                 "RocksDB block cache in MiB [ledger.block_cache_mb]");
   auto* o_payload = app.add_option("--max-payload-bytes", max_payload,
                                    "largest event payload [ledger.max_payload_bytes]");
   auto* o_bevents = app.add_option("--max-batch-events", max_batch_events,
@@ -259,6 +263,7 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
       return s;
   }
   if (*o_queue) c.queue_capacity = flags.queue_capacity;
+  if (*o_cache) c.block_cache_mb = flags.block_cache_mb;
   if (*o_payload) c.limits.max_payload_bytes = max_payload;
   if (*o_bevents) c.limits.max_batch_events = max_batch_events;
   if (*o_bbytes) c.limits.max_batch_bytes = max_batch_bytes;
@@ -298,6 +303,9 @@ absl::Status ValidateHubConfig(const HubConfig& c) {
         "the ledger is not among --services, so --ledger must name a remote LedgerService");
   }
   if (c.data_dir.empty()) return absl::InvalidArgumentError("--data-dir is empty");
+  if (c.block_cache_mb < 8 || c.block_cache_mb > (1 << 20)) {
+    return absl::InvalidArgumentError("ledger.block_cache_mb must be 8 to 1048576");
+  }
   if (c.break_glass_default <= absl::ZeroDuration() || c.break_glass_default > absl::Hours(24)) {
     return absl::InvalidArgumentError(
         "consent.break_glass_default must be more than 0 and at most 24h");

@@ -26,6 +26,8 @@ struct HubConfig {
   // How far a signed envelope's created time may be from the hub's clock.
   absl::Duration max_clock_skew = absl::Minutes(5);
   size_t queue_capacity = 10000;
+  // RocksDB block cache for reads (decisions read consent streams directly).
+  size_t block_cache_mb = 64;
   storage::LedgerLimits limits;
   // [directory]
   // The hub admin's private key (PEM); dev default <data_dir>/keys/hub-admin.pem.

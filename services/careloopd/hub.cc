@@ -130,6 +130,7 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
     lo.idempotency_window = config.idempotency_window;
     lo.limits = config.limits;
     lo.queue_capacity = config.queue_capacity;
+    lo.block_cache_bytes = config.block_cache_mb << 20;
     lo.unsafe_no_sync = config.unsafe_no_sync;
     if (config.unsafe_power_loss_fs) {
       hub->fs_ = std::make_shared<storage::PowerLossFileSystem>(rocksdb::FileSystem::Default());

@@ -59,17 +59,18 @@ absl::Status ValidateIdentifier(const v1::Identifier& id) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<v1::Event>> ReadAll(storage::Ledger* ledger, const std::string& stream) {
+absl::StatusOr<std::vector<v1::Event>> ReadAll(storage::Ledger* ledger, const std::string& stream,
+                                               bool payloads = true) {
   std::vector<v1::Event> out;
   uint64_t from = 1;
   while (true) {
     v1::ReadStreamRequest req;
     req.set_stream(stream);
     req.set_from_version(from);
-    req.set_include_payloads(true);
+    req.set_include_payloads(payloads);
     ASSIGN_OR_RETURN(v1::ReadResponse page, ledger->ReadStream(req));
-    if (page.events().empty()) break;
     for (v1::Event& e : *page.mutable_events()) out.push_back(std::move(e));
+    if (!page.more() || out.empty()) break;
     from = out.back().header().stream_version() + 1;
   }
   return out;
@@ -282,10 +283,17 @@ absl::StatusOr<SubjectSet> ConsentCore::Subjects(absl::string_view subject_id) {
     if (hop > kMaxMergeHops) {
       return absl::DataLossError(absl::StrCat("subject ", subject_id, " merges in a loop"));
     }
-    ASSIGN_OR_RETURN(events, ReadAll(ledger_, SubjectStream(current)));
+    // Headers first: the types say whether any payload is needed (merges).
+    ASSIGN_OR_RETURN(events, ReadAll(ledger_, SubjectStream(current), /*payloads=*/false));
     if (events.empty()) {
       if (hop == 0) return absl::NotFoundError(absl::StrCat("no subject ", subject_id));
       return absl::DataLossError(absl::StrCat("subject ", current, " was merged into but is gone"));
+    }
+    const bool merges = std::any_of(events.begin(), events.end(), [](const v1::Event& e) {
+      return e.header().type() == "MergeSubjects" || e.header().type() == "SubjectMergedInto";
+    });
+    if (merges) {
+      ASSIGN_OR_RETURN(events, ReadAll(ledger_, SubjectStream(current)));
     }
     if (events.back().header().type() != "SubjectMergedInto") break;
     ASSIGN_OR_RETURN(v1::SubjectMergedInto into, HubPayload<v1::SubjectMergedInto>(events.back()));

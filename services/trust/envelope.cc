@@ -230,4 +230,18 @@ std::string ShortTypeName(absl::string_view full_name) {
   return std::string(dot == absl::string_view::npos ? full_name : full_name.substr(dot + 1));
 }
 
+v1::Envelope NewEnvelope(const google::protobuf::Message& payload, absl::string_view sender,
+                         v1::Actor actor, absl::string_view key_id, absl::Time created,
+                         absl::string_view message_id) {
+  v1::Envelope e;
+  e.set_payload(payload.SerializeAsString());
+  e.set_payload_type(payload.GetDescriptor()->full_name());
+  e.set_sender_agency(std::string(sender));
+  *e.mutable_actor() = std::move(actor);
+  e.set_key_id(std::string(key_id));
+  e.set_created_unix_nanos(absl::ToUnixNanos(created));
+  e.set_message_id(std::string(message_id));
+  return e;
+}
+
 }  // namespace careloop::trust

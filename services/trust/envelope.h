@@ -46,6 +46,11 @@ struct EnvelopeLimits {
 // the signature, each prefixed with its 4-byte big-endian length.
 std::string SigningInput(const v1::Envelope& envelope);
 
+// An unsigned envelope carrying `payload` (its type is the message's full name).
+v1::Envelope NewEnvelope(const google::protobuf::Message& payload, absl::string_view sender,
+                         v1::Actor actor, absl::string_view key_id, absl::Time created,
+                         absl::string_view message_id);
+
 // Signs `envelope` (its signature field is replaced) and returns its bytes.
 absl::StatusOr<std::string> SignEnvelope(v1::Envelope envelope, const Ed25519PrivateKey& key);
 

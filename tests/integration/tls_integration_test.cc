@@ -110,6 +110,18 @@ TEST(TlsIntegration, IdentityIsTheClientCertificate) {
       RunCli({"--hub", "127.0.0.1:" + hub.port(), "--tls-ca", dir.Sub("pki/ca.crt"), "--tls-cert",
               dir.Sub("pki/server.crt"), "--tls-key", dir.Sub("pki/server.key"), "ledger", "head"});
   EXPECT_EQ(hub_ledger.exit_code, 0) << hub_ledger.output;
+  // ConsentService: under TLS the caller is the certificate, never the dev
+  // header; compliance reads are refused to an agency, open to the hub's own
+  // services.
+  CliResult spoofed = hub.As("org.shelter", {"--dev-agency", "hub", "consent", "reviews"});
+  EXPECT_EQ(spoofed.exit_code, 3);
+  EXPECT_NE(spoofed.output.find("PERMISSION_DENIED"), std::string::npos) << spoofed.output;
+  EXPECT_NE(spoofed.output.find("agency org.shelter is neither"), std::string::npos)
+      << spoofed.output;
+  CliResult hub_reviews = RunCli({"--hub", "127.0.0.1:" + hub.port(), "--tls-ca",
+                                  dir.Sub("pki/ca.crt"), "--tls-cert", dir.Sub("pki/server.crt"),
+                                  "--tls-key", dir.Sub("pki/server.key"), "consent", "reviews"});
+  EXPECT_EQ(hub_reviews.exit_code, 0) << hub_reviews.output;
   // Revoke org.foodbank's certificate (serial 4: CA 1, server 2, hub 3).
   ASSERT_EQ(RunCli({"certs", "revoke", "--dir", dir.Sub("pki"), "--serial", "4"}).exit_code, 0);
   hub.Stop();  // the CRL directory is read when careloopd starts

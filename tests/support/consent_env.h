@@ -100,15 +100,12 @@ class ConsentEnv {
   std::string SignWith(const google::protobuf::Message& payload, const std::string& sender,
                        const std::string& user, const std::string& role, const std::string& key_id,
                        const trust::Ed25519PrivateKey& key, std::string message_id) {
-    v1::Envelope e;
-    e.set_payload(payload.SerializeAsString());
-    e.set_payload_type(payload.GetDescriptor()->full_name());
-    e.set_sender_agency(sender);
-    e.mutable_actor()->set_user_id(user);
-    e.mutable_actor()->set_role(role);
-    e.set_key_id(key_id);
-    e.set_created_unix_nanos(absl::ToUnixNanos(clock_.Now()));
-    e.set_message_id(message_id.empty() ? absl::StrCat("m-", ++next_message_) : message_id);
+    v1::Actor actor;
+    actor.set_user_id(user);
+    actor.set_role(role);
+    v1::Envelope e =
+        trust::NewEnvelope(payload, sender, actor, key_id, clock_.Now(),
+                           message_id.empty() ? absl::StrCat("m-", ++next_message_) : message_id);
     return *trust::SignEnvelope(e, key);
   }
 

@@ -223,6 +223,13 @@ TYPED_TEST_P(LedgerConformance, ReadsByStreamAgencyAndSubject) {
   ASSERT_EQ(even->events_size(), 2);
   EXPECT_EQ(even->events(0).header().seq(), 3u);
   EXPECT_EQ(even->events(1).header().seq(), 5u);
+  EXPECT_FALSE(even->more());
+  // A page cut by its limit says that more follow; the last page does not.
+  rs.set_from_version(1);
+  rs.set_limit(2);
+  EXPECT_TRUE(this->L()->ReadStream(rs)->more());
+  rs.set_limit(3);
+  EXPECT_FALSE(this->L()->ReadStream(rs)->more());
   v1::ReadIndexRequest ra;
   ra.set_agency("org.a");
   auto a = this->L()->ReadIndex(ra);
@@ -238,6 +245,7 @@ TYPED_TEST_P(LedgerConformance, ReadsByStreamAgencyAndSubject) {
   auto s = this->L()->ReadIndex(rsub);
   ASSERT_TRUE(s.ok());
   ASSERT_EQ(s->events_size(), 1);
+  EXPECT_TRUE(s->more());
   EXPECT_EQ(s->events(0).header().seq(), 5u);
   // min_seq that has been reached is served at once.
   v1::ReadRequest rr;

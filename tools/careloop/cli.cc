@@ -155,16 +155,12 @@ absl::StatusOr<std::string> Sign(const google::protobuf::Message& payload, const
   if (!pem.ok()) return pem.status();
   absl::StatusOr<trust::Ed25519PrivateKey> key = trust::Ed25519PrivateKey::FromPem(*pem);
   if (!key.ok()) return key.status();
-  v1::Envelope e;
-  e.set_payload(payload.SerializeAsString());
-  e.set_payload_type(payload.GetDescriptor()->full_name());
-  e.set_sender_agency(s.sender);
-  e.mutable_actor()->set_user_id(s.user);
-  e.mutable_actor()->set_display_name(s.display_name);
-  e.mutable_actor()->set_role(s.role);
-  e.set_key_id(s.key_id);
-  e.set_created_unix_nanos(absl::ToUnixNanos(absl::Now()));
-  e.set_message_id(s.message_id.empty() ? RandomId() : s.message_id);
+  v1::Actor actor;
+  actor.set_user_id(s.user);
+  actor.set_display_name(s.display_name);
+  actor.set_role(s.role);
+  v1::Envelope e = trust::NewEnvelope(payload, s.sender, actor, s.key_id, absl::Now(),
+                                      s.message_id.empty() ? RandomId() : s.message_id);
   return trust::SignEnvelope(e, *key);
 }
 
