@@ -363,13 +363,14 @@ absl::StatusOr<ConsentCore::SubjectState> ConsentCore::Load(absl::string_view su
       st.consents[c->consent_id()] = std::move(view);
     } else if (type == "AmendConsent" || type == "RevokeConsent") {
       std::string id;
+      v1::Envelope env;
       v1::AmendConsent amend;
       v1::RevokeConsent revoke;
       if (type == "AmendConsent") {
         ASSIGN_OR_RETURN(amend, SignedPayload<v1::AmendConsent>(e));
         id = amend.consent_id();
       } else {
-        ASSIGN_OR_RETURN(revoke, SignedPayload<v1::RevokeConsent>(e));
+        ASSIGN_OR_RETURN(revoke, SignedPayload<v1::RevokeConsent>(e, &env));
         id = revoke.consent_id();
       }
       auto it = st.consents.find(id);
@@ -388,6 +389,8 @@ absl::StatusOr<ConsentCore::SubjectState> ConsentCore::Load(absl::string_view su
                                                 : v1::CONSENT_REVOKED);
         c->set_revoked_unix_nanos(at);
         c->set_revocation_reason(revoke.reason());
+        it->second.record.set_revoked_by_agency(env.sender_agency());
+        it->second.record.set_revoked_by_user(env.actor().user_id());
       }
       it->second.record.set_last_change_seq(seq);
     } else if (type == "BreakGlassInvoked") {

@@ -339,6 +339,9 @@ TEST_F(ConsentServiceTest, AmendAndRevokeByTheRecorderAndHoldersAreTold) {
   ASSERT_TRUE(record.ok());
   EXPECT_EQ(record->consent().status(), v1::CONSENT_REVOKED);
   EXPECT_EQ(record->consent().revoked_unix_nanos(), absl::ToUnixNanos(env_.clock().Now()));
+  EXPECT_EQ(record->consent().revocation_reason(), "the patient withdrew consent by phone");
+  EXPECT_EQ(record->revoked_by_agency(), "org.stmarys");
+  EXPECT_EQ(record->revoked_by_user(), "u-org.stmarys");
   // A revoked consent is not amended or revoked again.
   size = env_.ledger()->size();
   ExpectRefusedWritingNothing(core()->Submit(env_.Sign(revoke, "org.stmarys", "sender")).status(),

@@ -207,7 +207,10 @@ void PrintConsent(const v1::ConsentRecord& r) {
             << (c.grantor().relationship().empty() ? "" : " (" + c.grantor().relationship() + ")")
             << "\n  valid " << When(c.period().start_unix_nanos()) << " to "
             << When(c.period().end_unix_nanos())
-            << (c.revoked_unix_nanos() ? "  revoked " + When(c.revoked_unix_nanos()) : "")
+            << (c.revoked_unix_nanos()
+                    ? "  revoked " + When(c.revoked_unix_nanos()) + " by " + r.revoked_by_agency() +
+                          "/" + r.revoked_by_user() + ": " + c.revocation_reason()
+                    : "")
             << (c.hipaa_authorization() ? "  HIPAA authorization" : "") << "\n";
   PrintRule(c.provision(), 0);
   if (!r.holders().empty()) std::cout << "  held by: " << absl::StrJoin(r.holders(), ", ") << "\n";
