@@ -10,14 +10,6 @@
 namespace careloop::trust {
 namespace {
 
-void AppendField(std::string* out, absl::string_view value) {
-  const uint32_t n = static_cast<uint32_t>(value.size());
-  const char len[4] = {static_cast<char>(n >> 24), static_cast<char>(n >> 16),
-                       static_cast<char>(n >> 8), static_cast<char>(n)};
-  out->append(len, 4);
-  out->append(value.data(), value.size());
-}
-
 std::string BigEndian64(int64_t v) {
   uint64_t u = static_cast<uint64_t>(v);
   std::string s(8, '\0');
@@ -50,19 +42,27 @@ std::string Rfc3339(absl::Time t) {
 
 }  // namespace
 
+void AppendLengthPrefixed(std::string* out, absl::string_view value) {
+  const uint32_t n = static_cast<uint32_t>(value.size());
+  const char len[4] = {static_cast<char>(n >> 24), static_cast<char>(n >> 16),
+                       static_cast<char>(n >> 8), static_cast<char>(n)};
+  out->append(len, 4);
+  out->append(value.data(), value.size());
+}
+
 std::string SigningInput(const v1::Envelope& e) {
   std::string out;
   out.reserve(kEnvelopeDomain.size() + 64 + e.payload().size() + e.payload_type().size());
-  AppendField(&out, kEnvelopeDomain);
-  AppendField(&out, e.payload_type());
-  AppendField(&out, e.sender_agency());
-  AppendField(&out, e.actor().user_id());
-  AppendField(&out, e.actor().display_name());
-  AppendField(&out, e.actor().role());
-  AppendField(&out, e.key_id());
-  AppendField(&out, BigEndian64(e.created_unix_nanos()));
-  AppendField(&out, e.message_id());
-  AppendField(&out, e.payload());
+  AppendLengthPrefixed(&out, kEnvelopeDomain);
+  AppendLengthPrefixed(&out, e.payload_type());
+  AppendLengthPrefixed(&out, e.sender_agency());
+  AppendLengthPrefixed(&out, e.actor().user_id());
+  AppendLengthPrefixed(&out, e.actor().display_name());
+  AppendLengthPrefixed(&out, e.actor().role());
+  AppendLengthPrefixed(&out, e.key_id());
+  AppendLengthPrefixed(&out, BigEndian64(e.created_unix_nanos()));
+  AppendLengthPrefixed(&out, e.message_id());
+  AppendLengthPrefixed(&out, e.payload());
   return out;
 }
 

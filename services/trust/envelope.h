@@ -42,6 +42,10 @@ struct EnvelopeLimits {
   size_t max_payload_type_bytes = 128;
 };
 
+// Appends `value` to `out` with its 4-byte big-endian length: the framing of
+// every signing input and digest input, so that fields cannot run together.
+void AppendLengthPrefixed(std::string* out, absl::string_view value);
+
 // The exact bytes a sender signs: the domain string, then every field except
 // the signature, each prefixed with its 4-byte big-endian length.
 std::string SigningInput(const v1::Envelope& envelope);
