@@ -13,4 +13,22 @@ absl::StatusOr<v1::Commit> Ledger::Append(v1::AppendRequest request) {
   return future.get();
 }
 
+absl::StatusOr<std::vector<v1::Event>> ReadWholeStream(Ledger* ledger, absl::string_view stream,
+                                                       bool include_payloads) {
+  std::vector<v1::Event> out;
+  uint64_t from = 1;
+  while (true) {
+    v1::ReadStreamRequest req;
+    req.set_stream(std::string(stream));
+    req.set_from_version(from);
+    req.set_include_payloads(include_payloads);
+    absl::StatusOr<v1::ReadResponse> page = ledger->ReadStream(req);
+    if (!page.ok()) return page.status();
+    for (v1::Event& e : *page->mutable_events()) out.push_back(std::move(e));
+    if (!page->more() || out.empty()) break;
+    from = out.back().header().stream_version() + 1;
+  }
+  return out;
+}
+
 }  // namespace careloop::storage

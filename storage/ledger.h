@@ -61,4 +61,8 @@ class Ledger {
   virtual absl::StatusOr<v1::BackupResponse> Backup(const std::string& directory) = 0;
 };
 
+// Every event of one stream, in version order, page by page.
+absl::StatusOr<std::vector<v1::Event>> ReadWholeStream(Ledger* ledger, absl::string_view stream,
+                                                       bool include_payloads = true);
+
 }  // namespace careloop::storage

@@ -61,19 +61,7 @@ absl::Status ValidateIdentifier(const v1::Identifier& id) {
 
 absl::StatusOr<std::vector<v1::Event>> ReadAll(storage::Ledger* ledger, const std::string& stream,
                                                bool payloads = true) {
-  std::vector<v1::Event> out;
-  uint64_t from = 1;
-  while (true) {
-    v1::ReadStreamRequest req;
-    req.set_stream(stream);
-    req.set_from_version(from);
-    req.set_include_payloads(payloads);
-    ASSIGN_OR_RETURN(v1::ReadResponse page, ledger->ReadStream(req));
-    for (v1::Event& e : *page.mutable_events()) out.push_back(std::move(e));
-    if (!page.more() || out.empty()) break;
-    from = out.back().header().stream_version() + 1;
-  }
-  return out;
+  return storage::ReadWholeStream(ledger, stream, payloads);
 }
 
 uint64_t VersionOf(const std::vector<v1::Event>& events) {
@@ -836,7 +824,7 @@ absl::StatusOr<v1::AppendRequest> ConsentCore::PlanReview(const trust::VerifiedE
 
 // ---- Reads ----
 
-absl::StatusOr<v1::ResolveSubjectResponse> ConsentCore::Resolve(
+absl::StatusOr<ConsentCore::PlannedSubject> ConsentCore::PlanResolve(
     const v1::ResolveSubjectRequest& req, absl::string_view caller) {
   if (caller.empty())
     return absl::PermissionDeniedError("resolving a subject needs the caller's agency identity");
@@ -855,59 +843,66 @@ absl::StatusOr<v1::ResolveSubjectResponse> ConsentCore::Resolve(
     if (!streams.insert(IdentifierStream(id)).second)
       return absl::InvalidArgumentError("the same identifier is given twice");
   }
+  std::set<std::string> survivors;
+  std::vector<int> unknown;
+  for (int i = 0; i < req.identifiers_size(); ++i) {
+    ASSIGN_OR_RETURN(std::vector<v1::Event> claimed,
+                     ReadAll(ledger_, IdentifierStream(req.identifiers(i))));
+    if (claimed.empty()) {
+      unknown.push_back(i + 1);
+      continue;
+    }
+    ASSIGN_OR_RETURN(v1::SubjectRef ref, HubPayload<v1::SubjectRef>(claimed.front()));
+    ASSIGN_OR_RETURN(SubjectSet set, Subjects(ref.subject_id()));
+    survivors.insert(set.survivor);
+  }
+  if (survivors.size() > 1) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("ambiguous: the identifiers belong to ", survivors.size(),
+                     " different subjects (", absl::StrJoin(survivors, ", "),
+                     "); the hub does not guess. If they are one person, merge the subjects"));
+  }
+  if (survivors.size() == 1 && !unknown.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("identifier #", absl::StrJoin(unknown, ", #"), " is not linked to subject ",
+                     *survivors.begin(),
+                     " that the others name; link it (LinkIdentifier) if it is the same person"));
+  }
+  PlannedSubject out;
+  if (survivors.size() == 1) {
+    out.subject_id = *survivors.begin();
+    return out;
+  }
+  // Nobody knows this person yet: a new subject, with every identifier.
+  out.subject_id = options_.new_subject_id();
+  const std::string& id = out.subject_id;
+  RETURN_IF_ERROR(storage::ValidateToken(id, "new subject id"));
+  v1::SubjectCreated created;
+  created.set_subject_id(id);
+  *created.mutable_identifiers() = req.identifiers();
+  created.set_created_by_agency(std::string(caller));
+  AddEvent(&out.creation, SubjectStream(id), "SubjectCreated", id, created.SerializeAsString())
+      ->add_agencies(std::string(caller));
+  Expect(&out.creation, SubjectStream(id), 0);
+  v1::SubjectRef ref;
+  ref.set_subject_id(id);
+  for (const std::string& stream : streams) {
+    AddEvent(&out.creation, stream, "IdentifierClaimed", id, ref.SerializeAsString());
+    Expect(&out.creation, stream, 0);
+  }
+  return out;
+}
+
+absl::StatusOr<v1::ResolveSubjectResponse> ConsentCore::Resolve(
+    const v1::ResolveSubjectRequest& req, absl::string_view caller) {
   for (int attempt = 0; attempt < 3; ++attempt) {
-    std::set<std::string> survivors;
-    std::vector<int> unknown;
-    for (int i = 0; i < req.identifiers_size(); ++i) {
-      ASSIGN_OR_RETURN(std::vector<v1::Event> claimed,
-                       ReadAll(ledger_, IdentifierStream(req.identifiers(i))));
-      if (claimed.empty()) {
-        unknown.push_back(i + 1);
-        continue;
-      }
-      ASSIGN_OR_RETURN(v1::SubjectRef ref, HubPayload<v1::SubjectRef>(claimed.front()));
-      ASSIGN_OR_RETURN(SubjectSet set, Subjects(ref.subject_id()));
-      survivors.insert(set.survivor);
-    }
-    if (survivors.size() > 1) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("ambiguous: the identifiers belong to ", survivors.size(),
-                       " different subjects (", absl::StrJoin(survivors, ", "),
-                       "); the hub does not guess. If they are one person, merge the subjects"));
-    }
-    if (survivors.size() == 1 && !unknown.empty()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("identifier #", absl::StrJoin(unknown, ", #"), " is not linked to subject ",
-                       *survivors.begin(),
-                       " that the others name; link it (LinkIdentifier) if it is the same "
-                       "person"));
-    }
+    ASSIGN_OR_RETURN(PlannedSubject planned, PlanResolve(req, caller));
     v1::ResolveSubjectResponse resp;
-    if (survivors.size() == 1) {
-      resp.set_subject_id(*survivors.begin());
-      return resp;
-    }
-    // Nobody knows this person yet: a new subject, with every identifier.
-    const std::string id = options_.new_subject_id();
-    RETURN_IF_ERROR(storage::ValidateToken(id, "new subject id"));
-    v1::SubjectCreated created;
-    created.set_subject_id(id);
-    *created.mutable_identifiers() = req.identifiers();
-    created.set_created_by_agency(std::string(caller));
-    v1::AppendRequest append;
-    AddEvent(&append, SubjectStream(id), "SubjectCreated", id, created.SerializeAsString())
-        ->add_agencies(std::string(caller));
-    Expect(&append, SubjectStream(id), 0);
-    v1::SubjectRef ref;
-    ref.set_subject_id(id);
-    for (const std::string& s : streams) {
-      AddEvent(&append, s, "IdentifierClaimed", id, ref.SerializeAsString());
-      Expect(&append, s, 0);
-    }
-    absl::StatusOr<v1::Commit> commit = ledger_->Append(std::move(append));
+    resp.set_subject_id(planned.subject_id);
+    if (planned.creation.events().empty()) return resp;
+    absl::StatusOr<v1::Commit> commit = ledger_->Append(std::move(planned.creation));
     if (absl::IsFailedPrecondition(commit.status())) continue;  // created meanwhile: resolve again
     RETURN_IF_ERROR(commit.status());
-    resp.set_subject_id(id);
     resp.set_seq(commit->last_seq());
     return resp;
   }

@@ -95,6 +95,16 @@ class ConsentCore {
   // `caller` is the calling agency ("hub" for the hub's own services).
   absl::StatusOr<v1::ResolveSubjectResponse> Resolve(const v1::ResolveSubjectRequest& req,
                                                      absl::string_view caller);
+  // Resolve without writing: the subject, and for a new one the events and
+  // preconditions that create it, for the caller to append together with
+  // whatever needs the subject (a referral), so that a refused request leaves
+  // no subject behind.
+  struct PlannedSubject {
+    std::string subject_id;
+    v1::AppendRequest creation;  // empty when the subject exists
+  };
+  absl::StatusOr<PlannedSubject> PlanResolve(const v1::ResolveSubjectRequest& req,
+                                             absl::string_view caller);
   absl::StatusOr<v1::ConsentRecord> GetConsent(absl::string_view consent_id,
                                                absl::string_view caller);
   absl::StatusOr<v1::ListConsentsResponse> ListConsents(const v1::ListConsentsRequest& req,

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -32,6 +33,54 @@ inline std::vector<TestAgency> DefaultTestAgencies() {
           {"org.shelter", v1::COMMUNITY_AGENCY, {"receiver"}},
           {"org.er", v1::HOSPITAL, {"sender", "emergency"}},
           {"org.compliance", v1::OTHER_KIND, {"compliance"}}};
+}
+
+// What a ledger says about disclosures and revocations, read end to end.
+struct DisclosureAudit {
+  int disclosures = 0;
+  int revocations = 0;
+  int notices = 0;  // holders told of a revocation
+  // Disclosures ordered after a revocation of a consent they relied on: must be 0.
+  int after_covering_revocation = 0;
+};
+
+inline absl::StatusOr<DisclosureAudit> AuditDisclosures(storage::Ledger* ledger) {
+  DisclosureAudit out;
+  std::map<std::string, uint64_t> revoked_at;  // consent id -> seq of its revocation
+  std::vector<std::pair<uint64_t, v1::DisclosureRecorded>> disclosures;
+  v1::ReadRequest r;
+  r.set_include_payloads(true);
+  for (uint64_t from = 1;;) {
+    r.set_from_seq(from);
+    ASSIGN_OR_RETURN(v1::ReadResponse page, ledger->Read(r));
+    if (page.events().empty()) break;
+    for (const v1::Event& e : page.events()) {
+      from = e.header().seq() + 1;
+      if (e.header().type() == "RevokeConsent") {
+        v1::Envelope env;
+        v1::RevokeConsent rc;
+        if (!env.ParseFromString(e.payload()) || !rc.ParseFromString(env.payload()))
+          return absl::DataLossError("a revocation does not parse");
+        revoked_at[rc.consent_id()] = e.header().seq();
+      } else if (e.header().type() == "ConsentRevocationNotice") {
+        ++out.notices;
+      } else if (e.header().type() == "DisclosureRecorded") {
+        v1::DisclosureRecorded d;
+        if (!d.ParseFromString(e.payload()))
+          return absl::DataLossError("a disclosure does not parse");
+        disclosures.emplace_back(e.header().seq(), std::move(d));
+      }
+    }
+  }
+  out.disclosures = static_cast<int>(disclosures.size());
+  out.revocations = static_cast<int>(revoked_at.size());
+  for (const auto& [seq, d] : disclosures) {
+    for (const std::string& c : d.consent_ids()) {
+      auto it = revoked_at.find(c);
+      if (it != revoked_at.end() && it->second < seq) ++out.after_covering_revocation;
+    }
+  }
+  return out;
 }
 
 class ConsentEnv {
@@ -77,6 +126,10 @@ class ConsentEnv {
     r.mutable_profile()->mutable_address()->set_postal_code("97201");
     for (const std::string& role : a.roles) {
       if (role != "admin") r.mutable_profile()->add_roles(role);
+    }
+    if (std::find(a.roles.begin(), a.roles.end(), "receiver") != a.roles.end()) {
+      r.mutable_profile()->add_services("food-insecurity");
+      r.mutable_profile()->add_services("housing-instability");
     }
     r.mutable_initial_key()->set_key_id("k1");
     r.mutable_initial_key()->set_public_key(agency_key_->public_key().raw());
@@ -174,6 +227,8 @@ class ConsentEnv {
   storage::LocalLedger* ledger() { return ledger_.get(); }
   consent::ConsentCore* consent() { return consent_.get(); }
   directory::DirectoryCore* directory() { return directory_.get(); }
+  directory::DirectoryState* directory_state() { return state_.get(); }
+  storage::ProjectionRunner* runner() { return runner_.get(); }
   FakeClock& clock() { return clock_; }
   const TempDir& dir() const { return dir_; }
 

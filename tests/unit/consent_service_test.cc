@@ -510,42 +510,12 @@ TEST(ConsentRace, NoDisclosureIsOrderedAfterARevocationItReliedOn) {
     }
   }
   // Every disclosure precedes the revocation of each consent it relied on.
-  int notices = 0;                             // holders told of a revocation
-  std::map<std::string, uint64_t> revoked_at;  // consent id -> seq of its revocation
-  std::vector<std::pair<uint64_t, v1::DisclosureRecorded>> disclosures;
-  v1::ReadRequest r;
-  r.set_include_payloads(true);
-  for (uint64_t from = 1;;) {
-    r.set_from_seq(from);
-    auto page = env.ledger()->Read(r);
-    ASSERT_TRUE(page.ok());
-    if (page->events().empty()) break;
-    for (const auto& e : page->events()) {
-      if (e.header().type() == "RevokeConsent") {
-        v1::Envelope env_msg;
-        ASSERT_TRUE(env_msg.ParseFromString(e.payload()));
-        v1::RevokeConsent rc;
-        ASSERT_TRUE(rc.ParseFromString(env_msg.payload()));
-        revoked_at[rc.consent_id()] = e.header().seq();
-      } else if (e.header().type() == "ConsentRevocationNotice") {
-        ++notices;
-      } else if (e.header().type() == "DisclosureRecorded") {
-        v1::DisclosureRecorded d;
-        ASSERT_TRUE(d.ParseFromString(e.payload()));
-        disclosures.emplace_back(e.header().seq(), d);
-      }
-      from = e.header().seq() + 1;
-    }
-  }
-  EXPECT_EQ(static_cast<int>(disclosures.size()), landed);
-  EXPECT_EQ(static_cast<int>(revoked_at.size()), iterations);
-  int after = 0;
-  for (const auto& [seq, d] : disclosures) {
-    for (const std::string& c : d.consent_ids()) {
-      auto it = revoked_at.find(c);
-      if (it != revoked_at.end() && it->second < seq) ++after;
-    }
-  }
+  auto audit = careloop::testing::AuditDisclosures(env.ledger());
+  ASSERT_TRUE(audit.ok()) << audit.status();
+  EXPECT_EQ(audit->disclosures, landed);
+  EXPECT_EQ(audit->revocations, iterations);
+  const int after = audit->after_covering_revocation;
+  const int notices = audit->notices;
   EXPECT_EQ(after, 0) << "disclosures ordered after a covering revocation";
   // Each disclosure that landed first made its recipient a holder, told of
   // the revocation that followed.

@@ -1,0 +1,86 @@
+// The referral service's core (no gRPC): submission with routing, consent
+// enforcement and duplicate refusal in one atomic append; status changes
+// under the lifecycle's rules; reads for the sender and the recipients only.
+//
+// Streams:
+//   referral/<sender>/<id>  ReferralSubmitted (the signed manifest), ReferralSections
+//                           (hub: the sections, redactable), ReferralRouted (hub:
+//                           recipient, candidates and reasons, withheld sections),
+//                           StatusChanged (signed UpdateReferralStatus)
+//   dedupe/<sender>/<subject>/<category>  DedupeOpened / DedupeClosed
+//   disclosure/<subject>    DisclosureRecorded, one per section first made
+//                           available to a recipient
+#pragma once
+
+#include <set>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "careloop/v1/referral.pb.h"
+#include "services/common/clock.h"
+#include "services/consent/consent_core.h"
+#include "services/directory/directory.h"
+#include "services/referral/sections.h"
+#include "storage/ledger.h"
+
+namespace careloop::referral {
+
+struct ReferralOptions {
+  absl::Duration max_clock_skew = absl::Minutes(5);
+  std::set<std::string> service_codes = directory::DefaultServiceCodes();
+  uint32_t default_max_attempts = 3;
+  SectionLimits limits;
+  // 42 CFR §2.32: travels with every SUD (Part 2) section disclosed.
+  std::string part2_notice =
+      "This record, whose confidentiality is protected by federal law (42 CFR part 2), has been "
+      "disclosed to you. 42 CFR part 2 prohibits unauthorized use or disclosure of this record.";
+};
+
+class ReferralCore {
+ public:
+  ReferralCore(storage::Ledger* ledger, directory::DirectoryState* directory,
+               storage::ProjectionRunner* directory_runner, consent::ConsentCore* consent,
+               Clock* clock, ReferralOptions options = {});
+
+  // A signed ReferralManifest with its sections: verified, routed, decided
+  // per section by consent, and appended in one append with the disclosures.
+  // A retry of the same envelope gets the original answer.
+  absl::StatusOr<v1::SubmitReferralResponse> Submit(const v1::SubmitReferralRequest& req);
+  // A signed UpdateReferralStatus from the party allowed to make the move.
+  absl::StatusOr<v1::Receipt> UpdateStatus(absl::string_view envelope_bytes);
+
+  // `caller` is the calling agency. Only the sender and the current or former
+  // recipients see a referral; a recipient sees the sections consent allows now.
+  absl::StatusOr<v1::ReferralView> Get(const v1::GetReferralRequest& req, absl::string_view caller);
+  absl::StatusOr<v1::ListReferralsResponse> Sent(const v1::ListReferralsRequest& req,
+                                                 absl::string_view caller);
+  absl::StatusOr<v1::ListReferralsResponse> Inbox(const v1::ListReferralsRequest& req,
+                                                  absl::string_view caller);
+
+  static std::string ReferralStream(absl::string_view sender, absl::string_view referral_id);
+
+ private:
+  struct State;
+  absl::StatusOr<State> Load(absl::string_view sender, absl::string_view referral_id);
+  absl::StatusOr<v1::ReferralView> ViewFor(const State& st, absl::string_view caller,
+                                           bool with_detail);
+  absl::StatusOr<v1::AppendRequest> PlanSubmit(const trust::VerifiedEnvelope& v,
+                                               absl::string_view bytes,
+                                               const v1::SubmitReferralRequest& req,
+                                               v1::SubmitReferralResponse* resp);
+  absl::StatusOr<v1::AppendRequest> PlanUpdate(const trust::VerifiedEnvelope& v,
+                                               absl::string_view bytes);
+  absl::StatusOr<v1::ListReferralsResponse> List(const v1::ListReferralsRequest& req,
+                                                 absl::string_view caller, bool sent);
+
+  storage::Ledger* ledger_;
+  directory::DirectoryState* directory_;
+  storage::ProjectionRunner* directory_runner_;
+  consent::ConsentCore* consent_;
+  Clock* clock_;
+  ReferralOptions options_;
+  trust::RpcPolicy submit_policy_, update_policy_;
+  directory::LedgerMessageLog seen_;
+};
+
+}  // namespace careloop::referral

@@ -1,0 +1,72 @@
+#include "services/referral/routing.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace careloop::referral {
+namespace {
+
+template <typename List>
+bool Has(const List& list, const std::string& v) {
+  return std::find(list.begin(), list.end(), v) != list.end();
+}
+
+}  // namespace
+
+std::vector<v1::RoutingCandidate> RankCandidates(const std::vector<v1::AgencyRecord>& agencies,
+                                                 const std::string& category,
+                                                 const v1::RoutingCriteria& c,
+                                                 const std::map<std::string, int64_t>& open_slots) {
+  std::vector<v1::RoutingCandidate> out;
+  for (const v1::AgencyRecord& a : agencies) {
+    const v1::AgencyProfile& p = a.profile();
+    v1::RoutingCandidate r;
+    r.set_agency_id(a.agency_id());
+    std::vector<std::string> no;
+    if (!a.active()) no.push_back("suspended");
+    if (!Has(p.services(), category)) no.push_back(absl::StrCat("does not offer ", category));
+    if (!Has(p.roles(), "receiver")) no.push_back("does not receive referrals");
+    const bool has_area = !p.area().postal_codes().empty() || !p.area().counties().empty();
+    if (has_area && !(Has(p.area().postal_codes(), c.postal_code()) && !c.postal_code().empty()) &&
+        !(Has(p.area().counties(), c.county()) && !c.county().empty())) {
+      no.push_back("does not serve the subject's area");
+    }
+    const v1::Eligibility& e = p.eligibility();
+    if (c.age() < e.min_age() || (e.max_age() != 0 && c.age() > e.max_age()))
+      no.push_back("age outside its eligibility");
+    if (!e.insurance_types().empty() && !Has(e.insurance_types(), c.insurance_type()))
+      no.push_back("insurance type not accepted");
+    if (e.veterans_only() && !c.veteran()) no.push_back("serves veterans only");
+    if (e.income_limit_cents() != 0 && c.income_cents() > e.income_limit_cents())
+      no.push_back("income above its limit");
+    auto slots = open_slots.find(a.agency_id());
+    const int64_t open = slots == open_slots.end() ? 0 : slots->second;
+    if (open <= 0) no.push_back(absl::StrCat("no open capacity for ", category));
+    r.set_eligible(no.empty());
+    if (!no.empty()) {
+      for (std::string& why : no) r.add_reasons(std::move(why));
+      out.push_back(std::move(r));
+      continue;
+    }
+    const bool language = !c.language().empty() && Has(p.languages(), c.language());
+    r.set_score((language ? 1'000'000 : 0) +
+                static_cast<int32_t>(std::min<int64_t>(open, 999'999)));
+    r.add_reasons(absl::StrCat("offers ", category));
+    r.add_reasons(has_area ? "serves the subject's area" : "serves every area");
+    r.add_reasons(absl::StrCat(open, " open slots"));
+    if (!c.language().empty())
+      r.add_reasons(language ? absl::StrCat("speaks ", c.language())
+                             : absl::StrCat("does not list ", c.language()));
+    out.push_back(std::move(r));
+  }
+  std::stable_sort(out.begin(), out.end(),
+                   [](const v1::RoutingCandidate& x, const v1::RoutingCandidate& y) {
+                     if (x.eligible() != y.eligible()) return x.eligible();
+                     if (x.score() != y.score()) return x.score() > y.score();
+                     return x.agency_id() < y.agency_id();
+                   });
+  return out;
+}
+
+}  // namespace careloop::referral

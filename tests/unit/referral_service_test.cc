@@ -1,0 +1,417 @@
+// The referral core on a real ledger with the real directory and consent
+// cores: a hospital sends a referral in sections; consent decides per section
+// for the recipient; the recipient sees only what it may and checks it with
+// only the sender's public key; duplicates, tampering and strangers are
+// refused writing nothing; racing accepts and racing revocations lose by
+// precondition; routing by criteria records its reasons.
+#include <gtest/gtest.h>
+
+#include <latch>
+#include <thread>
+
+#include "absl/strings/str_join.h"
+#include "services/referral/lifecycle.h"
+#include "services/referral/referral_core.h"
+#include "services/referral/routing.h"
+#include "tests/support/consent_env.h"
+
+namespace careloop::referral {
+namespace {
+
+using careloop::testing::ConsentEnv;
+
+class ReferralTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(env_.Start().ok());
+    core_ = std::make_unique<ReferralCore>(env_.ledger(), env_.directory_state(), env_.runner(),
+                                           env_.consent(), &env_.clock());
+    // The patient's consent: contact and social needs to the network.
+    subject_ = *env_.NewSubject("000123");
+    consent_id_ = *env_.Grant(ConsentEnv::NetworkConsent(subject_, {"contact", "social-needs"}));
+  }
+
+  std::vector<v1::Section> Sections() {
+    std::vector<v1::Section> out;
+    auto add = [&](const char* id, const char* cat, std::string content) {
+      v1::Section s;
+      s.set_section_id(id);
+      s.set_category(cat);
+      s.set_media_type("text/plain");
+      s.set_content(std::move(content));
+      out.push_back(s);
+    };
+    add("contact", "contact", "phone 555-0100");
+    add("needs", "social-needs", "food insecurity screen positive");
+    add("bh", "behavioral-health", "depression screen positive");
+    return out;
+  }
+
+  // A signed referral to `to` (or by criteria), with its sections.
+  v1::SubmitReferralRequest Referral(const std::string& id, const std::string& to = "org.foodbank",
+                                     const std::string& mrn = "000123",
+                                     std::vector<v1::Section> sections = {}) {
+    if (sections.empty()) sections = Sections();
+    v1::ReferralManifest m;
+    m.set_referral_id(id);
+    m.mutable_subject()->set_authority("org.stmarys/mrn");
+    m.mutable_subject()->set_value(mrn);
+    m.set_service_category("food-insecurity");
+    m.set_reason("discharge: food insecurity");
+    m.set_priority(v1::URGENT);
+    m.set_purpose("care-coordination");
+    if (!to.empty()) m.mutable_routing()->set_recipient_agency(to);
+    auto digests = SealSections(&sections, RandomBytes);
+    EXPECT_TRUE(digests.ok());
+    for (auto& d : *digests) *m.add_sections() = d;
+    v1::SubmitReferralRequest req;
+    req.set_envelope(env_.Sign(m, "org.stmarys", "sender"));
+    for (auto& s : sections) *req.add_sections() = s;
+    return req;
+  }
+
+  std::string Update(const std::string& id, v1::TaskStatus to, const std::string& agency,
+                     const std::string& role, const std::string& code = "",
+                     const std::string& provided = "") {
+    v1::UpdateReferralStatus u;
+    u.set_sender_agency("org.stmarys");
+    u.set_referral_id(id);
+    u.set_status(to);
+    if (!code.empty()) {
+      u.mutable_reason()->set_code(code);
+      u.mutable_reason()->set_text("see notes");
+    }
+    if (!provided.empty()) u.mutable_outcome()->set_provided(provided);
+    return env_.Sign(u, agency, role);
+  }
+
+  int Count(const std::string& type) {
+    int n = 0;
+    v1::ReadRequest r;
+    for (uint64_t from = 1;;) {
+      r.set_from_seq(from);
+      auto page = env_.ledger()->Read(r);
+      if (!page.ok() || page->events().empty()) break;
+      for (const auto& e : page->events()) {
+        n += e.header().type() == type;
+        from = e.header().seq() + 1;
+      }
+    }
+    return n;
+  }
+
+  void ExpectRefusedWritingNothing(const absl::Status& s, absl::StatusCode code,
+                                   const std::string& fragment) {
+    EXPECT_EQ(s.code(), code) << s;
+    EXPECT_NE(std::string(s.message()).find(fragment), std::string::npos) << s;
+  }
+
+  ConsentEnv env_;
+  std::unique_ptr<ReferralCore> core_;
+  std::string subject_, consent_id_;
+};
+
+TEST_F(ReferralTest, ConsentDecidesPerSectionAndTheRecipientSeesOnlyThat) {
+  auto sent = core_->Submit(Referral("r-1"));
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  EXPECT_EQ(sent->referral(), "org.stmarys/r-1");
+  EXPECT_EQ(sent->recipient_agency(), "org.foodbank");
+  ASSERT_EQ(sent->withheld_size(), 1);
+  EXPECT_EQ(sent->withheld(0).section_id(), "bh");
+  EXPECT_EQ(Count("DisclosureRecorded"), 2) << "one per permitted section";
+
+  v1::GetReferralRequest get;
+  get.set_referral("org.stmarys/r-1");
+  auto seen = core_->Get(get, "org.foodbank");
+  ASSERT_TRUE(seen.ok()) << seen.status();
+  EXPECT_EQ(seen->status(), v1::TASK_REQUESTED);
+  ASSERT_EQ(seen->sections_size(), 2);
+  ASSERT_EQ(seen->withheld_size(), 1);
+  EXPECT_TRUE(seen->subject_id().empty()) << "the hub's subject id is the sender's business";
+  // The recipient checks the sender's signature and each section it got.
+  v1::Envelope e;
+  ASSERT_TRUE(e.ParseFromString(seen->manifest_envelope()));
+  auto key =
+      *trust::Ed25519PrivateKey::FromSeed(std::string(32, '\x0b'));  // the agencies' test key
+  EXPECT_TRUE(key.public_key().Verify(trust::SigningInput(e), e.signature()));
+  v1::ReferralManifest m;
+  ASSERT_TRUE(m.ParseFromString(e.payload()));
+  std::vector<v1::Section> got(seen->sections().begin(), seen->sections().end());
+  EXPECT_TRUE(VerifySections(m.sections(), got, /*require_all=*/false).ok());
+  for (const auto& s : got) EXPECT_NE(s.category(), "behavioral-health");
+  // Reads record nothing new; the sender sees everything.
+  EXPECT_EQ(Count("DisclosureRecorded"), 2);
+  auto own = core_->Get(get, "org.stmarys");
+  ASSERT_TRUE(own.ok());
+  EXPECT_EQ(own->sections_size(), 3);
+  EXPECT_EQ(own->subject_id(), subject_);
+  // Anybody else: denied, as for a referral that does not exist.
+  EXPECT_EQ(core_->Get(get, "org.shelter").status().code(), absl::StatusCode::kPermissionDenied);
+  get.set_referral("org.stmarys/r-404");
+  EXPECT_EQ(core_->Get(get, "org.foodbank").status().code(), absl::StatusCode::kPermissionDenied);
+  // After a revocation the recipient's reads withhold what it no longer may see.
+  v1::RevokeConsent revoke;
+  revoke.set_consent_id(consent_id_);
+  revoke.set_reason("withdrawn");
+  ASSERT_TRUE(env_.consent()->Submit(env_.Sign(revoke, "org.stmarys", "sender")).ok());
+  get.set_referral("org.stmarys/r-1");
+  auto after = core_->Get(get, "org.foodbank");
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->sections_size(), 0);
+  EXPECT_EQ(after->withheld_size(), 3);
+}
+
+TEST_F(ReferralTest, BadSubmissionsAreRefusedWritingNothing) {
+  auto refused = [&](v1::SubmitReferralRequest req, absl::StatusCode code,
+                     const std::string& fragment) {
+    uint64_t before = env_.ledger()->size();
+    ExpectRefusedWritingNothing(core_->Submit(req).status(), code, fragment);
+    EXPECT_EQ(env_.ledger()->size(), before) << fragment;
+  };
+  auto tampered = Referral("r-1");
+  (*tampered.mutable_sections(1)->mutable_content())[0] ^= 1;
+  refused(tampered, absl::StatusCode::kInvalidArgument, "section needs does not match");
+  auto missing = Referral("r-1");
+  missing.mutable_sections()->RemoveLast();
+  refused(missing, absl::StatusCode::kInvalidArgument, "missing");
+  refused(Referral("r-1", "org.nowhere"), absl::StatusCode::kNotFound, "no agency");
+  // A person the hub has not met: a refused referral leaves no subject behind.
+  refused(Referral("r-1", "org.clinic", "new-mrn"), absl::StatusCode::kFailedPrecondition,
+          "does not offer");
+  v1::ResolveSubjectRequest probe;
+  probe.add_identifiers()->set_authority("org.stmarys/mrn");
+  probe.mutable_identifiers(0)->set_value("new-mrn");
+  EXPECT_FALSE(env_.consent()->PlanResolve(probe, "org.stmarys")->creation.events().empty())
+      << "still unknown";
+  // Sent: the subject is created in the same append, and nothing is disclosed
+  // (nobody recorded a consent for a person the hub just met).
+  auto fresh = core_->Submit(Referral("r-new", "org.foodbank", "new-mrn"));
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  EXPECT_EQ(fresh->withheld_size(), 3);
+  EXPECT_TRUE(env_.consent()->PlanResolve(probe, "org.stmarys")->creation.events().empty());
+  refused(Referral("r-1", "org.clinic"), absl::StatusCode::kFailedPrecondition,
+          "does not offer food-insecurity");
+  auto bad_sig = Referral("r-1");
+  (*bad_sig.mutable_envelope())[bad_sig.envelope().size() - 2] ^= 1;
+  refused(bad_sig, absl::StatusCode::kUnauthenticated, "signature");
+  // A receiver-only agency may not send.
+  v1::ReferralManifest m;
+  m.set_referral_id("r-9");
+  v1::SubmitReferralRequest wrong;
+  wrong.set_envelope(env_.Sign(m, "org.foodbank", "receiver"));
+  refused(wrong, absl::StatusCode::kPermissionDenied, "");
+}
+
+TEST_F(ReferralTest, DuplicatesAreRefusedUnlessForcedAndRetriesGetTheOriginal) {
+  auto first = Referral("r-1");
+  auto sent = core_->Submit(first);
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  // The same envelope again: the original receipt, nothing new.
+  uint64_t size = env_.ledger()->size();
+  auto retry = core_->Submit(first);
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_EQ(retry->receipt().header_bytes(), sent->receipt().header_bytes());
+  EXPECT_EQ(env_.ledger()->size(), size);
+  // A second open referral for the same person and need.
+  auto dup = core_->Submit(Referral("r-2"));
+  ExpectRefusedWritingNothing(dup.status(), absl::StatusCode::kAlreadyExists,
+                              "org.stmarys/r-1 is open");
+  EXPECT_EQ(env_.ledger()->size(), size);
+  auto forced = Referral("r-2");
+  forced.set_force_reason("second household member");
+  EXPECT_TRUE(core_->Submit(forced).ok());
+  // Once the first is closed, a new one is no duplicate.
+  ASSERT_TRUE(core_
+                  ->UpdateStatus(
+                      Update("r-1", v1::TASK_REJECTED, "org.foodbank", "receiver", "no-capacity"))
+                  .ok());
+  ASSERT_TRUE(
+      core_->UpdateStatus(Update("r-2", v1::TASK_CANCELLED, "org.stmarys", "sender", "duplicate"))
+          .ok());
+  EXPECT_TRUE(core_->Submit(Referral("r-3")).ok());
+}
+
+TEST_F(ReferralTest, TheLifecycleIsEnforcedPerParty) {
+  ASSERT_TRUE(core_->Submit(Referral("r-1")).ok());
+  uint64_t size = env_.ledger()->size();
+  ExpectRefusedWritingNothing(
+      core_->UpdateStatus(Update("r-1", v1::TASK_ACCEPTED, "org.stmarys", "sender")).status(),
+      absl::StatusCode::kPermissionDenied, "only the recipient");
+  ExpectRefusedWritingNothing(
+      core_->UpdateStatus(Update("r-1", v1::TASK_ACCEPTED, "org.shelter", "receiver")).status(),
+      absl::StatusCode::kPermissionDenied, "neither the sender nor the recipient");
+  ExpectRefusedWritingNothing(
+      core_->UpdateStatus(Update("r-1", v1::TASK_COMPLETED, "org.foodbank", "receiver", "", "x"))
+          .status(),
+      absl::StatusCode::kFailedPrecondition, "the referral is requested");
+  EXPECT_EQ(env_.ledger()->size(), size);
+  ASSERT_TRUE(
+      core_->UpdateStatus(Update("r-1", v1::TASK_ACCEPTED, "org.foodbank", "receiver")).ok());
+  ASSERT_TRUE(
+      core_->UpdateStatus(Update("r-1", v1::TASK_IN_PROGRESS, "org.foodbank", "receiver")).ok());
+  ExpectRefusedWritingNothing(
+      core_->UpdateStatus(Update("r-1", v1::TASK_COMPLETED, "org.foodbank", "receiver")).status(),
+      absl::StatusCode::kInvalidArgument, "outcome");
+  ASSERT_TRUE(core_
+                  ->UpdateStatus(Update("r-1", v1::TASK_COMPLETED, "org.foodbank", "receiver", "",
+                                        "weekly food box"))
+                  .ok());
+  v1::GetReferralRequest get;
+  get.set_referral("org.stmarys/r-1");
+  auto view = core_->Get(get, "org.stmarys");
+  ASSERT_TRUE(view.ok());
+  EXPECT_EQ(view->status(), v1::TASK_COMPLETED);
+  EXPECT_EQ(view->outcome().provided(), "weekly food box");
+  std::vector<v1::TaskStatus> seen;
+  for (const auto& h : view->history()) seen.push_back(h.status());
+  EXPECT_EQ(seen, (std::vector<v1::TaskStatus>{v1::TASK_STATUS_UNSPECIFIED, v1::TASK_REQUESTED,
+                                               v1::TASK_ACCEPTED, v1::TASK_IN_PROGRESS,
+                                               v1::TASK_COMPLETED}));
+  // Sent and inbox.
+  auto sent = core_->Sent({}, "org.stmarys");
+  ASSERT_TRUE(sent.ok());
+  ASSERT_EQ(sent->referrals_size(), 1);
+  EXPECT_EQ(sent->referrals(0).status(), v1::TASK_COMPLETED);
+  EXPECT_EQ(core_->Inbox({}, "org.foodbank")->referrals_size(), 1);
+  EXPECT_EQ(core_->Inbox({}, "org.shelter")->referrals_size(), 0);
+  EXPECT_EQ(core_->Sent({}, "org.foodbank")->referrals_size(), 0);
+}
+
+TEST_F(ReferralTest, OfTwoRacingAcceptsExactlyOneWins) {
+  for (int i = 0; i < 30; ++i) {
+    const std::string id = absl::StrCat("r-race-", i);
+    auto req = Referral(id);
+    req.set_force_reason("race test");
+    ASSERT_TRUE(core_->Submit(req).ok());
+    std::string a = Update(id, v1::TASK_ACCEPTED, "org.foodbank", "receiver");
+    std::string b = Update(id, v1::TASK_REJECTED, "org.foodbank", "receiver", "no-capacity");
+    std::latch go(2);
+    absl::Status ra, rb;
+    std::thread ta([&] {
+      go.arrive_and_wait();
+      ra = core_->UpdateStatus(a).status();
+    });
+    std::thread tb([&] {
+      go.arrive_and_wait();
+      rb = core_->UpdateStatus(b).status();
+    });
+    ta.join();
+    tb.join();
+    EXPECT_NE(ra.ok(), rb.ok()) << ra << " / " << rb;
+    const absl::Status& lost = ra.ok() ? rb : ra;
+    EXPECT_EQ(lost.code(), absl::StatusCode::kFailedPrecondition) << lost;
+  }
+}
+
+TEST_F(ReferralTest, NoSectionIsDisclosedAfterARevocationThatCoversIt) {
+  int routed = 0;
+  for (int i = 0; i < 60; ++i) {
+    std::string subject = *env_.NewSubject(absl::StrCat("race-", i));
+    std::string consent = *env_.Grant(ConsentEnv::NetworkConsent(subject, {"contact"}));
+    auto req = Referral(absl::StrCat("r-", i), "org.foodbank", absl::StrCat("race-", i));
+    v1::RevokeConsent revoke;
+    revoke.set_consent_id(consent);
+    revoke.set_reason("withdrawn");
+    std::string revoke_bytes = env_.Sign(revoke, "org.stmarys", "sender");
+    std::latch go(2);
+    absl::Status submitted, revoked;
+    std::thread a([&] {
+      go.arrive_and_wait();
+      submitted = core_->Submit(req).status();
+    });
+    std::thread b([&] {
+      go.arrive_and_wait();
+      revoked = env_.consent()->Submit(revoke_bytes).status();
+      for (int r = 0; absl::IsAborted(revoked) && r < 3; ++r)
+        revoked = env_.consent()->Submit(revoke_bytes).status();
+    });
+    a.join();
+    b.join();
+    ASSERT_TRUE(submitted.ok()) << submitted;  // routed either way; only what it discloses differs
+    ASSERT_TRUE(revoked.ok()) << revoked;
+    ++routed;
+  }
+  // Every disclosure precedes the revocation of each consent it relied on.
+  auto audit = careloop::testing::AuditDisclosures(env_.ledger());
+  ASSERT_TRUE(audit.ok()) << audit.status();
+  const int after = audit->after_covering_revocation;
+  std::cout << "referral race: " << audit->disclosures << " sections disclosed before the "
+            << "revocation, " << audit->notices << " holders told\n";
+  EXPECT_EQ(after, 0);
+  EXPECT_EQ(routed, 60);
+}
+
+TEST_F(ReferralTest, ByCriteriaTheBestEligibleAgencyIsChosenWithReasons) {
+  for (const auto& [agency, slots] :
+       std::vector<std::pair<std::string, uint32_t>>{{"org.foodbank", 2}, {"org.shelter", 5}}) {
+    v1::ReportCapacity c;
+    c.set_agency_id(agency);
+    c.set_service("food-insecurity");
+    c.set_open_slots(slots);
+    ASSERT_TRUE(env_.directory()->Submit(env_.Sign(c, agency, "receiver")).ok());
+  }
+  auto req = Referral("r-1", "");
+  v1::ReferralManifest m;
+  v1::Envelope e;
+  e.ParseFromString(req.envelope());
+  m.ParseFromString(e.payload());
+  m.mutable_routing()->mutable_criteria()->set_postal_code("97201");
+  req.set_envelope(env_.Sign(m, "org.stmarys", "sender"));
+  auto sent = core_->Submit(req);
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  EXPECT_EQ(sent->recipient_agency(), "org.shelter") << "more open slots";
+  ASSERT_GE(sent->candidates_size(), 2);
+  EXPECT_EQ(sent->candidates(1).agency_id(), "org.foodbank");
+  // Not chosen: sees nothing.
+  v1::GetReferralRequest get;
+  get.set_referral("org.stmarys/r-1");
+  EXPECT_EQ(core_->Get(get, "org.foodbank").status().code(), absl::StatusCode::kPermissionDenied);
+}
+
+// Ranking alone, table-driven.
+TEST(Routing, RankingIsDeterministicAndExplained) {
+  auto agency = [](const std::string& id, std::vector<std::string> langs, bool active = true) {
+    v1::AgencyRecord a;
+    a.set_agency_id(id);
+    a.set_active(active);
+    a.mutable_profile()->add_services("food-insecurity");
+    a.mutable_profile()->add_roles("receiver");
+    a.mutable_profile()->mutable_area()->add_postal_codes("97201");
+    for (auto& l : langs) a.mutable_profile()->add_languages(l);
+    return a;
+  };
+  std::vector<v1::AgencyRecord> all = {agency("org.a", {"en"}), agency("org.b", {"es"}),
+                                       agency("org.c", {"es"}), agency("org.d", {"es"}, false)};
+  v1::AgencyRecord vets = agency("org.v", {"es"});
+  vets.mutable_profile()->mutable_eligibility()->set_veterans_only(true);
+  all.push_back(vets);
+  v1::AgencyRecord far = agency("org.far", {"es"});
+  far.mutable_profile()->mutable_area()->set_postal_codes(0, "10001");
+  all.push_back(far);
+  v1::RoutingCriteria c;
+  c.set_postal_code("97201");
+  c.set_language("es");
+  std::map<std::string, int64_t> slots = {{"org.a", 9}, {"org.b", 1}, {"org.c", 3},
+                                          {"org.d", 9}, {"org.v", 9}, {"org.far", 9}};
+  auto ranked = RankCandidates(all, "food-insecurity", c, slots);
+  std::vector<std::string> order;
+  for (const auto& r : ranked) order.push_back(r.agency_id() + (r.eligible() ? "" : "(x)"));
+  EXPECT_EQ(order, (std::vector<std::string>{"org.c", "org.b", "org.a", "org.d(x)", "org.far(x)",
+                                             "org.v(x)"}));
+  auto reasons = [&](const std::string& id) {
+    for (const auto& r : ranked) {
+      if (r.agency_id() == id) return absl::StrJoin(r.reasons(), "; ");
+    }
+    return std::string();
+  };
+  EXPECT_NE(reasons("org.c").find("speaks es"), std::string::npos);
+  EXPECT_NE(reasons("org.d").find("suspended"), std::string::npos);
+  EXPECT_NE(reasons("org.far").find("does not serve the subject's area"), std::string::npos);
+  EXPECT_NE(reasons("org.v").find("veterans only"), std::string::npos);
+  slots.erase("org.c");
+  EXPECT_EQ(RankCandidates(all, "food-insecurity", c, slots)[0].agency_id(), "org.b")
+      << "no capacity reported: passed over";
+}
+
+}  // namespace
+}  // namespace careloop::referral
