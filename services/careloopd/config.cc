@@ -136,7 +136,7 @@ absl::Status LoadToml(const std::string& path, HubConfig* c) {
 }  // namespace
 
 const std::vector<std::string>& KnownServices() {
-  static const std::vector<std::string> services = {"ledger", "directory", "consent"};
+  static const std::vector<std::string> services = {"ledger", "directory", "consent", "referral"};
   return services;
 }
 

@@ -14,8 +14,9 @@ namespace careloop::hub {
 struct HubConfig {
   // [server]
   std::string listen = "127.0.0.1:7400";
-  std::vector<std::string> services = {"ledger", "directory", "consent"};  // "all": every service
-  std::string ledger_address;                                              // a remote LedgerService
+  // "all": every service
+  std::vector<std::string> services = {"ledger", "directory", "consent", "referral"};
+  std::string ledger_address;  // a remote LedgerService
   size_t max_message_bytes = 16 << 20;
   // [storage]
   std::string data_dir = "./var";

@@ -143,7 +143,7 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
         std::make_unique<ledger::LedgerGrpcService>(hub->ledger_.get(), config.tls());
   }
 
-  if (config.runs("directory") || config.runs("consent")) {
+  if (config.runs("directory") || config.runs("consent") || config.runs("referral")) {
     // Both keep the directory as a projection of the ledger.
     storage::Ledger* ledger = hub->ledger_.get();
     if (ledger == nullptr) {
@@ -198,7 +198,7 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
       hub->directory_service_ = std::make_unique<directory::DirectoryGrpcService>(
           hub->directory_core_.get(), config.tls());
     }
-    if (config.runs("consent")) {
+    if (config.runs("consent") || config.runs("referral")) {
       consent::ConsentOptions co;
       co.max_clock_skew = config.max_clock_skew;
       co.categories.insert(config.extra_consent_categories.begin(),
@@ -207,8 +207,23 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
       hub->consent_core_ = std::make_unique<consent::ConsentCore>(
           ledger, hub->directory_state_.get(), hub->directory_runner_.get(), SystemClock(),
           std::move(co));
-      hub->consent_service_ =
-          std::make_unique<consent::ConsentGrpcService>(hub->consent_core_.get(), config.tls());
+      if (config.runs("consent")) {
+        hub->consent_service_ =
+            std::make_unique<consent::ConsentGrpcService>(hub->consent_core_.get(), config.tls());
+      }
+    }
+    if (config.runs("referral")) {
+      // Referrals decide consent through the consent core in this process: it
+      // keeps no state of its own, so it reads the same ledger as a consent
+      // service elsewhere would.
+      referral::ReferralOptions ro;
+      ro.max_clock_skew = config.max_clock_skew;
+      ro.service_codes.insert(config.extra_service_codes.begin(), config.extra_service_codes.end());
+      hub->referral_core_ = std::make_unique<referral::ReferralCore>(
+          ledger, hub->directory_state_.get(), hub->directory_runner_.get(),
+          hub->consent_core_.get(), SystemClock(), std::move(ro));
+      hub->referral_service_ =
+          std::make_unique<referral::ReferralGrpcService>(hub->referral_core_.get(), config.tls());
     }
   }
 
@@ -223,6 +238,7 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
   if (hub->ledger_service_) builder.RegisterService(hub->ledger_service_.get());
   if (hub->directory_service_) builder.RegisterService(hub->directory_service_.get());
   if (hub->consent_service_) builder.RegisterService(hub->consent_service_.get());
+  if (hub->referral_service_) builder.RegisterService(hub->referral_service_.get());
   hub->server_ = builder.BuildAndStart();
   if (!hub->server_ || port == 0) {
     if (hub->ledger_) hub->ledger_->Close().IgnoreError();
@@ -251,6 +267,8 @@ void Hub::Shutdown() {
     server_->Wait();
   }
   if (directory_runner_) directory_runner_->Stop();
+  referral_service_.reset();
+  referral_core_.reset();
   consent_service_.reset();
   consent_core_.reset();
   directory_service_.reset();

@@ -13,6 +13,7 @@
 #include "services/directory/directory_grpc_service.h"
 #include "services/ledger/ledger_grpc_service.h"
 #include "services/ledger/remote_ledger.h"
+#include "services/referral/referral_grpc_service.h"
 #include "services/trust/head_signer.h"
 #include "storage/local_ledger.h"
 
@@ -58,6 +59,8 @@ class Hub {
   std::unique_ptr<directory::DirectoryGrpcService> directory_service_;
   std::unique_ptr<consent::ConsentCore> consent_core_;
   std::unique_ptr<consent::ConsentGrpcService> consent_service_;
+  std::unique_ptr<referral::ReferralCore> referral_core_;
+  std::unique_ptr<referral::ReferralGrpcService> referral_service_;
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
   bool shut_down_ = false;

@@ -11,4 +11,18 @@ std::optional<std::string> PeerSpiffeId(const grpc::ServerContextBase& ctx) {
   return std::nullopt;
 }
 
+std::string CallerIdentity(const grpc::ServerContextBase& ctx, bool tls) {
+  if (!tls) {
+    auto it = ctx.client_metadata().find(kDevAgencyHeader);
+    if (it == ctx.client_metadata().end()) return "";
+    return std::string(it->second.data(), it->second.size());
+  }
+  const std::string id = PeerSpiffeId(ctx).value_or("");
+  if (id == kHubSpiffeId) return "hub";
+  const std::string prefix = kAgencySpiffePrefix;
+  if (id.size() > prefix.size() && id.compare(0, prefix.size(), prefix) == 0)
+    return id.substr(prefix.size());
+  return "";
+}
+
 }  // namespace careloop

@@ -31,4 +31,13 @@ grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* ctx, const ab
 // SAN), if the connection has one.
 std::optional<std::string> PeerSpiffeId(const grpc::ServerContextBase& ctx);
 
+inline constexpr char kAgencySpiffePrefix[] = "spiffe://careloop/agency/";
+inline constexpr char kHubSpiffeId[] = "spiffe://careloop/hub";
+inline constexpr char kDevAgencyHeader[] = "x-careloop-dev-agency";
+
+// Who is calling: with TLS, the client certificate's agency, or "hub" for the
+// hub's own services; in dev mode (no TLS, loopback only) the agency named in
+// the x-careloop-dev-agency metadata. "" when there is none.
+std::string CallerIdentity(const grpc::ServerContextBase& ctx, bool tls);
+
 }  // namespace careloop

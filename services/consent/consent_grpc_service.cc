@@ -9,13 +9,7 @@
 namespace careloop::consent {
 
 std::string ConsentGrpcService::Caller(const grpc::CallbackServerContext& ctx) const {
-  if (!tls_) {
-    auto it = ctx.client_metadata().find(kDevAgencyHeader);
-    if (it == ctx.client_metadata().end()) return "";
-    return std::string(it->second.data(), it->second.size());
-  }
-  if (PeerSpiffeId(ctx) == "spiffe://careloop/hub") return directory::kHubAgency;
-  return directory::CallerAgency(ctx).value_or("");
+  return CallerIdentity(ctx, tls_);
 }
 
 grpc::ServerUnaryReactor* ConsentGrpcService::Submit(grpc::CallbackServerContext* ctx,

@@ -10,8 +10,6 @@
 
 namespace careloop::consent {
 
-inline constexpr char kDevAgencyHeader[] = "x-careloop-dev-agency";
-
 class ConsentGrpcService final : public v1::ConsentService::CallbackService {
  public:
   ConsentGrpcService(ConsentCore* core, bool tls) : core_(core), tls_(tls) {}

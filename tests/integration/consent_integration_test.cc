@@ -25,14 +25,11 @@ struct Hubs {
 
 CliResult At(const std::string& hub, std::vector<std::string> args,
              const std::string& as_agency = "") {
-  if (!as_agency.empty()) args.insert(args.begin(), {"--dev-agency", as_agency});
-  args.insert(args.begin(), {"--hub", hub});
-  return RunCli(args);
+  return CliAt(hub, std::move(args), as_agency);
 }
 
 std::vector<std::string> With(std::vector<std::string> a, const std::vector<std::string>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
+  return Concat(std::move(a), b);
 }
 
 class Scenario {

@@ -133,4 +133,16 @@ CliResult RunCli(const std::vector<std::string>& args) {
   return result;
 }
 
+CliResult CliAt(const std::string& hub, std::vector<std::string> args,
+                const std::string& as_agency) {
+  if (!as_agency.empty()) args.insert(args.begin(), {"--dev-agency", as_agency});
+  args.insert(args.begin(), {"--hub", hub});
+  return RunCli(args);
+}
+
+std::vector<std::string> Concat(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
 }  // namespace careloop::testing

@@ -50,5 +50,10 @@ struct CliResult {
   std::string output;
 };
 CliResult RunCli(const std::vector<std::string>& args);
+// The CLI against `hub`, in dev mode speaking for `as_agency` (if given).
+CliResult CliAt(const std::string& hub, std::vector<std::string> args,
+                const std::string& as_agency = "");
+// a, then b.
+std::vector<std::string> Concat(std::vector<std::string> a, const std::vector<std::string>& b);
 
 }  // namespace careloop::testing

@@ -28,6 +28,7 @@ TEST(Config, Defaults) {
   EXPECT_TRUE(c->runs("ledger"));
   EXPECT_TRUE(c->runs("directory"));
   EXPECT_TRUE(c->runs("consent"));
+  EXPECT_TRUE(c->runs("referral"));
   EXPECT_EQ(c->break_glass_default, absl::Hours(1));
   EXPECT_EQ(c->idempotency_window, absl::Hours(168));
   EXPECT_EQ(c->log_key_path(), "./var/keys/hub-log.pem");

@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "google/protobuf/message.h"
+#include "services/common/grpc_status.h"
 
 namespace careloop::cli {
 
@@ -79,8 +80,22 @@ void Submit(Globals& g, const google::protobuf::Message& payload, const Signer& 
 // answered with the original receipt.
 void SubmitBytes(Globals& g, const std::string& envelope);
 
+// Calls one unary RPC on a fresh stub of `Service` and prints its answer.
+template <typename Service, typename Req, typename Resp, typename Method, typename TextFn>
+void CallUnary(Globals& g, Method method, const Req& req, TextFn text) {
+  grpc::ClientContext ctx;
+  Prepare(g, &ctx);
+  Resp resp;
+  auto stub = Service::NewStub(Connect(g));
+  grpc::Status st = (stub.get()->*method)(&ctx, req, &resp);
+  absl::StatusOr<Resp> result = resp;
+  if (!st.ok()) result = FromGrpcStatus(st);
+  Output(g, result, text);
+}
+
 void AddLedgerCommands(CLI::App& app, Globals& g);
 void AddConsentCommands(CLI::App& app, Globals& g);
+void AddReferralCommands(CLI::App& app, Globals& g);
 void AddDirectoryCommands(CLI::App& app, Globals& g);
 void AddCertsCommands(CLI::App& app, Globals& g);
 void AddKeysCommands(CLI::App& app, Globals& g);

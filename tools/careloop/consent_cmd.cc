@@ -17,20 +17,9 @@
 namespace careloop::cli {
 namespace {
 
-std::unique_ptr<v1::ConsentService::Stub> Stub(const Globals& g) {
-  return v1::ConsentService::NewStub(Connect(g));
-}
-
-// Calls one ConsentService RPC and prints its answer.
 template <typename Req, typename Resp, typename Method, typename TextFn>
 void Call(Globals& g, Method method, const Req& req, TextFn text) {
-  grpc::ClientContext ctx;
-  Prepare(g, &ctx);
-  Resp resp;
-  grpc::Status st = (Stub(g).get()->*method)(&ctx, req, &resp);
-  absl::StatusOr<Resp> result = resp;
-  if (!st.ok()) result = FromGrpcStatus(st);
-  Output(g, result, text);
+  CallUnary<v1::ConsentService, Req, Resp>(g, method, req, text);
 }
 
 absl::StatusOr<int64_t> ParseInstant(const std::string& text, const char* flag) {

@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
   careloop::cli::AddDirectoryCommands(app, g);
   careloop::cli::AddCertsCommands(app, g);
   careloop::cli::AddConsentCommands(app, g);
+  careloop::cli::AddReferralCommands(app, g);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,39 @@
+// ReferralService over gRPC: the caller is its mTLS identity (or, in dev
+// mode, the x-careloop-dev-agency header); a submitted envelope must come
+// from the connection's agency.
+#pragma once
+
+#include "careloop/v1/referral.grpc.pb.h"
+#include "services/referral/referral_core.h"
+
+namespace careloop::referral {
+
+class ReferralGrpcService final : public v1::ReferralService::CallbackService {
+ public:
+  ReferralGrpcService(ReferralCore* core, bool tls) : core_(core), tls_(tls) {}
+
+  grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* ctx,
+                                   const v1::SubmitReferralRequest* req,
+                                   v1::SubmitReferralResponse* resp) override;
+  grpc::ServerUnaryReactor* UpdateStatus(grpc::CallbackServerContext* ctx,
+                                         const v1::SubmitEnvelopeRequest* req,
+                                         v1::Receipt* resp) override;
+  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx, const v1::GetReferralRequest* req,
+                                v1::ReferralView* resp) override;
+  grpc::ServerUnaryReactor* Sent(grpc::CallbackServerContext* ctx,
+                                 const v1::ListReferralsRequest* req,
+                                 v1::ListReferralsResponse* resp) override;
+  grpc::ServerUnaryReactor* Inbox(grpc::CallbackServerContext* ctx,
+                                  const v1::ListReferralsRequest* req,
+                                  v1::ListReferralsResponse* resp) override;
+
+ private:
+  // With TLS, the envelope's sender must be the connection's agency.
+  absl::Status SenderIsCaller(const grpc::CallbackServerContext& ctx,
+                              const std::string& envelope) const;
+
+  ReferralCore* core_;
+  bool tls_;
+};
+
+}  // namespace careloop::referral

@@ -1,0 +1,197 @@
+// Referrals as people use them: the careloop CLI against careloopd, in one
+// process and split (ledger, directory, consent and referral each in their
+// own process). A hospital sends, the food bank sees only what consent
+// allows and checks it, accepts and completes; the hospital sees every
+// status; a third agency sees nothing.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "tests/support/process.h"
+#include "tests/support/test_env.h"
+
+namespace careloop::testing {
+namespace {
+
+using nlohmann::json;
+
+struct Hubs {
+  std::string directory, consent, referral, admin_key;
+};
+
+CliResult At(const std::string& hub, std::vector<std::string> args,
+             const std::string& as_agency = "") {
+  return CliAt(hub, std::move(args), as_agency);
+}
+
+std::vector<std::string> With(std::vector<std::string> a, const std::vector<std::string>& b) {
+  return Concat(std::move(a), b);
+}
+
+void RunReferralScenario(const Hubs& hubs, const TempDir& dir) {
+  auto onboard = [&](const std::string& id, const std::string& kind, const std::string& role,
+                     std::vector<std::string> extra = {}) {
+    ASSERT_EQ(RunCli({"keys", "generate", "--out", dir.Sub(id + ".pem")}).exit_code, 0);
+    CliResult r = At(hubs.directory,
+                     With({"agency", "register", "--sign-key", hubs.admin_key, "--id", id, "--name",
+                           "Agency " + id, "--kind", kind, "--agency-role", role,
+                           "--agency-public-key", dir.Sub(id + ".pem"), "--admin-user", "u-admin"},
+                          extra));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = At(hubs.directory, {"actor", "add", "--sign-key", hubs.admin_key, "--agency", id,
+                            "--user-id", "u-staff", "--actor-role", role});
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  };
+  auto as = [&](const std::string& id, const std::string& role) {
+    return std::vector<std::string>{
+        "--sign-key", dir.Sub(id + ".pem"), "--as", id, "--user", "u-staff", "--role",
+        role,         "--key-id",           "k1"};
+  };
+  onboard("org.stmarys", "hospital", "sender");
+  onboard("org.foodbank", "community-agency", "receiver", {"--service", "food-insecurity"});
+  onboard("org.shelter", "community-agency", "receiver", {"--service", "food-insecurity"});
+
+  // The patient's consent: contact and social needs, any agency, care coordination.
+  CliResult s =
+      At(hubs.consent, {"subject", "resolve", "--id", "org.stmarys/mrn=000123"}, "org.stmarys");
+  ASSERT_EQ(s.exit_code, 0) << s.output;
+  const std::string subject = s.output.substr(0, s.output.find('\n'));
+  std::ofstream(dir.Sub("form.pdf")) << "signed form";
+  CliResult granted =
+      At(hubs.consent, With({"consent", "grant", "--subject", subject, "--network", "--purpose",
+                             "care-coordination", "--category", "contact", "--category",
+                             "social-needs", "--evidence-file", dir.Sub("form.pdf")},
+                            as("org.stmarys", "sender")));
+  ASSERT_EQ(granted.exit_code, 0) << granted.output;
+
+  // The hospital sends, in three sections; behavioural health is withheld.
+  const std::vector<std::string> send =
+      With({"referral",   "send",
+            "--id",       "r-1001",
+            "--subject",  "org.stmarys/mrn=000123",
+            "--service",  "food-insecurity",
+            "--reason",   "discharge-food-insecurity",
+            "--priority", "urgent",
+            "--to",       "org.foodbank",
+            "--section",  "contact:contact:phone 555-0100",
+            "--section",  "needs:social-needs:hunger vital sign positive",
+            "--section",  "bh:behavioral-health:PHQ-9 of 14"},
+           as("org.stmarys", "sender"));
+  CliResult sent = At(hubs.referral, send);
+  ASSERT_EQ(sent.exit_code, 0) << sent.output;
+  EXPECT_NE(sent.output.find("sent org.stmarys/r-1001 to org.foodbank"), std::string::npos)
+      << sent.output;
+  EXPECT_NE(sent.output.find("withheld bh (behavioral-health)"), std::string::npos) << sent.output;
+  // A second open referral for the same person and need is refused.
+  CliResult dup = At(hubs.referral, send);
+  EXPECT_EQ(dup.exit_code, 3) << dup.output;
+
+  // The food bank's inbox; what it sees, checked with the hospital's key.
+  CliResult inbox = At(hubs.referral, {"referral", "inbox"}, "org.foodbank");
+  ASSERT_EQ(inbox.exit_code, 0) << inbox.output;
+  EXPECT_NE(inbox.output.find("org.stmarys/r-1001  requested"), std::string::npos) << inbox.output;
+  CliResult shown = At(
+      hubs.referral,
+      {"referral", "show", "--referral", "org.stmarys/r-1001", "--directory-hub", hubs.directory},
+      "org.foodbank");
+  ASSERT_EQ(shown.exit_code, 0) << shown.output;
+  EXPECT_NE(shown.output.find("hunger vital sign positive"), std::string::npos) << shown.output;
+  EXPECT_EQ(shown.output.find("PHQ-9"), std::string::npos) << "withheld content leaked";
+  EXPECT_NE(shown.output.find("withheld bh"), std::string::npos) << shown.output;
+  EXPECT_NE(shown.output.find("signature of org.stmarys (key k1): verified"), std::string::npos)
+      << shown.output;
+  EXPECT_NE(shown.output.find("sections against the signed digests: verified"), std::string::npos)
+      << shown.output;
+  // With a key the recipient holds itself.
+  CliResult with_key = At(hubs.referral,
+                          {"referral", "show", "--referral", "org.stmarys/r-1001", "--sender-key",
+                           dir.Sub("org.stmarys.pem")},
+                          "org.foodbank");
+  EXPECT_NE(with_key.output.find("(key k1): verified"), std::string::npos) << with_key.output;
+  CliResult wrong_key = At(hubs.referral,
+                           {"referral", "show", "--referral", "org.stmarys/r-1001", "--sender-key",
+                            dir.Sub("org.shelter.pem")},
+                           "org.foodbank");
+  EXPECT_NE(wrong_key.output.find("NOT VERIFIED"), std::string::npos) << wrong_key.output;
+  // A third agency sees nothing and changes nothing.
+  EXPECT_EQ(
+      At(hubs.referral, {"referral", "show", "--referral", "org.stmarys/r-1001"}, "org.shelter")
+          .exit_code,
+      3);
+  CliResult stranger =
+      At(hubs.referral, With({"referral", "accept", "--referral", "org.stmarys/r-1001"},
+                             as("org.shelter", "receiver")));
+  EXPECT_EQ(stranger.exit_code, 3) << stranger.output;
+  EXPECT_NE(stranger.output.find("PERMISSION_DENIED"), std::string::npos) << stranger.output;
+
+  // Accept, complete; the hospital sees every status.
+  CliResult accepted =
+      At(hubs.referral, With({"referral", "accept", "--referral", "org.stmarys/r-1001"},
+                             as("org.foodbank", "receiver")));
+  ASSERT_EQ(accepted.exit_code, 0) << accepted.output;
+  CliResult again =
+      At(hubs.referral, With({"referral", "accept", "--referral", "org.stmarys/r-1001"},
+                             as("org.foodbank", "receiver")));
+  EXPECT_EQ(again.exit_code, 3);
+  EXPECT_NE(again.output.find("the referral is accepted"), std::string::npos) << again.output;
+  CliResult completed =
+      At(hubs.referral, With({"referral", "complete", "--referral", "org.stmarys/r-1001",
+                              "--provided", "weekly food box", "--enrolment", "enrolled"},
+                             as("org.foodbank", "receiver")));
+  ASSERT_EQ(completed.exit_code, 0) << completed.output;
+  CliResult mine = At(hubs.referral, {"--json", "referral", "sent"}, "org.stmarys");
+  ASSERT_EQ(mine.exit_code, 0) << mine.output;
+  json j = json::parse(mine.output);
+  ASSERT_EQ(j["referrals"].size(), 1u);
+  EXPECT_EQ(j["referrals"][0]["status"], "TASK_COMPLETED");
+  CliResult history =
+      At(hubs.referral, {"referral", "show", "--referral", "org.stmarys/r-1001"}, "org.stmarys");
+  ASSERT_EQ(history.exit_code, 0) << history.output;
+  for (const char* step : {"ReferralRouted  requested", "StatusChanged  accepted",
+                           "StatusChanged  completed", "outcome: weekly food box"}) {
+    EXPECT_NE(history.output.find(step), std::string::npos) << step << "\n" << history.output;
+  }
+  // The disclosures are on the subject's report.
+  CliResult report = At(hubs.consent, {"consent", "report", "--subject", subject}, "hub");
+  ASSERT_EQ(report.exit_code, 0) << report.output;
+  EXPECT_NE(report.output.find("To:       Agency org.foodbank (org.foodbank)"), std::string::npos)
+      << report.output;
+}
+
+TEST(ReferralIntegration, OneProcess) {
+  TempDir dir;
+  Hubs hubs;
+  auto p = StartCareloopd({"--data-dir", dir.Sub("hub")}, &hubs.directory);
+  ASSERT_TRUE(p.ok()) << p.status();
+  hubs.consent = hubs.referral = hubs.directory;
+  hubs.admin_key = dir.Sub("hub/keys/hub-admin.pem");
+  RunReferralScenario(hubs, dir);
+}
+
+// Split: ledger, directory, consent and referral each in their own careloopd.
+TEST(SplitIntegration, ReferralInItsOwnProcess) {
+  TempDir dir;
+  std::string ledger;
+  auto l = StartCareloopd({"--services=ledger", "--data-dir", dir.Sub("ledger-node")}, &ledger);
+  ASSERT_TRUE(l.ok()) << l.status();
+  Hubs hubs;
+  hubs.admin_key = dir.Sub("directory-node/keys/hub-admin.pem");
+  auto d = StartCareloopd(
+      {"--services=directory", "--ledger", ledger, "--data-dir", dir.Sub("directory-node")},
+      &hubs.directory);
+  ASSERT_TRUE(d.ok()) << d.status();
+  auto c = StartCareloopd({"--services=consent", "--ledger", ledger, "--data-dir",
+                           dir.Sub("consent-node"), "--admin-key", hubs.admin_key},
+                          &hubs.consent);
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto r = StartCareloopd({"--services=referral", "--ledger", ledger, "--data-dir",
+                           dir.Sub("referral-node"), "--admin-key", hubs.admin_key},
+                          &hubs.referral);
+  ASSERT_TRUE(r.ok()) << r.status();
+  RunReferralScenario(hubs, dir);
+}
+
+}  // namespace
+}  // namespace careloop::testing
