@@ -125,6 +125,30 @@ absl::Status DirectoryState::Apply(const std::vector<v1::Event>& events) {
 
 absl::Status DirectoryState::ApplyOne(const v1::Event& event) {
   const uint64_t seq = event.header().seq();
+  const std::string& etype = event.header().type();
+  if (etype == "SlotTaken" || etype == "SlotReleased") {
+    // Hub-written, in capacity/<id>: a slot held by an accepted referral.
+    v1::CapacitySlot slot;
+    if (!slot.ParseFromString(event.payload())) {
+      return absl::DataLossError(absl::StrCat("directory event seq ", seq, " does not parse"));
+    }
+    const std::string id = event.header().stream().substr(sizeof(kCapacityPrefix) - 1);
+    auto it = agencies_.find(id);
+    if (it == agencies_.end()) {
+      return absl::DataLossError(
+          absl::StrCat("directory event seq ", seq, " changes an unknown agency"));
+    }
+    it->second.set_capacity_version(event.header().stream_version());
+    for (v1::CapacityEntry& c : *it->second.mutable_capacity()) {
+      if (c.service() != slot.service()) continue;
+      auto* holders = c.mutable_holders();
+      auto h = std::find(holders->begin(), holders->end(), slot.referral());
+      if (etype == "SlotTaken" && h == holders->end()) *c.add_holders() = slot.referral();
+      // A slot taken before the last report is already counted by the report.
+      if (etype == "SlotReleased" && h != holders->end()) holders->erase(h);
+    }
+    return absl::OkStatus();
+  }
   v1::Envelope env;
   if (!env.ParseFromString(event.payload())) {
     return absl::DataLossError(absl::StrCat("directory event seq ", seq, " holds no envelope"));
@@ -203,6 +227,7 @@ absl::Status DirectoryState::ApplyOne(const v1::Event& event) {
         }
       }
       if (!replaced) *r.add_capacity() = entry;
+      r.set_capacity_version(event.header().stream_version());
       return absl::OkStatus();  // capacity has its own stream; the agency's version is unchanged
     } else if (type == "careloop.v1.RemoveActor") {
       v1::RemoveActor p;
@@ -501,7 +526,15 @@ absl::StatusOr<v1::AgencyRecord> DirectoryCore::GetAgency(absl::string_view agen
   return *r;
 }
 
+int64_t OpenSlots(const v1::CapacityEntry& c) {
+  return static_cast<int64_t>(c.open_slots()) - c.holders_size();
+}
+
 void DirectoryCore::MaskFor(v1::AgencyRecord* r, absl::string_view viewer) const {
+  if (viewer != r->agency_id() && viewer != kHubAgency) {
+    // Which referrals hold slots is the agency's business.
+    for (v1::CapacityEntry& c : *r->mutable_capacity()) c.clear_holders();
+  }
   if (r->profile().address().confidential() && viewer != r->agency_id() && viewer != kHubAgency) {
     // Accepted referrals (which would open it) come with the referral service.
     r->mutable_profile()->clear_address();
@@ -529,7 +562,7 @@ absl::StatusOr<std::vector<v1::AgencyRecord>> DirectoryCore::Search(
     if (req.with_open_capacity()) {
       bool open = false;
       for (const v1::CapacityEntry& c : r.capacity()) {
-        open |= c.service() == req.service() && c.open_slots() > 0;
+        open |= c.service() == req.service() && OpenSlots(c) > 0;
       }
       if (!open) continue;
     }

@@ -96,6 +96,9 @@ absl::StatusOr<Accepted> AcceptSigned(absl::string_view bytes, const trust::RpcP
                                       storage::Ledger* ledger, absl::Time received,
                                       const PlanFn& plan);
 
+// Open slots now: the last report minus the referrals accepted since.
+int64_t OpenSlots(const v1::CapacityEntry& c);
+
 // The service codes agencies may offer: the HL7 SDOH Clinical Care IG
 // categories and careloop's own, plus any the configuration adds.
 const std::set<std::string>& DefaultServiceCodes();

@@ -127,7 +127,7 @@ absl::StatusOr<v1::AppendRequest> ReferralCore::PlanSubmit(const trust::Verified
     std::map<std::string, int64_t> open;
     for (const v1::AgencyRecord& a : directory_->All()) {
       for (const v1::CapacityEntry& c : a.capacity()) {
-        if (c.service() == m.service_category()) open[a.agency_id()] = c.open_slots();
+        if (c.service() == m.service_category()) open[a.agency_id()] = directory::OpenSlots(c);
       }
     }
     ranked = RankCandidates(directory_->All(), m.service_category(), m.routing().criteria(), open);
@@ -503,6 +503,44 @@ absl::StatusOr<v1::AppendRequest> ReferralCore::PlanUpdate(const trust::Verified
   ev->add_agencies(st.sender);
   ev->add_agencies(st.recipient);
   Expect(&append, stream, st.version);
+  // Capacity: accepting takes one of the recipient's open slots for the
+  // service (if it reports capacity for it) under a precondition on its
+  // capacity stream, so concurrent accepts never take more than there are;
+  // ending an accepted referral gives the slot back.
+  const std::string key = Key(st.sender, st.referral_id);
+  std::optional<v1::AgencyRecord> recipient = directory_->Get(st.recipient);
+  const v1::CapacityEntry* entry = nullptr;
+  if (recipient.has_value()) {
+    for (const v1::CapacityEntry& c : recipient->capacity()) {
+      if (c.service() == st.manifest.service_category()) entry = &c;
+    }
+  }
+  if (entry != nullptr) {
+    const std::string capacity = absl::StrCat("capacity/", st.recipient);
+    v1::CapacitySlot slot;
+    slot.set_service(entry->service());
+    slot.set_referral(key);
+    const bool holds = Has(entry->holders(), key);
+    const char* type = nullptr;
+    if (u.status() == v1::TASK_ACCEPTED) {
+      if (directory::OpenSlots(*entry) <= 0) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("agency ", st.recipient, " has no open capacity for ", entry->service(),
+                         "; decline with no-capacity, or report new capacity first"));
+      }
+      type = "SlotTaken";
+      Expect(&append, capacity, recipient->capacity_version());
+    } else if (IsTerminal(u.status()) && holds) {
+      type = "SlotReleased";
+    }
+    if (type != nullptr) {
+      v1::EventInput* ev2 = append.add_events();
+      ev2->set_stream(capacity);
+      ev2->set_type(type);
+      ev2->set_payload(slot.SerializeAsString());
+      ev2->add_agencies(st.recipient);
+    }
+  }
   if (IsTerminal(u.status())) {
     // The referral no longer blocks a new one for the same need.
     const std::string dedupe =
@@ -523,21 +561,24 @@ absl::StatusOr<v1::AppendRequest> ReferralCore::PlanUpdate(const trust::Verified
 }
 
 absl::StatusOr<v1::Receipt> ReferralCore::UpdateStatus(absl::string_view bytes) {
-  absl::StatusOr<directory::Accepted> a =
-      directory::AcceptSigned(bytes, update_policy_, *directory_, seen_, ledger_, clock_->Now(),
-                              [this](const trust::VerifiedEnvelope& v, absl::string_view b,
-                                     absl::Time) { return PlanUpdate(v, b); });
-  if (absl::IsAborted(a.status())) {
-    // The referral moved first (of two racing accepts, one wins): say where it is now.
-    ASSIGN_OR_RETURN(v1::Envelope e, trust::ParseEnvelope(bytes, update_policy_.limits));
-    v1::UpdateReferralStatus u;
-    u.ParseFromString(e.payload());
-    ASSIGN_OR_RETURN(State st, Load(u.sender_agency(), u.referral_id()));
-    return absl::FailedPreconditionError(
-        absl::StrCat("the referral changed meanwhile and is now ", FhirCode(st.status)));
+  for (int attempt = 0;; ++attempt) {
+    absl::StatusOr<directory::Accepted> a =
+        directory::AcceptSigned(bytes, update_policy_, *directory_, seen_, ledger_, clock_->Now(),
+                                [this](const trust::VerifiedEnvelope& v, absl::string_view b,
+                                       absl::Time) { return PlanUpdate(v, b); });
+    if (absl::IsAborted(a.status()) && attempt < kDecisionAttempts) {
+      // The referral or the recipient's capacity moved first: catch up and
+      // decide again (a referral that moved answers with its new state; of
+      // two racing accepts one wins).
+      ASSIGN_OR_RETURN(v1::SignedHead head, ledger_->Head(0));
+      RETURN_IF_ERROR(directory_runner_->WaitFor(head.tree_size(), kProjectionWait));
+      continue;
+    }
+    RETURN_IF_ERROR(a.status());
+    // The directory (capacity) reflects this change before the answer.
+    if (a->last_seq != 0) RETURN_IF_ERROR(directory_runner_->WaitFor(a->last_seq, kProjectionWait));
+    return ledger_->GetReceipt(a->change_seq);
   }
-  RETURN_IF_ERROR(a.status());
-  return ledger_->GetReceipt(a->change_seq);
 }
 
 }  // namespace careloop::referral

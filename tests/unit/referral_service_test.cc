@@ -368,6 +368,63 @@ TEST_F(ReferralTest, ByCriteriaTheBestEligibleAgencyIsChosenWithReasons) {
   EXPECT_EQ(core_->Get(get, "org.foodbank").status().code(), absl::StatusCode::kPermissionDenied);
 }
 
+TEST_F(ReferralTest, AcceptingTakesASlotAndConcurrentAcceptsNeverOverbook) {
+  v1::ReportCapacity cap;
+  cap.set_agency_id("org.foodbank");
+  cap.set_service("food-insecurity");
+  cap.set_open_slots(2);
+  ASSERT_TRUE(env_.directory()->Submit(env_.Sign(cap, "org.foodbank", "receiver")).ok());
+  constexpr int kReferrals = 6;
+  std::vector<std::string> accepts;
+  for (int i = 0; i < kReferrals; ++i) {
+    auto req = Referral(absl::StrCat("r-", i));
+    req.set_force_reason("capacity test");
+    ASSERT_TRUE(core_->Submit(req).ok());
+    accepts.push_back(Update(absl::StrCat("r-", i), v1::TASK_ACCEPTED, "org.foodbank", "receiver"));
+  }
+  std::latch go(kReferrals);
+  std::vector<absl::Status> results(kReferrals);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kReferrals; ++i) {
+    threads.emplace_back([&, i] {
+      go.arrive_and_wait();
+      results[i] = core_->UpdateStatus(accepts[i]).status();
+    });
+  }
+  for (auto& t : threads) t.join();
+  int won = 0;
+  int won_index = -1;
+  for (int i = 0; i < kReferrals; ++i) {
+    if (results[i].ok()) {
+      ++won;
+      won_index = i;
+    } else {
+      EXPECT_EQ(results[i].code(), absl::StatusCode::kFailedPrecondition) << results[i];
+      EXPECT_NE(std::string(results[i].message()).find("no open capacity"), std::string::npos)
+          << results[i];
+    }
+  }
+  EXPECT_EQ(won, 2) << "two slots, two accepts";
+  auto fb = env_.directory()->GetAgency("org.foodbank", "org.foodbank");
+  ASSERT_TRUE(fb.ok());
+  EXPECT_EQ(directory::OpenSlots(fb->capacity(0)), 0);
+  // Others do not see which referrals hold the slots.
+  EXPECT_EQ(env_.directory()->GetAgency("org.foodbank", "org.shelter")->capacity(0).holders_size(),
+            0);
+  // Completing one gives its slot back; a waiting referral can then be accepted.
+  ASSERT_TRUE(core_
+                  ->UpdateStatus(Update(absl::StrCat("r-", won_index), v1::TASK_COMPLETED,
+                                        "org.foodbank", "receiver", "", "food box"))
+                  .ok());
+  EXPECT_EQ(directory::OpenSlots(env_.directory()->GetAgency("org.foodbank", "hub")->capacity(0)),
+            1);
+  int later = 0;
+  for (int i = 0; i < kReferrals; ++i) {
+    if (!results[i].ok()) later += core_->UpdateStatus(accepts[i]).ok();
+  }
+  EXPECT_EQ(later, 1);
+}
+
 // Ranking alone, table-driven.
 TEST(Routing, RankingIsDeterministicAndExplained) {
   auto agency = [](const std::string& id, std::vector<std::string> langs, bool active = true) {
