@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <sstream>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -124,6 +125,19 @@ absl::Status LoadToml(const std::string& path, HubConfig* c) {
         !s.ok())
       return s;
   }
+  for (auto [key, field] : std::vector<std::pair<const char*, absl::Duration*>>{
+           {"deadline_stat", &c->deadline_stat},
+           {"deadline_asap", &c->deadline_asap},
+           {"deadline_urgent", &c->deadline_urgent},
+           {"deadline_routine", &c->deadline_routine},
+           {"escalation_interval", &c->escalation_interval}}) {
+    std::string text;
+    if (absl::Status s = ReadString(t, "referral", key, &text); !s.ok()) return s;
+    if (text.empty()) continue;
+    const std::string name = absl::StrCat("referral.", key);
+    if (absl::Status s = ParseDurationField(text, name.c_str(), field); !s.ok()) return s;
+  }
+  if (absl::Status s = ReadInt(t, "referral", "max_attempts", &c->max_attempts); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "tls", "cert", &c->tls_cert); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "tls", "key", &c->tls_key); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "tls", "client_ca", &c->tls_client_ca); !s.ok()) return s;
@@ -208,6 +222,20 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
   auto* o_break_glass = app.add_option(
       "--break-glass-default", break_glass,
       "how long a break-glass overrides a deny, e.g. 1h [consent.break_glass_default]");
+  std::string deadline_stat, deadline_asap, deadline_urgent, deadline_routine, escalation;
+  auto* o_dstat =
+      app.add_option("--deadline-stat", deadline_stat,
+                     "time to accept a stat referral, e.g. 1h [referral.deadline_stat]");
+  auto* o_dasap = app.add_option("--deadline-asap", deadline_asap, "[referral.deadline_asap]");
+  auto* o_durgent =
+      app.add_option("--deadline-urgent", deadline_urgent, "[referral.deadline_urgent]");
+  auto* o_droutine =
+      app.add_option("--deadline-routine", deadline_routine, "[referral.deadline_routine]");
+  auto* o_attempts = app.add_option("--max-attempts", flags.max_attempts,
+                                    "candidates tried before unassigned [referral.max_attempts]");
+  auto* o_escalation =
+      app.add_option("--escalation-interval", escalation,
+                     "how often overdue referrals are looked for [referral.escalation_interval]");
   auto* o_admin_pub =
       app.add_option("--admin-public-key", flags.admin_public_key,
                      "the hub admin's public key (PEM), production [directory.admin_public_key]");
@@ -278,6 +306,17 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
         !s.ok())
       return s;
   }
+  for (auto [opt, text, field, name] :
+       std::vector<std::tuple<CLI::Option*, std::string*, absl::Duration*, const char*>>{
+           {o_dstat, &deadline_stat, &c.deadline_stat, "--deadline-stat"},
+           {o_dasap, &deadline_asap, &c.deadline_asap, "--deadline-asap"},
+           {o_durgent, &deadline_urgent, &c.deadline_urgent, "--deadline-urgent"},
+           {o_droutine, &deadline_routine, &c.deadline_routine, "--deadline-routine"},
+           {o_escalation, &escalation, &c.escalation_interval, "--escalation-interval"}}) {
+    if (!*opt) continue;
+    if (absl::Status s = ParseDurationField(*text, name, field); !s.ok()) return s;
+  }
+  if (*o_attempts) c.max_attempts = flags.max_attempts;
   if (*o_cert) c.tls_cert = flags.tls_cert;
   if (*o_tkey) c.tls_key = flags.tls_key;
   if (*o_ca) c.tls_client_ca = flags.tls_client_ca;
@@ -303,6 +342,13 @@ absl::Status ValidateHubConfig(const HubConfig& c) {
         "the ledger is not among --services, so --ledger must name a remote LedgerService");
   }
   if (c.data_dir.empty()) return absl::InvalidArgumentError("--data-dir is empty");
+  for (absl::Duration d : {c.deadline_stat, c.deadline_asap, c.deadline_urgent, c.deadline_routine,
+                           c.escalation_interval}) {
+    if (d <= absl::ZeroDuration())
+      return absl::InvalidArgumentError("referral deadlines and intervals must be positive");
+  }
+  if (c.max_attempts < 1 || c.max_attempts > 20)
+    return absl::InvalidArgumentError("referral.max_attempts must be 1 to 20");
   if (c.block_cache_mb < 8 || c.block_cache_mb > (1 << 20)) {
     return absl::InvalidArgumentError("ledger.block_cache_mb must be 8 to 1048576");
   }

@@ -42,6 +42,16 @@ struct HubConfig {
   std::vector<std::string> extra_consent_categories;
   // How long a break-glass overrides a deny unless it says otherwise.
   absl::Duration break_glass_default = absl::Hours(1);
+  // [referral]
+  // How long a recipient has to accept, by priority, before the referral
+  // goes to the next candidate; how many candidates are tried; how often the
+  // hub looks for overdue referrals.
+  absl::Duration deadline_stat = absl::Hours(1);
+  absl::Duration deadline_asap = absl::Hours(2);
+  absl::Duration deadline_urgent = absl::Hours(4);
+  absl::Duration deadline_routine = absl::Hours(48);
+  uint32_t max_attempts = 3;
+  absl::Duration escalation_interval = absl::Seconds(30);
   // [tls]
   std::string tls_cert;
   std::string tls_key;

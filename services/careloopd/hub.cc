@@ -218,6 +218,11 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
       // service elsewhere would.
       referral::ReferralOptions ro;
       ro.max_clock_skew = config.max_clock_skew;
+      ro.deadline_stat = config.deadline_stat;
+      ro.deadline_asap = config.deadline_asap;
+      ro.deadline_urgent = config.deadline_urgent;
+      ro.deadline_routine = config.deadline_routine;
+      ro.default_max_attempts = config.max_attempts;
       ro.service_codes.insert(config.extra_service_codes.begin(), config.extra_service_codes.end());
       hub->referral_core_ = std::make_unique<referral::ReferralCore>(
           ledger, hub->directory_state_.get(), hub->directory_runner_.get(),
@@ -248,6 +253,26 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
   std::string host = config.listen.substr(0, config.listen.rfind(':'));
   hub->address_ = absl::StrCat(host, ":", port);
   hub->server_->GetHealthCheckService()->SetServingStatus(true);
+  if (hub->referral_core_) {
+    // Overdue referrals go to their next candidate; everything it needs is
+    // in the ledger, so a restart loses nothing.
+    Hub* h = hub.get();
+    const absl::Duration every = config.escalation_interval;
+    h->escalator_ = std::thread([h, every] {
+      absl::MutexLock lock(&h->escalator_mu_);
+      while (!h->escalator_stop_) {
+        h->escalator_mu_.AwaitWithTimeout(absl::Condition(&h->escalator_stop_), every);
+        if (h->escalator_stop_) break;
+        absl::StatusOr<int> moved = h->referral_core_->Escalate();
+        if (!moved.ok()) {
+          log::Warn("careloopd.escalation_failed",
+                    {{"cause", std::string(moved.status().message())}});
+        } else if (*moved > 0) {
+          log::Info("careloopd.escalated", {{"referrals", *moved}});
+        }
+      }
+    });
+  }
   if (!config.tls()) {
     out << "careloopd: DEV MODE: no TLS, serving on loopback only\n";
   }
@@ -265,6 +290,13 @@ void Hub::Shutdown() {
     server_->GetHealthCheckService()->SetServingStatus(false);
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(10));
     server_->Wait();
+  }
+  if (escalator_.joinable()) {
+    {
+      absl::MutexLock lock(&escalator_mu_);
+      escalator_stop_ = true;
+    }
+    escalator_.join();
   }
   if (directory_runner_) directory_runner_->Stop();
   referral_service_.reset();

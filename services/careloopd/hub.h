@@ -7,7 +7,9 @@
 #include <memory>
 #include <ostream>
 #include <string>
+#include <thread>
 
+#include "absl/synchronization/mutex.h"
 #include "services/careloopd/config.h"
 #include "services/consent/consent_grpc_service.h"
 #include "services/directory/directory_grpc_service.h"
@@ -61,6 +63,9 @@ class Hub {
   std::unique_ptr<consent::ConsentGrpcService> consent_service_;
   std::unique_ptr<referral::ReferralCore> referral_core_;
   std::unique_ptr<referral::ReferralGrpcService> referral_service_;
+  std::thread escalator_;
+  absl::Mutex escalator_mu_;
+  bool escalator_stop_ ABSL_GUARDED_BY(escalator_mu_) = false;
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
   bool shut_down_ = false;

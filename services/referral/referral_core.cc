@@ -15,6 +15,8 @@ namespace {
 
 constexpr absl::Duration kProjectionWait = absl::Seconds(10);
 constexpr int kDecisionAttempts = 3;
+// Every referral's routing opens and settles here; escalation reads it.
+constexpr char kRoutingIndex[] = "routing-open";
 
 template <typename List>
 bool Has(const List& list, absl::string_view v) {
@@ -67,6 +69,10 @@ struct ReferralCore::State {
   v1::Outcome outcome;
   uint64_t version = 0;
   std::vector<v1::ReferralHistoryEntry> history;
+  absl::Time routed_at;  // the current routing's commit time
+  uint32_t attempt = 0;
+  bool unassigned = false;
+  v1::StatusReason last_reason;
 };
 
 std::string ReferralCore::ReferralStream(absl::string_view sender, absl::string_view id) {
@@ -109,10 +115,6 @@ absl::StatusOr<v1::AppendRequest> ReferralCore::PlanSubmit(const trust::Verified
   if (m.sections().empty()) return absl::InvalidArgumentError("a referral has at least a section");
   std::vector<v1::Section> sections(req.sections().begin(), req.sections().end());
   RETURN_IF_ERROR(VerifySections(m.sections(), sections, /*require_all=*/true, options_.limits));
-  std::vector<std::string> categories;
-  for (const v1::SectionDigest& d : m.sections()) {
-    if (!Has(categories, d.category())) categories.push_back(d.category());
-  }
   const std::string stream = ReferralStream(sender, m.referral_id());
   ASSIGN_OR_RETURN(std::vector<v1::Event> existing,
                    storage::ReadWholeStream(ledger_, stream, /*include_payloads=*/false));
@@ -124,17 +126,7 @@ absl::StatusOr<v1::AppendRequest> ReferralCore::PlanSubmit(const trust::Verified
   // Routing.
   std::vector<v1::RoutingCandidate> ranked;
   if (m.routing().has_criteria()) {
-    std::map<std::string, int64_t> open;
-    for (const v1::AgencyRecord& a : directory_->All()) {
-      for (const v1::CapacityEntry& c : a.capacity()) {
-        if (c.service() == m.service_category()) open[a.agency_id()] = directory::OpenSlots(c);
-      }
-    }
-    ranked = RankCandidates(directory_->All(), m.service_category(), m.routing().criteria(), open);
-    ranked.erase(
-        std::remove_if(ranked.begin(), ranked.end(),
-                       [&](const v1::RoutingCandidate& c) { return c.agency_id() == sender; }),
-        ranked.end());
+    ranked = Rank(m, {sender});
     if (ranked.empty() || !ranked.front().eligible()) {
       return absl::FailedPreconditionError(absl::StrCat(
           "no agency can take a ", m.service_category(), " referral for these criteria"));
@@ -179,29 +171,6 @@ absl::StatusOr<v1::AppendRequest> ReferralCore::PlanSubmit(const trust::Verified
         " is open for this subject and service; send anyway only with a force reason"));
   }
 
-  // Consent, per section, for that recipient only: candidates not chosen see nothing.
-  v1::CheckConsentRequest check;
-  check.set_subject_id(subject.subject_id);
-  check.set_recipient_agency(recipient);
-  check.set_purpose(m.purpose());
-  for (const std::string& c : categories) check.add_categories(c);
-  v1::CheckConsentResponse decision;
-  if (new_subject) {
-    // Nobody has recorded a consent for a person the hub has just met.
-    decision.set_subject_id(subject.subject_id);
-    decision.set_recipient_agency(recipient);
-    decision.set_purpose(m.purpose());
-    for (const std::string& c : categories) {
-      v1::CategoryDecision* d = decision.add_decisions();
-      d->set_category(c);
-      d->set_reason(absl::StrCat("no consent: subject ", subject.subject_id, " is new to the hub"));
-    }
-  } else {
-    ASSIGN_OR_RETURN(decision, consent_->Check(check, directory::kHubAgency));
-  }
-  std::map<std::string, const v1::CategoryDecision*> by_category;
-  for (const v1::CategoryDecision& d : decision.decisions()) by_category[d.category()] = &d;
-
   v1::AppendRequest append = std::move(subject.creation);
   auto add = [&](std::string s, const char* type, std::string payload) {
     v1::EventInput* ev = append.add_events();
@@ -215,22 +184,68 @@ absl::StatusOr<v1::AppendRequest> ReferralCore::PlanSubmit(const trust::Verified
   v1::ReferralSectionsStored stored;
   for (const v1::Section& s : sections) *stored.add_sections() = s;
   add(stream, "ReferralSections", stored.SerializeAsString())->add_agencies(sender);
+  Route route{sender, Key(sender, m.referral_id()), subject.subject_id, new_subject, &m, ranked, 1,
+              {}};
+  ASSIGN_OR_RETURN(v1::ReferralRouted routed, AddRoute(route, &append));
+  v1::EventInput* open = add(dedupe, "DedupeOpened", Key(sender, m.referral_id()));
+  open->add_agencies(sender);
+  Expect(&append, stream, 0);
+  Expect(&append, dedupe,
+         dedupe_events.empty() ? 0 : dedupe_events.back().header().stream_version());
+
+  resp->set_referral(Key(sender, m.referral_id()));
+  resp->set_recipient_agency(routed.recipient_agency());
+  *resp->mutable_candidates() = routed.candidates();
+  *resp->mutable_withheld() = routed.withheld();
+  return append;
+}
+
+absl::StatusOr<v1::ReferralRouted> ReferralCore::AddRoute(const Route& route,
+                                                          v1::AppendRequest* append) {
+  const v1::ReferralManifest& m = *route.manifest;
+  const std::string recipient = route.ranked.front().agency_id();
+  std::vector<std::string> categories;
+  for (const v1::SectionDigest& d : m.sections()) {
+    if (!Has(categories, d.category())) categories.push_back(d.category());
+  }
+  // Consent, per section, for that recipient only: candidates not chosen see nothing.
+  v1::CheckConsentResponse decision;
+  if (route.new_subject) {
+    // Nobody has recorded a consent for a person the hub has just met.
+    decision.set_subject_id(route.subject_id);
+    decision.set_recipient_agency(recipient);
+    decision.set_purpose(m.purpose());
+    for (const std::string& c : categories) {
+      v1::CategoryDecision* d = decision.add_decisions();
+      d->set_category(c);
+      d->set_reason(absl::StrCat("no consent: subject ", route.subject_id, " is new to the hub"));
+    }
+  } else {
+    v1::CheckConsentRequest check;
+    check.set_subject_id(route.subject_id);
+    check.set_recipient_agency(recipient);
+    check.set_purpose(m.purpose());
+    for (const std::string& c : categories) check.add_categories(c);
+    ASSIGN_OR_RETURN(decision, consent_->Check(check, directory::kHubAgency));
+  }
+  std::map<std::string, const v1::CategoryDecision*> by_category;
+  for (const v1::CategoryDecision& d : decision.decisions()) by_category[d.category()] = &d;
   v1::ReferralRouted routed;
   routed.set_recipient_agency(recipient);
-  routed.set_attempt(1);
-  routed.set_subject_id(subject.subject_id);
-  *routed.mutable_candidates() = {ranked.begin(), ranked.end()};
+  routed.set_attempt(route.attempt);
+  routed.set_subject_id(route.subject_id);
+  *routed.mutable_candidates() = {route.ranked.begin(), route.ranked.end()};
   for (const v1::SectionDigest& d : m.sections()) {
     const v1::CategoryDecision* cd = by_category.at(d.category());
     if (cd->permit()) {
       v1::DisclosureRecorded rec;
       rec.add_categories(d.category());
       rec.set_record_type("referral");
-      rec.set_record_id(Key(sender, m.referral_id()));
-      rec.set_disclosing_agency(sender);
-      rec.set_disclosure_id(absl::StrCat(Key(sender, m.referral_id()), "/", d.section_id()));
+      rec.set_record_id(route.key);
+      rec.set_disclosing_agency(route.sender);
+      rec.set_disclosure_id(absl::StrCat(route.key, "/", d.section_id(), "/", recipient));
       ASSIGN_OR_RETURN(v1::AppendRequest one, consent::DisclosureAppend(decision, rec));
-      for (v1::EventInput& ev : *one.mutable_events()) *append.add_events() = std::move(ev);
+      for (v1::EventInput& ev : *one.mutable_events()) *append->add_events() = std::move(ev);
     } else {
       v1::WithheldSection* w = routed.add_withheld();
       w->set_section_id(d.section_id());
@@ -238,23 +253,26 @@ absl::StatusOr<v1::AppendRequest> ReferralCore::PlanSubmit(const trust::Verified
       w->set_reason(cd->reason());
     }
   }
-  v1::EventInput* r = add(stream, "ReferralRouted", routed.SerializeAsString());
-  r->add_agencies(sender);
+  const std::string stream = absl::StrCat("referral/", route.key);
+  v1::EventInput* r = append->add_events();
+  r->set_stream(stream);
+  r->set_type("ReferralRouted");
+  r->set_subject(route.subject_id);
+  r->set_payload(routed.SerializeAsString());
+  r->add_agencies(route.sender);
   r->add_agencies(recipient);
-  v1::EventInput* open = add(dedupe, "DedupeOpened", Key(sender, m.referral_id()));
-  open->add_agencies(sender);
-  Expect(&append, stream, 0);
-  Expect(&append, dedupe,
-         dedupe_events.empty() ? 0 : dedupe_events.back().header().stream_version());
+  for (const std::string& a : route.notify) {
+    if (a != recipient && a != route.sender) r->add_agencies(a);
+  }
+  // The open-routing index the escalation reads.
+  v1::EventInput* open = append->add_events();
+  open->set_stream(kRoutingIndex);
+  open->set_type("RoutingOpened");
+  open->set_payload(route.key);
   // The decision's read versions (a revocation landing first fails this append).
   for (const v1::StreamVersion& sv : decision.read_versions())
-    Expect(&append, sv.stream(), sv.version());
-
-  resp->set_referral(Key(sender, m.referral_id()));
-  resp->set_recipient_agency(recipient);
-  *resp->mutable_candidates() = routed.candidates();
-  *resp->mutable_withheld() = routed.withheld();
-  return append;
+    Expect(append, sv.stream(), sv.version());
+  return routed;
 }
 
 absl::StatusOr<v1::SubmitReferralResponse> ReferralCore::Submit(
@@ -326,12 +344,21 @@ absl::StatusOr<ReferralCore::State> ReferralCore::Load(absl::string_view sender,
       st.subject_id = r.subject_id();
       st.withheld.assign(r.withheld().begin(), r.withheld().end());
       st.status = v1::TASK_REQUESTED;
+      st.routed_at = absl::FromUnixNanos(e.header().commit_time_unix_nanos());
+      st.attempt = r.attempt();
+      st.last_reason.Clear();
       h.set_recipient_agency(r.recipient_agency());
+    } else if (type == "ReferralUnassigned") {
+      ASSIGN_OR_RETURN(v1::ReferralUnassigned u, Parse<v1::ReferralUnassigned>(e, e.payload()));
+      st.unassigned = true;
+      h.mutable_reason()->set_code("unassigned");
+      h.mutable_reason()->set_text(u.reason());
     } else if (type == "StatusChanged") {
       ASSIGN_OR_RETURN(v1::Envelope env, Parse<v1::Envelope>(e, e.payload()));
       ASSIGN_OR_RETURN(v1::UpdateReferralStatus u,
                        Parse<v1::UpdateReferralStatus>(e, env.payload()));
       st.status = u.status();
+      st.last_reason = u.reason();
       if (u.has_outcome()) st.outcome = u.outcome();
       *h.mutable_reason() = u.reason();
       h.set_by_agency(env.sender_agency());
@@ -362,6 +389,8 @@ absl::StatusOr<v1::ReferralView> ReferralCore::ViewFor(const State& st, absl::st
   v.set_version(st.version);
   *v.mutable_outcome() = st.outcome;
   *v.mutable_manifest() = st.manifest;
+  v.set_unassigned(st.unassigned);
+  v.set_attempt(st.attempt);
   if (!with_detail) return v;
   v.set_manifest_envelope(st.manifest_envelope);
   for (const auto& h : st.history) *v.add_history() = h;
@@ -541,7 +570,16 @@ absl::StatusOr<v1::AppendRequest> ReferralCore::PlanUpdate(const trust::Verified
       ev2->add_agencies(st.recipient);
     }
   }
-  if (IsTerminal(u.status())) {
+  const bool capacity_rejection =
+      u.status() == v1::TASK_REJECTED && u.reason().code() == "no-capacity";
+  if (u.status() == v1::TASK_ACCEPTED || (IsTerminal(u.status()) && !capacity_rejection)) {
+    // Settled: escalation leaves it alone from now on.
+    v1::EventInput* settled = append.add_events();
+    settled->set_stream(kRoutingIndex);
+    settled->set_type("RoutingSettled");
+    settled->set_payload(key);
+  }
+  if (IsTerminal(u.status()) && !capacity_rejection) {
     // The referral no longer blocks a new one for the same need.
     const std::string dedupe =
         DedupeStream(st.sender, st.subject_id, st.manifest.service_category());
@@ -577,8 +615,125 @@ absl::StatusOr<v1::Receipt> ReferralCore::UpdateStatus(absl::string_view bytes) 
     RETURN_IF_ERROR(a.status());
     // The directory (capacity) reflects this change before the answer.
     if (a->last_seq != 0) RETURN_IF_ERROR(directory_runner_->WaitFor(a->last_seq, kProjectionWait));
+    v1::UpdateReferralStatus u;
+    u.ParseFromString(a->envelope.payload());
+    if (a->last_seq != 0 && u.status() == v1::TASK_REJECTED && u.reason().code() == "no-capacity") {
+      // Declined for capacity: on to the next candidate now. If that loses a
+      // race, escalation picks it up on its next pass.
+      absl::StatusOr<State> st = Load(u.sender_agency(), u.referral_id());
+      if (st.ok()) Reroute(*st, "declined for capacity").IgnoreError();
+    }
     return ledger_->GetReceipt(a->change_seq);
   }
+}
+
+// ---- Routing and escalation ----
+
+std::vector<v1::RoutingCandidate> ReferralCore::Rank(const v1::ReferralManifest& m,
+                                                     const std::set<std::string>& exclude) {
+  std::map<std::string, int64_t> open;
+  std::vector<v1::AgencyRecord> agencies;
+  for (v1::AgencyRecord& a : directory_->All()) {
+    if (exclude.contains(a.agency_id())) continue;
+    for (const v1::CapacityEntry& c : a.capacity()) {
+      if (c.service() == m.service_category()) open[a.agency_id()] = directory::OpenSlots(c);
+    }
+    agencies.push_back(std::move(a));
+  }
+  return RankCandidates(agencies, m.service_category(), m.routing().criteria(), open);
+}
+
+absl::Status ReferralCore::Reroute(const State& st, absl::string_view why) {
+  const std::string key = Key(st.sender, st.referral_id);
+  const uint32_t max = st.manifest.routing().max_attempts() != 0
+                           ? st.manifest.routing().max_attempts()
+                           : options_.default_max_attempts;
+  std::vector<v1::RoutingCandidate> ranked;
+  if (st.manifest.routing().has_criteria() && st.attempt < max) {
+    std::set<std::string> exclude = st.recipients;
+    exclude.insert(st.sender);
+    ranked = Rank(st.manifest, exclude);
+  }
+  v1::AppendRequest append;
+  const std::string stream = ReferralStream(st.sender, st.referral_id);
+  if (!ranked.empty() && ranked.front().eligible()) {
+    Route route{st.sender,    key,    st.subject_id,  false,
+                &st.manifest, ranked, st.attempt + 1, {st.recipient}};
+    RETURN_IF_ERROR(AddRoute(route, &append).status());
+  } else {
+    // Nobody left: tell the sender, and let it send again.
+    v1::ReferralUnassigned u;
+    u.set_attempts(st.attempt);
+    u.set_reason(std::string(why));
+    v1::EventInput* ev = append.add_events();
+    ev->set_stream(stream);
+    ev->set_type("ReferralUnassigned");
+    ev->set_subject(st.subject_id);
+    ev->set_payload(u.SerializeAsString());
+    ev->add_agencies(st.sender);
+    v1::EventInput* settled = append.add_events();
+    settled->set_stream(kRoutingIndex);
+    settled->set_type("RoutingSettled");
+    settled->set_payload(key);
+    const std::string dedupe =
+        DedupeStream(st.sender, st.subject_id, st.manifest.service_category());
+    ASSIGN_OR_RETURN(std::vector<v1::Event> d, storage::ReadWholeStream(ledger_, dedupe));
+    if (!d.empty() && d.back().header().type() == "DedupeOpened" && d.back().payload() == key) {
+      v1::EventInput* close = append.add_events();
+      close->set_stream(dedupe);
+      close->set_type("DedupeClosed");
+      close->set_payload(key);
+      close->add_agencies(st.sender);
+      Expect(&append, dedupe, d.back().header().stream_version());
+    }
+  }
+  Expect(&append, stream, st.version);
+  return ledger_->Append(std::move(append)).status();
+}
+
+absl::StatusOr<int> ReferralCore::Escalate() {
+  ASSIGN_OR_RETURN(std::vector<v1::Event> index, storage::ReadWholeStream(ledger_, kRoutingIndex));
+  std::set<std::string> open;
+  for (const v1::Event& e : index) {
+    if (e.header().type() == "RoutingOpened") open.insert(e.payload());
+    if (e.header().type() == "RoutingSettled") open.erase(e.payload());
+  }
+  const absl::Time now = clock_->Now();
+  int moved = 0;
+  for (const std::string& key : open) {
+    const size_t slash = key.find('/');
+    ASSIGN_OR_RETURN(State st, Load(key.substr(0, slash), key.substr(slash + 1)));
+    if (st.unassigned) continue;
+    absl::Duration deadline = options_.deadline_routine;
+    switch (st.manifest.priority()) {
+      case v1::STAT:
+        deadline = options_.deadline_stat;
+        break;
+      case v1::ASAP:
+        deadline = options_.deadline_asap;
+        break;
+      case v1::URGENT:
+        deadline = options_.deadline_urgent;
+        break;
+      default:
+        break;
+    }
+    std::string why;
+    if (st.status == v1::TASK_REQUESTED && now >= st.routed_at + deadline) {
+      why = absl::StrCat("not accepted within ", absl::FormatDuration(deadline));
+    } else if (st.status == v1::TASK_REJECTED && st.last_reason.code() == "no-capacity") {
+      why = "declined for capacity";
+    } else {
+      continue;
+    }
+    absl::Status s = Reroute(st, why);
+    if (s.ok()) {
+      ++moved;
+    } else if (!absl::IsFailedPrecondition(s)) {
+      return s;  // a lost race is retried on the next pass
+    }
+  }
+  return moved;
 }
 
 }  // namespace careloop::referral

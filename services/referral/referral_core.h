@@ -14,12 +14,14 @@
 
 #include <set>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "careloop/v1/referral.pb.h"
 #include "services/common/clock.h"
 #include "services/consent/consent_core.h"
 #include "services/directory/directory.h"
+#include "services/referral/routing.h"
 #include "services/referral/sections.h"
 #include "storage/ledger.h"
 
@@ -29,6 +31,11 @@ struct ReferralOptions {
   absl::Duration max_clock_skew = absl::Minutes(5);
   std::set<std::string> service_codes = directory::DefaultServiceCodes();
   uint32_t default_max_attempts = 3;
+  // How long a recipient has to accept, by priority.
+  absl::Duration deadline_stat = absl::Hours(1);
+  absl::Duration deadline_asap = absl::Hours(2);
+  absl::Duration deadline_urgent = absl::Hours(4);
+  absl::Duration deadline_routine = absl::Hours(48);
   SectionLimits limits;
   // 42 CFR §2.32: travels with every SUD (Part 2) section disclosed.
   std::string part2_notice =
@@ -59,6 +66,13 @@ class ReferralCore {
 
   static std::string ReferralStream(absl::string_view sender, absl::string_view referral_id);
 
+  // Escalation: every open referral not accepted by its deadline (by
+  // priority, from the routing's commit time) or rejected for capacity goes
+  // to the next ranked candidate, up to its maximum attempts; then it is
+  // marked unassigned and its sender told. Everything is derived from the
+  // ledger and the clock, so it survives restarts. Returns how many moved.
+  absl::StatusOr<int> Escalate();
+
  private:
   struct State;
   absl::StatusOr<State> Load(absl::string_view sender, absl::string_view referral_id);
@@ -70,6 +84,22 @@ class ReferralCore {
                                                v1::SubmitReferralResponse* resp);
   absl::StatusOr<v1::AppendRequest> PlanUpdate(const trust::VerifiedEnvelope& v,
                                                absl::string_view bytes);
+  struct Route {
+    std::string sender, key, subject_id;
+    bool new_subject = false;
+    const v1::ReferralManifest* manifest = nullptr;
+    std::vector<v1::RoutingCandidate> ranked;  // the first is the recipient
+    uint32_t attempt = 1;
+    std::vector<std::string> notify;  // also told (a former recipient)
+  };
+  // Decides consent per section for the route's recipient and adds the
+  // ReferralRouted event, one DisclosureRecorded per permitted section, the
+  // routing index entry, and the decision's preconditions.
+  absl::StatusOr<v1::ReferralRouted> AddRoute(const Route& route, v1::AppendRequest* append);
+  // Routes an open referral to its next candidate, or marks it unassigned.
+  absl::Status Reroute(const State& st, absl::string_view why);
+  std::vector<v1::RoutingCandidate> Rank(const v1::ReferralManifest& m,
+                                         const std::set<std::string>& exclude);
   absl::StatusOr<v1::ListReferralsResponse> List(const v1::ListReferralsRequest& req,
                                                  absl::string_view caller, bool sent);
 

@@ -95,6 +95,25 @@ class ConsentEnv {
     log_signer_ = TestSigner();
     ASSIGN_OR_RETURN(admin_key_, trust::Ed25519PrivateKey::FromSeed(std::string(32, '\x0a')));
     ASSIGN_OR_RETURN(agency_key_, trust::Ed25519PrivateKey::FromSeed(std::string(32, '\x0b')));
+    RETURN_IF_ERROR(Open());
+    for (const TestAgency& a : agencies) RETURN_IF_ERROR(Register(a));
+    return absl::OkStatus();
+  }
+
+  // Closes everything and opens it again on the same data: what survives is
+  // what the ledger holds.
+  absl::Status Restart() {
+    consent_.reset();
+    directory_.reset();
+    runner_.reset();
+    state_.reset();
+    RETURN_IF_ERROR(ledger_->Close());
+    ledger_.reset();
+    RETURN_IF_ERROR(Open());
+    return runner_->WaitFor(ledger_->size(), absl::Seconds(30));
+  }
+
+  absl::Status Open() {
     storage::LedgerOptions o;
     o.dir = dir_.Sub("ledger");
     o.signer = log_signer_.get();
@@ -112,7 +131,6 @@ class ConsentEnv {
     co.new_subject_id = [this] { return absl::StrCat("s-", ++next_subject_); };
     consent_ = std::make_unique<consent::ConsentCore>(ledger_.get(), state_.get(), runner_.get(),
                                                       &clock_, co);
-    for (const TestAgency& a : agencies) RETURN_IF_ERROR(Register(a));
     return absl::OkStatus();
   }
 

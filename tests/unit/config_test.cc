@@ -78,6 +78,13 @@ TEST(Config, Refusals) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Parse({"--log-level", "loud"}).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Parse({"--no-such-flag"}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Parse({"--deadline-stat", "0s"}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Parse({"--max-attempts", "0"}).status().code(), absl::StatusCode::kInvalidArgument);
+  auto referral = Parse({"--deadline-urgent", "90m", "--max-attempts", "5"});
+  ASSERT_TRUE(referral.ok()) << referral.status();
+  EXPECT_EQ(referral->deadline_urgent, absl::Minutes(90));
+  EXPECT_EQ(referral->max_attempts, 5u);
+  EXPECT_EQ(referral->deadline_routine, absl::Hours(48));
   EXPECT_EQ(Parse({"--break-glass-default", "25h"}).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Parse({"--break-glass-default", "0s"}).status().code(),

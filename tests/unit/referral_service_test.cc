@@ -425,6 +425,77 @@ TEST_F(ReferralTest, AcceptingTakesASlotAndConcurrentAcceptsNeverOverbook) {
   EXPECT_EQ(later, 1);
 }
 
+TEST_F(ReferralTest, UnacceptedReferralsEscalateAcrossARestartThenGoUnassigned) {
+  for (const auto& [agency, slots] :
+       std::vector<std::pair<std::string, uint32_t>>{{"org.foodbank", 2}, {"org.shelter", 5}}) {
+    v1::ReportCapacity c;
+    c.set_agency_id(agency);
+    c.set_service("food-insecurity");
+    c.set_open_slots(slots);
+    ASSERT_TRUE(env_.directory()->Submit(env_.Sign(c, agency, "receiver")).ok());
+  }
+  auto req = Referral("r-1", "");
+  v1::Envelope e;
+  e.ParseFromString(req.envelope());
+  v1::ReferralManifest m;
+  m.ParseFromString(e.payload());
+  m.mutable_routing()->mutable_criteria()->set_postal_code("97201");
+  req.set_envelope(env_.Sign(m, "org.stmarys", "sender"));
+  auto sent = core_->Submit(req);
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  ASSERT_EQ(sent->recipient_agency(), "org.shelter");
+  // Urgent: four hours to accept. Nothing moves a nanosecond before.
+  env_.clock().Advance(absl::Hours(4) - absl::Nanoseconds(1));
+  EXPECT_EQ(*core_->Escalate(), 0);
+  // The hub restarts; the deadline comes from the ledger and the clock.
+  core_.reset();
+  ASSERT_TRUE(env_.Restart().ok());
+  core_ = std::make_unique<ReferralCore>(env_.ledger(), env_.directory_state(), env_.runner(),
+                                         env_.consent(), &env_.clock());
+  env_.clock().Advance(absl::Nanoseconds(1));
+  EXPECT_EQ(*core_->Escalate(), 1);
+  EXPECT_EQ(*core_->Escalate(), 0) << "once per deadline";
+  v1::GetReferralRequest get;
+  get.set_referral("org.stmarys/r-1");
+  auto view = core_->Get(get, "org.stmarys");
+  ASSERT_TRUE(view.ok());
+  EXPECT_EQ(view->recipient_agency(), "org.foodbank");
+  EXPECT_EQ(view->attempt(), 2u);
+  EXPECT_EQ(view->status(), v1::TASK_REQUESTED);
+  // The new recipient gets what consent allows it; the former one keeps what it had.
+  EXPECT_EQ(core_->Get(get, "org.foodbank")->sections_size(), 2);
+  EXPECT_TRUE(core_->Get(get, "org.shelter").ok());
+  // Declined for capacity: nobody is left, so it is unassigned and the sender told.
+  ASSERT_TRUE(core_
+                  ->UpdateStatus(
+                      Update("r-1", v1::TASK_REJECTED, "org.foodbank", "receiver", "no-capacity"))
+                  .ok());
+  view = core_->Get(get, "org.stmarys");
+  ASSERT_TRUE(view.ok());
+  EXPECT_TRUE(view->unassigned());
+  EXPECT_EQ(view->history().rbegin()->type(), "ReferralUnassigned");
+  EXPECT_EQ(Count("ReferralUnassigned"), 1);
+  EXPECT_EQ(*core_->Escalate(), 0);
+  // The sender may send it again.
+  auto again = Referral("r-2");
+  EXPECT_TRUE(core_->Submit(again).ok());
+}
+
+TEST_F(ReferralTest, ANamedRecipientThatNeverAnswersLeavesItUnassigned) {
+  ASSERT_TRUE(core_->Submit(Referral("r-1")).ok());  // urgent, to org.foodbank
+  env_.clock().Advance(absl::Hours(5));
+  EXPECT_EQ(*core_->Escalate(), 1);
+  v1::GetReferralRequest get;
+  get.set_referral("org.stmarys/r-1");
+  EXPECT_TRUE(core_->Get(get, "org.stmarys")->unassigned());
+  // An accepted one never escalates.
+  ASSERT_TRUE(core_->Submit(Referral("r-2")).ok());
+  ASSERT_TRUE(
+      core_->UpdateStatus(Update("r-2", v1::TASK_ACCEPTED, "org.foodbank", "receiver")).ok());
+  env_.clock().Advance(absl::Hours(100));
+  EXPECT_EQ(*core_->Escalate(), 0);
+}
+
 // Ranking alone, table-driven.
 TEST(Routing, RankingIsDeterministicAndExplained) {
   auto agency = [](const std::string& id, std::vector<std::string> langs, bool active = true) {
