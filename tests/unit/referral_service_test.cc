@@ -85,6 +85,28 @@ class ReferralTest : public ::testing::Test {
     return env_.Sign(u, agency, role);
   }
 
+  void ReportSlots(const std::vector<std::pair<std::string, uint32_t>>& reports) {
+    for (const auto& [agency, slots] : reports) {
+      v1::ReportCapacity c;
+      c.set_agency_id(agency);
+      c.set_service("food-insecurity");
+      c.set_open_slots(slots);
+      ASSERT_TRUE(env_.directory()->Submit(env_.Sign(c, agency, "receiver")).ok());
+    }
+  }
+
+  // A referral routed by criteria (the subject's postal code) instead of a name.
+  v1::SubmitReferralRequest ByCriteria(const std::string& id) {
+    auto req = Referral(id, "");
+    v1::Envelope e;
+    e.ParseFromString(req.envelope());
+    v1::ReferralManifest m;
+    m.ParseFromString(e.payload());
+    m.mutable_routing()->mutable_criteria()->set_postal_code("97201");
+    req.set_envelope(env_.Sign(m, "org.stmarys", "sender"));
+    return req;
+  }
+
   int Count(const std::string& type) {
     int n = 0;
     v1::ReadRequest r;
@@ -342,21 +364,8 @@ TEST_F(ReferralTest, NoSectionIsDisclosedAfterARevocationThatCoversIt) {
 }
 
 TEST_F(ReferralTest, ByCriteriaTheBestEligibleAgencyIsChosenWithReasons) {
-  for (const auto& [agency, slots] :
-       std::vector<std::pair<std::string, uint32_t>>{{"org.foodbank", 2}, {"org.shelter", 5}}) {
-    v1::ReportCapacity c;
-    c.set_agency_id(agency);
-    c.set_service("food-insecurity");
-    c.set_open_slots(slots);
-    ASSERT_TRUE(env_.directory()->Submit(env_.Sign(c, agency, "receiver")).ok());
-  }
-  auto req = Referral("r-1", "");
-  v1::ReferralManifest m;
-  v1::Envelope e;
-  e.ParseFromString(req.envelope());
-  m.ParseFromString(e.payload());
-  m.mutable_routing()->mutable_criteria()->set_postal_code("97201");
-  req.set_envelope(env_.Sign(m, "org.stmarys", "sender"));
+  ReportSlots({{"org.foodbank", 2}, {"org.shelter", 5}});
+  auto req = ByCriteria("r-1");
   auto sent = core_->Submit(req);
   ASSERT_TRUE(sent.ok()) << sent.status();
   EXPECT_EQ(sent->recipient_agency(), "org.shelter") << "more open slots";
@@ -426,21 +435,8 @@ TEST_F(ReferralTest, AcceptingTakesASlotAndConcurrentAcceptsNeverOverbook) {
 }
 
 TEST_F(ReferralTest, UnacceptedReferralsEscalateAcrossARestartThenGoUnassigned) {
-  for (const auto& [agency, slots] :
-       std::vector<std::pair<std::string, uint32_t>>{{"org.foodbank", 2}, {"org.shelter", 5}}) {
-    v1::ReportCapacity c;
-    c.set_agency_id(agency);
-    c.set_service("food-insecurity");
-    c.set_open_slots(slots);
-    ASSERT_TRUE(env_.directory()->Submit(env_.Sign(c, agency, "receiver")).ok());
-  }
-  auto req = Referral("r-1", "");
-  v1::Envelope e;
-  e.ParseFromString(req.envelope());
-  v1::ReferralManifest m;
-  m.ParseFromString(e.payload());
-  m.mutable_routing()->mutable_criteria()->set_postal_code("97201");
-  req.set_envelope(env_.Sign(m, "org.stmarys", "sender"));
+  ReportSlots({{"org.foodbank", 2}, {"org.shelter", 5}});
+  auto req = ByCriteria("r-1");
   auto sent = core_->Submit(req);
   ASSERT_TRUE(sent.ok()) << sent.status();
   ASSERT_EQ(sent->recipient_agency(), "org.shelter");
