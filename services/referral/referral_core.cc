@@ -73,6 +73,7 @@ struct ReferralCore::State {
   uint32_t attempt = 0;
   bool unassigned = false;
   v1::StatusReason last_reason;
+  int64_t viewed_at = 0;  // by the current recipient
 };
 
 std::string ReferralCore::ReferralStream(absl::string_view sender, absl::string_view id) {
@@ -92,6 +93,8 @@ ReferralCore::ReferralCore(storage::Ledger* ledger, directory::DirectoryState* d
   submit_policy_.max_skew = update_policy_.max_skew = options_.max_clock_skew;
   submit_policy_.roles_by_payload_type["careloop.v1.ReferralManifest"] = {"sender"};
   update_policy_.roles_by_payload_type["careloop.v1.UpdateReferralStatus"] = {"sender", "receiver"};
+  message_policy_.max_skew = options_.max_clock_skew;
+  message_policy_.roles_by_payload_type["careloop.v1.ReferralMessage"] = {"sender", "receiver"};
 }
 
 // ---- Submit ----
@@ -347,7 +350,11 @@ absl::StatusOr<ReferralCore::State> ReferralCore::Load(absl::string_view sender,
       st.routed_at = absl::FromUnixNanos(e.header().commit_time_unix_nanos());
       st.attempt = r.attempt();
       st.last_reason.Clear();
+      st.viewed_at = 0;
       h.set_recipient_agency(r.recipient_agency());
+    } else if (type == "ReferralViewed") {
+      if (e.payload() == st.recipient) st.viewed_at = e.header().commit_time_unix_nanos();
+      h.set_by_agency(e.payload());
     } else if (type == "ReferralUnassigned") {
       ASSIGN_OR_RETURN(v1::ReferralUnassigned u, Parse<v1::ReferralUnassigned>(e, e.payload()));
       st.unassigned = true;
@@ -391,7 +398,9 @@ absl::StatusOr<v1::ReferralView> ReferralCore::ViewFor(const State& st, absl::st
   *v.mutable_manifest() = st.manifest;
   v.set_unassigned(st.unassigned);
   v.set_attempt(st.attempt);
+  v.set_viewed_unix_nanos(st.viewed_at);
   if (!with_detail) return v;
+  RETURN_IF_ERROR(AddThread(st, caller, &v));
   v.set_manifest_envelope(st.manifest_envelope);
   for (const auto& h : st.history) *v.add_history() = h;
   if (is_sender) {
@@ -446,7 +455,22 @@ absl::StatusOr<v1::ReferralView> ReferralCore::Get(const v1::GetReferralRequest&
         absl::StrCat("no referral ", req.referral(), " is visible to agency ", caller));
   }
   RETURN_IF_ERROR(st.status());
-  return ViewFor(*st, caller, /*with_detail=*/true);
+  ASSIGN_OR_RETURN(v1::ReferralView view, ViewFor(*st, caller, /*with_detail=*/true));
+  if (caller == st->recipient && st->viewed_at == 0 && !st->unassigned) {
+    // Viewed (not accepted): the sender learns the recipient opened it. Once
+    // per recipient; losing a race to another change just means next time.
+    v1::AppendRequest viewed;
+    v1::EventInput* ev = viewed.add_events();
+    ev->set_stream(ReferralStream(st->sender, st->referral_id));
+    ev->set_type("ReferralViewed");
+    ev->set_subject(st->subject_id);
+    ev->set_payload(st->recipient);
+    ev->add_agencies(st->sender);
+    Expect(&viewed, ev->stream(), st->version);
+    absl::StatusOr<v1::Commit> c = ledger_->Append(std::move(viewed));
+    if (c.ok()) view.set_viewed_unix_nanos(c->commit_time_unix_nanos());
+  }
+  return view;
 }
 
 absl::StatusOr<v1::ListReferralsResponse> ReferralCore::List(const v1::ListReferralsRequest& req,
@@ -625,6 +649,175 @@ absl::StatusOr<v1::Receipt> ReferralCore::UpdateStatus(absl::string_view bytes) 
     }
     return ledger_->GetReceipt(a->change_seq);
   }
+}
+
+// ---- Threads ----
+
+absl::StatusOr<v1::AppendRequest> ReferralCore::PlanMessage(const trust::VerifiedEnvelope& v,
+                                                            absl::string_view bytes,
+                                                            const v1::PostMessageRequest& req,
+                                                            v1::PostMessageResponse* resp) {
+  const v1::Envelope& e = v.envelope;
+  const auto& msg = static_cast<const v1::ReferralMessage&>(*v.payload);
+  absl::StatusOr<State> loaded = Load(msg.sender_agency(), msg.referral_id());
+  if (absl::IsNotFound(loaded.status())) {
+    return absl::PermissionDeniedError(absl::StrCat("no referral ",
+                                                    Key(msg.sender_agency(), msg.referral_id()),
+                                                    " is visible to agency ", e.sender_agency()));
+  }
+  RETURN_IF_ERROR(loaded.status());
+  const State& st = *loaded;
+  std::string to;
+  bool from_recipient = false;
+  if (e.sender_agency() == st.sender && e.actor().role() == "sender") {
+    to = st.recipient;
+  } else if (e.sender_agency() == st.recipient && e.actor().role() == "receiver") {
+    to = st.sender;
+    from_recipient = true;
+  } else {
+    return absl::PermissionDeniedError(
+        absl::StrCat("only the sender (sender role) and the current recipient (receiver role) of ",
+                     Key(st.sender, st.referral_id), " write in its thread"));
+  }
+  if (st.unassigned || st.status == v1::TASK_ENTERED_IN_ERROR) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("referral ", Key(st.sender, st.referral_id), " has no recipient to write to"));
+  }
+  if (msg.sections().empty()) return absl::InvalidArgumentError("a message has a section");
+  std::vector<v1::Section> sections(req.sections().begin(), req.sections().end());
+  RETURN_IF_ERROR(VerifySections(msg.sections(), sections, /*require_all=*/true, options_.limits));
+  std::vector<std::string> categories;
+  for (const v1::SectionDigest& d : msg.sections()) {
+    if (from_recipient && d.category() == "sud-part2") {
+      return absl::PermissionDeniedError(
+          "42 CFR part 2 prohibits redisclosing SUD records: a recipient may not pass them on in "
+          "a thread");
+    }
+    if (!Has(categories, d.category())) categories.push_back(d.category());
+  }
+  v1::CheckConsentRequest check;
+  check.set_subject_id(st.subject_id);
+  check.set_recipient_agency(to);
+  check.set_purpose(st.manifest.purpose());
+  for (const std::string& c : categories) check.add_categories(c);
+  ASSIGN_OR_RETURN(v1::CheckConsentResponse decision,
+                   consent_->Check(check, directory::kHubAgency));
+  std::map<std::string, const v1::CategoryDecision*> by_category;
+  for (const auto& d : decision.decisions()) by_category[d.category()] = &d;
+  const std::string key = Key(st.sender, st.referral_id);
+  const std::string thread = absl::StrCat("thread/", key);
+  v1::AppendRequest append;
+  v1::EventInput* posted_env = append.add_events();
+  posted_env->set_stream(thread);
+  posted_env->set_type("ThreadMessage");
+  posted_env->set_subject(st.subject_id);
+  posted_env->set_payload(std::string(bytes));
+  posted_env->add_agencies(e.sender_agency());
+  posted_env->add_agencies(to);
+  v1::ThreadPosted posted;
+  posted.set_to_agency(to);
+  for (const v1::Section& sec : sections) *posted.add_sections() = sec;
+  for (const v1::SectionDigest& d : msg.sections()) {
+    const v1::CategoryDecision* cd = by_category.at(d.category());
+    if (!cd->permit()) {
+      v1::WithheldSection* w = posted.add_withheld();
+      w->set_section_id(d.section_id());
+      w->set_category(d.category());
+      w->set_reason(cd->reason());
+      continue;
+    }
+    v1::DisclosureRecorded rec;
+    rec.add_categories(d.category());
+    rec.set_record_type("referral-message");
+    rec.set_record_id(key);
+    rec.set_disclosing_agency(e.sender_agency());
+    rec.set_disclosure_id(absl::StrCat(key, "/", e.message_id(), "/", d.section_id()));
+    ASSIGN_OR_RETURN(v1::AppendRequest one, consent::DisclosureAppend(decision, rec));
+    for (v1::EventInput& ev : *one.mutable_events()) *append.add_events() = std::move(ev);
+  }
+  v1::EventInput* hub = append.add_events();
+  hub->set_stream(thread);
+  hub->set_type("ThreadPosted");
+  hub->set_subject(st.subject_id);
+  hub->set_payload(posted.SerializeAsString());
+  for (const v1::StreamVersion& sv : decision.read_versions())
+    Expect(&append, sv.stream(), sv.version());
+  *resp->mutable_withheld() = posted.withheld();
+  return append;
+}
+
+absl::StatusOr<v1::PostMessageResponse> ReferralCore::PostMessage(
+    const v1::PostMessageRequest& req) {
+  absl::Status last;
+  for (int attempt = 0; attempt < kDecisionAttempts; ++attempt) {
+    v1::PostMessageResponse resp;
+    absl::StatusOr<directory::Accepted> a = directory::AcceptSigned(
+        req.envelope(), message_policy_, *directory_, seen_, ledger_, clock_->Now(),
+        [&](const trust::VerifiedEnvelope& v, absl::string_view b, absl::Time) {
+          return PlanMessage(v, b, req, &resp);
+        });
+    if (absl::IsAborted(a.status())) {
+      last = a.status();  // consent changed first: decide again
+      continue;
+    }
+    RETURN_IF_ERROR(a.status());
+    ASSIGN_OR_RETURN(*resp.mutable_receipt(), ledger_->GetReceipt(a->change_seq));
+    return resp;
+  }
+  return last;
+}
+
+absl::Status ReferralCore::AddThread(const State& st, absl::string_view caller,
+                                     v1::ReferralView* view) {
+  ASSIGN_OR_RETURN(std::vector<v1::Event> events,
+                   storage::ReadWholeStream(ledger_, absl::StrCat("thread/", view->referral())));
+  std::optional<v1::CheckConsentResponse> now;  // consent as of this read, for what was sent
+  for (size_t i = 0; i + 1 < events.size(); i += 2) {
+    const v1::Event& m = events[i];
+    ASSIGN_OR_RETURN(v1::Envelope env, Parse<v1::Envelope>(m, m.payload()));
+    ASSIGN_OR_RETURN(v1::ThreadPosted posted,
+                     Parse<v1::ThreadPosted>(events[i + 1], events[i + 1].payload()));
+    const bool author = env.sender_agency() == caller;
+    if (!author && posted.to_agency() != caller) continue;  // not between the caller and anyone
+    v1::ThreadEntry* t = view->add_thread();
+    t->set_seq(m.header().seq());
+    t->set_at_unix_nanos(m.header().commit_time_unix_nanos());
+    t->set_by_agency(env.sender_agency());
+    t->set_by_user(env.actor().user_id());
+    t->set_message_envelope(m.payload());
+    std::set<std::string> withheld;
+    for (const auto& w : posted.withheld()) {
+      withheld.insert(w.section_id());
+      if (!author) *t->add_withheld() = w;
+    }
+    if (author) {
+      *t->mutable_sections() = posted.sections();
+      continue;
+    }
+    if (!now.has_value()) {
+      v1::CheckConsentRequest check;
+      check.set_subject_id(st.subject_id);
+      check.set_recipient_agency(std::string(caller));
+      check.set_purpose(st.manifest.purpose());
+      for (const std::string& c : consent::KnownCategories()) check.add_categories(c);
+      ASSIGN_OR_RETURN(now, consent_->Check(check, directory::kHubAgency));
+    }
+    for (const v1::Section& sec : posted.sections()) {
+      if (withheld.contains(sec.section_id())) continue;
+      bool permitted = false;
+      for (const auto& d : now->decisions())
+        permitted |= d.category() == sec.category() && d.permit();
+      if (permitted) {
+        *t->add_sections() = sec;
+      } else {
+        v1::WithheldSection* w = t->add_withheld();
+        w->set_section_id(sec.section_id());
+        w->set_category(sec.category());
+        w->set_reason("consent no longer permits it");
+      }
+    }
+  }
+  return absl::OkStatus();
 }
 
 // ---- Routing and escalation ----

@@ -66,6 +66,11 @@ class ReferralCore {
 
   static std::string ReferralStream(absl::string_view sender, absl::string_view referral_id);
 
+  // A signed ReferralMessage from the referral's sender or current recipient;
+  // the other party receives the sections consent allows (each recorded as a
+  // disclosure). A recipient may not pass on SUD (Part 2) records (§2.32).
+  absl::StatusOr<v1::PostMessageResponse> PostMessage(const v1::PostMessageRequest& req);
+
   // Escalation: every open referral not accepted by its deadline (by
   // priority, from the routing's commit time) or rejected for capacity goes
   // to the next ranked candidate, up to its maximum attempts; then it is
@@ -84,6 +89,12 @@ class ReferralCore {
                                                v1::SubmitReferralResponse* resp);
   absl::StatusOr<v1::AppendRequest> PlanUpdate(const trust::VerifiedEnvelope& v,
                                                absl::string_view bytes);
+  absl::StatusOr<v1::AppendRequest> PlanMessage(const trust::VerifiedEnvelope& v,
+                                                absl::string_view bytes,
+                                                const v1::PostMessageRequest& req,
+                                                v1::PostMessageResponse* resp);
+  // The thread as `caller` may see it.
+  absl::Status AddThread(const State& st, absl::string_view caller, v1::ReferralView* view);
   struct Route {
     std::string sender, key, subject_id;
     bool new_subject = false;
@@ -109,7 +120,7 @@ class ReferralCore {
   consent::ConsentCore* consent_;
   Clock* clock_;
   ReferralOptions options_;
-  trust::RpcPolicy submit_policy_, update_policy_;
+  trust::RpcPolicy submit_policy_, update_policy_, message_policy_;
   directory::LedgerMessageLog seen_;
 };
 

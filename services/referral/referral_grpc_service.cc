@@ -55,4 +55,11 @@ grpc::ServerUnaryReactor* ReferralGrpcService::Inbox(grpc::CallbackServerContext
                      [&] { return core_->Inbox(*req, CallerIdentity(*ctx, tls_)); });
 }
 
+grpc::ServerUnaryReactor* ReferralGrpcService::PostMessage(grpc::CallbackServerContext* ctx,
+                                                           const v1::PostMessageRequest* req,
+                                                           v1::PostMessageResponse* resp) {
+  return FinishUnary(ctx, SenderIsCaller(*ctx, req->envelope()), resp,
+                     [&] { return core_->PostMessage(*req); });
+}
+
 }  // namespace careloop::referral

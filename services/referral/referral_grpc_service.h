@@ -23,6 +23,9 @@ class ReferralGrpcService final : public v1::ReferralService::CallbackService {
   grpc::ServerUnaryReactor* Sent(grpc::CallbackServerContext* ctx,
                                  const v1::ListReferralsRequest* req,
                                  v1::ListReferralsResponse* resp) override;
+  grpc::ServerUnaryReactor* PostMessage(grpc::CallbackServerContext* ctx,
+                                        const v1::PostMessageRequest* req,
+                                        v1::PostMessageResponse* resp) override;
   grpc::ServerUnaryReactor* Inbox(grpc::CallbackServerContext* ctx,
                                   const v1::ListReferralsRequest* req,
                                   v1::ListReferralsResponse* resp) override;

@@ -126,6 +126,17 @@ void RunReferralScenario(const Hubs& hubs, const TempDir& dir) {
   EXPECT_EQ(stranger.exit_code, 3) << stranger.output;
   EXPECT_NE(stranger.output.find("PERMISSION_DENIED"), std::string::npos) << stranger.output;
 
+  // The thread: the hospital writes, the food bank reads it under the same consent.
+  CliResult wrote =
+      At(hubs.referral, With({"referral", "message", "--referral", "org.stmarys/r-1001", "--text",
+                              "call after 5pm", "--text-category", "contact"},
+                             as("org.stmarys", "sender")));
+  ASSERT_EQ(wrote.exit_code, 0) << wrote.output;
+  CliResult read = At(
+      hubs.referral,
+      {"referral", "show", "--referral", "org.stmarys/r-1001", "--directory-hub", hubs.directory},
+      "org.foodbank");
+  EXPECT_NE(read.output.find("text (contact): call after 5pm"), std::string::npos) << read.output;
   // Accept, complete; the hospital sees every status.
   CliResult accepted =
       At(hubs.referral, With({"referral", "accept", "--referral", "org.stmarys/r-1001"},

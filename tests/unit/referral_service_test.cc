@@ -492,6 +492,115 @@ TEST_F(ReferralTest, ANamedRecipientThatNeverAnswersLeavesItUnassigned) {
   EXPECT_EQ(*core_->Escalate(), 0);
 }
 
+TEST_F(ReferralTest, ThreadMessagesReachTheOtherPartyUnderTheSameConsentRules) {
+  ASSERT_TRUE(core_->Submit(Referral("r-1")).ok());
+  auto message = [&](const std::string& agency, const std::string& role,
+                     std::vector<std::pair<std::string, std::string>> parts) {
+    std::vector<v1::Section> sections;
+    for (auto& [category, text] : parts) {
+      v1::Section sec;
+      sec.set_section_id(category);
+      sec.set_category(category);
+      sec.set_media_type("text/plain");
+      sec.set_content(text);
+      sections.push_back(sec);
+    }
+    v1::ReferralMessage m;
+    m.set_sender_agency("org.stmarys");
+    m.set_referral_id("r-1");
+    auto digests = SealSections(&sections, RandomBytes);
+    EXPECT_TRUE(digests.ok());
+    for (auto& d : *digests) *m.add_sections() = d;
+    v1::PostMessageRequest req;
+    req.set_envelope(env_.Sign(m, agency, role));
+    for (auto& sec : sections) *req.add_sections() = sec;
+    return req;
+  };
+  const int before = Count("DisclosureRecorded");
+  auto posted = core_->PostMessage(message(
+      "org.stmarys", "sender", {{"contact", "call after 5pm"}, {"behavioral-health", "anxious"}}));
+  ASSERT_TRUE(posted.ok()) << posted.status();
+  ASSERT_EQ(posted->withheld_size(), 1);
+  EXPECT_EQ(Count("DisclosureRecorded"), before + 1);
+  v1::GetReferralRequest get;
+  get.set_referral("org.stmarys/r-1");
+  auto seen = core_->Get(get, "org.foodbank");
+  ASSERT_TRUE(seen.ok()) << seen.status();
+  ASSERT_EQ(seen->thread_size(), 1);
+  ASSERT_EQ(seen->thread(0).sections_size(), 1);
+  EXPECT_EQ(seen->thread(0).sections(0).content(), "call after 5pm");
+  EXPECT_EQ(seen->thread(0).withheld(0).category(), "behavioral-health");
+  // The recipient answers; SUD records it may not pass on.
+  ASSERT_TRUE(core_
+                  ->PostMessage(
+                      message("org.foodbank", "receiver", {{"social-needs", "enrolled in pantry"}}))
+                  .ok());
+  EXPECT_EQ(core_->Get(get, "org.stmarys")->thread_size(), 2);
+  uint64_t size = env_.ledger()->size();
+  auto part2 =
+      core_->PostMessage(message("org.foodbank", "receiver", {{"sud-part2", "in treatment"}}));
+  EXPECT_EQ(part2.status().code(), absl::StatusCode::kPermissionDenied) << part2.status();
+  EXPECT_NE(std::string(part2.status().message()).find("part 2"), std::string::npos);
+  // Strangers and the wrong role: refused, nothing written.
+  EXPECT_EQ(
+      core_->PostMessage(message("org.shelter", "receiver", {{"contact", "hi"}})).status().code(),
+      absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(
+      core_->PostMessage(message("org.stmarys", "admin", {{"contact", "hi"}})).status().code(),
+      absl::StatusCode::kPermissionDenied);
+  auto tampered = message("org.stmarys", "sender", {{"contact", "x"}});
+  tampered.mutable_sections(0)->set_content("y");
+  EXPECT_EQ(core_->PostMessage(tampered).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(env_.ledger()->size(), size);
+  // A third agency sees no thread.
+  EXPECT_EQ(core_->Get(get, "org.shelter").status().code(), absl::StatusCode::kPermissionDenied);
+}
+
+TEST_F(ReferralTest, OpeningIsRecordedOnceAsViewedWhichIsNotAccepted) {
+  ASSERT_TRUE(core_->Submit(Referral("r-1")).ok());
+  v1::GetReferralRequest get;
+  get.set_referral("org.stmarys/r-1");
+  EXPECT_EQ(core_->Get(get, "org.stmarys")->viewed_unix_nanos(), 0)
+      << "the sender's read is not it";
+  auto first = core_->Get(get, "org.foodbank");
+  ASSERT_TRUE(first.ok());
+  EXPECT_NE(first->viewed_unix_nanos(), 0);
+  EXPECT_EQ(first->status(), v1::TASK_REQUESTED);
+  uint64_t size = env_.ledger()->size();
+  EXPECT_TRUE(core_->Get(get, "org.foodbank").ok());
+  EXPECT_EQ(env_.ledger()->size(), size) << "once";
+  auto sender_view = core_->Get(get, "org.stmarys");
+  EXPECT_EQ(sender_view->viewed_unix_nanos(), first->viewed_unix_nanos());
+  EXPECT_EQ(Count("ReferralViewed"), 1);
+}
+
+TEST_F(ReferralTest, APart2SectionTravelsWithTheRedisclosureNotice) {
+  std::string s2 = *env_.NewSubject("p2");
+  v1::Consent c = ConsentEnv::NetworkConsent(s2, {"contact", "sud-part2"});
+  v1::Part2Elements* p = c.mutable_part2();
+  p->set_who_may_disclose("St Mary's SUD program");
+  p->set_information_description("treatment summary");
+  p->set_recipients_description("network agencies");
+  p->set_purpose_description("care coordination");
+  p->set_right_to_revoke_acknowledged(true);
+  p->set_expiration("one year");
+  p->set_signed_(true);
+  p->set_signed_unix_nanos(absl::ToUnixNanos(env_.clock().Now()));
+  ASSERT_TRUE(env_.Grant(c).ok());
+  v1::Section sud;
+  sud.set_section_id("sud");
+  sud.set_category("sud-part2");
+  sud.set_media_type("text/plain");
+  sud.set_content("in outpatient treatment");
+  ASSERT_TRUE(core_->Submit(Referral("r-p2", "org.foodbank", "p2", {sud})).ok());
+  v1::GetReferralRequest get;
+  get.set_referral("org.stmarys/r-p2");
+  auto seen = core_->Get(get, "org.foodbank");
+  ASSERT_TRUE(seen.ok()) << seen.status();
+  ASSERT_EQ(seen->sections_size(), 1);
+  EXPECT_NE(seen->redisclosure_notice().find("42 CFR part 2"), std::string::npos);
+}
+
 // Ranking alone, table-driven.
 TEST(Routing, RankingIsDeterministicAndExplained) {
   auto agency = [](const std::string& id, std::vector<std::string> langs, bool active = true) {

@@ -62,6 +62,38 @@ absl::StatusOr<v1::Section> ParseSection(const std::string& spec) {
   return s;
 }
 
+// Parses `specs` into sections (after those given), seals them with fresh
+// salts into `payload`'s digests, signs `payload`, and fills `req` with the
+// envelope and the sections. False, with the exit code set, on bad input.
+template <typename Payload, typename Req>
+bool SealAndSign(Globals& g, std::vector<v1::Section> sections,
+                 const std::vector<std::string>& specs, Payload* payload, const Signer& signer,
+                 Req* req) {
+  for (const std::string& spec : specs) {
+    absl::StatusOr<v1::Section> sec = ParseSection(spec);
+    if (!sec.ok()) {
+      g.exit_code = FailUsage(std::string(sec.status().message()));
+      return false;
+    }
+    sections.push_back(*sec);
+  }
+  absl::StatusOr<std::vector<v1::SectionDigest>> digests =
+      referral::SealSections(&sections, referral::RandomBytes);
+  if (!digests.ok()) {
+    g.exit_code = FailUsage(std::string(digests.status().message()));
+    return false;
+  }
+  for (auto& d : *digests) *payload->add_sections() = d;
+  absl::StatusOr<std::string> envelope = Sign(*payload, signer);
+  if (!envelope.ok()) {
+    g.exit_code = FailUsage(std::string(envelope.status().message()));
+    return false;
+  }
+  req->set_envelope(*envelope);
+  for (auto& sec : sections) *req->add_sections() = sec;
+  return true;
+}
+
 const std::map<std::string, v1::ReferralPriority>& Priorities() {
   static const std::map<std::string, v1::ReferralPriority> p = {
       {"routine", v1::ROUTINE}, {"urgent", v1::URGENT}, {"asap", v1::ASAP}, {"stat", v1::STAT}};
@@ -186,30 +218,8 @@ void AddReferralCommands(CLI::App& app, Globals& g) {
       c->set_language(send->language);
       c->set_age(send->age);
     }
-    std::vector<v1::Section> sections;
-    for (const std::string& spec : send->sections) {
-      absl::StatusOr<v1::Section> sec = ParseSection(spec);
-      if (!sec.ok()) {
-        g.exit_code = FailUsage(std::string(sec.status().message()));
-        return;
-      }
-      sections.push_back(*sec);
-    }
-    absl::StatusOr<std::vector<v1::SectionDigest>> digests =
-        referral::SealSections(&sections, referral::RandomBytes);
-    if (!digests.ok()) {
-      g.exit_code = FailUsage(std::string(digests.status().message()));
-      return;
-    }
-    for (auto& d : *digests) *m.add_sections() = d;
-    absl::StatusOr<std::string> envelope = Sign(m, send->signer);
-    if (!envelope.ok()) {
-      g.exit_code = FailUsage(std::string(envelope.status().message()));
-      return;
-    }
     v1::SubmitReferralRequest req;
-    req.set_envelope(*envelope);
-    for (auto& sec : sections) *req.add_sections() = sec;
+    if (!SealAndSign(g, {}, send->sections, &m, send->signer, &req)) return;
     req.set_force_reason(send->force);
     Call<v1::SubmitReferralRequest, v1::SubmitReferralResponse>(
         g, &v1::ReferralService::Stub::Submit, req, [](const v1::SubmitReferralResponse& r) {
@@ -285,9 +295,68 @@ void AddReferralCommands(CLI::App& app, Globals& g) {
             std::cout << "  withheld " << w.section_id() << " (" << w.category()
                       << "): " << w.reason() << "\n";
           }
+          for (const auto& t : v.thread()) {
+            std::cout << "  message " << When(t.at_unix_nanos()) << " from " << t.by_agency() << "/"
+                      << t.by_user() << "\n";
+            for (const auto& sec : t.sections()) {
+              std::cout << "    " << sec.section_id() << " (" << sec.category() << ")";
+              if (sec.media_type() == "text/plain") std::cout << ": " << sec.content();
+              std::cout << "\n";
+            }
+            for (const auto& w : t.withheld())
+              std::cout << "    withheld " << w.section_id() << ": " << w.reason() << "\n";
+          }
+          if (v.viewed_unix_nanos() != 0)
+            std::cout << "  viewed by the recipient " << When(v.viewed_unix_nanos()) << "\n";
           if (!v.redisclosure_notice().empty())
             std::cout << "  NOTICE: " << v.redisclosure_notice() << "\n";
           std::cout << CheckAsRecipient(g, v, show->sender_key, show->directory);
+        });
+  });
+
+  struct MessageOpts {
+    std::string referral, text, text_category = "social-needs";
+    std::vector<std::string> sections;
+    Signer signer;
+  };
+  auto msg = std::make_shared<MessageOpts>();
+  CLI::App* mc = referral->add_subcommand(
+      "message", "write in a referral's thread (its sender or current recipient; signed)");
+  mc->add_option("--referral", msg->referral, "SENDER/ID")->required();
+  mc->add_option("--text", msg->text, "the message text (a text/plain section)");
+  mc->add_option("--text-category", msg->text_category, "the data category of the text")
+      ->capture_default_str();
+  mc->add_option("--section", msg->sections, "ID:CATEGORY:TEXT or ID:CATEGORY:@FILE (repeatable)");
+  AddSignFlags(mc, msg->signer, g);
+  mc->callback([&g, msg] {
+    const size_t slash = msg->referral.find('/');
+    if (slash == std::string::npos || (msg->text.empty() && msg->sections.empty())) {
+      g.exit_code = FailUsage("give --referral SENDER/ID and --text or --section");
+      return;
+    }
+    std::vector<v1::Section> sections;
+    if (!msg->text.empty()) {
+      v1::Section t;
+      t.set_section_id("text");
+      t.set_category(msg->text_category);
+      t.set_media_type("text/plain");
+      t.set_content(msg->text);
+      sections.push_back(t);
+    }
+    v1::ReferralMessage m;
+    m.set_sender_agency(msg->referral.substr(0, slash));
+    m.set_referral_id(msg->referral.substr(slash + 1));
+    v1::PostMessageRequest req;
+    if (!SealAndSign(g, sections, msg->sections, &m, msg->signer, &req)) return;
+    Call<v1::PostMessageRequest, v1::PostMessageResponse>(
+        g, &v1::ReferralService::Stub::PostMessage, req, [](const v1::PostMessageResponse& r) {
+          v1::EventHeader h;
+          h.ParseFromString(r.receipt().header_bytes());
+          std::cout << "posted (seq " << h.seq() << ")\n";
+          for (const auto& w : r.withheld()) {
+            std::cout << "  withheld " << w.section_id() << " (" << w.category()
+                      << "): " << w.reason() << "\n";
+          }
         });
   });
 
