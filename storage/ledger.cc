@@ -31,4 +31,18 @@ absl::StatusOr<std::vector<v1::Event>> ReadWholeStream(Ledger* ledger, absl::str
   return out;
 }
 
+absl::StatusOr<std::vector<v1::Event>> ReadLastEvent(Ledger* ledger, absl::string_view stream) {
+  absl::StatusOr<uint64_t> version = ledger->StreamVersion(stream);
+  if (!version.ok()) return version.status();
+  if (*version == 0) return std::vector<v1::Event>();
+  v1::ReadStreamRequest req;
+  req.set_stream(std::string(stream));
+  req.set_from_version(*version);
+  req.set_limit(1);
+  req.set_include_payloads(true);
+  absl::StatusOr<v1::ReadResponse> page = ledger->ReadStream(req);
+  if (!page.ok()) return page.status();
+  return std::vector<v1::Event>(page->events().begin(), page->events().end());
+}
+
 }  // namespace careloop::storage

@@ -65,4 +65,8 @@ class Ledger {
 absl::StatusOr<std::vector<v1::Event>> ReadWholeStream(Ledger* ledger, absl::string_view stream,
                                                        bool include_payloads = true);
 
+// The last event of a stream (empty when it has none), without reading the
+// rest: for streams that only ever matter by their newest event.
+absl::StatusOr<std::vector<v1::Event>> ReadLastEvent(Ledger* ledger, absl::string_view stream);
+
 }  // namespace careloop::storage

@@ -3,10 +3,15 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <deque>
+#include <functional>
 #include <optional>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "services/common/grpc_status.h"
 
 namespace careloop {
@@ -24,6 +29,42 @@ grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* ctx, const ab
   absl::StatusOr<T> result = fn();
   if (result.ok()) *resp = *std::move(result);
   reactor->Finish(ToGrpcStatus(result.status()));
+  return reactor;
+}
+
+// Threads for handlers that wait (for an fsync, for a projection). gRPC's
+// callback threads must not block: a handler that waits on one caps how many
+// calls are in flight at the size of gRPC's own small pool.
+class BlockingPool {
+ public:
+  explicit BlockingPool(int threads);
+  // Runs what is queued, then joins.
+  ~BlockingPool();
+  void Post(std::function<void()> fn);
+
+ private:
+  void Run();
+  absl::Mutex mu_;
+  std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_;
+};
+
+// FinishUnary with `fn` run on `pool`. `fn` must hold what it needs by value
+// (the request and response pointers stay valid until the call finishes).
+template <typename T, typename Fn>
+grpc::ServerUnaryReactor* FinishUnaryOn(BlockingPool* pool, grpc::CallbackServerContext* ctx,
+                                        const absl::Status& allowed, T* resp, Fn fn) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (!allowed.ok()) {
+    reactor->Finish(ToGrpcStatus(allowed));
+    return reactor;
+  }
+  pool->Post([reactor, resp, fn = std::move(fn)]() mutable {
+    absl::StatusOr<T> result = fn();
+    if (result.ok()) *resp = *std::move(result);
+    reactor->Finish(ToGrpcStatus(result.status()));
+  });
   return reactor;
 }
 

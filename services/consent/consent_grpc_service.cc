@@ -15,22 +15,9 @@ std::string ConsentGrpcService::Caller(const grpc::CallbackServerContext& ctx) c
 grpc::ServerUnaryReactor* ConsentGrpcService::Submit(grpc::CallbackServerContext* ctx,
                                                      const v1::SubmitEnvelopeRequest* req,
                                                      v1::SubmitEnvelopeResponse* resp) {
-  return FinishUnary(
-      ctx, absl::OkStatus(), resp, [&]() -> absl::StatusOr<v1::SubmitEnvelopeResponse> {
-        if (tls_) {
-          // The connection's identity must be the envelope's sender.
-          const std::string caller = Caller(*ctx);
-          absl::StatusOr<v1::Envelope> e =
-              trust::ParseEnvelope(req->envelope(), trust::EnvelopeLimits());
-          if (!e.ok()) return e.status();
-          if (caller.empty() || e->sender_agency() != caller) {
-            return absl::PermissionDeniedError(
-                absl::StrCat("the connection is ", caller.empty() ? "no agency" : caller,
-                             " but the envelope is from ", e->sender_agency()));
-          }
-        }
-        return core_->Submit(req->envelope());
-      });
+  // Submit waits for an fsync: off gRPC's threads.
+  return FinishUnaryOn(&pool_, ctx, directory::EnvelopeSenderIsCaller(*ctx, tls_, req->envelope()),
+                       resp, [this, req] { return core_->Submit(req->envelope()); });
 }
 
 grpc::ServerUnaryReactor* ConsentGrpcService::ResolveSubject(grpc::CallbackServerContext* ctx,

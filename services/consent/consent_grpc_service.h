@@ -6,6 +6,7 @@
 #pragma once
 
 #include "careloop/v1/consent.grpc.pb.h"
+#include "services/common/grpc_edge.h"
 #include "services/consent/consent_core.h"
 
 namespace careloop::consent {
@@ -42,6 +43,7 @@ class ConsentGrpcService final : public v1::ConsentService::CallbackService {
 
   ConsentCore* core_;
   bool tls_;
+  BlockingPool pool_{32};
 };
 
 }  // namespace careloop::consent

@@ -166,7 +166,7 @@ absl::StatusOr<v1::AppendRequest> ReferralCore::PlanSubmit(const trust::Verified
 
   // Duplicates: one open referral per sender, subject and category.
   const std::string dedupe = DedupeStream(sender, subject.subject_id, m.service_category());
-  ASSIGN_OR_RETURN(std::vector<v1::Event> dedupe_events, storage::ReadWholeStream(ledger_, dedupe));
+  ASSIGN_OR_RETURN(std::vector<v1::Event> dedupe_events, storage::ReadLastEvent(ledger_, dedupe));
   if (!dedupe_events.empty() && dedupe_events.back().header().type() == "DedupeOpened" &&
       req.force_reason().empty()) {
     return absl::AlreadyExistsError(absl::StrCat(
@@ -607,8 +607,7 @@ absl::StatusOr<v1::AppendRequest> ReferralCore::PlanUpdate(const trust::Verified
     // The referral no longer blocks a new one for the same need.
     const std::string dedupe =
         DedupeStream(st.sender, st.subject_id, st.manifest.service_category());
-    ASSIGN_OR_RETURN(std::vector<v1::Event> d,
-                     storage::ReadWholeStream(ledger_, dedupe, /*include_payloads=*/true));
+    ASSIGN_OR_RETURN(std::vector<v1::Event> d, storage::ReadLastEvent(ledger_, dedupe));
     if (!d.empty() && d.back().header().type() == "DedupeOpened" &&
         d.back().payload() == Key(st.sender, st.referral_id)) {
       v1::EventInput* close = append.add_events();
@@ -870,7 +869,7 @@ absl::Status ReferralCore::Reroute(const State& st, absl::string_view why) {
     settled->set_payload(key);
     const std::string dedupe =
         DedupeStream(st.sender, st.subject_id, st.manifest.service_category());
-    ASSIGN_OR_RETURN(std::vector<v1::Event> d, storage::ReadWholeStream(ledger_, dedupe));
+    ASSIGN_OR_RETURN(std::vector<v1::Event> d, storage::ReadLastEvent(ledger_, dedupe));
     if (!d.empty() && d.back().header().type() == "DedupeOpened" && d.back().payload() == key) {
       v1::EventInput* close = append.add_events();
       close->set_stream(dedupe);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "careloop/v1/referral.grpc.pb.h"
+#include "services/common/grpc_edge.h"
 #include "services/referral/referral_core.h"
 
 namespace careloop::referral {
@@ -37,6 +38,8 @@ class ReferralGrpcService final : public v1::ReferralService::CallbackService {
 
   ReferralCore* core_;
   bool tls_;
+  // Every referral RPC may wait (an fsync, a projection): off gRPC's threads.
+  BlockingPool pool_{64};
 };
 
 }  // namespace careloop::referral

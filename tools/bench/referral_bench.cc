@@ -1,0 +1,276 @@
+// Sustained signed referral submissions over gRPC (fsync on), next to a
+// ceiling measured in the same run with the same load generator: a bare gRPC
+// server that only verifies each request's signature and appends nothing.
+// Every request is signed by the load generator (1 KiB of sections, two
+// sections); each client has its own subject with a consent, so every
+// submission takes the real path: verify, route, decide consent, record two
+// disclosures, append with fsync.
+//
+//   referral_bench [--seconds 5] [--clients 1,16,64] [--channels 4] [--dir DIR]
+#include <fcntl.h>
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "services/common/grpc_edge.h"
+#include "services/common/log.h"
+#include "services/common/status.h"
+#include "services/referral/referral_grpc_service.h"
+#include "services/referral/sections.h"
+#include "services/trust/head_signer.h"
+#include "storage/local_ledger.h"
+
+using namespace careloop;
+
+namespace {
+
+// The ceiling: parse the envelope and verify its signature; nothing else.
+class VerifyOnly final : public v1::ReferralService::CallbackService {
+ public:
+  explicit VerifyOnly(trust::Ed25519PublicKey key) : key_(std::move(key)) {}
+  grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* ctx,
+                                   const v1::SubmitReferralRequest* req,
+                                   v1::SubmitReferralResponse* resp) override {
+    return FinishUnary(ctx, absl::OkStatus(), resp,
+                       [&]() -> absl::StatusOr<v1::SubmitReferralResponse> {
+                         absl::StatusOr<v1::Envelope> e =
+                             trust::ParseEnvelope(req->envelope(), trust::EnvelopeLimits());
+                         if (!e.ok()) return e.status();
+                         if (!key_.Verify(trust::SigningInput(*e), e->signature()))
+                           return absl::UnauthenticatedError("bad signature");
+                         return v1::SubmitReferralResponse();
+                       });
+  }
+
+ private:
+  trust::Ed25519PublicKey key_;
+};
+
+struct Row {
+  double rate = 0, p50 = 0, p99 = 0;
+  int errors = 0;
+};
+
+// `clients` threads over `channels` channels, each signing and sending
+// referrals for `seconds`.
+Row Load(const std::string& address, int clients, int channels, double seconds,
+         const trust::Ed25519PrivateKey& key, const std::string& tag) {
+  std::vector<std::shared_ptr<grpc::Channel>> chans;
+  for (int i = 0; i < channels; ++i) {
+    grpc::ChannelArguments args;
+    args.SetInt("grpc.channel_id", i);  // distinct channels, not one shared subchannel
+    chans.push_back(grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+  }
+  std::atomic<bool> stop{false};
+  std::vector<std::vector<double>> lat(clients);
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      auto stub = v1::ReferralService::NewStub(chans[c % channels]);
+      for (int n = 0; !stop.load(); ++n) {
+        std::vector<v1::Section> sections(2);
+        sections[0].set_section_id("contact");
+        sections[0].set_category("contact");
+        sections[1].set_section_id("needs");
+        sections[1].set_category("social-needs");
+        for (auto& s : sections) {
+          s.set_media_type("text/plain");
+          s.set_content(std::string(512, 'x'));
+        }
+        v1::ReferralManifest m;
+        m.set_referral_id(absl::StrCat(tag, "-", c, "-", n));
+        m.mutable_subject()->set_authority("org.stmarys/mrn");
+        m.mutable_subject()->set_value(absl::StrCat("bench-", c));
+        m.set_service_category("food-insecurity");
+        m.set_reason("discharge");
+        m.set_priority(v1::ROUTINE);
+        m.set_purpose("care-coordination");
+        m.mutable_routing()->set_recipient_agency("org.foodbank");
+        auto digests = referral::SealSections(&sections, referral::RandomBytes);
+        CARELOOP_CHECK(digests.ok());
+        for (auto& d : *digests) *m.add_sections() = d;
+        v1::Actor actor;
+        actor.set_user_id("u-1");
+        actor.set_role("sender");
+        v1::SubmitReferralRequest req;
+        req.set_envelope(*trust::SignEnvelope(
+            trust::NewEnvelope(m, "org.stmarys", actor, "k1", absl::Now(), m.referral_id()), key));
+        for (auto& s : sections) *req.add_sections() = s;
+        req.set_force_reason("load test: one subject per client");
+        const absl::Time t0 = absl::Now();
+        grpc::ClientContext ctx;
+        v1::SubmitReferralResponse resp;
+        grpc::Status st = stub->Submit(&ctx, req, &resp);
+        if (!st.ok()) {
+          if (errors.fetch_add(1) < 3) std::fprintf(stderr, "%s\n", st.error_message().c_str());
+          continue;
+        }
+        lat[c].push_back(absl::ToDoubleMicroseconds(absl::Now() - t0));
+      }
+    });
+  }
+  absl::SleepFor(absl::Seconds(seconds));
+  stop = true;
+  for (auto& t : threads) t.join();
+  std::vector<double> all;
+  for (auto& v : lat) all.insert(all.end(), v.begin(), v.end());
+  std::sort(all.begin(), all.end());
+  Row r;
+  r.errors = errors;
+  if (all.empty()) return r;
+  r.rate = all.size() / seconds;
+  r.p50 = all[all.size() / 2];
+  r.p99 = all[static_cast<size_t>(0.99 * (all.size() - 1))];
+  return r;
+}
+
+double FsyncP50(const std::string& dir) {
+  const std::string path = dir + "/fsync-probe";
+  int fd = ::open(path.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0600);
+  std::string block(1024, 'f');
+  std::vector<double> t;
+  for (int i = 0; i < 500; ++i) {
+    const absl::Time a = absl::Now();
+    if (::write(fd, block.data(), block.size()) < 0 || ::fdatasync(fd) != 0) break;
+    t.push_back(absl::ToDoubleMicroseconds(absl::Now() - a));
+  }
+  ::close(fd);
+  std::filesystem::remove(path);
+  std::sort(t.begin(), t.end());
+  return t.empty() ? 0 : t[t.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"referral submissions over gRPC vs a verify-only ceiling"};
+  double seconds = 5;
+  std::string clients_list = "1,16,64", dir;
+  int channels = 4;
+  app.add_option("--seconds", seconds, "seconds per row");
+  app.add_option("--clients", clients_list, "comma list of client counts");
+  app.add_option("--channels", channels, "gRPC channels the clients share");
+  app.add_option("--dir", dir, "scratch directory on the disk to measure (default: a temp dir)");
+  CLI11_PARSE(app, argc, argv);
+  log::Init(log::Level::kWarn, log::Format::kLogfmt);
+  namespace fs = std::filesystem;
+  const bool temp = dir.empty();
+  if (temp)
+    dir = (fs::temp_directory_path() / absl::StrCat("careloop-refbench-", getpid())).string();
+  fs::create_directories(dir);
+
+  auto admin_key = *trust::Ed25519PrivateKey::FromSeed(std::string(32, '\x0a'));
+  auto agency_key = *trust::Ed25519PrivateKey::FromSeed(std::string(32, '\x0b'));
+  trust::Ed25519HeadSigner signer("careloop.bench",
+                                  *trust::Ed25519PrivateKey::FromSeed(std::string(32, '\x07')));
+  storage::LedgerOptions lo;
+  lo.dir = dir + "/ledger";
+  lo.signer = &signer;
+  auto ledger = *storage::LocalLedger::Open(lo);
+  directory::HubAdmin admin;
+  admin.public_key = admin_key.public_key().raw();
+  directory::DirectoryState state(admin);
+  storage::ProjectionRunner runner(ledger.get(), &state);
+  CARELOOP_CHECK(runner.Start().ok());
+  directory::DirectoryCore directory(ledger.get(), &state, &runner, SystemClock());
+  consent::ConsentCore consent(ledger.get(), &state, &runner, SystemClock());
+  referral::ReferralOptions options;
+  referral::ReferralCore core(ledger.get(), &state, &runner, &consent, SystemClock(), options);
+  auto sign = [&](const google::protobuf::Message& p, const std::string& sender,
+                  const std::string& role, const trust::Ed25519PrivateKey& key,
+                  const std::string& key_id, const std::string& user) {
+    static int n = 0;
+    v1::Actor actor;
+    actor.set_user_id(user);
+    actor.set_role(role);
+    return *trust::SignEnvelope(
+        trust::NewEnvelope(p, sender, actor, key_id, absl::Now(), absl::StrCat("setup-", ++n)),
+        key);
+  };
+  for (const auto& [id, role] : std::vector<std::pair<std::string, std::string>>{
+           {"org.stmarys", "sender"}, {"org.foodbank", "receiver"}}) {
+    v1::RegisterAgency r;
+    r.set_agency_id(id);
+    r.mutable_profile()->set_display_name(id);
+    r.mutable_profile()->set_kind(role == "sender" ? v1::HOSPITAL : v1::COMMUNITY_AGENCY);
+    r.mutable_profile()->add_roles(role);
+    if (role == "receiver") r.mutable_profile()->add_services("food-insecurity");
+    r.mutable_initial_key()->set_key_id("k1");
+    r.mutable_initial_key()->set_public_key(agency_key.public_key().raw());
+    v1::ActorEntry* a = r.add_actors();
+    a->set_user_id("u-1");
+    a->add_roles(role);
+    CARELOOP_CHECK(directory
+                       .Submit(sign(r, directory::kHubAgency, directory::kHubAdminRole, admin_key,
+                                    "hub-admin-1", "hub-admin"))
+                       .ok());
+  }
+  std::vector<int> counts;
+  for (absl::string_view c : absl::StrSplit(clients_list, ','))
+    counts.push_back(std::stoi(std::string(c)));
+  const int max_clients = *std::max_element(counts.begin(), counts.end());
+  for (int c = 0; c < max_clients; ++c) {  // one subject with a consent per client
+    v1::ResolveSubjectRequest rq;
+    rq.add_identifiers()->set_authority("org.stmarys/mrn");
+    rq.mutable_identifiers(0)->set_value(absl::StrCat("bench-", c));
+    const std::string s = consent.Resolve(rq, "org.stmarys")->subject_id();
+    v1::GrantConsent g;
+    v1::Consent* k = g.mutable_consent();
+    k->set_subject_id(s);
+    k->mutable_grantor()->set_kind(v1::GRANTOR_SUBJECT);
+    k->mutable_provision()->set_permit(true);
+    k->mutable_provision()->add_recipients()->set_network(true);
+    k->mutable_evidence()->set_sha256(std::string(32, 'e'));
+    k->mutable_evidence()->set_media_type("application/pdf");
+    CARELOOP_CHECK(consent.Submit(sign(g, "org.stmarys", "sender", agency_key, "k1", "u-1")).ok());
+  }
+
+  auto serve = [](grpc::Service* service, std::string* address) {
+    grpc::ServerBuilder b;
+    int port = 0;
+    b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    b.RegisterService(service);
+    auto server = b.BuildAndStart();
+    *address = absl::StrCat("127.0.0.1:", port);
+    return server;
+  };
+  referral::ReferralGrpcService hub_service(&core, /*tls=*/false);
+  VerifyOnly ceiling_service(agency_key.public_key());
+  std::string hub_address, ceiling_address;
+  auto hub = serve(&hub_service, &hub_address);
+  auto ceiling = serve(&ceiling_service, &ceiling_address);
+
+  std::printf("fsync of 1 KiB on this disk: p50 %.0f µs\n\n", FsyncP50(dir));
+  std::printf(
+      "| clients | channels | submissions/s | p50 µs | p99 µs | ceiling (verify only) /s "
+      "| ceiling p50 µs | ratio |\n|---|---|---|---|---|---|---|---|\n");
+  int round = 0;
+  for (int clients : counts) {
+    Row ceil =
+        Load(ceiling_address, clients, channels, seconds, agency_key, absl::StrCat("c", round));
+    Row real = Load(hub_address, clients, channels, seconds, agency_key, absl::StrCat("r", round));
+    ++round;
+    std::printf("| %d | %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f %% |%s\n", clients,
+                std::min(clients, channels), real.rate, real.p50, real.p99, ceil.rate, ceil.p50,
+                ceil.rate > 0 ? 100.0 * real.rate / ceil.rate : 0.0,
+                real.errors + ceil.errors > 0
+                    ? absl::StrCat(" errors: ", real.errors, "/", ceil.errors).c_str()
+                    : "");
+  }
+  hub->Shutdown();
+  ceiling->Shutdown();
+  runner.Stop();
+  CARELOOP_CHECK(ledger->Close().ok());
+  if (temp) fs::remove_all(dir);
+  return 0;
+}
