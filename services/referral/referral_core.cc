@@ -770,7 +770,7 @@ absl::Status ReferralCore::AddThread(const State& st, absl::string_view caller,
                                      v1::ReferralView* view) {
   ASSIGN_OR_RETURN(std::vector<v1::Event> events,
                    storage::ReadWholeStream(ledger_, absl::StrCat("thread/", view->referral())));
-  std::optional<v1::CheckConsentResponse> now;  // consent as of this read, for what was sent
+  std::map<std::string, bool> permitted_now;  // category -> consent as of this read
   for (size_t i = 0; i + 1 < events.size(); i += 2) {
     const v1::Event& m = events[i];
     ASSIGN_OR_RETURN(v1::Envelope env, Parse<v1::Envelope>(m, m.payload()));
@@ -793,20 +793,24 @@ absl::Status ReferralCore::AddThread(const State& st, absl::string_view caller,
       *t->mutable_sections() = posted.sections();
       continue;
     }
-    if (!now.has_value()) {
-      v1::CheckConsentRequest check;
-      check.set_subject_id(st.subject_id);
-      check.set_recipient_agency(std::string(caller));
-      check.set_purpose(st.manifest.purpose());
-      for (const std::string& c : consent::KnownCategories()) check.add_categories(c);
-      ASSIGN_OR_RETURN(now, consent_->Check(check, directory::kHubAgency));
+    v1::CheckConsentRequest check;
+    check.set_subject_id(st.subject_id);
+    check.set_recipient_agency(std::string(caller));
+    check.set_purpose(st.manifest.purpose());
+    for (const v1::Section& sec : posted.sections()) {
+      if (!permitted_now.contains(sec.category()) &&
+          std::find(check.categories().begin(), check.categories().end(), sec.category()) ==
+              check.categories().end()) {
+        check.add_categories(sec.category());
+      }
+    }
+    if (!check.categories().empty()) {
+      ASSIGN_OR_RETURN(v1::CheckConsentResponse now, consent_->Check(check, directory::kHubAgency));
+      for (const auto& d : now.decisions()) permitted_now[d.category()] = d.permit();
     }
     for (const v1::Section& sec : posted.sections()) {
       if (withheld.contains(sec.section_id())) continue;
-      bool permitted = false;
-      for (const auto& d : now->decisions())
-        permitted |= d.category() == sec.category() && d.permit();
-      if (permitted) {
+      if (permitted_now[sec.category()]) {
         *t->add_sections() = sec;
       } else {
         v1::WithheldSection* w = t->add_withheld();
