@@ -58,6 +58,31 @@ absl::Status ReadString(const toml::table& t, const char* section, const char* k
   return absl::OkStatus();
 }
 
+// An array of strings at section.key, if present, replaces *out.
+absl::Status ReadStrings(const toml::table& t, const char* section, const char* key,
+                         std::vector<std::string>* out) {
+  const toml::array* list = t.at_path(absl::StrCat(section, ".", key)).as_array();
+  if (list == nullptr) return absl::OkStatus();
+  out->clear();
+  for (const toml::node& n : *list) {
+    std::optional<std::string> v = n.value<std::string>();
+    if (!v)
+      return absl::InvalidArgumentError(absl::StrCat(section, ".", key, " must hold strings"));
+    out->push_back(*v);
+  }
+  return absl::OkStatus();
+}
+
+// A duration such as "90m" at section.key, if present.
+absl::Status ReadDuration(const toml::table& t, const char* section, const char* key,
+                          absl::Duration* out) {
+  std::string text;
+  if (absl::Status s = ReadString(t, section, key, &text); !s.ok()) return s;
+  if (text.empty()) return absl::OkStatus();
+  const std::string name = absl::StrCat(section, ".", key);
+  return ParseDurationField(text, name.c_str(), out);
+}
+
 absl::Status LoadToml(const std::string& path, HubConfig* c) {
   toml::table t;
   try {
@@ -67,7 +92,7 @@ absl::Status LoadToml(const std::string& path, HubConfig* c) {
     os << "config " << path << ": " << e.description() << " at " << e.source().begin;
     return absl::InvalidArgumentError(os.str());
   }
-  std::string services, window, skew;
+  std::string services;
   if (absl::Status s = ReadString(t, "server", "listen", &c->listen); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "server", "services", &services); !s.ok()) return s;
   if (!services.empty()) c->services = SplitServices(services);
@@ -77,13 +102,6 @@ absl::Status LoadToml(const std::string& path, HubConfig* c) {
   if (absl::Status s = ReadString(t, "storage", "data_dir", &c->data_dir); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "ledger", "hub_name", &c->hub_name); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "ledger", "log_key", &c->log_key); !s.ok()) return s;
-  if (absl::Status s = ReadString(t, "ledger", "idempotency_window", &window); !s.ok()) return s;
-  if (!window.empty()) {
-    if (absl::Status s =
-            ParseDurationField(window, "ledger.idempotency_window", &c->idempotency_window);
-        !s.ok())
-      return s;
-  }
   if (absl::Status s = ReadInt(t, "ledger", "queue_capacity", &c->queue_capacity); !s.ok())
     return s;
   if (absl::Status s = ReadInt(t, "ledger", "block_cache_mb", &c->block_cache_mb); !s.ok())
@@ -102,40 +120,23 @@ absl::Status LoadToml(const std::string& path, HubConfig* c) {
   if (absl::Status s = ReadString(t, "directory", "admin_public_key", &c->admin_public_key);
       !s.ok())
     return s;
-  if (const toml::array* codes = t.at_path("directory.extra_service_codes").as_array()) {
-    for (const toml::node& n : *codes) {
-      std::optional<std::string> v = n.value<std::string>();
-      if (!v) return absl::InvalidArgumentError("directory.extra_service_codes must hold strings");
-      c->extra_service_codes.push_back(*v);
-    }
+  for (auto [section, key, out] :
+       std::vector<std::tuple<const char*, const char*, std::vector<std::string>*>>{
+           {"directory", "extra_service_codes", &c->extra_service_codes},
+           {"consent", "extra_categories", &c->extra_consent_categories}}) {
+    if (absl::Status s = ReadStrings(t, section, key, out); !s.ok()) return s;
   }
-  if (const toml::array* cats = t.at_path("consent.extra_categories").as_array()) {
-    for (const toml::node& n : *cats) {
-      std::optional<std::string> v = n.value<std::string>();
-      if (!v) return absl::InvalidArgumentError("consent.extra_categories must hold strings");
-      c->extra_consent_categories.push_back(*v);
-    }
-  }
-  std::string break_glass;
-  if (absl::Status s = ReadString(t, "consent", "break_glass_default", &break_glass); !s.ok())
-    return s;
-  if (!break_glass.empty()) {
-    if (absl::Status s =
-            ParseDurationField(break_glass, "consent.break_glass_default", &c->break_glass_default);
-        !s.ok())
-      return s;
-  }
-  for (auto [key, field] : std::vector<std::pair<const char*, absl::Duration*>>{
-           {"deadline_stat", &c->deadline_stat},
-           {"deadline_asap", &c->deadline_asap},
-           {"deadline_urgent", &c->deadline_urgent},
-           {"deadline_routine", &c->deadline_routine},
-           {"escalation_interval", &c->escalation_interval}}) {
-    std::string text;
-    if (absl::Status s = ReadString(t, "referral", key, &text); !s.ok()) return s;
-    if (text.empty()) continue;
-    const std::string name = absl::StrCat("referral.", key);
-    if (absl::Status s = ParseDurationField(text, name.c_str(), field); !s.ok()) return s;
+  for (auto [section, key, field] :
+       std::vector<std::tuple<const char*, const char*, absl::Duration*>>{
+           {"ledger", "idempotency_window", &c->idempotency_window},
+           {"envelope", "max_clock_skew", &c->max_clock_skew},
+           {"consent", "break_glass_default", &c->break_glass_default},
+           {"referral", "deadline_stat", &c->deadline_stat},
+           {"referral", "deadline_asap", &c->deadline_asap},
+           {"referral", "deadline_urgent", &c->deadline_urgent},
+           {"referral", "deadline_routine", &c->deadline_routine},
+           {"referral", "escalation_interval", &c->escalation_interval}}) {
+    if (absl::Status s = ReadDuration(t, section, key, field); !s.ok()) return s;
   }
   if (absl::Status s = ReadInt(t, "referral", "max_attempts", &c->max_attempts); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "tls", "cert", &c->tls_cert); !s.ok()) return s;
@@ -281,15 +282,6 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
   if (*o_data) c.data_dir = flags.data_dir;
   if (*o_hub) c.hub_name = flags.hub_name;
   if (*o_key) c.log_key = flags.log_key;
-  if (*o_window) {
-    if (absl::Status s = ParseDurationField(window, "--idempotency-window", &c.idempotency_window);
-        !s.ok())
-      return s;
-  }
-  if (*o_skew) {
-    if (absl::Status s = ParseDurationField(skew, "--max-clock-skew", &c.max_clock_skew); !s.ok())
-      return s;
-  }
   if (*o_queue) c.queue_capacity = flags.queue_capacity;
   if (*o_cache) c.block_cache_mb = flags.block_cache_mb;
   if (*o_payload) c.limits.max_payload_bytes = max_payload;
@@ -300,14 +292,11 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
   if (*o_admin_pub) c.admin_public_key = flags.admin_public_key;
   if (*o_codes) c.extra_service_codes = flags.extra_service_codes;
   if (*o_categories) c.extra_consent_categories = flags.extra_consent_categories;
-  if (*o_break_glass) {
-    if (absl::Status s =
-            ParseDurationField(break_glass, "--break-glass-default", &c.break_glass_default);
-        !s.ok())
-      return s;
-  }
   for (auto [opt, text, field, name] :
        std::vector<std::tuple<CLI::Option*, std::string*, absl::Duration*, const char*>>{
+           {o_window, &window, &c.idempotency_window, "--idempotency-window"},
+           {o_skew, &skew, &c.max_clock_skew, "--max-clock-skew"},
+           {o_break_glass, &break_glass, &c.break_glass_default, "--break-glass-default"},
            {o_dstat, &deadline_stat, &c.deadline_stat, "--deadline-stat"},
            {o_dasap, &deadline_asap, &c.deadline_asap, "--deadline-asap"},
            {o_durgent, &deadline_urgent, &c.deadline_urgent, "--deadline-urgent"},

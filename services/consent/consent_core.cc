@@ -59,11 +59,6 @@ absl::Status ValidateIdentifier(const v1::Identifier& id) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<v1::Event>> ReadAll(storage::Ledger* ledger, const std::string& stream,
-                                               bool payloads = true) {
-  return storage::ReadWholeStream(ledger, stream, payloads);
-}
-
 uint64_t VersionOf(const std::vector<v1::Event>& events) {
   return events.empty() ? 0 : events.back().header().stream_version();
 }
@@ -272,7 +267,8 @@ absl::StatusOr<SubjectSet> ConsentCore::Subjects(absl::string_view subject_id) {
       return absl::DataLossError(absl::StrCat("subject ", subject_id, " merges in a loop"));
     }
     // Headers first: the types say whether any payload is needed (merges).
-    ASSIGN_OR_RETURN(events, ReadAll(ledger_, SubjectStream(current), /*payloads=*/false));
+    ASSIGN_OR_RETURN(events,
+                     storage::ReadWholeStream(ledger_, SubjectStream(current), /*payloads=*/false));
     if (events.empty()) {
       if (hop == 0) return absl::NotFoundError(absl::StrCat("no subject ", subject_id));
       return absl::DataLossError(absl::StrCat("subject ", current, " was merged into but is gone"));
@@ -281,7 +277,7 @@ absl::StatusOr<SubjectSet> ConsentCore::Subjects(absl::string_view subject_id) {
       return e.header().type() == "MergeSubjects" || e.header().type() == "SubjectMergedInto";
     });
     if (merges) {
-      ASSIGN_OR_RETURN(events, ReadAll(ledger_, SubjectStream(current)));
+      ASSIGN_OR_RETURN(events, storage::ReadWholeStream(ledger_, SubjectStream(current)));
     }
     if (events.back().header().type() != "SubjectMergedInto") break;
     ASSIGN_OR_RETURN(v1::SubjectMergedInto into, HubPayload<v1::SubjectMergedInto>(events.back()));
@@ -305,7 +301,7 @@ absl::StatusOr<SubjectSet> ConsentCore::Subjects(absl::string_view subject_id) {
       }
       set.members.push_back(m.merged_subject_id());
       ASSIGN_OR_RETURN(std::vector<v1::Event> merged,
-                       ReadAll(ledger_, SubjectStream(m.merged_subject_id())));
+                       storage::ReadWholeStream(ledger_, SubjectStream(m.merged_subject_id())));
       pending.push_back(std::move(merged));
     }
   }
@@ -318,7 +314,8 @@ absl::StatusOr<ConsentCore::SubjectState> ConsentCore::Load(absl::string_view su
   ASSIGN_OR_RETURN(st.subjects, Subjects(subject_id));
   std::vector<v1::Event> all;
   for (const std::string& m : st.subjects.members) {
-    ASSIGN_OR_RETURN(std::vector<v1::Event> events, ReadAll(ledger_, ConsentStream(m)));
+    ASSIGN_OR_RETURN(std::vector<v1::Event> events,
+                     storage::ReadWholeStream(ledger_, ConsentStream(m)));
     v1::StreamVersion v;
     v.set_stream(ConsentStream(m));
     v.set_version(VersionOf(events));
@@ -390,7 +387,8 @@ absl::StatusOr<ConsentCore::SubjectState> ConsentCore::Load(absl::string_view su
   }
   if (!with_disclosures) return st;
   for (const std::string& m : st.subjects.members) {
-    ASSIGN_OR_RETURN(std::vector<v1::Event> events, ReadAll(ledger_, DisclosureStream(m)));
+    ASSIGN_OR_RETURN(std::vector<v1::Event> events,
+                     storage::ReadWholeStream(ledger_, DisclosureStream(m)));
     v1::StreamVersion v;
     v.set_stream(DisclosureStream(m));
     v.set_version(VersionOf(events));
@@ -415,7 +413,7 @@ absl::StatusOr<ConsentCore::SubjectState> ConsentCore::Load(absl::string_view su
 absl::StatusOr<std::string> ConsentCore::LocateConsent(absl::string_view consent_id) {
   RETURN_IF_ERROR(storage::ValidateToken(consent_id, "consent id"));
   ASSIGN_OR_RETURN(std::vector<v1::Event> events,
-                   ReadAll(ledger_, absl::StrCat("consent-id/", consent_id)));
+                   storage::ReadWholeStream(ledger_, absl::StrCat("consent-id/", consent_id)));
   if (events.empty()) return absl::NotFoundError(absl::StrCat("no consent ", consent_id));
   ASSIGN_OR_RETURN(v1::SubjectRef ref, HubPayload<v1::SubjectRef>(events.front()));
   return ref.subject_id();
@@ -587,7 +585,7 @@ absl::StatusOr<v1::AppendRequest> ConsentCore::PlanLink(const trust::VerifiedEnv
   RETURN_IF_ERROR(ValidateIdentifier(p.identifier()));
   ASSIGN_OR_RETURN(SubjectSet set, Subjects(p.subject_id()));
   const std::string ident = IdentifierStream(p.identifier());
-  ASSIGN_OR_RETURN(std::vector<v1::Event> claimed, ReadAll(ledger_, ident));
+  ASSIGN_OR_RETURN(std::vector<v1::Event> claimed, storage::ReadWholeStream(ledger_, ident));
   if (!claimed.empty()) {
     ASSIGN_OR_RETURN(v1::SubjectRef ref, HubPayload<v1::SubjectRef>(claimed.front()));
     ASSIGN_OR_RETURN(SubjectSet owner, Subjects(ref.subject_id()));
@@ -799,7 +797,7 @@ absl::StatusOr<v1::AppendRequest> ConsentCore::PlanReview(const trust::VerifiedE
   }
   RETURN_IF_ERROR(storage::ValidateToken(p.break_glass_id(), "break-glass id"));
   const std::string detail = absl::StrCat("breakglass/", p.break_glass_id());
-  ASSIGN_OR_RETURN(std::vector<v1::Event> events, ReadAll(ledger_, detail));
+  ASSIGN_OR_RETURN(std::vector<v1::Event> events, storage::ReadWholeStream(ledger_, detail));
   if (events.empty())
     return absl::NotFoundError(absl::StrCat("no break-glass ", p.break_glass_id()));
   if (events.size() > 1) {
@@ -847,7 +845,7 @@ absl::StatusOr<ConsentCore::PlannedSubject> ConsentCore::PlanResolve(
   std::vector<int> unknown;
   for (int i = 0; i < req.identifiers_size(); ++i) {
     ASSIGN_OR_RETURN(std::vector<v1::Event> claimed,
-                     ReadAll(ledger_, IdentifierStream(req.identifiers(i))));
+                     storage::ReadWholeStream(ledger_, IdentifierStream(req.identifiers(i))));
     if (claimed.empty()) {
       unknown.push_back(i + 1);
       continue;
@@ -1105,7 +1103,8 @@ bool ConsentCore::IsExcludedFromAccounting(const v1::DisclosureRecorded& d,
 absl::StatusOr<v1::ListBreakGlassResponse> ConsentCore::ListBreakGlass(
     const v1::ListBreakGlassRequest& req, absl::string_view caller) {
   RETURN_IF_ERROR(RequireCompliance(caller, "the break-glass review list"));
-  ASSIGN_OR_RETURN(std::vector<v1::Event> listed, ReadAll(ledger_, kBreakGlassList));
+  ASSIGN_OR_RETURN(std::vector<v1::Event> listed,
+                   storage::ReadWholeStream(ledger_, kBreakGlassList));
   std::map<std::string, bool> reviewed;
   std::vector<std::string> order;
   for (const v1::Event& e : listed) {
@@ -1117,7 +1116,7 @@ absl::StatusOr<v1::ListBreakGlassResponse> ConsentCore::ListBreakGlass(
   for (const std::string& id : order) {
     if (reviewed[id] && !req.include_reviewed()) continue;
     ASSIGN_OR_RETURN(std::vector<v1::Event> events,
-                     ReadAll(ledger_, absl::StrCat("breakglass/", id)));
+                     storage::ReadWholeStream(ledger_, absl::StrCat("breakglass/", id)));
     if (events.empty()) return absl::DataLossError(absl::StrCat("break-glass ", id, " is missing"));
     v1::Envelope env;
     ASSIGN_OR_RETURN(v1::BreakGlass bg, SignedPayload<v1::BreakGlass>(events.front(), &env));

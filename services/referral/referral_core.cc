@@ -119,9 +119,8 @@ absl::StatusOr<v1::AppendRequest> ReferralCore::PlanSubmit(const trust::Verified
   std::vector<v1::Section> sections(req.sections().begin(), req.sections().end());
   RETURN_IF_ERROR(VerifySections(m.sections(), sections, /*require_all=*/true, options_.limits));
   const std::string stream = ReferralStream(sender, m.referral_id());
-  ASSIGN_OR_RETURN(std::vector<v1::Event> existing,
-                   storage::ReadWholeStream(ledger_, stream, /*include_payloads=*/false));
-  if (!existing.empty()) {
+  ASSIGN_OR_RETURN(uint64_t existing, ledger_->StreamVersion(stream));
+  if (existing != 0) {
     return absl::AlreadyExistsError(
         absl::StrCat("referral ", Key(sender, m.referral_id()), " exists (another message id)"));
   }

@@ -41,13 +41,22 @@ TEST(Config, FileThenFlags) {
   std::ofstream(path) << "[server]\nlisten = \"127.0.0.1:9000\"\nservices = \"all\"\n"
                          "[storage]\ndata_dir = \"/srv/careloop\"\n"
                          "[ledger]\nidempotency_window = \"48h\"\nmax_batch_events = 50\n"
+                         "[envelope]\nmax_clock_skew = \"2m\"\n"
                          "[directory]\nextra_service_codes = [\"diapers\", \"pet-food\"]\n"
+                         "[consent]\nextra_categories = [\"genetic-testing\"]\n"
+                         "break_glass_default = \"30m\"\n"
+                         "[referral]\ndeadline_urgent = \"90m\"\nmax_attempts = 4\n"
                          "[log]\nformat = \"json\"\n";
   auto c = Parse({"--config", path, "--data-dir", "/tmp/other"});
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->listen, "127.0.0.1:9000");
   EXPECT_EQ(c->data_dir, "/tmp/other");  // the flag wins
   EXPECT_EQ(c->idempotency_window, absl::Hours(48));
+  EXPECT_EQ(c->max_clock_skew, absl::Minutes(2));
+  EXPECT_EQ(c->extra_consent_categories, std::vector<std::string>{"genetic-testing"});
+  EXPECT_EQ(c->break_glass_default, absl::Minutes(30));
+  EXPECT_EQ(c->deadline_urgent, absl::Minutes(90));
+  EXPECT_EQ(c->max_attempts, 4u);
   EXPECT_EQ(c->limits.max_batch_events, 50u);
   EXPECT_EQ(c->log_format, "json");
   EXPECT_EQ(c->extra_service_codes, (std::vector<std::string>{"diapers", "pet-food"}));

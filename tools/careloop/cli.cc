@@ -112,6 +112,22 @@ absl::Status LoadProfile(const std::string& name, Globals* g) {
   return absl::OkStatus();
 }
 
+const std::map<std::string, v1::AgencyKind>& Kinds() {
+  static const std::map<std::string, v1::AgencyKind> kinds = {
+      {"hospital", v1::HOSPITAL},
+      {"community-agency", v1::COMMUNITY_AGENCY},
+      {"government-office", v1::GOVERNMENT_OFFICE},
+      {"payer", v1::PAYER},
+      {"other", v1::OTHER_KIND}};
+  return kinds;
+}
+
+std::string When(int64_t unix_nanos) {
+  if (unix_nanos == 0) return "-";
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixNanos(unix_nanos),
+                          absl::UTCTimeZone());
+}
+
 // ---- Signed envelopes ----
 
 void AddSignFlags(CLI::App* cmd, Signer& s, const Globals& g) {

@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "careloop/v1/directory.pb.h"
 #include "google/protobuf/message.h"
 #include "services/common/grpc_status.h"
 
@@ -62,6 +63,11 @@ void Output(Globals& g, const absl::StatusOr<T>& result, TextFn text) {
     text(*result);
   }
 }
+
+// Agency kinds by their CLI names (hospital, community-agency, ...).
+const std::map<std::string, v1::AgencyKind>& Kinds();
+// An instant as RFC 3339 in UTC; "-" for 0 (not set).
+std::string When(int64_t unix_nanos);
 
 // Deadline and, in dev mode, the caller's agency (--dev-agency).
 void Prepare(const Globals& g, grpc::ClientContext* ctx);

@@ -33,11 +33,6 @@ absl::StatusOr<int64_t> ParseInstant(const std::string& text, const char* flag) 
   return absl::ToUnixNanos(t);
 }
 
-std::string When(int64_t nanos) {
-  if (nanos == 0) return "-";
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixNanos(nanos), absl::UTCTimeZone());
-}
-
 absl::StatusOr<v1::Identifier> ParseIdentifier(const std::string& text) {
   size_t eq = text.find('=');
   if (eq == std::string::npos || eq == 0 || eq + 1 == text.size()) {
@@ -47,16 +42,6 @@ absl::StatusOr<v1::Identifier> ParseIdentifier(const std::string& text) {
   id.set_authority(text.substr(0, eq));
   id.set_value(text.substr(eq + 1));
   return id;
-}
-
-const std::map<std::string, v1::AgencyKind>& Kinds() {
-  static const std::map<std::string, v1::AgencyKind> kinds = {
-      {"hospital", v1::HOSPITAL},
-      {"community-agency", v1::COMMUNITY_AGENCY},
-      {"government-office", v1::GOVERNMENT_OFFICE},
-      {"payer", v1::PAYER},
-      {"other", v1::OTHER_KIND}};
-  return kinds;
 }
 
 // What a consent says, from flags or from a JSON file (a careloop.v1.Consent).

@@ -23,16 +23,6 @@ std::unique_ptr<v1::DirectoryService::Stub> Stub(const Globals& g) {
   return v1::DirectoryService::NewStub(Connect(g));
 }
 
-const std::map<std::string, v1::AgencyKind>& Kinds() {
-  static const std::map<std::string, v1::AgencyKind> kinds = {
-      {"hospital", v1::HOSPITAL},
-      {"community-agency", v1::COMMUNITY_AGENCY},
-      {"government-office", v1::GOVERNMENT_OFFICE},
-      {"payer", v1::PAYER},
-      {"other", v1::OTHER_KIND}};
-  return kinds;
-}
-
 struct ProfileFlags {
   std::string name, kind, address_postal_code, phone, email;
   std::vector<std::string> services, postal_codes, counties, languages, roles;

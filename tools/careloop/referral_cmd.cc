@@ -26,10 +26,6 @@ void Call(Globals& g, Method method, const Req& req, TextFn text) {
   CallUnary<v1::ReferralService, Req, Resp>(g, method, req, text);
 }
 
-std::string When(int64_t nanos) {
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixNanos(nanos), absl::UTCTimeZone());
-}
-
 // ID:CATEGORY:TEXT or ID:CATEGORY:@FILE[:MEDIA-TYPE]
 absl::StatusOr<v1::Section> ParseSection(const std::string& spec) {
   std::vector<std::string> parts = absl::StrSplit(spec, absl::MaxSplits(':', 2));
