@@ -135,10 +135,12 @@ absl::Status LoadToml(const std::string& path, HubConfig* c) {
            {"referral", "deadline_asap", &c->deadline_asap},
            {"referral", "deadline_urgent", &c->deadline_urgent},
            {"referral", "deadline_routine", &c->deadline_routine},
-           {"referral", "escalation_interval", &c->escalation_interval}}) {
+           {"referral", "escalation_interval", &c->escalation_interval},
+           {"notification", "ack_timeout", &c->ack_timeout}}) {
     if (absl::Status s = ReadDuration(t, section, key, field); !s.ok()) return s;
   }
   if (absl::Status s = ReadInt(t, "referral", "max_attempts", &c->max_attempts); !s.ok()) return s;
+  if (absl::Status s = ReadInt(t, "notification", "window", &c->delivery_window); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "tls", "cert", &c->tls_cert); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "tls", "key", &c->tls_key); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "tls", "client_ca", &c->tls_client_ca); !s.ok()) return s;
@@ -151,7 +153,8 @@ absl::Status LoadToml(const std::string& path, HubConfig* c) {
 }  // namespace
 
 const std::vector<std::string>& KnownServices() {
-  static const std::vector<std::string> services = {"ledger", "directory", "consent", "referral"};
+  static const std::vector<std::string> services = {"ledger", "directory", "consent", "referral",
+                                                    "notification"};
   return services;
 }
 
@@ -237,6 +240,12 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
   auto* o_escalation =
       app.add_option("--escalation-interval", escalation,
                      "how often overdue referrals are looked for [referral.escalation_interval]");
+  std::string ack_timeout;
+  auto* o_ack = app.add_option(
+      "--ack-timeout", ack_timeout,
+      "unacknowledged this long, a consumer's events are sent again [notification.ack_timeout]");
+  auto* o_dwindow = app.add_option("--delivery-window", flags.delivery_window,
+                                  "events sent and unacknowledged per consumer [notification.window]");
   auto* o_admin_pub =
       app.add_option("--admin-public-key", flags.admin_public_key,
                      "the hub admin's public key (PEM), production [directory.admin_public_key]");
@@ -301,11 +310,13 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
            {o_dasap, &deadline_asap, &c.deadline_asap, "--deadline-asap"},
            {o_durgent, &deadline_urgent, &c.deadline_urgent, "--deadline-urgent"},
            {o_droutine, &deadline_routine, &c.deadline_routine, "--deadline-routine"},
-           {o_escalation, &escalation, &c.escalation_interval, "--escalation-interval"}}) {
+           {o_escalation, &escalation, &c.escalation_interval, "--escalation-interval"},
+           {o_ack, &ack_timeout, &c.ack_timeout, "--ack-timeout"}}) {
     if (!*opt) continue;
     if (absl::Status s = ParseDurationField(*text, name, field); !s.ok()) return s;
   }
   if (*o_attempts) c.max_attempts = flags.max_attempts;
+  if (*o_dwindow) c.delivery_window = flags.delivery_window;
   if (*o_cert) c.tls_cert = flags.tls_cert;
   if (*o_tkey) c.tls_key = flags.tls_key;
   if (*o_ca) c.tls_client_ca = flags.tls_client_ca;
@@ -332,10 +343,13 @@ absl::Status ValidateHubConfig(const HubConfig& c) {
   }
   if (c.data_dir.empty()) return absl::InvalidArgumentError("--data-dir is empty");
   for (absl::Duration d : {c.deadline_stat, c.deadline_asap, c.deadline_urgent, c.deadline_routine,
-                           c.escalation_interval}) {
+                           c.escalation_interval, c.ack_timeout}) {
     if (d <= absl::ZeroDuration())
-      return absl::InvalidArgumentError("referral deadlines and intervals must be positive");
+      return absl::InvalidArgumentError(
+          "referral deadlines and intervals and notification.ack_timeout must be positive");
   }
+  if (c.delivery_window < 1 || c.delivery_window > 10'000)
+    return absl::InvalidArgumentError("notification.window must be 1 to 10000");
   if (c.max_attempts < 1 || c.max_attempts > 20)
     return absl::InvalidArgumentError("referral.max_attempts must be 1 to 20");
   if (c.block_cache_mb < 8 || c.block_cache_mb > (1 << 20)) {

@@ -15,7 +15,8 @@ struct HubConfig {
   // [server]
   std::string listen = "127.0.0.1:7400";
   // "all": every service
-  std::vector<std::string> services = {"ledger", "directory", "consent", "referral"};
+  std::vector<std::string> services = {"ledger", "directory", "consent", "referral",
+                                       "notification"};
   std::string ledger_address;  // a remote LedgerService
   size_t max_message_bytes = 16 << 20;
   // [storage]
@@ -52,6 +53,11 @@ struct HubConfig {
   absl::Duration deadline_routine = absl::Hours(48);
   uint32_t max_attempts = 3;
   absl::Duration escalation_interval = absl::Seconds(30);
+  // [notification]
+  // Nothing acknowledged for this long: a consumer is sent everything after
+  // its cursor again. At most `window` events are sent and unacknowledged.
+  absl::Duration ack_timeout = absl::Seconds(30);
+  uint32_t delivery_window = 256;
   // [tls]
   std::string tls_cert;
   std::string tls_key;

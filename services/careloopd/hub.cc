@@ -143,7 +143,8 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
         std::make_unique<ledger::LedgerGrpcService>(hub->ledger_.get(), config.tls());
   }
 
-  if (config.runs("directory") || config.runs("consent") || config.runs("referral")) {
+  const bool needs_referrals = config.runs("referral") || config.runs("notification");
+  if (config.runs("directory") || config.runs("consent") || needs_referrals) {
     // Both keep the directory as a projection of the ledger.
     storage::Ledger* ledger = hub->ledger_.get();
     if (ledger == nullptr) {
@@ -198,7 +199,7 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
       hub->directory_service_ = std::make_unique<directory::DirectoryGrpcService>(
           hub->directory_core_.get(), config.tls());
     }
-    if (config.runs("consent") || config.runs("referral")) {
+    if (config.runs("consent") || needs_referrals) {
       consent::ConsentOptions co;
       co.max_clock_skew = config.max_clock_skew;
       co.categories.insert(config.extra_consent_categories.begin(),
@@ -212,7 +213,7 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
             std::make_unique<consent::ConsentGrpcService>(hub->consent_core_.get(), config.tls());
       }
     }
-    if (config.runs("referral")) {
+    if (needs_referrals) {
       // Referrals decide consent through the consent core in this process: it
       // keeps no state of its own, so it reads the same ledger as a consent
       // service elsewhere would.
@@ -227,8 +228,22 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
       hub->referral_core_ = std::make_unique<referral::ReferralCore>(
           ledger, hub->directory_state_.get(), hub->directory_runner_.get(),
           hub->consent_core_.get(), SystemClock(), std::move(ro));
-      hub->referral_service_ =
-          std::make_unique<referral::ReferralGrpcService>(hub->referral_core_.get(), config.tls());
+      if (config.runs("referral")) {
+        hub->referral_service_ = std::make_unique<referral::ReferralGrpcService>(
+            hub->referral_core_.get(), config.tls());
+      }
+    }
+    if (config.runs("notification")) {
+      // Delivery renders referrals (consent checked again) with a referral
+      // core of its own over the same ledger.
+      notification::NotificationOptions no;
+      no.ack_timeout = config.ack_timeout;
+      no.window = config.delivery_window;
+      hub->notification_core_ = std::make_unique<notification::NotificationCore>(
+          ledger, hub->referral_core_.get(), SystemClock(), no);
+      RETURN_IF_ERROR(hub->notification_core_->Start());
+      hub->notification_service_ = std::make_unique<notification::NotificationGrpcService>(
+          hub->notification_core_.get(), config.tls());
     }
   }
 
@@ -244,6 +259,7 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
   if (hub->directory_service_) builder.RegisterService(hub->directory_service_.get());
   if (hub->consent_service_) builder.RegisterService(hub->consent_service_.get());
   if (hub->referral_service_) builder.RegisterService(hub->referral_service_.get());
+  if (hub->notification_service_) builder.RegisterService(hub->notification_service_.get());
   hub->server_ = builder.BuildAndStart();
   if (!hub->server_ || port == 0) {
     if (hub->ledger_) hub->ledger_->Close().IgnoreError();
@@ -253,7 +269,7 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
   std::string host = config.listen.substr(0, config.listen.rfind(':'));
   hub->address_ = absl::StrCat(host, ":", port);
   hub->server_->GetHealthCheckService()->SetServingStatus(true);
-  if (hub->referral_core_) {
+  if (hub->referral_service_) {
     // Overdue referrals go to their next candidate; everything it needs is
     // in the ledger, so a restart loses nothing.
     Hub* h = hub.get();
@@ -286,6 +302,9 @@ void Hub::Shutdown() {
   shut_down_ = true;
   if (!server_ && !ledger_ && !directory_runner_) return;  // never started
   log::Info("careloopd.shutdown_started");
+  // Open subscriptions end first, so the server's shutdown need not wait
+  // for them.
+  if (notification_core_) notification_core_->Stop();
   if (server_) {
     server_->GetHealthCheckService()->SetServingStatus(false);
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(10));
@@ -299,6 +318,8 @@ void Hub::Shutdown() {
     escalator_.join();
   }
   if (directory_runner_) directory_runner_->Stop();
+  notification_service_.reset();
+  notification_core_.reset();
   referral_service_.reset();
   referral_core_.reset();
   consent_service_.reset();

@@ -15,6 +15,7 @@
 #include "services/directory/directory_grpc_service.h"
 #include "services/ledger/ledger_grpc_service.h"
 #include "services/ledger/remote_ledger.h"
+#include "services/notification/notification_grpc_service.h"
 #include "services/referral/referral_grpc_service.h"
 #include "services/trust/head_signer.h"
 #include "storage/local_ledger.h"
@@ -63,6 +64,8 @@ class Hub {
   std::unique_ptr<consent::ConsentGrpcService> consent_service_;
   std::unique_ptr<referral::ReferralCore> referral_core_;
   std::unique_ptr<referral::ReferralGrpcService> referral_service_;
+  std::unique_ptr<notification::NotificationCore> notification_core_;
+  std::unique_ptr<notification::NotificationGrpcService> notification_service_;
   std::thread escalator_;
   absl::Mutex escalator_mu_;
   bool escalator_stop_ ABSL_GUARDED_BY(escalator_mu_) = false;

@@ -73,7 +73,8 @@ struct ReferralCore::State {
   uint32_t attempt = 0;
   bool unassigned = false;
   v1::StatusReason last_reason;
-  int64_t viewed_at = 0;  // by the current recipient
+  int64_t viewed_at = 0;     // by the current recipient
+  int64_t delivered_at = 0;  // to the current recipient
 };
 
 std::string ReferralCore::ReferralStream(absl::string_view sender, absl::string_view id) {
@@ -350,7 +351,18 @@ absl::StatusOr<ReferralCore::State> ReferralCore::Load(absl::string_view sender,
       st.attempt = r.attempt();
       st.last_reason.Clear();
       st.viewed_at = 0;
+      st.delivered_at = 0;
       h.set_recipient_agency(r.recipient_agency());
+    } else if (type == "ReferralDelivered") {
+      ASSIGN_OR_RETURN(v1::ReferralDelivered d, Parse<v1::ReferralDelivered>(e, e.payload()));
+      // Counts once, for the routing it was delivered for; a late or second
+      // acknowledgement changes nothing.
+      if (d.recipient_agency() != st.recipient || d.attempt() != st.attempt ||
+          st.delivered_at != 0) {
+        continue;
+      }
+      st.delivered_at = e.header().commit_time_unix_nanos();
+      h.set_by_agency(d.recipient_agency());
     } else if (type == "ReferralViewed") {
       if (e.payload() == st.recipient) st.viewed_at = e.header().commit_time_unix_nanos();
       h.set_by_agency(e.payload());
@@ -398,6 +410,7 @@ absl::StatusOr<v1::ReferralView> ReferralCore::ViewFor(const State& st, absl::st
   v.set_unassigned(st.unassigned);
   v.set_attempt(st.attempt);
   v.set_viewed_unix_nanos(st.viewed_at);
+  v.set_delivered_unix_nanos(st.delivered_at);
   if (!with_detail) return v;
   RETURN_IF_ERROR(AddThread(st, caller, &v));
   v.set_manifest_envelope(st.manifest_envelope);
@@ -432,27 +445,54 @@ absl::StatusOr<v1::ReferralView> ReferralCore::ViewFor(const State& st, absl::st
     v1::WithheldSection* w = v.add_withheld();
     w->set_section_id(s.section_id());
     w->set_category(s.category());
-    w->set_reason(withheld_at_routing.contains(s.section_id())
-                      ? "not permitted when the referral was routed"
-                      : d->reason());
+    if (withheld_at_routing.contains(s.section_id())) {
+      w->set_reason("not permitted when the referral was routed");
+    } else {
+      w->set_reason(d->reason());
+      w->set_since_disclosure(true);
+    }
   }
   return v;
+}
+
+absl::StatusOr<ReferralCore::State> ReferralCore::LoadVisible(absl::string_view referral,
+                                                              absl::string_view caller) {
+  const size_t slash = referral.find('/');
+  if (slash == absl::string_view::npos)
+    return absl::InvalidArgumentError("a referral is named <sender>/<referral id>");
+  absl::StatusOr<State> st = Load(referral.substr(0, slash), referral.substr(slash + 1));
+  if (absl::IsNotFound(st.status())) {
+    // Not an oracle for which referrals exist.
+    return absl::PermissionDeniedError(
+        absl::StrCat("no referral ", referral, " is visible to agency ", caller));
+  }
+  return st;
+}
+
+absl::StatusOr<v1::ReferralView> ReferralCore::View(absl::string_view referral,
+                                                    absl::string_view caller) {
+  ASSIGN_OR_RETURN(State st, LoadVisible(referral, caller));
+  return ViewFor(st, caller, /*with_detail=*/true);
+}
+
+v1::EventInput ReferralCore::DeliveredEvent(absl::string_view referral,
+                                            const v1::ReferralDelivered& delivered,
+                                            absl::string_view subject_id) {
+  const size_t slash = referral.find('/');
+  v1::EventInput ev;
+  ev.set_stream(ReferralStream(referral.substr(0, slash), referral.substr(slash + 1)));
+  ev.set_type("ReferralDelivered");
+  ev.set_subject(std::string(subject_id));
+  ev.set_payload(delivered.SerializeAsString());
+  ev.add_agencies(std::string(referral.substr(0, slash)));  // the sender is told
+  return ev;
 }
 
 absl::StatusOr<v1::ReferralView> ReferralCore::Get(const v1::GetReferralRequest& req,
                                                    absl::string_view caller) {
   if (req.min_seq() > 0)
     RETURN_IF_ERROR(directory_runner_->WaitFor(req.min_seq(), kProjectionWait));
-  const size_t slash = req.referral().find('/');
-  if (slash == std::string::npos)
-    return absl::InvalidArgumentError("a referral is named <sender>/<referral id>");
-  absl::StatusOr<State> st =
-      Load(req.referral().substr(0, slash), req.referral().substr(slash + 1));
-  if (absl::IsNotFound(st.status())) {
-    // Not an oracle for which referrals exist.
-    return absl::PermissionDeniedError(
-        absl::StrCat("no referral ", req.referral(), " is visible to agency ", caller));
-  }
+  absl::StatusOr<State> st = LoadVisible(req.referral(), caller);
   RETURN_IF_ERROR(st.status());
   ASSIGN_OR_RETURN(v1::ReferralView view, ViewFor(*st, caller, /*with_detail=*/true));
   if (caller == st->recipient && st->viewed_at == 0 && !st->unassigned) {
@@ -816,6 +856,7 @@ absl::Status ReferralCore::AddThread(const State& st, absl::string_view caller,
         w->set_section_id(sec.section_id());
         w->set_category(sec.category());
         w->set_reason("consent no longer permits it");
+        w->set_since_disclosure(true);
       }
     }
   }

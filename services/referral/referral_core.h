@@ -6,7 +6,9 @@
 //   referral/<sender>/<id>  ReferralSubmitted (the signed manifest), ReferralSections
 //                           (hub: the sections, redactable), ReferralRouted (hub:
 //                           recipient, candidates and reasons, withheld sections),
-//                           StatusChanged (signed UpdateReferralStatus)
+//                           StatusChanged (signed UpdateReferralStatus), ReferralViewed,
+//                           ReferralDelivered (notification service: a recipient's ack),
+//                           ReferralUnassigned
 //   dedupe/<sender>/<subject>/<category>  DedupeOpened / DedupeClosed
 //   disclosure/<subject>    DisclosureRecorded, one per section first made
 //                           available to a recipient
@@ -66,6 +68,15 @@ class ReferralCore {
 
   static std::string ReferralStream(absl::string_view sender, absl::string_view referral_id);
 
+  // The referral as `caller` sees it now (consent checked again), like Get
+  // but without recording that the recipient viewed it: for delivery.
+  absl::StatusOr<v1::ReferralView> View(absl::string_view referral, absl::string_view caller);
+  // The event that records a delivery to the recipient (`referral` is
+  // "<sender>/<id>"); it concerns the sender, who is told.
+  static v1::EventInput DeliveredEvent(absl::string_view referral,
+                                       const v1::ReferralDelivered& delivered,
+                                       absl::string_view subject_id);
+
   // A signed ReferralMessage from the referral's sender or current recipient;
   // the other party receives the sections consent allows (each recorded as a
   // disclosure). A recipient may not pass on SUD (Part 2) records (§2.32).
@@ -81,6 +92,9 @@ class ReferralCore {
  private:
   struct State;
   absl::StatusOr<State> Load(absl::string_view sender, absl::string_view referral_id);
+  // Load by "<sender>/<id>"; an unknown referral is PERMISSION_DENIED, as
+  // one the caller may not see (no oracle).
+  absl::StatusOr<State> LoadVisible(absl::string_view referral, absl::string_view caller);
   absl::StatusOr<v1::ReferralView> ViewFor(const State& st, absl::string_view caller,
                                            bool with_detail);
   absl::StatusOr<v1::AppendRequest> PlanSubmit(const trust::VerifiedEnvelope& v,

@@ -1,0 +1,36 @@
+// NotificationService over gRPC. The caller is its mTLS identity (or, in dev
+// mode, the x-careloop-dev-agency header): an agency subscribes, acks and
+// reads the status of its own consumers only.
+#pragma once
+
+#include "careloop/v1/notification.grpc.pb.h"
+#include "services/common/grpc_edge.h"
+#include "services/notification/notification_core.h"
+
+namespace careloop::notification {
+
+class NotificationGrpcService final : public v1::NotificationService::CallbackService {
+ public:
+  NotificationGrpcService(NotificationCore* core, bool tls) : core_(core), tls_(tls) {}
+
+  grpc::ServerUnaryReactor* CreateConsumer(grpc::CallbackServerContext* ctx,
+                                           const v1::CreateConsumerRequest* req,
+                                           v1::CreateConsumerResponse* resp) override;
+  grpc::ServerWriteReactor<v1::Notification>* Subscribe(grpc::CallbackServerContext* ctx,
+                                                        const v1::SubscribeRequest* req) override;
+  grpc::ServerUnaryReactor* Ack(grpc::CallbackServerContext* ctx, const v1::AckRequest* req,
+                                v1::AckResponse* resp) override;
+  grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* ctx,
+                                   const v1::DeliveryStatusRequest* req,
+                                   v1::DeliveryStatusResponse* resp) override;
+
+ private:
+  absl::StatusOr<std::string> Agency(const grpc::CallbackServerContext& ctx) const;
+
+  NotificationCore* core_;
+  bool tls_;
+  // Acks and consumer creation wait for an fsync: off gRPC's threads.
+  BlockingPool pool_{16};
+};
+
+}  // namespace careloop::notification
