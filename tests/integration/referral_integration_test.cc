@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "tests/support/process.h"
@@ -18,7 +19,7 @@ namespace {
 using nlohmann::json;
 
 struct Hubs {
-  std::string directory, consent, referral, admin_key;
+  std::string directory, consent, referral, notification, admin_key;
 };
 
 CliResult At(const std::string& hub, std::vector<std::string> args,
@@ -169,6 +170,64 @@ void RunReferralScenario(const Hubs& hubs, const TempDir& dir) {
   ASSERT_EQ(report.exit_code, 0) << report.output;
   EXPECT_NE(report.output.find("To:       Agency org.foodbank (org.foodbank)"), std::string::npos)
       << report.output;
+
+  // Delivery: the food bank's consumer gets, in order, everything that
+  // concerns it since it was registered, and acknowledges it.
+  auto kinds = [](const std::string& lines, const std::string& referral) {
+    std::vector<std::string> out;
+    std::istringstream in(lines);
+    uint64_t last = 0;
+    for (std::string line; std::getline(in, line);) {
+      if (line.empty() || line[0] != '{') continue;  // the CLI's notes on stderr
+      json n = json::parse(line);
+      const uint64_t seq = std::stoull(n["seq"].get<std::string>());
+      EXPECT_GT(seq, last) << "in ledger order";
+      last = seq;
+      if (n.value("referral", "") == referral) out.push_back(n["kind"]);
+    }
+    return out;
+  };
+  CliResult food = At(hubs.notification,
+                      {"--json", "watch", "--consumer", "main", "--idle-exit", "1"}, "org.foodbank");
+  ASSERT_EQ(food.exit_code, 0) << food.output;
+  EXPECT_EQ(kinds(food.output, "org.stmarys/r-1001"),
+            (std::vector<std::string>{"referral.received", "referral.message", "referral.status",
+                                      "referral.status"}))
+      << food.output;
+  EXPECT_NE(food.output.find("directory.changed"), std::string::npos) << "its registration";
+  EXPECT_EQ(food.output.find("PHQ-9"), std::string::npos) << "withheld content leaked";
+  // The ack moved its cursor: a second run has nothing new.
+  CliResult again_food = At(hubs.notification, {"watch", "--consumer", "main", "--idle-exit", "1"},
+                            "org.foodbank");
+  ASSERT_EQ(again_food.exit_code, 0) << again_food.output;
+  EXPECT_NE(again_food.output.find("consumer main resumes after seq"), std::string::npos)
+      << again_food.output;
+  EXPECT_EQ(again_food.output.find(".changed"), std::string::npos) << again_food.output;
+  EXPECT_EQ(again_food.output.find("referral."), std::string::npos) << again_food.output;
+  CliResult status = At(hubs.notification, {"deliveries", "status"}, "org.foodbank");
+  ASSERT_EQ(status.exit_code, 0) << status.output;
+  EXPECT_NE(status.output.find("main  acked"), std::string::npos) << status.output;
+  EXPECT_NE(status.output.find("lag 0"), std::string::npos) << status.output;
+  // The hospital learns every step, including that the food bank got it.
+  CliResult hospital = At(hubs.notification,
+                          {"--json", "watch", "--consumer", "main", "--idle-exit", "1"},
+                          "org.stmarys");
+  ASSERT_EQ(hospital.exit_code, 0) << hospital.output;
+  std::vector<std::string> told = kinds(hospital.output, "org.stmarys/r-1001");
+  for (const char* k : {"referral.routed", "referral.delivered", "referral.viewed",
+                        "referral.status"}) {
+    EXPECT_NE(std::find(told.begin(), told.end(), k), told.end()) << k << "\n" << hospital.output;
+  }
+  CliResult shown_after =
+      At(hubs.referral, {"referral", "show", "--referral", "org.stmarys/r-1001"}, "org.stmarys");
+  EXPECT_NE(shown_after.output.find("delivered to the recipient"), std::string::npos)
+      << shown_after.output;
+  // A third agency is told nothing about it.
+  CliResult shelter = At(hubs.notification,
+                         {"--json", "watch", "--consumer", "main", "--idle-exit", "1"},
+                         "org.shelter");
+  ASSERT_EQ(shelter.exit_code, 0) << shelter.output;
+  EXPECT_EQ(shelter.output.find("r-1001"), std::string::npos) << shelter.output;
 }
 
 TEST(ReferralIntegration, OneProcess) {
@@ -176,12 +235,13 @@ TEST(ReferralIntegration, OneProcess) {
   Hubs hubs;
   auto p = StartCareloopd({"--data-dir", dir.Sub("hub")}, &hubs.directory);
   ASSERT_TRUE(p.ok()) << p.status();
-  hubs.consent = hubs.referral = hubs.directory;
+  hubs.consent = hubs.referral = hubs.notification = hubs.directory;
   hubs.admin_key = dir.Sub("hub/keys/hub-admin.pem");
   RunReferralScenario(hubs, dir);
 }
 
-// Split: ledger, directory, consent and referral each in their own careloopd.
+// Split: ledger, directory, consent, referral and notification each in their
+// own careloopd.
 TEST(SplitIntegration, ReferralInItsOwnProcess) {
   TempDir dir;
   std::string ledger;
@@ -201,6 +261,10 @@ TEST(SplitIntegration, ReferralInItsOwnProcess) {
                            dir.Sub("referral-node"), "--admin-key", hubs.admin_key},
                           &hubs.referral);
   ASSERT_TRUE(r.ok()) << r.status();
+  auto n = StartCareloopd({"--services=notification", "--ledger", ledger, "--data-dir",
+                           dir.Sub("notification-node"), "--admin-key", hubs.admin_key},
+                          &hubs.notification);
+  ASSERT_TRUE(n.ok()) << n.status();
   RunReferralScenario(hubs, dir);
 }
 

@@ -102,6 +102,7 @@ void CallUnary(Globals& g, Method method, const Req& req, TextFn text) {
 void AddLedgerCommands(CLI::App& app, Globals& g);
 void AddConsentCommands(CLI::App& app, Globals& g);
 void AddReferralCommands(CLI::App& app, Globals& g);
+void AddNotificationCommands(CLI::App& app, Globals& g);
 void AddDirectoryCommands(CLI::App& app, Globals& g);
 void AddCertsCommands(CLI::App& app, Globals& g);
 void AddKeysCommands(CLI::App& app, Globals& g);

@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
   careloop::cli::AddCertsCommands(app, g);
   careloop::cli::AddConsentCommands(app, g);
   careloop::cli::AddReferralCommands(app, g);
+  careloop::cli::AddNotificationCommands(app, g);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

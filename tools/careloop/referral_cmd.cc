@@ -302,6 +302,8 @@ void AddReferralCommands(CLI::App& app, Globals& g) {
             for (const auto& w : t.withheld())
               std::cout << "    withheld " << w.section_id() << ": " << w.reason() << "\n";
           }
+          if (v.delivered_unix_nanos() != 0)
+            std::cout << "  delivered to the recipient " << When(v.delivered_unix_nanos()) << "\n";
           if (v.viewed_unix_nanos() != 0)
             std::cout << "  viewed by the recipient " << When(v.viewed_unix_nanos()) << "\n";
           if (!v.redisclosure_notice().empty())
