@@ -292,6 +292,11 @@ NotificationCore::Subscription::~Subscription() {
   if (consumer_->generation == generation_) consumer_->generation = 0;
 }
 
+bool NotificationCore::Subscription::Wanted(uint64_t seq) const {
+  absl::MutexLock lock(&core_->mu_);
+  return seq > consumer_->cursor;
+}
+
 void NotificationCore::Subscription::Cancel() {
   absl::MutexLock lock(&core_->mu_);
   cancelled_ = true;

@@ -78,6 +78,9 @@ class NotificationCore {
     absl::StatusOr<std::vector<v1::Notification>> Next(absl::Duration wait);
     // Wakes a pending Next, which returns CANCELLED. Thread-safe.
     void Cancel();
+    // False once `seq` is acknowledged: a resend decided before an ack that
+    // arrived meanwhile need not go out.
+    bool Wanted(uint64_t seq) const;
 
    private:
     friend class NotificationCore;

@@ -53,6 +53,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::Notification>
         break;
       }
       for (v1::Notification& n : *batch) {
+        if (!sub_->Wanted(n.seq())) continue;  // acknowledged while it waited
         absl::MutexLock lock(&mu_);
         if (broken_) break;
         current_ = std::move(n);
