@@ -102,6 +102,8 @@ absl::Status LoadToml(const std::string& path, HubConfig* c) {
   if (absl::Status s = ReadString(t, "storage", "data_dir", &c->data_dir); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "ledger", "hub_name", &c->hub_name); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "ledger", "log_key", &c->log_key); !s.ok()) return s;
+  if (absl::Status s = ReadString(t, "notification", "webhook_key", &c->webhook_key); !s.ok())
+    return s;
   if (absl::Status s = ReadInt(t, "ledger", "queue_capacity", &c->queue_capacity); !s.ok())
     return s;
   if (absl::Status s = ReadInt(t, "ledger", "block_cache_mb", &c->block_cache_mb); !s.ok())
@@ -136,7 +138,8 @@ absl::Status LoadToml(const std::string& path, HubConfig* c) {
            {"referral", "deadline_urgent", &c->deadline_urgent},
            {"referral", "deadline_routine", &c->deadline_routine},
            {"referral", "escalation_interval", &c->escalation_interval},
-           {"notification", "ack_timeout", &c->ack_timeout}}) {
+           {"notification", "ack_timeout", &c->ack_timeout},
+           {"notification", "webhook_disable_after", &c->webhook_disable_after}}) {
     if (absl::Status s = ReadDuration(t, section, key, field); !s.ok()) return s;
   }
   if (absl::Status s = ReadInt(t, "referral", "max_attempts", &c->max_attempts); !s.ok()) return s;
@@ -160,6 +163,10 @@ const std::vector<std::string>& KnownServices() {
 
 bool HubConfig::runs(const std::string& service) const {
   return std::find(services.begin(), services.end(), service) != services.end();
+}
+
+std::string HubConfig::webhook_key_path() const {
+  return webhook_key.empty() ? keys_dir() + "/webhook.pem" : webhook_key;
 }
 
 std::string HubConfig::log_key_path() const {
@@ -244,6 +251,12 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
   auto* o_ack = app.add_option(
       "--ack-timeout", ack_timeout,
       "unacknowledged this long, a consumer's events are sent again [notification.ack_timeout]");
+  std::string webhook_disable_after;
+  auto* o_wdisable = app.add_option(
+      "--webhook-disable-after", webhook_disable_after,
+      "a webhook failing this long is disabled [notification.webhook_disable_after]");
+  auto* o_wkey = app.add_option("--webhook-key", flags.webhook_key,
+                                "the key that signs webhooks (PEM) [notification.webhook_key]");
   auto* o_dwindow = app.add_option("--delivery-window", flags.delivery_window,
                                   "events sent and unacknowledged per consumer [notification.window]");
   auto* o_admin_pub =
@@ -311,12 +324,15 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
            {o_durgent, &deadline_urgent, &c.deadline_urgent, "--deadline-urgent"},
            {o_droutine, &deadline_routine, &c.deadline_routine, "--deadline-routine"},
            {o_escalation, &escalation, &c.escalation_interval, "--escalation-interval"},
-           {o_ack, &ack_timeout, &c.ack_timeout, "--ack-timeout"}}) {
+           {o_ack, &ack_timeout, &c.ack_timeout, "--ack-timeout"},
+           {o_wdisable, &webhook_disable_after, &c.webhook_disable_after,
+            "--webhook-disable-after"}}) {
     if (!*opt) continue;
     if (absl::Status s = ParseDurationField(*text, name, field); !s.ok()) return s;
   }
   if (*o_attempts) c.max_attempts = flags.max_attempts;
   if (*o_dwindow) c.delivery_window = flags.delivery_window;
+  if (*o_wkey) c.webhook_key = flags.webhook_key;
   if (*o_cert) c.tls_cert = flags.tls_cert;
   if (*o_tkey) c.tls_key = flags.tls_key;
   if (*o_ca) c.tls_client_ca = flags.tls_client_ca;
@@ -343,7 +359,7 @@ absl::Status ValidateHubConfig(const HubConfig& c) {
   }
   if (c.data_dir.empty()) return absl::InvalidArgumentError("--data-dir is empty");
   for (absl::Duration d : {c.deadline_stat, c.deadline_asap, c.deadline_urgent, c.deadline_routine,
-                           c.escalation_interval, c.ack_timeout}) {
+                           c.escalation_interval, c.ack_timeout, c.webhook_disable_after}) {
     if (d <= absl::ZeroDuration())
       return absl::InvalidArgumentError(
           "referral deadlines and intervals and notification.ack_timeout must be positive");

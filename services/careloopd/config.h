@@ -58,6 +58,11 @@ struct HubConfig {
   // its cursor again. At most `window` events are sent and unacknowledged.
   absl::Duration ack_timeout = absl::Seconds(30);
   uint32_t delivery_window = 256;
+  // The key that signs webhooks (not the log key); default
+  // <data_dir>/keys/webhook.pem, generated in dev mode.
+  std::string webhook_key;
+  // A webhook failing this long is disabled and its missed events dead-lettered.
+  absl::Duration webhook_disable_after = absl::Hours(72);
   // [tls]
   std::string tls_cert;
   std::string tls_key;
@@ -73,6 +78,7 @@ struct HubConfig {
   bool tls() const { return !tls_cert.empty(); }
   bool runs(const std::string& service) const;
   std::string log_key_path() const;
+  std::string webhook_key_path() const;
   std::string ledger_dir() const { return data_dir + "/ledger"; }
   std::string admin_key_path() const {
     return admin_key.empty() ? keys_dir() + "/hub-admin.pem" : admin_key;

@@ -242,8 +242,29 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
       hub->notification_core_ = std::make_unique<notification::NotificationCore>(
           ledger, hub->referral_core_.get(), SystemClock(), no);
       RETURN_IF_ERROR(hub->notification_core_->Start());
+      // Webhooks are signed with a key of their own, never the log key.
+      const std::string wpath = config.webhook_key_path();
+      if (config.tls() && !fs::exists(wpath)) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "the webhook signing key ", wpath,
+            " does not exist; in production create it first (careloop keys generate --out ", wpath,
+            ")"));
+      }
+      fs::create_directories(fs::path(wpath).parent_path(), ec);
+      bool wgenerated = false;
+      ASSIGN_OR_RETURN(trust::Ed25519PrivateKey wkey,
+                       trust::LoadOrGeneratePrivateKeyFile(wpath, &wgenerated));
+      out << (wgenerated ? "careloopd: generated a dev webhook key at " : "careloopd: webhook key ")
+          << wpath << "\n";
+      notification::WebhookOptions wo;
+      wo.disable_after = config.webhook_disable_after;
+      wo.max_clock_skew = config.max_clock_skew;
+      hub->webhooks_ = std::make_unique<notification::Webhooks>(
+          ledger, hub->notification_core_.get(), hub->directory_state_.get(), SystemClock(),
+          std::move(wkey), notification::NewCurlPoster(), wo);
+      hub->webhooks_->Start();
       hub->notification_service_ = std::make_unique<notification::NotificationGrpcService>(
-          hub->notification_core_.get(), config.tls());
+          hub->notification_core_.get(), hub->webhooks_.get(), config.tls());
     }
   }
 
@@ -305,6 +326,7 @@ void Hub::Shutdown() {
   // Open subscriptions end first, so the server's shutdown need not wait
   // for them.
   if (notification_core_) notification_core_->Stop();
+  if (webhooks_) webhooks_->Stop();
   if (server_) {
     server_->GetHealthCheckService()->SetServingStatus(false);
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(10));
@@ -319,6 +341,7 @@ void Hub::Shutdown() {
   }
   if (directory_runner_) directory_runner_->Stop();
   notification_service_.reset();
+  webhooks_.reset();
   notification_core_.reset();
   referral_service_.reset();
   referral_core_.reset();

@@ -65,6 +65,7 @@ class Hub {
   std::unique_ptr<referral::ReferralCore> referral_core_;
   std::unique_ptr<referral::ReferralGrpcService> referral_service_;
   std::unique_ptr<notification::NotificationCore> notification_core_;
+  std::unique_ptr<notification::Webhooks> webhooks_;
   std::unique_ptr<notification::NotificationGrpcService> notification_service_;
   std::thread escalator_;
   absl::Mutex escalator_mu_;

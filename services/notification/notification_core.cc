@@ -18,11 +18,8 @@ struct ConsumerState {
   uint64_t position = 0;       // the next read starts after this seq
   uint64_t delivered_max = 0;  // the highest seq sent on a stream
   std::map<uint64_t, uint32_t> attempts;  // seq > cursor -> times sent
-  struct Routed {
-    std::string referral, subject;
-    v1::ReferralDelivered delivered;
-  };
-  std::map<uint64_t, Routed> routed;  // referrals received, not yet acknowledged
+  // Referrals received, not yet acknowledged.
+  std::map<uint64_t, NotificationCore::RoutedReferral> routed;
   absl::Time last_progress;           // the last ack, or the first send after it
   uint64_t generation = 0;            // the current subscription's; 0: none
   int64_t last_ack = 0;
@@ -71,6 +68,7 @@ const std::map<std::string, std::string>& FixedKinds() {
       {"SetActor", "directory.changed"},
       {"RemoveActor", "directory.changed"},
       {"ReportCapacity", "directory.changed"},
+      {"WebhookDisabled", "delivery.disabled"},
   };
   return *kinds;
 }
@@ -339,57 +337,8 @@ absl::StatusOr<std::vector<v1::Notification>> NotificationCore::Subscription::Ne
     room = core->options_.window - in_flight;
   }
 
-  // Read the agency's index until there is something to send (most of its
-  // entries are bookkeeping that is not delivered) or it is caught up; send at
-  // most `room`.
-  std::vector<v1::Notification> out;
-  std::map<uint64_t, ConsumerState::Routed> routed;
   uint64_t last = after;
-  while (true) {
-    v1::ReadIndexRequest r;
-    r.set_agency(c->agency);
-    r.set_after_seq(last);
-    r.set_limit(256);
-    r.set_include_payloads(true);
-    ASSIGN_OR_RETURN(v1::ReadResponse page, core->ledger_->ReadIndex(r));
-    bool full = false;
-    for (const v1::Event& e : page.events()) {
-      if (out.size() >= room) {
-        full = true;
-        break;
-      }
-      last = e.header().seq();
-      if (!DeliveredTypes().contains(e.header().type())) continue;
-      ConsumerState::Routed rt;
-      absl::StatusOr<v1::Notification> n =
-          core->Render(e, c->agency, c->name, &rt.delivered, &rt.referral);
-      if (!n.ok()) {
-        // Never a poison event: the agency still learns that something
-        // happened (and its seq, to ask for it), without the content.
-        log::Error("notification.render_failed", {{"agency", c->agency},
-                                                   {"seq", e.header().seq()},
-                                                   {"cause", std::string(n.status().message())}});
-        v1::Notification bare;
-        bare.set_seq(e.header().seq());
-        bare.set_type(e.header().type());
-        bare.set_stream(e.header().stream());
-        bare.set_at_unix_nanos(e.header().commit_time_unix_nanos());
-        bare.set_header_bytes(e.header_bytes());
-        n = std::move(bare);
-      }
-      if (!rt.referral.empty()) {
-        rt.subject = e.header().subject();
-        routed[e.header().seq()] = std::move(rt);
-      }
-      out.push_back(*std::move(n));
-    }
-    if (full) break;
-    if (!page.more()) {
-      last = std::max(last, page.tree_size());
-      break;
-    }
-    if (!out.empty()) break;
-  }
+  ASSIGN_OR_RETURN(std::vector<Item> items, core->Read(c->agency, c->name, after, room, &last));
 
   absl::MutexLock lock(&core->mu_);
   if (c->generation != generation_) {
@@ -399,20 +348,94 @@ absl::StatusOr<std::vector<v1::Notification>> NotificationCore::Subscription::Ne
   if (c->position != after) return std::vector<v1::Notification>();  // went back meanwhile
   c->position = std::max(c->position, last);
   const absl::Time now = core->clock_->Now();
-  if (!out.empty() && c->delivered_max <= c->cursor) c->last_progress = now;
-  for (v1::Notification& n : out) {
+  if (!items.empty() && c->delivered_max <= c->cursor) c->last_progress = now;
+  std::vector<v1::Notification> out;
+  for (Item& item : items) {
+    v1::Notification& n = item.notification;
     n.set_attempt(++c->attempts[n.seq()]);
     c->delivered_max = std::max(c->delivered_max, n.seq());
+    if (item.routed) c->routed[n.seq()] = *std::move(item.routed);
+    out.push_back(std::move(n));
   }
-  for (auto& [seq, rt] : routed) c->routed[seq] = std::move(rt);
   return out;
 }
 
-absl::StatusOr<v1::Notification> NotificationCore::Render(const v1::Event& e,
-                                                          absl::string_view agency,
-                                                          absl::string_view consumer,
-                                                          v1::ReferralDelivered* routed,
-                                                          std::string* routed_referral) {
+absl::StatusOr<std::vector<NotificationCore::Item>> NotificationCore::Read(
+    absl::string_view agency, absl::string_view consumer, uint64_t after, uint32_t max,
+    uint64_t* last) {
+  // Read the agency's index until there is something to send (most of its
+  // entries are bookkeeping that is not delivered) or it is caught up.
+  std::vector<Item> out;
+  *last = after;
+  while (true) {
+    v1::ReadIndexRequest r;
+    r.set_agency(std::string(agency));
+    r.set_after_seq(*last);
+    r.set_limit(256);
+    r.set_include_payloads(true);
+    ASSIGN_OR_RETURN(v1::ReadResponse page, ledger_->ReadIndex(r));
+    bool full = false;
+    for (const v1::Event& e : page.events()) {
+      if (out.size() >= max) {
+        full = true;
+        break;
+      }
+      *last = e.header().seq();
+      if (!DeliveredTypes().contains(e.header().type())) continue;
+      Item item;
+      absl::StatusOr<v1::Notification> n = Render(e, agency, consumer, &item.routed);
+      if (!n.ok()) {
+        // Never a poison event: the agency still learns that something
+        // happened (and its seq, to ask for it), without the content.
+        log::Error("notification.render_failed", {{"agency", std::string(agency)},
+                                                   {"seq", e.header().seq()},
+                                                   {"cause", std::string(n.status().message())}});
+        v1::Notification bare;
+        bare.set_seq(e.header().seq());
+        bare.set_type(e.header().type());
+        bare.set_stream(e.header().stream());
+        bare.set_at_unix_nanos(e.header().commit_time_unix_nanos());
+        bare.set_header_bytes(e.header_bytes());
+        n = std::move(bare);
+        item.routed.reset();
+      }
+      if (item.routed) item.routed->subject = e.header().subject();
+      item.notification = *std::move(n);
+      out.push_back(std::move(item));
+    }
+    if (full) break;
+    if (!page.more()) {
+      *last = std::max(*last, page.tree_size());
+      break;
+    }
+    if (!out.empty()) break;
+  }
+  return out;
+}
+
+absl::StatusOr<uint64_t> NotificationCore::Latest(absl::string_view agency, uint64_t after,
+                                                  uint64_t* count) {
+  uint64_t latest = after, n = 0;
+  while (n < 100'000) {
+    v1::ReadIndexRequest r;
+    r.set_agency(std::string(agency));
+    r.set_after_seq(after);
+    ASSIGN_OR_RETURN(v1::ReadResponse page, ledger_->ReadIndex(r));
+    for (const v1::Event& ev : page.events()) {
+      after = ev.header().seq();
+      if (!DeliveredTypes().contains(ev.header().type())) continue;
+      ++n;
+      latest = ev.header().seq();
+    }
+    if (!page.more()) break;
+  }
+  if (count != nullptr) *count = n;
+  return latest;
+}
+
+absl::StatusOr<v1::Notification> NotificationCore::Render(
+    const v1::Event& e, absl::string_view agency, absl::string_view consumer,
+    std::optional<RoutedReferral>* routed) {
   const v1::EventHeader& h = e.header();
   v1::Notification n;
   n.set_seq(h.seq());
@@ -443,11 +466,13 @@ absl::StatusOr<v1::Notification> NotificationCore::Render(const v1::Event& e,
       n.set_redisclosure_notice(view.redisclosure_notice());
       for (const auto& w : view.withheld())
         if (w.since_disclosure()) withheld_now.push_back(w);
-      routed->set_recipient_agency(r.recipient_agency());
-      routed->set_attempt(r.attempt());
-      routed->set_consumer(std::string(consumer));
-      routed->set_notification_seq(h.seq());
-      *routed_referral = referral;
+      RoutedReferral rr;
+      rr.referral = referral;
+      rr.delivered.set_recipient_agency(r.recipient_agency());
+      rr.delivered.set_attempt(r.attempt());
+      rr.delivered.set_consumer(std::string(consumer));
+      rr.delivered.set_notification_seq(h.seq());
+      *routed = std::move(rr);
     } else if (agency == sender) {
       n.set_kind("referral.routed");
       n.set_payload(e.payload());
@@ -584,20 +609,8 @@ absl::StatusOr<v1::DeliveryStatusResponse> NotificationCore::Status(absl::string
     }
     // Lag: the events waiting for this consumer, counted from the index
     // (headers only), at most 100 000.
-    uint64_t lag = 0, latest = cursor, after = cursor;
-    while (lag < 100'000) {
-      v1::ReadIndexRequest r;
-      r.set_agency(std::string(agency));
-      r.set_after_seq(after);
-      ASSIGN_OR_RETURN(v1::ReadResponse page, ledger_->ReadIndex(r));
-      for (const v1::Event& ev : page.events()) {
-        after = ev.header().seq();
-        if (!DeliveredTypes().contains(ev.header().type())) continue;
-        ++lag;
-        latest = ev.header().seq();
-      }
-      if (!page.more()) break;
-    }
+    uint64_t lag = 0;
+    ASSIGN_OR_RETURN(uint64_t latest, Latest(agency, cursor, &lag));
     s->set_lag(lag);
     s->set_latest_seq(latest);
   }

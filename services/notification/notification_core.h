@@ -20,6 +20,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -96,6 +97,23 @@ class NotificationCore {
 
   static std::string CursorName(absl::string_view agency, absl::string_view consumer);
 
+  // A referral its recipient was sent: acknowledged, it is delivered.
+  struct RoutedReferral {
+    std::string referral, subject;
+    v1::ReferralDelivered delivered;
+  };
+  struct Item {
+    v1::Notification notification;
+    std::optional<RoutedReferral> routed;
+  };
+  // The agency's next notifications after `after`, at most `max`, rendered
+  // now (consent checked again); `*last` gets the seq the agency's index was
+  // read up to (past events that are not delivered). Also for webhooks.
+  absl::StatusOr<std::vector<Item>> Read(absl::string_view agency, absl::string_view consumer,
+                                         uint64_t after, uint32_t max, uint64_t* last);
+  // The newest delivered event for `agency` after `after` (`after` if none).
+  absl::StatusOr<uint64_t> Latest(absl::string_view agency, uint64_t after, uint64_t* count);
+
  private:
   class Wakeups;
   friend class Wakeups;
@@ -103,8 +121,8 @@ class NotificationCore {
       ABSL_LOCKS_EXCLUDED(mu_);
   // The notification for `agency`, rendered now (consent checked again).
   absl::StatusOr<v1::Notification> Render(const v1::Event& e, absl::string_view agency,
-                                          absl::string_view consumer, v1::ReferralDelivered* routed,
-                                          std::string* routed_referral);
+                                          absl::string_view consumer,
+                                          std::optional<RoutedReferral>* routed);
   bool HasWork(const ConsumerState& c) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   storage::Ledger* ledger_;

@@ -4,6 +4,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/common/log.h"
+#include "services/common/status.h"
+#include "services/directory/directory_grpc_service.h"
 
 namespace careloop::notification {
 
@@ -125,7 +127,45 @@ grpc::ServerUnaryReactor* NotificationGrpcService::Status(grpc::CallbackServerCo
                                                           v1::DeliveryStatusResponse* resp) {
   absl::StatusOr<std::string> agency = Agency(*ctx);
   return FinishUnaryOn(&pool_, ctx, agency.status(), resp,
-                       [this, a = agency.value_or("")] { return core_->Status(a); });
+                       [this, a = agency.value_or("")]() -> absl::StatusOr<v1::DeliveryStatusResponse> {
+                         ASSIGN_OR_RETURN(v1::DeliveryStatusResponse r, core_->Status(a));
+                         ASSIGN_OR_RETURN(std::optional<v1::WebhookStatus> w,
+                                          webhooks_->Status(a));
+                         if (w) *r.mutable_webhook() = *std::move(w);
+                         return r;
+                       });
+}
+
+grpc::ServerUnaryReactor* NotificationGrpcService::SubmitWebhookChange(
+    grpc::CallbackServerContext* ctx, const v1::SubmitEnvelopeRequest* req,
+    v1::SubmitEnvelopeResponse* resp) {
+  return FinishUnaryOn(&pool_, ctx, directory::EnvelopeSenderIsCaller(*ctx, tls_, req->envelope()),
+                       resp, [this, req] { return webhooks_->Submit(req->envelope()); });
+}
+
+grpc::ServerUnaryReactor* NotificationGrpcService::ListDeadLetters(
+    grpc::CallbackServerContext* ctx, const v1::ListDeadLettersRequest* req,
+    v1::ListDeadLettersResponse* resp) {
+  absl::StatusOr<std::string> agency = Agency(*ctx);
+  return FinishUnaryOn(&pool_, ctx, agency.status(), resp, [this, req, a = agency.value_or("")] {
+    return webhooks_->ListDeadLetters(*req, a);
+  });
+}
+
+grpc::ServerUnaryReactor* NotificationGrpcService::TestWebhook(grpc::CallbackServerContext* ctx,
+                                                               const v1::TestWebhookRequest*,
+                                                               v1::TestWebhookResponse* resp) {
+  absl::StatusOr<std::string> agency = Agency(*ctx);
+  // An HTTP round trip: off gRPC's threads.
+  return FinishUnaryOn(&pool_, ctx, agency.status(), resp,
+                       [this, a = agency.value_or("")] { return webhooks_->Test(a); });
+}
+
+grpc::ServerUnaryReactor* NotificationGrpcService::WebhookKey(grpc::CallbackServerContext* ctx,
+                                                              const v1::WebhookKeyRequest*,
+                                                              v1::WebhookKeyResponse* resp) {
+  return FinishUnary(ctx, absl::OkStatus(), resp,
+                     [this]() -> absl::StatusOr<v1::WebhookKeyResponse> { return webhooks_->Key(); });
 }
 
 }  // namespace careloop::notification

@@ -6,12 +6,14 @@
 #include "careloop/v1/notification.grpc.pb.h"
 #include "services/common/grpc_edge.h"
 #include "services/notification/notification_core.h"
+#include "services/notification/webhooks.h"
 
 namespace careloop::notification {
 
 class NotificationGrpcService final : public v1::NotificationService::CallbackService {
  public:
-  NotificationGrpcService(NotificationCore* core, bool tls) : core_(core), tls_(tls) {}
+  NotificationGrpcService(NotificationCore* core, Webhooks* webhooks, bool tls)
+      : core_(core), webhooks_(webhooks), tls_(tls) {}
 
   grpc::ServerUnaryReactor* CreateConsumer(grpc::CallbackServerContext* ctx,
                                            const v1::CreateConsumerRequest* req,
@@ -23,11 +25,24 @@ class NotificationGrpcService final : public v1::NotificationService::CallbackSe
   grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* ctx,
                                    const v1::DeliveryStatusRequest* req,
                                    v1::DeliveryStatusResponse* resp) override;
+  grpc::ServerUnaryReactor* SubmitWebhookChange(grpc::CallbackServerContext* ctx,
+                                                const v1::SubmitEnvelopeRequest* req,
+                                                v1::SubmitEnvelopeResponse* resp) override;
+  grpc::ServerUnaryReactor* ListDeadLetters(grpc::CallbackServerContext* ctx,
+                                            const v1::ListDeadLettersRequest* req,
+                                            v1::ListDeadLettersResponse* resp) override;
+  grpc::ServerUnaryReactor* TestWebhook(grpc::CallbackServerContext* ctx,
+                                        const v1::TestWebhookRequest* req,
+                                        v1::TestWebhookResponse* resp) override;
+  grpc::ServerUnaryReactor* WebhookKey(grpc::CallbackServerContext* ctx,
+                                       const v1::WebhookKeyRequest* req,
+                                       v1::WebhookKeyResponse* resp) override;
 
  private:
   absl::StatusOr<std::string> Agency(const grpc::CallbackServerContext& ctx) const;
 
   NotificationCore* core_;
+  Webhooks* webhooks_;
   bool tls_;
   // Acks and consumer creation wait for an fsync: off gRPC's threads.
   BlockingPool pool_{16};

@@ -10,6 +10,9 @@
 #include <sstream>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/escaping.h"
+#include "services/trust/ed25519.h"
+#include "tests/support/http_server.h"
 #include "tests/support/process.h"
 #include "tests/support/test_env.h"
 
@@ -53,6 +56,20 @@ void RunReferralScenario(const Hubs& hubs, const TempDir& dir) {
   onboard("org.stmarys", "hospital", "sender");
   onboard("org.foodbank", "community-agency", "receiver", {"--service", "food-insecurity"});
   onboard("org.shelter", "community-agency", "receiver", {"--service", "food-insecurity"});
+
+  // The food bank also takes its events by webhook (set by the hub admin for it).
+  TestHttpServer endpoint;
+  CliResult hook = At(hubs.notification, {"webhook", "set", "--sign-key", hubs.admin_key,
+                                          "--agency", "org.foodbank", "--url", endpoint.Url()});
+  ASSERT_EQ(hook.exit_code, 0) << hook.output;
+  CliResult tested = At(hubs.notification, {"webhook", "test"}, "org.foodbank");
+  EXPECT_EQ(tested.exit_code, 0) << tested.output;
+  EXPECT_NE(tested.output.find("delivered: HTTP 204"), std::string::npos) << tested.output;
+  EXPECT_EQ(At(hubs.notification, {"webhook", "set", "--sign-key", hubs.admin_key, "--agency",
+                                   "org.foodbank", "--url", "http://example.org/x"})
+                .exit_code,
+            3)
+      << "plain http to a non-loopback host";
 
   // The patient's consent: contact and social needs, any agency, care coordination.
   CliResult s =
@@ -222,6 +239,32 @@ void RunReferralScenario(const Hubs& hubs, const TempDir& dir) {
       At(hubs.referral, {"referral", "show", "--referral", "org.stmarys/r-1001"}, "org.stmarys");
   EXPECT_NE(shown_after.output.find("delivered to the recipient"), std::string::npos)
       << shown_after.output;
+  // The webhook got the referral too, signed with the published webhook key.
+  CliResult key = At(hubs.notification, {"--json", "webhook", "key"}, "org.foodbank");
+  ASSERT_EQ(key.exit_code, 0) << key.output;
+  std::string raw;
+  ASSERT_TRUE(absl::Base64Unescape(
+      json::parse(key.output)["public_key"].get<std::string>().substr(5), &raw));
+  auto pub = trust::Ed25519PublicKey::FromRaw(raw);
+  ASSERT_TRUE(pub.ok());
+  const bool got_referral = endpoint.WaitFor(
+      [](const TestHttpServer::Request& req) {
+        return req.body.find("\"referral.received\"") != std::string::npos &&
+               req.body.find("org.stmarys/r-1001") != std::string::npos;
+      },
+      absl::Seconds(30));
+  for (const auto& req : endpoint.requests()) {
+    std::string sig;
+    ASSERT_TRUE(absl::Base64Unescape(req.headers.at("webhook-signature").substr(4), &sig));
+    EXPECT_TRUE(pub->Verify(absl::StrCat(req.headers.at("webhook-id"), ".",
+                                         req.headers.at("webhook-timestamp"), ".", req.body),
+                            sig));
+  }
+  EXPECT_TRUE(got_referral) << endpoint.requests().size() << " webhook requests";
+  EXPECT_EQ(json::parse(At(hubs.notification, {"--json", "deliveries", "status"}, "org.foodbank")
+                            .output)["webhook"]["enabled"],
+            true);
+
   // A third agency is told nothing about it.
   CliResult shelter = At(hubs.notification,
                          {"--json", "watch", "--consumer", "main", "--idle-exit", "1"},

@@ -1,4 +1,4 @@
-// careloop watch | deliveries status.
+// careloop watch | deliveries status|dead|replay | webhook set|test|key.
 //
 // `watch` creates the named consumer if it does not exist, streams what
 // concerns the agency, prints each event and then acknowledges it, so the
@@ -138,6 +138,24 @@ void Watch(Globals& g, const WatchFlags& f) {
   }
 }
 
+// Signs a SetWebhook or ReplayDeadLetters and sends it to NotificationService.
+void SubmitWebhookChange(Globals& g, const google::protobuf::Message& payload, const Signer& s) {
+  absl::StatusOr<std::string> envelope = Sign(payload, s);
+  if (!envelope.ok()) {
+    g.exit_code = FailUsage(std::string(envelope.status().message()));
+    return;
+  }
+  v1::SubmitEnvelopeRequest req;
+  req.set_envelope(*envelope);
+  CallUnary<v1::NotificationService, v1::SubmitEnvelopeRequest, v1::SubmitEnvelopeResponse>(
+      g, &v1::NotificationService::Stub::SubmitWebhookChange, req,
+      [](const v1::SubmitEnvelopeResponse& r) {
+        v1::EventHeader h;
+        h.ParseFromString(r.receipt().header_bytes());
+        std::cout << "accepted: " << h.type() << " at seq " << h.seq() << "\n";
+      });
+}
+
 }  // namespace
 
 void AddNotificationCommands(CLI::App& app, Globals& g) {
@@ -168,6 +186,109 @@ void AddNotificationCommands(CLI::App& app, Globals& g) {
                           << (c.connected() ? "  connected" : "  not connected")
                           << "  last ack " << When(c.last_ack_unix_nanos()) << "\n";
               }
+              if (r.has_webhook()) {
+                const v1::WebhookStatus& w = r.webhook();
+                std::cout << "  webhook " << w.url() << "  "
+                          << (w.enabled() ? "enabled"
+                                          : (w.disabled_by_hub() ? "DISABLED (failing)" : "off"))
+                          << "  delivered up to " << w.cursor() << "\n";
+                if (w.failing_since_unix_nanos() != 0) {
+                  std::cout << "    failing since " << When(w.failing_since_unix_nanos()) << ", "
+                            << w.attempts() << " attempts, last error: " << w.last_error()
+                            << ", next try " << When(w.next_attempt_unix_nanos()) << "\n";
+                }
+              }
+            });
+      });
+
+  auto dead_agency = std::make_shared<std::string>();
+  CLI::App* dead =
+      deliveries->add_subcommand("dead", "events a disabled webhook missed (dead letters)");
+  dead->add_option("--agency", *dead_agency, "whose (the hub may name any; default: yours)");
+  dead->callback([&g, dead_agency] {
+    v1::ListDeadLettersRequest req;
+    req.set_agency_id(*dead_agency);
+    CallUnary<v1::NotificationService, v1::ListDeadLettersRequest, v1::ListDeadLettersResponse>(
+        g, &v1::NotificationService::Stub::ListDeadLetters, req,
+        [](const v1::ListDeadLettersResponse& r) {
+          if (r.ranges().empty()) std::cout << "no dead letters\n";
+          for (const auto& d : r.ranges()) {
+            std::cout << "seq " << d.from_seq() << ".." << d.to_seq() << "  " << d.events()
+                      << " events  dead " << When(d.dead_unix_nanos()) << "  "
+                      << (d.replayed_unix_nanos() != 0
+                              ? "replayed " + When(d.replayed_unix_nanos())
+                              : (d.replay_requested_unix_nanos() != 0 ? "replay pending"
+                                                                      : "not replayed"))
+                      << "\n  " << d.reason() << "\n";
+          }
+        });
+  });
+
+  struct Replay {
+    Signer signer;
+    std::string agency;
+    uint64_t from = 0, to = 0;
+  };
+  auto replay = std::make_shared<Replay>();
+  CLI::App* rp = deliveries->add_subcommand(
+      "replay", "send a dead-lettered range to the webhook again (signed by an admin)");
+  rp->add_option("--from-seq", replay->from, "first seq of the range")->required();
+  rp->add_option("--to-seq", replay->to, "last seq of the range")->required();
+  rp->add_option("--agency", replay->agency, "whose webhook (default: the signer's agency)");
+  AddSignFlags(rp, replay->signer, g);
+  rp->callback([&g, replay] {
+    v1::ReplayDeadLetters p;
+    p.set_agency_id(replay->agency.empty() ? replay->signer.sender : replay->agency);
+    p.set_from_seq(replay->from);
+    p.set_to_seq(replay->to);
+    SubmitWebhookChange(g, p, replay->signer);
+  });
+
+  CLI::App* webhook = app.add_subcommand("webhook", "deliver to an HTTPS endpoint instead of a stream");
+  webhook->require_subcommand(1);
+  struct Set {
+    Signer signer;
+    std::string agency, url;
+    bool disable = false;
+  };
+  auto set = std::make_shared<Set>();
+  CLI::App* ws = webhook->add_subcommand(
+      "set", "set (or re-enable, or with --disable turn off) your agency's webhook; signed by an admin");
+  ws->add_option("--url", set->url, "https://...; http:// only to a loopback host");
+  ws->add_flag("--disable", set->disable, "stop delivering to the webhook");
+  ws->add_option("--agency", set->agency, "whose webhook (default: the signer's agency)");
+  AddSignFlags(ws, set->signer, g);
+  ws->callback([&g, set] {
+    if (!set->disable && set->url.empty()) {
+      g.exit_code = FailUsage("webhook set needs --url (or --disable)");
+      return;
+    }
+    v1::SetWebhook p;
+    p.set_agency_id(set->agency.empty() ? set->signer.sender : set->agency);
+    p.set_url(set->url);
+    p.set_enabled(!set->disable);
+    SubmitWebhookChange(g, p, set->signer);
+  });
+  webhook->add_subcommand("test", "POST a signed webhook.test event to your webhook now")
+      ->callback([&g] {
+        CallUnary<v1::NotificationService, v1::TestWebhookRequest, v1::TestWebhookResponse>(
+            g, &v1::NotificationService::Stub::TestWebhook, v1::TestWebhookRequest(),
+            [&g](const v1::TestWebhookResponse& r) {
+              if (r.error().empty()) {
+                std::cout << "delivered: HTTP " << r.http_status() << " (webhook-id "
+                          << r.webhook_id() << ")\n";
+              } else {
+                std::cout << "NOT delivered: " << r.error() << "\n";
+                g.exit_code = kVerifyFailed;
+              }
+            });
+      });
+  webhook->add_subcommand("key", "the public key that verifies webhook signatures")
+      ->callback([&g] {
+        CallUnary<v1::NotificationService, v1::WebhookKeyRequest, v1::WebhookKeyResponse>(
+            g, &v1::NotificationService::Stub::WebhookKey, v1::WebhookKeyRequest(),
+            [](const v1::WebhookKeyResponse& r) {
+              std::cout << r.public_key() << "\n" << r.public_key_pem();
             });
       });
 }
