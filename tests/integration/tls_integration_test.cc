@@ -60,6 +60,8 @@ TEST(TlsIntegration, IdentityIsTheClientCertificate) {
   }
   std::filesystem::create_directories(dir.Sub("hub/keys"));
   ASSERT_EQ(RunCli({"keys", "generate", "--out", dir.Sub("hub/keys/hub-log.pem")}).exit_code, 0);
+  // Production needs the webhook signing key to exist too (it is never the log key).
+  ASSERT_EQ(RunCli({"keys", "generate", "--out", dir.Sub("hub/keys/webhook.pem")}).exit_code, 0);
   ASSERT_EQ(RunCli({"keys", "generate", "--out", dir.Sub("admin.pem"), "--public-out",
                     dir.Sub("admin.pub")})
                 .exit_code,

@@ -73,6 +73,24 @@ TEST(Config, TheProductionExampleInDeployIsValid) {
   EXPECT_TRUE(c->runs("ledger"));
   EXPECT_TRUE(c->runs("directory"));
   EXPECT_EQ(c->max_clock_skew, absl::Minutes(5));
+  EXPECT_TRUE(c->runs("notification"));
+  EXPECT_EQ(c->webhook_key_path(), "/var/lib/careloop/keys/webhook.pem");
+  EXPECT_EQ(c->webhook_disable_after, absl::Hours(72));
+  EXPECT_EQ(c->ack_timeout, absl::Seconds(30));
+  EXPECT_EQ(c->delivery_window, 256u);
+}
+
+TEST(Config, Notification) {
+  auto c = Parse({"--ack-timeout", "5s", "--delivery-window", "16", "--webhook-disable-after",
+                  "24h"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->ack_timeout, absl::Seconds(5));
+  EXPECT_EQ(c->delivery_window, 16u);
+  EXPECT_EQ(c->webhook_disable_after, absl::Hours(24));
+  EXPECT_EQ(Parse({"--ack-timeout", "0s"}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Parse({"--delivery-window", "0"}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Parse({"--services", "notification", "--ledger", "127.0.0.1:1"}).status().code(),
+            absl::StatusCode::kOk);
 }
 
 TEST(Config, Refusals) {
