@@ -26,8 +26,7 @@
 #include "services/common/status.h"
 #include "services/referral/referral_grpc_service.h"
 #include "services/referral/sections.h"
-#include "services/trust/head_signer.h"
-#include "storage/local_ledger.h"
+#include "tools/bench/bench_hub.h"
 
 using namespace careloop;
 
@@ -63,7 +62,7 @@ struct Row {
 // `clients` threads over `channels` channels, each signing and sending
 // referrals for `seconds`.
 Row Load(const std::string& address, int clients, int channels, double seconds,
-         const trust::Ed25519PrivateKey& key, const std::string& tag) {
+         bench::BenchHub* hub, const std::string& tag) {
   std::vector<std::shared_ptr<grpc::Channel>> chans;
   for (int i = 0; i < channels; ++i) {
     grpc::ChannelArguments args;
@@ -78,35 +77,8 @@ Row Load(const std::string& address, int clients, int channels, double seconds,
     threads.emplace_back([&, c] {
       auto stub = v1::ReferralService::NewStub(chans[c % channels]);
       for (int n = 0; !stop.load(); ++n) {
-        std::vector<v1::Section> sections(2);
-        sections[0].set_section_id("contact");
-        sections[0].set_category("contact");
-        sections[1].set_section_id("needs");
-        sections[1].set_category("social-needs");
-        for (auto& s : sections) {
-          s.set_media_type("text/plain");
-          s.set_content(std::string(512, 'x'));
-        }
-        v1::ReferralManifest m;
-        m.set_referral_id(absl::StrCat(tag, "-", c, "-", n));
-        m.mutable_subject()->set_authority("org.stmarys/mrn");
-        m.mutable_subject()->set_value(absl::StrCat("bench-", c));
-        m.set_service_category("food-insecurity");
-        m.set_reason("discharge");
-        m.set_priority(v1::ROUTINE);
-        m.set_purpose("care-coordination");
-        m.mutable_routing()->set_recipient_agency("org.foodbank");
-        auto digests = referral::SealSections(&sections, referral::RandomBytes);
-        CARELOOP_CHECK(digests.ok());
-        for (auto& d : *digests) *m.add_sections() = d;
-        v1::Actor actor;
-        actor.set_user_id("u-1");
-        actor.set_role("sender");
-        v1::SubmitReferralRequest req;
-        req.set_envelope(*trust::SignEnvelope(
-            trust::NewEnvelope(m, "org.stmarys", actor, "k1", absl::Now(), m.referral_id()), key));
-        for (auto& s : sections) *req.add_sections() = s;
-        req.set_force_reason("load test: one subject per client");
+        v1::SubmitReferralRequest req =
+            hub->Referral(absl::StrCat(tag, "-", c, "-", n), absl::StrCat("bench-", c), "org.foodbank");
         const absl::Time t0 = absl::Now();
         grpc::ClientContext ctx;
         v1::SubmitReferralResponse resp;
@@ -169,71 +141,15 @@ int main(int argc, char** argv) {
     dir = (fs::temp_directory_path() / absl::StrCat("careloop-refbench-", getpid())).string();
   fs::create_directories(dir);
 
-  auto admin_key = *trust::Ed25519PrivateKey::FromSeed(std::string(32, '\x0a'));
-  auto agency_key = *trust::Ed25519PrivateKey::FromSeed(std::string(32, '\x0b'));
-  trust::Ed25519HeadSigner signer("careloop.bench",
-                                  *trust::Ed25519PrivateKey::FromSeed(std::string(32, '\x07')));
-  storage::LedgerOptions lo;
-  lo.dir = dir + "/ledger";
-  lo.signer = &signer;
-  auto ledger = *storage::LocalLedger::Open(lo);
-  directory::HubAdmin admin;
-  admin.public_key = admin_key.public_key().raw();
-  directory::DirectoryState state(admin);
-  storage::ProjectionRunner runner(ledger.get(), &state);
-  CARELOOP_CHECK(runner.Start().ok());
-  directory::DirectoryCore directory(ledger.get(), &state, &runner, SystemClock());
-  consent::ConsentCore consent(ledger.get(), &state, &runner, SystemClock());
-  referral::ReferralOptions options;
-  referral::ReferralCore core(ledger.get(), &state, &runner, &consent, SystemClock(), options);
-  auto sign = [&](const google::protobuf::Message& p, const std::string& sender,
-                  const std::string& role, const trust::Ed25519PrivateKey& key,
-                  const std::string& key_id, const std::string& user) {
-    static int n = 0;
-    v1::Actor actor;
-    actor.set_user_id(user);
-    actor.set_role(role);
-    return *trust::SignEnvelope(
-        trust::NewEnvelope(p, sender, actor, key_id, absl::Now(), absl::StrCat("setup-", ++n)),
-        key);
-  };
-  for (const auto& [id, role] : std::vector<std::pair<std::string, std::string>>{
-           {"org.stmarys", "sender"}, {"org.foodbank", "receiver"}}) {
-    v1::RegisterAgency r;
-    r.set_agency_id(id);
-    r.mutable_profile()->set_display_name(id);
-    r.mutable_profile()->set_kind(role == "sender" ? v1::HOSPITAL : v1::COMMUNITY_AGENCY);
-    r.mutable_profile()->add_roles(role);
-    if (role == "receiver") r.mutable_profile()->add_services("food-insecurity");
-    r.mutable_initial_key()->set_key_id("k1");
-    r.mutable_initial_key()->set_public_key(agency_key.public_key().raw());
-    v1::ActorEntry* a = r.add_actors();
-    a->set_user_id("u-1");
-    a->add_roles(role);
-    CARELOOP_CHECK(directory
-                       .Submit(sign(r, directory::kHubAgency, directory::kHubAdminRole, admin_key,
-                                    "hub-admin-1", "hub-admin"))
-                       .ok());
-  }
+  auto hub_cores = std::make_unique<bench::BenchHub>(dir);
+  hub_cores->Register("org.stmarys", "sender");
+  hub_cores->Register("org.foodbank", "receiver");
   std::vector<int> counts;
   for (absl::string_view c : absl::StrSplit(clients_list, ','))
     counts.push_back(std::stoi(std::string(c)));
   const int max_clients = *std::max_element(counts.begin(), counts.end());
-  for (int c = 0; c < max_clients; ++c) {  // one subject with a consent per client
-    v1::ResolveSubjectRequest rq;
-    rq.add_identifiers()->set_authority("org.stmarys/mrn");
-    rq.mutable_identifiers(0)->set_value(absl::StrCat("bench-", c));
-    const std::string s = consent.Resolve(rq, "org.stmarys")->subject_id();
-    v1::GrantConsent g;
-    v1::Consent* k = g.mutable_consent();
-    k->set_subject_id(s);
-    k->mutable_grantor()->set_kind(v1::GRANTOR_SUBJECT);
-    k->mutable_provision()->set_permit(true);
-    k->mutable_provision()->add_recipients()->set_network(true);
-    k->mutable_evidence()->set_sha256(std::string(32, 'e'));
-    k->mutable_evidence()->set_media_type("application/pdf");
-    CARELOOP_CHECK(consent.Submit(sign(g, "org.stmarys", "sender", agency_key, "k1", "u-1")).ok());
-  }
+  // One subject with a consent per client.
+  for (int c = 0; c < max_clients; ++c) hub_cores->GrantNetworkConsent(absl::StrCat("bench-", c));
 
   auto serve = [](grpc::Service* service, std::string* address) {
     grpc::ServerBuilder b;
@@ -244,8 +160,8 @@ int main(int argc, char** argv) {
     *address = absl::StrCat("127.0.0.1:", port);
     return server;
   };
-  referral::ReferralGrpcService hub_service(&core, /*tls=*/false);
-  VerifyOnly ceiling_service(agency_key.public_key());
+  referral::ReferralGrpcService hub_service(hub_cores->referrals.get(), /*tls=*/false);
+  VerifyOnly ceiling_service(hub_cores->agency_key.public_key());
   std::string hub_address, ceiling_address;
   auto hub = serve(&hub_service, &hub_address);
   auto ceiling = serve(&ceiling_service, &ceiling_address);
@@ -257,8 +173,9 @@ int main(int argc, char** argv) {
   int round = 0;
   for (int clients : counts) {
     Row ceil =
-        Load(ceiling_address, clients, channels, seconds, agency_key, absl::StrCat("c", round));
-    Row real = Load(hub_address, clients, channels, seconds, agency_key, absl::StrCat("r", round));
+        Load(ceiling_address, clients, channels, seconds, hub_cores.get(), absl::StrCat("c", round));
+    Row real =
+        Load(hub_address, clients, channels, seconds, hub_cores.get(), absl::StrCat("r", round));
     ++round;
     std::printf("| %d | %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f %% |%s\n", clients,
                 std::min(clients, channels), real.rate, real.p50, real.p99, ceil.rate, ceil.p50,
@@ -269,8 +186,7 @@ int main(int argc, char** argv) {
   }
   hub->Shutdown();
   ceiling->Shutdown();
-  runner.Stop();
-  CARELOOP_CHECK(ledger->Close().ok());
+  hub_cores.reset();
   if (temp) fs::remove_all(dir);
   return 0;
 }
