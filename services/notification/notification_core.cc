@@ -56,6 +56,7 @@ const std::map<std::string, std::string>& FixedKinds() {
       {"ReferralViewed", "referral.viewed"},
       {"ReferralDelivered", "referral.delivered"},
       {"ReferralUnassigned", "referral.unassigned"},
+      {"ReferralDeadlineWarning", "referral.deadline_warning"},
       {"ThreadMessage", "referral.message"},
       {"ConsentRevocationNotice", "consent.revoked"},
       {"BreakGlassInvoked", "breakglass.invoked"},

@@ -75,6 +75,7 @@ struct ReferralCore::State {
   v1::StatusReason last_reason;
   int64_t viewed_at = 0;     // by the current recipient
   int64_t delivered_at = 0;  // to the current recipient
+  uint32_t warned_attempt = 0;  // the routing attempt a deadline warning was sent for
 };
 
 std::string ReferralCore::ReferralStream(absl::string_view sender, absl::string_view id) {
@@ -363,6 +364,11 @@ absl::StatusOr<ReferralCore::State> ReferralCore::Load(absl::string_view sender,
       }
       st.delivered_at = e.header().commit_time_unix_nanos();
       h.set_by_agency(d.recipient_agency());
+    } else if (type == "ReferralDeadlineWarning") {
+      ASSIGN_OR_RETURN(v1::ReferralDeadlineWarning w,
+                       Parse<v1::ReferralDeadlineWarning>(e, e.payload()));
+      if (w.attempt() == st.attempt) st.warned_attempt = w.attempt();
+      h.set_recipient_agency(w.recipient_agency());
     } else if (type == "ReferralViewed") {
       if (e.payload() == st.recipient) st.viewed_at = e.header().commit_time_unix_nanos();
       h.set_by_agency(e.payload());
@@ -955,6 +961,27 @@ absl::StatusOr<int> ReferralCore::Escalate() {
         break;
     }
     std::string why;
+    if (st.status == v1::TASK_REQUESTED && now < st.routed_at + deadline &&
+        now >= st.routed_at + deadline * 3 / 4 && st.warned_attempt != st.attempt) {
+      // Three quarters of the time to accept are gone: both parties hear it
+      // once per routing attempt.
+      v1::ReferralDeadlineWarning w;
+      w.set_recipient_agency(st.recipient);
+      w.set_attempt(st.attempt);
+      w.set_deadline_unix_nanos(absl::ToUnixNanos(st.routed_at + deadline));
+      v1::AppendRequest warn;
+      v1::EventInput* ev = warn.add_events();
+      ev->set_stream(ReferralStream(st.sender, st.referral_id));
+      ev->set_type("ReferralDeadlineWarning");
+      ev->set_subject(st.subject_id);
+      ev->set_payload(w.SerializeAsString());
+      ev->add_agencies(st.recipient);
+      ev->add_agencies(st.sender);
+      Expect(&warn, ev->stream(), st.version);
+      absl::Status s = ledger_->Append(std::move(warn)).status();
+      if (!s.ok() && !absl::IsFailedPrecondition(s)) return s;  // a lost race: next pass
+      continue;
+    }
     if (st.status == v1::TASK_REQUESTED && now >= st.routed_at + deadline) {
       why = absl::StrCat("not accepted within ", absl::FormatDuration(deadline));
     } else if (st.status == v1::TASK_REJECTED && st.last_reason.code() == "no-capacity") {

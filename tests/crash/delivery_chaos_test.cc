@@ -40,7 +40,7 @@ const std::set<std::string> kDelivered = {
     "ReferralUnassigned", "ThreadMessage",    "ConsentRevocationNotice", "BreakGlassInvoked",
     "ReviewBreakGlass", "RegisterAgency",     "UpdateAgencyProfile",     "SetAgencyStatus",
     "AddAgencyKey",     "RevokeAgencyKey",    "SetActor",                "RemoveActor",
-    "ReportCapacity",   "WebhookDisabled"};
+    "ReportCapacity",   "WebhookDisabled",  "ReferralDeadlineWarning"};
 
 struct Agency {
   std::string id, kind, role;

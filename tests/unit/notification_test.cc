@@ -327,6 +327,21 @@ TEST_F(NotificationTest, ARevocationBeforeDeliveryWithholdsTheContentAndIsRecord
   EXPECT_EQ(Count("DeliveryWithheld"), 1);
 }
 
+TEST_F(NotificationTest, DeadlineWarningsAndEscalationsReachBothParties) {
+  auto hospital = Subscribe("org.stmarys");
+  auto food = Subscribe("org.foodbank");
+  ASSERT_TRUE(core_->Submit(Referral("r-1")).ok());  // urgent: four hours to accept
+  env_.clock().Advance(absl::Hours(3));
+  ASSERT_TRUE(core_->Escalate().ok());
+  env_.clock().Advance(absl::Hours(1));
+  ASSERT_EQ(*core_->Escalate(), 1);  // a named recipient: nobody left, unassigned
+  EXPECT_EQ(Kinds(Drain(food.get())),
+            (std::vector<std::string>{"referral.received", "referral.deadline_warning"}));
+  EXPECT_EQ(Kinds(Drain(hospital.get())),
+            (std::vector<std::string>{"referral.routed", "referral.deadline_warning",
+                                      "referral.unassigned"}));
+}
+
 TEST_F(NotificationTest, StopEndsEverySubscription) {
   auto food = Subscribe("org.foodbank");
   notes_->Stop();

@@ -331,9 +331,17 @@ TEST_F(ReferralTest, UnacceptedReferralsEscalateAcrossARestartThenGoUnassigned) 
   auto sent = core_->Submit(req);
   ASSERT_TRUE(sent.ok()) << sent.status();
   ASSERT_EQ(sent->recipient_agency(), "org.shelter");
-  // Urgent: four hours to accept. Nothing moves a nanosecond before.
-  env_.clock().Advance(absl::Hours(4) - absl::Nanoseconds(1));
+  // Urgent: four hours to accept. After three both parties are warned, once.
+  env_.clock().Advance(absl::Hours(3) - absl::Nanoseconds(1));
   EXPECT_EQ(*core_->Escalate(), 0);
+  EXPECT_EQ(Count("ReferralDeadlineWarning"), 0);
+  env_.clock().Advance(absl::Nanoseconds(1));
+  EXPECT_EQ(*core_->Escalate(), 0);
+  EXPECT_EQ(Count("ReferralDeadlineWarning"), 1);
+  // Nothing moves a nanosecond before the deadline.
+  env_.clock().Advance(absl::Hours(1) - absl::Nanoseconds(1));
+  EXPECT_EQ(*core_->Escalate(), 0);
+  EXPECT_EQ(Count("ReferralDeadlineWarning"), 1) << "once per routing attempt";
   // The hub restarts; the deadline comes from the ledger and the clock.
   core_.reset();
   ASSERT_TRUE(env_.Restart().ok());
@@ -342,6 +350,7 @@ TEST_F(ReferralTest, UnacceptedReferralsEscalateAcrossARestartThenGoUnassigned) 
   env_.clock().Advance(absl::Nanoseconds(1));
   EXPECT_EQ(*core_->Escalate(), 1);
   EXPECT_EQ(*core_->Escalate(), 0) << "once per deadline";
+  EXPECT_EQ(Count("ReferralDeadlineWarning"), 1) << "the new recipient's clock starts now";
   v1::GetReferralRequest get;
   get.set_referral("org.stmarys/r-1");
   auto view = core_->Get(get, "org.stmarys");
