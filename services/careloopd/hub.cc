@@ -81,6 +81,20 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const
   return grpc::experimental::TlsServerCredentials(opts);
 }
 
+// One of the hub's own keys: generated on first start in dev mode;
+// production (TLS) requires one that already exists.
+absl::StatusOr<trust::Ed25519PrivateKey> HubKey(const HubConfig& config, const std::string& path,
+                                                const std::string& what, bool* generated) {
+  if (config.tls() && !fs::exists(path)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        what, " ", path, " does not exist; in production create it first (careloop keys generate --out ",
+        path, ")"));
+  }
+  std::error_code ec;
+  fs::create_directories(fs::path(path).parent_path(), ec);
+  return trust::LoadOrGeneratePrivateKeyFile(path, generated);
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::ostream& out) {
@@ -103,17 +117,9 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
     // (TLS) mode requires one that already exists.
     std::string key_path = config.log_key_path();
     bool generated = false;
-    absl::StatusOr<trust::Ed25519PrivateKey> key;
-    if (config.tls() && !fs::exists(key_path)) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "the hub's log key ", key_path,
-          " does not exist; in production create it first (careloop keys generate --out ", key_path,
-          ")"));
-    }
-    fs::create_directories(fs::path(key_path).parent_path(), ec);
-    key = trust::LoadOrGeneratePrivateKeyFile(key_path, &generated);
-    if (!key.ok()) return key.status();
-    hub->signer_ = std::make_unique<trust::Ed25519HeadSigner>(config.hub_name, *std::move(key));
+    ASSIGN_OR_RETURN(trust::Ed25519PrivateKey key,
+                     HubKey(config, key_path, "the hub's log key", &generated));
+    hub->signer_ = std::make_unique<trust::Ed25519HeadSigner>(config.hub_name, std::move(key));
     std::string vkey_path = fs::path(key_path).replace_extension(".vkey").string();
     {
       std::ofstream vk(vkey_path, std::ios::trunc);
@@ -244,16 +250,9 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
       RETURN_IF_ERROR(hub->notification_core_->Start());
       // Webhooks are signed with a key of their own, never the log key.
       const std::string wpath = config.webhook_key_path();
-      if (config.tls() && !fs::exists(wpath)) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "the webhook signing key ", wpath,
-            " does not exist; in production create it first (careloop keys generate --out ", wpath,
-            ")"));
-      }
-      fs::create_directories(fs::path(wpath).parent_path(), ec);
       bool wgenerated = false;
       ASSIGN_OR_RETURN(trust::Ed25519PrivateKey wkey,
-                       trust::LoadOrGeneratePrivateKeyFile(wpath, &wgenerated));
+                       HubKey(config, wpath, "the webhook signing key", &wgenerated));
       out << (wgenerated ? "careloopd: generated a dev webhook key at " : "careloopd: webhook key ")
           << wpath << "\n";
       notification::WebhookOptions wo;

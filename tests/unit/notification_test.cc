@@ -66,6 +66,15 @@ class NotificationTest : public ReferralFixture {
     return notes_->Ack(a, agency);
   }
 
+  // Referrals r-1..r-n to the food bank, each about another person.
+  void SendToFoodBank(int n) {
+    for (int i = 1; i <= n; ++i) {
+      ASSERT_TRUE(
+          core_->Submit(Referral(absl::StrCat("r-", i), "org.foodbank", absl::StrCat("00012", i)))
+              .ok());
+    }
+  }
+
   static std::vector<std::string> Kinds(const std::vector<v1::Notification>& ns) {
     std::vector<std::string> out;
     for (const auto& n : ns) out.push_back(n.kind());
@@ -216,11 +225,7 @@ TEST_F(NotificationTest, AnAckMarksTheReferralDeliveredAndTellsTheSender) {
 
 TEST_F(NotificationTest, NothingAckedInTimeMeansGoBackNWithRaisedAttempts) {
   auto food = Subscribe("org.foodbank");
-  for (int i = 1; i <= 3; ++i) {
-    ASSERT_TRUE(
-        core_->Submit(Referral(absl::StrCat("r-", i), "org.foodbank", absl::StrCat("00012", i)))
-            .ok());
-  }
+  SendToFoodBank(3);
   auto first = Drain(food.get());
   ASSERT_EQ(first.size(), 3u);
   for (const auto& n : first) EXPECT_EQ(n.attempt(), 1u);
@@ -248,11 +253,7 @@ TEST_F(NotificationTest, TheWindowBoundsWhatIsUnacknowledged) {
   window_ = 2;
   StartCore();
   auto food = Subscribe("org.foodbank");
-  for (int i = 1; i <= 5; ++i) {
-    ASSERT_TRUE(
-        core_->Submit(Referral(absl::StrCat("r-", i), "org.foodbank", absl::StrCat("00012", i)))
-            .ok());
-  }
+  SendToFoodBank(5);
   auto got = Drain(food.get());
   ASSERT_EQ(got.size(), 2u) << "the stream pauses at the window";
   ASSERT_TRUE(Ack("org.foodbank", got[0].seq()).ok());
