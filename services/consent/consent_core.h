@@ -118,6 +118,8 @@ class ConsentCore {
 
   // The subject an id stands for now (following merges). NOT_FOUND if none.
   absl::StatusOr<SubjectSet> Subjects(absl::string_view subject_id);
+  // The hub, or an active agency with the compliance role.
+  bool IsCompliance(absl::string_view agency) const;
 
  private:
   struct ConsentView {
@@ -134,7 +136,6 @@ class ConsentCore {
   };
   absl::StatusOr<SubjectState> Load(absl::string_view subject_id, bool with_disclosures);
   absl::StatusOr<std::string> LocateConsent(absl::string_view consent_id);
-  bool IsCompliance(absl::string_view agency) const;
   // The 45 CFR §164.528(a)(1) exclusions careloop can tell from its events.
   bool IsExcludedFromAccounting(const v1::DisclosureRecorded& d, const SubjectState& st) const;
   bool MayRead(const v1::ConsentRecord& r, absl::string_view caller) const;

@@ -49,6 +49,7 @@ class DirectoryState final : public storage::Projection, public trust::EnvelopeD
 
   std::optional<v1::AgencyRecord> Get(absl::string_view agency_id) const;
   std::vector<v1::AgencyRecord> All() const;
+  const HubAdmin& admin() const { return admin_; }
 
  private:
   absl::Status ApplyOne(const v1::Event& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -1,0 +1,69 @@
+// The audit service's core (no gRPC): trail queries over the ledger's
+// indexes, a subject's consent trail, proofs for monitors, export bundles and
+// FHIR AuditEvents. Heads, consistency proofs and inclusion proofs of the
+// caller's own events are open to every authenticated agency; everything else
+// is for compliance agencies and the hub. Every query, trail, report, export
+// and FHIR request is recorded (AuditQueried / AuditExport in audit/<agency>).
+#pragma once
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "careloop/v1/audit.pb.h"
+#include "services/common/clock.h"
+#include "services/consent/consent_core.h"
+#include "services/directory/directory.h"
+#include "storage/ledger.h"
+
+namespace careloop::audit {
+
+struct AuditOptions {
+  uint32_t max_export_events = 100'000;
+  std::string hub_name = "careloop.dev";  // the FHIR source observer
+};
+
+class AuditCore {
+ public:
+  AuditCore(storage::Ledger* ledger, directory::DirectoryState* directory,
+            consent::ConsentCore* consent, Clock* clock, AuditOptions options = {});
+
+  absl::StatusOr<v1::AuditQueryResponse> Query(const v1::AuditQueryRequest& req,
+                                               absl::string_view caller);
+  absl::StatusOr<v1::TrailResponse> Trail(const v1::TrailRequest& req, absl::string_view caller);
+  absl::StatusOr<v1::DisclosureReportResponse> Report(const v1::DisclosureReportRequest& req,
+                                                      absl::string_view caller);
+  absl::StatusOr<v1::SignedHead> Head(const v1::AuditHeadRequest& req, absl::string_view caller);
+  absl::StatusOr<v1::AuditConsistencyResponse> Consistency(const v1::AuditConsistencyRequest& req,
+                                                           absl::string_view caller);
+  absl::StatusOr<v1::Receipt> Inclusion(const v1::AuditInclusionRequest& req,
+                                        absl::string_view caller);
+  absl::StatusOr<v1::ExportResponse> Export(const v1::ExportRequest& req,
+                                            absl::string_view caller);
+  absl::StatusOr<v1::FhirAuditEventsResponse> FhirAuditEvents(
+      const v1::FhirAuditEventsRequest& req, absl::string_view caller);
+
+  // One FHIR R4 AuditEvent (JSON) for a recorded disclosure.
+  static std::string FhirAuditEvent(const v1::DisclosureRecorded& d, uint64_t seq,
+                                    int64_t recorded_unix_nanos, absl::string_view hub_name);
+
+ private:
+  // The events a query selects (no access check, nothing recorded).
+  absl::StatusOr<v1::AuditQueryResponse> Select(const v1::AuditQueryRequest& req);
+  absl::Status RequireCompliance(absl::string_view caller, absl::string_view what) const;
+  absl::Status Record(absl::string_view caller, absl::string_view rpc,
+                      const google::protobuf::Message& request);
+  // The events of a subject (every merged id), in seq order, after `after`.
+  absl::StatusOr<std::vector<v1::Event>> SubjectEvents(absl::string_view subject_id,
+                                                       uint64_t after, bool payloads,
+                                                       size_t max, bool* more);
+  // The first seq committed at or after `t` (binary search on commit times).
+  absl::StatusOr<uint64_t> FirstSeqAt(int64_t unix_nanos);
+
+  storage::Ledger* ledger_;
+  directory::DirectoryState* directory_;
+  consent::ConsentCore* consent_;
+  Clock* clock_;
+  AuditOptions options_;
+};
+
+}  // namespace careloop::audit
