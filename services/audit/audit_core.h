@@ -18,7 +18,7 @@
 namespace careloop::audit {
 
 struct AuditOptions {
-  uint32_t max_export_events = 100'000;
+  uint32_t max_export_events = 50'000;
   std::string hub_name = "careloop.dev";  // the FHIR source observer
 };
 

@@ -156,8 +156,8 @@ absl::Status LoadToml(const std::string& path, HubConfig* c) {
 }  // namespace
 
 const std::vector<std::string>& KnownServices() {
-  static const std::vector<std::string> services = {"ledger", "directory", "consent", "referral",
-                                                    "notification"};
+  static const std::vector<std::string> services = {"ledger",   "directory",    "consent",
+                                                    "referral", "notification", "audit"};
   return services;
 }
 

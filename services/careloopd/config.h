@@ -15,8 +15,8 @@ struct HubConfig {
   // [server]
   std::string listen = "127.0.0.1:7400";
   // "all": every service
-  std::vector<std::string> services = {"ledger", "directory", "consent", "referral",
-                                       "notification"};
+  std::vector<std::string> services = {"ledger",   "directory",    "consent",
+                                       "referral", "notification", "audit"};
   std::string ledger_address;  // a remote LedgerService
   size_t max_message_bytes = 16 << 20;
   // [storage]

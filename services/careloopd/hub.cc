@@ -150,7 +150,8 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
   }
 
   const bool needs_referrals = config.runs("referral") || config.runs("notification");
-  if (config.runs("directory") || config.runs("consent") || needs_referrals) {
+  const bool needs_consent = config.runs("consent") || needs_referrals || config.runs("audit");
+  if (config.runs("directory") || needs_consent) {
     // Both keep the directory as a projection of the ledger.
     storage::Ledger* ledger = hub->ledger_.get();
     if (ledger == nullptr) {
@@ -205,7 +206,7 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
       hub->directory_service_ = std::make_unique<directory::DirectoryGrpcService>(
           hub->directory_core_.get(), config.tls());
     }
-    if (config.runs("consent") || needs_referrals) {
+    if (needs_consent) {
       consent::ConsentOptions co;
       co.max_clock_skew = config.max_clock_skew;
       co.categories.insert(config.extra_consent_categories.begin(),
@@ -238,6 +239,14 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
         hub->referral_service_ = std::make_unique<referral::ReferralGrpcService>(
             hub->referral_core_.get(), config.tls());
       }
+    }
+    if (config.runs("audit")) {
+      audit::AuditOptions ao;
+      ao.hub_name = config.hub_name;
+      hub->audit_core_ = std::make_unique<audit::AuditCore>(
+          ledger, hub->directory_state_.get(), hub->consent_core_.get(), SystemClock(), ao);
+      hub->audit_service_ =
+          std::make_unique<audit::AuditGrpcService>(hub->audit_core_.get(), config.tls());
     }
     if (config.runs("notification")) {
       // Delivery renders referrals (consent checked again) with a referral
@@ -280,6 +289,7 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
   if (hub->consent_service_) builder.RegisterService(hub->consent_service_.get());
   if (hub->referral_service_) builder.RegisterService(hub->referral_service_.get());
   if (hub->notification_service_) builder.RegisterService(hub->notification_service_.get());
+  if (hub->audit_service_) builder.RegisterService(hub->audit_service_.get());
   hub->server_ = builder.BuildAndStart();
   if (!hub->server_ || port == 0) {
     if (hub->ledger_) hub->ledger_->Close().IgnoreError();
@@ -339,6 +349,8 @@ void Hub::Shutdown() {
     escalator_.join();
   }
   if (directory_runner_) directory_runner_->Stop();
+  audit_service_.reset();
+  audit_core_.reset();
   notification_service_.reset();
   webhooks_.reset();
   notification_core_.reset();

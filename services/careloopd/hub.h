@@ -15,6 +15,7 @@
 #include "services/directory/directory_grpc_service.h"
 #include "services/ledger/ledger_grpc_service.h"
 #include "services/ledger/remote_ledger.h"
+#include "services/audit/audit_grpc_service.h"
 #include "services/notification/notification_grpc_service.h"
 #include "services/referral/referral_grpc_service.h"
 #include "services/trust/head_signer.h"
@@ -65,6 +66,8 @@ class Hub {
   std::unique_ptr<referral::ReferralCore> referral_core_;
   std::unique_ptr<referral::ReferralGrpcService> referral_service_;
   std::unique_ptr<notification::NotificationCore> notification_core_;
+  std::unique_ptr<audit::AuditCore> audit_core_;
+  std::unique_ptr<audit::AuditGrpcService> audit_service_;
   std::unique_ptr<notification::Webhooks> webhooks_;
   std::unique_ptr<notification::NotificationGrpcService> notification_service_;
   std::thread escalator_;

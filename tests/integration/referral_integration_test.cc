@@ -22,7 +22,8 @@ namespace {
 using nlohmann::json;
 
 struct Hubs {
-  std::string directory, consent, referral, notification, admin_key;
+  std::string directory, consent, referral, notification, audit, admin_key;
+  std::string vkey;  // the hub's verifier key file
 };
 
 CliResult At(const std::string& hub, std::vector<std::string> args,
@@ -265,6 +266,60 @@ void RunReferralScenario(const Hubs& hubs, const TempDir& dir) {
                             .output)["webhook"]["enabled"],
             true);
 
+  // Audit: an agency may not query; the hub (as compliance) may.
+  EXPECT_EQ(At(hubs.audit, {"audit", "query", "--subject", subject}, "org.foodbank").exit_code, 3);
+  CliResult trail = At(hubs.audit, {"audit", "trail", "--subject", subject}, "hub");
+  ASSERT_EQ(trail.exit_code, 0) << trail.output;
+  for (const char* step : {"GrantConsent", "DisclosureRecorded"}) {
+    EXPECT_NE(trail.output.find(step), std::string::npos) << step << "\n" << trail.output;
+  }
+  CliResult q = At(hubs.audit, {"audit", "query", "--referral", "org.stmarys/r-1001", "--type",
+                                "StatusChanged"},
+                   "hub");
+  ASSERT_EQ(q.exit_code, 0) << q.output;
+  EXPECT_NE(q.output.find("StatusChanged"), std::string::npos) << q.output;
+  // An export bundle checks out offline with only the hub's verifier key, and
+  // one altered character is found by line.
+  const std::string bundle = dir.Sub("bundle.jsonl");
+  CliResult exported = At(hubs.audit,
+                          {"audit", "export", "--subject", subject, "--payloads", "--out", bundle},
+                          "hub");
+  ASSERT_EQ(exported.exit_code, 0) << exported.output;
+  CliResult verified = RunCli({"audit", "verify-bundle", bundle, "--vkey", hubs.vkey});
+  EXPECT_EQ(verified.exit_code, 0) << verified.output;
+  EXPECT_NE(verified.output.find("verified: "), std::string::npos) << verified.output;
+  {
+    std::string text = ReadFileOrDie(bundle);
+    const size_t second_line = text.find('\n') + 1;
+    const size_t at = text.find("header_bytes\":\"", second_line) + 20;
+    text[at] = text[at] == 'A' ? 'B' : 'A';
+    std::ofstream(dir.Sub("tampered.jsonl")) << text;
+    CliResult bad = RunCli({"audit", "verify-bundle", dir.Sub("tampered.jsonl"), "--vkey", hubs.vkey});
+    EXPECT_EQ(bad.exit_code, 1) << bad.output;
+    EXPECT_NE(bad.output.find("NOT VERIFIED: line 2"), std::string::npos) << bad.output;
+  }
+  // Any agency monitors the log, and proves its own events offline.
+  const std::string state = dir.Sub("monitor.state");
+  CliResult m1 = At(hubs.audit, {"audit", "monitor", "--state", state, "--vkey", hubs.vkey},
+                    "org.foodbank");
+  EXPECT_EQ(m1.exit_code, 0) << m1.output;
+  EXPECT_NE(m1.output.find("first head"), std::string::npos) << m1.output;
+  CliResult m2 = At(hubs.audit, {"audit", "monitor", "--state", state, "--vkey", hubs.vkey},
+                    "org.foodbank");
+  EXPECT_EQ(m2.exit_code, 0) << m2.output;
+  EXPECT_NE(m2.output.find("consistent: "), std::string::npos) << m2.output;
+  CliResult other = RunCli({"keys", "generate", "--out", dir.Sub("other.pem"), "--name", "x"});
+  const std::string other_vkey = dir.Sub("other.vkey");
+  std::ofstream(other_vkey) << other.output.substr(other.output.find("verifier key: ") + 14);
+  CliResult forged = At(hubs.audit,
+                        {"audit", "monitor", "--state", state, "--vkey", other_vkey},
+                        "org.foodbank");
+  EXPECT_EQ(forged.exit_code, 1) << forged.output;
+  EXPECT_NE(forged.output.find("ALERT: FORGED HEAD"), std::string::npos) << forged.output;
+  CliResult fhir = At(hubs.audit, {"audit", "fhir", "--subject", subject}, "hub");
+  ASSERT_EQ(fhir.exit_code, 0) << fhir.output;
+  EXPECT_NE(fhir.output.find("\"resourceType\":\"AuditEvent\""), std::string::npos) << fhir.output;
+
   // A third agency is told nothing about it.
   CliResult shelter = At(hubs.notification,
                          {"--json", "watch", "--consumer", "main", "--idle-exit", "1"},
@@ -278,14 +333,15 @@ TEST(ReferralIntegration, OneProcess) {
   Hubs hubs;
   auto p = StartCareloopd({"--data-dir", dir.Sub("hub")}, &hubs.directory);
   ASSERT_TRUE(p.ok()) << p.status();
-  hubs.consent = hubs.referral = hubs.notification = hubs.directory;
+  hubs.consent = hubs.referral = hubs.notification = hubs.audit = hubs.directory;
+  hubs.vkey = dir.Sub("hub/keys/hub-log.vkey");
   hubs.admin_key = dir.Sub("hub/keys/hub-admin.pem");
   RunReferralScenario(hubs, dir);
 }
 
-// Split: ledger, directory, consent, referral and notification each in their
-// own careloopd.
-TEST(SplitIntegration, ReferralInItsOwnProcess) {
+// Split: ledger, directory, consent, referral, notification and audit each in
+// their own careloopd: every service in its own process.
+TEST(SplitIntegration, EveryServiceInItsOwnProcess) {
   TempDir dir;
   std::string ledger;
   auto l = StartCareloopd({"--services=ledger", "--data-dir", dir.Sub("ledger-node")}, &ledger);
@@ -308,6 +364,11 @@ TEST(SplitIntegration, ReferralInItsOwnProcess) {
                            dir.Sub("notification-node"), "--admin-key", hubs.admin_key},
                           &hubs.notification);
   ASSERT_TRUE(n.ok()) << n.status();
+  auto a = StartCareloopd({"--services=audit", "--ledger", ledger, "--data-dir",
+                           dir.Sub("audit-node"), "--admin-key", hubs.admin_key},
+                          &hubs.audit);
+  ASSERT_TRUE(a.ok()) << a.status();
+  hubs.vkey = dir.Sub("ledger-node/keys/hub-log.vkey");
   RunReferralScenario(hubs, dir);
 }
 

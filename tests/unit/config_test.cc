@@ -74,6 +74,7 @@ TEST(Config, TheProductionExampleInDeployIsValid) {
   EXPECT_TRUE(c->runs("directory"));
   EXPECT_EQ(c->max_clock_skew, absl::Minutes(5));
   EXPECT_TRUE(c->runs("notification"));
+  EXPECT_TRUE(c->runs("audit"));
   EXPECT_EQ(c->webhook_key_path(), "/var/lib/careloop/keys/webhook.pem");
   EXPECT_EQ(c->webhook_disable_after, absl::Hours(72));
   EXPECT_EQ(c->ack_timeout, absl::Seconds(30));

@@ -122,6 +122,17 @@ const std::map<std::string, v1::AgencyKind>& Kinds() {
   return kinds;
 }
 
+absl::StatusOr<int64_t> ParseInstant(const std::string& text, const char* flag) {
+  if (text.empty()) return 0;
+  absl::Time t;
+  std::string err;
+  if (!absl::ParseTime(absl::RFC3339_full, text, &t, &err)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": an RFC 3339 time such as 2027-01-31T00:00:00Z (", err, ")"));
+  }
+  return absl::ToUnixNanos(t);
+}
+
 std::string When(int64_t unix_nanos) {
   if (unix_nanos == 0) return "-";
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixNanos(unix_nanos),

@@ -68,6 +68,8 @@ void Output(Globals& g, const absl::StatusOr<T>& result, TextFn text) {
 const std::map<std::string, v1::AgencyKind>& Kinds();
 // An instant as RFC 3339 in UTC; "-" for 0 (not set).
 std::string When(int64_t unix_nanos);
+// An RFC 3339 flag value as unix nanos; 0 when empty. The error names `flag`.
+absl::StatusOr<int64_t> ParseInstant(const std::string& text, const char* flag);
 
 // Deadline and, in dev mode, the caller's agency (--dev-agency).
 void Prepare(const Globals& g, grpc::ClientContext* ctx);
@@ -103,6 +105,7 @@ void AddLedgerCommands(CLI::App& app, Globals& g);
 void AddConsentCommands(CLI::App& app, Globals& g);
 void AddReferralCommands(CLI::App& app, Globals& g);
 void AddNotificationCommands(CLI::App& app, Globals& g);
+void AddAuditCommands(CLI::App& app, Globals& g);
 void AddDirectoryCommands(CLI::App& app, Globals& g);
 void AddCertsCommands(CLI::App& app, Globals& g);
 void AddKeysCommands(CLI::App& app, Globals& g);

@@ -22,17 +22,6 @@ void Call(Globals& g, Method method, const Req& req, TextFn text) {
   CallUnary<v1::ConsentService, Req, Resp>(g, method, req, text);
 }
 
-absl::StatusOr<int64_t> ParseInstant(const std::string& text, const char* flag) {
-  if (text.empty()) return 0;
-  absl::Time t;
-  std::string err;
-  if (!absl::ParseTime(absl::RFC3339_full, text, &t, &err)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(flag, ": an RFC 3339 time such as 2027-01-31T00:00:00Z (", err, ")"));
-  }
-  return absl::ToUnixNanos(t);
-}
-
 absl::StatusOr<v1::Identifier> ParseIdentifier(const std::string& text) {
   size_t eq = text.find('=');
   if (eq == std::string::npos || eq == 0 || eq + 1 == text.size()) {

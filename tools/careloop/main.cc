@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
   careloop::cli::AddConsentCommands(app, g);
   careloop::cli::AddReferralCommands(app, g);
   careloop::cli::AddNotificationCommands(app, g);
+  careloop::cli::AddAuditCommands(app, g);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
