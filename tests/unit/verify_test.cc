@@ -176,6 +176,55 @@ TEST_F(VerifyTest, MissingEventAndMissingLastHead) {
   EXPECT_NE(r.problem.find("missing"), std::string::npos);
 }
 
+// Whole events moved in a copy of a data dir, at every position: dropped,
+// swapped with the next one, or a copy inserted after the last.
+TEST_F(VerifyTest, EveryDroppedReorderedOrInsertedEventIsFoundAtItsSeq) {
+  auto get = [&](uint64_t seq) {
+    std::string v;
+    Mutate([&](rocksdb::DB* db, auto& h) {
+      ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), h[schema::kEvents], schema::BE64(seq), &v).ok());
+    });
+    return v;
+  };
+  auto put = [&](uint64_t seq, const std::string& v) {
+    Mutate([&](rocksdb::DB* db, auto& h) {
+      ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), h[schema::kEvents], schema::BE64(seq), v).ok());
+    });
+  };
+  for (uint64_t seq = 1; seq <= kEvents; ++seq) {
+    const std::string original = get(seq);
+    // Dropped.
+    Mutate([&](rocksdb::DB* db, auto& h) {
+      ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), h[schema::kEvents], schema::BE64(seq)).ok());
+    });
+    storage::VerifyReport r = Verify();
+    EXPECT_FALSE(r.ok) << "dropped " << seq;
+    EXPECT_EQ(r.first_bad_seq, seq) << "dropped: " << r.problem;
+    put(seq, original);
+    // Reordered with the next one.
+    if (seq < kEvents) {
+      const std::string next = get(seq + 1);
+      put(seq, next);
+      put(seq + 1, original);
+      r = Verify();
+      EXPECT_FALSE(r.ok) << "swapped " << seq;
+      EXPECT_EQ(r.first_bad_seq, seq) << "swapped: " << r.problem;
+      put(seq, original);
+      put(seq + 1, next);
+    }
+  }
+  // Inserted: a copy of an event after the last one.
+  put(kEvents + 1, get(3));
+  storage::VerifyReport r = Verify();
+  EXPECT_FALSE(r.ok) << "an event past the signed log";
+  EXPECT_EQ(r.first_bad_seq, kEvents + 1) << r.problem;
+  Mutate([&](rocksdb::DB* db, auto& h) {
+    ASSERT_TRUE(
+        db->Delete(rocksdb::WriteOptions(), h[schema::kEvents], schema::BE64(kEvents + 1)).ok());
+  });
+  EXPECT_TRUE(Verify().ok);
+}
+
 TEST_F(VerifyTest, DamagedSstFileIsReported) {
   Mutate([](rocksdb::DB*, auto&) {}, /*flush=*/true);
   // Damage the middle of every table file: RocksDB's block checksums catch it
