@@ -133,6 +133,8 @@ int main(int argc, char** argv) {
   app.add_option("--clients", clients_list, "comma list of client counts");
   app.add_option("--channels", channels, "gRPC channels the clients share");
   app.add_option("--dir", dir, "scratch directory on the disk to measure (default: a temp dir)");
+  bool no_ceiling = false;
+  app.add_flag("--no-ceiling", no_ceiling, "measure the hub only (for profiling)");
   CLI11_PARSE(app, argc, argv);
   log::Init(log::Level::kWarn, log::Format::kLogfmt);
   namespace fs = std::filesystem;
@@ -172,8 +174,9 @@ int main(int argc, char** argv) {
       "| ceiling p50 µs | ratio |\n|---|---|---|---|---|---|---|---|\n");
   int round = 0;
   for (int clients : counts) {
-    Row ceil =
-        Load(ceiling_address, clients, channels, seconds, hub_cores.get(), absl::StrCat("c", round));
+    Row ceil = no_ceiling ? Row()
+                          : Load(ceiling_address, clients, channels, seconds, hub_cores.get(),
+                                 absl::StrCat("c", round));
     Row real =
         Load(hub_address, clients, channels, seconds, hub_cores.get(), absl::StrCat("r", round));
     ++round;
