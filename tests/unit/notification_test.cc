@@ -264,8 +264,7 @@ TEST_F(NotificationTest, TheWindowBoundsWhatIsUnacknowledged) {
 
 TEST_F(NotificationTest, ANewSubscriptionTakesOverAndResumesAfterTheCursor) {
   auto food = Subscribe("org.foodbank");
-  ASSERT_TRUE(core_->Submit(Referral("r-1")).ok());
-  ASSERT_TRUE(core_->Submit(Referral("r-2", "org.foodbank", "000124")).ok());
+  SendToFoodBank(2);
   auto got = Drain(food.get());
   ASSERT_EQ(got.size(), 2u);
   ASSERT_TRUE(Ack("org.foodbank", got[0].seq()).ok());
@@ -279,8 +278,7 @@ TEST_F(NotificationTest, ANewSubscriptionTakesOverAndResumesAfterTheCursor) {
 
 TEST_F(NotificationTest, TheCursorSurvivesARestart) {
   auto food = Subscribe("org.foodbank");
-  ASSERT_TRUE(core_->Submit(Referral("r-1")).ok());
-  ASSERT_TRUE(core_->Submit(Referral("r-2", "org.foodbank", "000124")).ok());
+  SendToFoodBank(2);
   auto got = Drain(food.get());
   ASSERT_EQ(got.size(), 2u);
   ASSERT_TRUE(Ack("org.foodbank", got[0].seq()).ok());

@@ -51,9 +51,8 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   log::Init(log::Level::kWarn, log::Format::kLogfmt);
   namespace fs = std::filesystem;
-  const bool temp = dir.empty();
-  if (temp) dir = (fs::temp_directory_path() / absl::StrCat("careloop-auditbench-", getpid())).string();
-  fs::create_directories(dir);
+  bool temp = false;
+  dir = bench::ScratchDir(dir, "auditbench", &temp);
 
   auto hub = std::make_unique<bench::BenchHub>(dir);
   hub->Register("org.stmarys", "sender");

@@ -9,6 +9,8 @@
 #include <memory>
 #include <string>
 
+#include <unistd.h>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "services/common/status.h"
@@ -20,6 +22,18 @@
 #include "storage/local_ledger.h"
 
 namespace careloop::bench {
+
+// `dir`, or a fresh directory under the system's temp dir named after `tag`
+// (then *temp is set: the caller removes it at the end).
+inline std::string ScratchDir(std::string dir, const std::string& tag, bool* temp) {
+  *temp = dir.empty();
+  if (*temp) {
+    dir = (std::filesystem::temp_directory_path() / absl::StrCat("careloop-", tag, "-", getpid()))
+              .string();
+  }
+  std::filesystem::create_directories(dir);
+  return dir;
+}
 
 struct BenchHub {
   explicit BenchHub(const std::string& dir)

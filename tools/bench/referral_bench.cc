@@ -138,10 +138,8 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   log::Init(log::Level::kWarn, log::Format::kLogfmt);
   namespace fs = std::filesystem;
-  const bool temp = dir.empty();
-  if (temp)
-    dir = (fs::temp_directory_path() / absl::StrCat("careloop-refbench-", getpid())).string();
-  fs::create_directories(dir);
+  bool temp = false;
+  dir = bench::ScratchDir(dir, "refbench", &temp);
 
   auto hub_cores = std::make_unique<bench::BenchHub>(dir);
   hub_cores->Register("org.stmarys", "sender");

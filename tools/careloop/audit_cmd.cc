@@ -161,14 +161,10 @@ void AddAuditCommands(CLI::App& app, Globals& g) {
   query->add_flag("--payloads", [qf](int64_t n) { qf->req.set_include_payloads(n > 0); },
                   "include payloads (with --json)");
   query->callback([&g, qf] {
-    absl::StatusOr<int64_t> from = ParseInstant(qf->from, "--from");
-    absl::StatusOr<int64_t> to = ParseInstant(qf->to, "--to");
-    if (!from.ok() || !to.ok()) {
-      g.exit_code = FailUsage(std::string((!from.ok() ? from : to).status().message()));
-      return;
-    }
-    qf->req.set_from_unix_nanos(*from);
-    qf->req.set_to_unix_nanos(*to);
+    int64_t from = 0, to = 0;
+    if (!ParseRange(g, qf->from, qf->to, &from, &to)) return;
+    qf->req.set_from_unix_nanos(from);
+    qf->req.set_to_unix_nanos(to);
     Call<v1::AuditQueryRequest, v1::AuditQueryResponse>(g, &v1::AuditService::Stub::Query, qf->req,
                                                         PrintEvents);
   });
@@ -205,14 +201,10 @@ void AddAuditCommands(CLI::App& app, Globals& g) {
   report->add_flag("--hipaa-accounting", rf->hipaa, "the 45 CFR 164.528 accounting");
   report->add_flag("--csv", rf->csv, "CSV instead of text");
   report->callback([&g, rf] {
-    absl::StatusOr<int64_t> from = ParseInstant(rf->from, "--from");
-    absl::StatusOr<int64_t> to = ParseInstant(rf->to, "--to");
-    if (!from.ok() || !to.ok()) {
-      g.exit_code = FailUsage(std::string((!from.ok() ? from : to).status().message()));
-      return;
-    }
-    rf->req.set_from_unix_nanos(*from);
-    rf->req.set_to_unix_nanos(*to);
+    int64_t from = 0, to = 0;
+    if (!ParseRange(g, rf->from, rf->to, &from, &to)) return;
+    rf->req.set_from_unix_nanos(from);
+    rf->req.set_to_unix_nanos(to);
     rf->req.set_hipaa_accounting(rf->hipaa);
     const bool csv = rf->csv;
     Call<v1::DisclosureReportRequest, v1::DisclosureReportResponse>(
@@ -284,14 +276,10 @@ void AddAuditCommands(CLI::App& app, Globals& g) {
                 "include payloads (default: only their digests)");
   exp->add_option("--out", ef->out, "the bundle file (JSON Lines)")->required();
   exp->callback([&g, ef] {
-    absl::StatusOr<int64_t> from = ParseInstant(ef->from, "--from");
-    absl::StatusOr<int64_t> to = ParseInstant(ef->to, "--to");
-    if (!from.ok() || !to.ok()) {
-      g.exit_code = FailUsage(std::string((!from.ok() ? from : to).status().message()));
-      return;
-    }
-    ef->req.set_from_unix_nanos(*from);
-    ef->req.set_to_unix_nanos(*to);
+    int64_t from = 0, to = 0;
+    if (!ParseRange(g, ef->from, ef->to, &from, &to)) return;
+    ef->req.set_from_unix_nanos(from);
+    ef->req.set_to_unix_nanos(to);
     grpc::ClientContext ctx;
     if (!g.dev_agency.empty()) ctx.AddMetadata("x-careloop-dev-agency", g.dev_agency);
     auto reader = v1::AuditService::NewStub(Connect(g))->Export(&ctx, ef->req);
@@ -345,14 +333,10 @@ void AddAuditCommands(CLI::App& app, Globals& g) {
   fhir->add_option("--from", ff->from, "from (RFC 3339)");
   fhir->add_option("--to", ff->to, "to (RFC 3339)");
   fhir->callback([&g, ff] {
-    absl::StatusOr<int64_t> from = ParseInstant(ff->from, "--from");
-    absl::StatusOr<int64_t> to = ParseInstant(ff->to, "--to");
-    if (!from.ok() || !to.ok()) {
-      g.exit_code = FailUsage(std::string((!from.ok() ? from : to).status().message()));
-      return;
-    }
-    ff->req.set_from_unix_nanos(*from);
-    ff->req.set_to_unix_nanos(*to);
+    int64_t from = 0, to = 0;
+    if (!ParseRange(g, ff->from, ff->to, &from, &to)) return;
+    ff->req.set_from_unix_nanos(from);
+    ff->req.set_to_unix_nanos(to);
     Call<v1::FhirAuditEventsRequest, v1::FhirAuditEventsResponse>(
         g, &v1::AuditService::Stub::FhirAuditEvents, ff->req,
         [](const v1::FhirAuditEventsResponse& r) {

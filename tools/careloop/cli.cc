@@ -133,6 +133,19 @@ absl::StatusOr<int64_t> ParseInstant(const std::string& text, const char* flag) 
   return absl::ToUnixNanos(t);
 }
 
+bool ParseRange(Globals& g, const std::string& from, const std::string& to, int64_t* from_nanos,
+                int64_t* to_nanos) {
+  absl::StatusOr<int64_t> f = ParseInstant(from, "--from");
+  absl::StatusOr<int64_t> t = ParseInstant(to, "--to");
+  if (!f.ok() || !t.ok()) {
+    g.exit_code = FailUsage(std::string((f.ok() ? t : f).status().message()));
+    return false;
+  }
+  *from_nanos = *f;
+  *to_nanos = *t;
+  return true;
+}
+
 std::string When(int64_t unix_nanos) {
   if (unix_nanos == 0) return "-";
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixNanos(unix_nanos),

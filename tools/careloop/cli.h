@@ -70,6 +70,10 @@ const std::map<std::string, v1::AgencyKind>& Kinds();
 std::string When(int64_t unix_nanos);
 // An RFC 3339 flag value as unix nanos; 0 when empty. The error names `flag`.
 absl::StatusOr<int64_t> ParseInstant(const std::string& text, const char* flag);
+// --from and --to as unix nanos (0 when empty); on a bad value prints why,
+// sets the usage exit code and returns false.
+bool ParseRange(Globals& g, const std::string& from, const std::string& to, int64_t* from_nanos,
+                int64_t* to_nanos);
 
 // Deadline and, in dev mode, the caller's agency (--dev-agency).
 void Prepare(const Globals& g, grpc::ClientContext* ctx);

@@ -390,16 +390,12 @@ void AddConsentCommands(CLI::App& app, Globals& g) {
                "one entry per recipient and purpose: the first, the count, the last date");
   rp->add_flag("--csv", report->csv, "CSV instead of text");
   rp->callback([&g, report] {
-    absl::StatusOr<int64_t> from = ParseInstant(report->from, "--from");
-    absl::StatusOr<int64_t> to = ParseInstant(report->to, "--to");
-    if (!from.ok() || !to.ok()) {
-      g.exit_code = FailUsage(std::string((from.ok() ? to : from).status().message()));
-      return;
-    }
+    int64_t from = 0, to = 0;
+    if (!ParseRange(g, report->from, report->to, &from, &to)) return;
     report->req.set_hipaa_accounting(report->hipaa);
     report->req.set_summarize(report->summarize);
-    report->req.set_from_unix_nanos(*from);
-    report->req.set_to_unix_nanos(*to);
+    report->req.set_from_unix_nanos(from);
+    report->req.set_to_unix_nanos(to);
     const bool csv = report->csv;
     Call<v1::DisclosureReportRequest, v1::DisclosureReportResponse>(
         g, &v1::ConsentService::Stub::DisclosureReport, report->req,
