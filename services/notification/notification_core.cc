@@ -267,6 +267,11 @@ absl::StatusOr<std::unique_ptr<NotificationCore::Subscription>> NotificationCore
   ASSIGN_OR_RETURN(ConsumerState * c, Load(agency, req.consumer()));
   absl::MutexLock lock(&mu_);
   if (stopped_) return absl::UnavailableError("the notification service is stopping");
+  if (req.from_seq() > c->cursor + 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "from_seq ", req.from_seq(), " is past consumer ", c->name, "'s cursor + 1 (",
+        c->cursor + 1, "); to skip events, acknowledge them"));
+  }
   if (subscriptions_ >= options_.max_subscriptions) {
     return absl::ResourceExhaustedError(
         absl::StrCat("the hub serves ", subscriptions_, " subscriptions, the most allowed"));
@@ -277,7 +282,7 @@ absl::StatusOr<std::unique_ptr<NotificationCore::Subscription>> NotificationCore
   sub->generation_ = ++next_generation_;
   // The newest subscription wins; it resumes after the last ack.
   c->generation = sub->generation_;
-  c->position = c->cursor;
+  c->position = req.from_seq() > 0 ? req.from_seq() - 1 : c->cursor;
   c->last_progress = clock_->Now();
   ++subscriptions_;
   log::Info("notification.subscribed", {{"agency", c->agency}, {"consumer", c->name}});

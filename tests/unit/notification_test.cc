@@ -276,6 +276,27 @@ TEST_F(NotificationTest, ANewSubscriptionTakesOverAndResumesAfterTheCursor) {
   EXPECT_EQ(resumed[0].attempt(), 2u) << "it was sent before";
 }
 
+TEST_F(NotificationTest, AClientThatLostWhatItAckedReadsItAgain) {
+  auto food = Subscribe("org.foodbank");
+  SendToFoodBank(2);
+  auto got = Drain(food.get());
+  ASSERT_EQ(got.size(), 2u);
+  ASSERT_TRUE(Ack("org.foodbank", got[1].seq()).ok());
+  v1::SubscribeRequest s;
+  s.set_consumer("main");
+  s.set_from_seq(got[0].seq());
+  auto again = notes_->Subscribe(s, "org.foodbank");
+  ASSERT_TRUE(again.ok()) << again.status();
+  auto replayed = Drain(again->get());
+  ASSERT_EQ(replayed.size(), 2u);
+  EXPECT_EQ(replayed[0].seq(), got[0].seq());
+  // Acks at or below the cursor change nothing; skipping ahead is refused.
+  EXPECT_EQ(Ack("org.foodbank", got[0].seq())->cursor(), got[1].seq());
+  s.set_from_seq(got[1].seq() + 2);
+  EXPECT_EQ(notes_->Subscribe(s, "org.foodbank").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(NotificationTest, TheCursorSurvivesARestart) {
   auto food = Subscribe("org.foodbank");
   SendToFoodBank(2);

@@ -21,6 +21,7 @@ namespace {
 struct WatchFlags {
   std::string consumer = "cli";
   uint64_t from_seq = 0;
+  uint64_t replay_from = 0;    // read again from this seq (at most the cursor + 1)
   uint64_t count = 0;          // 0: until interrupted
   double idle_exit = 0;        // seconds; 0: never
   bool no_ack = false;
@@ -73,6 +74,8 @@ absl::Status WatchOnce(Globals& g, const WatchFlags& f, uint64_t* printed) {
   if (!g.dev_agency.empty()) ctx.AddMetadata("x-careloop-dev-agency", g.dev_agency);
   v1::SubscribeRequest req;
   req.set_consumer(f.consumer);
+  // Only on the first connection: a reconnect resumes after the last ack.
+  if (*printed == 0) req.set_from_seq(f.replay_from);
   std::unique_ptr<grpc::ClientReader<v1::Notification>> reader = stub->Subscribe(&ctx, req);
   // --idle-exit: a watchdog cancels the stream when nothing came for a while.
   std::atomic<int64_t> last_activity{absl::ToUnixNanos(absl::Now())};
@@ -166,6 +169,8 @@ void AddNotificationCommands(CLI::App& app, Globals& g) {
       ->capture_default_str();
   watch->add_option("--from-seq", f->from_seq,
                     "a new consumer starts after this seq (default: from the agency's first event)");
+  watch->add_option("--replay-from", f->replay_from,
+                    "read again from this seq (events already acknowledged; at most the cursor + 1)");
   watch->add_option("--count", f->count, "exit after this many events");
   watch->add_option("--idle-exit", f->idle_exit, "exit when nothing arrives for this many seconds");
   watch->add_flag("--no-ack", f->no_ack, "print without acknowledging (they will come again)");
