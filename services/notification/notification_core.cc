@@ -373,6 +373,8 @@ absl::StatusOr<std::vector<NotificationCore::Item>> NotificationCore::Read(
   // entries are bookkeeping that is not delivered) or it is caught up.
   std::vector<Item> out;
   *last = after;
+  size_t bytes = 0;  // a batch holds at most ~4 MiB of rendered events (and at least one)
+  constexpr size_t kMaxBatchBytes = 4 << 20;
   while (true) {
     v1::ReadIndexRequest r;
     r.set_agency(std::string(agency));
@@ -382,7 +384,7 @@ absl::StatusOr<std::vector<NotificationCore::Item>> NotificationCore::Read(
     ASSIGN_OR_RETURN(v1::ReadResponse page, ledger_->ReadIndex(r));
     bool full = false;
     for (const v1::Event& e : page.events()) {
-      if (out.size() >= max) {
+      if (out.size() >= max || bytes >= kMaxBatchBytes) {
         full = true;
         break;
       }
@@ -407,6 +409,7 @@ absl::StatusOr<std::vector<NotificationCore::Item>> NotificationCore::Read(
       }
       if (item.routed) item.routed->subject = e.header().subject();
       item.notification = *std::move(n);
+      bytes += item.notification.ByteSizeLong();
       out.push_back(std::move(item));
     }
     if (full) break;
