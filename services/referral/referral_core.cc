@@ -934,12 +934,24 @@ absl::Status ReferralCore::Reroute(const State& st, absl::string_view why) {
 }
 
 absl::StatusOr<int> ReferralCore::Escalate() {
-  ASSIGN_OR_RETURN(std::vector<v1::Event> index, storage::ReadWholeStream(ledger_, kRoutingIndex));
-  std::set<std::string> open;
-  for (const v1::Event& e : index) {
-    if (e.header().type() == "RoutingOpened") open.insert(e.payload());
-    if (e.header().type() == "RoutingSettled") open.erase(e.payload());
+  absl::MutexLock lock(&escalate_mu_);
+  // The open referrals: the routing index read on from where the last pass
+  // stopped, so a pass costs what changed plus the open ones, not the whole
+  // history.
+  while (true) {
+    v1::ReadStreamRequest r;
+    r.set_stream(kRoutingIndex);
+    r.set_from_version(routing_version_ + 1);
+    r.set_include_payloads(true);
+    ASSIGN_OR_RETURN(v1::ReadResponse page, ledger_->ReadStream(r));
+    for (const v1::Event& e : page.events()) {
+      if (e.header().type() == "RoutingOpened") open_.insert(e.payload());
+      if (e.header().type() == "RoutingSettled") open_.erase(e.payload());
+      routing_version_ = e.header().stream_version();
+    }
+    if (!page.more()) break;
   }
+  const std::set<std::string> open = open_;
   const absl::Time now = clock_->Now();
   int moved = 0;
   for (const std::string& key : open) {

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "careloop/v1/referral.pb.h"
 #include "services/common/clock.h"
 #include "services/consent/consent_core.h"
@@ -135,6 +136,10 @@ class ReferralCore {
   Clock* clock_;
   ReferralOptions options_;
   trust::RpcPolicy submit_policy_, update_policy_, message_policy_;
+  // Escalation's view of routing-open, read incrementally.
+  absl::Mutex escalate_mu_;
+  std::set<std::string> open_ ABSL_GUARDED_BY(escalate_mu_);
+  uint64_t routing_version_ ABSL_GUARDED_BY(escalate_mu_) = 0;
   directory::LedgerMessageLog seen_;
 };
 
