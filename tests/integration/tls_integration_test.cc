@@ -124,6 +124,21 @@ TEST(TlsIntegration, IdentityIsTheClientCertificate) {
                                   dir.Sub("pki/ca.crt"), "--tls-cert", dir.Sub("pki/server.crt"),
                                   "--tls-key", dir.Sub("pki/server.key"), "consent", "reviews"});
   EXPECT_EQ(hub_reviews.exit_code, 0) << hub_reviews.output;
+  // Delivery and audit: the certificate says whose consumers and which
+  // compliance rights, whatever header a client sends.
+  CliResult deliveries =
+      hub.As("org.shelter", {"--dev-agency", "org.foodbank", "deliveries", "status"});
+  EXPECT_EQ(deliveries.exit_code, 0) << deliveries.output;
+  EXPECT_NE(deliveries.output.find("agency org.shelter"), std::string::npos) << deliveries.output;
+  CliResult audit = hub.As("org.shelter", {"--dev-agency", "hub", "audit", "query", "--agency",
+                                           "org.foodbank"});
+  EXPECT_EQ(audit.exit_code, 3) << audit.output;
+  EXPECT_NE(audit.output.find("agency org.shelter is neither"), std::string::npos) << audit.output;
+  EXPECT_EQ(hub.As("org.shelter", {"audit", "monitor", "--state", dir.Sub("m.state"), "--vkey",
+                                   dir.Sub("hub/keys/hub-log.vkey")})
+                .exit_code,
+            0)
+      << "any agency may monitor";
   // Revoke org.foodbank's certificate (serial 4: CA 1, server 2, hub 3).
   ASSERT_EQ(RunCli({"certs", "revoke", "--dir", dir.Sub("pki"), "--serial", "4"}).exit_code, 0);
   hub.Stop();  // the CRL directory is read when careloopd starts
