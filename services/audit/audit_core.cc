@@ -26,9 +26,9 @@ constexpr uint32_t kMaxLimit = 1000;
 // The consent trail's event types.
 const std::set<std::string>& TrailTypes() {
   static const auto* t = new std::set<std::string>{
-      "GrantConsent",      "AmendConsent",     "RevokeConsent",      "ConsentRevocationNotice",
-      "BreakGlass",        "ReviewBreakGlass", "DisclosureRecorded", "DeliveryWithheld",
-      "MergeSubjects",     "LinkIdentifier"};
+      "GrantConsent",  "AmendConsent",     "RevokeConsent",      "ConsentRevocationNotice",
+      "BreakGlass",    "ReviewBreakGlass", "DisclosureRecorded", "DeliveryWithheld",
+      "MergeSubjects", "LinkIdentifier"};
   return *t;
 }
 
@@ -40,9 +40,7 @@ std::string ToJson(const google::protobuf::Message& m) {
   return out;
 }
 
-void Strip(v1::Event* e) {
-  e->clear_payload();
-}
+void Strip(v1::Event* e) { e->clear_payload(); }
 
 // The signed envelope an event carries, if it carries one.
 std::optional<v1::Envelope> EnvelopeOf(const v1::Event& e) {
@@ -98,8 +96,8 @@ absl::Status AuditCore::Record(absl::string_view caller, absl::string_view rpc,
 }
 
 absl::StatusOr<std::vector<v1::Event>> AuditCore::SubjectEvents(absl::string_view subject_id,
-                                                               uint64_t after, bool payloads,
-                                                               size_t max, bool* more) {
+                                                                uint64_t after, bool payloads,
+                                                                size_t max, bool* more) {
   ASSIGN_OR_RETURN(consent::SubjectSet set, consent_->Subjects(subject_id));
   // Merge the members' index pages; only events up to the smallest "page
   // end" of a member with more are certainly complete in seq order.
@@ -119,8 +117,9 @@ absl::StatusOr<std::vector<v1::Event>> AuditCore::SubjectEvents(absl::string_vie
     }
     for (auto& e : *page.mutable_events()) all.push_back(std::move(e));
   }
-  std::sort(all.begin(), all.end(),
-            [](const v1::Event& a, const v1::Event& b) { return a.header().seq() < b.header().seq(); });
+  std::sort(all.begin(), all.end(), [](const v1::Event& a, const v1::Event& b) {
+    return a.header().seq() < b.header().seq();
+  });
   std::vector<v1::Event> out;
   for (auto& e : all) {
     if (e.header().seq() > complete_to) break;
@@ -223,8 +222,9 @@ absl::StatusOr<v1::AuditQueryResponse> AuditCore::Select(const v1::AuditQueryReq
   std::string consent_subject;
   if (!req.consent_id().empty()) {
     // consent-id/<id> locates the subject the consent is about.
-    ASSIGN_OR_RETURN(std::vector<v1::Event> loc,
-                     storage::ReadWholeStream(ledger_, absl::StrCat("consent-id/", req.consent_id())));
+    ASSIGN_OR_RETURN(
+        std::vector<v1::Event> loc,
+        storage::ReadWholeStream(ledger_, absl::StrCat("consent-id/", req.consent_id())));
     if (loc.empty()) return absl::NotFoundError(absl::StrCat("no consent ", req.consent_id()));
     consent_subject = loc.front().header().subject();
   }
@@ -236,18 +236,18 @@ absl::StatusOr<v1::AuditQueryResponse> AuditCore::Select(const v1::AuditQueryReq
                                                 payloads || req.include_payloads()));
       for (auto& e : s) referral_events.push_back(std::move(e));
     }
-    std::sort(referral_events.begin(), referral_events.end(),
-              [](const v1::Event& a, const v1::Event& b) {
-                return a.header().seq() < b.header().seq();
-              });
+    std::sort(
+        referral_events.begin(), referral_events.end(),
+        [](const v1::Event& a, const v1::Event& b) { return a.header().seq() < b.header().seq(); });
   }
   bool exhausted = false;
   while (resp.events_size() < static_cast<int>(limit) && !exhausted) {
     std::vector<v1::Event> page;
     bool more = false;
     if (!req.subject_id().empty() || !consent_subject.empty()) {
-      ASSIGN_OR_RETURN(page, SubjectEvents(!consent_subject.empty() ? consent_subject : req.subject_id(),
-                                           after, payloads, kMaxLimit, &more));
+      ASSIGN_OR_RETURN(
+          page, SubjectEvents(!consent_subject.empty() ? consent_subject : req.subject_id(), after,
+                              payloads, kMaxLimit, &more));
     } else if (!req.agency().empty()) {
       v1::ReadIndexRequest r;
       r.set_agency(req.agency());
@@ -345,8 +345,8 @@ absl::StatusOr<v1::TrailResponse> AuditCore::Trail(const v1::TrailRequest& req,
         t.mutable_categories()->CopyFrom(b.categories());
         t.set_purpose(b.purpose());
         t.set_reason(b.reason());
-        t.set_summary(absl::StrCat("break-glass by ", env->sender_agency(), "/",
-                                   env->actor().user_id()));
+        t.set_summary(
+            absl::StrCat("break-glass by ", env->sender_agency(), "/", env->actor().user_id()));
       } else if (type == "ReviewBreakGlass" && env) {
         v1::ReviewBreakGlass r;
         r.ParseFromString(env->payload());
@@ -364,8 +364,8 @@ absl::StatusOr<v1::TrailResponse> AuditCore::Trail(const v1::TrailRequest& req,
         t.set_consent_id(absl::StrJoin(d.consent_ids(), ","));
         t.set_break_glass_id(d.break_glass_id());
         t.set_summary(absl::StrCat(absl::StrJoin(d.categories(), ", "), " disclosed to ",
-                                   d.recipient_agency(), " (", d.record_type(), " ",
-                                   d.record_id(), ") under ", d.authority()));
+                                   d.recipient_agency(), " (", d.record_type(), " ", d.record_id(),
+                                   ") under ", d.authority()));
       } else if (type == "DeliveryWithheld") {
         t.set_recipient_agency(e.header().stream().substr(9));  // delivery/<agency>
         t.set_summary("content withheld at delivery: consent no longer permitted it");
@@ -425,9 +425,9 @@ absl::StatusOr<v1::Receipt> AuditCore::Inclusion(const v1::AuditInclusionRequest
                              caller) != page.events(0).header().agencies().end();
   if (!own && !consent_->IsCompliance(caller)) {
     // Also for a seq that does not exist: no oracle.
-    return absl::PermissionDeniedError(absl::StrCat(
-        "inclusion proofs are for an agency's own events (and for compliance); seq ", req.seq(),
-        " is not an event of ", caller));
+    return absl::PermissionDeniedError(
+        absl::StrCat("inclusion proofs are for an agency's own events (and for compliance); seq ",
+                     req.seq(), " is not an event of ", caller));
   }
   if (page.events().empty() || page.events(0).header().seq() != req.seq())
     return absl::NotFoundError(absl::StrCat("no event ", req.seq()));
@@ -459,8 +459,8 @@ absl::StatusOr<v1::ExportResponse> AuditCore::Export(const v1::ExportRequest& re
     ASSIGN_OR_RETURN(v1::AuditQueryResponse page, Select(q));
     for (const auto& e : page.events()) seqs.push_back(e.header().seq());
     if (seqs.size() > options_.max_export_events) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "more than ", options_.max_export_events, " events; export a shorter period"));
+      return absl::ResourceExhaustedError(absl::StrCat("more than ", options_.max_export_events,
+                                                       " events; export a shorter period"));
     }
     if (page.next_after_seq() == 0) break;
     q.set_after_seq(page.next_after_seq());
@@ -534,7 +534,8 @@ std::string AuditCore::FhirAuditEvent(const v1::DisclosureRecorded& d, uint64_t 
   using nlohmann::json;
   const auto [purpose_code, purpose_display] = PurposeCode(d.purpose());
   auto who = [](const std::string& id) {
-    return json{{"identifier", {{"system", "urn:careloop:agency"}, {"value", id}}}, {"display", id}};
+    return json{{"identifier", {{"system", "urn:careloop:agency"}, {"value", id}}},
+                {"display", id}};
   };
   json security = json::array();
   for (const auto& c : d.categories())
@@ -551,29 +552,28 @@ std::string AuditCore::FhirAuditEvent(const v1::DisclosureRecorded& d, uint64_t 
                      {"code", "disclosure"},
                      {"display", "Disclosure of health information to another organization"}}})},
       {"action", "R"},
-      {"recorded", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::FromUnixNanos(recorded_unix_nanos),
-                                    absl::UTCTimeZone())},
+      {"recorded", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ",
+                                    absl::FromUnixNanos(recorded_unix_nanos), absl::UTCTimeZone())},
       {"outcome", "0"},
       {"purposeOfEvent",
-       json::array({{{"coding", json::array({{{"system",
-                                               "http://terminology.hl7.org/CodeSystem/v3-ActReason"},
-                                              {"code", purpose_code},
-                                              {"display", purpose_display}}})},
-                     {"text", d.purpose()}}})},
+       json::array(
+           {{{"coding",
+              json::array({{{"system", "http://terminology.hl7.org/CodeSystem/v3-ActReason"},
+                            {"code", purpose_code},
+                            {"display", purpose_display}}})},
+             {"text", d.purpose()}}})},
       {"agent",
        json::array(
            {{{"type",
-              {{"coding",
-                json::array({{{"system", "http://dicom.nema.org/resources/ontology/DCM"},
-                              {"code", "110153"},
-                              {"display", "Source Role ID"}}})}}},
+              {{"coding", json::array({{{"system", "http://dicom.nema.org/resources/ontology/DCM"},
+                                        {"code", "110153"},
+                                        {"display", "Source Role ID"}}})}}},
              {"who", who(d.disclosing_agency())},
              {"requestor", false}},
             {{"type",
-              {{"coding",
-                json::array({{{"system", "http://dicom.nema.org/resources/ontology/DCM"},
-                              {"code", "110152"},
-                              {"display", "Destination Role ID"}}})}}},
+              {{"coding", json::array({{{"system", "http://dicom.nema.org/resources/ontology/DCM"},
+                                        {"code", "110152"},
+                                        {"display", "Destination Role ID"}}})}}},
              {"who", who(d.recipient_agency())},
              {"requestor", true}}})},
       {"source",
@@ -585,7 +585,8 @@ std::string AuditCore::FhirAuditEvent(const v1::DisclosureRecorded& d, uint64_t 
                        {"display", "Application Server"}}})}}},
       {"entity",
        json::array(
-           {{{"what", {{"identifier", {{"system", "urn:careloop:subject"}, {"value", d.subject_id()}}}}},
+           {{{"what",
+              {{"identifier", {{"system", "urn:careloop:subject"}, {"value", d.subject_id()}}}}},
              {"type",
               {{"system", "http://terminology.hl7.org/CodeSystem/audit-entity-type"},
                {"code", "1"},
@@ -602,14 +603,14 @@ std::string AuditCore::FhirAuditEvent(const v1::DisclosureRecorded& d, uint64_t 
               {{"system", "http://terminology.hl7.org/CodeSystem/audit-entity-type"},
                {"code", "2"},
                {"display", "System Object"}}},
-             {"description", absl::StrCat(d.record_type(), " sections: ",
-                                          absl::StrJoin(d.categories(), ", "))},
+             {"description",
+              absl::StrCat(d.record_type(), " sections: ", absl::StrJoin(d.categories(), ", "))},
              {"securityLabel", security},
              {"detail",
-              json::array({{{"type", "authority"}, {"valueString", d.authority()}},
-                           {{"type", "consent"},
-                            {"valueString", absl::StrJoin(d.consent_ids(), ",")}},
-                           {{"type", "ledger-seq"}, {"valueString", absl::StrCat(seq)}}})}}})},
+              json::array(
+                  {{{"type", "authority"}, {"valueString", d.authority()}},
+                   {{"type", "consent"}, {"valueString", absl::StrJoin(d.consent_ids(), ",")}},
+                   {{"type", "ledger-seq"}, {"valueString", absl::StrCat(seq)}}})}}})},
   };
   return e.dump();
 }

@@ -37,10 +37,9 @@ class AuditCore {
                                                            absl::string_view caller);
   absl::StatusOr<v1::Receipt> Inclusion(const v1::AuditInclusionRequest& req,
                                         absl::string_view caller);
-  absl::StatusOr<v1::ExportResponse> Export(const v1::ExportRequest& req,
-                                            absl::string_view caller);
-  absl::StatusOr<v1::FhirAuditEventsResponse> FhirAuditEvents(
-      const v1::FhirAuditEventsRequest& req, absl::string_view caller);
+  absl::StatusOr<v1::ExportResponse> Export(const v1::ExportRequest& req, absl::string_view caller);
+  absl::StatusOr<v1::FhirAuditEventsResponse> FhirAuditEvents(const v1::FhirAuditEventsRequest& req,
+                                                              absl::string_view caller);
 
   // One FHIR R4 AuditEvent (JSON) for a recorded disclosure.
   static std::string FhirAuditEvent(const v1::DisclosureRecorded& d, uint64_t seq,
@@ -53,9 +52,8 @@ class AuditCore {
   absl::Status Record(absl::string_view caller, absl::string_view rpc,
                       const google::protobuf::Message& request);
   // The events of a subject (every merged id), in seq order, after `after`.
-  absl::StatusOr<std::vector<v1::Event>> SubjectEvents(absl::string_view subject_id,
-                                                       uint64_t after, bool payloads,
-                                                       size_t max, bool* more);
+  absl::StatusOr<std::vector<v1::Event>> SubjectEvents(absl::string_view subject_id, uint64_t after,
+                                                       bool payloads, size_t max, bool* more);
   // The first seq committed at or after `t` (binary search on commit times).
   absl::StatusOr<uint64_t> FirstSeqAt(int64_t unix_nanos);
 

@@ -45,22 +45,25 @@ class ExportReactor final : public grpc::ServerWriteReactor<v1::BundleLine> {
 grpc::ServerUnaryReactor* AuditGrpcService::Query(grpc::CallbackServerContext* ctx,
                                                   const v1::AuditQueryRequest* req,
                                                   v1::AuditQueryResponse* resp) {
-  return FinishUnaryOn(&pool_, ctx, absl::OkStatus(), resp,
-                       [this, req, c = CallerIdentity(*ctx, tls_)] { return core_->Query(*req, c); });
+  return FinishUnaryOn(
+      &pool_, ctx, absl::OkStatus(), resp,
+      [this, req, c = CallerIdentity(*ctx, tls_)] { return core_->Query(*req, c); });
 }
 
 grpc::ServerUnaryReactor* AuditGrpcService::Trail(grpc::CallbackServerContext* ctx,
                                                   const v1::TrailRequest* req,
                                                   v1::TrailResponse* resp) {
-  return FinishUnaryOn(&pool_, ctx, absl::OkStatus(), resp,
-                       [this, req, c = CallerIdentity(*ctx, tls_)] { return core_->Trail(*req, c); });
+  return FinishUnaryOn(
+      &pool_, ctx, absl::OkStatus(), resp,
+      [this, req, c = CallerIdentity(*ctx, tls_)] { return core_->Trail(*req, c); });
 }
 
 grpc::ServerUnaryReactor* AuditGrpcService::Report(grpc::CallbackServerContext* ctx,
                                                    const v1::DisclosureReportRequest* req,
                                                    v1::DisclosureReportResponse* resp) {
-  return FinishUnaryOn(&pool_, ctx, absl::OkStatus(), resp,
-                       [this, req, c = CallerIdentity(*ctx, tls_)] { return core_->Report(*req, c); });
+  return FinishUnaryOn(
+      &pool_, ctx, absl::OkStatus(), resp,
+      [this, req, c = CallerIdentity(*ctx, tls_)] { return core_->Report(*req, c); });
 }
 
 grpc::ServerUnaryReactor* AuditGrpcService::Head(grpc::CallbackServerContext* ctx,
@@ -84,18 +87,17 @@ grpc::ServerUnaryReactor* AuditGrpcService::Inclusion(grpc::CallbackServerContex
                      [&] { return core_->Inclusion(*req, CallerIdentity(*ctx, tls_)); });
 }
 
-grpc::ServerWriteReactor<v1::BundleLine>* AuditGrpcService::Export(
-    grpc::CallbackServerContext* ctx, const v1::ExportRequest* req) {
+grpc::ServerWriteReactor<v1::BundleLine>* AuditGrpcService::Export(grpc::CallbackServerContext* ctx,
+                                                                   const v1::ExportRequest* req) {
   return new ExportReactor(&pool_, core_, *req, CallerIdentity(*ctx, tls_));
 }
 
 grpc::ServerUnaryReactor* AuditGrpcService::FhirAuditEvents(grpc::CallbackServerContext* ctx,
                                                             const v1::FhirAuditEventsRequest* req,
                                                             v1::FhirAuditEventsResponse* resp) {
-  return FinishUnaryOn(&pool_, ctx, absl::OkStatus(), resp,
-                       [this, req, c = CallerIdentity(*ctx, tls_)] {
-                         return core_->FhirAuditEvents(*req, c);
-                       });
+  return FinishUnaryOn(
+      &pool_, ctx, absl::OkStatus(), resp,
+      [this, req, c = CallerIdentity(*ctx, tls_)] { return core_->FhirAuditEvents(*req, c); });
 }
 
 }  // namespace careloop::audit

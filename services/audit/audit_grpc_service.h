@@ -20,8 +20,8 @@ class AuditGrpcService final : public v1::AuditService::CallbackService {
   grpc::ServerUnaryReactor* Report(grpc::CallbackServerContext* ctx,
                                    const v1::DisclosureReportRequest* req,
                                    v1::DisclosureReportResponse* resp) override;
-  grpc::ServerUnaryReactor* Head(grpc::CallbackServerContext* ctx,
-                                 const v1::AuditHeadRequest* req, v1::SignedHead* resp) override;
+  grpc::ServerUnaryReactor* Head(grpc::CallbackServerContext* ctx, const v1::AuditHeadRequest* req,
+                                 v1::SignedHead* resp) override;
   grpc::ServerUnaryReactor* Consistency(grpc::CallbackServerContext* ctx,
                                         const v1::AuditConsistencyRequest* req,
                                         v1::AuditConsistencyResponse* resp) override;

@@ -8,8 +8,8 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "services/common/sha256.h"
 #include "services/trust/ed25519.h"
 #include "services/trust/envelope.h"
@@ -20,11 +20,13 @@ namespace careloop::audit {
 
 bool CarriesEnvelope(absl::string_view type) {
   static const auto* types = new std::set<std::string, std::less<>>{
-      "ReferralSubmitted", "StatusChanged",     "ThreadMessage",    "GrantConsent",
-      "AmendConsent",      "RevokeConsent",     "LinkIdentifier",   "MergeSubjects",
-      "BreakGlass",        "ReviewBreakGlass",  "SetWebhook",       "ReplayDeadLetters",
-      "RegisterAgency",    "UpdateAgencyProfile", "SetAgencyStatus", "AddAgencyKey",
-      "RevokeAgencyKey",   "SetActor",          "RemoveActor",      "ReportCapacity"};
+      "ReferralSubmitted", "StatusChanged",       "ThreadMessage",
+      "GrantConsent",      "AmendConsent",        "RevokeConsent",
+      "LinkIdentifier",    "MergeSubjects",       "BreakGlass",
+      "ReviewBreakGlass",  "SetWebhook",          "ReplayDeadLetters",
+      "RegisterAgency",    "UpdateAgencyProfile", "SetAgencyStatus",
+      "AddAgencyKey",      "RevokeAgencyKey",     "SetActor",
+      "RemoveActor",       "ReportCapacity"};
   return types->contains(type);
 }
 
@@ -84,7 +86,8 @@ BundleReport VerifyBundle(const v1::ExportResponse& bundle, const storage::NoteV
   // Keys first (they come last in the file).
   std::map<std::pair<std::string, std::string>, v1::BundleKey> keys;
   for (const auto& l : lines)
-    if (l.line_case() == v1::BundleLine::kKey) keys[{l.key().agency_id(), l.key().key_id()}] = l.key();
+    if (l.line_case() == v1::BundleLine::kKey)
+      keys[{l.key().agency_id(), l.key().key_id()}] = l.key();
 
   struct Seen {
     size_t line;
@@ -121,10 +124,12 @@ BundleReport VerifyBundle(const v1::ExportResponse& bundle, const storage::NoteV
                    absl::StrCat("the payload of seq ", h.seq(), " does not match its digest"));
       }
       if (CarriesEnvelope(h.type())) {
-        absl::StatusOr<v1::Envelope> env = trust::ParseEnvelope(e.payload(), trust::EnvelopeLimits());
+        absl::StatusOr<v1::Envelope> env =
+            trust::ParseEnvelope(e.payload(), trust::EnvelopeLimits());
         if (!env.ok()) {
-          return Bad(r, line_no, h.seq(),
-                     absl::StrCat("seq ", h.seq(), " should hold an envelope: ", env.status().message()));
+          return Bad(
+              r, line_no, h.seq(),
+              absl::StrCat("seq ", h.seq(), " should hold an envelope: ", env.status().message()));
         }
         auto k = keys.find({env->sender_agency(), env->key_id()});
         if (k == keys.end()) {
@@ -137,7 +142,8 @@ BundleReport VerifyBundle(const v1::ExportResponse& bundle, const storage::NoteV
         const bool valid = t >= bk.not_before_unix_nanos() &&
                            (bk.not_after_unix_nanos() == 0 || t < bk.not_after_unix_nanos()) &&
                            (bk.revoked_unix_nanos() == 0 || t < bk.revoked_unix_nanos());
-        absl::StatusOr<trust::Ed25519PublicKey> pub = trust::Ed25519PublicKey::FromRaw(bk.public_key());
+        absl::StatusOr<trust::Ed25519PublicKey> pub =
+            trust::Ed25519PublicKey::FromRaw(bk.public_key());
         if (!valid || !pub.ok() || !pub->Verify(trust::SigningInput(*env), env->signature())) {
           return Bad(r, line_no, h.seq(),
                      absl::StrCat("the envelope in seq ", h.seq(), " does not verify with key ",

@@ -19,13 +19,13 @@ absl::StatusOr<v1::ExportResponse> ParseBundle(absl::string_view jsonl);
 
 struct BundleReport {
   bool ok = false;
-  size_t bad_line = 0;       // 1-based; 0 when ok
-  uint64_t bad_seq = 0;      // the event at that line, if any
-  std::string problem;       // for people
-  uint64_t events = 0;       // events checked
-  uint64_t envelopes = 0;    // envelope signatures checked
-  uint64_t tree_size = 0;    // of the bundle's head
-  std::string query;         // what the export was for
+  size_t bad_line = 0;     // 1-based; 0 when ok
+  uint64_t bad_seq = 0;    // the event at that line, if any
+  std::string problem;     // for people
+  uint64_t events = 0;     // events checked
+  uint64_t envelopes = 0;  // envelope signatures checked
+  uint64_t tree_size = 0;  // of the bundle's head
+  std::string query;       // what the export was for
 };
 
 // Checks, in order: the head's signature (by `key`), every event's inclusion
@@ -46,8 +46,8 @@ struct MonitorState {
 };
 struct MonitorResult {
   bool ok = false;
-  std::string problem;     // for people: names both heads
-  MonitorState next;       // what to keep when ok
+  std::string problem;  // for people: names both heads
+  MonitorState next;    // what to keep when ok
 };
 // Checks a new head against the last one: the signature (a head signed by
 // another key is forged), the log id (a different log), the size (smaller:

@@ -257,8 +257,9 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
       "a webhook failing this long is disabled [notification.webhook_disable_after]");
   auto* o_wkey = app.add_option("--webhook-key", flags.webhook_key,
                                 "the key that signs webhooks (PEM) [notification.webhook_key]");
-  auto* o_dwindow = app.add_option("--delivery-window", flags.delivery_window,
-                                  "events sent and unacknowledged per consumer [notification.window]");
+  auto* o_dwindow =
+      app.add_option("--delivery-window", flags.delivery_window,
+                     "events sent and unacknowledged per consumer [notification.window]");
   auto* o_admin_pub =
       app.add_option("--admin-public-key", flags.admin_public_key,
                      "the hub admin's public key (PEM), production [directory.admin_public_key]");

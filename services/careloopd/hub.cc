@@ -87,8 +87,9 @@ absl::StatusOr<trust::Ed25519PrivateKey> HubKey(const HubConfig& config, const s
                                                 const std::string& what, bool* generated) {
   if (config.tls() && !fs::exists(path)) {
     return absl::FailedPreconditionError(absl::StrCat(
-        what, " ", path, " does not exist; in production create it first (careloop keys generate --out ",
-        path, ")"));
+        what, " ", path,
+        " does not exist; in production create it first (careloop keys generate --out ", path,
+        ")"));
   }
   std::error_code ec;
   fs::create_directories(fs::path(path).parent_path(), ec);

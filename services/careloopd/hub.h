@@ -10,12 +10,12 @@
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
+#include "services/audit/audit_grpc_service.h"
 #include "services/careloopd/config.h"
 #include "services/consent/consent_grpc_service.h"
 #include "services/directory/directory_grpc_service.h"
 #include "services/ledger/ledger_grpc_service.h"
 #include "services/ledger/remote_ledger.h"
-#include "services/audit/audit_grpc_service.h"
 #include "services/notification/notification_grpc_service.h"
 #include "services/referral/referral_grpc_service.h"
 #include "services/trust/head_signer.h"

@@ -14,14 +14,14 @@ namespace careloop::notification {
 // memory: after a restart a consumer resumes after its cursor.
 struct ConsumerState {
   std::string agency, name;
-  uint64_t cursor = 0;         // acknowledged up to (durable)
-  uint64_t position = 0;       // the next read starts after this seq
-  uint64_t delivered_max = 0;  // the highest seq sent on a stream
+  uint64_t cursor = 0;                    // acknowledged up to (durable)
+  uint64_t position = 0;                  // the next read starts after this seq
+  uint64_t delivered_max = 0;             // the highest seq sent on a stream
   std::map<uint64_t, uint32_t> attempts;  // seq > cursor -> times sent
   // Referrals received, not yet acknowledged.
   std::map<uint64_t, NotificationCore::RoutedReferral> routed;
-  absl::Time last_progress;           // the last ack, or the first send after it
-  uint64_t generation = 0;            // the current subscription's; 0: none
+  absl::Time last_progress;  // the last ack, or the first send after it
+  uint64_t generation = 0;   // the current subscription's; 0: none
   int64_t last_ack = 0;
 };
 
@@ -168,8 +168,8 @@ absl::StatusOr<v1::CreateConsumerResponse> NotificationCore::CreateConsumer(
       return resp;
     }
     if (existing.size() >= options_.max_consumers_per_agency) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("agency ", agency, " has ", existing.size(), " consumers, the most allowed"));
+      return absl::ResourceExhaustedError(absl::StrCat("agency ", agency, " has ", existing.size(),
+                                                       " consumers, the most allowed"));
     }
     ASSIGN_OR_RETURN(v1::SignedHead head, ledger_->Head(0));
     if (req.start_after_seq() > head.tree_size()) {
@@ -268,9 +268,9 @@ absl::StatusOr<std::unique_ptr<NotificationCore::Subscription>> NotificationCore
   absl::MutexLock lock(&mu_);
   if (stopped_) return absl::UnavailableError("the notification service is stopping");
   if (req.from_seq() > c->cursor + 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "from_seq ", req.from_seq(), " is past consumer ", c->name, "'s cursor + 1 (",
-        c->cursor + 1, "); to skip events, acknowledge them"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("from_seq ", req.from_seq(), " is past consumer ", c->name, "'s cursor + 1 (",
+                     c->cursor + 1, "); to skip events, acknowledge them"));
   }
   if (subscriptions_ >= options_.max_subscriptions) {
     return absl::ResourceExhaustedError(
@@ -338,7 +338,8 @@ absl::StatusOr<std::vector<v1::Notification>> NotificationCore::Subscription::Ne
           absl::StrCat("consumer ", c->name, " was taken over by a newer subscription"));
     }
     const uint32_t in_flight = InFlight(*c);
-    if (in_flight >= core->options_.window || !core->HasWork(*c)) return std::vector<v1::Notification>();
+    if (in_flight >= core->options_.window || !core->HasWork(*c))
+      return std::vector<v1::Notification>();
     after = c->position;
     room = core->options_.window - in_flight;
   }
@@ -396,8 +397,8 @@ absl::StatusOr<std::vector<NotificationCore::Item>> NotificationCore::Read(
         // Never a poison event: the agency still learns that something
         // happened (and its seq, to ask for it), without the content.
         log::Error("notification.render_failed", {{"agency", std::string(agency)},
-                                                   {"seq", e.header().seq()},
-                                                   {"cause", std::string(n.status().message())}});
+                                                  {"seq", e.header().seq()},
+                                                  {"cause", std::string(n.status().message())}});
         v1::Notification bare;
         bare.set_seq(e.header().seq());
         bare.set_type(e.header().type());
@@ -442,9 +443,10 @@ absl::StatusOr<uint64_t> NotificationCore::Latest(absl::string_view agency, uint
   return latest;
 }
 
-absl::StatusOr<v1::Notification> NotificationCore::Render(
-    const v1::Event& e, absl::string_view agency, absl::string_view consumer,
-    std::optional<RoutedReferral>* routed) {
+absl::StatusOr<v1::Notification> NotificationCore::Render(const v1::Event& e,
+                                                          absl::string_view agency,
+                                                          absl::string_view consumer,
+                                                          std::optional<RoutedReferral>* routed) {
   const v1::EventHeader& h = e.header();
   v1::Notification n;
   n.set_seq(h.seq());
@@ -462,7 +464,8 @@ absl::StatusOr<v1::Notification> NotificationCore::Render(
   if (type == "ReferralRouted") {
     v1::ReferralRouted r;
     if (!r.ParseFromString(e.payload())) {
-      return absl::DataLossError(absl::StrCat("event ", h.seq(), " (ReferralRouted) does not parse"));
+      return absl::DataLossError(
+          absl::StrCat("event ", h.seq(), " (ReferralRouted) does not parse"));
     }
     const std::string sender = referral.substr(0, referral.find('/'));
     if (agency == r.recipient_agency()) {
@@ -563,9 +566,8 @@ absl::StatusOr<v1::AckResponse> NotificationCore::Ack(const v1::AckRequest& req,
       // The recipient now has these referrals: delivered, for their senders.
       for (auto it = c->routed.upper_bound(c->cursor);
            it != c->routed.end() && it->first <= req.up_to_seq(); ++it) {
-        *append.add_events() =
-            referral::ReferralCore::DeliveredEvent(it->second.referral, it->second.delivered,
-                                                   it->second.subject);
+        *append.add_events() = referral::ReferralCore::DeliveredEvent(
+            it->second.referral, it->second.delivered, it->second.subject);
       }
     }
     v1::CursorUpdate* u = append.add_cursor_updates();

@@ -15,8 +15,8 @@
 //
 // Memory: per consumer at most `window` sent-but-unacknowledged events
 // tracked, one batch of rendered events (at most `window` and ~4 MiB) and
-// the one being written; a slow consumer waits on its own stream and never slows the ledger or other
-// consumers (one tail of the ledger's headers wakes every subscription).
+// the one being written; a slow consumer waits on its own stream and never slows the ledger or
+// other consumers (one tail of the ledger's headers wakes every subscription).
 #pragma once
 
 #include <map>

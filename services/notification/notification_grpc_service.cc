@@ -117,23 +117,22 @@ grpc::ServerUnaryReactor* NotificationGrpcService::Ack(grpc::CallbackServerConte
                                                        const v1::AckRequest* req,
                                                        v1::AckResponse* resp) {
   absl::StatusOr<std::string> agency = Agency(*ctx);
-  return FinishUnaryOn(&pool_, ctx, agency.status(), resp, [this, req, a = agency.value_or("")] {
-    return core_->Ack(*req, a);
-  });
+  return FinishUnaryOn(&pool_, ctx, agency.status(), resp,
+                       [this, req, a = agency.value_or("")] { return core_->Ack(*req, a); });
 }
 
 grpc::ServerUnaryReactor* NotificationGrpcService::Status(grpc::CallbackServerContext* ctx,
                                                           const v1::DeliveryStatusRequest*,
                                                           v1::DeliveryStatusResponse* resp) {
   absl::StatusOr<std::string> agency = Agency(*ctx);
-  return FinishUnaryOn(&pool_, ctx, agency.status(), resp,
-                       [this, a = agency.value_or("")]() -> absl::StatusOr<v1::DeliveryStatusResponse> {
-                         ASSIGN_OR_RETURN(v1::DeliveryStatusResponse r, core_->Status(a));
-                         ASSIGN_OR_RETURN(std::optional<v1::WebhookStatus> w,
-                                          webhooks_->Status(a));
-                         if (w) *r.mutable_webhook() = *std::move(w);
-                         return r;
-                       });
+  return FinishUnaryOn(
+      &pool_, ctx, agency.status(), resp,
+      [this, a = agency.value_or("")]() -> absl::StatusOr<v1::DeliveryStatusResponse> {
+        ASSIGN_OR_RETURN(v1::DeliveryStatusResponse r, core_->Status(a));
+        ASSIGN_OR_RETURN(std::optional<v1::WebhookStatus> w, webhooks_->Status(a));
+        if (w) *r.mutable_webhook() = *std::move(w);
+        return r;
+      });
 }
 
 grpc::ServerUnaryReactor* NotificationGrpcService::SubmitWebhookChange(
@@ -164,8 +163,9 @@ grpc::ServerUnaryReactor* NotificationGrpcService::TestWebhook(grpc::CallbackSer
 grpc::ServerUnaryReactor* NotificationGrpcService::WebhookKey(grpc::CallbackServerContext* ctx,
                                                               const v1::WebhookKeyRequest*,
                                                               v1::WebhookKeyResponse* resp) {
-  return FinishUnary(ctx, absl::OkStatus(), resp,
-                     [this]() -> absl::StatusOr<v1::WebhookKeyResponse> { return webhooks_->Key(); });
+  return FinishUnary(
+      ctx, absl::OkStatus(), resp,
+      [this]() -> absl::StatusOr<v1::WebhookKeyResponse> { return webhooks_->Key(); });
 }
 
 }  // namespace careloop::notification

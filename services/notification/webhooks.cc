@@ -131,9 +131,8 @@ std::string Webhooks::CursorName(absl::string_view agency) {
 }
 
 Webhooks::Webhooks(storage::Ledger* ledger, NotificationCore* notes,
-                   directory::DirectoryState* directory, Clock* clock,
-                   trust::Ed25519PrivateKey key, std::unique_ptr<HttpPoster> http,
-                   WebhookOptions options)
+                   directory::DirectoryState* directory, Clock* clock, trust::Ed25519PrivateKey key,
+                   std::unique_ptr<HttpPoster> http, WebhookOptions options)
     : ledger_(ledger),
       notes_(notes),
       directory_(directory),
@@ -171,8 +170,8 @@ absl::StatusOr<v1::AppendRequest> Webhooks::Plan(const trust::VerifiedEnvelope& 
     agency = static_cast<const v1::ReplayDeadLetters&>(*v.payload).agency_id();
   }
   if (e.sender_agency() != agency && e.sender_agency() != directory::kHubAgency) {
-    return absl::PermissionDeniedError(absl::StrCat("agency ", e.sender_agency(),
-                                                    " may not change the webhook of ", agency));
+    return absl::PermissionDeniedError(
+        absl::StrCat("agency ", e.sender_agency(), " may not change the webhook of ", agency));
   }
   if (!directory_->Get(agency).has_value())
     return absl::NotFoundError(absl::StrCat("no agency ", agency));
@@ -201,24 +200,23 @@ absl::StatusOr<v1::AppendRequest> Webhooks::Plan(const trust::VerifiedEnvelope& 
     absl::MutexLock run(&run_mu_);
     RETURN_IF_ERROR(Refresh(st));
     bool overlaps = false;
-    for (const auto& d : st->dead) overlaps |= r.from_seq() <= d.to_seq() && r.to_seq() >= d.from_seq();
+    for (const auto& d : st->dead)
+      overlaps |= r.from_seq() <= d.to_seq() && r.to_seq() >= d.from_seq();
     if (r.from_seq() == 0 || r.from_seq() > r.to_seq() || !overlaps) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "replay [", r.from_seq(), ", ", r.to_seq(), "] names no dead-lettered events of ",
-          agency, " (careloop deliveries dead lists them)"));
+      return absl::InvalidArgumentError(absl::StrCat("replay [", r.from_seq(), ", ", r.to_seq(),
+                                                     "] names no dead-lettered events of ", agency,
+                                                     " (careloop deliveries dead lists them)"));
     }
   }
   return req;
 }
 
 absl::StatusOr<v1::SubmitEnvelopeResponse> Webhooks::Submit(absl::string_view envelope) {
-  ASSIGN_OR_RETURN(directory::Accepted a,
-                   directory::AcceptSigned(envelope, policy_, *directory_, seen_, ledger_,
-                                           clock_->Now(),
-                                           [&](const trust::VerifiedEnvelope& v,
-                                               absl::string_view b, absl::Time) {
-                                             return Plan(v, b);
-                                           }));
+  ASSIGN_OR_RETURN(
+      directory::Accepted a,
+      directory::AcceptSigned(envelope, policy_, *directory_, seen_, ledger_, clock_->Now(),
+                              [&](const trust::VerifiedEnvelope& v, absl::string_view b,
+                                  absl::Time) { return Plan(v, b); }));
   v1::SubmitEnvelopeResponse resp;
   ASSIGN_OR_RETURN(*resp.mutable_receipt(), ledger_->GetReceipt(a.change_seq));
   return resp;
@@ -283,9 +281,10 @@ absl::Status Webhooks::Refresh(State* st) {
         range.set_from_seq(d.dead_from_seq());
         range.set_to_seq(d.dead_to_seq());
         range.set_dead_unix_nanos(at);
-        range.set_reason(absl::StrCat("endpoint failing since ",
-                                      absl::FormatTime(absl::FromUnixNanos(d.failing_since_unix_nanos())),
-                                      ": ", d.last_error()));
+        range.set_reason(
+            absl::StrCat("endpoint failing since ",
+                         absl::FormatTime(absl::FromUnixNanos(d.failing_since_unix_nanos())), ": ",
+                         d.last_error()));
         st->dead.push_back(range);
       } else if (type == "ReplayDeadLetters") {
         ASSIGN_OR_RETURN(v1::ReplayDeadLetters rd, SignedPayload<v1::ReplayDeadLetters>(e));
@@ -311,10 +310,11 @@ absl::Status Webhooks::Refresh(State* st) {
   return absl::OkStatus();
 }
 
-absl::Status Webhooks::Append(v1::AppendRequest req) { return ledger_->Append(std::move(req)).status(); }
+absl::Status Webhooks::Append(v1::AppendRequest req) {
+  return ledger_->Append(std::move(req)).status();
+}
 
-absl::StatusOr<HttpResult> Webhooks::PostNotification(const std::string& url,
-                                                      const std::string& id,
+absl::StatusOr<HttpResult> Webhooks::PostNotification(const std::string& url, const std::string& id,
                                                       const v1::Notification& n) {
   const std::string body = Json(n);
   const int64_t ts = absl::ToUnixSeconds(clock_->Now());
@@ -379,9 +379,8 @@ absl::Status Webhooks::Deliver(State* st, int* posts) {
     ev->set_type("DeadLettersReplayed");
     ev->set_payload(done.SerializeAsString());
     RETURN_IF_ERROR(Append(std::move(req)));
-    log::Info("webhook.replayed", {{"agency", st->agency},
-                                   {"from_seq", replay->from},
-                                   {"to_seq", replay->to}});
+    log::Info("webhook.replayed",
+              {{"agency", st->agency}, {"from_seq", replay->from}, {"to_seq", replay->to}});
     return Refresh(st);
   }
   if (items.empty()) return absl::OkStatus();
@@ -400,7 +399,8 @@ absl::Status Webhooks::Deliver(State* st, int* posts) {
       u->set_expected_position(st->cursor);
       if (items[0].routed) {
         const auto& r = *items[0].routed;
-        *req.add_events() = referral::ReferralCore::DeliveredEvent(r.referral, r.delivered, r.subject);
+        *req.add_events() =
+            referral::ReferralCore::DeliveredEvent(r.referral, r.delivered, r.subject);
       }
     }
     if (st->failing_since != 0) {

@@ -48,8 +48,8 @@ std::unique_ptr<HttpPoster> NewCurlPoster();
 
 struct WebhookOptions {
   // Waits after the 1st, 2nd, ... failure of a streak (the last repeats).
-  std::vector<absl::Duration> schedule = {absl::Seconds(5),  absl::Minutes(5), absl::Minutes(30),
-                                          absl::Hours(2),    absl::Hours(5),   absl::Hours(10),
+  std::vector<absl::Duration> schedule = {absl::Seconds(5), absl::Minutes(5), absl::Minutes(30),
+                                          absl::Hours(2),   absl::Hours(5),   absl::Hours(10),
                                           absl::Hours(10)};
   // A streak longer than this disables the endpoint.
   absl::Duration disable_after = absl::Hours(72);

@@ -73,8 +73,8 @@ struct ReferralCore::State {
   uint32_t attempt = 0;
   bool unassigned = false;
   v1::StatusReason last_reason;
-  int64_t viewed_at = 0;     // by the current recipient
-  int64_t delivered_at = 0;  // to the current recipient
+  int64_t viewed_at = 0;        // by the current recipient
+  int64_t delivered_at = 0;     // to the current recipient
   uint32_t warned_attempt = 0;  // the routing attempt a deadline warning was sent for
 };
 

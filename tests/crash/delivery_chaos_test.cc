@@ -35,12 +35,25 @@ namespace careloop::testing {
 namespace {
 
 // The test's own statement of what is delivered (docs/API.md).
-const std::set<std::string> kDelivered = {
-    "ReferralRouted",   "StatusChanged",      "ReferralViewed",          "ReferralDelivered",
-    "ReferralUnassigned", "ThreadMessage",    "ConsentRevocationNotice", "BreakGlassInvoked",
-    "ReviewBreakGlass", "RegisterAgency",     "UpdateAgencyProfile",     "SetAgencyStatus",
-    "AddAgencyKey",     "RevokeAgencyKey",    "SetActor",                "RemoveActor",
-    "ReportCapacity",   "WebhookDisabled",  "ReferralDeadlineWarning"};
+const std::set<std::string> kDelivered = {"ReferralRouted",
+                                          "StatusChanged",
+                                          "ReferralViewed",
+                                          "ReferralDelivered",
+                                          "ReferralUnassigned",
+                                          "ThreadMessage",
+                                          "ConsentRevocationNotice",
+                                          "BreakGlassInvoked",
+                                          "ReviewBreakGlass",
+                                          "RegisterAgency",
+                                          "UpdateAgencyProfile",
+                                          "SetAgencyStatus",
+                                          "AddAgencyKey",
+                                          "RevokeAgencyKey",
+                                          "SetActor",
+                                          "RemoveActor",
+                                          "ReportCapacity",
+                                          "WebhookDisabled",
+                                          "ReferralDeadlineWarning"};
 
 struct Agency {
   std::string id, kind, role;
@@ -124,7 +137,8 @@ class Consumer {
     grpc::Status st = stub->Ack(&ctx, req, &resp);
     if (!st.ok()) {
       if (!Retryable(st)) {
-        violations_.push_back(absl::StrCat(agency_, ": ack ", seq, " refused: ", st.error_message()));
+        violations_.push_back(
+            absl::StrCat(agency_, ": ack ", seq, " refused: ", st.error_message()));
       }
       return false;
     }
@@ -219,10 +233,22 @@ TEST(DeliveryChaos, EveryAgencyGetsEverythingItIsEntitledToInOrder) {
   for (Agency& a : agencies) {
     const std::string pem = dir.Sub(a.id + ".pem");
     ASSERT_EQ(RunCli({"keys", "generate", "--out", pem}).exit_code, 0);
-    std::vector<std::string> reg = {"agency",       "register", "--sign-key",          admin_key,
-                                    "--id",         a.id,       "--name",              a.id,
-                                    "--kind",       a.kind,     "--agency-role",       a.role,
-                                    "--agency-public-key",      pem,  "--admin-user", "u-admin"};
+    std::vector<std::string> reg = {"agency",
+                                    "register",
+                                    "--sign-key",
+                                    admin_key,
+                                    "--id",
+                                    a.id,
+                                    "--name",
+                                    a.id,
+                                    "--kind",
+                                    a.kind,
+                                    "--agency-role",
+                                    a.role,
+                                    "--agency-public-key",
+                                    pem,
+                                    "--admin-user",
+                                    "u-admin"};
     if (a.role == "receiver") reg = Concat(reg, {"--service", "food-insecurity"});
     CliResult r = CliAt(address, reg);
     ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -423,8 +449,8 @@ TEST(DeliveryChaos, EveryAgencyGetsEverythingItIsEntitledToInOrder) {
         // The next one in the agency's order (skipping only what was
         // acknowledged meanwhile), or a go-back-N resend (an earlier,
         // unacknowledged one, sent again).
-        const bool next = it->second > prev_pos &&
-                          (it->second == prev_pos + 1 || want[it->second - 1] <= r.acked_when_received);
+        const bool next = it->second > prev_pos && (it->second == prev_pos + 1 ||
+                                                    want[it->second - 1] <= r.acked_when_received);
         const bool go_back = it->second <= prev_pos && r.attempt > 1;
         EXPECT_TRUE(next || go_back)
             << id << ": within one stream, seq " << r.seq << " (attempt " << r.attempt
@@ -434,8 +460,8 @@ TEST(DeliveryChaos, EveryAgencyGetsEverythingItIsEntitledToInOrder) {
       prev_pos = it->second;
     }
     EXPECT_EQ(got.size(), want.size()) << id << " missed events";
-    std::cout << id << ": " << want.size() << " events, " << c.received().size()
-              << " deliveries (" << duplicates << " again after missing acks or restarts, " << raced
+    std::cout << id << ": " << want.size() << " events, " << c.received().size() << " deliveries ("
+              << duplicates << " again after missing acks or restarts, " << raced
               << " of them resends that crossed an ack)\n";
   }
   std::cout << "referrals " << sent.load() << ", accepted " << accepted.load() << ", hub killed "

@@ -7,8 +7,8 @@
 #include <signal.h>
 
 #include <fstream>
-#include <sstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "absl/strings/escaping.h"
 #include "services/trust/ed25519.h"
@@ -205,8 +205,9 @@ void RunReferralScenario(const Hubs& hubs, const TempDir& dir) {
     }
     return out;
   };
-  CliResult food = At(hubs.notification,
-                      {"--json", "watch", "--consumer", "main", "--idle-exit", "1"}, "org.foodbank");
+  CliResult food =
+      At(hubs.notification, {"--json", "watch", "--consumer", "main", "--idle-exit", "1"},
+         "org.foodbank");
   ASSERT_EQ(food.exit_code, 0) << food.output;
   EXPECT_EQ(kinds(food.output, "org.stmarys/r-1001"),
             (std::vector<std::string>{"referral.received", "referral.message", "referral.status",
@@ -215,8 +216,8 @@ void RunReferralScenario(const Hubs& hubs, const TempDir& dir) {
   EXPECT_NE(food.output.find("directory.changed"), std::string::npos) << "its registration";
   EXPECT_EQ(food.output.find("PHQ-9"), std::string::npos) << "withheld content leaked";
   // The ack moved its cursor: a second run has nothing new.
-  CliResult again_food = At(hubs.notification, {"watch", "--consumer", "main", "--idle-exit", "1"},
-                            "org.foodbank");
+  CliResult again_food =
+      At(hubs.notification, {"watch", "--consumer", "main", "--idle-exit", "1"}, "org.foodbank");
   ASSERT_EQ(again_food.exit_code, 0) << again_food.output;
   EXPECT_NE(again_food.output.find("consumer main resumes after seq"), std::string::npos)
       << again_food.output;
@@ -227,13 +228,13 @@ void RunReferralScenario(const Hubs& hubs, const TempDir& dir) {
   EXPECT_NE(status.output.find("main  acked"), std::string::npos) << status.output;
   EXPECT_NE(status.output.find("lag 0"), std::string::npos) << status.output;
   // The hospital learns every step, including that the food bank got it.
-  CliResult hospital = At(hubs.notification,
-                          {"--json", "watch", "--consumer", "main", "--idle-exit", "1"},
-                          "org.stmarys");
+  CliResult hospital =
+      At(hubs.notification, {"--json", "watch", "--consumer", "main", "--idle-exit", "1"},
+         "org.stmarys");
   ASSERT_EQ(hospital.exit_code, 0) << hospital.output;
   std::vector<std::string> told = kinds(hospital.output, "org.stmarys/r-1001");
-  for (const char* k : {"referral.routed", "referral.delivered", "referral.viewed",
-                        "referral.status"}) {
+  for (const char* k :
+       {"referral.routed", "referral.delivered", "referral.viewed", "referral.status"}) {
     EXPECT_NE(std::find(told.begin(), told.end(), k), told.end()) << k << "\n" << hospital.output;
   }
   CliResult shown_after =
@@ -273,17 +274,16 @@ void RunReferralScenario(const Hubs& hubs, const TempDir& dir) {
   for (const char* step : {"GrantConsent", "DisclosureRecorded"}) {
     EXPECT_NE(trail.output.find(step), std::string::npos) << step << "\n" << trail.output;
   }
-  CliResult q = At(hubs.audit, {"audit", "query", "--referral", "org.stmarys/r-1001", "--type",
-                                "StatusChanged"},
-                   "hub");
+  CliResult q =
+      At(hubs.audit,
+         {"audit", "query", "--referral", "org.stmarys/r-1001", "--type", "StatusChanged"}, "hub");
   ASSERT_EQ(q.exit_code, 0) << q.output;
   EXPECT_NE(q.output.find("StatusChanged"), std::string::npos) << q.output;
   // An export bundle checks out offline with only the hub's verifier key, and
   // one altered character is found by line.
   const std::string bundle = dir.Sub("bundle.jsonl");
-  CliResult exported = At(hubs.audit,
-                          {"audit", "export", "--subject", subject, "--payloads", "--out", bundle},
-                          "hub");
+  CliResult exported = At(
+      hubs.audit, {"audit", "export", "--subject", subject, "--payloads", "--out", bundle}, "hub");
   ASSERT_EQ(exported.exit_code, 0) << exported.output;
   CliResult verified = RunCli({"audit", "verify-bundle", bundle, "--vkey", hubs.vkey});
   EXPECT_EQ(verified.exit_code, 0) << verified.output;
@@ -294,26 +294,26 @@ void RunReferralScenario(const Hubs& hubs, const TempDir& dir) {
     const size_t at = text.find("header_bytes\":\"", second_line) + 20;
     text[at] = text[at] == 'A' ? 'B' : 'A';
     std::ofstream(dir.Sub("tampered.jsonl")) << text;
-    CliResult bad = RunCli({"audit", "verify-bundle", dir.Sub("tampered.jsonl"), "--vkey", hubs.vkey});
+    CliResult bad =
+        RunCli({"audit", "verify-bundle", dir.Sub("tampered.jsonl"), "--vkey", hubs.vkey});
     EXPECT_EQ(bad.exit_code, 1) << bad.output;
     EXPECT_NE(bad.output.find("NOT VERIFIED: line 2"), std::string::npos) << bad.output;
   }
   // Any agency monitors the log, and proves its own events offline.
   const std::string state = dir.Sub("monitor.state");
-  CliResult m1 = At(hubs.audit, {"audit", "monitor", "--state", state, "--vkey", hubs.vkey},
-                    "org.foodbank");
+  CliResult m1 =
+      At(hubs.audit, {"audit", "monitor", "--state", state, "--vkey", hubs.vkey}, "org.foodbank");
   EXPECT_EQ(m1.exit_code, 0) << m1.output;
   EXPECT_NE(m1.output.find("first head"), std::string::npos) << m1.output;
-  CliResult m2 = At(hubs.audit, {"audit", "monitor", "--state", state, "--vkey", hubs.vkey},
-                    "org.foodbank");
+  CliResult m2 =
+      At(hubs.audit, {"audit", "monitor", "--state", state, "--vkey", hubs.vkey}, "org.foodbank");
   EXPECT_EQ(m2.exit_code, 0) << m2.output;
   EXPECT_NE(m2.output.find("consistent: "), std::string::npos) << m2.output;
   CliResult other = RunCli({"keys", "generate", "--out", dir.Sub("other.pem"), "--name", "x"});
   const std::string other_vkey = dir.Sub("other.vkey");
   std::ofstream(other_vkey) << other.output.substr(other.output.find("verifier key: ") + 14);
-  CliResult forged = At(hubs.audit,
-                        {"audit", "monitor", "--state", state, "--vkey", other_vkey},
-                        "org.foodbank");
+  CliResult forged =
+      At(hubs.audit, {"audit", "monitor", "--state", state, "--vkey", other_vkey}, "org.foodbank");
   EXPECT_EQ(forged.exit_code, 1) << forged.output;
   EXPECT_NE(forged.output.find("ALERT: FORGED HEAD"), std::string::npos) << forged.output;
   CliResult fhir = At(hubs.audit, {"audit", "fhir", "--subject", subject}, "hub");
@@ -321,9 +321,9 @@ void RunReferralScenario(const Hubs& hubs, const TempDir& dir) {
   EXPECT_NE(fhir.output.find("\"resourceType\":\"AuditEvent\""), std::string::npos) << fhir.output;
 
   // A third agency is told nothing about it.
-  CliResult shelter = At(hubs.notification,
-                         {"--json", "watch", "--consumer", "main", "--idle-exit", "1"},
-                         "org.shelter");
+  CliResult shelter =
+      At(hubs.notification, {"--json", "watch", "--consumer", "main", "--idle-exit", "1"},
+         "org.shelter");
   ASSERT_EQ(shelter.exit_code, 0) << shelter.output;
   EXPECT_EQ(shelter.output.find("r-1001"), std::string::npos) << shelter.output;
 }

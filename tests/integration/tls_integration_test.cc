@@ -130,8 +130,8 @@ TEST(TlsIntegration, IdentityIsTheClientCertificate) {
       hub.As("org.shelter", {"--dev-agency", "org.foodbank", "deliveries", "status"});
   EXPECT_EQ(deliveries.exit_code, 0) << deliveries.output;
   EXPECT_NE(deliveries.output.find("agency org.shelter"), std::string::npos) << deliveries.output;
-  CliResult audit = hub.As("org.shelter", {"--dev-agency", "hub", "audit", "query", "--agency",
-                                           "org.foodbank"});
+  CliResult audit =
+      hub.As("org.shelter", {"--dev-agency", "hub", "audit", "query", "--agency", "org.foodbank"});
   EXPECT_EQ(audit.exit_code, 3) << audit.output;
   EXPECT_NE(audit.output.find("agency org.shelter is neither"), std::string::npos) << audit.output;
   EXPECT_EQ(hub.As("org.shelter", {"audit", "monitor", "--state", dir.Sub("m.state"), "--vkey",

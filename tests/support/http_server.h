@@ -148,8 +148,8 @@ class TestHttpServer {
       absl::MutexLock lock(&mu_);
       requests_.push_back(std::move(r));
     }
-    const std::string out =
-        absl::StrCat("HTTP/1.1 ", status_.load(), " X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    const std::string out = absl::StrCat("HTTP/1.1 ", status_.load(),
+                                         " X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     (void)!::write(c, out.data(), out.size());
   }
 

@@ -14,8 +14,8 @@
 
 namespace careloop::testing {
 
-using careloop::referral::ReferralCore;
 using careloop::referral::RandomBytes;
+using careloop::referral::ReferralCore;
 using careloop::referral::SealSections;
 
 class ReferralFixture : public ::testing::Test {

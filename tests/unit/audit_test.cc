@@ -168,9 +168,9 @@ TEST_F(AuditTest, TheConsentTrailTellsTheStoryInOrder) {
   ASSERT_TRUE(trail.ok()) << trail.status();
   std::vector<std::string> types;
   for (const auto& e : trail->entries()) types.push_back(e.type());
-  EXPECT_EQ(types, (std::vector<std::string>{"GrantConsent", "DisclosureRecorded",
-                                             "DisclosureRecorded", "RevokeConsent",
-                                             "ConsentRevocationNotice"}));
+  EXPECT_EQ(types,
+            (std::vector<std::string>{"GrantConsent", "DisclosureRecorded", "DisclosureRecorded",
+                                      "RevokeConsent", "ConsentRevocationNotice"}));
   EXPECT_EQ(trail->entries(0).consent_id(), consent_id_);
   EXPECT_EQ(trail->entries(1).recipient_agency(), "org.foodbank");
   EXPECT_EQ(trail->entries(3).reason(), "withdrawn");
@@ -235,7 +235,8 @@ TEST_F(AuditTest, ABundleVerifiesOfflineAndNamesTheFirstBadLine) {
     EXPECT_EQ(r.bad_line, line + 1) << "inserted: " << r.problem;
   }
   // A head signed by another key.
-  auto other = careloop::testing::VerifierFor(*careloop::testing::TestSigner("careloop.test", 0x33));
+  auto other =
+      careloop::testing::VerifierFor(*careloop::testing::TestSigner("careloop.test", 0x33));
   BundleReport forged = VerifyBundle(bundle, *other);
   EXPECT_FALSE(forged.ok);
   EXPECT_EQ(forged.bad_line, 1u);
@@ -291,7 +292,8 @@ TEST_F(AuditTest, TheMonitorCatchesForksRollbacksRewritesAndAnotherLog) {
   EXPECT_FALSE(moved.ok);
   EXPECT_NE(moved.problem.find("LOG ID CHANGED"), std::string::npos);
   // Forged: signed by another key.
-  auto other = careloop::testing::VerifierFor(*careloop::testing::TestSigner("careloop.test", 0x33));
+  auto other =
+      careloop::testing::VerifierFor(*careloop::testing::TestSigner("careloop.test", 0x33));
   MonitorResult forged = CheckHead(*state, now, proof(10, now.tree_size()), *other);
   EXPECT_FALSE(forged.ok);
   EXPECT_NE(forged.problem.find("FORGED"), std::string::npos);

@@ -82,8 +82,8 @@ TEST(Config, TheProductionExampleInDeployIsValid) {
 }
 
 TEST(Config, Notification) {
-  auto c = Parse({"--ack-timeout", "5s", "--delivery-window", "16", "--webhook-disable-after",
-                  "24h"});
+  auto c =
+      Parse({"--ack-timeout", "5s", "--delivery-window", "16", "--webhook-disable-after", "24h"});
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->ack_timeout, absl::Seconds(5));
   EXPECT_EQ(c->delivery_window, 16u);

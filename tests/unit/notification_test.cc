@@ -144,7 +144,8 @@ TEST_F(NotificationTest, EachPartyGetsWhatConcernsItInOrderAndNothingElse) {
   auto food = Subscribe("org.foodbank");
   auto shelter = Subscribe("org.shelter");
   ASSERT_TRUE(core_->Submit(Referral("r-1")).ok());
-  ASSERT_TRUE(core_->UpdateStatus(Update("r-1", v1::TASK_ACCEPTED, "org.foodbank", "receiver")).ok());
+  ASSERT_TRUE(
+      core_->UpdateStatus(Update("r-1", v1::TASK_ACCEPTED, "org.foodbank", "receiver")).ok());
 
   auto got = Drain(food.get());
   ASSERT_EQ(Kinds(got), (std::vector<std::string>{"referral.received", "referral.status"}));
@@ -307,8 +308,8 @@ TEST_F(NotificationTest, TheCursorSurvivesARestart) {
   notes_.reset();
   core_.reset();
   ASSERT_TRUE(env_.Restart().ok());
-  core_ = std::make_unique<referral::ReferralCore>(env_.ledger(), env_.directory_state(), env_.runner(),
-                                         env_.consent(), &env_.clock());
+  core_ = std::make_unique<referral::ReferralCore>(env_.ledger(), env_.directory_state(),
+                                                   env_.runner(), env_.consent(), &env_.clock());
   StartCore();
   // Acks above the cursor are refused until this process sent something.
   EXPECT_EQ(Ack("org.foodbank", got[1].seq()).status().code(), absl::StatusCode::kInvalidArgument);

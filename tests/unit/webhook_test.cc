@@ -229,8 +229,8 @@ TEST_F(WebhookTest, FailingPastThePeriodDisablesDeadLettersAndReplays) {
 
 TEST_F(WebhookTest, BadChangesAreRefusedWritingNothing) {
   const uint64_t size = env_.ledger()->size();
-  for (const char* url : {"http://example.org/hook", "ftp://127.0.0.1/x", "https://",
-                          "https://a b", "http://127.0.0.1.evil.org/"}) {
+  for (const char* url : {"http://example.org/hook", "ftp://127.0.0.1/x", "https://", "https://a b",
+                          "http://127.0.0.1.evil.org/"}) {
     EXPECT_EQ(Set(url).code(), absl::StatusCode::kInvalidArgument) << url;
   }
   // Only the agency's admin or the hub admin: a receiver may not.

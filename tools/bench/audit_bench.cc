@@ -116,7 +116,8 @@ int main(int argc, char** argv) {
   }
   while (in_flight.load() > 0) std::this_thread::yield();
   CARELOOP_CHECK(!failed.load());
-  std::fprintf(stderr, "%llu events in %.1f s\n", static_cast<unsigned long long>(hub->ledger->size()),
+  std::fprintf(stderr, "%llu events in %.1f s\n",
+               static_cast<unsigned long long>(hub->ledger->size()),
                absl::ToDoubleSeconds(absl::Now() - t1));
 
   audit::AuditCore audit(hub->ledger.get(), hub->state.get(), hub->consent.get(), SystemClock());
@@ -144,8 +145,9 @@ int main(int argc, char** argv) {
   std::printf("ledger: %llu events, %d subjects, %.0f trail entries per subject on average\n",
               static_cast<unsigned long long>(hub->ledger->size()), subjects,
               static_cast<double>(entries) / queries);
-  std::printf("consent trail (Trail, recorded): p50 %.2f ms, p99 %.2f ms, max %.2f ms (%d queries)\n",
-              Pct(trail_ms, 0.5), Pct(trail_ms, 0.99), Pct(trail_ms, 1.0), queries);
+  std::printf(
+      "consent trail (Trail, recorded): p50 %.2f ms, p99 %.2f ms, max %.2f ms (%d queries)\n",
+      Pct(trail_ms, 0.5), Pct(trail_ms, 0.99), Pct(trail_ms, 1.0), queries);
   std::printf("subject query (Query, disclosures, recorded): p50 %.2f ms, p99 %.2f ms\n",
               Pct(query_ms, 0.5), Pct(query_ms, 0.99));
 
@@ -160,7 +162,8 @@ int main(int argc, char** argv) {
   ex.set_include_payloads(true);
   absl::Time a = absl::Now();
   auto bundle = audit.Export(ex, directory::kHubAgency);
-  if (!bundle.ok()) std::fprintf(stderr, "export: %s\n", std::string(bundle.status().message()).c_str());
+  if (!bundle.ok())
+    std::fprintf(stderr, "export: %s\n", std::string(bundle.status().message()).c_str());
   CARELOOP_CHECK(bundle.ok());
   const double export_s = absl::ToDoubleSeconds(absl::Now() - a);
   auto verifier = trust::Ed25519NoteVerifier::FromVerifierKey(hub->signer.VerifierKey());
@@ -187,10 +190,9 @@ int main(int argc, char** argv) {
       "bundle verification: %.0f events/s (%llu events, %.1f MiB, every inclusion proof, %llu "
       "envelope signatures)\nraw SHA-256 of the same bytes, one thread: %.0f events/s (%.0f "
       "MiB/s); verification at %.1f %% of it%s\n",
-      report.events / verify_s, static_cast<unsigned long long>(report.events),
-      bytes / 1048576.0, static_cast<unsigned long long>(report.envelopes),
-      report.events / sha_s, bytes / 1048576.0 / sha_s, 100.0 * sha_s / verify_s,
-      sink == 0xff ? " " : "");
+      report.events / verify_s, static_cast<unsigned long long>(report.events), bytes / 1048576.0,
+      static_cast<unsigned long long>(report.envelopes), report.events / sha_s,
+      bytes / 1048576.0 / sha_s, 100.0 * sha_s / verify_s, sink == 0xff ? " " : "");
   hub.reset();
   if (temp) fs::remove_all(dir);
   return 0;

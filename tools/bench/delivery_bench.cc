@@ -204,16 +204,18 @@ int main(int argc, char** argv) {
   }
   std::printf("agencies %d, senders %d, target %s/s for %.0f s\n", agencies, senders,
               rate > 0 ? absl::StrCat(rate).c_str() : "max", seconds);
-  std::printf("submitted %lld (%.0f/s), delivered %lld, acknowledged %lld (%.0f/s end to end), "
-              "errors %lld\n",
-              static_cast<long long>(submitted.load()),
-              submitted.load() / absl::ToDoubleSeconds(sending_took),
-              static_cast<long long>(received.load()), static_cast<long long>(acked.load()),
-              acked.load() / absl::ToDoubleSeconds(all_took), static_cast<long long>(errors.load()));
-  std::printf("submit acknowledged -> received: p50 %.2f ms, p99 %.2f ms, max %.2f ms "
-              "(%lld of %zu arrived before the sender's answer: counted as 0)\n",
-              Pct(after_ack, 0.5), Pct(after_ack, 0.99), Pct(after_ack, 1.0),
-              static_cast<long long>(early), after_ack.size());
+  std::printf(
+      "submitted %lld (%.0f/s), delivered %lld, acknowledged %lld (%.0f/s end to end), "
+      "errors %lld\n",
+      static_cast<long long>(submitted.load()),
+      submitted.load() / absl::ToDoubleSeconds(sending_took),
+      static_cast<long long>(received.load()), static_cast<long long>(acked.load()),
+      acked.load() / absl::ToDoubleSeconds(all_took), static_cast<long long>(errors.load()));
+  std::printf(
+      "submit acknowledged -> received: p50 %.2f ms, p99 %.2f ms, max %.2f ms "
+      "(%lld of %zu arrived before the sender's answer: counted as 0)\n",
+      Pct(after_ack, 0.5), Pct(after_ack, 0.99), Pct(after_ack, 1.0), static_cast<long long>(early),
+      after_ack.size());
   std::printf("submit sent -> received: p50 %.2f ms, p99 %.2f ms\n", Pct(after_send, 0.5),
               Pct(after_send, 0.99));
   std::printf("submit sent -> recipient's ack done: p50 %.2f ms, p99 %.2f ms\n",

@@ -77,8 +77,8 @@ Row Load(const std::string& address, int clients, int channels, double seconds,
     threads.emplace_back([&, c] {
       auto stub = v1::ReferralService::NewStub(chans[c % channels]);
       for (int n = 0; !stop.load(); ++n) {
-        v1::SubmitReferralRequest req =
-            hub->Referral(absl::StrCat(tag, "-", c, "-", n), absl::StrCat("bench-", c), "org.foodbank");
+        v1::SubmitReferralRequest req = hub->Referral(absl::StrCat(tag, "-", c, "-", n),
+                                                      absl::StrCat("bench-", c), "org.foodbank");
         const absl::Time t0 = absl::Now();
         grpc::ClientContext ctx;
         v1::SubmitReferralResponse resp;

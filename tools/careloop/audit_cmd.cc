@@ -38,8 +38,7 @@ void PrintEvents(const v1::AuditQueryResponse& r) {
     if (!h.agencies().empty()) std::cout << "  [" << absl::StrJoin(h.agencies(), ",") << "]";
     std::cout << "\n";
   }
-  if (r.next_after_seq() != 0)
-    std::cout << "(more: --after-seq " << r.next_after_seq() << ")\n";
+  if (r.next_after_seq() != 0) std::cout << "(more: --after-seq " << r.next_after_seq() << ")\n";
 }
 
 struct QueryFlags {
@@ -55,8 +54,8 @@ int VerifyProofFile(const std::string& path, const std::string& vkey, bool json)
   if (!key.ok()) return FailUsage(std::string(key.status().message()));
   v1::AuditConsistencyResponse consistency;
   v1::Receipt receipt;
-  if (text->find("\"proof\"") != std::string::npos && text->find("\"head1\"") != std::string::npos &&
-      FromJson(*text, &consistency).ok()) {
+  if (text->find("\"proof\"") != std::string::npos &&
+      text->find("\"head1\"") != std::string::npos && FromJson(*text, &consistency).ok()) {
     absl::StatusOr<storage::Checkpoint> h1 = storage::VerifySignedHead(consistency.head1(), **key);
     absl::StatusOr<storage::Checkpoint> h2 = storage::VerifySignedHead(consistency.head2(), **key);
     std::vector<std::string> hashes(consistency.proof().hashes().begin(),
@@ -141,25 +140,35 @@ void AddAuditCommands(CLI::App& app, Globals& g) {
   audit->require_subcommand(1);
 
   auto qf = std::make_shared<QueryFlags>();
-  CLI::App* query = audit->add_subcommand("query", "events by subject, agency, referral, consent, type, actor, time (compliance)");
+  CLI::App* query = audit->add_subcommand(
+      "query", "events by subject, agency, referral, consent, type, actor, time (compliance)");
   query->add_option("--subject", *qf->req.mutable_subject_id(), "a subject id (merged ids too)");
   query->add_option("--agency", *qf->req.mutable_agency(), "events that concern an agency");
-  query->add_option("--referral", *qf->req.mutable_referral(), "SENDER/ID: a referral and its thread");
-  query->add_option("--consent", *qf->req.mutable_consent_id(), "a consent's events and the disclosures under it");
+  query->add_option("--referral", *qf->req.mutable_referral(),
+                    "SENDER/ID: a referral and its thread");
+  query->add_option("--consent", *qf->req.mutable_consent_id(),
+                    "a consent's events and the disclosures under it");
   query->add_option("--type", *qf->req.mutable_event_type(), "only this event type");
   query->add_option("--actor", *qf->req.mutable_actor(), "only envelopes signed by this user id");
   query->add_option("--from", qf->from, "from (RFC 3339)");
   query->add_option("--to", qf->to, "to (RFC 3339)");
-  query->add_option("--after-seq", [qf](const std::vector<std::string>& v) {
-    qf->req.set_after_seq(std::stoull(v[0]));
-    return true;
-  }, "the next page");
-  query->add_option("--limit", [qf](const std::vector<std::string>& v) {
-    qf->req.set_limit(static_cast<uint32_t>(std::stoul(v[0])));
-    return true;
-  }, "events per page (at most 1000)");
-  query->add_flag("--payloads", [qf](int64_t n) { qf->req.set_include_payloads(n > 0); },
-                  "include payloads (with --json)");
+  query->add_option(
+      "--after-seq",
+      [qf](const std::vector<std::string>& v) {
+        qf->req.set_after_seq(std::stoull(v[0]));
+        return true;
+      },
+      "the next page");
+  query->add_option(
+      "--limit",
+      [qf](const std::vector<std::string>& v) {
+        qf->req.set_limit(static_cast<uint32_t>(std::stoul(v[0])));
+        return true;
+      },
+      "events per page (at most 1000)");
+  query->add_flag(
+      "--payloads", [qf](int64_t n) { qf->req.set_include_payloads(n > 0); },
+      "include payloads (with --json)");
   query->callback([&g, qf] {
     int64_t from = 0, to = 0;
     if (!ParseRange(g, qf->from, qf->to, &from, &to)) return;
@@ -176,7 +185,8 @@ void AddAuditCommands(CLI::App& app, Globals& g) {
     Call<v1::TrailRequest, v1::TrailResponse>(
         g, &v1::AuditService::Stub::Trail, *trail_req, [](const v1::TrailResponse& r) {
           std::cout << "subject " << r.subject_id();
-          if (!r.merged().empty()) std::cout << " (merged: " << absl::StrJoin(r.merged(), ", ") << ")";
+          if (!r.merged().empty())
+            std::cout << " (merged: " << absl::StrJoin(r.merged(), ", ") << ")";
           std::cout << "\n";
           for (const auto& e : r.entries()) {
             std::cout << e.seq() << "  " << When(e.at_unix_nanos()) << "  " << e.type() << "  "
@@ -234,7 +244,8 @@ void AddAuditCommands(CLI::App& app, Globals& g) {
       v1::AuditInclusionRequest req;
       req.set_seq(pf->seq);
       req.set_tree_size(pf->size);
-      Call<v1::AuditInclusionRequest, v1::Receipt>(g, &v1::AuditService::Stub::Inclusion, req, write);
+      Call<v1::AuditInclusionRequest, v1::Receipt>(g, &v1::AuditService::Stub::Inclusion, req,
+                                                   write);
     } else if (pf->from_size != 0) {
       v1::AuditConsistencyRequest req;
       req.set_size1(pf->from_size);
@@ -250,7 +261,8 @@ void AddAuditCommands(CLI::App& app, Globals& g) {
     std::string file, vkey;
   };
   auto vf = std::make_shared<VerifyFlags>();
-  CLI::App* vp = audit->add_subcommand("verify-proof", "check a proof file offline with the hub's verifier key");
+  CLI::App* vp = audit->add_subcommand("verify-proof",
+                                       "check a proof file offline with the hub's verifier key");
   vp->add_option("--file", vf->file, "what audit proof --out wrote")->required();
   vp->add_option("--vkey", vf->vkey, "the hub's verifier key (hub-log.vkey)")->required();
   vp->callback([&g, vf] { g.exit_code = VerifyProofFile(vf->file, vf->vkey, g.json); });
@@ -267,13 +279,15 @@ void AddAuditCommands(CLI::App& app, Globals& g) {
     std::string from, to, out;
   };
   auto ef = std::make_shared<ExportFlags>();
-  CLI::App* exp = audit->add_subcommand("export", "a signed, self-checking bundle for a subject, referral or period (compliance)");
+  CLI::App* exp = audit->add_subcommand(
+      "export", "a signed, self-checking bundle for a subject, referral or period (compliance)");
   exp->add_option("--subject", *ef->req.mutable_subject_id(), "a subject id");
   exp->add_option("--referral", *ef->req.mutable_referral(), "SENDER/ID");
   exp->add_option("--from", ef->from, "a period's start (RFC 3339)");
   exp->add_option("--to", ef->to, "a period's end (RFC 3339)");
-  exp->add_flag("--payloads", [ef](int64_t n) { ef->req.set_include_payloads(n > 0); },
-                "include payloads (default: only their digests)");
+  exp->add_flag(
+      "--payloads", [ef](int64_t n) { ef->req.set_include_payloads(n > 0); },
+      "include payloads (default: only their digests)");
   exp->add_option("--out", ef->out, "the bundle file (JSON Lines)")->required();
   exp->callback([&g, ef] {
     int64_t from = 0, to = 0;
@@ -328,7 +342,8 @@ void AddAuditCommands(CLI::App& app, Globals& g) {
     std::string from, to;
   };
   auto ff = std::make_shared<FhirFlags>();
-  CLI::App* fhir = audit->add_subcommand("fhir", "FHIR R4 AuditEvents, one per disclosure (compliance)");
+  CLI::App* fhir =
+      audit->add_subcommand("fhir", "FHIR R4 AuditEvents, one per disclosure (compliance)");
   fhir->add_option("--subject", *ff->req.mutable_subject_id(), "the subject id")->required();
   fhir->add_option("--from", ff->from, "from (RFC 3339)");
   fhir->add_option("--to", ff->to, "to (RFC 3339)");

@@ -21,9 +21,9 @@ namespace {
 struct WatchFlags {
   std::string consumer = "cli";
   uint64_t from_seq = 0;
-  uint64_t replay_from = 0;    // read again from this seq (at most the cursor + 1)
-  uint64_t count = 0;          // 0: until interrupted
-  double idle_exit = 0;        // seconds; 0: never
+  uint64_t replay_from = 0;  // read again from this seq (at most the cursor + 1)
+  uint64_t count = 0;        // 0: until interrupted
+  double idle_exit = 0;      // seconds; 0: never
   bool no_ack = false;
 };
 
@@ -85,8 +85,7 @@ absl::Status WatchOnce(Globals& g, const WatchFlags& f, uint64_t* printed) {
     watchdog = std::thread([&] {
       while (!done.load()) {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        if (absl::Now() - absl::FromUnixNanos(last_activity.load()) >
-            absl::Seconds(f.idle_exit)) {
+        if (absl::Now() - absl::FromUnixNanos(last_activity.load()) > absl::Seconds(f.idle_exit)) {
           idled.store(true);
           ctx.TryCancel();
           return;
@@ -167,10 +166,12 @@ void AddNotificationCommands(CLI::App& app, Globals& g) {
       "watch", "stream what concerns your agency, acknowledging each event once printed");
   watch->add_option("--consumer", f->consumer, "the named consumer (created if missing)")
       ->capture_default_str();
-  watch->add_option("--from-seq", f->from_seq,
-                    "a new consumer starts after this seq (default: from the agency's first event)");
-  watch->add_option("--replay-from", f->replay_from,
-                    "read again from this seq (events already acknowledged; at most the cursor + 1)");
+  watch->add_option(
+      "--from-seq", f->from_seq,
+      "a new consumer starts after this seq (default: from the agency's first event)");
+  watch->add_option(
+      "--replay-from", f->replay_from,
+      "read again from this seq (events already acknowledged; at most the cursor + 1)");
   watch->add_option("--count", f->count, "exit after this many events");
   watch->add_option("--idle-exit", f->idle_exit, "exit when nothing arrives for this many seconds");
   watch->add_flag("--no-ack", f->no_ack, "print without acknowledging (they will come again)");
@@ -188,8 +189,8 @@ void AddNotificationCommands(CLI::App& app, Globals& g) {
               for (const auto& c : r.consumers()) {
                 std::cout << "  " << c.consumer() << "  acked " << c.cursor() << "  lag " << c.lag()
                           << "  latest " << c.latest_seq()
-                          << (c.connected() ? "  connected" : "  not connected")
-                          << "  last ack " << When(c.last_ack_unix_nanos()) << "\n";
+                          << (c.connected() ? "  connected" : "  not connected") << "  last ack "
+                          << When(c.last_ack_unix_nanos()) << "\n";
               }
               if (r.has_webhook()) {
                 const v1::WebhookStatus& w = r.webhook();
@@ -249,7 +250,8 @@ void AddNotificationCommands(CLI::App& app, Globals& g) {
     SubmitWebhookChange(g, p, replay->signer);
   });
 
-  CLI::App* webhook = app.add_subcommand("webhook", "deliver to an HTTPS endpoint instead of a stream");
+  CLI::App* webhook =
+      app.add_subcommand("webhook", "deliver to an HTTPS endpoint instead of a stream");
   webhook->require_subcommand(1);
   struct Set {
     Signer signer;
@@ -258,7 +260,8 @@ void AddNotificationCommands(CLI::App& app, Globals& g) {
   };
   auto set = std::make_shared<Set>();
   CLI::App* ws = webhook->add_subcommand(
-      "set", "set (or re-enable, or with --disable turn off) your agency's webhook; signed by an admin");
+      "set",
+      "set (or re-enable, or with --disable turn off) your agency's webhook; signed by an admin");
   ws->add_option("--url", set->url, "https://...; http:// only to a loopback host");
   ws->add_flag("--disable", set->disable, "stop delivering to the webhook");
   ws->add_option("--agency", set->agency, "whose webhook (default: the signer's agency)");
@@ -288,14 +291,13 @@ void AddNotificationCommands(CLI::App& app, Globals& g) {
               }
             });
       });
-  webhook->add_subcommand("key", "the public key that verifies webhook signatures")
-      ->callback([&g] {
-        CallUnary<v1::NotificationService, v1::WebhookKeyRequest, v1::WebhookKeyResponse>(
-            g, &v1::NotificationService::Stub::WebhookKey, v1::WebhookKeyRequest(),
-            [](const v1::WebhookKeyResponse& r) {
-              std::cout << r.public_key() << "\n" << r.public_key_pem();
-            });
-      });
+  webhook->add_subcommand("key", "the public key that verifies webhook signatures")->callback([&g] {
+    CallUnary<v1::NotificationService, v1::WebhookKeyRequest, v1::WebhookKeyResponse>(
+        g, &v1::NotificationService::Stub::WebhookKey, v1::WebhookKeyRequest(),
+        [](const v1::WebhookKeyResponse& r) {
+          std::cout << r.public_key() << "\n" << r.public_key_pem();
+        });
+  });
 }
 
 }  // namespace careloop::cli
