@@ -240,10 +240,19 @@ absl::StatusOr<ConsumerState*> NotificationCore::Load(absl::string_view agency,
   return slot.get();
 }
 
+bool NotificationCore::MayHaveAfterLocked(absl::string_view agency, uint64_t after) const {
+  if (after < started_at_) return true;  // history before this process started
+  auto it = latest_.find(std::string(agency));
+  return it != latest_.end() && it->second > after;
+}
+
+bool NotificationCore::MayHaveAfter(absl::string_view agency, uint64_t after) {
+  absl::MutexLock lock(&mu_);
+  return MayHaveAfterLocked(agency, after);
+}
+
 bool NotificationCore::HasWork(const ConsumerState& c) const {
-  if (c.position < started_at_) return true;  // history before this process started
-  auto it = latest_.find(c.agency);
-  return it != latest_.end() && it->second > c.position;
+  return MayHaveAfterLocked(c.agency, c.position);
 }
 
 namespace {

@@ -112,6 +112,9 @@ class NotificationCore {
   // read up to (past events that are not delivered). Also for webhooks.
   absl::StatusOr<std::vector<Item>> Read(absl::string_view agency, absl::string_view consumer,
                                          uint64_t after, uint32_t max, uint64_t* last);
+  // False when no event for `agency` after `after` can exist (the tail of
+  // the ledger has seen none): lets a poller skip reading the index.
+  bool MayHaveAfter(absl::string_view agency, uint64_t after);
   // The newest delivered event for `agency` after `after` (`after` if none).
   absl::StatusOr<uint64_t> Latest(absl::string_view agency, uint64_t after, uint64_t* count);
 
@@ -125,6 +128,8 @@ class NotificationCore {
                                           absl::string_view consumer,
                                           std::optional<RoutedReferral>* routed);
   bool HasWork(const ConsumerState& c) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool MayHaveAfterLocked(absl::string_view agency, uint64_t after) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   storage::Ledger* ledger_;
   referral::ReferralCore* referrals_;

@@ -352,22 +352,19 @@ TEST(SplitIntegration, EveryServiceInItsOwnProcess) {
       {"--services=directory", "--ledger", ledger, "--data-dir", dir.Sub("directory-node")},
       &hubs.directory);
   ASSERT_TRUE(d.ok()) << d.status();
-  auto c = StartCareloopd({"--services=consent", "--ledger", ledger, "--data-dir",
-                           dir.Sub("consent-node"), "--admin-key", hubs.admin_key},
-                          &hubs.consent);
-  ASSERT_TRUE(c.ok()) << c.status();
-  auto r = StartCareloopd({"--services=referral", "--ledger", ledger, "--data-dir",
-                           dir.Sub("referral-node"), "--admin-key", hubs.admin_key},
-                          &hubs.referral);
-  ASSERT_TRUE(r.ok()) << r.status();
-  auto n = StartCareloopd({"--services=notification", "--ledger", ledger, "--data-dir",
-                           dir.Sub("notification-node"), "--admin-key", hubs.admin_key},
-                          &hubs.notification);
-  ASSERT_TRUE(n.ok()) << n.status();
-  auto a = StartCareloopd({"--services=audit", "--ledger", ledger, "--data-dir",
-                           dir.Sub("audit-node"), "--admin-key", hubs.admin_key},
-                          &hubs.audit);
-  ASSERT_TRUE(a.ok()) << a.status();
+  // The other services, each beside the remote ledger with the admin's key.
+  std::vector<std::unique_ptr<ChildProcess>> nodes;
+  for (auto [service, address] :
+       std::vector<std::pair<std::string, std::string*>>{{"consent", &hubs.consent},
+                                                         {"referral", &hubs.referral},
+                                                         {"notification", &hubs.notification},
+                                                         {"audit", &hubs.audit}}) {
+    auto node = StartCareloopd({"--services=" + service, "--ledger", ledger, "--data-dir",
+                                dir.Sub(service + "-node"), "--admin-key", hubs.admin_key},
+                               address);
+    ASSERT_TRUE(node.ok()) << service << ": " << node.status();
+    nodes.push_back(*std::move(node));
+  }
   hubs.vkey = dir.Sub("ledger-node/keys/hub-log.vkey");
   RunReferralScenario(hubs, dir);
 }

@@ -215,8 +215,9 @@ TEST_F(AuditTest, ABundleVerifiesOfflineAndNamesTheFirstBadLine) {
     r = VerifyBundle(b, *verifier_);
     EXPECT_FALSE(r.ok);
     const bool last_event = i == events.back();
-    // The line now at this position is the next event, or (for the last one) the export.
-    EXPECT_EQ(r.bad_line, last_event ? line : line) << "dropped: " << r.problem;
+    // Named at this line: it now holds the next event, or (when the last
+    // event was dropped) the export record, which lists the missing seq.
+    EXPECT_EQ(r.bad_line, line) << "dropped: " << r.problem;
     // Reordered with the next event.
     if (!last_event) {
       b = bundle;

@@ -50,6 +50,8 @@ class WebhookTest : public ReferralFixture {
     return hooks_->Submit(env_.SignAsHub(w)).status();
   }
   int Run() {
+    // Webhooks read only what the ledger's tail has seen: let it catch up.
+    EXPECT_TRUE(notes_->WaitForTail(env_.ledger()->size(), absl::Seconds(30)).ok());
     auto n = hooks_->RunOnce();
     EXPECT_TRUE(n.ok()) << n.status();
     return n.value_or(-1);

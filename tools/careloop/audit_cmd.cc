@@ -47,7 +47,7 @@ struct QueryFlags {
 };
 
 // The inclusion or consistency proof file `audit proof` writes, checked.
-int VerifyProofFile(const std::string& path, const std::string& vkey, bool json) {
+int VerifyProofFile(const std::string& path, const std::string& vkey) {
   absl::StatusOr<std::string> text = ReadFile(path);
   if (!text.ok()) return FailUsage(std::string(text.status().message()));
   absl::StatusOr<std::unique_ptr<trust::Ed25519NoteVerifier>> key = Verifier(vkey);
@@ -81,7 +81,6 @@ int VerifyProofFile(const std::string& path, const std::string& vkey, bool json)
   }
   std::cout << "verified: event " << h->seq() << " (" << h->type() << ", " << h->stream()
             << ") is in the log of size " << receipt.head().tree_size() << "\n";
-  (void)json;
   return kOk;
 }
 
@@ -265,7 +264,7 @@ void AddAuditCommands(CLI::App& app, Globals& g) {
                                        "check a proof file offline with the hub's verifier key");
   vp->add_option("--file", vf->file, "what audit proof --out wrote")->required();
   vp->add_option("--vkey", vf->vkey, "the hub's verifier key (hub-log.vkey)")->required();
-  vp->callback([&g, vf] { g.exit_code = VerifyProofFile(vf->file, vf->vkey, g.json); });
+  vp->callback([&g, vf] { g.exit_code = VerifyProofFile(vf->file, vf->vkey); });
 
   auto mf = std::make_shared<VerifyFlags>();
   CLI::App* monitor = audit->add_subcommand(
