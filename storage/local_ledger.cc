@@ -52,6 +52,9 @@ absl::Status FromRocks(const rocksdb::Status& s, absl::string_view context) {
 
 namespace {
 
+constexpr size_t kMaxTips = 200'000;  // published stream tips kept in memory
+constexpr size_t kRecentHeads = 256;  // round heads kept for receipts
+
 std::string RandomLogId() {
   unsigned char buf[16];
   CARELOOP_CHECK(RAND_bytes(buf, sizeof buf) == 1);
@@ -97,6 +100,11 @@ rocksdb::Options DbOptions(size_t block_cache_bytes) {
   // One thread writes (the ledger writer): the single-writer memtable insert
   // path is cheaper than the concurrent one.
   opts.allow_concurrent_memtable_write = false;
+  // Point reads of keys that do not exist (a new stream's first version) are
+  // the common lookup: a whole-key bloom filter answers them in the memtable
+  // too, as the table filter below does in the files.
+  opts.memtable_whole_key_filtering = true;
+  opts.memtable_prefix_bloom_size_ratio = 0.02;
   opts.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = rocksdb::NewLRUCache(block_cache_bytes);
@@ -317,6 +325,7 @@ absl::Status LocalLedger::LoadState() {
   {
     absl::MutexLock lock(&state_mu_);
     head_ = head;
+    recent_heads_.assign(1, head);
   }
   last_head_ = head;
   size_.store(size, std::memory_order_release);
@@ -469,8 +478,33 @@ struct LocalLedger::RoundResult {
   bool record_key = false;  // store an idempotency record for it
 };
 
+absl::StatusOr<std::optional<uint64_t>> LocalLedger::FirstSeq(absl::string_view stream) {
+  std::string value;
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), cf(schema::kStreams), schema::PrefixedKey(stream, 1), &value);
+  if (s.IsNotFound()) return std::optional<uint64_t>();
+  RETURN_IF_ERROR(FromRocks(s, absl::StrCat("reading stream ", stream)));
+  return std::optional<uint64_t>(DecodeBE64(value));
+}
+
+absl::StatusOr<std::optional<uint64_t>> LocalLedger::KnownVersion(absl::string_view stream,
+                                                                  uint64_t size) {
+  {
+    absl::ReaderMutexLock lock(&tips_mu_);
+    if (auto it = tips_.find(stream); it != tips_.end() && it->second.seq <= size)
+      return std::optional<uint64_t>(it->second.version);
+  }
+  ASSIGN_OR_RETURN(std::optional<uint64_t> first, FirstSeq(stream));
+  if (!first.has_value() || *first > size) return std::optional<uint64_t>(0);
+  return std::optional<uint64_t>();
+}
+
 absl::StatusOr<uint64_t> LocalLedger::ReadStreamVersion(const std::string& stream) {
   if (auto it = stream_versions_.find(stream); it != stream_versions_.end()) return it->second;
+  // Most streams an append names are new (message markers, new referrals):
+  // one point read says so.
+  ASSIGN_OR_RETURN(std::optional<uint64_t> first, FirstSeq(stream));
+  if (!first.has_value()) return uint64_t{0};
   std::unique_ptr<rocksdb::Iterator> it(
       db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kStreams)));
   std::string upper = schema::PrefixedKey(stream, UINT64_MAX);
@@ -565,8 +599,21 @@ void LocalLedger::SyncerLoop() {
         if (r.new_head) last = &r;
         events += r.events;
       }
+      {
+        // Before the size: a reader that sees the size sees these too.
+        absl::MutexLock lock(&tips_mu_);
+        for (WrittenRound& r : group) {
+          if (tips_.size() + r.tips.size() > kMaxTips) tips_.clear();  // bounded
+          for (auto& [stream, tip] : r.tips) tips_[std::move(stream)] = tip;
+        }
+      }
       if (last != nullptr) {
         absl::MutexLock lock(&state_mu_);
+        for (const WrittenRound& r : group) {
+          if (!r.new_head) continue;
+          recent_heads_.push_back(r.head);
+          if (recent_heads_.size() > kRecentHeads) recent_heads_.pop_front();
+        }
         head_ = last->head;
         size_.store(last->size, std::memory_order_release);
         ++published_generation_;
@@ -616,6 +663,7 @@ void LocalLedger::ProcessRound(std::vector<Pending>& round) {
   rocksdb::WriteBatch wb;
   merkle::CompactRange tree = tree_;
   absl::flat_hash_map<std::string, uint64_t> overlay;  // stream -> version within the round
+  absl::flat_hash_map<std::string, StreamTip> tips;     // stream -> newest (version, seq)
   absl::flat_hash_map<std::string, uint64_t> cursor_overlay;
   absl::flat_hash_map<std::string, int> round_keys;
   std::vector<RoundResult> results(round.size());
@@ -765,6 +813,7 @@ void LocalLedger::ProcessRound(std::vector<Pending>& round) {
         wb.Put(cf(schema::kSubjectIndex), schema::PrefixedKey(e.subject(), seq), "");
       }
       tree.Append(merkle::HashLeaf(header_bytes), &nodes);
+      tips[e.stream()] = StreamTip{versions[j], seq};
       if (j == 0) c.set_first_seq(seq);
       c.set_last_seq(seq);
       c.add_stream_versions(versions[j]);
@@ -832,6 +881,7 @@ void LocalLedger::ProcessRound(std::vector<Pending>& round) {
   written.size = final_size;
   written.head = head;
   written.events = events_in_round;
+  written.tips.assign(std::make_move_iterator(tips.begin()), std::make_move_iterator(tips.end()));
   rounds_.fetch_add(1);
 
   // Heads first, so that a replay within the round copies a complete commit.
@@ -1008,10 +1058,42 @@ absl::StatusOr<v1::ReadResponse> LocalLedger::ReadStream(const v1::ReadStreamReq
   const uint64_t size = this->size();
   const uint32_t limit = ClampLimit(req.limit());
   std::vector<uint64_t> seqs;
+  bool more = false;
+  const uint64_t from = std::max<uint64_t>(1, req.from_version());
+  ASSIGN_OR_RETURN(std::optional<uint64_t> known, KnownVersion(req.stream(), size));
+  if (known.has_value()) {
+    // The newest version is known: the versions asked for are point reads.
+    if (from <= *known) {
+      const uint64_t count = std::min<uint64_t>(limit, *known - from + 1);
+      more = from + count - 1 < *known;
+      std::vector<std::string> keys;
+      keys.reserve(count);
+      for (uint64_t v = from; v < from + count; ++v)
+        keys.push_back(schema::PrefixedKey(req.stream(), v));
+      std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
+      std::vector<rocksdb::ColumnFamilyHandle*> cfs(keys.size(), cf(schema::kStreams));
+      std::vector<std::string> values;
+      std::vector<rocksdb::Status> st = db_->MultiGet(rocksdb::ReadOptions(), cfs, slices, &values);
+      for (size_t i = 0; i < st.size(); ++i) {
+        if (st[i].IsNotFound()) {
+          return absl::DataLossError(absl::StrCat("stream ", req.stream(), " has no version ",
+                                                  from + i, " below its newest (", *known, ")"));
+        }
+        RETURN_IF_ERROR(FromRocks(st[i], "reading a stream"));
+        seqs.push_back(DecodeBE64(values[i]));
+      }
+    }
+    ASSIGN_OR_RETURN(std::vector<v1::Event> events,
+                     ReadEventsBySeq(seqs, req.include_payloads()));
+    v1::ReadResponse resp;
+    resp.set_tree_size(size);
+    resp.set_more(more);
+    for (auto& e : events) *resp.add_events() = std::move(e);
+    return resp;
+  }
   std::unique_ptr<rocksdb::Iterator> it(
       db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kStreams)));
   const std::string prefix = req.stream() + std::string(1, '\0');
-  bool more = false;
   for (it->Seek(schema::PrefixedKey(req.stream(), std::max<uint64_t>(1, req.from_version())));
        it->Valid() && it->key().starts_with(prefix); it->Next()) {
     uint64_t seq = DecodeBE64(AsView(it->value()));
@@ -1077,6 +1159,8 @@ absl::StatusOr<v1::ReadResponse> LocalLedger::ReadIndex(const v1::ReadIndexReque
 absl::StatusOr<uint64_t> LocalLedger::StreamVersion(absl::string_view stream) {
   RETURN_IF_ERROR(ValidateStreamName(stream));
   const uint64_t size = this->size();
+  ASSIGN_OR_RETURN(std::optional<uint64_t> known, KnownVersion(stream, size));
+  if (known.has_value()) return *known;
   std::unique_ptr<rocksdb::Iterator> it(
       db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kStreams)));
   const std::string prefix = std::string(stream) + std::string(1, '\0');
@@ -1174,6 +1258,19 @@ absl::StatusOr<v1::Receipt> LocalLedger::GetReceipt(uint64_t seq) {
                 absl::StrCat("reading event seq ", seq)));
   receipt.set_header_bytes(std::move(header));
   // The head of the event's round: the first head at or after its seq.
+  {
+    absl::MutexLock lock(&state_mu_);
+    if (!recent_heads_.empty() && recent_heads_.front().tree_size() < seq) {
+      auto h = std::lower_bound(
+          recent_heads_.begin(), recent_heads_.end(), seq,
+          [](const v1::SignedHead& head, uint64_t s) { return head.tree_size() < s; });
+      if (h != recent_heads_.end()) *receipt.mutable_head() = *h;
+    }
+  }
+  if (receipt.has_head()) {
+    ASSIGN_OR_RETURN(*receipt.mutable_proof(), ProveInclusion(seq, receipt.head().tree_size()));
+    return receipt;
+  }
   std::unique_ptr<rocksdb::Iterator> it(
       db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kHeads)));
   it->Seek(BE64(seq));

@@ -17,6 +17,7 @@
 #include <atomic>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -109,6 +110,10 @@ class LocalLedger final : public Ledger {
     AppendCallback done;
   };
   using Completion = std::pair<AppendCallback, absl::StatusOr<v1::Commit>>;
+  struct StreamTip {
+    uint64_t version = 0;
+    uint64_t seq = 0;  // the seq of that version's event
+  };
   // A round the writer has written (not yet synced, not yet visible).
   struct WrittenRound {
     bool wrote = false;  // it put something in the WAL
@@ -117,6 +122,7 @@ class LocalLedger final : public Ledger {
     v1::SignedHead head;
     uint64_t events = 0;
     std::vector<Completion> answers;
+    std::vector<std::pair<std::string, StreamTip>> tips;  // newest version per stream written
   };
   struct RoundResult;
 
@@ -132,6 +138,12 @@ class LocalLedger final : public Ledger {
   void FailStop(const absl::Status& cause, std::vector<Pending>* round);
   void HandToSyncer(WrittenRound round);
   absl::StatusOr<uint64_t> ReadStreamVersion(const std::string& stream);
+  // A stream's newest version at or below `size` when it is known without an
+  // iterator: from the published tips, or 0 when version 1 does not exist at
+  // or below `size` (one point read, which the bloom filters answer).
+  absl::StatusOr<std::optional<uint64_t>> KnownVersion(absl::string_view stream, uint64_t size);
+  // The seq of version 1 of a stream (written, maybe not published), if any.
+  absl::StatusOr<std::optional<uint64_t>> FirstSeq(absl::string_view stream);
   absl::StatusOr<std::vector<v1::Event>> ReadEventsBySeq(const std::vector<uint64_t>& seqs,
                                                          bool include_payloads);
   absl::StatusOr<v1::SignedHead> ReadHeadAt(uint64_t size);
@@ -174,6 +186,16 @@ class LocalLedger final : public Ledger {
   uint64_t next_listener_id_ ABSL_GUARDED_BY(listeners_mu_) = 1;
   absl::flat_hash_map<uint64_t, std::shared_ptr<CommitListener>> listeners_
       ABSL_GUARDED_BY(listeners_mu_);
+
+  // The newest published version of recently written streams, filled by the
+  // syncer before it publishes a size; readers ignore entries past the size
+  // they read. Most version lookups (every append's preconditions, the
+  // services' planning reads) are answered here instead of by an iterator.
+  mutable absl::Mutex tips_mu_;
+  absl::flat_hash_map<std::string, StreamTip> tips_ ABSL_GUARDED_BY(tips_mu_);
+  // The heads of the latest rounds, oldest first, with none missing between:
+  // a receipt finds its round's head here instead of by a seek.
+  std::deque<v1::SignedHead> recent_heads_ ABSL_GUARDED_BY(state_mu_);
 
   absl::Mutex sync_mu_;
   std::deque<WrittenRound> unsynced_ ABSL_GUARDED_BY(sync_mu_);
