@@ -5,8 +5,10 @@
 
 #include "services/careloopd/hub.h"
 #include "services/common/log.h"
+#include "services/common/runtime.h"
 
 int main(int argc, char** argv) {
+  careloop::ApplyReleaseRuntimeDefaults();
   // Block the shutdown signals in every thread; one sigwait below takes them.
   sigset_t signals;
   sigemptyset(&signals);

@@ -446,7 +446,8 @@ absl::StatusOr<Accepted> AcceptSigned(absl::string_view bytes, const trust::RpcP
   if (parsed.sender_agency() != kHubAgency)
     RETURN_IF_ERROR(storage::ValidateAgencyId(parsed.sender_agency()));
   ASSIGN_OR_RETURN(trust::VerifiedEnvelope v,
-                   trust::VerifyEnvelope(bytes, policy, directory, seen, received));
+                   trust::VerifyParsedEnvelope(std::move(parsed), bytes, policy, directory, seen,
+                                               received));
   Accepted out;
   out.envelope = v.envelope;
   if (v.duplicate) {

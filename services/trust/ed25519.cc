@@ -10,7 +10,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "services/common/status.h"
 
 namespace careloop::trust {
@@ -53,6 +55,20 @@ absl::StatusOr<Ed25519PublicKey> Ed25519PublicKey::FromRaw(absl::string_view raw
       EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(raw.data()), raw.size()));
   if (!key) return absl::InvalidArgumentError("invalid Ed25519 public key");
   return Ed25519PublicKey(std::move(key), std::string(raw));
+}
+
+absl::StatusOr<Ed25519PublicKey> Ed25519PublicKey::FromRawCached(absl::string_view raw) {
+  static absl::Mutex mu(absl::kConstInit);
+  static auto* cache = new absl::flat_hash_map<std::string, Ed25519PublicKey>();
+  {
+    absl::MutexLock lock(&mu);
+    if (auto it = cache->find(raw); it != cache->end()) return it->second;
+  }
+  ASSIGN_OR_RETURN(Ed25519PublicKey key, FromRaw(raw));
+  absl::MutexLock lock(&mu);
+  if (cache->size() >= 4096) cache->clear();  // bounded
+  cache->emplace(std::string(raw), key);
+  return key;
 }
 
 absl::StatusOr<Ed25519PublicKey> Ed25519PublicKey::FromPem(absl::string_view pem) {

@@ -25,6 +25,10 @@ class Ed25519PublicKey {
  public:
   // From the raw 32-byte encoding.
   static absl::StatusOr<Ed25519PublicKey> FromRaw(absl::string_view raw);
+  // The same, from a process-wide cache of parsed keys (a key is a pure
+  // function of its 32 bytes): verifying many envelopes under one key parses
+  // it once.
+  static absl::StatusOr<Ed25519PublicKey> FromRawCached(absl::string_view raw);
   // From a PEM SubjectPublicKeyInfo.
   static absl::StatusOr<Ed25519PublicKey> FromPem(absl::string_view pem);
 

@@ -127,6 +127,13 @@ absl::StatusOr<VerifiedEnvelope> VerifyEnvelope(absl::string_view bytes, const R
                                                 EnvelopeDirectory& directory, MessageLog& seen,
                                                 absl::Time received) {
   ASSIGN_OR_RETURN(v1::Envelope e, ParseEnvelope(bytes, policy.limits));
+  return VerifyParsedEnvelope(std::move(e), bytes, policy, directory, seen, received);
+}
+
+absl::StatusOr<VerifiedEnvelope> VerifyParsedEnvelope(v1::Envelope e, absl::string_view bytes,
+                                                      const RpcPolicy& policy,
+                                                      EnvelopeDirectory& directory,
+                                                      MessageLog& seen, absl::Time received) {
   VerifiedEnvelope out;
   const std::string& sender = e.sender_agency();
 
@@ -186,7 +193,7 @@ absl::StatusOr<VerifiedEnvelope> VerifyEnvelope(absl::string_view bytes, const R
   }
 
   // 6. The signature, over the fields exactly as received.
-  absl::StatusOr<Ed25519PublicKey> pub = Ed25519PublicKey::FromRaw(k.public_key);
+  absl::StatusOr<Ed25519PublicKey> pub = Ed25519PublicKey::FromRawCached(k.public_key);
   if (!pub.ok() || !pub->Verify(SigningInput(e), e.signature())) {
     return absl::UnauthenticatedError(absl::StrCat("bad signature on message ", e.message_id(),
                                                    " from agency ", sender, " (key ", e.key_id(),

@@ -124,5 +124,11 @@ struct VerifiedEnvelope {
 absl::StatusOr<VerifiedEnvelope> VerifyEnvelope(absl::string_view bytes, const RpcPolicy& policy,
                                                 EnvelopeDirectory& directory, MessageLog& seen,
                                                 absl::Time received);
+// The same for an envelope the caller has already parsed from `bytes` with
+// ParseEnvelope (the checks after parsing, without parsing twice).
+absl::StatusOr<VerifiedEnvelope> VerifyParsedEnvelope(v1::Envelope e, absl::string_view bytes,
+                                                      const RpcPolicy& policy,
+                                                      EnvelopeDirectory& directory,
+                                                      MessageLog& seen, absl::Time received);
 
 }  // namespace careloop::trust

@@ -21,6 +21,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "services/common/runtime.h"
 #include "services/audit/audit_core.h"
 #include "services/audit/bundle.h"
 #include "services/common/log.h"
@@ -40,6 +41,7 @@ double Pct(std::vector<double> v, double p) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  careloop::ApplyReleaseRuntimeDefaults();
   CLI::App app{"audit trail queries at 10M events; bundle verification vs raw SHA-256"};
   uint64_t events = 10'000'000;
   int subjects = 10'000, queries = 1000;

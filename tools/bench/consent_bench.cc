@@ -17,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "services/common/runtime.h"
 #include "services/common/log.h"
 #include "services/common/status.h"
 #include "services/consent/consent_core.h"
@@ -81,6 +82,7 @@ double Micros(absl::Duration d) { return absl::ToDoubleMicroseconds(d); }
 }  // namespace
 
 int main(int argc, char** argv) {
+  careloop::ApplyReleaseRuntimeDefaults();
   CLI::App app{"consent Check latency with many consents"};
   int subjects = 100000, per_subject = 10, checks = 200000, threads = 32;
   std::string dir;

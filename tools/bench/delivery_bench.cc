@@ -24,6 +24,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "careloop/v1/notification.grpc.pb.h"
+#include "services/common/runtime.h"
 #include "services/common/log.h"
 #include "services/notification/notification_grpc_service.h"
 #include "services/referral/referral_grpc_service.h"
@@ -46,6 +47,7 @@ double Pct(std::vector<double> v, double p) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  careloop::ApplyReleaseRuntimeDefaults();
   CLI::App app{"delivery to subscribed agencies while ingesting"};
   int agencies = 100, senders = 16;
   double rate = 1000, seconds = 10;

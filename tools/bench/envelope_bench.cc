@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "careloop/v1/ledger.pb.h"
+#include "services/common/runtime.h"
 #include "services/common/log.h"
 #include "services/trust/envelope.h"
 
@@ -34,6 +35,7 @@ class NoneSeen final : public trust::MessageLog {
 }  // namespace
 
 int main(int argc, char** argv) {
+  careloop::ApplyReleaseRuntimeDefaults();
   CLI::App app{"envelope verification rate"};
   int count = 20000;
   app.add_option("--count", count, "envelopes");

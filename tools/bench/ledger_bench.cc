@@ -25,6 +25,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "services/common/runtime.h"
 #include "services/common/log.h"
 #include "services/common/sha256.h"
 #include "services/ledger/ledger_grpc_service.h"
@@ -358,6 +359,7 @@ void ProofBench(const std::string& base, uint64_t events) {
 }  // namespace careloop::bench
 
 int main(int argc, char** argv) {
+  careloop::ApplyReleaseRuntimeDefaults();
   CLI::App app{"careloop ledger benchmarks"};
   app.require_subcommand(1);
   double seconds = 5;

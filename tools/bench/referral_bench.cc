@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "services/common/runtime.h"
 #include "services/common/grpc_edge.h"
 #include "services/common/log.h"
 #include "services/common/status.h"
@@ -125,6 +126,7 @@ double FsyncP50(const std::string& dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  careloop::ApplyReleaseRuntimeDefaults();
   CLI::App app{"referral submissions over gRPC vs a verify-only ceiling"};
   double seconds = 5;
   std::string clients_list = "1,16,64", dir;
