@@ -121,36 +121,57 @@ std::vector<rocksdb::ColumnFamilyDescriptor> CfDescriptors(const rocksdb::Option
   return cfs;
 }
 
-// Perfect-subtree hashes (leaves included) for proofs, in one MultiGet.
+// Perfect-subtree hashes (leaves included) for proofs: what the cache holds,
+// the rest in one MultiGet (then cached).
 class RocksNodeReader final : public merkle::NodeReader {
  public:
-  RocksNodeReader(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf) : db_(db), cf_(cf) {}
+  RocksNodeReader(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, NodeCache* cache = nullptr)
+      : db_(db), cf_(cf), cache_(cache) {}
   absl::StatusOr<std::vector<Hash>> ReadNodes(const std::vector<merkle::NodeId>& ids) override {
+    std::vector<Hash> out(ids.size());
+    std::vector<size_t> missing;
+    if (cache_ != nullptr) {
+      std::vector<std::optional<Hash>> cached = cache_->Find(ids);
+      for (size_t i = 0; i < ids.size(); ++i) {
+        if (cached[i].has_value()) {
+          out[i] = *cached[i];
+        } else {
+          missing.push_back(i);
+        }
+      }
+      if (missing.empty()) return out;
+    } else {
+      for (size_t i = 0; i < ids.size(); ++i) missing.push_back(i);
+    }
     std::vector<std::string> keys;
-    keys.reserve(ids.size());
-    for (const auto& id : ids) keys.push_back(schema::MerkleKey(id));
+    keys.reserve(missing.size());
+    for (size_t i : missing) keys.push_back(schema::MerkleKey(ids[i]));
     std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
-    std::vector<rocksdb::ColumnFamilyHandle*> cfs(ids.size(), cf_);
+    std::vector<rocksdb::ColumnFamilyHandle*> cfs(keys.size(), cf_);
     std::vector<std::string> values;
     std::vector<rocksdb::Status> st = db_->MultiGet(rocksdb::ReadOptions(), cfs, slices, &values);
-    std::vector<Hash> out(ids.size());
-    for (size_t i = 0; i < ids.size(); ++i) {
-      if (!st[i].ok()) {
-        return FromRocks(st[i],
-                         absl::StrCat("tree node level ", ids[i].level, " index ", ids[i].index));
+    std::vector<std::pair<merkle::NodeId, Hash>> read;
+    for (size_t j = 0; j < missing.size(); ++j) {
+      const merkle::NodeId& id = ids[missing[j]];
+      if (!st[j].ok()) {
+        return FromRocks(st[j], absl::StrCat("tree node level ", id.level, " index ", id.index));
       }
-      if (values[i].size() != 32) {
-        return absl::DataLossError(absl::StrCat("tree node level ", ids[i].level, " index ",
-                                                ids[i].index, " is not 32 bytes"));
+      if (values[j].size() != 32) {
+        return absl::DataLossError(absl::StrCat("tree node level ", id.level, " index ", id.index,
+                                                " is not 32 bytes"));
       }
-      std::copy(values[i].begin(), values[i].end(), out[i].begin());
+      Hash& h = out[missing[j]];
+      std::copy(values[j].begin(), values[j].end(), h.begin());
+      read.emplace_back(id, h);
     }
+    if (cache_ != nullptr) cache_->Add(read);
     return out;
   }
 
  private:
   rocksdb::DB* db_;
   rocksdb::ColumnFamilyHandle* cf_;
+  NodeCache* cache_;
 };
 
 absl::StatusOr<v1::Event> DecodeEvent(uint64_t seq, std::string header_bytes) {
@@ -198,6 +219,33 @@ absl::Status CheckFormat(const std::string& dir) {
         schema::kFormatVersion, ". Run a careloopd that reads it, or restore a backup."));
   }
   return absl::OkStatus();
+}
+
+void NodeCache::AddLocked(uint64_t key, const Hash& hash) {
+  if (current_.size() >= capacity_) {
+    previous_ = std::move(current_);
+    current_ = {};
+  }
+  current_.insert_or_assign(key, hash);
+}
+
+void NodeCache::Add(const std::vector<std::pair<merkle::NodeId, Hash>>& nodes) {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [id, hash] : nodes) AddLocked(Key(id), hash);
+}
+
+std::vector<std::optional<Hash>> NodeCache::Find(const std::vector<merkle::NodeId>& ids) const {
+  std::vector<std::optional<Hash>> out(ids.size());
+  absl::MutexLock lock(&mu_);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const uint64_t k = Key(ids[i]);
+    if (auto it = current_.find(k); it != current_.end()) {
+      out[i] = it->second;
+    } else if (auto old = previous_.find(k); old != previous_.end()) {
+      out[i] = old->second;
+    }
+  }
+  return out;
 }
 
 LocalLedger::LocalLedger(LedgerOptions options) : options_(std::move(options)) {}
@@ -607,6 +655,7 @@ void LocalLedger::SyncerLoop() {
           for (auto& [stream, tip] : r.tips) tips_[std::move(stream)] = tip;
         }
       }
+      for (const WrittenRound& r : group) nodes_.Add(r.nodes);
       if (last != nullptr) {
         absl::MutexLock lock(&state_mu_);
         for (const WrittenRound& r : group) {
@@ -882,6 +931,7 @@ void LocalLedger::ProcessRound(std::vector<Pending>& round) {
   written.head = head;
   written.events = events_in_round;
   written.tips.assign(std::make_move_iterator(tips.begin()), std::make_move_iterator(tips.end()));
+  written.nodes = std::move(nodes);
   rounds_.fetch_add(1);
 
   // Heads first, so that a replay within the round copies a complete commit.
@@ -1213,7 +1263,7 @@ absl::StatusOr<v1::InclusionProof> LocalLedger::ProveInclusion(uint64_t seq, uin
     return absl::InvalidArgumentError(
         absl::StrCat("seq ", seq, " is not in a tree of size ", tree_size));
   }
-  RocksNodeReader reader(db_.get(), cf(schema::kMerkle));
+  RocksNodeReader reader(db_.get(), cf(schema::kMerkle), &nodes_);
   ASSIGN_OR_RETURN(std::vector<Hash> hashes,
                    merkle::HashRanges(reader, merkle::InclusionRanges(seq - 1, tree_size)));
   v1::InclusionProof proof;
@@ -1238,7 +1288,7 @@ absl::StatusOr<v1::ConsistencyProof> LocalLedger::ProveConsistency(uint64_t size
   proof.set_size1(size1);
   proof.set_size2(size2);
   if (size1 == size2) return proof;
-  RocksNodeReader reader(db_.get(), cf(schema::kMerkle));
+  RocksNodeReader reader(db_.get(), cf(schema::kMerkle), &nodes_);
   ASSIGN_OR_RETURN(std::vector<Hash> hashes,
                    merkle::HashRanges(reader, merkle::ConsistencyRanges(size1, size2)));
   for (const Hash& h : hashes) proof.add_hashes(ToBytes(h));

@@ -31,6 +31,25 @@
 
 namespace careloop::storage {
 
+// Perfect-subtree hashes never change once written: a bounded in-memory
+// cache in front of the tree's column family, two generations of `capacity`
+// nodes each (the newest nodes, and the old ones proofs keep asking for).
+class NodeCache {
+ public:
+  explicit NodeCache(size_t capacity) : capacity_(capacity) {}
+  void Add(const std::vector<std::pair<merkle::NodeId, Hash>>& nodes);
+  // The cached hash of each id, or nullopt.
+  std::vector<std::optional<Hash>> Find(const std::vector<merkle::NodeId>& ids) const;
+
+ private:
+  static uint64_t Key(const merkle::NodeId& id) { return (id.index << 6) | id.level; }
+  void AddLocked(uint64_t key, const Hash& hash) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  const size_t capacity_;
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<uint64_t, Hash> current_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, Hash> previous_ ABSL_GUARDED_BY(mu_);
+};
+
 struct LedgerOptions {
   std::string dir;                          // the ledger's RocksDB directory
   std::string hub_name = "careloop.dev";    // origin prefix and key name
@@ -123,6 +142,7 @@ class LocalLedger final : public Ledger {
     uint64_t events = 0;
     std::vector<Completion> answers;
     std::vector<std::pair<std::string, StreamTip>> tips;  // newest version per stream written
+    std::vector<std::pair<merkle::NodeId, Hash>> nodes;   // tree nodes written
   };
   struct RoundResult;
 
@@ -193,6 +213,8 @@ class LocalLedger final : public Ledger {
   // services' planning reads) are answered here instead of by an iterator.
   mutable absl::Mutex tips_mu_;
   absl::flat_hash_map<std::string, StreamTip> tips_ ABSL_GUARDED_BY(tips_mu_);
+  // Tree nodes for proofs (the syncer adds each round's before publishing).
+  NodeCache nodes_{1 << 17};
   // The heads of the latest rounds, oldest first, with none missing between:
   // a receipt finds its round's head here instead of by a seek.
   std::deque<v1::SignedHead> recent_heads_ ABSL_GUARDED_BY(state_mu_);

@@ -90,10 +90,28 @@ absl::Status ProjectionRunner::WaitFor(uint64_t min_seq, absl::Duration timeout)
   return absl::UnavailableError("the projection is stopping");
 }
 
+absl::Status ProjectionRunner::ReadWantedPayloads(std::vector<v1::Event>* batch) {
+  for (v1::Event& e : *batch) {
+    if (!options_.payload_wanted(e.header())) continue;
+    v1::ReadRequest req;
+    req.set_from_seq(e.header().seq());
+    req.set_limit(1);
+    req.set_include_payloads(true);
+    ASSIGN_OR_RETURN(v1::ReadResponse one, ledger_->Read(req));
+    if (one.events().empty() || one.events(0).header().seq() != e.header().seq()) {
+      return absl::UnavailableError(
+          absl::StrCat("the payload of seq ", e.header().seq(), " could not be read"));
+    }
+    e = std::move(*one.mutable_events(0));
+  }
+  return absl::OkStatus();
+}
+
 void ProjectionRunner::Run() {
   while (true) {
+    const bool some_payloads = options_.include_payloads && options_.payload_wanted != nullptr;
     std::unique_ptr<TailStream> tail =
-        ledger_->Tail(applied_.load() + 1, options_.include_payloads);
+        ledger_->Tail(applied_.load() + 1, options_.include_payloads && !some_payloads);
     {
       absl::MutexLock lock(&mu_);
       if (stopping_) return;
@@ -112,6 +130,10 @@ void ProjectionRunner::Run() {
         break;
       }
       if (batch->empty()) continue;
+      if (some_payloads) {
+        lost = ReadWantedPayloads(&*batch);
+        if (!lost.ok()) break;
+      }
       uint64_t expect = applied_.load() + 1;
       if (batch->front().header().seq() != expect) {
         absl::MutexLock lock(&mu_);

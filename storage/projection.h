@@ -11,6 +11,7 @@
 #include <rocksdb/write_batch.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -52,6 +53,10 @@ class ProjectionRunner {
  public:
   struct Options {
     bool include_payloads = true;
+    // When set (with include_payloads), the tail carries headers only and
+    // the payloads of just the events this accepts are read: a projection
+    // that folds a few streams need not read every payload in the ledger.
+    std::function<bool(const v1::EventHeader&)> payload_wanted;
     absl::Duration wake_timeout = absl::Milliseconds(500);   // bound on one Tail wait
     absl::Duration retry_backoff = absl::Milliseconds(200);  // after a lost tail (remote)
   };
@@ -71,6 +76,7 @@ class ProjectionRunner {
 
  private:
   void Run();
+  absl::Status ReadWantedPayloads(std::vector<v1::Event>* batch);
 
   Ledger* ledger_;
   Projection* projection_;
