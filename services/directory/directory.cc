@@ -123,6 +123,15 @@ absl::Status DirectoryState::Apply(const std::vector<v1::Event>& events) {
   return absl::OkStatus();
 }
 
+storage::ProjectionRunner::Options DirectoryState::RunnerOptions() {
+  storage::ProjectionRunner::Options o;
+  o.payload_wanted = [](const v1::EventHeader& h) {
+    return absl::StartsWith(h.stream(), kStreamPrefix) ||
+           absl::StartsWith(h.stream(), kCapacityPrefix);
+  };
+  return o;
+}
+
 absl::Status DirectoryState::ApplyOne(const v1::Event& event) {
   const uint64_t seq = event.header().seq();
   const std::string& etype = event.header().type();

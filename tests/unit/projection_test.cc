@@ -86,5 +86,45 @@ TEST(ProjectionRunner, CatchesUpWaitsAndResumesFromItsStoredSeq) {
   }
 }
 
+// Records what each applied event carried.
+class PayloadRecorder final : public storage::Projection {
+ public:
+  absl::StatusOr<uint64_t> AppliedSeq() override { return uint64_t{0}; }
+  absl::Status Apply(const std::vector<v1::Event>& events) override {
+    for (const v1::Event& e : events) seen.emplace_back(e.header().stream(), e.payload());
+    return absl::OkStatus();
+  }
+  std::vector<std::pair<std::string, std::string>> seen;
+};
+
+TEST(ProjectionRunner, ReadsOnlyThePayloadsItIsAskedFor) {
+  TempDir dir;
+  auto signer = TestSigner();
+  storage::LedgerOptions o;
+  o.dir = dir.Sub("ledger");
+  o.signer = signer.get();
+  auto ledger = storage::LocalLedger::Open(o);
+  ASSERT_TRUE(ledger.ok());
+  for (int i = 0; i < 30; ++i) {
+    const std::string stream = i % 3 == 0 ? "agency/a" : "referral/x";
+    ASSERT_TRUE((*ledger)->Append(Event(stream, "E", "p" + std::to_string(i))).ok());
+  }
+  PayloadRecorder recorder;
+  storage::ProjectionRunner::Options options;
+  options.payload_wanted = [](const v1::EventHeader& h) { return h.stream() == "agency/a"; };
+  storage::ProjectionRunner runner(ledger->get(), &recorder, options);
+  ASSERT_TRUE(runner.Start().ok());
+  ASSERT_TRUE(runner.WaitFor(30, absl::Seconds(30)).ok());
+  runner.Stop();
+  ASSERT_EQ(recorder.seen.size(), 30u) << "every header arrives, in order";
+  for (int i = 0; i < 30; ++i) {
+    if (i % 3 == 0) {
+      EXPECT_EQ(recorder.seen[i], std::make_pair(std::string("agency/a"), "p" + std::to_string(i)));
+    } else {
+      EXPECT_EQ(recorder.seen[i], std::make_pair(std::string("referral/x"), std::string()));
+    }
+  }
+}
+
 }  // namespace
 }  // namespace careloop::testing

@@ -8,6 +8,7 @@
 //
 //   referral_bench [--seconds 5] [--clients 1,16,64] [--channels 4] [--dir DIR]
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
@@ -57,8 +58,16 @@ class VerifyOnly final : public v1::ReferralService::CallbackService {
 
 struct Row {
   double rate = 0, p50 = 0, p99 = 0;
+  double cpu_us = 0;  // process CPU (user + system, every thread) per request
   int errors = 0;
 };
+
+double ProcessCpuSeconds() {
+  rusage u;
+  ::getrusage(RUSAGE_SELF, &u);
+  auto sec = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
+  return sec(u.ru_utime) + sec(u.ru_stime);
+}
 
 // `clients` threads over `channels` channels, each signing and sending
 // referrals for `seconds`.
@@ -92,7 +101,9 @@ Row Load(const std::string& address, int clients, int channels, double seconds,
       }
     });
   }
+  const double cpu0 = ProcessCpuSeconds();
   absl::SleepFor(absl::Seconds(seconds));
+  const double cpu = ProcessCpuSeconds() - cpu0;
   stop = true;
   for (auto& t : threads) t.join();
   std::vector<double> all;
@@ -102,6 +113,7 @@ Row Load(const std::string& address, int clients, int channels, double seconds,
   r.errors = errors;
   if (all.empty()) return r;
   r.rate = all.size() / seconds;
+  r.cpu_us = 1e6 * cpu / static_cast<double>(all.size());
   r.p50 = all[all.size() / 2];
   r.p99 = all[static_cast<size_t>(0.99 * (all.size() - 1))];
   return r;
@@ -170,8 +182,9 @@ int main(int argc, char** argv) {
 
   std::printf("fsync of 1 KiB on this disk: p50 %.0f µs\n\n", FsyncP50(dir));
   std::printf(
-      "| clients | channels | submissions/s | p50 µs | p99 µs | ceiling (verify only) /s "
-      "| ceiling p50 µs | ratio |\n|---|---|---|---|---|---|---|---|\n");
+      "| clients | channels | submissions/s | p50 µs | p99 µs | CPU µs/submission "
+      "| ceiling (verify only) /s | ceiling p50 µs | ceiling CPU µs/request | ratio "
+      "|\n|---|---|---|---|---|---|---|---|---|---|\n");
   int round = 0;
   for (int clients : counts) {
     Row ceil = no_ceiling ? Row()
@@ -180,8 +193,9 @@ int main(int argc, char** argv) {
     Row real =
         Load(hub_address, clients, channels, seconds, hub_cores.get(), absl::StrCat("r", round));
     ++round;
-    std::printf("| %d | %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f %% |%s\n", clients,
-                std::min(clients, channels), real.rate, real.p50, real.p99, ceil.rate, ceil.p50,
+    std::printf("| %d | %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f %% |%s\n",
+                clients, std::min(clients, channels), real.rate, real.p50, real.p99, real.cpu_us,
+                ceil.rate, ceil.p50, ceil.cpu_us,
                 ceil.rate > 0 ? 100.0 * real.rate / ceil.rate : 0.0,
                 real.errors + ceil.errors > 0
                     ? absl::StrCat(" errors: ", real.errors, "/", ceil.errors).c_str()
