@@ -3,6 +3,7 @@
 #include <openssl/rand.h>
 #include <rocksdb/cache.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
@@ -100,11 +101,6 @@ rocksdb::Options DbOptions(size_t block_cache_bytes) {
   // One thread writes (the ledger writer): the single-writer memtable insert
   // path is cheaper than the concurrent one.
   opts.allow_concurrent_memtable_write = false;
-  // Point reads of keys that do not exist (a new stream's first version) are
-  // the common lookup: a whole-key bloom filter answers them in the memtable
-  // too, as the table filter below does in the files.
-  opts.memtable_whole_key_filtering = true;
-  opts.memtable_prefix_bloom_size_ratio = 0.02;
   opts.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = rocksdb::NewLRUCache(block_cache_bytes);
@@ -113,10 +109,44 @@ rocksdb::Options DbOptions(size_t block_cache_bytes) {
   return opts;
 }
 
+// Keys "<prefix><BE64(n)>" (events, payloads, tree nodes, heads, streams and
+// indexes) arrive in order of n for each prefix: the memtable keeps one
+// insert position per prefix and starts each insert from it.
+class AllButLast8 final : public rocksdb::SliceTransform {
+ public:
+  const char* Name() const override { return "careloop.AllButLast8"; }
+  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
+    return {key.data(), key.size() - 8};
+  }
+  bool InDomain(const rocksdb::Slice& key) const override { return key.size() >= 8; }
+};
+
 std::vector<rocksdb::ColumnFamilyDescriptor> CfDescriptors(const rocksdb::Options& opts) {
+  static const std::shared_ptr<const rocksdb::SliceTransform> hint =
+      std::make_shared<AllButLast8>();
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-  for (const std::string& name : schema::CfNames()) {
-    cfs.emplace_back(name, rocksdb::ColumnFamilyOptions(opts));
+  for (int i = 0; i < schema::kNumCfs; ++i) {
+    rocksdb::ColumnFamilyOptions cf(opts);
+    switch (i) {
+      case schema::kStreams:
+        // Most lookups are of a new stream's version 1, which does not exist:
+        // a whole-key bloom filter answers them in the memtable too, as the
+        // table's filter does in the files.
+        cf.memtable_whole_key_filtering = true;
+        cf.memtable_prefix_bloom_size_ratio = 0.02;
+        [[fallthrough]];
+      case schema::kEvents:
+      case schema::kPayloads:
+      case schema::kAgencyIndex:
+      case schema::kSubjectIndex:
+      case schema::kMerkle:
+      case schema::kHeads:
+        cf.memtable_insert_with_hint_prefix_extractor = hint;
+        break;
+      default:
+        break;
+    }
+    cfs.emplace_back(schema::CfNames()[i], cf);
   }
   return cfs;
 }
