@@ -59,6 +59,7 @@ class VerifyOnly final : public v1::ReferralService::CallbackService {
 struct Row {
   double rate = 0, p50 = 0, p99 = 0;
   double cpu_us = 0;  // process CPU (user + system, every thread) per request
+  double events = 0, rounds = 0, syncs = 0;  // the ledger's, per request (hub rows)
   int errors = 0;
 };
 
@@ -101,9 +102,13 @@ Row Load(const std::string& address, int clients, int channels, double seconds,
       }
     });
   }
+  storage::LocalLedger& ledger = *hub->ledger;
   const double cpu0 = ProcessCpuSeconds();
+  const double e0 = ledger.events_written(), r0 = ledger.rounds(), s0 = ledger.syncs();
   absl::SleepFor(absl::Seconds(seconds));
   const double cpu = ProcessCpuSeconds() - cpu0;
+  const double events = ledger.events_written() - e0, rounds = ledger.rounds() - r0,
+               syncs = ledger.syncs() - s0;
   stop = true;
   for (auto& t : threads) t.join();
   std::vector<double> all;
@@ -114,6 +119,9 @@ Row Load(const std::string& address, int clients, int channels, double seconds,
   if (all.empty()) return r;
   r.rate = all.size() / seconds;
   r.cpu_us = 1e6 * cpu / static_cast<double>(all.size());
+  r.events = events / all.size();
+  r.rounds = rounds / all.size();
+  r.syncs = syncs / all.size();
   r.p50 = all[all.size() / 2];
   r.p99 = all[static_cast<size_t>(0.99 * (all.size() - 1))];
   return r;
@@ -186,6 +194,7 @@ int main(int argc, char** argv) {
       "| ceiling (verify only) /s | ceiling p50 µs | ceiling CPU µs/request | ratio "
       "|\n|---|---|---|---|---|---|---|---|---|---|\n");
   int round = 0;
+  std::vector<std::pair<int, Row>> hub_rows;
   for (int clients : counts) {
     Row ceil = no_ceiling ? Row()
                           : Load(ceiling_address, clients, channels, seconds, hub_cores.get(),
@@ -193,6 +202,7 @@ int main(int argc, char** argv) {
     Row real =
         Load(hub_address, clients, channels, seconds, hub_cores.get(), absl::StrCat("r", round));
     ++round;
+    hub_rows.emplace_back(clients, real);
     std::printf("| %d | %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f %% |%s\n",
                 clients, std::min(clients, channels), real.rate, real.p50, real.p99, real.cpu_us,
                 ceil.rate, ceil.p50, ceil.cpu_us,
@@ -201,6 +211,11 @@ int main(int argc, char** argv) {
                     ? absl::StrCat(" errors: ", real.errors, "/", ceil.errors).c_str()
                     : "");
   }
+  std::printf(
+      "\nThe ledger per submission (hub rows):\n\n| clients | events | commit rounds "
+      "(one head signature each) | fsyncs |\n|---|---|---|---|\n");
+  for (const auto& [clients, r] : hub_rows)
+    std::printf("| %d | %.2f | %.3f | %.3f |\n", clients, r.events, r.rounds, r.syncs);
   hub->Shutdown();
   ceiling->Shutdown();
   hub_cores.reset();
