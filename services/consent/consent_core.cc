@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -17,6 +18,7 @@ namespace {
 constexpr absl::Duration kProjectionWait = absl::Seconds(10);
 constexpr int kMaxMergeHops = 64;
 constexpr size_t kMaxMembers = 1024;
+constexpr size_t kMaxCachedFolds = 20000;  // subjects whose consent fold is kept
 constexpr int kMaxRuleDepth = 8;
 constexpr int kMaxRules = 256;
 constexpr int kMaxIdentifiers = 8;
@@ -257,8 +259,42 @@ bool ConsentCore::MayRead(const v1::ConsentRecord& r, absl::string_view caller) 
   return IsCompliance(caller);
 }
 
-absl::StatusOr<SubjectSet> ConsentCore::Subjects(absl::string_view subject_id) {
+absl::StatusOr<bool> ConsentCore::StillCurrent(const StreamReads& reads) {
+  for (const auto& [stream, version] : reads) {
+    ASSIGN_OR_RETURN(uint64_t now, ledger_->StreamVersion(stream));
+    if (now != version) return false;
+  }
+  return true;
+}
+
+absl::StatusOr<SubjectSet> ConsentCore::Subjects(absl::string_view subject_id,
+                                                 StreamReads* reads) {
   RETURN_IF_ERROR(storage::ValidateToken(subject_id, "subject id"));
+  std::optional<CachedSubjects> hit;
+  {
+    absl::MutexLock lock(&folds_mu_);
+    if (auto it = subjects_.find(subject_id); it != subjects_.end()) hit = it->second;
+  }
+  if (hit.has_value()) {
+    ASSIGN_OR_RETURN(bool current, StillCurrent(hit->reads));
+    if (current) {
+      if (reads != nullptr) reads->insert(reads->end(), hit->reads.begin(), hit->reads.end());
+      return hit->set;
+    }
+  }
+  StreamReads own;
+  ASSIGN_OR_RETURN(SubjectSet set, FollowSubjects(subject_id, &own));
+  {
+    absl::MutexLock lock(&folds_mu_);
+    if (subjects_.size() >= kMaxCachedFolds) subjects_.clear();  // bounded
+    subjects_[subject_id] = CachedSubjects{set, own};
+  }
+  if (reads != nullptr) reads->insert(reads->end(), own.begin(), own.end());
+  return set;
+}
+
+absl::StatusOr<SubjectSet> ConsentCore::FollowSubjects(absl::string_view subject_id,
+                                                       StreamReads* reads) {
   SubjectSet set;
   std::string current(subject_id);
   std::vector<v1::Event> events;
@@ -279,6 +315,7 @@ absl::StatusOr<SubjectSet> ConsentCore::Subjects(absl::string_view subject_id) {
     if (merges) {
       ASSIGN_OR_RETURN(events, storage::ReadWholeStream(ledger_, SubjectStream(current)));
     }
+    reads->emplace_back(SubjectStream(current), VersionOf(events));
     if (events.back().header().type() != "SubjectMergedInto") break;
     ASSIGN_OR_RETURN(v1::SubjectMergedInto into, HubPayload<v1::SubjectMergedInto>(events.back()));
     current = into.surviving_subject_id();
@@ -302,6 +339,7 @@ absl::StatusOr<SubjectSet> ConsentCore::Subjects(absl::string_view subject_id) {
       set.members.push_back(m.merged_subject_id());
       ASSIGN_OR_RETURN(std::vector<v1::Event> merged,
                        storage::ReadWholeStream(ledger_, SubjectStream(m.merged_subject_id())));
+      reads->emplace_back(SubjectStream(m.merged_subject_id()), VersionOf(merged));
       pending.push_back(std::move(merged));
     }
   }
@@ -310,8 +348,20 @@ absl::StatusOr<SubjectSet> ConsentCore::Subjects(absl::string_view subject_id) {
 
 absl::StatusOr<ConsentCore::SubjectState> ConsentCore::Load(absl::string_view subject_id,
                                                             bool with_disclosures) {
+  if (!with_disclosures) {
+    CachedFold hit;
+    {
+      absl::MutexLock lock(&folds_mu_);
+      if (auto it = folds_.find(subject_id); it != folds_.end()) hit = it->second;
+    }
+    if (hit.state != nullptr) {
+      ASSIGN_OR_RETURN(bool current, StillCurrent(hit.reads));
+      if (current) return *hit.state;
+    }
+  }
   SubjectState st;
-  ASSIGN_OR_RETURN(st.subjects, Subjects(subject_id));
+  StreamReads reads;
+  ASSIGN_OR_RETURN(st.subjects, Subjects(subject_id, &reads));
   std::vector<v1::Event> all;
   for (const std::string& m : st.subjects.members) {
     ASSIGN_OR_RETURN(std::vector<v1::Event> events,
@@ -320,6 +370,7 @@ absl::StatusOr<ConsentCore::SubjectState> ConsentCore::Load(absl::string_view su
     v.set_stream(ConsentStream(m));
     v.set_version(VersionOf(events));
     st.consent_versions.push_back(v);
+    reads.emplace_back(ConsentStream(m), v.version());
     for (v1::Event& e : events) all.push_back(std::move(e));
   }
   if (st.subjects.members.size() > 1) {
@@ -385,7 +436,12 @@ absl::StatusOr<ConsentCore::SubjectState> ConsentCore::Load(absl::string_view su
       return Corrupt(e, "has a type the consent service does not know");
     }
   }
-  if (!with_disclosures) return st;
+  if (!with_disclosures) {
+    absl::MutexLock lock(&folds_mu_);
+    if (folds_.size() >= kMaxCachedFolds) folds_.clear();  // bounded
+    folds_[subject_id] = CachedFold{std::make_shared<const SubjectState>(st), std::move(reads)};
+    return st;
+  }
   for (const std::string& m : st.subjects.members) {
     ASSIGN_OR_RETURN(std::vector<v1::Event> events,
                      storage::ReadWholeStream(ledger_, DisclosureStream(m)));

@@ -19,11 +19,14 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "careloop/v1/consent.pb.h"
 #include "careloop/v1/directory.pb.h"
 #include "services/common/clock.h"
@@ -116,8 +119,11 @@ class ConsentCore {
   absl::StatusOr<v1::ListBreakGlassResponse> ListBreakGlass(const v1::ListBreakGlassRequest& req,
                                                             absl::string_view caller);
 
+  // Streams a fold read, each with the version it read.
+  using StreamReads = std::vector<std::pair<std::string, uint64_t>>;
   // The subject an id stands for now (following merges). NOT_FOUND if none.
-  absl::StatusOr<SubjectSet> Subjects(absl::string_view subject_id);
+  // `reads`, if given, gets every subject stream read and its version.
+  absl::StatusOr<SubjectSet> Subjects(absl::string_view subject_id, StreamReads* reads = nullptr);
   // The hub, or an active agency with the compliance role.
   bool IsCompliance(absl::string_view agency) const;
 
@@ -159,6 +165,29 @@ class ConsentCore {
                                                    std::string* assigned_id);
   absl::StatusOr<v1::AppendRequest> PlanReview(const trust::VerifiedEnvelope& v,
                                                absl::string_view bytes);
+
+  // Subjects() without the cache: reads the subject streams.
+  absl::StatusOr<SubjectSet> FollowSubjects(absl::string_view subject_id, StreamReads* reads);
+  // Whether every stream of `reads` is still at the version read.
+  absl::StatusOr<bool> StillCurrent(const StreamReads& reads);
+
+  // Folds of a subject's consents (without disclosures), reused while every
+  // stream they read is still at the version read: a decision for a known
+  // subject costs a version lookup per stream instead of reading and parsing
+  // the streams again. Any append to one of them makes the next call fold
+  // again; a fold is a function of the streams' contents only.
+  struct CachedFold {
+    std::shared_ptr<const SubjectState> state;
+    StreamReads reads;
+  };
+  // Subject sets likewise (the subject streams followed through merges).
+  struct CachedSubjects {
+    SubjectSet set;
+    StreamReads reads;
+  };
+  absl::Mutex folds_mu_;
+  absl::flat_hash_map<std::string, CachedFold> folds_ ABSL_GUARDED_BY(folds_mu_);
+  absl::flat_hash_map<std::string, CachedSubjects> subjects_ ABSL_GUARDED_BY(folds_mu_);
 
   storage::Ledger* ledger_;
   directory::DirectoryState* directory_;

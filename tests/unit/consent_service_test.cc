@@ -301,6 +301,40 @@ TEST_F(ConsentServiceTest, DecisionsFollowTheRulesThroughTheService) {
             absl::StatusCode::kNotFound);
 }
 
+// Decisions and subject sets are cached while the streams they read stay
+// unchanged; each of these changes must be seen by the very next call.
+TEST_F(ConsentServiceTest, RepeatedDecisionsSeeEveryGrantMergeAndRevocation) {
+  const std::string s1 = *env_.NewSubject("000501");
+  const std::string s2 = *env_.NewSubject("C-77", "org.clinic");
+  auto permits = [&](const std::string& subject) {
+    auto d = env_.Check(subject, "org.foodbank", {"social-needs"});
+    EXPECT_TRUE(d.ok()) << d.status();
+    return d.ok() && d->decisions(0).permit();
+  };
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_FALSE(permits(s1));
+    EXPECT_FALSE(permits(s2));
+    EXPECT_EQ(core()->Subjects(s2)->survivor, s2);
+  }
+  const std::string id = *env_.Grant(ConsentEnv::NetworkConsent(s2));
+  EXPECT_TRUE(permits(s2)) << "a new consent";
+  EXPECT_FALSE(permits(s1));
+  v1::MergeSubjects merge;
+  merge.set_surviving_subject_id(s1);
+  merge.set_merged_subject_id(s2);
+  merge.set_reason("same person");
+  ASSERT_TRUE(core()->Submit(env_.Sign(merge, "org.stmarys", "admin")).ok());
+  EXPECT_EQ(core()->Subjects(s2)->survivor, s1) << "the merged id follows the merge";
+  EXPECT_TRUE(permits(s1)) << "the survivor has the merged id's consent";
+  EXPECT_TRUE(permits(s2));
+  v1::RevokeConsent revoke;
+  revoke.set_consent_id(id);
+  revoke.set_reason("withdrawn");
+  ASSERT_TRUE(core()->Submit(env_.Sign(revoke, "org.stmarys", "sender")).ok());
+  EXPECT_FALSE(permits(s1)) << "a revocation";
+  EXPECT_FALSE(permits(s2));
+}
+
 TEST_F(ConsentServiceTest, AmendAndRevokeByTheRecorderAndHoldersAreTold) {
   std::string s = *env_.NewSubject("000123");
   std::string id = *env_.Grant(ConsentEnv::NetworkConsent(s));
