@@ -187,8 +187,8 @@ class RocksNodeReader final : public merkle::NodeReader {
         return FromRocks(st[j], absl::StrCat("tree node level ", id.level, " index ", id.index));
       }
       if (values[j].size() != 32) {
-        return absl::DataLossError(absl::StrCat("tree node level ", id.level, " index ", id.index,
-                                                " is not 32 bytes"));
+        return absl::DataLossError(
+            absl::StrCat("tree node level ", id.level, " index ", id.index, " is not 32 bytes"));
       }
       Hash& h = out[missing[j]];
       std::copy(values[j].begin(), values[j].end(), h.begin());
@@ -558,8 +558,8 @@ struct LocalLedger::RoundResult {
 
 absl::StatusOr<std::optional<uint64_t>> LocalLedger::FirstSeq(absl::string_view stream) {
   std::string value;
-  rocksdb::Status s =
-      db_->Get(rocksdb::ReadOptions(), cf(schema::kStreams), schema::PrefixedKey(stream, 1), &value);
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(schema::kStreams),
+                               schema::PrefixedKey(stream, 1), &value);
   if (s.IsNotFound()) return std::optional<uint64_t>();
   RETURN_IF_ERROR(FromRocks(s, absl::StrCat("reading stream ", stream)));
   return std::optional<uint64_t>(DecodeBE64(value));
@@ -742,7 +742,7 @@ void LocalLedger::ProcessRound(std::vector<Pending>& round) {
   rocksdb::WriteBatch wb;
   merkle::CompactRange tree = tree_;
   absl::flat_hash_map<std::string, uint64_t> overlay;  // stream -> version within the round
-  absl::flat_hash_map<std::string, StreamTip> tips;     // stream -> newest (version, seq)
+  absl::flat_hash_map<std::string, StreamTip> tips;    // stream -> newest (version, seq)
   absl::flat_hash_map<std::string, uint64_t> cursor_overlay;
   absl::flat_hash_map<std::string, int> round_keys;
   std::vector<RoundResult> results(round.size());
@@ -1163,8 +1163,7 @@ absl::StatusOr<v1::ReadResponse> LocalLedger::ReadStream(const v1::ReadStreamReq
         seqs.push_back(DecodeBE64(values[i]));
       }
     }
-    ASSIGN_OR_RETURN(std::vector<v1::Event> events,
-                     ReadEventsBySeq(seqs, req.include_payloads()));
+    ASSIGN_OR_RETURN(std::vector<v1::Event> events, ReadEventsBySeq(seqs, req.include_payloads()));
     v1::ReadResponse resp;
     resp.set_tree_size(size);
     resp.set_more(more);

@@ -267,8 +267,7 @@ absl::StatusOr<bool> ConsentCore::StillCurrent(const StreamReads& reads) {
   return true;
 }
 
-absl::StatusOr<SubjectSet> ConsentCore::Subjects(absl::string_view subject_id,
-                                                 StreamReads* reads) {
+absl::StatusOr<SubjectSet> ConsentCore::Subjects(absl::string_view subject_id, StreamReads* reads) {
   RETURN_IF_ERROR(storage::ValidateToken(subject_id, "subject id"));
   std::optional<CachedSubjects> hit;
   {

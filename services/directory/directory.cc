@@ -454,9 +454,9 @@ absl::StatusOr<Accepted> AcceptSigned(absl::string_view bytes, const trust::RpcP
   RETURN_IF_ERROR(ValidateSegment(parsed.message_id(), "envelope: message_id"));
   if (parsed.sender_agency() != kHubAgency)
     RETURN_IF_ERROR(storage::ValidateAgencyId(parsed.sender_agency()));
-  ASSIGN_OR_RETURN(trust::VerifiedEnvelope v,
-                   trust::VerifyParsedEnvelope(std::move(parsed), bytes, policy, directory, seen,
-                                               received));
+  ASSIGN_OR_RETURN(
+      trust::VerifiedEnvelope v,
+      trust::VerifyParsedEnvelope(std::move(parsed), bytes, policy, directory, seen, received));
   Accepted out;
   out.envelope = v.envelope;
   if (v.duplicate) {

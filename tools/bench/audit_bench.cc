@@ -21,10 +21,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "services/common/runtime.h"
 #include "services/audit/audit_core.h"
 #include "services/audit/bundle.h"
 #include "services/common/log.h"
+#include "services/common/runtime.h"
 #include "services/common/sha256.h"
 #include "tools/bench/bench_hub.h"
 

@@ -17,8 +17,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "services/common/runtime.h"
 #include "services/common/log.h"
+#include "services/common/runtime.h"
 #include "services/common/status.h"
 #include "services/consent/consent_core.h"
 #include "services/directory/directory.h"

@@ -9,8 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "careloop/v1/ledger.pb.h"
-#include "services/common/runtime.h"
 #include "services/common/log.h"
+#include "services/common/runtime.h"
 #include "services/trust/envelope.h"
 
 using namespace careloop;

@@ -8,8 +8,8 @@
 //
 //   referral_bench [--seconds 5] [--clients 1,16,64] [--channels 4] [--dir DIR]
 #include <fcntl.h>
-#include <sys/resource.h>
 #include <grpcpp/grpcpp.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -22,9 +22,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
-#include "services/common/runtime.h"
 #include "services/common/grpc_edge.h"
 #include "services/common/log.h"
+#include "services/common/runtime.h"
 #include "services/common/status.h"
 #include "services/referral/referral_grpc_service.h"
 #include "services/referral/sections.h"
