@@ -1163,27 +1163,22 @@ absl::StatusOr<v1::ReadResponse> LocalLedger::ReadStream(const v1::ReadStreamReq
         seqs.push_back(DecodeBE64(values[i]));
       }
     }
-    ASSIGN_OR_RETURN(std::vector<v1::Event> events, ReadEventsBySeq(seqs, req.include_payloads()));
-    v1::ReadResponse resp;
-    resp.set_tree_size(size);
-    resp.set_more(more);
-    for (auto& e : events) *resp.add_events() = std::move(e);
-    return resp;
-  }
-  std::unique_ptr<rocksdb::Iterator> it(
-      db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kStreams)));
-  const std::string prefix = req.stream() + std::string(1, '\0');
-  for (it->Seek(schema::PrefixedKey(req.stream(), std::max<uint64_t>(1, req.from_version())));
-       it->Valid() && it->key().starts_with(prefix); it->Next()) {
-    uint64_t seq = DecodeBE64(AsView(it->value()));
-    if (seq > size) break;  // committed but not yet published
-    if (seqs.size() == limit) {
-      more = true;
-      break;
+  } else {
+    std::unique_ptr<rocksdb::Iterator> it(
+        db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kStreams)));
+    const std::string prefix = req.stream() + std::string(1, '\0');
+    for (it->Seek(schema::PrefixedKey(req.stream(), from));
+         it->Valid() && it->key().starts_with(prefix); it->Next()) {
+      uint64_t seq = DecodeBE64(AsView(it->value()));
+      if (seq > size) break;  // committed but not yet published
+      if (seqs.size() == limit) {
+        more = true;
+        break;
+      }
+      seqs.push_back(seq);
     }
-    seqs.push_back(seq);
+    RETURN_IF_ERROR(FromRocks(it->status(), "reading a stream"));
   }
-  RETURN_IF_ERROR(FromRocks(it->status(), "reading a stream"));
   ASSIGN_OR_RETURN(std::vector<v1::Event> events, ReadEventsBySeq(seqs, req.include_payloads()));
   v1::ReadResponse resp;
   resp.set_tree_size(size);

@@ -44,14 +44,22 @@ class StreamCounter final : public storage::RocksDbProjection {
   std::map<std::string, uint64_t> pending_;
 };
 
-TEST(ProjectionRunner, CatchesUpWaitsAndResumesFromItsStoredSeq) {
+// A ledger on disk in a temp dir.
+class ProjectionRunnerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    storage::LedgerOptions o;
+    o.dir = dir.Sub("ledger");
+    o.signer = signer.get();
+    ledger = storage::LocalLedger::Open(o);
+    ASSERT_TRUE(ledger.ok()) << ledger.status();
+  }
   TempDir dir;
-  auto signer = TestSigner();
-  storage::LedgerOptions o;
-  o.dir = dir.Sub("ledger");
-  o.signer = signer.get();
-  auto ledger = storage::LocalLedger::Open(o);
-  ASSERT_TRUE(ledger.ok());
+  std::unique_ptr<trust::Ed25519HeadSigner> signer = TestSigner();
+  absl::StatusOr<std::unique_ptr<storage::LocalLedger>> ledger;
+};
+
+TEST_F(ProjectionRunnerTest, CatchesUpWaitsAndResumesFromItsStoredSeq) {
   for (int i = 0; i < 40; ++i)
     ASSERT_TRUE((*ledger)->Append(Event(i % 2 ? "referral/a" : "referral/b")).ok());
 
@@ -97,14 +105,7 @@ class PayloadRecorder final : public storage::Projection {
   std::vector<std::pair<std::string, std::string>> seen;
 };
 
-TEST(ProjectionRunner, ReadsOnlyThePayloadsItIsAskedFor) {
-  TempDir dir;
-  auto signer = TestSigner();
-  storage::LedgerOptions o;
-  o.dir = dir.Sub("ledger");
-  o.signer = signer.get();
-  auto ledger = storage::LocalLedger::Open(o);
-  ASSERT_TRUE(ledger.ok());
+TEST_F(ProjectionRunnerTest, ReadsOnlyThePayloadsItIsAskedFor) {
   for (int i = 0; i < 30; ++i) {
     const std::string stream = i % 3 == 0 ? "agency/a" : "referral/x";
     ASSERT_TRUE((*ledger)->Append(Event(stream, "E", "p" + std::to_string(i))).ok());
