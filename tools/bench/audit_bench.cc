@@ -52,9 +52,8 @@ int main(int argc, char** argv) {
   app.add_option("--dir", dir, "scratch directory (default: a temp dir)");
   CLI11_PARSE(app, argc, argv);
   log::Init(log::Level::kWarn, log::Format::kLogfmt);
-  namespace fs = std::filesystem;
-  bool temp = false;
-  dir = bench::ScratchDir(dir, "auditbench", &temp);
+  bench::Scratch scratch(dir, "auditbench");
+  dir = scratch.path();
 
   auto hub = std::make_unique<bench::BenchHub>(dir);
   hub->Register("org.stmarys", "sender");
@@ -196,6 +195,5 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(report.envelopes), report.events / sha_s,
       bytes / 1048576.0 / sha_s, 100.0 * sha_s / verify_s, sink == 0xff ? " " : "");
   hub.reset();
-  if (temp) fs::remove_all(dir);
   return 0;
 }

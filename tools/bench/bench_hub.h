@@ -23,17 +23,31 @@
 
 namespace careloop::bench {
 
-// `dir`, or a fresh directory under the system's temp dir named after `tag`
-// (then *temp is set: the caller removes it at the end).
-inline std::string ScratchDir(std::string dir, const std::string& tag, bool* temp) {
-  *temp = dir.empty();
-  if (*temp) {
-    dir = (std::filesystem::temp_directory_path() / absl::StrCat("careloop-", tag, "-", getpid()))
-              .string();
+// A benchmark's scratch directory: `dir` if given (kept), else a fresh one
+// under the system's temp dir named after `tag`, removed when this goes.
+// Declare it before what it holds (the hub) so that it goes last.
+class Scratch {
+ public:
+  Scratch(const std::string& dir, const std::string& tag) : path_(dir), temp_(dir.empty()) {
+    if (temp_) {
+      path_ = (std::filesystem::temp_directory_path() /
+               absl::StrCat("careloop-", tag, "-", getpid()))
+                  .string();
+    }
+    std::filesystem::create_directories(path_);
   }
-  std::filesystem::create_directories(dir);
-  return dir;
-}
+  ~Scratch() {
+    std::error_code ec;
+    if (temp_) std::filesystem::remove_all(path_, ec);
+  }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  bool temp_;
+};
 
 struct BenchHub {
   explicit BenchHub(const std::string& dir)

@@ -59,9 +59,8 @@ int main(int argc, char** argv) {
   app.add_option("--dir", dir, "scratch directory on the disk to measure (default: a temp dir)");
   CLI11_PARSE(app, argc, argv);
   log::Init(log::Level::kWarn, log::Format::kLogfmt);
-  namespace fs = std::filesystem;
-  bool temp = false;
-  dir = bench::ScratchDir(dir, "delbench", &temp);
+  bench::Scratch scratch(dir, "delbench");
+  dir = scratch.path();
 
   auto hub = std::make_unique<bench::BenchHub>(dir);
   hub->Register("org.stmarys", "sender");
@@ -225,6 +224,5 @@ int main(int argc, char** argv) {
   notes.Stop();
   server->Shutdown();
   hub.reset();
-  if (temp) fs::remove_all(dir);
   return 0;
 }

@@ -159,9 +159,8 @@ int main(int argc, char** argv) {
   app.add_flag("--no-ceiling", no_ceiling, "measure the hub only (for profiling)");
   CLI11_PARSE(app, argc, argv);
   log::Init(log::Level::kWarn, log::Format::kLogfmt);
-  namespace fs = std::filesystem;
-  bool temp = false;
-  dir = bench::ScratchDir(dir, "refbench", &temp);
+  bench::Scratch scratch(dir, "refbench");
+  dir = scratch.path();
 
   auto hub_cores = std::make_unique<bench::BenchHub>(dir);
   hub_cores->Register("org.stmarys", "sender");
@@ -219,6 +218,5 @@ int main(int argc, char** argv) {
   hub->Shutdown();
   ceiling->Shutdown();
   hub_cores.reset();
-  if (temp) fs::remove_all(dir);
   return 0;
 }
