@@ -741,8 +741,8 @@ void LocalLedger::ProcessRound(std::vector<Pending>& round) {
   const int64_t now_ns = absl::ToUnixNanos(now);
   rocksdb::WriteBatch wb;
   merkle::CompactRange tree = tree_;
-  absl::flat_hash_map<std::string, uint64_t> overlay;  // stream -> version within the round
-  absl::flat_hash_map<std::string, StreamTip> tips;    // stream -> newest (version, seq)
+  // Stream -> its newest version (and that event's seq) within the round.
+  absl::flat_hash_map<std::string, StreamTip> tips;
   absl::flat_hash_map<std::string, uint64_t> cursor_overlay;
   absl::flat_hash_map<std::string, int> round_keys;
   std::vector<RoundResult> results(round.size());
@@ -750,7 +750,7 @@ void LocalLedger::ProcessRound(std::vector<Pending>& round) {
   uint64_t events_in_round = 0;
 
   auto version_of = [&](const std::string& stream) -> absl::StatusOr<uint64_t> {
-    if (auto it = overlay.find(stream); it != overlay.end()) return it->second;
+    if (auto it = tips.find(stream); it != tips.end()) return it->second.version;
     return ReadStreamVersion(stream);
   };
   auto cursor_of = [&](const std::string& name) -> absl::StatusOr<uint64_t> {
@@ -898,7 +898,6 @@ void LocalLedger::ProcessRound(std::vector<Pending>& round) {
       c.add_stream_versions(versions[j]);
       ++events_in_round;
     }
-    for (auto& [stream, v] : local) overlay[stream] = v;
     for (const v1::CursorUpdate& cu : req.cursor_updates()) {
       wb.Put(cf(schema::kCursors), cu.name(), BE64(cu.position()));
       cursor_overlay[cu.name()] = cu.position();
@@ -952,9 +951,8 @@ void LocalLedger::ProcessRound(std::vector<Pending>& round) {
     written.wrote = true;
   }
   tree_ = std::move(tree);
-  if (stream_versions_.size() + overlay.size() > 200'000)
-    stream_versions_.clear();  // bounded cache
-  for (auto& [stream, v] : overlay) stream_versions_[stream] = v;
+  if (stream_versions_.size() + tips.size() > 200'000) stream_versions_.clear();  // bounded cache
+  for (const auto& [stream, tip] : tips) stream_versions_[stream] = tip.version;
   if (new_head) last_head_ = head;
   written.new_head = new_head;
   written.size = final_size;

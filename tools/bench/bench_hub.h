@@ -30,9 +30,9 @@ class Scratch {
  public:
   Scratch(const std::string& dir, const std::string& tag) : path_(dir), temp_(dir.empty()) {
     if (temp_) {
-      path_ = (std::filesystem::temp_directory_path() /
-               absl::StrCat("careloop-", tag, "-", getpid()))
-                  .string();
+      path_ =
+          (std::filesystem::temp_directory_path() / absl::StrCat("careloop-", tag, "-", getpid()))
+              .string();
     }
     std::filesystem::create_directories(path_);
   }
