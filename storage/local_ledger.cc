@@ -53,6 +53,74 @@ absl::Status FromRocks(const rocksdb::Status& s, absl::string_view context) {
 
 namespace {
 
+// Keys "<prefix><BE64(n)>" (events, payloads, tree nodes, heads, streams and
+// indexes) arrive in order of n for each prefix: the memtable keeps one
+// insert position per prefix and starts each insert from it.
+class AllButLast8 final : public rocksdb::SliceTransform {
+ public:
+  const char* Name() const override { return "careloop.AllButLast8"; }
+  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
+    return {key.data(), key.size() - 8};
+  }
+  bool InDomain(const rocksdb::Slice& key) const override { return key.size() >= 8; }
+};
+
+}  // namespace
+
+rocksdb::Options LedgerDbOptions(size_t block_cache_bytes) {
+  rocksdb::Options opts;
+  opts.create_if_missing = true;
+  opts.create_missing_column_families = true;
+  opts.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  opts.max_background_jobs = 2;
+  opts.keep_log_file_num = 4;
+  // Column families that see few writes (heads, cursors, idempotency) would
+  // otherwise keep old WAL files alive, and a restart would replay them all.
+  // Bounding the WAL bounds the replay: restart takes seconds at any size.
+  opts.max_total_wal_size = 64 << 20;
+  // One thread writes (the ledger writer): the single-writer memtable insert
+  // path is cheaper than the concurrent one.
+  opts.allow_concurrent_memtable_write = false;
+  opts.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = rocksdb::NewLRUCache(block_cache_bytes);
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  opts.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  return opts;
+}
+
+std::vector<rocksdb::ColumnFamilyDescriptor> LedgerCfDescriptors(const rocksdb::Options& opts) {
+  static const std::shared_ptr<const rocksdb::SliceTransform> hint =
+      std::make_shared<AllButLast8>();
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+  for (int i = 0; i < schema::kNumCfs; ++i) {
+    rocksdb::ColumnFamilyOptions cf(opts);
+    switch (i) {
+      case schema::kStreams:
+        // Most lookups are of a new stream's version 1, which does not exist:
+        // a whole-key bloom filter answers them in the memtable too, as the
+        // table's filter does in the files.
+        cf.memtable_whole_key_filtering = true;
+        cf.memtable_prefix_bloom_size_ratio = 0.02;
+        [[fallthrough]];
+      case schema::kEvents:
+      case schema::kPayloads:
+      case schema::kAgencyIndex:
+      case schema::kSubjectIndex:
+      case schema::kMerkle:
+      case schema::kHeads:
+        cf.memtable_insert_with_hint_prefix_extractor = hint;
+        break;
+      default:
+        break;
+    }
+    cfs.emplace_back(schema::CfNames()[i], cf);
+  }
+  return cfs;
+}
+
+namespace {
+
 constexpr size_t kMaxTips = 200'000;  // published stream tips kept in memory
 constexpr size_t kRecentHeads = 256;  // round heads kept for receipts
 
@@ -85,70 +153,6 @@ absl::Status WriteFileSynced(const fs::path& path, absl::string_view content) {
     std::fclose(f);
   }
   return absl::OkStatus();
-}
-
-rocksdb::Options DbOptions(size_t block_cache_bytes) {
-  rocksdb::Options opts;
-  opts.create_if_missing = true;
-  opts.create_missing_column_families = true;
-  opts.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
-  opts.max_background_jobs = 2;
-  opts.keep_log_file_num = 4;
-  // Column families that see few writes (heads, cursors, idempotency) would
-  // otherwise keep old WAL files alive, and a restart would replay them all.
-  // Bounding the WAL bounds the replay: restart takes seconds at any size.
-  opts.max_total_wal_size = 64 << 20;
-  // One thread writes (the ledger writer): the single-writer memtable insert
-  // path is cheaper than the concurrent one.
-  opts.allow_concurrent_memtable_write = false;
-  opts.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
-  rocksdb::BlockBasedTableOptions table;
-  table.block_cache = rocksdb::NewLRUCache(block_cache_bytes);
-  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
-  opts.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
-  return opts;
-}
-
-// Keys "<prefix><BE64(n)>" (events, payloads, tree nodes, heads, streams and
-// indexes) arrive in order of n for each prefix: the memtable keeps one
-// insert position per prefix and starts each insert from it.
-class AllButLast8 final : public rocksdb::SliceTransform {
- public:
-  const char* Name() const override { return "careloop.AllButLast8"; }
-  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
-    return {key.data(), key.size() - 8};
-  }
-  bool InDomain(const rocksdb::Slice& key) const override { return key.size() >= 8; }
-};
-
-std::vector<rocksdb::ColumnFamilyDescriptor> CfDescriptors(const rocksdb::Options& opts) {
-  static const std::shared_ptr<const rocksdb::SliceTransform> hint =
-      std::make_shared<AllButLast8>();
-  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-  for (int i = 0; i < schema::kNumCfs; ++i) {
-    rocksdb::ColumnFamilyOptions cf(opts);
-    switch (i) {
-      case schema::kStreams:
-        // Most lookups are of a new stream's version 1, which does not exist:
-        // a whole-key bloom filter answers them in the memtable too, as the
-        // table's filter does in the files.
-        cf.memtable_whole_key_filtering = true;
-        cf.memtable_prefix_bloom_size_ratio = 0.02;
-        [[fallthrough]];
-      case schema::kEvents:
-      case schema::kPayloads:
-      case schema::kAgencyIndex:
-      case schema::kSubjectIndex:
-      case schema::kMerkle:
-      case schema::kHeads:
-        cf.memtable_insert_with_hint_prefix_extractor = hint;
-        break;
-      default:
-        break;
-    }
-    cfs.emplace_back(schema::CfNames()[i], cf);
-  }
-  return cfs;
 }
 
 // Perfect-subtree hashes (leaves included) for proofs: what the cache holds,
@@ -311,13 +315,13 @@ absl::Status LocalLedger::OpenDb() {
   } else if (!fmt.ok()) {
     return fmt;
   }
-  rocksdb::Options opts = DbOptions(options_.block_cache_bytes);
+  rocksdb::Options opts = LedgerDbOptions(options_.block_cache_bytes);
   if (options_.fs) {
     env_ = rocksdb::NewCompositeEnv(options_.fs);
     opts.env = env_.get();
   }
   rocksdb::DB* raw = nullptr;
-  rocksdb::Status s = rocksdb::DB::Open(opts, dir, CfDescriptors(opts), &handles_, &raw);
+  rocksdb::Status s = rocksdb::DB::Open(opts, dir, LedgerCfDescriptors(opts), &handles_, &raw);
   if (!s.ok()) return FromRocks(s, absl::StrCat("opening ledger ", dir));
   db_.reset(raw);
   return absl::OkStatus();
@@ -1434,12 +1438,12 @@ absl::StatusOr<v1::BackupResponse> LocalLedger::Backup(const std::string& direct
       WriteFileSynced(fs::path(directory) / schema::kFormatFile,
                       absl::StrCat(schema::kFormatPrefix, schema::kFormatVersion, "\n")));
   // The exact size captured: the last event in the copy.
-  rocksdb::Options opts = DbOptions(8 << 20);
+  rocksdb::Options opts = LedgerDbOptions(8 << 20);
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* copy = nullptr;
-  RETURN_IF_ERROR(
-      FromRocks(rocksdb::DB::OpenForReadOnly(opts, directory, CfDescriptors(opts), &handles, &copy),
-                "reading the backup"));
+  RETURN_IF_ERROR(FromRocks(
+      rocksdb::DB::OpenForReadOnly(opts, directory, LedgerCfDescriptors(opts), &handles, &copy),
+      "reading the backup"));
   uint64_t size = 0;
   {
     std::unique_ptr<rocksdb::Iterator> it(
@@ -1467,12 +1471,12 @@ absl::StatusOr<RestoreResult> RestoreLedger(const std::string& backup_dir,
   fs::create_directories(target_dir, ec);
   fs::copy(backup_dir, target_dir, fs::copy_options::recursive, ec);
   if (ec) return absl::InternalError(absl::StrCat("copying the backup: ", ec.message()));
-  rocksdb::Options opts = DbOptions(8 << 20);
+  rocksdb::Options opts = LedgerDbOptions(8 << 20);
   opts.create_if_missing = false;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
   RETURN_IF_ERROR(
-      FromRocks(rocksdb::DB::Open(opts, target_dir, CfDescriptors(opts), &handles, &raw),
+      FromRocks(rocksdb::DB::Open(opts, target_dir, LedgerCfDescriptors(opts), &handles, &raw),
                 "opening the restored ledger"));
   std::unique_ptr<rocksdb::DB> db(raw);
   RestoreResult result;

@@ -73,6 +73,11 @@ struct LedgerOptions {
   std::function<void()> test_before_round;
 };
 
+// The RocksDB options and column families the ledger opens its directory
+// with (schema.h's layout): also for tools that measure that layout.
+rocksdb::Options LedgerDbOptions(size_t block_cache_bytes);
+std::vector<rocksdb::ColumnFamilyDescriptor> LedgerCfDescriptors(const rocksdb::Options& opts);
+
 class LocalLedger final : public Ledger {
  public:
   // Opens (or creates) the ledger in options.dir. Refuses a directory written

@@ -2,6 +2,7 @@
 //
 //   ledger_bench append  [--seconds 5] [--clients 1,16,64] [--dir D]
 //   ledger_bench proofs  [--events 1000000] [--dir D]
+//   ledger_bench floor   [--submissions 40000] [--per-round 1,2,4,16,64] [--dir D]
 //
 // append: throughput and latency of 1 KiB appends with fsync, in-process and
 // over gRPC, beside two ceilings measured in the same run on the same disk:
@@ -9,9 +10,12 @@
 // thread writing sync WriteBatches of 64 events.
 // proofs: inclusion-proof latency in a ledger of --events events, then the
 // offline verifier's rate beside raw SHA-256 over the same bytes.
+// floor: what DESIGN.md's ledger layout costs at the least per referral
+// submission (see FloorBench).
 #include <grpcpp/grpcpp.h>
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,16 +32,19 @@
 #include "services/common/log.h"
 #include "services/common/runtime.h"
 #include "services/common/sha256.h"
+#include "services/common/status.h"
 #include "services/ledger/ledger_grpc_service.h"
 #include "services/ledger/remote_ledger.h"
 #include "services/trust/head_signer.h"
 #include "storage/local_ledger.h"
+#include "storage/schema.h"
 #include "storage/verify.h"
 
 namespace careloop::bench {
 namespace {
 
 namespace fs = std::filesystem;
+namespace schema = storage::schema;
 constexpr size_t kEventBytes = 1024;
 
 struct Row {
@@ -242,6 +249,120 @@ void AppendBench(const std::string& base, double seconds, const std::vector<int>
   }
 }
 
+double ProcessCpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+// The least the ledger's layout (schema.h, as DESIGN.md prescribes it) costs
+// per referral submission: the six events a submission needs at the least
+// (the signed envelope, its sections, the routing, two disclosures, the
+// duplicate guard), each written as a header, a payload apart, a stream key,
+// agency and subject index keys, its leaf and the perfect-subtree nodes it
+// completes; per round one signed head and one WriteBatch with sync = true.
+// One thread, no queue, no other threads to wake, no preconditions, no
+// reads: a floor for any implementation of the layout, not a model of ours.
+// The process CPU includes RocksDB's flushes (every memtable is flushed
+// before the clock stops) and the compactions that ran meanwhile.
+void FloorBench(const std::string& base, uint64_t submissions, const std::vector<int>& per_round) {
+  auto signer = Signer();
+  struct Kind {
+    const char* stream;
+    const char* type;
+    size_t payload_bytes;
+    int agencies;
+    bool subject;
+  };
+  // Payload sizes of referral_bench's submissions (1 KiB of sections).
+  static constexpr Kind kKinds[] = {
+      {"referral/org.stmarys/r", "ReferralSubmitted", 1350, 1, true},
+      {"referral/org.stmarys/r", "ReferralSections", 1100, 1, true},
+      {"referral/org.stmarys/r", "ReferralRouted", 300, 2, true},
+      {"disclosure/s", "DisclosureRecorded", 180, 2, true},
+      {"disclosure/s", "DisclosureRecorded", 180, 2, true},
+      {"dedupe/org.stmarys/s/food", "DedupeOpened", 60, 1, false},
+  };
+  std::printf(
+      "| submissions per round | events | CPU µs per submission | wall µs per submission | "
+      "fsyncs |\n|---|---|---|---|---|\n");
+  for (int k : per_round) {
+    std::string dir = absl::StrCat(base, "/floor-", k);
+    fs::remove_all(dir);
+    rocksdb::Options opts = storage::LedgerDbOptions(64 << 20);
+    std::vector<rocksdb::ColumnFamilyHandle*> h;
+    rocksdb::DB* raw = nullptr;
+    CARELOOP_CHECK(rocksdb::DB::Open(opts, dir, storage::LedgerCfDescriptors(opts), &h, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    auto cf = [&](int i) { return h[static_cast<size_t>(i)]; };
+    storage::merkle::CompactRange tree;
+    std::vector<std::pair<storage::merkle::NodeId, Hash>> created;
+    std::vector<std::string> payloads;
+    for (const Kind& kind : kKinds) payloads.emplace_back(kind.payload_bytes, 'p');
+    rocksdb::WriteOptions sync;
+    sync.sync = true;
+    uint64_t seq = 0, rounds = 0;
+    const double cpu0 = ProcessCpuSeconds();
+    const absl::Time t0 = absl::Now();
+    for (uint64_t done = 0; done < submissions; done += static_cast<uint64_t>(k)) {
+      rocksdb::WriteBatch wb;
+      for (int r = 0; r < k; ++r) {
+        const std::string n = absl::StrCat(done + static_cast<uint64_t>(r));
+        for (size_t e = 0; e < std::size(kKinds); ++e) {
+          const Kind& kind = kKinds[e];
+          ++seq;
+          v1::EventHeader hdr;
+          hdr.set_seq(seq);
+          hdr.set_stream(absl::StrCat(kind.stream, n));
+          hdr.set_stream_version(e < 3 ? e + 1 : e == 4 ? 2 : 1);
+          hdr.set_type(kind.type);
+          hdr.set_commit_time_unix_nanos(absl::ToUnixNanos(t0));
+          hdr.add_agencies("org.stmarys");
+          if (kind.agencies > 1) hdr.add_agencies("org.foodbank");
+          if (kind.subject) hdr.set_subject(absl::StrCat("s", n));
+          const Hash ph = Sha256(payloads[e]);
+          hdr.set_payload_sha256(std::string(AsStringView(ph)));
+          hdr.set_payload_size(payloads[e].size());
+          const std::string header = hdr.SerializeAsString();
+          const std::string key = schema::BE64(seq);
+          wb.Put(cf(schema::kEvents), key, header);
+          wb.Put(cf(schema::kPayloads), key, payloads[e]);
+          wb.Put(cf(schema::kStreams), schema::PrefixedKey(hdr.stream(), hdr.stream_version()),
+                 key);
+          for (const std::string& a : hdr.agencies())
+            wb.Put(cf(schema::kAgencyIndex), schema::PrefixedKey(a, seq), "");
+          if (kind.subject)
+            wb.Put(cf(schema::kSubjectIndex), schema::PrefixedKey(hdr.subject(), seq), "");
+          created.clear();
+          tree.Append(storage::merkle::HashLeaf(header), &created);
+          for (const auto& [id, hash] : created)
+            wb.Put(cf(schema::kMerkle), schema::MerkleKey(id), std::string(AsStringView(hash)));
+        }
+      }
+      storage::Checkpoint cp{"careloop.bench", seq, tree.Root(), absl::ToUnixNanos(absl::Now())};
+      absl::StatusOr<std::string> note = storage::SignCheckpoint(cp, *signer);
+      CARELOOP_CHECK(note.ok());
+      v1::SignedHead head;
+      head.set_tree_size(seq);
+      head.set_root_hash(std::string(AsStringView(cp.root)));
+      head.set_checkpoint(*std::move(note));
+      wb.Put(cf(schema::kHeads), schema::BE64(seq), head.SerializeAsString());
+      CARELOOP_CHECK(db->Write(sync, &wb).ok());
+      ++rounds;
+    }
+    const double wall = absl::ToDoubleSeconds(absl::Now() - t0);
+    CARELOOP_CHECK(db->Flush(rocksdb::FlushOptions(), h).ok());
+    const double cpu = ProcessCpuSeconds() - cpu0;
+    const double n = static_cast<double>(rounds) * k;
+    std::printf("| %d | %zu | %.1f | %.1f | %.3f |\n", k, std::size(kKinds), cpu * 1e6 / n,
+                wall * 1e6 / n, static_cast<double>(rounds) / n);
+    for (auto* handle : h) CARELOOP_CHECK(db->DestroyColumnFamilyHandle(handle).ok());
+    db.reset();
+    fs::remove_all(dir);
+  }
+}
+
 void ProofBench(const std::string& base, uint64_t events) {
   auto signer = Signer();
   std::string dir = base + "/ledger-1m";
@@ -380,6 +501,13 @@ int main(int argc, char** argv) {
                      "interleaved runs per row (the median is shown)");
   append->add_option("--clients-per-channel", careloop::bench::g_clients_per_channel,
                      "gRPC clients sharing one channel");
+  uint64_t submissions = 40'000;
+  std::string per_round = "1,2,4,16,64";
+  auto* floor = app.add_subcommand(
+      "floor", "the least the ledger's layout costs per referral submission, by round size");
+  floor->add_option("--submissions", submissions, "submissions per row");
+  floor->add_option("--per-round", per_round, "comma list of submissions per commit round");
+  floor->add_option("--dir", dir, "scratch directory on the disk to measure");
   auto* proofs =
       app.add_subcommand("proofs", "proof latency at size, reopen time, offline verify vs SHA-256");
   proofs->add_option("--events", events, "ledger size");
@@ -396,6 +524,11 @@ int main(int argc, char** argv) {
     for (absl::string_view c : absl::StrSplit(clients, ','))
       counts.push_back(std::stoi(std::string(c)));
     careloop::bench::AppendBench(base, seconds, counts, !no_baselines, !no_grpc);
+  } else if (*floor) {
+    std::vector<int> counts;
+    for (absl::string_view c : absl::StrSplit(per_round, ','))
+      counts.push_back(std::stoi(std::string(c)));
+    careloop::bench::FloorBench(base, submissions, counts);
   } else {
     careloop::bench::ProofBench(base, events);
   }
