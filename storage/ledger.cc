@@ -13,10 +13,11 @@ absl::StatusOr<v1::Commit> Ledger::Append(v1::AppendRequest request) {
   return future.get();
 }
 
-absl::StatusOr<std::vector<v1::Event>> ReadWholeStream(Ledger* ledger, absl::string_view stream,
-                                                       bool include_payloads) {
+absl::StatusOr<std::vector<v1::Event>> ReadStreamFrom(Ledger* ledger, absl::string_view stream,
+                                                      uint64_t from_version,
+                                                      bool include_payloads) {
   std::vector<v1::Event> out;
-  uint64_t from = 1;
+  uint64_t from = from_version;
   while (true) {
     v1::ReadStreamRequest req;
     req.set_stream(std::string(stream));
@@ -29,6 +30,11 @@ absl::StatusOr<std::vector<v1::Event>> ReadWholeStream(Ledger* ledger, absl::str
     from = out.back().header().stream_version() + 1;
   }
   return out;
+}
+
+absl::StatusOr<std::vector<v1::Event>> ReadWholeStream(Ledger* ledger, absl::string_view stream,
+                                                       bool include_payloads) {
+  return ReadStreamFrom(ledger, stream, 1, include_payloads);
 }
 
 absl::StatusOr<std::vector<v1::Event>> ReadLastEvent(Ledger* ledger, absl::string_view stream) {

@@ -61,6 +61,12 @@ class Ledger {
   virtual absl::StatusOr<v1::BackupResponse> Backup(const std::string& directory) = 0;
 };
 
+// Every event of one stream from `from_version` on, in version order, page
+// by page: for readers that keep their place in a stream and read on.
+absl::StatusOr<std::vector<v1::Event>> ReadStreamFrom(Ledger* ledger, absl::string_view stream,
+                                                      uint64_t from_version,
+                                                      bool include_payloads = true);
+
 // Every event of one stream, in version order, page by page.
 absl::StatusOr<std::vector<v1::Event>> ReadWholeStream(Ledger* ledger, absl::string_view stream,
                                                        bool include_payloads = true);

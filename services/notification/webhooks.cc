@@ -243,69 +243,63 @@ absl::StatusOr<Webhooks::State*> Webhooks::Get(absl::string_view agency) {
 }
 
 absl::Status Webhooks::Refresh(State* st) {
-  while (true) {
-    v1::ReadStreamRequest r;
-    r.set_stream(Stream(st->agency));
-    r.set_from_version(st->version + 1);
-    r.set_include_payloads(true);
-    ASSIGN_OR_RETURN(v1::ReadResponse page, ledger_->ReadStream(r));
-    for (const v1::Event& e : page.events()) {
-      const std::string& type = e.header().type();
-      const int64_t at = e.header().commit_time_unix_nanos();
-      if (type == "SetWebhook") {
-        ASSIGN_OR_RETURN(v1::SetWebhook w, SignedPayload<v1::SetWebhook>(e));
-        st->url = w.url();
-        st->enabled = w.enabled();
-        st->disabled_by_hub = false;
-        st->failing_since = 0;
-        st->attempts = 0;
-        st->next_attempt = absl::InfinitePast();
-      } else if (type == "WebhookFailing") {
-        ASSIGN_OR_RETURN(v1::WebhookFailing f, ParsePayload<v1::WebhookFailing>(e));
-        st->failing_since = f.since_unix_nanos();
-        st->last_error = f.error();
-        st->attempts = f.attempt();
-        const size_t i = std::min<size_t>(f.attempt() - 1, options_.schedule.size() - 1);
-        st->next_attempt = absl::FromUnixNanos(at) + options_.schedule[i];
-      } else if (type == "WebhookRecovered") {
-        st->failing_since = 0;
-        st->attempts = 0;
-      } else if (type == "WebhookDisabled") {
-        ASSIGN_OR_RETURN(v1::WebhookDisabled d, ParsePayload<v1::WebhookDisabled>(e));
-        st->enabled = false;
-        st->disabled_by_hub = true;
-        st->failing_since = 0;
-        st->attempts = 0;
-        st->cursor = std::max(st->cursor, d.dead_to_seq());
-        v1::DeadLetterRange range;
-        range.set_from_seq(d.dead_from_seq());
-        range.set_to_seq(d.dead_to_seq());
-        range.set_dead_unix_nanos(at);
-        range.set_reason(
-            absl::StrCat("endpoint failing since ",
-                         absl::FormatTime(absl::FromUnixNanos(d.failing_since_unix_nanos())), ": ",
-                         d.last_error()));
-        st->dead.push_back(range);
-      } else if (type == "ReplayDeadLetters") {
-        ASSIGN_OR_RETURN(v1::ReplayDeadLetters rd, SignedPayload<v1::ReplayDeadLetters>(e));
-        Replay rp;
-        rp.from = rd.from_seq();
-        rp.to = rd.to_seq();
-        rp.requested = at;
-        rp.position = rd.from_seq() - 1;
-        st->replays.push_back(rp);
-      } else if (type == "DeadLettersReplayed") {
-        ASSIGN_OR_RETURN(v1::DeadLettersReplayed d, ParsePayload<v1::DeadLettersReplayed>(e));
-        for (Replay& rp : st->replays) {
-          if (rp.done == 0 && rp.from == d.from_seq() && rp.to == d.to_seq()) {
-            rp.done = at;
-            break;
-          }
+  ASSIGN_OR_RETURN(std::vector<v1::Event> events,
+                   storage::ReadStreamFrom(ledger_, Stream(st->agency), st->version + 1));
+  for (const v1::Event& e : events) {
+    const std::string& type = e.header().type();
+    const int64_t at = e.header().commit_time_unix_nanos();
+    if (type == "SetWebhook") {
+      ASSIGN_OR_RETURN(v1::SetWebhook w, SignedPayload<v1::SetWebhook>(e));
+      st->url = w.url();
+      st->enabled = w.enabled();
+      st->disabled_by_hub = false;
+      st->failing_since = 0;
+      st->attempts = 0;
+      st->next_attempt = absl::InfinitePast();
+    } else if (type == "WebhookFailing") {
+      ASSIGN_OR_RETURN(v1::WebhookFailing f, ParsePayload<v1::WebhookFailing>(e));
+      st->failing_since = f.since_unix_nanos();
+      st->last_error = f.error();
+      st->attempts = f.attempt();
+      const size_t i = std::min<size_t>(f.attempt() - 1, options_.schedule.size() - 1);
+      st->next_attempt = absl::FromUnixNanos(at) + options_.schedule[i];
+    } else if (type == "WebhookRecovered") {
+      st->failing_since = 0;
+      st->attempts = 0;
+    } else if (type == "WebhookDisabled") {
+      ASSIGN_OR_RETURN(v1::WebhookDisabled d, ParsePayload<v1::WebhookDisabled>(e));
+      st->enabled = false;
+      st->disabled_by_hub = true;
+      st->failing_since = 0;
+      st->attempts = 0;
+      st->cursor = std::max(st->cursor, d.dead_to_seq());
+      v1::DeadLetterRange range;
+      range.set_from_seq(d.dead_from_seq());
+      range.set_to_seq(d.dead_to_seq());
+      range.set_dead_unix_nanos(at);
+      range.set_reason(
+          absl::StrCat("endpoint failing since ",
+                       absl::FormatTime(absl::FromUnixNanos(d.failing_since_unix_nanos())), ": ",
+                       d.last_error()));
+      st->dead.push_back(range);
+    } else if (type == "ReplayDeadLetters") {
+      ASSIGN_OR_RETURN(v1::ReplayDeadLetters rd, SignedPayload<v1::ReplayDeadLetters>(e));
+      Replay rp;
+      rp.from = rd.from_seq();
+      rp.to = rd.to_seq();
+      rp.requested = at;
+      rp.position = rd.from_seq() - 1;
+      st->replays.push_back(rp);
+    } else if (type == "DeadLettersReplayed") {
+      ASSIGN_OR_RETURN(v1::DeadLettersReplayed d, ParsePayload<v1::DeadLettersReplayed>(e));
+      for (Replay& rp : st->replays) {
+        if (rp.done == 0 && rp.from == d.from_seq() && rp.to == d.to_seq()) {
+          rp.done = at;
+          break;
         }
       }
-      st->version = e.header().stream_version();
     }
-    if (!page.more()) break;
+    st->version = e.header().stream_version();
   }
   return absl::OkStatus();
 }
@@ -454,17 +448,11 @@ absl::Status Webhooks::Deliver(State* st, int* posts) {
 absl::StatusOr<int> Webhooks::RunOnce() {
   absl::MutexLock run(&run_mu_);
   // Agencies that ever set a webhook.
-  while (true) {
-    v1::ReadStreamRequest r;
-    r.set_stream(kIndexStream);
-    r.set_from_version(index_version_ + 1);
-    r.set_include_payloads(true);
-    ASSIGN_OR_RETURN(v1::ReadResponse page, ledger_->ReadStream(r));
-    for (const v1::Event& e : page.events()) {
-      RETURN_IF_ERROR(Get(e.payload()).status());
-      index_version_ = e.header().stream_version();
-    }
-    if (!page.more()) break;
+  ASSIGN_OR_RETURN(std::vector<v1::Event> index,
+                   storage::ReadStreamFrom(ledger_, kIndexStream, index_version_ + 1));
+  for (const v1::Event& e : index) {
+    RETURN_IF_ERROR(Get(e.payload()).status());
+    index_version_ = e.header().stream_version();
   }
   std::vector<State*> all;
   {

@@ -938,18 +938,12 @@ absl::StatusOr<int> ReferralCore::Escalate() {
   // The open referrals: the routing index read on from where the last pass
   // stopped, so a pass costs what changed plus the open ones, not the whole
   // history.
-  while (true) {
-    v1::ReadStreamRequest r;
-    r.set_stream(kRoutingIndex);
-    r.set_from_version(routing_version_ + 1);
-    r.set_include_payloads(true);
-    ASSIGN_OR_RETURN(v1::ReadResponse page, ledger_->ReadStream(r));
-    for (const v1::Event& e : page.events()) {
-      if (e.header().type() == "RoutingOpened") open_.insert(e.payload());
-      if (e.header().type() == "RoutingSettled") open_.erase(e.payload());
-      routing_version_ = e.header().stream_version();
-    }
-    if (!page.more()) break;
+  ASSIGN_OR_RETURN(std::vector<v1::Event> routing,
+                   storage::ReadStreamFrom(ledger_, kRoutingIndex, routing_version_ + 1));
+  for (const v1::Event& e : routing) {
+    if (e.header().type() == "RoutingOpened") open_.insert(e.payload());
+    if (e.header().type() == "RoutingSettled") open_.erase(e.payload());
+    routing_version_ = e.header().stream_version();
   }
   const std::set<std::string> open = open_;
   const absl::Time now = clock_->Now();

@@ -325,6 +325,23 @@ TEST_F(ReferralTest, AcceptingTakesASlotAndConcurrentAcceptsNeverOverbook) {
   EXPECT_EQ(later, 1);
 }
 
+TEST_F(ReferralTest, EscalationSeesReferralsRoutedAfterItsLastPass) {
+  ReportSlots({{"org.foodbank", 2}, {"org.shelter", 5}});
+  ASSERT_TRUE(core_->Submit(Referral("r-0", "org.foodbank", "000999")).ok());
+  EXPECT_EQ(*core_->Escalate(), 0);  // has read the routing index up to r-0
+  auto sent = core_->Submit(ByCriteria("r-1"));
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  ASSERT_EQ(sent->recipient_agency(), "org.shelter");
+  env_.clock().Advance(absl::Hours(4));  // both urgent deadlines pass
+  EXPECT_EQ(*core_->Escalate(), 2) << "r-0 goes unassigned, r-1 to the next candidate";
+  v1::GetReferralRequest get;
+  get.set_referral("org.stmarys/r-1");
+  auto view = core_->Get(get, "org.stmarys");
+  ASSERT_TRUE(view.ok());
+  EXPECT_EQ(view->recipient_agency(), "org.foodbank");
+  EXPECT_EQ(view->attempt(), 2u);
+}
+
 TEST_F(ReferralTest, UnacceptedReferralsEscalateAcrossARestartThenGoUnassigned) {
   ReportSlots({{"org.foodbank", 2}, {"org.shelter", 5}});
   auto req = ByCriteria("r-1");
