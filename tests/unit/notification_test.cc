@@ -75,6 +75,16 @@ class NotificationTest : public ReferralFixture {
     }
   }
 
+  // Two referrals sent to the food bank's subscription `food`, both received,
+  // and the one at `acked` acknowledged; `got` holds what was received.
+  void TwoSentOneAcked(NotificationCore::Subscription* food, size_t acked,
+                       std::vector<v1::Notification>* got) {
+    SendToFoodBank(2);
+    *got = Drain(food);
+    ASSERT_EQ(got->size(), 2u);
+    ASSERT_TRUE(Ack("org.foodbank", (*got)[acked].seq()).ok());
+  }
+
   static std::vector<std::string> Kinds(const std::vector<v1::Notification>& ns) {
     std::vector<std::string> out;
     for (const auto& n : ns) out.push_back(n.kind());
@@ -265,10 +275,8 @@ TEST_F(NotificationTest, TheWindowBoundsWhatIsUnacknowledged) {
 
 TEST_F(NotificationTest, ANewSubscriptionTakesOverAndResumesAfterTheCursor) {
   auto food = Subscribe("org.foodbank");
-  SendToFoodBank(2);
-  auto got = Drain(food.get());
-  ASSERT_EQ(got.size(), 2u);
-  ASSERT_TRUE(Ack("org.foodbank", got[0].seq()).ok());
+  std::vector<v1::Notification> got;
+  ASSERT_NO_FATAL_FAILURE(TwoSentOneAcked(food.get(), 0, &got));
   auto second = Subscribe("org.foodbank");
   EXPECT_EQ(food->Next(absl::ZeroDuration()).status().code(), absl::StatusCode::kAborted);
   auto resumed = Drain(second.get());
@@ -279,10 +287,8 @@ TEST_F(NotificationTest, ANewSubscriptionTakesOverAndResumesAfterTheCursor) {
 
 TEST_F(NotificationTest, AClientThatLostWhatItAckedReadsItAgain) {
   auto food = Subscribe("org.foodbank");
-  SendToFoodBank(2);
-  auto got = Drain(food.get());
-  ASSERT_EQ(got.size(), 2u);
-  ASSERT_TRUE(Ack("org.foodbank", got[1].seq()).ok());
+  std::vector<v1::Notification> got;
+  ASSERT_NO_FATAL_FAILURE(TwoSentOneAcked(food.get(), 1, &got));
   v1::SubscribeRequest s;
   s.set_consumer("main");
   s.set_from_seq(got[0].seq());
@@ -300,10 +306,8 @@ TEST_F(NotificationTest, AClientThatLostWhatItAckedReadsItAgain) {
 
 TEST_F(NotificationTest, TheCursorSurvivesARestart) {
   auto food = Subscribe("org.foodbank");
-  SendToFoodBank(2);
-  auto got = Drain(food.get());
-  ASSERT_EQ(got.size(), 2u);
-  ASSERT_TRUE(Ack("org.foodbank", got[0].seq()).ok());
+  std::vector<v1::Notification> got;
+  ASSERT_NO_FATAL_FAILURE(TwoSentOneAcked(food.get(), 0, &got));
   food.reset();
   notes_.reset();
   core_.reset();
