@@ -105,6 +105,14 @@ class ReferralFixture : public ::testing::Test {
     return req;
   }
 
+  // The referral as `caller` sees it.
+  absl::StatusOr<v1::ReferralView> ViewAs(const std::string& caller,
+                                          const std::string& referral = "org.stmarys/r-1") {
+    v1::GetReferralRequest get;
+    get.set_referral(referral);
+    return core_->Get(get, caller);
+  }
+
   int Count(const std::string& type) {
     int n = 0;
     v1::ReadRequest r;

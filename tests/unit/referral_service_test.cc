@@ -334,9 +334,7 @@ TEST_F(ReferralTest, EscalationSeesReferralsRoutedAfterItsLastPass) {
   ASSERT_EQ(sent->recipient_agency(), "org.shelter");
   env_.clock().Advance(absl::Hours(4));  // both urgent deadlines pass
   EXPECT_EQ(*core_->Escalate(), 2) << "r-0 goes unassigned, r-1 to the next candidate";
-  v1::GetReferralRequest get;
-  get.set_referral("org.stmarys/r-1");
-  auto view = core_->Get(get, "org.stmarys");
+  auto view = ViewAs("org.stmarys");
   ASSERT_TRUE(view.ok());
   EXPECT_EQ(view->recipient_agency(), "org.foodbank");
   EXPECT_EQ(view->attempt(), 2u);
@@ -368,22 +366,20 @@ TEST_F(ReferralTest, UnacceptedReferralsEscalateAcrossARestartThenGoUnassigned) 
   EXPECT_EQ(*core_->Escalate(), 1);
   EXPECT_EQ(*core_->Escalate(), 0) << "once per deadline";
   EXPECT_EQ(Count("ReferralDeadlineWarning"), 1) << "the new recipient's clock starts now";
-  v1::GetReferralRequest get;
-  get.set_referral("org.stmarys/r-1");
-  auto view = core_->Get(get, "org.stmarys");
+  auto view = ViewAs("org.stmarys");
   ASSERT_TRUE(view.ok());
   EXPECT_EQ(view->recipient_agency(), "org.foodbank");
   EXPECT_EQ(view->attempt(), 2u);
   EXPECT_EQ(view->status(), v1::TASK_REQUESTED);
   // The new recipient gets what consent allows it; the former one keeps what it had.
-  EXPECT_EQ(core_->Get(get, "org.foodbank")->sections_size(), 2);
-  EXPECT_TRUE(core_->Get(get, "org.shelter").ok());
+  EXPECT_EQ(ViewAs("org.foodbank")->sections_size(), 2);
+  EXPECT_TRUE(ViewAs("org.shelter").ok());
   // Declined for capacity: nobody is left, so it is unassigned and the sender told.
   ASSERT_TRUE(core_
                   ->UpdateStatus(
                       Update("r-1", v1::TASK_REJECTED, "org.foodbank", "receiver", "no-capacity"))
                   .ok());
-  view = core_->Get(get, "org.stmarys");
+  view = ViewAs("org.stmarys");
   ASSERT_TRUE(view.ok());
   EXPECT_TRUE(view->unassigned());
   EXPECT_EQ(view->history().rbegin()->type(), "ReferralUnassigned");
@@ -398,9 +394,7 @@ TEST_F(ReferralTest, ANamedRecipientThatNeverAnswersLeavesItUnassigned) {
   ASSERT_TRUE(core_->Submit(Referral("r-1")).ok());  // urgent, to org.foodbank
   env_.clock().Advance(absl::Hours(5));
   EXPECT_EQ(*core_->Escalate(), 1);
-  v1::GetReferralRequest get;
-  get.set_referral("org.stmarys/r-1");
-  EXPECT_TRUE(core_->Get(get, "org.stmarys")->unassigned());
+  EXPECT_TRUE(ViewAs("org.stmarys")->unassigned());
   // An accepted one never escalates.
   ASSERT_TRUE(core_->Submit(Referral("r-2")).ok());
   ASSERT_TRUE(
