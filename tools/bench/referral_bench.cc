@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <thread>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -56,6 +57,68 @@ class VerifyOnly final : public v1::ReferralService::CallbackService {
   trust::Ed25519PublicKey key_;
 };
 
+// The design's least: what DESIGN.md step 5 makes any submission append,
+// with nothing else around it. Verify on gRPC's own thread (as the ceiling
+// does), then one append of four events — ReferralSubmitted with the
+// signed envelope and the sections, ReferralRouted, one DisclosureRecorded
+// per section — with the referral stream required new, answered from the
+// ledger's callback with the commit and the receipt: no pool, no routing, no
+// consent reads, no duplicate check. The hub cannot be faster than this; the
+// row says how much of the ceiling the ledger as designed leaves.
+class VerifyAndAppend final : public v1::ReferralService::CallbackService {
+ public:
+  VerifyAndAppend(trust::Ed25519PublicKey key, storage::LocalLedger* ledger)
+      : key_(std::move(key)), ledger_(ledger) {}
+  grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* ctx,
+                                   const v1::SubmitReferralRequest* req,
+                                   v1::SubmitReferralResponse* resp) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    absl::StatusOr<v1::Envelope> e = trust::ParseEnvelope(req->envelope(), trust::EnvelopeLimits());
+    if (!e.ok()) {
+      reactor->Finish(ToGrpcStatus(e.status()));
+      return reactor;
+    }
+    if (!key_.Verify(trust::SigningInput(*e), e->signature())) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "bad signature"));
+      return reactor;
+    }
+    const std::string stream = absl::StrCat("referral/", e->sender_agency(), "/", e->message_id());
+    v1::AppendRequest a;
+    a.set_idempotency_key(absl::StrCat("submit/", e->sender_agency(), "/", e->message_id()));
+    v1::Precondition* pre = a.add_preconditions();
+    pre->set_stream(stream);
+    pre->set_must_not_exist(true);
+    auto event = [&](const char* type, std::string payload) {
+      v1::EventInput* in = a.add_events();
+      in->set_stream(stream);
+      in->set_type(type);
+      in->add_agencies(e->sender_agency());
+      in->add_agencies("org.foodbank");
+      in->set_subject("subject-of-" + e->sender_agency());
+      in->set_payload(std::move(payload));
+    };
+    std::string submitted = req->envelope();
+    for (const v1::Section& s : req->sections()) submitted += s.SerializeAsString();
+    event("ReferralSubmitted", std::move(submitted));
+    event("ReferralRouted", std::string(64, 'r'));
+    for (const v1::Section& s : req->sections()) event("DisclosureRecorded", s.section_id());
+    ledger_->AppendAsync(std::move(a), [this, reactor, resp](absl::StatusOr<v1::Commit> c) {
+      if (!c.ok()) {
+        reactor->Finish(ToGrpcStatus(c.status()));
+        return;
+      }
+      absl::StatusOr<v1::Receipt> r = ledger_->GetReceipt(c->first_seq());
+      if (r.ok()) *resp->mutable_receipt() = *std::move(r);
+      reactor->Finish(ToGrpcStatus(r.status()));
+    });
+    return reactor;
+  }
+
+ private:
+  trust::Ed25519PublicKey key_;
+  storage::LocalLedger* ledger_;
+};
+
 struct Row {
   double rate = 0, p50 = 0, p99 = 0;
   double cpu_us = 0;  // process CPU (user + system, every thread) per request
@@ -73,7 +136,7 @@ double ProcessCpuSeconds() {
 // `clients` threads over `channels` channels, each signing and sending
 // referrals for `seconds`.
 Row Load(const std::string& address, int clients, int channels, double seconds,
-         bench::BenchHub* hub, const std::string& tag) {
+         bench::BenchHub* hub, const std::string& tag, storage::LocalLedger* counted = nullptr) {
   std::vector<std::shared_ptr<grpc::Channel>> chans;
   for (int i = 0; i < channels; ++i) {
     grpc::ChannelArguments args;
@@ -102,7 +165,8 @@ Row Load(const std::string& address, int clients, int channels, double seconds,
       }
     });
   }
-  storage::LocalLedger& ledger = *hub->ledger;
+  // The ledger whose work is counted per request (none for the ceiling).
+  storage::LocalLedger& ledger = counted != nullptr ? *counted : *hub->ledger;
   const double cpu0 = ProcessCpuSeconds();
   const double e0 = ledger.events_written(), r0 = ledger.rounds(), s0 = ledger.syncs();
   absl::SleepFor(absl::Seconds(seconds));
@@ -155,8 +219,9 @@ int main(int argc, char** argv) {
   app.add_option("--clients", clients_list, "comma list of client counts");
   app.add_option("--channels", channels, "gRPC channels the clients share");
   app.add_option("--dir", dir, "scratch directory on the disk to measure (default: a temp dir)");
-  bool no_ceiling = false;
-  app.add_flag("--no-ceiling", no_ceiling, "measure the hub only (for profiling)");
+  std::string only;
+  app.add_option("--only", only, "measure one server alone, for profiling")
+      ->check(CLI::IsMember({"hub", "least"}));
   CLI11_PARSE(app, argc, argv);
   log::Init(log::Level::kWarn, log::Format::kLogfmt);
   bench::Scratch scratch(dir, "refbench");
@@ -183,9 +248,18 @@ int main(int argc, char** argv) {
   };
   referral::ReferralGrpcService hub_service(hub_cores->referrals.get(), /*tls=*/false);
   VerifyOnly ceiling_service(hub_cores->agency_key.public_key());
-  std::string hub_address, ceiling_address;
+  // The design's least gets a ledger of its own, so that nothing else tails it.
+  trust::Ed25519HeadSigner least_signer(
+      "careloop.bench.least", *trust::Ed25519PrivateKey::FromSeed(std::string(32, '\x08')));
+  storage::LedgerOptions least_options;
+  least_options.dir = dir + "/least";
+  least_options.signer = &least_signer;
+  std::unique_ptr<storage::LocalLedger> least_ledger = *storage::LocalLedger::Open(least_options);
+  VerifyAndAppend least_service(hub_cores->agency_key.public_key(), least_ledger.get());
+  std::string hub_address, ceiling_address, least_address;
   auto hub = serve(&hub_service, &hub_address);
   auto ceiling = serve(&ceiling_service, &ceiling_address);
+  auto least = serve(&least_service, &least_address);
 
   std::printf("fsync of 1 KiB on this disk: p50 %.0f µs\n\n", FsyncP50(dir));
   std::printf(
@@ -194,12 +268,20 @@ int main(int argc, char** argv) {
       "|\n|---|---|---|---|---|---|---|---|---|---|\n");
   int round = 0;
   std::vector<std::pair<int, Row>> hub_rows;
+  std::vector<std::tuple<int, Row, Row>> least_rows;  // clients, least, ceiling
   for (int clients : counts) {
-    Row ceil = no_ceiling ? Row()
-                          : Load(ceiling_address, clients, channels, seconds, hub_cores.get(),
-                                 absl::StrCat("c", round));
-    Row real =
-        Load(hub_address, clients, channels, seconds, hub_cores.get(), absl::StrCat("r", round));
+    Row ceil = !only.empty() ? Row()
+                             : Load(ceiling_address, clients, channels, seconds, hub_cores.get(),
+                                    absl::StrCat("c", round));
+    Row real = only == "least" ? Row()
+                               : Load(hub_address, clients, channels, seconds, hub_cores.get(),
+                                      absl::StrCat("r", round), hub_cores->ledger.get());
+    if (only != "hub") {
+      least_rows.emplace_back(clients,
+                              Load(least_address, clients, channels, seconds, hub_cores.get(),
+                                   absl::StrCat("m", round), least_ledger.get()),
+                              ceil);
+    }
     ++round;
     hub_rows.emplace_back(clients, real);
     std::printf("| %d | %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f %% |%s\n",
@@ -215,8 +297,21 @@ int main(int argc, char** argv) {
       "(one head signature each) | fsyncs |\n|---|---|---|---|\n");
   for (const auto& [clients, r] : hub_rows)
     std::printf("| %d | %.2f | %.3f | %.3f |\n", clients, r.events, r.rounds, r.syncs);
+  if (!least_rows.empty()) {
+    std::printf(
+        "\nThe design's least (verify, then one append of the four events DESIGN.md's step 5 "
+        "requires, fsync, receipt; nothing else):\n\n| clients | submissions/s | p50 µs | p99 "
+        "µs | CPU µs/submission | commit rounds | ratio to the ceiling |\n|---|---|---|---|---|"
+        "---|---|\n");
+    for (const auto& [clients, r, ceil] : least_rows)
+      std::printf("| %d | %.0f | %.0f | %.0f | %.0f | %.3f | %.0f %% |%s\n", clients, r.rate, r.p50,
+                  r.p99, r.cpu_us, r.rounds, ceil.rate > 0 ? 100.0 * r.rate / ceil.rate : 0.0,
+                  r.errors > 0 ? absl::StrCat(" errors: ", r.errors).c_str() : "");
+  }
   hub->Shutdown();
   ceiling->Shutdown();
+  least->Shutdown();
+  CARELOOP_CHECK(least_ledger->Close().ok());
   hub_cores.reset();
   return 0;
 }
