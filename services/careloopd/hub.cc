@@ -238,7 +238,7 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
           hub->consent_core_.get(), SystemClock(), std::move(ro));
       if (config.runs("referral")) {
         hub->referral_service_ = std::make_unique<referral::ReferralGrpcService>(
-            hub->referral_core_.get(), config.tls());
+            hub->referral_core_.get(), config.tls(), /*submit_inline=*/hub->ledger_ != nullptr);
       }
     }
     if (config.runs("audit")) {

@@ -16,6 +16,13 @@
 
 namespace careloop {
 
+// Finishes a unary callback call with `result`.
+template <typename T>
+void FinishWith(grpc::ServerUnaryReactor* reactor, T* resp, absl::StatusOr<T> result) {
+  if (result.ok()) *resp = *std::move(result);
+  reactor->Finish(ToGrpcStatus(result.status()));
+}
+
 // Finishes a unary callback call: with `allowed` when it is an error (the
 // caller may not make this call), else with what `fn` returns.
 template <typename T, typename Fn>
@@ -26,9 +33,7 @@ grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* ctx, const ab
     reactor->Finish(ToGrpcStatus(allowed));
     return reactor;
   }
-  absl::StatusOr<T> result = fn();
-  if (result.ok()) *resp = *std::move(result);
-  reactor->Finish(ToGrpcStatus(result.status()));
+  FinishWith(reactor, resp, fn());
   return reactor;
 }
 
@@ -60,11 +65,7 @@ grpc::ServerUnaryReactor* FinishUnaryOn(BlockingPool* pool, grpc::CallbackServer
     reactor->Finish(ToGrpcStatus(allowed));
     return reactor;
   }
-  pool->Post([reactor, resp, fn = std::move(fn)]() mutable {
-    absl::StatusOr<T> result = fn();
-    if (result.ok()) *resp = *std::move(result);
-    reactor->Finish(ToGrpcStatus(result.status()));
-  });
+  pool->Post([reactor, resp, fn = std::move(fn)]() mutable { FinishWith(reactor, resp, fn()); });
   return reactor;
 }
 

@@ -445,10 +445,10 @@ absl::StatusOr<v1::AppendRequest> DirectoryCore::Plan(const trust::VerifiedEnvel
   return req;
 }
 
-absl::StatusOr<Accepted> AcceptSigned(absl::string_view bytes, const trust::RpcPolicy& policy,
-                                      trust::EnvelopeDirectory& directory, LedgerMessageLog& seen,
-                                      storage::Ledger* ledger, absl::Time received,
-                                      const PlanFn& plan) {
+absl::StatusOr<PlannedChange> PlanSigned(absl::string_view bytes, const trust::RpcPolicy& policy,
+                                         trust::EnvelopeDirectory& directory,
+                                         LedgerMessageLog& seen, absl::Time received,
+                                         const PlanFn& plan) {
   // The message id names a ledger stream, so it is held to the stream charset.
   ASSIGN_OR_RETURN(v1::Envelope parsed, trust::ParseEnvelope(bytes, policy.limits));
   RETURN_IF_ERROR(ValidateSegment(parsed.message_id(), "envelope: message_id"));
@@ -457,10 +457,10 @@ absl::StatusOr<Accepted> AcceptSigned(absl::string_view bytes, const trust::RpcP
   ASSIGN_OR_RETURN(
       trust::VerifiedEnvelope v,
       trust::VerifyParsedEnvelope(std::move(parsed), bytes, policy, directory, seen, received));
-  Accepted out;
-  out.envelope = v.envelope;
+  PlannedChange out;
+  out.accepted.envelope = v.envelope;
   if (v.duplicate) {
-    out.change_seq = v.original_seq;
+    out.accepted.change_seq = v.original_seq;
     return out;
   }
   ASSIGN_OR_RETURN(v1::AppendRequest req, plan(v, bytes, received));
@@ -482,12 +482,22 @@ absl::StatusOr<Accepted> AcceptSigned(absl::string_view bytes, const trust::RpcP
   v1::Precondition* once = req.add_preconditions();
   once->set_stream(LedgerMessageLog::StreamFor(e.sender_agency(), e.message_id()));
   once->set_must_not_exist(true);
-  absl::StatusOr<v1::Commit> commit = ledger->Append(std::move(req));
+  out.append = std::move(req);
+  out.change = change;
+  return out;
+}
+
+absl::StatusOr<Accepted> SettleSigned(const PlannedChange& planned, absl::string_view bytes,
+                                      const absl::StatusOr<v1::Commit>& commit,
+                                      LedgerMessageLog& seen) {
+  const v1::Envelope& e = planned.accepted.envelope;
   if (absl::IsFailedPrecondition(commit.status())) {
     // Lost a race: the same message landed meanwhile (answer as a retry), or
     // what the plan read changed (the caller retries with the same message id).
     ASSIGN_OR_RETURN(std::optional<trust::SeenMessage> prior,
                      seen.Find(e.sender_agency(), e.message_id()));
+    Accepted out;
+    out.envelope = e;
     if (prior.has_value() && prior->envelope_bytes == bytes) {
       out.change_seq = prior->seq;
       return out;
@@ -501,9 +511,22 @@ absl::StatusOr<Accepted> AcceptSigned(absl::string_view bytes, const trust::RpcP
                      commit.status().message(), ")"));
   }
   RETURN_IF_ERROR(commit.status());
-  out.change_seq = commit->first_seq() + static_cast<uint64_t>(change);
+  Accepted out;
+  out.envelope = e;
+  out.change_seq = commit->first_seq() + static_cast<uint64_t>(planned.change);
   out.last_seq = commit->last_seq();
   return out;
+}
+
+absl::StatusOr<Accepted> AcceptSigned(absl::string_view bytes, const trust::RpcPolicy& policy,
+                                      trust::EnvelopeDirectory& directory, LedgerMessageLog& seen,
+                                      storage::Ledger* ledger, absl::Time received,
+                                      const PlanFn& plan) {
+  ASSIGN_OR_RETURN(PlannedChange planned,
+                   PlanSigned(bytes, policy, directory, seen, received, plan));
+  if (!planned.append.has_value()) return std::move(planned.accepted);
+  const absl::StatusOr<v1::Commit> commit = ledger->Append(*std::move(planned.append));
+  return SettleSigned(planned, bytes, commit, seen);
 }
 
 absl::StatusOr<v1::Receipt> DirectoryCore::Submit(absl::string_view bytes) {

@@ -90,6 +90,27 @@ struct Accepted {
 using PlanFn = std::function<absl::StatusOr<v1::AppendRequest>(
     const trust::VerifiedEnvelope& v, absl::string_view bytes, absl::Time received)>;
 
+// A signed change verified and planned, not yet appended. `append` is the
+// plan with the (sender, message id) marker, `change` the index in it of the
+// event holding the envelope; no append when the envelope is a duplicate,
+// and `accepted` is then the answer.
+struct PlannedChange {
+  Accepted accepted;
+  std::optional<v1::AppendRequest> append;
+  int change = -1;
+};
+// AcceptSigned's first half: parse, verify, answer a duplicate, plan, mark.
+absl::StatusOr<PlannedChange> PlanSigned(absl::string_view bytes, const trust::RpcPolicy& policy,
+                                         trust::EnvelopeDirectory& directory,
+                                         LedgerMessageLog& seen, absl::Time received,
+                                         const PlanFn& plan);
+// AcceptSigned's second half: the answer once the planned append is done,
+// a lost race sorted out (reads the ledger when the append failed its
+// preconditions).
+absl::StatusOr<Accepted> SettleSigned(const PlannedChange& planned, absl::string_view bytes,
+                                      const absl::StatusOr<v1::Commit>& commit,
+                                      LedgerMessageLog& seen);
+
 // How every service takes a signed change: parse, verify in the fixed order,
 // answer a duplicate with the original, plan, append the plan together with
 // the (sender, message id) marker, and sort out a lost race (the same message

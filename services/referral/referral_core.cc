@@ -311,6 +311,46 @@ absl::StatusOr<v1::SubmitReferralResponse> ReferralCore::Submit(
   return last;
 }
 
+void ReferralCore::SubmitAsync(const v1::SubmitReferralRequest& req, SubmitDone done) {
+  auto resp = std::make_shared<v1::SubmitReferralResponse>();
+  absl::StatusOr<directory::PlannedChange> planned =
+      directory::PlanSigned(req.envelope(), submit_policy_, *directory_, seen_, clock_->Now(),
+                            [&](const trust::VerifiedEnvelope& v, absl::string_view b, absl::Time) {
+                              return PlanSubmit(v, b, req, resp.get());
+                            });
+  if (absl::IsAborted(planned.status()) || (planned.ok() && !planned->append.has_value())) {
+    done(std::nullopt);  // decide again, or answer a retry from the ledger: Submit does both
+    return;
+  }
+  if (!planned.ok()) {
+    done(planned.status());
+    return;
+  }
+  v1::AppendRequest append = *std::move(planned->append);
+  planned->append.reset();
+  ledger_->AppendAsync(
+      std::move(append), [this, bytes = req.envelope(), planned = *std::move(planned), resp,
+                          done = std::move(done)](absl::StatusOr<v1::Commit> commit) {
+        if (absl::IsFailedPrecondition(commit.status())) {
+          done(std::nullopt);  // lost a race; Submit sorts it out where it may read and wait
+          return;
+        }
+        absl::StatusOr<directory::Accepted> a =
+            directory::SettleSigned(planned, bytes, commit, seen_);
+        if (!a.ok()) {
+          done(a.status());
+          return;
+        }
+        absl::StatusOr<v1::Receipt> receipt = ledger_->GetReceipt(a->change_seq);
+        if (!receipt.ok()) {
+          done(receipt.status());
+          return;
+        }
+        *resp->mutable_receipt() = *std::move(receipt);
+        done(std::move(*resp));
+      });
+}
+
 // ---- State ----
 
 absl::StatusOr<ReferralCore::State> ReferralCore::Load(absl::string_view sender,

@@ -14,6 +14,8 @@
 //                           available to a recipient
 #pragma once
 
+#include <functional>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -56,6 +58,16 @@ class ReferralCore {
   // per section by consent, and appended in one append with the disclosures.
   // A retry of the same envelope gets the original answer.
   absl::StatusOr<v1::SubmitReferralResponse> Submit(const v1::SubmitReferralRequest& req);
+  // Submit for a caller that must not wait (gRPC's own threads, with the
+  // ledger in this process, so that the plan's reads are local): verifies
+  // and plans on the calling thread, queues the append and returns. `done`
+  // runs exactly once — at once for a refusal, else on the ledger's thread
+  // after the fsync — with the answer, or with nullopt when the submission
+  // needs the full path (a retry of an accepted envelope, a race the plan
+  // lost): nothing of this attempt was written, and the caller runs Submit
+  // where it may wait.
+  using SubmitDone = std::function<void(std::optional<absl::StatusOr<v1::SubmitReferralResponse>>)>;
+  void SubmitAsync(const v1::SubmitReferralRequest& req, SubmitDone done);
   // A signed UpdateReferralStatus from the party allowed to make the move.
   absl::StatusOr<v1::Receipt> UpdateStatus(absl::string_view envelope_bytes);
 

@@ -14,8 +14,25 @@ absl::Status ReferralGrpcService::SenderIsCaller(const grpc::CallbackServerConte
 grpc::ServerUnaryReactor* ReferralGrpcService::Submit(grpc::CallbackServerContext* ctx,
                                                       const v1::SubmitReferralRequest* req,
                                                       v1::SubmitReferralResponse* resp) {
-  return FinishUnaryOn(&pool_, ctx, SenderIsCaller(*ctx, req->envelope()), resp,
-                       [this, req] { return core_->Submit(*req); });
+  if (!submit_inline_) {
+    return FinishUnaryOn(&pool_, ctx, SenderIsCaller(*ctx, req->envelope()), resp,
+                         [this, req] { return core_->Submit(*req); });
+  }
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (absl::Status allowed = SenderIsCaller(*ctx, req->envelope()); !allowed.ok()) {
+    reactor->Finish(ToGrpcStatus(allowed));
+    return reactor;
+  }
+  core_->SubmitAsync(*req, [this, reactor, req, resp](
+                               std::optional<absl::StatusOr<v1::SubmitReferralResponse>> answer) {
+    if (answer.has_value()) {
+      FinishWith(reactor, resp, *std::move(answer));
+      return;
+    }
+    // The full path may read and wait: on the pool, as without submit_inline.
+    pool_.Post([this, reactor, req, resp] { FinishWith(reactor, resp, core_->Submit(*req)); });
+  });
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* ReferralGrpcService::UpdateStatus(grpc::CallbackServerContext* ctx,

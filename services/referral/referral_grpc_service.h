@@ -11,7 +11,12 @@ namespace careloop::referral {
 
 class ReferralGrpcService final : public v1::ReferralService::CallbackService {
  public:
-  ReferralGrpcService(ReferralCore* core, bool tls) : core_(core), tls_(tls) {}
+  // `submit_inline`: verify and plan a submission on gRPC's own thread and
+  // answer it from the ledger's (no pool thread waits for the fsync). Only
+  // with the ledger in this process: the plan reads the ledger, and reads
+  // of a remote one would wait on the network on gRPC's thread.
+  ReferralGrpcService(ReferralCore* core, bool tls, bool submit_inline = false)
+      : core_(core), tls_(tls), submit_inline_(submit_inline) {}
 
   grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* ctx,
                                    const v1::SubmitReferralRequest* req,
@@ -38,6 +43,7 @@ class ReferralGrpcService final : public v1::ReferralService::CallbackService {
 
   ReferralCore* core_;
   bool tls_;
+  bool submit_inline_;
   // Every referral RPC may wait (an fsync, a projection): off gRPC's threads.
   BlockingPool pool_{64};
 };

@@ -7,9 +7,12 @@
 #include <gtest/gtest.h>
 
 #include <latch>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "services/referral/lifecycle.h"
 #include "services/referral/referral_core.h"
 #include "services/referral/routing.h"
@@ -21,6 +24,92 @@ namespace {
 using careloop::testing::ConsentEnv;
 
 using careloop::testing::ReferralFixture;
+
+using AsyncAnswer = std::optional<absl::StatusOr<v1::SubmitReferralResponse>>;
+
+// Waits for SubmitAsync's answer (it may come on the ledger's thread).
+AsyncAnswer SubmitAsyncAndWait(ReferralCore* core, const v1::SubmitReferralRequest& req) {
+  absl::Notification answered;
+  AsyncAnswer out;
+  core->SubmitAsync(req, [&](AsyncAnswer a) {
+    out = std::move(a);
+    answered.Notify();
+  });
+  answered.WaitForNotification();
+  return out;
+}
+
+// A real ledger whose appends can be held back and then let through in
+// order: to plan two submissions before either commits.
+class HeldLedger final : public storage::Ledger {
+ public:
+  explicit HeldLedger(storage::Ledger* inner) : inner_(inner) {}
+  void Hold() {
+    absl::MutexLock l(&mu_);
+    held_ = true;
+  }
+  void Release() {
+    std::vector<std::pair<v1::AppendRequest, storage::AppendCallback>> queued;
+    {
+      absl::MutexLock l(&mu_);
+      held_ = false;
+      queued.swap(queued_);
+    }
+    for (auto& [req, done] : queued) inner_->AppendAsync(std::move(req), std::move(done));
+  }
+  size_t held() {
+    absl::MutexLock l(&mu_);
+    return queued_.size();
+  }
+
+  void AppendAsync(v1::AppendRequest request, storage::AppendCallback done) override {
+    {
+      absl::MutexLock l(&mu_);
+      if (held_) {
+        queued_.emplace_back(std::move(request), std::move(done));
+        return;
+      }
+    }
+    inner_->AppendAsync(std::move(request), std::move(done));
+  }
+  absl::StatusOr<v1::ReadResponse> Read(const v1::ReadRequest& r) override {
+    return inner_->Read(r);
+  }
+  absl::StatusOr<v1::ReadResponse> ReadStream(const v1::ReadStreamRequest& r) override {
+    return inner_->ReadStream(r);
+  }
+  absl::StatusOr<v1::ReadResponse> ReadIndex(const v1::ReadIndexRequest& r) override {
+    return inner_->ReadIndex(r);
+  }
+  absl::StatusOr<uint64_t> StreamVersion(absl::string_view stream) override {
+    return inner_->StreamVersion(stream);
+  }
+  absl::StatusOr<v1::SignedHead> Head(uint64_t tree_size) override {
+    return inner_->Head(tree_size);
+  }
+  absl::StatusOr<v1::InclusionProof> ProveInclusion(uint64_t seq, uint64_t tree_size) override {
+    return inner_->ProveInclusion(seq, tree_size);
+  }
+  absl::StatusOr<v1::ConsistencyProof> ProveConsistency(uint64_t a, uint64_t b) override {
+    return inner_->ProveConsistency(a, b);
+  }
+  absl::StatusOr<v1::Receipt> GetReceipt(uint64_t seq) override { return inner_->GetReceipt(seq); }
+  absl::StatusOr<std::optional<uint64_t>> GetCursor(absl::string_view name) override {
+    return inner_->GetCursor(name);
+  }
+  std::unique_ptr<storage::TailStream> Tail(uint64_t from_seq, bool include_payloads) override {
+    return inner_->Tail(from_seq, include_payloads);
+  }
+  absl::StatusOr<v1::BackupResponse> Backup(const std::string& directory) override {
+    return inner_->Backup(directory);
+  }
+
+ private:
+  storage::Ledger* inner_;
+  absl::Mutex mu_;
+  bool held_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::pair<v1::AppendRequest, storage::AppendCallback>> queued_ ABSL_GUARDED_BY(mu_);
+};
 
 class ReferralTest : public ReferralFixture {};
 
@@ -79,6 +168,11 @@ TEST_F(ReferralTest, BadSubmissionsAreRefusedWritingNothing) {
                      const std::string& fragment) {
     uint64_t before = env_.ledger()->size();
     ExpectRefusedWritingNothing(core_->Submit(req).status(), code, fragment);
+    EXPECT_EQ(env_.ledger()->size(), before) << fragment;
+    // The path gRPC's threads take refuses it the same way, at once.
+    AsyncAnswer inline_answer = SubmitAsyncAndWait(core_.get(), req);
+    ASSERT_TRUE(inline_answer.has_value()) << fragment;
+    ExpectRefusedWritingNothing(inline_answer->status(), code, fragment);
     EXPECT_EQ(env_.ledger()->size(), before) << fragment;
   };
   auto tampered = Referral("r-1");
@@ -142,6 +236,60 @@ TEST_F(ReferralTest, DuplicatesAreRefusedUnlessForcedAndRetriesGetTheOriginal) {
       core_->UpdateStatus(Update("r-2", v1::TASK_CANCELLED, "org.stmarys", "sender", "duplicate"))
           .ok());
   EXPECT_TRUE(core_->Submit(Referral("r-3")).ok());
+}
+
+TEST_F(ReferralTest, TheInlinePathAnswersFromTheLedgerAndLeavesRetriesAndRacesToSubmit) {
+  HeldLedger held(env_.ledger());
+  ReferralCore inline_core(&held, env_.directory_state(), env_.runner(), env_.consent(),
+                           &env_.clock());
+  // A new referral: answered once its append is durable, with its receipt.
+  auto first = Referral("r-1");
+  AsyncAnswer sent = SubmitAsyncAndWait(&inline_core, first);
+  ASSERT_TRUE(sent.has_value());
+  ASSERT_TRUE(sent->ok()) << sent->status();
+  EXPECT_EQ((*sent)->referral(), "org.stmarys/r-1");
+  EXPECT_EQ((*sent)->recipient_agency(), "org.foodbank");
+  EXPECT_EQ((*sent)->withheld_size(), 1);  // behavioural health: not in the consent
+  // The full path answers a retry with that same receipt.
+  auto retry = core_->Submit(first);
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_EQ(retry->receipt().header_bytes(), (*sent)->receipt().header_bytes());
+  EXPECT_EQ(Count("ReferralSubmitted"), 1);
+
+  // A retry on the inline path is left to Submit, writing nothing.
+  const uint64_t size = env_.ledger()->size();
+  AsyncAnswer again = SubmitAsyncAndWait(&inline_core, first);
+  EXPECT_FALSE(again.has_value());
+  EXPECT_EQ(env_.ledger()->size(), size);
+
+  // Two referrals for another person and the same need, both planned before
+  // either commits: the first lands, the second loses by the duplicate
+  // guard's precondition and is left to Submit, which refuses it by name.
+  ASSERT_TRUE(env_.Grant(ConsentEnv::NetworkConsent(*env_.NewSubject("000777"), {"contact"})).ok());
+  held.Hold();
+  absl::Notification first_done, second_done;
+  AsyncAnswer a, b;
+  inline_core.SubmitAsync(Referral("r-10", "org.foodbank", "000777"), [&](AsyncAnswer x) {
+    a = std::move(x);
+    first_done.Notify();
+  });
+  auto second = Referral("r-11", "org.foodbank", "000777");
+  inline_core.SubmitAsync(second, [&](AsyncAnswer x) {
+    b = std::move(x);
+    second_done.Notify();
+  });
+  EXPECT_EQ(held.held(), 2u);
+  EXPECT_FALSE(first_done.HasBeenNotified());
+  held.Release();
+  first_done.WaitForNotification();
+  second_done.WaitForNotification();
+  ASSERT_TRUE(a.has_value());
+  ASSERT_TRUE(a->ok()) << a->status();
+  EXPECT_FALSE(b.has_value()) << "the lost race goes to the full path";
+  EXPECT_EQ(Count("ReferralSubmitted"), 2);
+  ExpectRefusedWritingNothing(core_->Submit(second).status(), absl::StatusCode::kAlreadyExists,
+                              "org.stmarys/r-10 is open");
+  EXPECT_EQ(Count("ReferralSubmitted"), 2);
 }
 
 TEST_F(ReferralTest, TheLifecycleIsEnforcedPerParty) {

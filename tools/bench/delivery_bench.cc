@@ -75,7 +75,8 @@ int main(int argc, char** argv) {
   notification::Webhooks webhooks(hub->ledger.get(), &notes, hub->state.get(), SystemClock(),
                                   *trust::Ed25519PrivateKey::FromSeed(std::string(32, '\x0d')),
                                   notification::NewCurlPoster());
-  referral::ReferralGrpcService referral_service(hub->referrals.get(), /*tls=*/false);
+  referral::ReferralGrpcService referral_service(hub->referrals.get(), /*tls=*/false,
+                                                 /*submit_inline=*/true);
   notification::NotificationGrpcService notification_service(&notes, &webhooks, /*tls=*/false);
   grpc::ServerBuilder b;
   int port = 0;
