@@ -6,7 +6,7 @@
 // submission takes the real path: verify, route, decide consent, record two
 // disclosures, append with fsync.
 //
-//   referral_bench [--seconds 5] [--clients 1,16,64] [--channels 4] [--dir DIR]
+//   referral_bench [--seconds 5] [--clients 1,16,64] [--channels 4] [--repeat 3] [--dir DIR]
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <sys/resource.h>
@@ -219,6 +219,9 @@ int main(int argc, char** argv) {
   app.add_option("--clients", clients_list, "comma list of client counts");
   app.add_option("--channels", channels, "gRPC channels the clients share");
   app.add_option("--dir", dir, "scratch directory on the disk to measure (default: a temp dir)");
+  int repeat = 1;
+  app.add_option("--repeat", repeat, "measurements per client count (ratios within each)")
+      ->check(CLI::PositiveNumber);
   std::string only;
   app.add_option("--only", only, "measure one server alone, for profiling")
       ->check(CLI::IsMember({"hub", "least"}));
@@ -263,52 +266,101 @@ int main(int argc, char** argv) {
   auto least = serve(&least_service, &least_address);
 
   std::printf("fsync of 1 KiB on this disk: p50 %.0f µs\n\n", FsyncP50(dir));
+  // Each repetition measures the three servers back to back, in an order
+  // that rotates, and takes the ratios within the repetition: this machine's
+  // speed drifts by tens of percent over a minute, and a ratio of two runs
+  // far apart in time would measure the drift.
+  struct Trial {
+    Row ceiling, hub, least;
+  };
+  auto median = [](std::vector<double> v) {
+    if (v.empty()) return 0.0;
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  auto ratio = [](const Row& r, const Row& ceil) {
+    return ceil.rate > 0 ? 100.0 * r.rate / ceil.rate : 0.0;
+  };
+  // "median (min–max)" of a ratio over the trials.
+  auto ratio_cell = [&](const std::vector<Trial>& trials, Row Trial::*which) {
+    std::vector<double> v;
+    for (const Trial& t : trials) v.push_back(ratio(t.*which, t.ceiling));
+    if (v.empty() || v[0] == 0) return std::string("-");
+    const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
+    return trials.size() == 1
+               ? absl::StrCat(static_cast<int>(v[0] + 0.5), " %")
+               : absl::StrCat(static_cast<int>(median(v) + 0.5), " % (",
+                              static_cast<int>(*lo + 0.5), "–", static_cast<int>(*hi + 0.5), ")");
+  };
+  auto med = [&](const std::vector<Trial>& trials, Row Trial::*which, double Row::*field) {
+    std::vector<double> v;
+    for (const Trial& t : trials) v.push_back(t.*which.*field);
+    return median(v);
+  };
+  std::vector<std::pair<int, std::vector<Trial>>> results;
+  int run = 0;
+  for (int clients : counts) {
+    std::vector<Trial> trials(repeat);
+    for (int k = 0; k < repeat; ++k) {
+      Trial& t = trials[k];
+      for (int step = 0; step < 3; ++step) {
+        const int which = (step + k) % 3;
+        const std::string tag = absl::StrCat(run++);
+        if (which == 0 && only.empty()) {
+          t.ceiling = Load(ceiling_address, clients, channels, seconds, hub_cores.get(),
+                           absl::StrCat("c", tag));
+        } else if (which == 1 && only != "least") {
+          t.hub = Load(hub_address, clients, channels, seconds, hub_cores.get(),
+                       absl::StrCat("r", tag), hub_cores->ledger.get());
+        } else if (which == 2 && only != "hub") {
+          t.least = Load(least_address, clients, channels, seconds, hub_cores.get(),
+                         absl::StrCat("m", tag), least_ledger.get());
+        }
+      }
+    }
+    results.emplace_back(clients, std::move(trials));
+  }
+  int errors = 0;
+  for (const auto& [clients, trials] : results) {
+    for (const Trial& t : trials) errors += t.ceiling.errors + t.hub.errors + t.least.errors;
+  }
+  std::printf(
+      "%d repetition(s) of %.0f s per server and client count; medians, and the range "
+      "of the ratios over the repetitions.\n\n",
+      repeat, seconds);
   std::printf(
       "| clients | channels | submissions/s | p50 µs | p99 µs | CPU µs/submission "
       "| ceiling (verify only) /s | ceiling p50 µs | ceiling CPU µs/request | ratio "
       "|\n|---|---|---|---|---|---|---|---|---|---|\n");
-  int round = 0;
-  std::vector<std::pair<int, Row>> hub_rows;
-  std::vector<std::tuple<int, Row, Row>> least_rows;  // clients, least, ceiling
-  for (int clients : counts) {
-    Row ceil = !only.empty() ? Row()
-                             : Load(ceiling_address, clients, channels, seconds, hub_cores.get(),
-                                    absl::StrCat("c", round));
-    Row real = only == "least" ? Row()
-                               : Load(hub_address, clients, channels, seconds, hub_cores.get(),
-                                      absl::StrCat("r", round), hub_cores->ledger.get());
-    if (only != "hub") {
-      least_rows.emplace_back(clients,
-                              Load(least_address, clients, channels, seconds, hub_cores.get(),
-                                   absl::StrCat("m", round), least_ledger.get()),
-                              ceil);
-    }
-    ++round;
-    hub_rows.emplace_back(clients, real);
-    std::printf("| %d | %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f %% |%s\n",
-                clients, std::min(clients, channels), real.rate, real.p50, real.p99, real.cpu_us,
-                ceil.rate, ceil.p50, ceil.cpu_us,
-                ceil.rate > 0 ? 100.0 * real.rate / ceil.rate : 0.0,
-                real.errors + ceil.errors > 0
-                    ? absl::StrCat(" errors: ", real.errors, "/", ceil.errors).c_str()
-                    : "");
+  for (const auto& [clients, t] : results) {
+    std::printf("| %d | %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %s |\n", clients,
+                std::min(clients, channels), med(t, &Trial::hub, &Row::rate),
+                med(t, &Trial::hub, &Row::p50), med(t, &Trial::hub, &Row::p99),
+                med(t, &Trial::hub, &Row::cpu_us), med(t, &Trial::ceiling, &Row::rate),
+                med(t, &Trial::ceiling, &Row::p50), med(t, &Trial::ceiling, &Row::cpu_us),
+                ratio_cell(t, &Trial::hub).c_str());
   }
   std::printf(
       "\nThe ledger per submission (hub rows):\n\n| clients | events | commit rounds "
       "(one head signature each) | fsyncs |\n|---|---|---|---|\n");
-  for (const auto& [clients, r] : hub_rows)
-    std::printf("| %d | %.2f | %.3f | %.3f |\n", clients, r.events, r.rounds, r.syncs);
-  if (!least_rows.empty()) {
+  for (const auto& [clients, t] : results) {
+    std::printf("| %d | %.2f | %.3f | %.3f |\n", clients, med(t, &Trial::hub, &Row::events),
+                med(t, &Trial::hub, &Row::rounds), med(t, &Trial::hub, &Row::syncs));
+  }
+  if (only != "hub") {
     std::printf(
         "\nThe design's least (verify, then one append of the four events DESIGN.md's step 5 "
         "requires, fsync, receipt; nothing else):\n\n| clients | submissions/s | p50 µs | p99 "
         "µs | CPU µs/submission | commit rounds | ratio to the ceiling |\n|---|---|---|---|---|"
         "---|---|\n");
-    for (const auto& [clients, r, ceil] : least_rows)
-      std::printf("| %d | %.0f | %.0f | %.0f | %.0f | %.3f | %.0f %% |%s\n", clients, r.rate, r.p50,
-                  r.p99, r.cpu_us, r.rounds, ceil.rate > 0 ? 100.0 * r.rate / ceil.rate : 0.0,
-                  r.errors > 0 ? absl::StrCat(" errors: ", r.errors).c_str() : "");
+    for (const auto& [clients, t] : results) {
+      std::printf("| %d | %.0f | %.0f | %.0f | %.0f | %.3f | %s |\n", clients,
+                  med(t, &Trial::least, &Row::rate), med(t, &Trial::least, &Row::p50),
+                  med(t, &Trial::least, &Row::p99), med(t, &Trial::least, &Row::cpu_us),
+                  med(t, &Trial::least, &Row::rounds), ratio_cell(t, &Trial::least).c_str());
+    }
   }
+  if (errors > 0) std::printf("\nerrors: %d requests failed (first ones on stderr)\n", errors);
   hub->Shutdown();
   ceiling->Shutdown();
   least->Shutdown();
