@@ -219,6 +219,9 @@ int main(int argc, char** argv) {
   app.add_option("--clients", clients_list, "comma list of client counts");
   app.add_option("--channels", channels, "gRPC channels the clients share");
   app.add_option("--dir", dir, "scratch directory on the disk to measure (default: a temp dir)");
+  bool pool_submit = false;
+  app.add_flag("--pool-submit", pool_submit,
+               "the hub takes every submission on its handler pool (as against a remote ledger)");
   int repeat = 1;
   app.add_option("--repeat", repeat, "measurements per client count (ratios within each)")
       ->check(CLI::PositiveNumber);
@@ -250,7 +253,7 @@ int main(int argc, char** argv) {
     return server;
   };
   referral::ReferralGrpcService hub_service(hub_cores->referrals.get(), /*tls=*/false,
-                                            /*submit_inline=*/true);
+                                            /*submit_inline=*/!pool_submit);
   VerifyOnly ceiling_service(hub_cores->agency_key.public_key());
   // The design's least gets a ledger of its own, so that nothing else tails it.
   trust::Ed25519HeadSigner least_signer(
