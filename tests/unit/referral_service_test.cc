@@ -4,6 +4,7 @@
 // only the sender's public key; duplicates, tampering and strangers are
 // refused writing nothing; racing accepts and racing revocations lose by
 // precondition; routing by criteria records its reasons.
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include <latch>
@@ -15,6 +16,7 @@
 #include "absl/synchronization/notification.h"
 #include "services/referral/lifecycle.h"
 #include "services/referral/referral_core.h"
+#include "services/referral/referral_grpc_service.h"
 #include "services/referral/routing.h"
 #include "tests/support/referral_fixture.h"
 
@@ -60,6 +62,12 @@ class HeldLedger final : public storage::Ledger {
   size_t held() {
     absl::MutexLock l(&mu_);
     return queued_.size();
+  }
+  // Waits until `n` appends are held.
+  void AwaitHeld(size_t n) {
+    absl::MutexLock l(&mu_);
+    auto enough = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return queued_.size() >= n; };
+    mu_.Await(absl::Condition(&enough));
   }
 
   void AppendAsync(v1::AppendRequest request, storage::AppendCallback done) override {
@@ -290,6 +298,77 @@ TEST_F(ReferralTest, TheInlinePathAnswersFromTheLedgerAndLeavesRetriesAndRacesTo
   ExpectRefusedWritingNothing(core_->Submit(second).status(), absl::StatusCode::kAlreadyExists,
                               "org.stmarys/r-10 is open");
   EXPECT_EQ(Count("ReferralSubmitted"), 2);
+}
+
+// The same over gRPC, as careloopd serves it with its ledger in process: a
+// real server on a free loopback port, submissions taken on gRPC's threads;
+// a retry and a lost race reach the pool's Submit and are answered from it.
+TEST_F(ReferralTest, OverGrpcRetriesAndLostRacesAreAnsweredByTheFullPath) {
+  HeldLedger held(env_.ledger());
+  ReferralCore inline_core(&held, env_.directory_state(), env_.runner(), env_.consent(),
+                           &env_.clock());
+  ReferralGrpcService service(&inline_core, /*tls=*/false, /*submit_inline=*/true);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(port, 0);
+  auto stub = v1::ReferralService::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+  auto submit = [&](const v1::SubmitReferralRequest& req, v1::SubmitReferralResponse* resp) {
+    grpc::ClientContext ctx;
+    return stub->Submit(&ctx, req, resp);
+  };
+
+  auto first = Referral("r-1");
+  v1::SubmitReferralResponse sent, retried;
+  grpc::Status st = submit(first, &sent);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(sent.referral(), "org.stmarys/r-1");
+  const uint64_t size = env_.ledger()->size();
+  st = submit(first, &retried);  // the same bytes again
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(retried.receipt().header_bytes(), sent.receipt().header_bytes());
+  EXPECT_EQ(retried.referral(), "org.stmarys/r-1");
+  EXPECT_EQ(env_.ledger()->size(), size);
+
+  auto bad_sig = Referral("r-2");
+  (*bad_sig.mutable_envelope())[bad_sig.envelope().size() - 2] ^= 1;
+  v1::SubmitReferralResponse refused;
+  st = submit(bad_sig, &refused);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED) << st.error_message();
+  EXPECT_EQ(env_.ledger()->size(), size);
+
+  // Two referrals for another person and the same need, both planned
+  // before either commits.
+  ASSERT_TRUE(env_.Grant(ConsentEnv::NetworkConsent(*env_.NewSubject("000777"), {"contact"})).ok());
+  held.Hold();
+  const auto r10 = Referral("r-10", "org.foodbank", "000777");
+  const auto r11 = Referral("r-11", "org.foodbank", "000777");
+  grpc::ClientContext ctx10, ctx11;
+  v1::SubmitReferralResponse resp10, resp11;
+  grpc::Status st10, st11;
+  absl::Notification done10, done11;
+  stub->async()->Submit(&ctx10, &r10, &resp10, [&](grpc::Status s) {
+    st10 = s;
+    done10.Notify();
+  });
+  held.AwaitHeld(1);  // in this order
+  stub->async()->Submit(&ctx11, &r11, &resp11, [&](grpc::Status s) {
+    st11 = s;
+    done11.Notify();
+  });
+  held.AwaitHeld(2);
+  held.Release();
+  done10.WaitForNotification();
+  done11.WaitForNotification();
+  EXPECT_TRUE(st10.ok()) << st10.error_message();
+  EXPECT_EQ(st11.error_code(), grpc::StatusCode::ALREADY_EXISTS) << st11.error_message();
+  EXPECT_NE(st11.error_message().find("org.stmarys/r-10 is open"), std::string::npos)
+      << st11.error_message();
+  EXPECT_EQ(Count("ReferralSubmitted"), 2);
+  server->Shutdown();
 }
 
 TEST_F(ReferralTest, TheLifecycleIsEnforcedPerParty) {
