@@ -47,7 +47,10 @@ absl::Status RocksDbProjection::Apply(const std::vector<v1::Event>& events) {
 }
 
 ProjectionRunner::ProjectionRunner(Ledger* ledger, Projection* projection, Options options)
-    : ledger_(ledger), projection_(projection), options_(options) {}
+    : ledger_(ledger),
+      projection_(projection),
+      options_(options),
+      payload_wanted_(projection->PayloadsWanted()) {}
 
 ProjectionRunner::~ProjectionRunner() { Stop(); }
 
@@ -92,7 +95,7 @@ absl::Status ProjectionRunner::WaitFor(uint64_t min_seq, absl::Duration timeout)
 
 absl::Status ProjectionRunner::ReadWantedPayloads(std::vector<v1::Event>* batch) {
   for (v1::Event& e : *batch) {
-    if (!options_.payload_wanted(e.header())) continue;
+    if (!payload_wanted_(e.header())) continue;
     v1::ReadRequest req;
     req.set_from_seq(e.header().seq());
     req.set_limit(1);
@@ -109,7 +112,7 @@ absl::Status ProjectionRunner::ReadWantedPayloads(std::vector<v1::Event>* batch)
 
 void ProjectionRunner::Run() {
   while (true) {
-    const bool some_payloads = options_.include_payloads && options_.payload_wanted != nullptr;
+    const bool some_payloads = options_.include_payloads && payload_wanted_ != nullptr;
     std::unique_ptr<TailStream> tail =
         ledger_->Tail(applied_.load() + 1, options_.include_payloads && !some_payloads);
     {

@@ -28,6 +28,11 @@ class Projection {
   virtual absl::StatusOr<uint64_t> AppliedSeq() = 0;
   // Applies consecutive events and records the last one's seq, atomically.
   virtual absl::Status Apply(const std::vector<v1::Event>& events) = 0;
+  // The events whose payloads Apply needs; null (the default) for all. A
+  // projection that folds a few streams names them, and its runner tails
+  // headers only and reads just those payloads.
+  using PayloadFilter = std::function<bool(const v1::EventHeader&)>;
+  virtual PayloadFilter PayloadsWanted() const { return nullptr; }
 };
 
 // A projection kept in a RocksDB directory of its own. Subclasses add their
@@ -52,11 +57,7 @@ class RocksDbProjection : public Projection {
 class ProjectionRunner {
  public:
   struct Options {
-    bool include_payloads = true;
-    // When set (with include_payloads), the tail carries headers only and
-    // the payloads of just the events this accepts are read: a projection
-    // that folds a few streams need not read every payload in the ledger.
-    std::function<bool(const v1::EventHeader&)> payload_wanted;
+    bool include_payloads = true;  // as the projection's PayloadsWanted() says
     absl::Duration wake_timeout = absl::Milliseconds(500);   // bound on one Tail wait
     absl::Duration retry_backoff = absl::Milliseconds(200);  // after a lost tail (remote)
   };
@@ -81,6 +82,7 @@ class ProjectionRunner {
   Ledger* ledger_;
   Projection* projection_;
   Options options_;
+  const Projection::PayloadFilter payload_wanted_;  // null: every payload
   std::thread thread_;
   std::atomic<uint64_t> applied_{0};
   mutable absl::Mutex mu_;

@@ -192,8 +192,8 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
           << path << " (sign as agency 'hub', user 'hub-admin', key id 'hub-admin-1')\n";
     }
     hub->directory_state_ = std::make_unique<directory::DirectoryState>(admin);
-    hub->directory_runner_ = std::make_unique<storage::ProjectionRunner>(
-        ledger, hub->directory_state_.get(), directory::DirectoryState::RunnerOptions());
+    hub->directory_runner_ =
+        std::make_unique<storage::ProjectionRunner>(ledger, hub->directory_state_.get());
     RETURN_IF_ERROR(hub->directory_runner_->Start());
     // Serve only once the directory has caught up with the ledger.
     ASSIGN_OR_RETURN(v1::SignedHead head, ledger->Head(0));

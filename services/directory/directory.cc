@@ -123,13 +123,11 @@ absl::Status DirectoryState::Apply(const std::vector<v1::Event>& events) {
   return absl::OkStatus();
 }
 
-storage::ProjectionRunner::Options DirectoryState::RunnerOptions() {
-  storage::ProjectionRunner::Options o;
-  o.payload_wanted = [](const v1::EventHeader& h) {
+storage::Projection::PayloadFilter DirectoryState::PayloadsWanted() const {
+  return [](const v1::EventHeader& h) {
     return absl::StartsWith(h.stream(), kStreamPrefix) ||
            absl::StartsWith(h.stream(), kCapacityPrefix);
   };
-  return o;
 }
 
 absl::Status DirectoryState::ApplyOne(const v1::Event& event) {

@@ -49,8 +49,8 @@ class DirectoryState final : public storage::Projection, public trust::EnvelopeD
 
   std::optional<v1::AgencyRecord> Get(absl::string_view agency_id) const;
   std::vector<v1::AgencyRecord> All() const;
-  // How to run it: only the directory's own streams' payloads are read.
-  static storage::ProjectionRunner::Options RunnerOptions();
+  // Only the directory's own streams' payloads (agency/, capacity/).
+  PayloadFilter PayloadsWanted() const override;
   const HubAdmin& admin() const { return admin_; }
 
  private:

@@ -123,8 +123,7 @@ class ConsentEnv {
     directory::HubAdmin admin;
     admin.public_key = admin_key_->public_key().raw();
     state_ = std::make_unique<directory::DirectoryState>(admin);
-    runner_ = std::make_unique<storage::ProjectionRunner>(
-        ledger_.get(), state_.get(), directory::DirectoryState::RunnerOptions());
+    runner_ = std::make_unique<storage::ProjectionRunner>(ledger_.get(), state_.get());
     RETURN_IF_ERROR(runner_->Start());
     directory_ = std::make_unique<directory::DirectoryCore>(ledger_.get(), state_.get(),
                                                             runner_.get(), &clock_);

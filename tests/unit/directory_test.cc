@@ -38,8 +38,7 @@ class DirectoryTest : public ::testing::Test {
     HubAdmin admin;
     admin.public_key = admin_key_->public_key().raw();
     state_ = std::make_unique<DirectoryState>(admin);
-    runner_ = std::make_unique<storage::ProjectionRunner>(
-        ledger_.get(), state_.get(), directory::DirectoryState::RunnerOptions());
+    runner_ = std::make_unique<storage::ProjectionRunner>(ledger_.get(), state_.get());
     RETURN_IF_ERROR(runner_->Start());
     RETURN_IF_ERROR(runner_->WaitFor(ledger_->size(), absl::Seconds(30)));
     core_ = std::make_unique<DirectoryCore>(ledger_.get(), state_.get(), runner_.get(), &clock_);

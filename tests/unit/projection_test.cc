@@ -102,6 +102,9 @@ class PayloadRecorder final : public storage::Projection {
     for (const v1::Event& e : events) seen.emplace_back(e.header().stream(), e.payload());
     return absl::OkStatus();
   }
+  PayloadFilter PayloadsWanted() const override {
+    return [](const v1::EventHeader& h) { return h.stream() == "agency/a"; };
+  }
   std::vector<std::pair<std::string, std::string>> seen;
 };
 
@@ -111,9 +114,7 @@ TEST_F(ProjectionRunnerTest, ReadsOnlyThePayloadsItIsAskedFor) {
     ASSERT_TRUE((*ledger)->Append(Event(stream, "E", "p" + std::to_string(i))).ok());
   }
   PayloadRecorder recorder;
-  storage::ProjectionRunner::Options options;
-  options.payload_wanted = [](const v1::EventHeader& h) { return h.stream() == "agency/a"; };
-  storage::ProjectionRunner runner(ledger->get(), &recorder, options);
+  storage::ProjectionRunner runner(ledger->get(), &recorder);
   ASSERT_TRUE(runner.Start().ok());
   ASSERT_TRUE(runner.WaitFor(30, absl::Seconds(30)).ok());
   runner.Stop();

@@ -61,8 +61,7 @@ struct BenchHub {
     directory::HubAdmin admin;
     admin.public_key = admin_key.public_key().raw();
     state = std::make_unique<directory::DirectoryState>(admin);
-    runner = std::make_unique<storage::ProjectionRunner>(
-        ledger.get(), state.get(), directory::DirectoryState::RunnerOptions());
+    runner = std::make_unique<storage::ProjectionRunner>(ledger.get(), state.get());
     CARELOOP_CHECK(runner->Start().ok());
     directory = std::make_unique<directory::DirectoryCore>(ledger.get(), state.get(), runner.get(),
                                                            SystemClock());
