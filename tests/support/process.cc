@@ -6,8 +6,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -16,6 +16,16 @@ namespace careloop::testing {
 
 absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
     const std::vector<std::string>& argv) {
+  // Everything the child needs is made before fork(): between fork and exec
+  // a child of a threaded parent may only make async-signal-safe calls. An
+  // allocation there can find the allocator's lock held by a thread that did
+  // not survive the fork, and then the child hangs before it ever execs.
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  const std::string exec_failed = absl::StrCat("exec ", argv.empty() ? "" : argv[0], " failed\n");
+  sigset_t none;
+  sigemptyset(&none);
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) return absl::InternalError("pipe failed");
   pid_t pid = ::fork();
@@ -24,14 +34,10 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
     ::dup2(fds[1], 1);
     ::dup2(fds[1], 2);
     // The parent may block signals (careloopd does); the child starts clean.
-    sigset_t none;
-    sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
     ::execv(args[0], args.data());
-    std::fprintf(stderr, "exec %s failed: %s\n", args[0], std::strerror(errno));
+    ssize_t ignored = ::write(2, exec_failed.data(), exec_failed.size());
+    (void)ignored;
     ::_exit(127);
   }
   ::close(fds[1]);
