@@ -6,14 +6,14 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "services/common/status.h"
+#include "base/status.h"
 
 namespace careloop::storage {
 namespace {
 
 constexpr absl::string_view kEmDash = "\xe2\x80\x94";  // U+2014
 constexpr uint8_t kEd25519Type = 0x01;
-constexpr size_t kMaxNoteBytes = 16 * 1024;
+constexpr size_t kMaxNoteBytes = size_t{16} * 1024;
 
 bool ValidKeyName(absl::string_view name) {
   if (name.empty()) return false;

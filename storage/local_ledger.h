@@ -23,7 +23,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
-#include "services/common/clock.h"
+#include "base/clock.h"
 #include "storage/checkpoint.h"
 #include "storage/ledger.h"
 #include "storage/merkle.h"
@@ -247,9 +247,6 @@ struct RestoreResult {
 };
 absl::StatusOr<RestoreResult> RestoreLedger(const std::string& backup_dir,
                                             const std::string& target_dir);
-
-// Maps a RocksDB status to absl (the one place: Corruption -> DATA_LOSS, ...).
-absl::Status FromRocks(const rocksdb::Status& s, absl::string_view context);
 
 // Reads the format file of a ledger directory: OK if it is a ledger of this
 // format, NOT_FOUND if the directory is absent or empty, otherwise an error

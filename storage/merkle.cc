@@ -3,7 +3,7 @@
 #include <bit>
 
 #include "absl/strings/str_cat.h"
-#include "services/common/status.h"
+#include "base/status.h"
 
 namespace careloop::storage::merkle {
 namespace {

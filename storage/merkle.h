@@ -13,7 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "services/common/sha256.h"
+#include "base/sha256.h"
 
 namespace careloop::storage::merkle {
 

@@ -7,9 +7,6 @@
 // so after a crash it resumes exactly where its state is.
 #pragma once
 
-#include <rocksdb/db.h>
-#include <rocksdb/write_batch.h>
-
 #include <atomic>
 #include <functional>
 #include <memory>
@@ -33,25 +30,6 @@ class Projection {
   // headers only and reads just those payloads.
   using PayloadFilter = std::function<bool(const v1::EventHeader&)>;
   virtual PayloadFilter PayloadsWanted() const { return nullptr; }
-};
-
-// A projection kept in a RocksDB directory of its own. Subclasses add their
-// state changes for each event to the batch; the applied seq goes in the same
-// batch. Writes are not synced: the projection can always be rebuilt from the
-// ledger, and an atomic batch never separates state from its seq.
-class RocksDbProjection : public Projection {
- public:
-  ~RocksDbProjection() override;
-  absl::Status Open(const std::string& dir);
-  absl::StatusOr<uint64_t> AppliedSeq() override;
-  absl::Status Apply(const std::vector<v1::Event>& events) override;
-  rocksdb::DB* db() { return db_.get(); }
-
- protected:
-  virtual absl::Status ApplyEvent(const v1::Event& event, rocksdb::WriteBatch* batch) = 0;
-
- private:
-  std::unique_ptr<rocksdb::DB> db_;
 };
 
 class ProjectionRunner {

@@ -1,7 +1,7 @@
 #include "storage/receipt.h"
 
 #include "absl/strings/str_cat.h"
-#include "services/common/status.h"
+#include "base/status.h"
 #include "storage/merkle.h"
 
 namespace careloop::storage {

@@ -1,7 +1,8 @@
 #include "storage/testing_fs.h"
 
-#include <mutex>
 #include <string>
+
+#include "absl/synchronization/mutex.h"
 
 namespace careloop::storage {
 namespace {
@@ -21,7 +22,7 @@ class UnsyncedBufferFile final : public rocksdb::FSWritableFileOwnerWrapper {
   ~UnsyncedBufferFile() override = default;
 
   IOStatus Append(const Slice& data, const IOOptions&, IODebugContext*) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     buffer_.append(data.data(), data.size());
     return IOStatus::OK();
   }
@@ -31,20 +32,20 @@ class UnsyncedBufferFile final : public rocksdb::FSWritableFileOwnerWrapper {
   }
   IOStatus PositionedAppend(const Slice& data, uint64_t offset, const IOOptions& o,
                             IODebugContext* dbg) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     IOStatus s = WriteThrough(o, dbg);
     if (!s.ok()) return s;
     return target()->PositionedAppend(data, offset, o, dbg);
   }
   IOStatus Flush(const IOOptions&, IODebugContext*) override { return IOStatus::OK(); }
   IOStatus Sync(const IOOptions& o, IODebugContext* dbg) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     IOStatus s = WriteThrough(o, dbg);
     if (!s.ok()) return s;
     return target()->Sync(o, dbg);
   }
   IOStatus Fsync(const IOOptions& o, IODebugContext* dbg) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     IOStatus s = WriteThrough(o, dbg);
     if (!s.ok()) return s;
     return target()->Fsync(o, dbg);
@@ -54,32 +55,33 @@ class UnsyncedBufferFile final : public rocksdb::FSWritableFileOwnerWrapper {
     return IOStatus::OK();  // a hint only; durability comes from Sync
   }
   IOStatus Truncate(uint64_t size, const IOOptions& o, IODebugContext* dbg) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     IOStatus s = WriteThrough(o, dbg);
     if (!s.ok()) return s;
     return target()->Truncate(size, o, dbg);
   }
   IOStatus Close(const IOOptions& o, IODebugContext* dbg) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     IOStatus s = WriteThrough(o, dbg);
     if (!s.ok()) return s;
     return target()->Close(o, dbg);
   }
   uint64_t GetFileSize(const IOOptions& o, IODebugContext* dbg) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     return target()->GetFileSize(o, dbg) + buffer_.size();
   }
 
  private:
-  IOStatus WriteThrough(const IOOptions& o, IODebugContext* dbg) {
+  IOStatus WriteThrough(const IOOptions& o, IODebugContext* dbg)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (buffer_.empty()) return IOStatus::OK();
     IOStatus s = target()->Append(buffer_, o, dbg);
     if (!s.ok()) return s;
     buffer_.clear();
     return target()->Flush(o, dbg);
   }
-  std::mutex mu_;
-  std::string buffer_;
+  absl::Mutex mu_;
+  std::string buffer_ ABSL_GUARDED_BY(mu_);
 };
 
 class FaultyFile final : public rocksdb::FSWritableFileOwnerWrapper {

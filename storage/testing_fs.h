@@ -21,8 +21,8 @@ namespace careloop::storage {
 
 class PowerLossFileSystem final : public rocksdb::FileSystemWrapper {
  public:
-  explicit PowerLossFileSystem(std::shared_ptr<rocksdb::FileSystem> base)
-      : rocksdb::FileSystemWrapper(std::move(base)) {}
+  explicit PowerLossFileSystem(const std::shared_ptr<rocksdb::FileSystem>& base)
+      : rocksdb::FileSystemWrapper(base) {}
   const char* Name() const override { return "CareloopPowerLossFileSystem"; }
   rocksdb::IOStatus NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
                                     std::unique_ptr<rocksdb::FSWritableFile>* r,
@@ -34,8 +34,8 @@ class PowerLossFileSystem final : public rocksdb::FileSystemWrapper {
 
 class FaultInjectionFileSystem final : public rocksdb::FileSystemWrapper {
  public:
-  explicit FaultInjectionFileSystem(std::shared_ptr<rocksdb::FileSystem> base)
-      : rocksdb::FileSystemWrapper(std::move(base)) {}
+  explicit FaultInjectionFileSystem(const std::shared_ptr<rocksdb::FileSystem>& base)
+      : rocksdb::FileSystemWrapper(base) {}
   const char* Name() const override { return "CareloopFaultInjectionFileSystem"; }
 
   // Every Sync/Fsync of a writable file fails while set.

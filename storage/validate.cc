@@ -2,7 +2,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
-#include "services/common/status.h"
+#include "base/status.h"
 
 namespace careloop::storage {
 namespace {
@@ -155,6 +155,19 @@ absl::Status ValidateAppend(const v1::AppendRequest& req, const LedgerLimits& li
       return absl::InvalidArgumentError(
           absl::StrCat("cursor update ", i, ": cursor ", c.name(), " is updated twice"));
     }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateStreamSegment(absl::string_view value, absl::string_view what) {
+  if (value.empty() || value.size() > 128) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " must be 1 to 128 bytes"));
+  }
+  for (char c : value) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == ':' || c == '@' || c == '-';
+    if (!ok)
+      return absl::InvalidArgumentError(absl::StrCat(what, " may hold only [A-Za-z0-9._:@-]"));
   }
   return absl::OkStatus();
 }

@@ -27,6 +27,9 @@ struct LedgerLimits {
 absl::Status ValidateStreamName(absl::string_view name, absl::string_view what = "stream");
 // Agency ids: [a-z0-9] then [a-z0-9.-], at most 128 bytes.
 absl::Status ValidateAgencyId(absl::string_view id);
+// One segment of a stream name (a message id, a key id, a user id):
+// [A-Za-z0-9._:@-], 1 to 128 bytes.
+absl::Status ValidateStreamSegment(absl::string_view value, absl::string_view what);
 // Subject ids and event types: [A-Za-z0-9._:-], at most 128 bytes.
 absl::Status ValidateToken(absl::string_view value, absl::string_view what);
 

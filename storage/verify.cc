@@ -6,10 +6,11 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "base/status.h"
 #include "careloop/v1/ledger.pb.h"
-#include "services/common/status.h"
 #include "storage/local_ledger.h"
 #include "storage/merkle.h"
+#include "storage/rocksdb_status.h"
 #include "storage/schema.h"
 
 namespace careloop::storage {

@@ -10,9 +10,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "base/log.h"
+#include "base/status.h"
 #include "services/audit/bundle.h"
-#include "services/common/log.h"
-#include "services/common/status.h"
+#include "services/names/names.h"
 #include "services/trust/envelope.h"
 #include "storage/validate.h"
 
@@ -26,9 +27,11 @@ constexpr uint32_t kMaxLimit = 1000;
 // The consent trail's event types.
 const std::set<std::string>& TrailTypes() {
   static const auto* t = new std::set<std::string>{
-      "GrantConsent",  "AmendConsent",     "RevokeConsent",      "ConsentRevocationNotice",
-      "BreakGlass",    "ReviewBreakGlass", "DisclosureRecorded", "DeliveryWithheld",
-      "MergeSubjects", "LinkIdentifier"};
+      names::event::kGrantConsent,       names::event::kAmendConsent,
+      names::event::kRevokeConsent,      names::event::kConsentRevocationNotice,
+      names::event::kBreakGlass,         names::event::kReviewBreakGlass,
+      names::event::kDisclosureRecorded, names::event::kDeliveryWithheld,
+      names::event::kMergeSubjects,      names::event::kLinkIdentifier};
   return *t;
 }
 
@@ -65,8 +68,8 @@ std::pair<std::string, std::string> PurposeCode(const std::string& purpose) {
 
 }  // namespace
 
-AuditCore::AuditCore(storage::Ledger* ledger, directory::DirectoryState* directory,
-                     consent::ConsentCore* consent, Clock* clock, AuditOptions options)
+AuditCore::AuditCore(storage::Ledger* ledger, directory::Agencies* directory,
+                     consent::SubjectRecords* consent, Clock* clock, AuditOptions options)
     : ledger_(ledger),
       directory_(directory),
       consent_(consent),
@@ -89,8 +92,8 @@ absl::Status AuditCore::Record(absl::string_view caller, absl::string_view rpc,
   q.set_request_json(ToJson(request));
   v1::AppendRequest req;
   v1::EventInput* ev = req.add_events();
-  ev->set_stream(absl::StrCat("audit/", caller));
-  ev->set_type("AuditQueried");
+  ev->set_stream(names::stream::Audit(caller));
+  ev->set_type(names::event::kAuditQueried);
   ev->set_payload(q.SerializeAsString());
   return ledger_->Append(std::move(req)).status();
 }
@@ -188,20 +191,20 @@ absl::StatusOr<v1::AuditQueryResponse> AuditCore::Select(const v1::AuditQueryReq
     if (!req.consent_id().empty()) {
       const std::string& t = h.type();
       std::optional<v1::Envelope> env = EnvelopeOf(e);
-      if (t == "GrantConsent" && env) {
+      if (t == names::event::kGrantConsent && env) {
         return consent::ConsentIdFor(env->sender_agency(), env->message_id()) == req.consent_id();
       }
-      if ((t == "AmendConsent" || t == "RevokeConsent") && env) {
+      if ((t == names::event::kAmendConsent || t == names::event::kRevokeConsent) && env) {
         v1::RevokeConsent r;  // consent_id is field 1 in both
         r.ParseFromString(env->payload());
         return r.consent_id() == req.consent_id();
       }
-      if (t == "ConsentRevocationNotice") {
+      if (t == names::event::kConsentRevocationNotice) {
         v1::ConsentRevocationNotice n;
         n.ParseFromString(e.payload());
         return n.consent_id() == req.consent_id();
       }
-      if (t == "DisclosureRecorded") {
+      if (t == names::event::kDisclosureRecorded) {
         v1::DisclosureRecorded d;
         d.ParseFromString(e.payload());
         return std::find(d.consent_ids().begin(), d.consent_ids().end(), req.consent_id()) !=
@@ -222,15 +225,14 @@ absl::StatusOr<v1::AuditQueryResponse> AuditCore::Select(const v1::AuditQueryReq
   std::string consent_subject;
   if (!req.consent_id().empty()) {
     // consent-id/<id> locates the subject the consent is about.
-    ASSIGN_OR_RETURN(
-        std::vector<v1::Event> loc,
-        storage::ReadWholeStream(ledger_, absl::StrCat("consent-id/", req.consent_id())));
+    ASSIGN_OR_RETURN(std::vector<v1::Event> loc,
+                     storage::ReadWholeStream(ledger_, names::stream::ConsentId(req.consent_id())));
     if (loc.empty()) return absl::NotFoundError(absl::StrCat("no consent ", req.consent_id()));
     consent_subject = loc.front().header().subject();
   }
   std::vector<v1::Event> referral_events;
   if (!req.referral().empty()) {
-    for (const char* prefix : {"referral/", "thread/"}) {
+    for (const char* prefix : {names::stream::kReferralPrefix, names::stream::kThreadPrefix}) {
       ASSIGN_OR_RETURN(std::vector<v1::Event> s,
                        storage::ReadWholeStream(ledger_, absl::StrCat(prefix, req.referral()),
                                                 payloads || req.include_payloads()));
@@ -313,7 +315,7 @@ absl::StatusOr<v1::TrailResponse> AuditCore::Trail(const v1::TrailRequest& req,
         t.set_by_agency(env->sender_agency());
         t.set_by_user(env->actor().user_id());
       }
-      if (type == "GrantConsent" && env) {
+      if (type == names::event::kGrantConsent && env) {
         t.set_consent_id(consent::ConsentIdFor(env->sender_agency(), env->message_id()));
         v1::GrantConsent g;
         g.ParseFromString(env->payload());
@@ -321,24 +323,26 @@ absl::StatusOr<v1::TrailResponse> AuditCore::Trail(const v1::TrailRequest& req,
         for (const auto& p : g.consent().provision().purposes()) t.set_purpose(p);
         t.set_summary(absl::StrCat("consent ", t.consent_id(), " granted, recorded by ",
                                    env->sender_agency()));
-      } else if ((type == "AmendConsent" || type == "RevokeConsent") && env) {
+      } else if ((type == names::event::kAmendConsent || type == names::event::kRevokeConsent) &&
+                 env) {
         v1::RevokeConsent r;
         r.ParseFromString(env->payload());
         v1::AmendConsent a;
         a.ParseFromString(env->payload());
         t.set_consent_id(r.consent_id());
-        t.set_reason(type == "RevokeConsent" ? r.reason() : a.reason());
-        t.set_summary(absl::StrCat("consent ", r.consent_id(),
-                                   type == "RevokeConsent" ? " revoked by " : " amended by ",
-                                   env->sender_agency()));
-      } else if (type == "ConsentRevocationNotice") {
+        t.set_reason(type == names::event::kRevokeConsent ? r.reason() : a.reason());
+        t.set_summary(
+            absl::StrCat("consent ", r.consent_id(),
+                         type == names::event::kRevokeConsent ? " revoked by " : " amended by ",
+                         env->sender_agency()));
+      } else if (type == names::event::kConsentRevocationNotice) {
         v1::ConsentRevocationNotice n;
         n.ParseFromString(e.payload());
         t.set_consent_id(n.consent_id());
         t.set_recipient_agency(n.recipient_agency());
         t.set_summary(absl::StrCat(n.recipient_agency(), " told that consent ", n.consent_id(),
                                    " was revoked"));
-      } else if (type == "BreakGlass" && env) {
+      } else if (type == names::event::kBreakGlass && env) {
         v1::BreakGlass b;
         b.ParseFromString(env->payload());
         t.set_break_glass_id(consent::BreakGlassIdFor(env->sender_agency(), env->message_id()));
@@ -347,14 +351,14 @@ absl::StatusOr<v1::TrailResponse> AuditCore::Trail(const v1::TrailRequest& req,
         t.set_reason(b.reason());
         t.set_summary(
             absl::StrCat("break-glass by ", env->sender_agency(), "/", env->actor().user_id()));
-      } else if (type == "ReviewBreakGlass" && env) {
+      } else if (type == names::event::kReviewBreakGlass && env) {
         v1::ReviewBreakGlass r;
         r.ParseFromString(env->payload());
         t.set_break_glass_id(r.break_glass_id());
         t.set_reason(r.notes());
         t.set_summary(absl::StrCat("break-glass ", r.break_glass_id(), " reviewed: ",
                                    r.appropriate() ? "appropriate" : "NOT appropriate"));
-      } else if (type == "DisclosureRecorded") {
+      } else if (type == names::event::kDisclosureRecorded) {
         v1::DisclosureRecorded d;
         d.ParseFromString(e.payload());
         t.set_by_agency(d.disclosing_agency());
@@ -366,11 +370,12 @@ absl::StatusOr<v1::TrailResponse> AuditCore::Trail(const v1::TrailRequest& req,
         t.set_summary(absl::StrCat(absl::StrJoin(d.categories(), ", "), " disclosed to ",
                                    d.recipient_agency(), " (", d.record_type(), " ", d.record_id(),
                                    ") under ", d.authority()));
-      } else if (type == "DeliveryWithheld") {
+      } else if (type == names::event::kDeliveryWithheld) {
         t.set_recipient_agency(e.header().stream().substr(9));  // delivery/<agency>
         t.set_summary("content withheld at delivery: consent no longer permitted it");
-      } else if (type == "MergeSubjects" || type == "LinkIdentifier") {
-        t.set_summary(type == "MergeSubjects" ? "subjects merged" : "identifier linked");
+      } else if (type == names::event::kMergeSubjects || type == names::event::kLinkIdentifier) {
+        t.set_summary(type == names::event::kMergeSubjects ? "subjects merged"
+                                                           : "identifier linked");
       }
       *resp.add_entries() = std::move(t);
     }
@@ -475,8 +480,8 @@ absl::StatusOr<v1::ExportResponse> AuditCore::Export(const v1::ExportRequest& re
   for (uint64_t s : seqs) record.add_seqs(s);
   v1::AppendRequest append;
   v1::EventInput* ev = append.add_events();
-  ev->set_stream(absl::StrCat("audit/", caller));
-  ev->set_type("AuditExport");
+  ev->set_stream(names::stream::Audit(caller));
+  ev->set_type(names::event::kAuditExport);
   ev->set_payload(record.SerializeAsString());
   if (!req.subject_id().empty()) ev->set_subject(req.subject_id());
   ASSIGN_OR_RETURN(v1::Commit commit, ledger_->Append(std::move(append)));
@@ -628,7 +633,7 @@ absl::StatusOr<v1::FhirAuditEventsResponse> AuditCore::FhirAuditEvents(
                      SubjectEvents(set.survivor, after, true, kMaxLimit, &more));
     for (const v1::Event& e : page) {
       after = e.header().seq();
-      if (e.header().type() != "DisclosureRecorded") continue;
+      if (e.header().type() != names::event::kDisclosureRecorded) continue;
       const int64_t at = e.header().commit_time_unix_nanos();
       if (at < req.from_unix_nanos() || at >= to) continue;
       v1::DisclosureRecorded d;

@@ -9,10 +9,10 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "base/clock.h"
 #include "careloop/v1/audit.pb.h"
-#include "services/common/clock.h"
-#include "services/consent/consent_core.h"
-#include "services/directory/directory.h"
+#include "services/consent/records.h"
+#include "services/directory/agencies.h"
 #include "storage/ledger.h"
 
 namespace careloop::audit {
@@ -24,8 +24,8 @@ struct AuditOptions {
 
 class AuditCore {
  public:
-  AuditCore(storage::Ledger* ledger, directory::DirectoryState* directory,
-            consent::ConsentCore* consent, Clock* clock, AuditOptions options = {});
+  AuditCore(storage::Ledger* ledger, directory::Agencies* directory,
+            consent::SubjectRecords* consent, Clock* clock, AuditOptions options = {});
 
   absl::StatusOr<v1::AuditQueryResponse> Query(const v1::AuditQueryRequest& req,
                                                absl::string_view caller);
@@ -58,8 +58,8 @@ class AuditCore {
   absl::StatusOr<uint64_t> FirstSeqAt(int64_t unix_nanos);
 
   storage::Ledger* ledger_;
-  directory::DirectoryState* directory_;
-  consent::ConsentCore* consent_;
+  directory::Agencies* directory_;
+  consent::SubjectRecords* consent_;
   Clock* clock_;
   AuditOptions options_;
 };

@@ -10,7 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "services/common/sha256.h"
+#include "base/sha256.h"
+#include "services/names/names.h"
 #include "services/trust/ed25519.h"
 #include "services/trust/envelope.h"
 #include "storage/merkle.h"
@@ -20,13 +21,16 @@ namespace careloop::audit {
 
 bool CarriesEnvelope(absl::string_view type) {
   static const auto* types = new std::set<std::string, std::less<>>{
-      "ReferralSubmitted", "StatusChanged",       "ThreadMessage",
-      "GrantConsent",      "AmendConsent",        "RevokeConsent",
-      "LinkIdentifier",    "MergeSubjects",       "BreakGlass",
-      "ReviewBreakGlass",  "SetWebhook",          "ReplayDeadLetters",
-      "RegisterAgency",    "UpdateAgencyProfile", "SetAgencyStatus",
-      "AddAgencyKey",      "RevokeAgencyKey",     "SetActor",
-      "RemoveActor",       "ReportCapacity"};
+      names::event::kReferralSubmitted, names::event::kStatusChanged,
+      names::event::kThreadMessage,     names::event::kGrantConsent,
+      names::event::kAmendConsent,      names::event::kRevokeConsent,
+      names::event::kLinkIdentifier,    names::event::kMergeSubjects,
+      names::event::kBreakGlass,        names::event::kReviewBreakGlass,
+      names::event::kSetWebhook,        names::event::kReplayDeadLetters,
+      names::event::kRegisterAgency,    names::event::kUpdateAgencyProfile,
+      names::event::kSetAgencyStatus,   names::event::kAddAgencyKey,
+      names::event::kRevokeAgencyKey,   names::event::kSetActor,
+      names::event::kRemoveActor,       names::event::kReportCapacity};
   return types->contains(type);
 }
 
@@ -153,7 +157,7 @@ BundleReport VerifyBundle(const v1::ExportResponse& bundle, const storage::NoteV
       }
     }
     if (is_export) {
-      if (e.payload_withheld() || h.type() != "AuditExport" ||
+      if (e.payload_withheld() || h.type() != names::event::kAuditExport ||
           !parsed_manifest.ParseFromString(e.payload())) {
         return Bad(r, line_no, h.seq(), "the export record is not an AuditExport with its payload");
       }

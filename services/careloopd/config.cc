@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "services/common/log.h"
+#include "base/log.h"
 
 namespace careloop::hub {
 namespace {

@@ -16,8 +16,9 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
-#include "services/common/log.h"
-#include "services/common/status.h"
+#include "base/file.h"
+#include "base/log.h"
+#include "base/status.h"
 #include "storage/testing_fs.h"
 
 namespace careloop::hub {
@@ -29,7 +30,7 @@ absl::StatusOr<std::unique_ptr<DataDirLock>> DataDirLock::Acquire(const std::str
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
     return absl::PermissionDeniedError(
-        absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
+        absl::StrCat("cannot open ", path, ": ", ErrnoMessage(errno)));
   }
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     char buf[32] = {0};
@@ -55,14 +56,6 @@ DataDirLock::~DataDirLock() {
 }
 
 namespace {
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const HubConfig& c) {
   if (!c.tls()) return grpc::InsecureServerCredentials();
@@ -101,231 +94,262 @@ absl::StatusOr<trust::Ed25519PrivateKey> HubKey(const HubConfig& config, const s
 absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::ostream& out) {
   std::unique_ptr<Hub> hub(new Hub());
   hub->config_ = config;
-  std::error_code ec;
-  fs::create_directories(config.data_dir, ec);
-  if (ec) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("cannot create data dir ", config.data_dir, ": ", ec.message()));
-  }
-  if (::access(config.data_dir.c_str(), R_OK | W_OK | X_OK) != 0) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("data dir ", config.data_dir, " is not readable and writable by this user"));
-  }
-  ASSIGN_OR_RETURN(hub->lock_, DataDirLock::Acquire(config.data_dir));
-
+  RETURN_IF_ERROR(hub->OpenDataDir());
+  storage::Ledger* ledger = nullptr;
   if (config.runs("ledger")) {
-    // The hub's log key: generated on first start in dev mode; production
-    // (TLS) mode requires one that already exists.
-    std::string key_path = config.log_key_path();
-    bool generated = false;
-    ASSIGN_OR_RETURN(trust::Ed25519PrivateKey key,
-                     HubKey(config, key_path, "the hub's log key", &generated));
-    hub->signer_ = std::make_unique<trust::Ed25519HeadSigner>(config.hub_name, std::move(key));
-    std::string vkey_path = fs::path(key_path).replace_extension(".vkey").string();
-    {
-      std::ofstream vk(vkey_path, std::ios::trunc);
-      vk << hub->signer_->VerifierKey() << "\n";
-    }
-    out << (generated ? "careloopd: generated a dev log key at " : "careloopd: log key ")
-        << key_path << "\ncareloopd: verifier key (public, give it to monitors) " << vkey_path
-        << "\n";
-
-    storage::LedgerOptions lo;
-    lo.dir = config.ledger_dir();
-    lo.hub_name = config.hub_name;
-    lo.signer = hub->signer_.get();
-    lo.idempotency_window = config.idempotency_window;
-    lo.limits = config.limits;
-    lo.queue_capacity = config.queue_capacity;
-    lo.block_cache_bytes = config.block_cache_mb << 20;
-    lo.unsafe_no_sync = config.unsafe_no_sync;
-    if (config.unsafe_power_loss_fs) {
-      hub->fs_ = std::make_shared<storage::PowerLossFileSystem>(rocksdb::FileSystem::Default());
-      lo.fs = hub->fs_;
-      log::Warn("careloopd.unsafe_mode", {{"mode", "power-loss-fs"}});
-    }
-    if (config.unsafe_no_sync) log::Warn("careloopd.unsafe_mode", {{"mode", "no-sync"}});
-    ASSIGN_OR_RETURN(hub->ledger_, storage::LocalLedger::Open(std::move(lo)));
-    hub->ledger_service_ =
-        std::make_unique<ledger::LedgerGrpcService>(hub->ledger_.get(), config.tls());
+    ASSIGN_OR_RETURN(ledger, hub->StartLedger(out));
   }
-
   const bool needs_referrals = config.runs("referral") || config.runs("notification");
   const bool needs_consent = config.runs("consent") || needs_referrals || config.runs("audit");
   if (config.runs("directory") || needs_consent) {
-    // Both keep the directory as a projection of the ledger.
-    storage::Ledger* ledger = hub->ledger_.get();
+    // Every service past the ledger keeps the directory as a projection.
     if (ledger == nullptr) {
-      std::shared_ptr<grpc::ChannelCredentials> channel_creds = grpc::InsecureChannelCredentials();
-      if (config.tls()) {
-        // Service to service: the hub's own certificate, verified by the same CA.
-        grpc::SslCredentialsOptions o;
-        ASSIGN_OR_RETURN(o.pem_root_certs, ReadFile(config.tls_client_ca));
-        ASSIGN_OR_RETURN(o.pem_cert_chain, ReadFile(config.tls_cert));
-        ASSIGN_OR_RETURN(o.pem_private_key, ReadFile(config.tls_key));
-        channel_creds = grpc::SslCredentials(o);
-      }
-      hub->remote_ledger_ = std::make_unique<ledger::RemoteLedger>(
-          grpc::CreateChannel(config.ledger_address, channel_creds), absl::Seconds(30));
-      ledger = hub->remote_ledger_.get();
+      ASSIGN_OR_RETURN(ledger, hub->ConnectLedger());
     }
-    directory::HubAdmin admin;
-    if (!config.admin_public_key.empty()) {
-      ASSIGN_OR_RETURN(std::string pem, ReadFile(config.admin_public_key));
-      ASSIGN_OR_RETURN(trust::Ed25519PublicKey pub, trust::Ed25519PublicKey::FromPem(pem));
-      admin.public_key = pub.raw();
-      out << "careloopd: hub admin public key " << config.admin_public_key << "\n";
-    } else {
-      std::string path = config.admin_key_path();
-      if (config.tls() && !fs::exists(path)) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "production needs the hub admin's public key: set directory.admin_public_key (", path,
-            " does not exist)"));
-      }
-      fs::create_directories(fs::path(path).parent_path(), ec);
-      bool generated = false;
-      ASSIGN_OR_RETURN(trust::Ed25519PrivateKey key,
-                       trust::LoadOrGeneratePrivateKeyFile(path, &generated));
-      admin.public_key = key.public_key().raw();
-      out << (generated ? "careloopd: generated a dev hub admin key at "
-                        : "careloopd: hub admin key ")
-          << path << " (sign as agency 'hub', user 'hub-admin', key id 'hub-admin-1')\n";
-    }
-    hub->directory_state_ = std::make_unique<directory::DirectoryState>(admin);
-    hub->directory_runner_ =
-        std::make_unique<storage::ProjectionRunner>(ledger, hub->directory_state_.get());
-    RETURN_IF_ERROR(hub->directory_runner_->Start());
-    // Serve only once the directory has caught up with the ledger.
-    ASSIGN_OR_RETURN(v1::SignedHead head, ledger->Head(0));
-    RETURN_IF_ERROR(hub->directory_runner_->WaitFor(head.tree_size(), absl::Minutes(5)));
-    if (config.runs("directory")) {
-      std::set<std::string> codes = directory::DefaultServiceCodes();
-      codes.insert(config.extra_service_codes.begin(), config.extra_service_codes.end());
-      hub->directory_core_ = std::make_unique<directory::DirectoryCore>(
-          ledger, hub->directory_state_.get(), hub->directory_runner_.get(), SystemClock(),
-          config.max_clock_skew, std::move(codes));
-      hub->directory_service_ = std::make_unique<directory::DirectoryGrpcService>(
-          hub->directory_core_.get(), config.tls());
-    }
-    if (needs_consent) {
-      consent::ConsentOptions co;
-      co.max_clock_skew = config.max_clock_skew;
-      co.categories.insert(config.extra_consent_categories.begin(),
-                           config.extra_consent_categories.end());
-      co.default_break_glass = config.break_glass_default;
-      hub->consent_core_ = std::make_unique<consent::ConsentCore>(
-          ledger, hub->directory_state_.get(), hub->directory_runner_.get(), SystemClock(),
-          std::move(co));
-      if (config.runs("consent")) {
-        hub->consent_service_ =
-            std::make_unique<consent::ConsentGrpcService>(hub->consent_core_.get(), config.tls());
-      }
-    }
-    if (needs_referrals) {
-      // Referrals decide consent through the consent core in this process: it
-      // keeps no state of its own, so it reads the same ledger as a consent
-      // service elsewhere would.
-      referral::ReferralOptions ro;
-      ro.max_clock_skew = config.max_clock_skew;
-      ro.deadline_stat = config.deadline_stat;
-      ro.deadline_asap = config.deadline_asap;
-      ro.deadline_urgent = config.deadline_urgent;
-      ro.deadline_routine = config.deadline_routine;
-      ro.default_max_attempts = config.max_attempts;
-      ro.service_codes.insert(config.extra_service_codes.begin(), config.extra_service_codes.end());
-      hub->referral_core_ = std::make_unique<referral::ReferralCore>(
-          ledger, hub->directory_state_.get(), hub->directory_runner_.get(),
-          hub->consent_core_.get(), SystemClock(), std::move(ro));
-      if (config.runs("referral")) {
-        hub->referral_service_ = std::make_unique<referral::ReferralGrpcService>(
-            hub->referral_core_.get(), config.tls(), /*submit_inline=*/hub->ledger_ != nullptr);
-      }
-    }
-    if (config.runs("audit")) {
-      audit::AuditOptions ao;
-      ao.hub_name = config.hub_name;
-      hub->audit_core_ = std::make_unique<audit::AuditCore>(
-          ledger, hub->directory_state_.get(), hub->consent_core_.get(), SystemClock(), ao);
-      hub->audit_service_ =
-          std::make_unique<audit::AuditGrpcService>(hub->audit_core_.get(), config.tls());
-    }
-    if (config.runs("notification")) {
-      // Delivery renders referrals (consent checked again) with a referral
-      // core of its own over the same ledger.
-      notification::NotificationOptions no;
-      no.ack_timeout = config.ack_timeout;
-      no.window = config.delivery_window;
-      hub->notification_core_ = std::make_unique<notification::NotificationCore>(
-          ledger, hub->referral_core_.get(), SystemClock(), no);
-      RETURN_IF_ERROR(hub->notification_core_->Start());
-      // Webhooks are signed with a key of their own, never the log key.
-      const std::string wpath = config.webhook_key_path();
-      bool wgenerated = false;
-      ASSIGN_OR_RETURN(trust::Ed25519PrivateKey wkey,
-                       HubKey(config, wpath, "the webhook signing key", &wgenerated));
-      out << (wgenerated ? "careloopd: generated a dev webhook key at " : "careloopd: webhook key ")
-          << wpath << "\n";
-      notification::WebhookOptions wo;
-      wo.disable_after = config.webhook_disable_after;
-      wo.max_clock_skew = config.max_clock_skew;
-      hub->webhooks_ = std::make_unique<notification::Webhooks>(
-          ledger, hub->notification_core_.get(), hub->directory_state_.get(), SystemClock(),
-          std::move(wkey), notification::NewCurlPoster(), wo);
-      hub->webhooks_->Start();
-      hub->notification_service_ = std::make_unique<notification::NotificationGrpcService>(
-          hub->notification_core_.get(), hub->webhooks_.get(), config.tls());
-    }
+    RETURN_IF_ERROR(hub->StartDirectory(ledger, out));
+    if (needs_consent) hub->StartConsent(ledger);
+    if (needs_referrals) hub->StartReferrals(ledger);
+    if (config.runs("audit")) hub->StartAudit(ledger);
+    if (config.runs("notification")) RETURN_IF_ERROR(hub->StartNotification(ledger, out));
   }
-
-  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds, ServerCredentials(config));
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort(config.listen, creds, &port);
-  builder.SetMaxReceiveMessageSize(static_cast<int>(config.max_message_bytes));
-  builder.SetMaxSendMessageSize(static_cast<int>(config.max_message_bytes));
-  if (hub->ledger_service_) builder.RegisterService(hub->ledger_service_.get());
-  if (hub->directory_service_) builder.RegisterService(hub->directory_service_.get());
-  if (hub->consent_service_) builder.RegisterService(hub->consent_service_.get());
-  if (hub->referral_service_) builder.RegisterService(hub->referral_service_.get());
-  if (hub->notification_service_) builder.RegisterService(hub->notification_service_.get());
-  if (hub->audit_service_) builder.RegisterService(hub->audit_service_.get());
-  hub->server_ = builder.BuildAndStart();
-  if (!hub->server_ || port == 0) {
-    if (hub->ledger_) hub->ledger_->Close().IgnoreError();
-    return absl::UnavailableError(absl::StrCat(
-        "cannot listen on ", config.listen, " (address in use, or not an address of this host)"));
-  }
-  std::string host = config.listen.substr(0, config.listen.rfind(':'));
-  hub->address_ = absl::StrCat(host, ":", port);
-  hub->server_->GetHealthCheckService()->SetServingStatus(true);
-  if (hub->referral_service_) {
-    // Overdue referrals go to their next candidate; everything it needs is
-    // in the ledger, so a restart loses nothing.
-    Hub* h = hub.get();
-    const absl::Duration every = config.escalation_interval;
-    h->escalator_ = std::thread([h, every] {
-      absl::MutexLock lock(&h->escalator_mu_);
-      while (!h->escalator_stop_) {
-        h->escalator_mu_.AwaitWithTimeout(absl::Condition(&h->escalator_stop_), every);
-        if (h->escalator_stop_) break;
-        absl::StatusOr<int> moved = h->referral_core_->Escalate();
-        if (!moved.ok()) {
-          log::Warn("careloopd.escalation_failed",
-                    {{"cause", std::string(moved.status().message())}});
-        } else if (*moved > 0) {
-          log::Info("careloopd.escalated", {{"referrals", *moved}});
-        }
-      }
-    });
-  }
+  RETURN_IF_ERROR(hub->Serve());
+  if (hub->referral_service_) hub->StartEscalation();
   if (!config.tls()) {
     out << "careloopd: DEV MODE: no TLS, serving on loopback only\n";
   }
   log::Info("careloopd.serving",
             {{"address", hub->address_}, {"tls", config.tls()}, {"data_dir", config.data_dir}});
   return hub;
+}
+
+absl::Status Hub::OpenDataDir() {
+  std::error_code ec;
+  fs::create_directories(config_.data_dir, ec);
+  if (ec) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot create data dir ", config_.data_dir, ": ", ec.message()));
+  }
+  if (::access(config_.data_dir.c_str(), R_OK | W_OK | X_OK) != 0) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("data dir ", config_.data_dir, " is not readable and writable by this user"));
+  }
+  ASSIGN_OR_RETURN(lock_, DataDirLock::Acquire(config_.data_dir));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<storage::Ledger*> Hub::StartLedger(std::ostream& out) {
+  const HubConfig& config = config_;
+  // The hub's log key: generated on first start in dev mode; production
+  // (TLS) mode requires one that already exists.
+  std::string key_path = config.log_key_path();
+  bool generated = false;
+  ASSIGN_OR_RETURN(trust::Ed25519PrivateKey key,
+                   HubKey(config, key_path, "the hub's log key", &generated));
+  signer_ = std::make_unique<trust::Ed25519HeadSigner>(config.hub_name, std::move(key));
+  std::string vkey_path = fs::path(key_path).replace_extension(".vkey").string();
+  {
+    std::ofstream vk(vkey_path, std::ios::trunc);
+    vk << signer_->VerifierKey() << "\n";
+  }
+  out << (generated ? "careloopd: generated a dev log key at " : "careloopd: log key ") << key_path
+      << "\ncareloopd: verifier key (public, give it to monitors) " << vkey_path << "\n";
+
+  storage::LedgerOptions lo;
+  lo.dir = config.ledger_dir();
+  lo.hub_name = config.hub_name;
+  lo.signer = signer_.get();
+  lo.idempotency_window = config.idempotency_window;
+  lo.limits = config.limits;
+  lo.queue_capacity = config.queue_capacity;
+  lo.block_cache_bytes = config.block_cache_mb << 20;
+  lo.unsafe_no_sync = config.unsafe_no_sync;
+  if (config.unsafe_power_loss_fs) {
+    fs_ = std::make_shared<storage::PowerLossFileSystem>(rocksdb::FileSystem::Default());
+    lo.fs = fs_;
+    log::Warn("careloopd.unsafe_mode", {{"mode", "power-loss-fs"}});
+  }
+  if (config.unsafe_no_sync) log::Warn("careloopd.unsafe_mode", {{"mode", "no-sync"}});
+  ASSIGN_OR_RETURN(ledger_, storage::LocalLedger::Open(std::move(lo)));
+  ledger_service_ = std::make_unique<ledger::LedgerGrpcService>(ledger_.get(), config.tls());
+  return ledger_.get();
+}
+
+absl::StatusOr<storage::Ledger*> Hub::ConnectLedger() {
+  std::shared_ptr<grpc::ChannelCredentials> channel_creds = grpc::InsecureChannelCredentials();
+  if (config_.tls()) {
+    // Service to service: the hub's own certificate, verified by the same CA.
+    grpc::SslCredentialsOptions o;
+    ASSIGN_OR_RETURN(o.pem_root_certs, ReadFile(config_.tls_client_ca));
+    ASSIGN_OR_RETURN(o.pem_cert_chain, ReadFile(config_.tls_cert));
+    ASSIGN_OR_RETURN(o.pem_private_key, ReadFile(config_.tls_key));
+    channel_creds = grpc::SslCredentials(o);
+  }
+  remote_ledger_ = std::make_unique<ledger::RemoteLedger>(
+      grpc::CreateChannel(config_.ledger_address, channel_creds), absl::Seconds(30));
+  return remote_ledger_.get();
+}
+
+absl::StatusOr<directory::HubAdmin> Hub::LoadHubAdmin(std::ostream& out) const {
+  const HubConfig& config = config_;
+  directory::HubAdmin admin;
+  if (!config.admin_public_key.empty()) {
+    ASSIGN_OR_RETURN(std::string pem, ReadFile(config.admin_public_key));
+    ASSIGN_OR_RETURN(trust::Ed25519PublicKey pub, trust::Ed25519PublicKey::FromPem(pem));
+    admin.public_key = pub.raw();
+    out << "careloopd: hub admin public key " << config.admin_public_key << "\n";
+    return admin;
+  }
+  std::string path = config.admin_key_path();
+  if (config.tls() && !fs::exists(path)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "production needs the hub admin's public key: set directory.admin_public_key (", path,
+        " does not exist)"));
+  }
+  std::error_code ec;
+  fs::create_directories(fs::path(path).parent_path(), ec);
+  bool generated = false;
+  ASSIGN_OR_RETURN(trust::Ed25519PrivateKey key,
+                   trust::LoadOrGeneratePrivateKeyFile(path, &generated));
+  admin.public_key = key.public_key().raw();
+  out << (generated ? "careloopd: generated a dev hub admin key at " : "careloopd: hub admin key ")
+      << path << " (sign as agency 'hub', user 'hub-admin', key id 'hub-admin-1')\n";
+  return admin;
+}
+
+absl::Status Hub::StartDirectory(storage::Ledger* ledger, std::ostream& out) {
+  ASSIGN_OR_RETURN(directory::HubAdmin admin, LoadHubAdmin(out));
+  directory_state_ = std::make_unique<directory::DirectoryState>(admin);
+  directory_runner_ = std::make_unique<storage::ProjectionRunner>(ledger, directory_state_.get());
+  RETURN_IF_ERROR(directory_runner_->Start());
+  // Serve only once the directory has caught up with the ledger.
+  ASSIGN_OR_RETURN(v1::SignedHead head, ledger->Head(0));
+  RETURN_IF_ERROR(directory_runner_->WaitFor(head.tree_size(), absl::Minutes(5)));
+  if (!config_.runs("directory")) return absl::OkStatus();
+  std::set<std::string> codes = directory::DefaultServiceCodes();
+  codes.insert(config_.extra_service_codes.begin(), config_.extra_service_codes.end());
+  directory_core_ = std::make_unique<directory::DirectoryCore>(
+      ledger, directory_state_.get(), directory_runner_.get(), SystemClock(),
+      config_.max_clock_skew, std::move(codes));
+  directory_service_ =
+      std::make_unique<directory::DirectoryGrpcService>(directory_core_.get(), config_.tls());
+  return absl::OkStatus();
+}
+
+void Hub::StartConsent(storage::Ledger* ledger) {
+  consent::ConsentOptions co;
+  co.max_clock_skew = config_.max_clock_skew;
+  co.categories.insert(config_.extra_consent_categories.begin(),
+                       config_.extra_consent_categories.end());
+  co.default_break_glass = config_.break_glass_default;
+  consent_core_ = std::make_unique<consent::ConsentCore>(
+      ledger, directory_state_.get(), directory_runner_.get(), SystemClock(), std::move(co));
+  if (config_.runs("consent")) {
+    consent_service_ =
+        std::make_unique<consent::ConsentGrpcService>(consent_core_.get(), config_.tls());
+  }
+}
+
+void Hub::StartReferrals(storage::Ledger* ledger) {
+  // Referrals decide consent through the consent core in this process: it
+  // keeps no state of its own, so it reads the same ledger as a consent
+  // service elsewhere would.
+  referral::ReferralOptions ro;
+  ro.max_clock_skew = config_.max_clock_skew;
+  ro.deadline_stat = config_.deadline_stat;
+  ro.deadline_asap = config_.deadline_asap;
+  ro.deadline_urgent = config_.deadline_urgent;
+  ro.deadline_routine = config_.deadline_routine;
+  ro.default_max_attempts = config_.max_attempts;
+  ro.service_codes.insert(config_.extra_service_codes.begin(), config_.extra_service_codes.end());
+  referral_core_ = std::make_unique<referral::ReferralCore>(
+      ledger, directory_state_.get(), directory_runner_.get(), consent_core_.get(), SystemClock(),
+      std::move(ro));
+  if (config_.runs("referral")) {
+    referral_service_ = std::make_unique<referral::ReferralGrpcService>(
+        referral_core_.get(), config_.tls(), /*submit_inline=*/ledger_ != nullptr);
+  }
+}
+
+void Hub::StartAudit(storage::Ledger* ledger) {
+  audit::AuditOptions ao;
+  ao.hub_name = config_.hub_name;
+  audit_core_ = std::make_unique<audit::AuditCore>(ledger, directory_state_.get(),
+                                                   consent_core_.get(), SystemClock(), ao);
+  audit_service_ = std::make_unique<audit::AuditGrpcService>(audit_core_.get(), config_.tls());
+}
+
+absl::Status Hub::StartNotification(storage::Ledger* ledger, std::ostream& out) {
+  // Delivery renders referrals (consent checked again) with a referral
+  // core of its own over the same ledger.
+  notification::NotificationOptions no;
+  no.ack_timeout = config_.ack_timeout;
+  no.window = config_.delivery_window;
+  notification_core_ = std::make_unique<notification::NotificationCore>(
+      ledger, referral_core_.get(), SystemClock(), no);
+  RETURN_IF_ERROR(notification_core_->Start());
+  // Webhooks are signed with a key of their own, never the log key.
+  const std::string wpath = config_.webhook_key_path();
+  bool wgenerated = false;
+  ASSIGN_OR_RETURN(trust::Ed25519PrivateKey wkey,
+                   HubKey(config_, wpath, "the webhook signing key", &wgenerated));
+  out << (wgenerated ? "careloopd: generated a dev webhook key at " : "careloopd: webhook key ")
+      << wpath << "\n";
+  notification::WebhookOptions wo;
+  wo.disable_after = config_.webhook_disable_after;
+  wo.max_clock_skew = config_.max_clock_skew;
+  webhooks_ = std::make_unique<notification::Webhooks>(
+      ledger, notification_core_.get(), directory_state_.get(), SystemClock(), std::move(wkey),
+      notification::NewCurlPoster(), wo);
+  webhooks_->Start();
+  notification_service_ = std::make_unique<notification::NotificationGrpcService>(
+      notification_core_.get(), webhooks_.get(), config_.tls());
+  return absl::OkStatus();
+}
+
+absl::Status Hub::Serve() {
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds, ServerCredentials(config_));
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(config_.listen, creds, &port);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(config_.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(config_.max_message_bytes));
+  for (grpc::Service* s : std::initializer_list<grpc::Service*>{
+           ledger_service_.get(), directory_service_.get(), consent_service_.get(),
+           referral_service_.get(), notification_service_.get(), audit_service_.get()}) {
+    if (s != nullptr) builder.RegisterService(s);
+  }
+  server_ = builder.BuildAndStart();
+  if (!server_ || port == 0) {
+    if (ledger_) ledger_->Close().IgnoreError();
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", config_.listen, " (address in use, or not an address of this host)"));
+  }
+  std::string host = config_.listen.substr(0, config_.listen.rfind(':'));
+  address_ = absl::StrCat(host, ":", port);
+  server_->GetHealthCheckService()->SetServingStatus(true);
+  return absl::OkStatus();
+}
+
+void Hub::StartEscalation() {
+  // Overdue referrals go to their next candidate; everything it needs is in
+  // the ledger, so a restart loses nothing.
+  const absl::Duration every = config_.escalation_interval;
+  escalator_ = std::thread([this, every] {
+    absl::MutexLock lock(&escalator_mu_);
+    while (!escalator_stop_) {
+      escalator_mu_.AwaitWithTimeout(absl::Condition(&escalator_stop_), every);
+      if (escalator_stop_) break;
+      absl::StatusOr<int> moved = referral_core_->Escalate();
+      if (!moved.ok()) {
+        log::Warn("careloopd.escalation_failed",
+                  {{"cause", std::string(moved.status().message())}});
+      } else if (*moved > 0) {
+        log::Info("careloopd.escalated", {{"referrals", *moved}});
+      }
+    }
+  });
 }
 
 void Hub::Shutdown() {

@@ -50,6 +50,20 @@ class Hub {
 
  private:
   Hub() = default;
+  // One builder per service, in the order Start calls them; each keeps what
+  // it makes in the members below.
+  absl::Status OpenDataDir();
+  absl::StatusOr<storage::Ledger*> StartLedger(std::ostream& out);
+  absl::StatusOr<storage::Ledger*> ConnectLedger();  // the ledger runs elsewhere
+  absl::StatusOr<directory::HubAdmin> LoadHubAdmin(std::ostream& out) const;
+  absl::Status StartDirectory(storage::Ledger* ledger, std::ostream& out);
+  void StartConsent(storage::Ledger* ledger);
+  void StartReferrals(storage::Ledger* ledger);
+  void StartAudit(storage::Ledger* ledger);
+  absl::Status StartNotification(storage::Ledger* ledger, std::ostream& out);
+  absl::Status Serve();
+  void StartEscalation();
+
   HubConfig config_;
   std::unique_ptr<DataDirLock> lock_;
   std::unique_ptr<trust::Ed25519HeadSigner> signer_;

@@ -3,9 +3,10 @@
 
 #include <iostream>
 
+#include "base/log.h"
+#include "base/protobuf_log.h"
+#include "base/runtime.h"
 #include "services/careloopd/hub.h"
-#include "services/common/log.h"
-#include "services/common/runtime.h"
 
 int main(int argc, char** argv) {
   careloop::ApplyReleaseRuntimeDefaults();

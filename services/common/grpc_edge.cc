@@ -1,5 +1,10 @@
 #include "services/common/grpc_edge.h"
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "services/names/names.h"
+#include "services/trust/envelope.h"
+
 namespace careloop {
 
 std::optional<std::string> PeerSpiffeId(const grpc::ServerContextBase& ctx) {
@@ -18,11 +23,32 @@ std::string CallerIdentity(const grpc::ServerContextBase& ctx, bool tls) {
     return std::string(it->second.data(), it->second.size());
   }
   const std::string id = PeerSpiffeId(ctx).value_or("");
-  if (id == kHubSpiffeId) return "hub";
+  if (id == kHubSpiffeId) return names::kHubAgency;
   const std::string prefix = kAgencySpiffePrefix;
   if (id.size() > prefix.size() && id.compare(0, prefix.size(), prefix) == 0)
     return id.substr(prefix.size());
   return "";
+}
+
+std::optional<std::string> CallerAgency(const grpc::ServerContextBase& ctx) {
+  const std::string id = PeerSpiffeId(ctx).value_or("");
+  absl::string_view v = id;
+  if (absl::ConsumePrefix(&v, kAgencySpiffePrefix) && !v.empty()) return std::string(v);
+  return std::nullopt;
+}
+
+absl::Status EnvelopeSenderIsCaller(const grpc::ServerContextBase& ctx, bool tls,
+                                    const std::string& envelope) {
+  if (!tls) return absl::OkStatus();
+  const std::string caller = CallerIdentity(ctx, tls);
+  absl::StatusOr<v1::Envelope> e = trust::ParseEnvelope(envelope, trust::EnvelopeLimits());
+  if (!e.ok()) return e.status();
+  if (caller.empty() || e->sender_agency() != caller) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("the connection is ", caller.empty() ? "no agency" : caller,
+                     " but the envelope is from ", e->sender_agency()));
+  }
+  return absl::OkStatus();
 }
 
 BlockingPool::BlockingPool(int threads) {

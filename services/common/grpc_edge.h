@@ -19,8 +19,9 @@ namespace careloop {
 // Finishes a unary callback call with `result`.
 template <typename T>
 void FinishWith(grpc::ServerUnaryReactor* reactor, T* resp, absl::StatusOr<T> result) {
-  if (result.ok()) *resp = *std::move(result);
-  reactor->Finish(ToGrpcStatus(result.status()));
+  const absl::Status status = result.status();
+  if (status.ok()) *resp = *std::move(result);
+  reactor->Finish(ToGrpcStatus(status));
 }
 
 // Finishes a unary callback call: with `allowed` when it is an error (the
@@ -81,5 +82,15 @@ inline constexpr char kDevAgencyHeader[] = "x-careloop-dev-agency";
 // hub's own services; in dev mode (no TLS, loopback only) the agency named in
 // the x-careloop-dev-agency metadata. "" when there is none.
 std::string CallerIdentity(const grpc::ServerContextBase& ctx, bool tls);
+
+// The agency of the caller's verified client certificate, if any (a URI SAN
+// spiffe://careloop/agency/<id>).
+std::optional<std::string> CallerAgency(const grpc::ServerContextBase& ctx);
+
+// With TLS, a submitted envelope's sender must be the connection's identity
+// (an agency, or "hub" for the hub's own services); PERMISSION_DENIED if not.
+// Without TLS (dev mode) the signature alone decides.
+absl::Status EnvelopeSenderIsCaller(const grpc::ServerContextBase& ctx, bool tls,
+                                    const std::string& envelope);
 
 }  // namespace careloop

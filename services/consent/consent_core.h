@@ -27,21 +27,17 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "base/clock.h"
 #include "careloop/v1/consent.pb.h"
 #include "careloop/v1/directory.pb.h"
-#include "services/common/clock.h"
 #include "services/consent/decision.h"
-#include "services/directory/directory.h"
+#include "services/consent/records.h"
+#include "services/directory/agencies.h"
+#include "services/trust/signed_change.h"
 #include "storage/ledger.h"
 #include "storage/projection.h"
 
 namespace careloop::consent {
-
-// Purposes of use (after HL7 v3 ActReason), documented in docs/API.md.
-const std::set<std::string>& KnownPurposes();
-// Purposes the HIPAA §164.528 accounting leaves out: treatment (care
-// coordination and emergency treatment are treatment), payment, operations.
-const std::set<std::string>& TreatmentPaymentOperations();
 
 struct ConsentOptions {
   absl::Duration max_clock_skew = absl::Minutes(5);
@@ -53,40 +49,15 @@ struct ConsentOptions {
   std::function<std::string()> new_subject_id;
 };
 
-// What the hub knows about one person: the surviving subject id and every id
-// merged into it (transitively), with the versions read.
-struct SubjectSet {
-  std::string survivor;
-  std::vector<std::string> members;  // survivor first
-  uint64_t survivor_version = 0;     // of subject/<survivor>
-};
-
-// Stream names, one place.
-std::string SubjectStream(absl::string_view subject_id);
-std::string ConsentStream(absl::string_view subject_id);
-std::string DisclosureStream(absl::string_view subject_id);
-// ident/<hex SHA-256 of a domain string, the authority and the value>: the
-// identifier's value never appears in a stream name.
-std::string IdentifierStream(const v1::Identifier& id);
-// Ids the hub assigns from the envelope (a retry gets the same id).
-std::string ConsentIdFor(absl::string_view sender, absl::string_view message_id);
-std::string BreakGlassIdFor(absl::string_view sender, absl::string_view message_id);
-
 // The payload types ConsentService accepts and the actor roles for each.
 trust::RpcPolicy ConsentPolicy(absl::Duration max_clock_skew);
 
-// The append that records one disclosure decided by `decision`: one
-// DisclosureRecorded event, with the decision's read versions as
-// preconditions, so it fails if anything the decision read changed. Every
-// category of `d` must be permitted by the decision; the consents or
-// break-glass relied on are filled in from it.
-absl::StatusOr<v1::AppendRequest> DisclosureAppend(const v1::CheckConsentResponse& decision,
-                                                   v1::DisclosureRecorded d);
-
-class ConsentCore {
+class ConsentCore final : public Decider, public SubjectRecords {
  public:
+  using PlannedSubject = consent::PlannedSubject;
+  using StreamReads = SubjectRecords::StreamReads;
   // `directory` is a projection of the same ledger, run by `directory_runner`.
-  ConsentCore(storage::Ledger* ledger, directory::DirectoryState* directory,
+  ConsentCore(storage::Ledger* ledger, directory::Agencies* directory,
               storage::ProjectionRunner* directory_runner, Clock* clock,
               ConsentOptions options = {});
 
@@ -98,34 +69,23 @@ class ConsentCore {
   // `caller` is the calling agency ("hub" for the hub's own services).
   absl::StatusOr<v1::ResolveSubjectResponse> Resolve(const v1::ResolveSubjectRequest& req,
                                                      absl::string_view caller);
-  // Resolve without writing: the subject, and for a new one the events and
-  // preconditions that create it, for the caller to append together with
-  // whatever needs the subject (a referral), so that a refused request leaves
-  // no subject behind.
-  struct PlannedSubject {
-    std::string subject_id;
-    v1::AppendRequest creation;  // empty when the subject exists
-  };
   absl::StatusOr<PlannedSubject> PlanResolve(const v1::ResolveSubjectRequest& req,
-                                             absl::string_view caller);
+                                             absl::string_view caller) override;
   absl::StatusOr<v1::ConsentRecord> GetConsent(absl::string_view consent_id,
                                                absl::string_view caller);
   absl::StatusOr<v1::ListConsentsResponse> ListConsents(const v1::ListConsentsRequest& req,
                                                         absl::string_view caller);
   absl::StatusOr<v1::CheckConsentResponse> Check(const v1::CheckConsentRequest& req,
-                                                 absl::string_view caller);
+                                                 absl::string_view caller) override;
   absl::StatusOr<v1::DisclosureReportResponse> Report(const v1::DisclosureReportRequest& req,
-                                                      absl::string_view caller);
+                                                      absl::string_view caller) override;
   absl::StatusOr<v1::ListBreakGlassResponse> ListBreakGlass(const v1::ListBreakGlassRequest& req,
                                                             absl::string_view caller);
 
-  // Streams a fold read, each with the version it read.
-  using StreamReads = std::vector<std::pair<std::string, uint64_t>>;
-  // The subject an id stands for now (following merges). NOT_FOUND if none.
-  // `reads`, if given, gets every subject stream read and its version.
-  absl::StatusOr<SubjectSet> Subjects(absl::string_view subject_id, StreamReads* reads = nullptr);
-  // The hub, or an active agency with the compliance role.
-  bool IsCompliance(absl::string_view agency) const;
+  // SubjectRecords.
+  absl::StatusOr<SubjectSet> Subjects(absl::string_view subject_id,
+                                      StreamReads* reads = nullptr) override;
+  bool IsCompliance(absl::string_view agency) const override;
 
  private:
   struct ConsentView {
@@ -190,12 +150,12 @@ class ConsentCore {
   absl::flat_hash_map<std::string, CachedSubjects> subjects_ ABSL_GUARDED_BY(folds_mu_);
 
   storage::Ledger* ledger_;
-  directory::DirectoryState* directory_;
+  directory::Agencies* directory_;
   storage::ProjectionRunner* directory_runner_;
   Clock* clock_;
   ConsentOptions options_;
   trust::RpcPolicy policy_;
-  directory::LedgerMessageLog seen_;
+  trust::LedgerMessageLog seen_;
 };
 
 }  // namespace careloop::consent

@@ -3,7 +3,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "services/common/grpc_edge.h"
-#include "services/directory/directory_grpc_service.h"
 #include "services/trust/envelope.h"
 
 namespace careloop::consent {
@@ -16,8 +15,8 @@ grpc::ServerUnaryReactor* ConsentGrpcService::Submit(grpc::CallbackServerContext
                                                      const v1::SubmitEnvelopeRequest* req,
                                                      v1::SubmitEnvelopeResponse* resp) {
   // Submit waits for an fsync: off gRPC's threads.
-  return FinishUnaryOn(&pool_, ctx, directory::EnvelopeSenderIsCaller(*ctx, tls_, req->envelope()),
-                       resp, [this, req] { return core_->Submit(req->envelope()); });
+  return FinishUnaryOn(&pool_, ctx, EnvelopeSenderIsCaller(*ctx, tls_, req->envelope()), resp,
+                       [this, req] { return core_->Submit(req->envelope()); });
 }
 
 grpc::ServerUnaryReactor* ConsentGrpcService::ResolveSubject(grpc::CallbackServerContext* ctx,

@@ -4,14 +4,15 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "services/common/status.h"
+#include "base/status.h"
+#include "services/names/names.h"
 #include "storage/validate.h"
 
 namespace careloop::directory {
 namespace {
 
-constexpr char kStreamPrefix[] = "agency/";
-constexpr char kCapacityPrefix[] = "capacity/";
+using names::stream::kAgencyPrefix;
+using names::stream::kCapacityPrefix;
 constexpr absl::Duration kProjectionWait = absl::Seconds(10);
 
 const std::set<std::string>& KnownRoles() {
@@ -33,21 +34,8 @@ trust::KeyView ToKeyView(const v1::AgencyKey& k) {
   return v;
 }
 
-absl::Status ValidateSegment(absl::string_view value, absl::string_view what) {
-  if (value.empty() || value.size() > 128) {
-    return absl::InvalidArgumentError(absl::StrCat(what, " must be 1 to 128 bytes"));
-  }
-  for (char c : value) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == ':' || c == '@' || c == '-';
-    if (!ok)
-      return absl::InvalidArgumentError(absl::StrCat(what, " may hold only [A-Za-z0-9._:@-]"));
-  }
-  return absl::OkStatus();
-}
-
 absl::Status ValidateKey(const v1::AgencyKey& k) {
-  RETURN_IF_ERROR(ValidateSegment(k.key_id(), "key id"));
+  RETURN_IF_ERROR(storage::ValidateStreamSegment(k.key_id(), "key id"));
   if (k.public_key().size() != trust::kEd25519PublicKeySize) {
     return absl::InvalidArgumentError("a key's public_key must be 32 raw Ed25519 bytes");
   }
@@ -63,7 +51,7 @@ absl::Status ValidateKey(const v1::AgencyKey& k) {
 }
 
 absl::Status ValidateActor(const v1::ActorEntry& a) {
-  RETURN_IF_ERROR(ValidateSegment(a.user_id(), "actor user id"));
+  RETURN_IF_ERROR(storage::ValidateStreamSegment(a.user_id(), "actor user id"));
   if (a.roles().empty()) return absl::InvalidArgumentError("an actor needs at least one role");
   for (const std::string& r : a.roles()) {
     if (!KnownRoles().contains(r)) {
@@ -90,20 +78,6 @@ absl::Status ValidateProfile(const v1::AgencyProfile& p, const std::set<std::str
 
 }  // namespace
 
-const std::set<std::string>& DefaultServiceCodes() {
-  static const std::set<std::string> codes = {
-      // HL7 SDOH Clinical Care IG categories.
-      "food-insecurity", "housing-instability", "homelessness", "inadequate-housing",
-      "transportation-insecurity", "utility-insecurity", "financial-insecurity",
-      "material-hardship", "employment-status", "educational-attainment", "veteran-status",
-      "stress", "social-connection", "intimate-partner-violence", "elder-abuse",
-      "personal-health-literacy", "health-insurance-coverage-status", "medical-cost-burden",
-      "digital-literacy", "digital-access",
-      // careloop's own.
-      "behavioral-health", "substance-use-treatment", "home-health", "primary-care", "legal-aid"};
-  return codes;
-}
-
 // ---- DirectoryState ----
 
 absl::StatusOr<uint64_t> DirectoryState::AppliedSeq() {
@@ -115,7 +89,7 @@ absl::Status DirectoryState::Apply(const std::vector<v1::Event>& events) {
   absl::MutexLock lock(&mu_);
   for (const v1::Event& e : events) {
     const std::string& stream = e.header().stream();
-    if (absl::StartsWith(stream, kStreamPrefix) || absl::StartsWith(stream, kCapacityPrefix)) {
+    if (absl::StartsWith(stream, kAgencyPrefix) || absl::StartsWith(stream, kCapacityPrefix)) {
       RETURN_IF_ERROR(ApplyOne(e));
     }
     applied_ = e.header().seq();
@@ -125,7 +99,7 @@ absl::Status DirectoryState::Apply(const std::vector<v1::Event>& events) {
 
 storage::Projection::PayloadFilter DirectoryState::PayloadsWanted() const {
   return [](const v1::EventHeader& h) {
-    return absl::StartsWith(h.stream(), kStreamPrefix) ||
+    return absl::StartsWith(h.stream(), kAgencyPrefix) ||
            absl::StartsWith(h.stream(), kCapacityPrefix);
   };
 }
@@ -133,7 +107,7 @@ storage::Projection::PayloadFilter DirectoryState::PayloadsWanted() const {
 absl::Status DirectoryState::ApplyOne(const v1::Event& event) {
   const uint64_t seq = event.header().seq();
   const std::string& etype = event.header().type();
-  if (etype == "SlotTaken" || etype == "SlotReleased") {
+  if (etype == names::event::kSlotTaken || etype == names::event::kSlotReleased) {
     // Hub-written, in capacity/<id>: a slot held by an accepted referral.
     v1::CapacitySlot slot;
     if (!slot.ParseFromString(event.payload())) {
@@ -150,9 +124,10 @@ absl::Status DirectoryState::ApplyOne(const v1::Event& event) {
       if (c.service() != slot.service()) continue;
       auto* holders = c.mutable_holders();
       auto h = std::find(holders->begin(), holders->end(), slot.referral());
-      if (etype == "SlotTaken" && h == holders->end()) *c.add_holders() = slot.referral();
+      if (etype == names::event::kSlotTaken && h == holders->end())
+        *c.add_holders() = slot.referral();
       // A slot taken before the last report is already counted by the report.
-      if (etype == "SlotReleased" && h != holders->end()) holders->erase(h);
+      if (etype == names::event::kSlotReleased && h != holders->end()) holders->erase(h);
     }
     return absl::OkStatus();
   }
@@ -163,12 +138,12 @@ absl::Status DirectoryState::ApplyOne(const v1::Event& event) {
   const absl::Time at = absl::FromUnixNanos(event.header().commit_time_unix_nanos());
   const bool capacity = absl::StartsWith(event.header().stream(), kCapacityPrefix);
   const std::string id = event.header().stream().substr(capacity ? sizeof(kCapacityPrefix) - 1
-                                                                 : sizeof(kStreamPrefix) - 1);
+                                                                 : sizeof(kAgencyPrefix) - 1);
   const std::string& type = env.payload_type();
   auto bad = [&]() {
     return absl::DataLossError(absl::StrCat("directory event seq ", seq, " does not parse"));
   };
-  if (type == "careloop.v1.RegisterAgency") {
+  if (type == names::payload::kRegisterAgency) {
     v1::RegisterAgency p;
     if (!p.ParseFromString(env.payload())) return bad();
     v1::AgencyRecord r;
@@ -185,19 +160,19 @@ absl::Status DirectoryState::ApplyOne(const v1::Event& event) {
           absl::StrCat("directory event seq ", seq, " changes an unknown agency"));
     }
     v1::AgencyRecord& r = it->second;
-    if (type == "careloop.v1.UpdateAgencyProfile") {
+    if (type == names::payload::kUpdateAgencyProfile) {
       v1::UpdateAgencyProfile p;
       if (!p.ParseFromString(env.payload())) return bad();
       *r.mutable_profile() = p.profile();
-    } else if (type == "careloop.v1.SetAgencyStatus") {
+    } else if (type == names::payload::kSetAgencyStatus) {
       v1::SetAgencyStatus p;
       if (!p.ParseFromString(env.payload())) return bad();
       r.set_active(p.active());
-    } else if (type == "careloop.v1.AddAgencyKey") {
+    } else if (type == names::payload::kAddAgencyKey) {
       v1::AddAgencyKey p;
       if (!p.ParseFromString(env.payload())) return bad();
       *r.add_keys() = p.key();
-    } else if (type == "careloop.v1.RevokeAgencyKey") {
+    } else if (type == names::payload::kRevokeAgencyKey) {
       v1::RevokeAgencyKey p;
       if (!p.ParseFromString(env.payload())) return bad();
       for (v1::AgencyKey& k : *r.mutable_keys()) {
@@ -207,7 +182,7 @@ absl::Status DirectoryState::ApplyOne(const v1::Event& event) {
                                                              : absl::ToUnixNanos(at));
         k.set_revocation_reason(p.reason());
       }
-    } else if (type == "careloop.v1.SetActor") {
+    } else if (type == names::payload::kSetActor) {
       v1::SetActor p;
       if (!p.ParseFromString(env.payload())) return bad();
       bool replaced = false;
@@ -218,7 +193,7 @@ absl::Status DirectoryState::ApplyOne(const v1::Event& event) {
         }
       }
       if (!replaced) *r.add_actors() = p.actor();
-    } else if (type == "careloop.v1.ReportCapacity") {
+    } else if (type == names::payload::kReportCapacity) {
       v1::ReportCapacity p;
       if (!p.ParseFromString(env.payload())) return bad();
       v1::CapacityEntry entry;
@@ -236,7 +211,7 @@ absl::Status DirectoryState::ApplyOne(const v1::Event& event) {
       if (!replaced) *r.add_capacity() = entry;
       r.set_capacity_version(event.header().stream_version());
       return absl::OkStatus();  // capacity has its own stream; the agency's version is unchanged
-    } else if (type == "careloop.v1.RemoveActor") {
+    } else if (type == names::payload::kRemoveActor) {
       v1::RemoveActor p;
       if (!p.ParseFromString(env.payload())) return bad();
       auto* actors = r.mutable_actors();
@@ -291,50 +266,21 @@ std::vector<v1::AgencyRecord> DirectoryState::All() const {
   return out;
 }
 
-// ---- LedgerMessageLog ----
-
-std::string LedgerMessageLog::StreamFor(absl::string_view sender, absl::string_view message_id) {
-  return absl::StrCat("msg/", sender, "/", message_id);
-}
-
-absl::StatusOr<std::optional<trust::SeenMessage>> LedgerMessageLog::Find(
-    absl::string_view sender, absl::string_view message_id) {
-  v1::ReadStreamRequest req;
-  req.set_stream(StreamFor(sender, message_id));
-  req.set_limit(1);
-  absl::StatusOr<v1::ReadResponse> marker = ledger_->ReadStream(req);
-  if (absl::IsInvalidArgument(marker.status())) return std::optional<trust::SeenMessage>();
-  RETURN_IF_ERROR(marker.status());
-  if (marker->events().empty()) return std::optional<trust::SeenMessage>();
-  // The change is the event just before its marker (one append).
-  const uint64_t seq = marker->events(0).header().seq() - 1;
-  v1::ReadRequest read;
-  read.set_from_seq(seq);
-  read.set_limit(1);
-  read.set_include_payloads(true);
-  ASSIGN_OR_RETURN(v1::ReadResponse change, ledger_->Read(read));
-  if (change.events().empty() || change.events(0).header().seq() != seq) {
-    return absl::DataLossError(
-        absl::StrCat("the change before message marker seq ", seq + 1, " is missing"));
-  }
-  return std::optional<trust::SeenMessage>(trust::SeenMessage{change.events(0).payload(), seq});
-}
-
 // ---- DirectoryCore ----
 
 trust::RpcPolicy DirectoryPolicy(absl::Duration max_clock_skew) {
   trust::RpcPolicy p;
   p.max_skew = max_clock_skew;
-  for (const char* t : {"careloop.v1.RegisterAgency", "careloop.v1.SetAgencyStatus",
-                        "careloop.v1.AddAgencyKey", "careloop.v1.RevokeAgencyKey"}) {
+  for (const char* t : {names::payload::kRegisterAgency, names::payload::kSetAgencyStatus,
+                        names::payload::kAddAgencyKey, names::payload::kRevokeAgencyKey}) {
     p.roles_by_payload_type[t] = {kHubAdminRole};
   }
-  for (const char* t :
-       {"careloop.v1.UpdateAgencyProfile", "careloop.v1.SetActor", "careloop.v1.RemoveActor"}) {
+  for (const char* t : {names::payload::kUpdateAgencyProfile, names::payload::kSetActor,
+                        names::payload::kRemoveActor}) {
     p.roles_by_payload_type[t] = {kHubAdminRole, kAgencyAdminRole};
   }
-  p.roles_by_payload_type["careloop.v1.ReportCapacity"] = {kHubAdminRole, kAgencyAdminRole,
-                                                           "receiver"};
+  p.roles_by_payload_type[names::payload::kReportCapacity] = {kHubAdminRole, kAgencyAdminRole,
+                                                              "receiver"};
   return p;
 }
 
@@ -367,8 +313,8 @@ absl::StatusOr<v1::AppendRequest> DirectoryCore::Plan(const trust::VerifiedEnvel
   std::optional<v1::AgencyRecord> current = state_->Get(target);
   const std::string& type = e.payload_type();
   v1::AppendRequest req;
-  std::string change_stream = absl::StrCat(kStreamPrefix, target);
-  if (type == "careloop.v1.ReportCapacity") {
+  std::string change_stream = absl::StrCat(kAgencyPrefix, target);
+  if (type == names::payload::kReportCapacity) {
     if (!current.has_value()) return absl::NotFoundError(absl::StrCat("no agency ", target));
     const auto& p = static_cast<const v1::ReportCapacity&>(payload);
     if (std::find(current->profile().services().begin(), current->profile().services().end(),
@@ -380,9 +326,9 @@ absl::StatusOr<v1::AppendRequest> DirectoryCore::Plan(const trust::VerifiedEnvel
   }
   v1::Precondition* pre = req.add_preconditions();
   pre->set_stream(change_stream);
-  if (type == "careloop.v1.ReportCapacity") {
+  if (type == names::payload::kReportCapacity) {
     req.clear_preconditions();  // the latest report wins; nothing to race
-  } else if (type == "careloop.v1.RegisterAgency") {
+  } else if (type == names::payload::kRegisterAgency) {
     if (current.has_value())
       return absl::AlreadyExistsError(absl::StrCat("agency ", target, " is already registered"));
     const auto& p = static_cast<const v1::RegisterAgency&>(payload);
@@ -393,10 +339,10 @@ absl::StatusOr<v1::AppendRequest> DirectoryCore::Plan(const trust::VerifiedEnvel
   } else {
     if (!current.has_value()) return absl::NotFoundError(absl::StrCat("no agency ", target));
     pre->set_expected_version(current->version());
-    if (type == "careloop.v1.UpdateAgencyProfile") {
+    if (type == names::payload::kUpdateAgencyProfile) {
       RETURN_IF_ERROR(ValidateProfile(
           static_cast<const v1::UpdateAgencyProfile&>(payload).profile(), service_codes_));
-    } else if (type == "careloop.v1.AddAgencyKey") {
+    } else if (type == names::payload::kAddAgencyKey) {
       const auto& p = static_cast<const v1::AddAgencyKey&>(payload);
       RETURN_IF_ERROR(ValidateKey(p.key()));
       for (const auto& k : current->keys()) {
@@ -405,7 +351,7 @@ absl::StatusOr<v1::AppendRequest> DirectoryCore::Plan(const trust::VerifiedEnvel
               absl::StrCat("agency ", target, " already has a key ", k.key_id()));
         }
       }
-    } else if (type == "careloop.v1.RevokeAgencyKey") {
+    } else if (type == names::payload::kRevokeAgencyKey) {
       const auto& p = static_cast<const v1::RevokeAgencyKey&>(payload);
       bool found = false;
       for (const auto& k : current->keys()) {
@@ -423,9 +369,9 @@ absl::StatusOr<v1::AppendRequest> DirectoryCore::Plan(const trust::VerifiedEnvel
         // Revoking in the past would make accepted envelopes look invalid.
         return absl::InvalidArgumentError("a key cannot be revoked in the past");
       }
-    } else if (type == "careloop.v1.SetActor") {
+    } else if (type == names::payload::kSetActor) {
       RETURN_IF_ERROR(ValidateActor(static_cast<const v1::SetActor&>(payload).actor()));
-    } else if (type == "careloop.v1.RemoveActor") {
+    } else if (type == names::payload::kRemoveActor) {
       const auto& p = static_cast<const v1::RemoveActor&>(payload);
       bool found = false;
       for (const auto& a : current->actors()) found |= a.user_id() == p.user_id();
@@ -443,102 +389,19 @@ absl::StatusOr<v1::AppendRequest> DirectoryCore::Plan(const trust::VerifiedEnvel
   return req;
 }
 
-absl::StatusOr<PlannedChange> PlanSigned(absl::string_view bytes, const trust::RpcPolicy& policy,
-                                         trust::EnvelopeDirectory& directory,
-                                         LedgerMessageLog& seen, absl::Time received,
-                                         const PlanFn& plan) {
-  // The message id names a ledger stream, so it is held to the stream charset.
-  ASSIGN_OR_RETURN(v1::Envelope parsed, trust::ParseEnvelope(bytes, policy.limits));
-  RETURN_IF_ERROR(ValidateSegment(parsed.message_id(), "envelope: message_id"));
-  if (parsed.sender_agency() != kHubAgency)
-    RETURN_IF_ERROR(storage::ValidateAgencyId(parsed.sender_agency()));
-  ASSIGN_OR_RETURN(
-      trust::VerifiedEnvelope v,
-      trust::VerifyParsedEnvelope(std::move(parsed), bytes, policy, directory, seen, received));
-  PlannedChange out;
-  out.accepted.envelope = v.envelope;
-  if (v.duplicate) {
-    out.accepted.change_seq = v.original_seq;
-    return out;
-  }
-  ASSIGN_OR_RETURN(v1::AppendRequest req, plan(v, bytes, received));
-  // The marker goes right after the event that holds the envelope: that is
-  // how LedgerMessageLog finds the envelope again.
-  int change = -1;
-  for (int i = 0; i < req.events_size(); ++i) {
-    if (req.events(i).payload() == bytes) change = i;
-  }
-  CARELOOP_CHECK(change >= 0);  // every plan stores the envelope
-  const v1::Envelope& e = v.envelope;
-  v1::EventInput marker;
-  marker.set_stream(LedgerMessageLog::StreamFor(e.sender_agency(), e.message_id()));
-  marker.set_type("EnvelopeAccepted");
-  if (e.sender_agency() != kHubAgency) marker.add_agencies(e.sender_agency());
-  req.mutable_events()->Add(std::move(marker));
-  for (int i = req.events_size() - 1; i > change + 1; --i)
-    req.mutable_events()->SwapElements(i, i - 1);
-  v1::Precondition* once = req.add_preconditions();
-  once->set_stream(LedgerMessageLog::StreamFor(e.sender_agency(), e.message_id()));
-  once->set_must_not_exist(true);
-  out.append = std::move(req);
-  out.change = change;
-  return out;
-}
-
-absl::StatusOr<Accepted> SettleSigned(const PlannedChange& planned, absl::string_view bytes,
-                                      const absl::StatusOr<v1::Commit>& commit,
-                                      LedgerMessageLog& seen) {
-  const v1::Envelope& e = planned.accepted.envelope;
-  if (absl::IsFailedPrecondition(commit.status())) {
-    // Lost a race: the same message landed meanwhile (answer as a retry), or
-    // what the plan read changed (the caller retries with the same message id).
-    ASSIGN_OR_RETURN(std::optional<trust::SeenMessage> prior,
-                     seen.Find(e.sender_agency(), e.message_id()));
-    Accepted out;
-    out.envelope = e;
-    if (prior.has_value() && prior->envelope_bytes == bytes) {
-      out.change_seq = prior->seq;
-      return out;
-    }
-    if (prior.has_value()) {
-      return absl::AlreadyExistsError("the message id was used for a different envelope meanwhile");
-    }
-    return absl::AbortedError(
-        absl::StrCat("what the change depends on changed concurrently; retry "
-                     "the same envelope (",
-                     commit.status().message(), ")"));
-  }
-  RETURN_IF_ERROR(commit.status());
-  Accepted out;
-  out.envelope = e;
-  out.change_seq = commit->first_seq() + static_cast<uint64_t>(planned.change);
-  out.last_seq = commit->last_seq();
-  return out;
-}
-
-absl::StatusOr<Accepted> AcceptSigned(absl::string_view bytes, const trust::RpcPolicy& policy,
-                                      trust::EnvelopeDirectory& directory, LedgerMessageLog& seen,
-                                      storage::Ledger* ledger, absl::Time received,
-                                      const PlanFn& plan) {
-  ASSIGN_OR_RETURN(PlannedChange planned,
-                   PlanSigned(bytes, policy, directory, seen, received, plan));
-  if (!planned.append.has_value()) return std::move(planned.accepted);
-  const absl::StatusOr<v1::Commit> commit = ledger->Append(*std::move(planned.append));
-  return SettleSigned(planned, bytes, commit, seen);
-}
-
 absl::StatusOr<v1::Receipt> DirectoryCore::Submit(absl::string_view bytes) {
-  ASSIGN_OR_RETURN(Accepted a,
-                   AcceptSigned(bytes, policy_, *state_, seen_, ledger_, clock_->Now(),
-                                [this](const trust::VerifiedEnvelope& v, absl::string_view b,
-                                       absl::Time received) { return Plan(v, b, received); }));
+  ASSIGN_OR_RETURN(
+      trust::Accepted a,
+      trust::AcceptSigned(bytes, policy_, *state_, seen_, ledger_, clock_->Now(),
+                          [this](const trust::VerifiedEnvelope& v, absl::string_view b,
+                                 absl::Time received) { return Plan(v, b, received); }));
   if (a.last_seq != 0) RETURN_IF_ERROR(runner_->WaitFor(a.last_seq, kProjectionWait));
   return ledger_->GetReceipt(a.change_seq);
 }
 
 absl::StatusOr<v1::Receipt> DirectoryCore::GetReceipt(absl::string_view sender,
                                                       absl::string_view message_id) {
-  RETURN_IF_ERROR(ValidateSegment(message_id, "message id"));
+  RETURN_IF_ERROR(storage::ValidateStreamSegment(message_id, "message id"));
   ASSIGN_OR_RETURN(std::optional<trust::SeenMessage> seen, seen_.Find(sender, message_id));
   if (!seen.has_value()) {
     return absl::NotFoundError(
@@ -555,10 +418,6 @@ absl::StatusOr<v1::AgencyRecord> DirectoryCore::GetAgency(absl::string_view agen
   if (!r.has_value()) return absl::NotFoundError(absl::StrCat("no agency ", agency_id));
   MaskFor(&*r, viewer);
   return *r;
-}
-
-int64_t OpenSlots(const v1::CapacityEntry& c) {
-  return static_cast<int64_t>(c.open_slots()) - c.holders_size();
 }
 
 void DirectoryCore::MaskFor(v1::AgencyRecord* r, absl::string_view viewer) const {

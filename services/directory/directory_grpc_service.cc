@@ -8,34 +8,13 @@
 #include "services/trust/envelope.h"
 
 namespace careloop::directory {
-std::optional<std::string> CallerAgency(const grpc::ServerContextBase& ctx) {
-  const std::string id = PeerSpiffeId(ctx).value_or("");
-  absl::string_view v = id;
-  if (absl::ConsumePrefix(&v, kSpiffePrefix) && !v.empty()) return std::string(v);
-  return std::nullopt;
-}
-
-absl::Status EnvelopeSenderIsCaller(const grpc::ServerContextBase& ctx, bool tls,
-                                    const std::string& envelope) {
-  if (!tls) return absl::OkStatus();
-  const std::string caller = CallerIdentity(ctx, tls);
-  absl::StatusOr<v1::Envelope> e = trust::ParseEnvelope(envelope, trust::EnvelopeLimits());
-  if (!e.ok()) return e.status();
-  if (caller.empty() || e->sender_agency() != caller) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("the connection is ", caller.empty() ? "no agency" : caller,
-                     " but the envelope is from ", e->sender_agency()));
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<std::string> DirectoryGrpcService::Caller(
     const grpc::CallbackServerContext& ctx) const {
   std::optional<std::string> agency = CallerAgency(ctx);
   if (agency.has_value()) return *agency;
   if (tls_required_) {
-    return absl::UnauthenticatedError(
-        absl::StrCat("the client certificate names no agency (a URI SAN ", kSpiffePrefix, "<id>)"));
+    return absl::UnauthenticatedError(absl::StrCat(
+        "the client certificate names no agency (a URI SAN ", kAgencySpiffePrefix, "<id>)"));
   }
   return std::string();
 }

@@ -12,17 +12,6 @@
 
 namespace careloop::directory {
 
-inline constexpr char kSpiffePrefix[] = "spiffe://careloop/agency/";
-
-// The agency of the caller's verified client certificate, if any.
-std::optional<std::string> CallerAgency(const grpc::ServerContextBase& ctx);
-
-// With TLS, a submitted envelope's sender must be the connection's identity
-// (an agency, or "hub" for the hub's own services); PERMISSION_DENIED if not.
-// Without TLS (dev mode) the signature alone decides.
-absl::Status EnvelopeSenderIsCaller(const grpc::ServerContextBase& ctx, bool tls,
-                                    const std::string& envelope);
-
 class DirectoryGrpcService final : public v1::DirectoryService::CallbackService {
  public:
   DirectoryGrpcService(DirectoryCore* core, bool tls_required)

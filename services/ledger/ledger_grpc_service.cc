@@ -137,8 +137,9 @@ grpc::ServerUnaryReactor* LedgerGrpcService::Append(grpc::CallbackServerContext*
     return reactor;
   }
   ledger_->AppendAsync(*req, [reactor, resp](absl::StatusOr<v1::Commit> result) {
-    if (result.ok()) *resp->mutable_commit() = *std::move(result);
-    reactor->Finish(ToGrpcStatus(result.status()));
+    const absl::Status status = result.status();
+    if (status.ok()) *resp->mutable_commit() = *std::move(result);
+    reactor->Finish(ToGrpcStatus(status));
   });
   return reactor;
 }

@@ -105,7 +105,7 @@ void PinCallbackQueue() {
                                      grpc::InsecureChannelCredentials());
     p->stub = v1::LedgerService::NewStub(p->channel);
     p->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(1));
-    p->stub->async()->GetHead(&p->ctx, &p->req, &p->resp, [](grpc::Status) {});
+    p->stub->async()->GetHead(&p->ctx, &p->req, &p->resp, [](const grpc::Status&) {});
     return p;
   }();
   (void)pin;
@@ -134,7 +134,7 @@ void RemoteLedger::AppendAsync(v1::AppendRequest request, storage::AppendCallbac
   call->req = std::move(request);
   call->done = std::move(done);
   SetDeadline(&call->ctx);
-  stub_->async()->Append(&call->ctx, &call->req, &call->resp, [call](grpc::Status s) {
+  stub_->async()->Append(&call->ctx, &call->req, &call->resp, [call](const grpc::Status& s) {
     std::unique_ptr<Call> owned(call);
     if (s.ok()) {
       owned->done(std::move(*owned->resp.mutable_commit()));

@@ -4,8 +4,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "services/common/log.h"
-#include "services/common/status.h"
+#include "base/log.h"
+#include "base/status.h"
+#include "services/names/names.h"
 #include "storage/validate.h"
 
 namespace careloop::notification {
@@ -27,9 +28,9 @@ struct ConsumerState {
 
 namespace {
 
-constexpr char kConsumerCreated[] = "ConsumerCreated";
+using names::event::kConsumerCreated;
 
-std::string ConsumersStream(absl::string_view agency) { return absl::StrCat("consumers/", agency); }
+std::string ConsumersStream(absl::string_view agency) { return names::stream::Consumers(agency); }
 std::string Key(absl::string_view agency, absl::string_view consumer) {
   return absl::StrCat(agency, "/", consumer);
 }
@@ -52,31 +53,32 @@ absl::Status ValidateConsumer(absl::string_view name) {
 
 const std::map<std::string, std::string>& FixedKinds() {
   static const auto* kinds = new std::map<std::string, std::string>{
-      {"StatusChanged", "referral.status"},
-      {"ReferralViewed", "referral.viewed"},
-      {"ReferralDelivered", "referral.delivered"},
-      {"ReferralUnassigned", "referral.unassigned"},
-      {"ReferralDeadlineWarning", "referral.deadline_warning"},
-      {"ThreadMessage", "referral.message"},
-      {"ConsentRevocationNotice", "consent.revoked"},
-      {"BreakGlassInvoked", "breakglass.invoked"},
-      {"ReviewBreakGlass", "breakglass.reviewed"},
-      {"RegisterAgency", "directory.changed"},
-      {"UpdateAgencyProfile", "directory.changed"},
-      {"SetAgencyStatus", "directory.changed"},
-      {"AddAgencyKey", "directory.changed"},
-      {"RevokeAgencyKey", "directory.changed"},
-      {"SetActor", "directory.changed"},
-      {"RemoveActor", "directory.changed"},
-      {"ReportCapacity", "directory.changed"},
-      {"WebhookDisabled", "delivery.disabled"},
+      {names::event::kStatusChanged, "referral.status"},
+      {names::event::kReferralViewed, "referral.viewed"},
+      {names::event::kReferralDelivered, "referral.delivered"},
+      {names::event::kReferralUnassigned, "referral.unassigned"},
+      {names::event::kReferralDeadlineWarning, "referral.deadline_warning"},
+      {names::event::kThreadMessage, "referral.message"},
+      {names::event::kConsentRevocationNotice, "consent.revoked"},
+      {names::event::kBreakGlassInvoked, "breakglass.invoked"},
+      {names::event::kReviewBreakGlass, "breakglass.reviewed"},
+      {names::event::kRegisterAgency, "directory.changed"},
+      {names::event::kUpdateAgencyProfile, "directory.changed"},
+      {names::event::kSetAgencyStatus, "directory.changed"},
+      {names::event::kAddAgencyKey, "directory.changed"},
+      {names::event::kRevokeAgencyKey, "directory.changed"},
+      {names::event::kSetActor, "directory.changed"},
+      {names::event::kRemoveActor, "directory.changed"},
+      {names::event::kReportCapacity, "directory.changed"},
+      {names::event::kWebhookDisabled, "delivery.disabled"},
   };
   return *kinds;
 }
 
 // Events whose payload is the sender's signed envelope, exactly as received.
 bool CarriesEnvelope(absl::string_view type) {
-  return type == "StatusChanged" || type == "ThreadMessage" || type == "ReviewBreakGlass" ||
+  return type == names::event::kStatusChanged || type == names::event::kThreadMessage ||
+         type == names::event::kReviewBreakGlass ||
          FixedKinds().at(std::string(type)) == "directory.changed";
 }
 
@@ -84,7 +86,7 @@ bool CarriesEnvelope(absl::string_view type) {
 
 const std::set<std::string>& DeliveredTypes() {
   static const auto* types = [] {
-    auto* t = new std::set<std::string>{"ReferralRouted"};
+    auto* t = new std::set<std::string>{names::event::kReferralRouted};
     for (const auto& [type, kind] : FixedKinds()) t->insert(type);
     return t;
   }();
@@ -92,7 +94,7 @@ const std::set<std::string>& DeliveredTypes() {
 }
 
 std::string NotificationCore::CursorName(absl::string_view agency, absl::string_view consumer) {
-  return absl::StrCat("notify/", agency, "/", consumer);
+  return names::stream::Notify(agency, consumer);
 }
 
 // Follows the ledger's headers and records, per agency, the newest event
@@ -117,7 +119,7 @@ class NotificationCore::Wakeups final : public storage::Projection {
   uint64_t from_;
 };
 
-NotificationCore::NotificationCore(storage::Ledger* ledger, referral::ReferralCore* referrals,
+NotificationCore::NotificationCore(storage::Ledger* ledger, referral::Renderer* referrals,
                                    Clock* clock, NotificationOptions options)
     : ledger_(ledger), referrals_(referrals), clock_(clock), options_(options) {}
 
@@ -265,10 +267,9 @@ uint32_t InFlight(const ConsumerState& c) {
 }  // namespace
 
 bool NotificationCore::Subscription::Ready() const {
-  const NotificationCore* core = core_;
   const ConsumerState& c = *consumer_;
-  if (cancelled_ || core->stopped_ || c.generation != generation_) return true;
-  return InFlight(c) < core->options_.window && core->HasWork(c);
+  if (cancelled_ || core_->stopped_ || c.generation != generation_) return true;
+  return InFlight(c) < core_->options_.window && core_->HasWork(c);
 }
 
 absl::StatusOr<std::unique_ptr<NotificationCore::Subscription>> NotificationCore::Subscribe(
@@ -317,15 +318,14 @@ void NotificationCore::Subscription::Cancel() {
 
 absl::StatusOr<std::vector<v1::Notification>> NotificationCore::Subscription::Next(
     absl::Duration wait) {
-  NotificationCore* core = core_;
   ConsumerState* c = consumer_;
   uint64_t after = 0;
   uint32_t room = 0;
   {
-    absl::MutexLock lock(&core->mu_);
-    const absl::Time now = core->clock_->Now();
+    absl::MutexLock lock(&core_->mu_);
+    const absl::Time now = core_->clock_->Now();
     if (c->generation == generation_ && c->delivered_max > c->cursor &&
-        now - c->last_progress >= core->options_.ack_timeout) {
+        now - c->last_progress >= core_->options_.ack_timeout) {
       // Go-back-N: nothing acknowledged in time, so everything after the
       // cursor goes again.
       log::Info("notification.redeliver", {{"agency", c->agency},
@@ -338,32 +338,33 @@ absl::StatusOr<std::vector<v1::Notification>> NotificationCore::Subscription::Ne
     if (c->delivered_max > c->cursor) {
       // Wake in time for the next go-back-N (the clock may be a test's).
       wait = std::min(wait, std::max(absl::ZeroDuration(),
-                                     c->last_progress + core->options_.ack_timeout - now));
+                                     c->last_progress + core_->options_.ack_timeout - now));
     }
-    core->mu_.AwaitWithTimeout(absl::Condition(this, &Subscription::Ready), wait);
-    if (cancelled_ || core->stopped_) return absl::CancelledError("the subscription was cancelled");
+    core_->mu_.AwaitWithTimeout(absl::Condition(this, &Subscription::Ready), wait);
+    if (cancelled_ || core_->stopped_)
+      return absl::CancelledError("the subscription was cancelled");
     if (c->generation != generation_) {
       return absl::AbortedError(
           absl::StrCat("consumer ", c->name, " was taken over by a newer subscription"));
     }
     const uint32_t in_flight = InFlight(*c);
-    if (in_flight >= core->options_.window || !core->HasWork(*c))
+    if (in_flight >= core_->options_.window || !core_->HasWork(*c))
       return std::vector<v1::Notification>();
     after = c->position;
-    room = core->options_.window - in_flight;
+    room = core_->options_.window - in_flight;
   }
 
   uint64_t last = after;
-  ASSIGN_OR_RETURN(std::vector<Item> items, core->Read(c->agency, c->name, after, room, &last));
+  ASSIGN_OR_RETURN(std::vector<Item> items, core_->Read(c->agency, c->name, after, room, &last));
 
-  absl::MutexLock lock(&core->mu_);
+  absl::MutexLock lock(&core_->mu_);
   if (c->generation != generation_) {
     return absl::AbortedError(
         absl::StrCat("consumer ", c->name, " was taken over by a newer subscription"));
   }
   if (c->position != after) return std::vector<v1::Notification>();  // went back meanwhile
   c->position = std::max(c->position, last);
-  const absl::Time now = core->clock_->Now();
+  const absl::Time now = core_->clock_->Now();
   if (!items.empty() && c->delivered_max <= c->cursor) c->last_progress = now;
   std::vector<v1::Notification> out;
   for (Item& item : items) {
@@ -464,13 +465,11 @@ absl::StatusOr<v1::Notification> NotificationCore::Render(const v1::Event& e,
   n.set_at_unix_nanos(h.commit_time_unix_nanos());
   n.set_header_bytes(e.header_bytes());
   const std::string& type = h.type();
-  std::string referral;
-  if (absl::StartsWith(h.stream(), "referral/")) referral = h.stream().substr(9);
-  if (absl::StartsWith(h.stream(), "thread/")) referral = h.stream().substr(7);
+  const std::string referral = names::stream::ReferralKeyOf(h.stream());
   n.set_referral(referral);
 
   std::vector<v1::WithheldSection> withheld_now;
-  if (type == "ReferralRouted") {
+  if (type == names::event::kReferralRouted) {
     v1::ReferralRouted r;
     if (!r.ParseFromString(e.payload())) {
       return absl::DataLossError(
@@ -508,7 +507,7 @@ absl::StatusOr<v1::Notification> NotificationCore::Render(const v1::Event& e,
     } else {
       n.set_payload(e.payload());
     }
-    if (type == "ThreadMessage") {
+    if (type == names::event::kThreadMessage) {
       ASSIGN_OR_RETURN(v1::ReferralView view, referrals_->View(referral, agency));
       for (const v1::ThreadEntry& t : view.thread()) {
         if (t.seq() != h.seq()) continue;
@@ -540,8 +539,8 @@ absl::StatusOr<v1::Notification> NotificationCore::Render(const v1::Event& e,
       for (auto& x : withheld_now) *w.add_withheld() = std::move(x);
       v1::AppendRequest append;
       v1::EventInput* ev = append.add_events();
-      ev->set_stream(absl::StrCat("delivery/", agency));
-      ev->set_type("DeliveryWithheld");
+      ev->set_stream(names::stream::Delivery(agency));
+      ev->set_type(names::event::kDeliveryWithheld);
       ev->set_subject(h.subject());
       ev->set_payload(w.SerializeAsString());
       ev->add_agencies(std::string(agency));
@@ -575,8 +574,8 @@ absl::StatusOr<v1::AckResponse> NotificationCore::Ack(const v1::AckRequest& req,
       // The recipient now has these referrals: delivered, for their senders.
       for (auto it = c->routed.upper_bound(c->cursor);
            it != c->routed.end() && it->first <= req.up_to_seq(); ++it) {
-        *append.add_events() = referral::ReferralCore::DeliveredEvent(
-            it->second.referral, it->second.delivered, it->second.subject);
+        *append.add_events() =
+            referral::DeliveredEvent(it->second.referral, it->second.delivered, it->second.subject);
       }
     }
     v1::CursorUpdate* u = append.add_cursor_updates();

@@ -28,9 +28,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "base/clock.h"
 #include "careloop/v1/notification.pb.h"
-#include "services/common/clock.h"
-#include "services/referral/referral_core.h"
+#include "services/referral/renderer.h"
 #include "storage/ledger.h"
 #include "storage/projection.h"
 
@@ -53,7 +53,7 @@ const std::set<std::string>& DeliveredTypes();
 
 class NotificationCore {
  public:
-  NotificationCore(storage::Ledger* ledger, referral::ReferralCore* referrals, Clock* clock,
+  NotificationCore(storage::Ledger* ledger, referral::Renderer* referrals, Clock* clock,
                    NotificationOptions options = {});
   ~NotificationCore();
 
@@ -89,8 +89,8 @@ class NotificationCore {
     NotificationCore* core_ = nullptr;
     ConsumerState* consumer_ = nullptr;
     uint64_t generation_ = 0;
-    bool cancelled_ = false;  // guarded by core_->mu_
-    bool Ready() const;       // with core_->mu_ held
+    bool cancelled_ ABSL_GUARDED_BY(core_->mu_) = false;
+    bool Ready() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu_);
   };
   // The consumer must exist. Replaces the consumer's current subscription.
   absl::StatusOr<std::unique_ptr<Subscription>> Subscribe(const v1::SubscribeRequest& req,
@@ -132,7 +132,7 @@ class NotificationCore {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   storage::Ledger* ledger_;
-  referral::ReferralCore* referrals_;
+  referral::Renderer* referrals_;
   Clock* clock_;
   NotificationOptions options_;
 

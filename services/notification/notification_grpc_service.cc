@@ -3,9 +3,9 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "services/common/log.h"
-#include "services/common/status.h"
-#include "services/directory/directory_grpc_service.h"
+#include "base/log.h"
+#include "base/status.h"
+#include "services/common/grpc_edge.h"
 
 namespace careloop::notification {
 
@@ -16,7 +16,7 @@ namespace {
 // callback threads never block.
 class SubscribeReactor final : public grpc::ServerWriteReactor<v1::Notification> {
  public:
-  explicit SubscribeReactor(absl::Status refused) { Finish(ToGrpcStatus(refused)); }
+  explicit SubscribeReactor(const absl::Status& refused) { Finish(ToGrpcStatus(refused)); }
   explicit SubscribeReactor(std::unique_ptr<NotificationCore::Subscription> sub)
       : sub_(std::move(sub)) {
     worker_ = std::thread([this] { Run(); });
@@ -138,8 +138,8 @@ grpc::ServerUnaryReactor* NotificationGrpcService::Status(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* NotificationGrpcService::SubmitWebhookChange(
     grpc::CallbackServerContext* ctx, const v1::SubmitEnvelopeRequest* req,
     v1::SubmitEnvelopeResponse* resp) {
-  return FinishUnaryOn(&pool_, ctx, directory::EnvelopeSenderIsCaller(*ctx, tls_, req->envelope()),
-                       resp, [this, req] { return webhooks_->Submit(req->envelope()); });
+  return FinishUnaryOn(&pool_, ctx, EnvelopeSenderIsCaller(*ctx, tls_, req->envelope()), resp,
+                       [this, req] { return webhooks_->Submit(req->envelope()); });
 }
 
 grpc::ServerUnaryReactor* NotificationGrpcService::ListDeadLetters(

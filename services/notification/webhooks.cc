@@ -9,15 +9,16 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "services/common/log.h"
-#include "services/common/status.h"
+#include "base/log.h"
+#include "base/status.h"
+#include "services/names/names.h"
 #include "storage/validate.h"
 
 namespace careloop::notification {
 
 namespace {
 
-constexpr char kIndexStream[] = "webhooks";  // one WebhookAgency per agency that set one
+using names::stream::kWebhookIndex;  // one WebhookAgency per agency that set one
 constexpr char kConsumerLabel[] = "webhook";
 
 size_t Discard(char*, size_t size, size_t n, void*) { return size * n; }
@@ -125,14 +126,14 @@ absl::Status ValidateWebhookUrl(absl::string_view url) {
   return absl::InvalidArgumentError("a webhook URL starts with https://");
 }
 
-std::string Webhooks::Stream(absl::string_view agency) { return absl::StrCat("webhook/", agency); }
+std::string Webhooks::Stream(absl::string_view agency) { return names::stream::Webhook(agency); }
 std::string Webhooks::CursorName(absl::string_view agency) {
-  return absl::StrCat("webhook/", agency);
+  return names::stream::Webhook(agency);
 }
 
-Webhooks::Webhooks(storage::Ledger* ledger, NotificationCore* notes,
-                   directory::DirectoryState* directory, Clock* clock, trust::Ed25519PrivateKey key,
-                   std::unique_ptr<HttpPoster> http, WebhookOptions options)
+Webhooks::Webhooks(storage::Ledger* ledger, NotificationCore* notes, directory::Agencies* directory,
+                   Clock* clock, trust::Ed25519PrivateKey key, std::unique_ptr<HttpPoster> http,
+                   WebhookOptions options)
     : ledger_(ledger),
       notes_(notes),
       directory_(directory),
@@ -142,10 +143,10 @@ Webhooks::Webhooks(storage::Ledger* ledger, NotificationCore* notes,
       options_(std::move(options)),
       seen_(ledger) {
   policy_.max_skew = options_.max_clock_skew;
-  policy_.roles_by_payload_type["careloop.v1.SetWebhook"] = {directory::kAgencyAdminRole,
-                                                             directory::kHubAdminRole};
-  policy_.roles_by_payload_type["careloop.v1.ReplayDeadLetters"] = {directory::kAgencyAdminRole,
-                                                                    directory::kHubAdminRole};
+  policy_.roles_by_payload_type[names::payload::kSetWebhook] = {directory::kAgencyAdminRole,
+                                                                directory::kHubAdminRole};
+  policy_.roles_by_payload_type[names::payload::kReplayDeadLetters] = {directory::kAgencyAdminRole,
+                                                                       directory::kHubAdminRole};
   CARELOOP_CHECK(!options_.schedule.empty());
 }
 
@@ -164,7 +165,7 @@ absl::StatusOr<v1::AppendRequest> Webhooks::Plan(const trust::VerifiedEnvelope& 
                                                  absl::string_view bytes) {
   const v1::Envelope& e = v.envelope;
   std::string agency;
-  if (e.payload_type() == "careloop.v1.SetWebhook") {
+  if (e.payload_type() == names::payload::kSetWebhook) {
     agency = static_cast<const v1::SetWebhook&>(*v.payload).agency_id();
   } else {
     agency = static_cast<const v1::ReplayDeadLetters&>(*v.payload).agency_id();
@@ -185,13 +186,13 @@ absl::StatusOr<v1::AppendRequest> Webhooks::Plan(const trust::VerifiedEnvelope& 
   v1::Precondition* p = req.add_preconditions();
   p->set_stream(Stream(agency));
   p->set_expected_version(version);
-  if (e.payload_type() == "careloop.v1.SetWebhook") {
+  if (e.payload_type() == names::payload::kSetWebhook) {
     const auto& w = static_cast<const v1::SetWebhook&>(*v.payload);
     if (w.enabled() || !w.url().empty()) RETURN_IF_ERROR(ValidateWebhookUrl(w.url()));
     if (version == 0) {
       v1::EventInput* index = req.add_events();
-      index->set_stream(kIndexStream);
-      index->set_type("WebhookAgency");
+      index->set_stream(kWebhookIndex);
+      index->set_type(names::event::kWebhookAgency);
       index->set_payload(agency);
     }
   } else {
@@ -213,10 +214,11 @@ absl::StatusOr<v1::AppendRequest> Webhooks::Plan(const trust::VerifiedEnvelope& 
 
 absl::StatusOr<v1::SubmitEnvelopeResponse> Webhooks::Submit(absl::string_view envelope) {
   ASSIGN_OR_RETURN(
-      directory::Accepted a,
-      directory::AcceptSigned(envelope, policy_, *directory_, seen_, ledger_, clock_->Now(),
-                              [&](const trust::VerifiedEnvelope& v, absl::string_view b,
-                                  absl::Time) { return Plan(v, b); }));
+      trust::Accepted a,
+      trust::AcceptSigned(envelope, policy_, *directory_, seen_, ledger_, clock_->Now(),
+                          [&](const trust::VerifiedEnvelope& v, absl::string_view b, absl::Time) {
+                            return Plan(v, b);
+                          }));
   v1::SubmitEnvelopeResponse resp;
   ASSIGN_OR_RETURN(*resp.mutable_receipt(), ledger_->GetReceipt(a.change_seq));
   return resp;
@@ -248,7 +250,7 @@ absl::Status Webhooks::Refresh(State* st) {
   for (const v1::Event& e : events) {
     const std::string& type = e.header().type();
     const int64_t at = e.header().commit_time_unix_nanos();
-    if (type == "SetWebhook") {
+    if (type == names::event::kSetWebhook) {
       ASSIGN_OR_RETURN(v1::SetWebhook w, SignedPayload<v1::SetWebhook>(e));
       st->url = w.url();
       st->enabled = w.enabled();
@@ -256,17 +258,17 @@ absl::Status Webhooks::Refresh(State* st) {
       st->failing_since = 0;
       st->attempts = 0;
       st->next_attempt = absl::InfinitePast();
-    } else if (type == "WebhookFailing") {
+    } else if (type == names::event::kWebhookFailing) {
       ASSIGN_OR_RETURN(v1::WebhookFailing f, ParsePayload<v1::WebhookFailing>(e));
       st->failing_since = f.since_unix_nanos();
       st->last_error = f.error();
       st->attempts = f.attempt();
       const size_t i = std::min<size_t>(f.attempt() - 1, options_.schedule.size() - 1);
       st->next_attempt = absl::FromUnixNanos(at) + options_.schedule[i];
-    } else if (type == "WebhookRecovered") {
+    } else if (type == names::event::kWebhookRecovered) {
       st->failing_since = 0;
       st->attempts = 0;
-    } else if (type == "WebhookDisabled") {
+    } else if (type == names::event::kWebhookDisabled) {
       ASSIGN_OR_RETURN(v1::WebhookDisabled d, ParsePayload<v1::WebhookDisabled>(e));
       st->enabled = false;
       st->disabled_by_hub = true;
@@ -282,7 +284,7 @@ absl::Status Webhooks::Refresh(State* st) {
                        absl::FormatTime(absl::FromUnixNanos(d.failing_since_unix_nanos())), ": ",
                        d.last_error()));
       st->dead.push_back(range);
-    } else if (type == "ReplayDeadLetters") {
+    } else if (type == names::event::kReplayDeadLetters) {
       ASSIGN_OR_RETURN(v1::ReplayDeadLetters rd, SignedPayload<v1::ReplayDeadLetters>(e));
       Replay rp;
       rp.from = rd.from_seq();
@@ -290,7 +292,7 @@ absl::Status Webhooks::Refresh(State* st) {
       rp.requested = at;
       rp.position = rd.from_seq() - 1;
       st->replays.push_back(rp);
-    } else if (type == "DeadLettersReplayed") {
+    } else if (type == names::event::kDeadLettersReplayed) {
       ASSIGN_OR_RETURN(v1::DeadLettersReplayed d, ParsePayload<v1::DeadLettersReplayed>(e));
       for (Replay& rp : st->replays) {
         if (rp.done == 0 && rp.from == d.from_seq() && rp.to == d.to_seq()) {
@@ -338,7 +340,7 @@ absl::Status Webhooks::Deliver(State* st, int* posts) {
     v1::AppendRequest req;
     v1::EventInput* ev = req.add_events();
     ev->set_stream(Stream(st->agency));
-    ev->set_type("WebhookDisabled");
+    ev->set_type(names::event::kWebhookDisabled);
     ev->set_payload(d.SerializeAsString());
     ev->add_agencies(st->agency);  // the agency is told on its streams
     v1::CursorUpdate* u = req.add_cursor_updates();
@@ -373,7 +375,7 @@ absl::Status Webhooks::Deliver(State* st, int* posts) {
     v1::AppendRequest req;
     v1::EventInput* ev = req.add_events();
     ev->set_stream(Stream(st->agency));
-    ev->set_type("DeadLettersReplayed");
+    ev->set_type(names::event::kDeadLettersReplayed);
     ev->set_payload(done.SerializeAsString());
     RETURN_IF_ERROR(Append(std::move(req)));
     log::Info("webhook.replayed",
@@ -396,8 +398,7 @@ absl::Status Webhooks::Deliver(State* st, int* posts) {
       u->set_expected_position(st->cursor);
       if (items[0].routed) {
         const auto& r = *items[0].routed;
-        *req.add_events() =
-            referral::ReferralCore::DeliveredEvent(r.referral, r.delivered, r.subject);
+        *req.add_events() = referral::DeliveredEvent(r.referral, r.delivered, r.subject);
       }
     }
     if (st->failing_since != 0) {
@@ -406,7 +407,7 @@ absl::Status Webhooks::Deliver(State* st, int* posts) {
       rec.set_attempts(st->attempts + 1);
       v1::EventInput* ev = req.add_events();
       ev->set_stream(Stream(st->agency));
-      ev->set_type("WebhookRecovered");
+      ev->set_type(names::event::kWebhookRecovered);
       ev->set_payload(rec.SerializeAsString());
     }
     if (req.events_size() + req.cursor_updates_size() > 0) {
@@ -439,7 +440,7 @@ absl::Status Webhooks::Deliver(State* st, int* posts) {
   v1::AppendRequest req;
   v1::EventInput* ev = req.add_events();
   ev->set_stream(Stream(st->agency));
-  ev->set_type("WebhookFailing");
+  ev->set_type(names::event::kWebhookFailing);
   ev->set_payload(f.SerializeAsString());
   RETURN_IF_ERROR(Append(std::move(req)));
   return Refresh(st);
@@ -449,7 +450,7 @@ absl::StatusOr<int> Webhooks::RunOnce() {
   absl::MutexLock run(&run_mu_);
   // Agencies that ever set a webhook.
   ASSIGN_OR_RETURN(std::vector<v1::Event> index,
-                   storage::ReadStreamFrom(ledger_, kIndexStream, index_version_ + 1));
+                   storage::ReadStreamFrom(ledger_, kWebhookIndex, index_version_ + 1));
   for (const v1::Event& e : index) {
     RETURN_IF_ERROR(Get(e.payload()).status());
     index_version_ = e.header().stream_version();

@@ -23,11 +23,12 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "base/clock.h"
 #include "careloop/v1/notification.pb.h"
-#include "services/common/clock.h"
-#include "services/directory/directory.h"
+#include "services/directory/agencies.h"
 #include "services/notification/notification_core.h"
 #include "services/trust/ed25519.h"
+#include "services/trust/signed_change.h"
 
 namespace careloop::notification {
 
@@ -67,7 +68,7 @@ absl::Status ValidateWebhookUrl(absl::string_view url);
 
 class Webhooks {
  public:
-  Webhooks(storage::Ledger* ledger, NotificationCore* notes, directory::DirectoryState* directory,
+  Webhooks(storage::Ledger* ledger, NotificationCore* notes, directory::Agencies* directory,
            Clock* clock, trust::Ed25519PrivateKey key, std::unique_ptr<HttpPoster> http,
            WebhookOptions options = {});
   ~Webhooks();
@@ -121,13 +122,13 @@ class Webhooks {
 
   storage::Ledger* ledger_;
   NotificationCore* notes_;
-  directory::DirectoryState* directory_;
+  directory::Agencies* directory_;
   Clock* clock_;
   trust::Ed25519PrivateKey key_;
   std::unique_ptr<HttpPoster> http_;
   WebhookOptions options_;
   trust::RpcPolicy policy_;
-  directory::LedgerMessageLog seen_;
+  trust::LedgerMessageLog seen_;
 
   absl::Mutex run_mu_;  // one RunOnce at a time
   absl::Mutex mu_;

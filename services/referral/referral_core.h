@@ -22,13 +22,16 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "base/clock.h"
 #include "careloop/v1/referral.pb.h"
-#include "services/common/clock.h"
-#include "services/consent/consent_core.h"
-#include "services/directory/directory.h"
+#include "services/consent/records.h"
+#include "services/directory/agencies.h"
+#include "services/referral/renderer.h"
 #include "services/referral/routing.h"
 #include "services/referral/sections.h"
+#include "services/trust/signed_change.h"
 #include "storage/ledger.h"
+#include "storage/projection.h"
 
 namespace careloop::referral {
 
@@ -48,11 +51,11 @@ struct ReferralOptions {
       "disclosed to you. 42 CFR part 2 prohibits unauthorized use or disclosure of this record.";
 };
 
-class ReferralCore {
+class ReferralCore final : public Renderer {
  public:
-  ReferralCore(storage::Ledger* ledger, directory::DirectoryState* directory,
-               storage::ProjectionRunner* directory_runner, consent::ConsentCore* consent,
-               Clock* clock, ReferralOptions options = {});
+  ReferralCore(storage::Ledger* ledger, directory::Agencies* directory,
+               storage::ProjectionRunner* directory_runner, consent::Decider* consent, Clock* clock,
+               ReferralOptions options = {});
 
   // A signed ReferralManifest with its sections: verified, routed, decided
   // per section by consent, and appended in one append with the disclosures.
@@ -81,14 +84,10 @@ class ReferralCore {
 
   static std::string ReferralStream(absl::string_view sender, absl::string_view referral_id);
 
-  // The referral as `caller` sees it now (consent checked again), like Get
-  // but without recording that the recipient viewed it: for delivery.
-  absl::StatusOr<v1::ReferralView> View(absl::string_view referral, absl::string_view caller);
-  // The event that records a delivery to the recipient (`referral` is
-  // "<sender>/<id>"); it concerns the sender, who is told.
-  static v1::EventInput DeliveredEvent(absl::string_view referral,
-                                       const v1::ReferralDelivered& delivered,
-                                       absl::string_view subject_id);
+  // Renderer: the referral as `caller` sees it now (consent checked again),
+  // like Get but without recording that the recipient viewed it.
+  absl::StatusOr<v1::ReferralView> View(absl::string_view referral,
+                                        absl::string_view caller) override;
 
   // A signed ReferralMessage from the referral's sender or current recipient;
   // the other party receives the sections consent allows (each recorded as a
@@ -142,9 +141,9 @@ class ReferralCore {
                                                  absl::string_view caller, bool sent);
 
   storage::Ledger* ledger_;
-  directory::DirectoryState* directory_;
+  directory::Agencies* directory_;
   storage::ProjectionRunner* directory_runner_;
-  consent::ConsentCore* consent_;
+  consent::Decider* consent_;
   Clock* clock_;
   ReferralOptions options_;
   trust::RpcPolicy submit_policy_, update_policy_, message_policy_;
@@ -152,7 +151,7 @@ class ReferralCore {
   absl::Mutex escalate_mu_;
   std::set<std::string> open_ ABSL_GUARDED_BY(escalate_mu_);
   uint64_t routing_version_ ABSL_GUARDED_BY(escalate_mu_) = 0;
-  directory::LedgerMessageLog seen_;
+  trust::LedgerMessageLog seen_;
 };
 
 }  // namespace careloop::referral

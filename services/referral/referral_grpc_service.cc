@@ -2,13 +2,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/common/grpc_edge.h"
-#include "services/directory/directory_grpc_service.h"
 
 namespace careloop::referral {
 
 absl::Status ReferralGrpcService::SenderIsCaller(const grpc::CallbackServerContext& ctx,
                                                  const std::string& envelope) const {
-  return directory::EnvelopeSenderIsCaller(ctx, tls_, envelope);
+  return EnvelopeSenderIsCaller(ctx, tls_, envelope);
 }
 
 grpc::ServerUnaryReactor* ReferralGrpcService::Submit(grpc::CallbackServerContext* ctx,

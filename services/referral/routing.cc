@@ -3,16 +3,9 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "base/strings.h"
 
 namespace careloop::referral {
-namespace {
-
-template <typename List>
-bool Has(const List& list, const std::string& v) {
-  return std::find(list.begin(), list.end(), v) != list.end();
-}
-
-}  // namespace
 
 std::vector<v1::RoutingCandidate> RankCandidates(const std::vector<v1::AgencyRecord>& agencies,
                                                  const std::string& category,
@@ -25,17 +18,18 @@ std::vector<v1::RoutingCandidate> RankCandidates(const std::vector<v1::AgencyRec
     r.set_agency_id(a.agency_id());
     std::vector<std::string> no;
     if (!a.active()) no.push_back("suspended");
-    if (!Has(p.services(), category)) no.push_back(absl::StrCat("does not offer ", category));
-    if (!Has(p.roles(), "receiver")) no.push_back("does not receive referrals");
+    if (!Contains(p.services(), category)) no.push_back(absl::StrCat("does not offer ", category));
+    if (!Contains(p.roles(), "receiver")) no.push_back("does not receive referrals");
     const bool has_area = !p.area().postal_codes().empty() || !p.area().counties().empty();
-    if (has_area && !(Has(p.area().postal_codes(), c.postal_code()) && !c.postal_code().empty()) &&
-        !(Has(p.area().counties(), c.county()) && !c.county().empty())) {
+    if (has_area &&
+        !(Contains(p.area().postal_codes(), c.postal_code()) && !c.postal_code().empty()) &&
+        !(Contains(p.area().counties(), c.county()) && !c.county().empty())) {
       no.push_back("does not serve the subject's area");
     }
     const v1::Eligibility& e = p.eligibility();
     if (c.age() < e.min_age() || (e.max_age() != 0 && c.age() > e.max_age()))
       no.push_back("age outside its eligibility");
-    if (!e.insurance_types().empty() && !Has(e.insurance_types(), c.insurance_type()))
+    if (!e.insurance_types().empty() && !Contains(e.insurance_types(), c.insurance_type()))
       no.push_back("insurance type not accepted");
     if (e.veterans_only() && !c.veteran()) no.push_back("serves veterans only");
     if (e.income_limit_cents() != 0 && c.income_cents() > e.income_limit_cents())
@@ -49,7 +43,7 @@ std::vector<v1::RoutingCandidate> RankCandidates(const std::vector<v1::AgencyRec
       out.push_back(std::move(r));
       continue;
     }
-    const bool language = !c.language().empty() && Has(p.languages(), c.language());
+    const bool language = !c.language().empty() && Contains(p.languages(), c.language());
     r.set_score((language ? 1'000'000 : 0) +
                 static_cast<int32_t>(std::min<int64_t>(open, 999'999)));
     r.add_reasons(absl::StrCat("offers ", category));

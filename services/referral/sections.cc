@@ -5,8 +5,8 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
-#include "services/common/sha256.h"
-#include "services/common/status.h"
+#include "base/sha256.h"
+#include "base/status.h"
 #include "services/trust/envelope.h"
 
 namespace careloop::referral {

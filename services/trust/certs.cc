@@ -11,7 +11,7 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
-#include "services/common/status.h"
+#include "base/status.h"
 
 namespace careloop::trust {
 namespace {

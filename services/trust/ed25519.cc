@@ -13,7 +13,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "services/common/status.h"
+#include "base/file.h"
+#include "base/status.h"
 
 namespace careloop::trust {
 namespace {
@@ -162,7 +163,7 @@ std::string Ed25519PrivateKey::ToPem() const {
 absl::StatusOr<Ed25519PrivateKey> LoadPrivateKeyFile(const std::string& path) {
   struct stat st;
   if (stat(path.c_str(), &st) != 0) {
-    return absl::NotFoundError(absl::StrCat("key file ", path, ": ", std::strerror(errno)));
+    return absl::NotFoundError(absl::StrCat("key file ", path, ": ", ErrnoMessage(errno)));
   }
   if ((st.st_mode & 077) != 0) {
     return absl::PermissionDeniedError(
@@ -184,7 +185,7 @@ absl::Status WritePrivateKeyFile(const std::string& path, const Ed25519PrivateKe
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) {
     return absl::FailedPreconditionError(
-        absl::StrCat("cannot create key file ", path, ": ", std::strerror(errno)));
+        absl::StrCat("cannot create key file ", path, ": ", ErrnoMessage(errno)));
   }
   std::string pem = key.ToPem();
   size_t off = 0;
@@ -194,14 +195,13 @@ absl::Status WritePrivateKeyFile(const std::string& path, const Ed25519PrivateKe
       if (errno == EINTR) continue;
       ::close(fd);
       return absl::InternalError(
-          absl::StrCat("writing key file ", path, ": ", std::strerror(errno)));
+          absl::StrCat("writing key file ", path, ": ", ErrnoMessage(errno)));
     }
     off += static_cast<size_t>(n);
   }
   if (::fsync(fd) != 0) {
     ::close(fd);
-    return absl::InternalError(
-        absl::StrCat("fsync of key file ", path, ": ", std::strerror(errno)));
+    return absl::InternalError(absl::StrCat("fsync of key file ", path, ": ", ErrnoMessage(errno)));
   }
   ::close(fd);
   return absl::OkStatus();

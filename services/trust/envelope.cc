@@ -1,11 +1,11 @@
 #include "services/trust/envelope.h"
 
 #include "absl/strings/str_cat.h"
+#include "base/status.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/dynamic_message.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/unknown_field_set.h"
-#include "services/common/status.h"
 
 namespace careloop::trust {
 namespace {

@@ -4,7 +4,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
-#include "services/common/status.h"
+#include "base/status.h"
 
 namespace careloop::trust {
 

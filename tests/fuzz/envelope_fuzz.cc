@@ -8,7 +8,8 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "services/common/log.h"
+#include "base/log.h"
+#include "base/protobuf_log.h"
 #include "services/trust/envelope.h"
 
 namespace {

@@ -12,8 +12,9 @@
 #include <string>
 #include <vector>
 
+#include "base/log.h"
+#include "base/protobuf_log.h"
 #include "careloop/v1/ledger.pb.h"
-#include "services/common/log.h"
 #include "services/trust/envelope.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);

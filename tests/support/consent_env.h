@@ -9,7 +9,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "services/common/status.h"
+#include "base/status.h"
 #include "services/consent/consent_core.h"
 #include "services/directory/directory.h"
 #include "storage/local_ledger.h"

@@ -4,7 +4,7 @@
 
 #include <signal.h>
 
-#include "services/common/status.h"
+#include "base/status.h"
 #include "services/ledger/remote_ledger.h"
 #include "tests/support/process.h"
 #include "tests/support/test_env.h"

@@ -6,7 +6,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "services/common/status.h"
+#include "base/status.h"
 
 namespace careloop::testing {
 

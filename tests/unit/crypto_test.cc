@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/escaping.h"
-#include "services/common/sha256.h"
+#include "base/sha256.h"
 #include "services/trust/ed25519.h"
 #include "tests/support/test_env.h"
 

@@ -7,7 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
-#include "services/common/status.h"
+#include "base/status.h"
 #include "storage/local_ledger.h"
 #include "storage/receipt.h"
 #include "tests/support/test_env.h"

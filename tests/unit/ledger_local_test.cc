@@ -6,7 +6,7 @@
 #include <fstream>
 
 #include "absl/synchronization/notification.h"
-#include "services/common/status.h"
+#include "base/status.h"
 #include "storage/local_ledger.h"
 #include "storage/schema.h"
 #include "tests/support/ledger_conformance.h"

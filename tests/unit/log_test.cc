@@ -1,5 +1,5 @@
 // Structured log lines: escaping keeps one event per line, in both formats.
-#include "services/common/log.h"
+#include "base/log.h"
 
 #include <gtest/gtest.h>
 

@@ -1,10 +1,9 @@
 // The projection runner: catch-up, WaitFor(min_seq), and resuming from the
 // seq stored with the projection's state after a restart.
-#include "storage/projection.h"
-
 #include <gtest/gtest.h>
 
 #include "storage/local_ledger.h"
+#include "storage/rocksdb_projection.h"
 #include "storage/schema.h"
 #include "tests/support/ledger_helpers.h"
 #include "tests/support/test_env.h"

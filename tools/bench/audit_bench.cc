@@ -21,11 +21,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/log.h"
+#include "base/runtime.h"
+#include "base/sha256.h"
 #include "services/audit/audit_core.h"
 #include "services/audit/bundle.h"
-#include "services/common/log.h"
-#include "services/common/runtime.h"
-#include "services/common/sha256.h"
+#include "services/names/names.h"
 #include "tools/bench/bench_hub.h"
 
 using namespace careloop;
@@ -94,8 +95,8 @@ int main(int argc, char** argv) {
         d.set_record_id(absl::StrCat("org.stmarys/b-", written));
         d.set_purpose("care-coordination");
         d.set_authority("consent");
-        e->set_stream(absl::StrCat("disclosure/", s));
-        e->set_type("DisclosureRecorded");
+        e->set_stream(names::stream::Disclosure(s));
+        e->set_type(names::event::kDisclosureRecorded);
         e->set_subject(s);
         e->add_agencies("org.foodbank");
         e->set_payload(d.SerializeAsString());
@@ -135,7 +136,7 @@ int main(int argc, char** argv) {
     entries += trail->entries_size();
     v1::AuditQueryRequest qr;
     qr.set_subject_id(s);
-    qr.set_event_type("DisclosureRecorded");
+    qr.set_event_type(names::event::kDisclosureRecorded);
     qr.set_limit(1000);
     a = absl::Now();
     auto page = audit.Query(qr, directory::kHubAgency);

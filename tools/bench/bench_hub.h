@@ -13,7 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "services/common/status.h"
+#include "base/status.h"
 #include "services/consent/consent_core.h"
 #include "services/directory/directory.h"
 #include "services/referral/referral_core.h"

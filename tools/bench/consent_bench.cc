@@ -17,9 +17,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "services/common/log.h"
-#include "services/common/runtime.h"
-#include "services/common/status.h"
+#include "base/log.h"
+#include "base/runtime.h"
+#include "base/status.h"
 #include "services/consent/consent_core.h"
 #include "services/directory/directory.h"
 #include "services/trust/head_signer.h"

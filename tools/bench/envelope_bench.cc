@@ -8,9 +8,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/log.h"
+#include "base/protobuf_log.h"
+#include "base/runtime.h"
 #include "careloop/v1/ledger.pb.h"
-#include "services/common/log.h"
-#include "services/common/runtime.h"
+#include "services/names/names.h"
 #include "services/trust/envelope.h"
 
 using namespace careloop;
@@ -57,8 +59,8 @@ int main(int argc, char** argv) {
   std::vector<std::pair<std::string, std::string>> raw;  // signing input, signature
   for (int i = 0; i < count; ++i) {
     v1::EventInput payload;
-    payload.set_stream("referral/r-" + std::to_string(i));
-    payload.set_type("ReferralSubmitted");
+    payload.set_stream(names::stream::Referral("r-" + std::to_string(i)));
+    payload.set_type(names::event::kReferralSubmitted);
     payload.set_payload(std::string(1024, 'x'));
     v1::Envelope e;
     e.set_payload(payload.SerializeAsString());

@@ -29,12 +29,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "services/common/log.h"
-#include "services/common/runtime.h"
-#include "services/common/sha256.h"
-#include "services/common/status.h"
+#include "base/log.h"
+#include "base/runtime.h"
+#include "base/sha256.h"
+#include "base/status.h"
 #include "services/ledger/ledger_grpc_service.h"
 #include "services/ledger/remote_ledger.h"
+#include "services/names/names.h"
 #include "services/trust/head_signer.h"
 #include "storage/local_ledger.h"
 #include "storage/schema.h"
@@ -269,20 +270,22 @@ double ProcessCpuSeconds() {
 void FloorBench(const std::string& base, uint64_t submissions, const std::vector<int>& per_round) {
   auto signer = Signer();
   struct Kind {
-    const char* stream;
+    std::string stream;
     const char* type;
     size_t payload_bytes;
     int agencies;
     bool subject;
   };
   // Payload sizes of referral_bench's submissions (1 KiB of sections).
-  static constexpr Kind kKinds[] = {
-      {"referral/org.stmarys/r", "ReferralSubmitted", 1350, 1, true},
-      {"referral/org.stmarys/r", "ReferralSections", 1100, 1, true},
-      {"referral/org.stmarys/r", "ReferralRouted", 300, 2, true},
-      {"disclosure/s", "DisclosureRecorded", 180, 2, true},
-      {"disclosure/s", "DisclosureRecorded", 180, 2, true},
-      {"dedupe/org.stmarys/s/food", "DedupeOpened", 60, 1, false},
+  static const Kind kKinds[] = {
+      {names::stream::Referral("org.stmarys", "r"), names::event::kReferralSubmitted, 1350, 1,
+       true},
+      {names::stream::Referral("org.stmarys", "r"), names::event::kReferralSections, 1100, 1, true},
+      {names::stream::Referral("org.stmarys", "r"), names::event::kReferralRouted, 300, 2, true},
+      {names::stream::Disclosure("s"), names::event::kDisclosureRecorded, 180, 2, true},
+      {names::stream::Disclosure("s"), names::event::kDisclosureRecorded, 180, 2, true},
+      {names::stream::Dedupe("org.stmarys", "s", "food"), names::event::kDedupeOpened, 60, 1,
+       false},
   };
   std::printf(
       "| submissions per round | events | CPU µs per submission | wall µs per submission | "

@@ -23,10 +23,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "base/log.h"
+#include "base/runtime.h"
+#include "base/status.h"
 #include "services/common/grpc_edge.h"
-#include "services/common/log.h"
-#include "services/common/runtime.h"
-#include "services/common/status.h"
+#include "services/names/names.h"
 #include "services/referral/referral_grpc_service.h"
 #include "services/referral/sections.h"
 #include "tools/bench/bench_hub.h"
@@ -82,9 +83,9 @@ class VerifyAndAppend final : public v1::ReferralService::CallbackService {
       reactor->Finish(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "bad signature"));
       return reactor;
     }
-    const std::string stream = absl::StrCat("referral/", e->sender_agency(), "/", e->message_id());
+    const std::string stream = names::stream::Referral(e->sender_agency(), e->message_id());
     v1::AppendRequest a;
-    a.set_idempotency_key(absl::StrCat("submit/", e->sender_agency(), "/", e->message_id()));
+    a.set_idempotency_key(names::stream::SubmitKey(e->sender_agency(), e->message_id()));
     v1::Precondition* pre = a.add_preconditions();
     pre->set_stream(stream);
     pre->set_must_not_exist(true);
@@ -99,9 +100,10 @@ class VerifyAndAppend final : public v1::ReferralService::CallbackService {
     };
     std::string submitted = req->envelope();
     for (const v1::Section& s : req->sections()) submitted += s.SerializeAsString();
-    event("ReferralSubmitted", std::move(submitted));
-    event("ReferralRouted", std::string(64, 'r'));
-    for (const v1::Section& s : req->sections()) event("DisclosureRecorded", s.section_id());
+    event(names::event::kReferralSubmitted, std::move(submitted));
+    event(names::event::kReferralRouted, std::string(64, 'r'));
+    for (const v1::Section& s : req->sections())
+      event(names::event::kDisclosureRecorded, s.section_id());
     ledger_->AppendAsync(std::move(a), [this, reactor, resp](absl::StatusOr<v1::Commit> c) {
       if (!c.ok()) {
         reactor->Finish(ToGrpcStatus(c.status()));

@@ -9,23 +9,15 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "base/sha256.h"
 #include "careloop/v1/consent.grpc.pb.h"
 #include "careloop/v1/directory.grpc.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "services/common/grpc_status.h"
-#include "services/common/sha256.h"
 #include "services/consent/consent_core.h"
 #include "services/trust/envelope.h"
 
 namespace careloop::cli {
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::shared_ptr<grpc::Channel> Connect(const Globals& g) {
   grpc::ChannelArguments args;
@@ -78,11 +70,14 @@ absl::Status FromJson(const std::string& json, google::protobuf::Message* m) {
 
 absl::Status LoadProfile(const std::string& name, Globals* g) {
   std::string path;
+  // The CLI reads its environment on its one thread, before it connects.
+  // NOLINTBEGIN(concurrency-mt-unsafe)
   if (const char* env = std::getenv("CARELOOP_PROFILES"); env != nullptr && *env != '\0') {
     path = env;
   } else if (const char* home = std::getenv("HOME"); home != nullptr) {
     path = std::string(home) + "/.config/careloop/profiles.toml";
   }
+  // NOLINTEND(concurrency-mt-unsafe)
   toml::table t;
   try {
     t = toml::parse_file(path);

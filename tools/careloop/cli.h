@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "base/file.h"
 #include "careloop/v1/directory.pb.h"
 #include "google/protobuf/message.h"
 #include "services/common/grpc_status.h"
@@ -50,7 +51,7 @@ int Fail(const absl::Status& status);
 int FailUsage(const std::string& message);
 std::string ToJson(const google::protobuf::Message& m);
 absl::Status FromJson(const std::string& json, google::protobuf::Message* m);
-absl::StatusOr<std::string> ReadFile(const std::string& path);
+using ::careloop::ReadFile;
 
 // Prints a hub answer: the error (setting the exit code), or JSON, or text.
 template <typename T, typename TextFn>

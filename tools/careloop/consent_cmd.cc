@@ -8,9 +8,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "base/sha256.h"
 #include "careloop/v1/consent.grpc.pb.h"
 #include "services/common/grpc_status.h"
-#include "services/common/sha256.h"
 #include "services/consent/report.h"
 #include "tools/careloop/cli.h"
 

@@ -10,9 +10,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "base/sha256.h"
 #include "careloop/v1/directory.grpc.pb.h"
 #include "services/common/grpc_status.h"
-#include "services/common/sha256.h"
 #include "services/trust/envelope.h"
 #include "tools/careloop/cli.h"
 

@@ -5,7 +5,7 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
-#include "services/common/sha256.h"
+#include "base/sha256.h"
 #include "services/ledger/remote_ledger.h"
 #include "services/trust/head_signer.h"
 #include "storage/local_ledger.h"

@@ -2,14 +2,18 @@
 #include <cstdlib>
 #include <iostream>
 
-#include "services/common/log.h"
+#include "base/log.h"
+#include "base/protobuf_log.h"
 #include "tools/careloop/cli.h"
 
 int main(int argc, char** argv) {
   careloop::cli::Globals g;
   careloop::log::RouteProtobufLogsToDebug();
+  // Read once at start, before any thread exists.
+  // NOLINTBEGIN(concurrency-mt-unsafe)
   if (const char* hub = std::getenv("CARELOOP_HUB"); hub != nullptr && *hub != '\0') g.hub = hub;
   if (const char* a = std::getenv("CARELOOP_DEV_AGENCY"); a != nullptr) g.dev_agency = a;
+  // NOLINTEND(concurrency-mt-unsafe)
   // A named profile sets defaults before the commands are declared; flags
   // given on the command line override it.
   for (int i = 1; i < argc; ++i) {

@@ -1,10 +1,10 @@
-#include "services/common/sha256.h"
+#include "base/sha256.h"
 
 #include <openssl/evp.h>
 
 #include <memory>
 
-#include "services/common/status.h"
+#include "base/status.h"
 
 namespace careloop {
 namespace {

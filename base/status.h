@@ -26,10 +26,14 @@
 // its error.
 #define ASSIGN_OR_RETURN(lhs, expr) \
   CARELOOP_ASSIGN_OR_RETURN_IMPL(CARELOOP_CONCAT(careloop_statusor_, __LINE__), lhs, expr)
+// `lhs` is a declaration ("auto x") and `tmp` a name: neither can be
+// parenthesised.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define CARELOOP_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
   auto tmp = (expr);                                   \
   if (!tmp.ok()) return tmp.status();                  \
   lhs = std::move(tmp).value()
+// NOLINTEND(bugprone-macro-parentheses)
 
 // An invariant check that stays on in every build type.
 #define CARELOOP_CHECK(cond)                                                                  \

@@ -59,11 +59,6 @@ inline void Error(absl::string_view e, std::initializer_list<Field> f = {}) {
   Write(Level::kError, e, f);
 }
 
-// Routes libprotobuf's own log lines into this logger at debug level. Parsing
-// untrusted bytes (an envelope with invalid UTF-8) makes libprotobuf log an
-// ERROR per message; left alone, any client could flood the hub's log.
-void RouteProtobufLogsToDebug();
-
 // Renders one line without the timestamp and level (for tests).
 std::string Render(Format format, absl::string_view event, std::initializer_list<Field> fields);
 

@@ -1,6 +1,5 @@
-#include "services/common/log.h"
+#include "base/log.h"
 
-#include <google/protobuf/stubs/logging.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -133,19 +132,6 @@ std::string Body(Format format, absl::string_view event, std::initializer_list<F
 }
 
 }  // namespace
-
-void RouteProtobufLogsToDebug() {
-  google::protobuf::SetLogHandler(+[](google::protobuf::LogLevel level, const char* file, int line,
-                                      const std::string& message) {
-    if (level == google::protobuf::LOGLEVEL_FATAL) {
-      Write(Level::kError, "protobuf.fatal",
-            {{"file", file}, {"line", line}, {"message", message}});
-      return;
-    }
-    // Messages name fields, never their values.
-    Write(Level::kDebug, "protobuf.log", {{"file", file}, {"line", line}, {"message", message}});
-  });
-}
 
 void Init(Level level, Format format) {
   g_format.store(format);

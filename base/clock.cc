@@ -1,4 +1,4 @@
-#include "services/common/clock.h"
+#include "base/clock.h"
 
 namespace careloop {
 namespace {

@@ -1,0 +1,141 @@
+// Escalation: overdue or refused referrals go to the next candidate, or
+// back to their sender as unassigned.
+#include <algorithm>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "base/status.h"
+#include "base/strings.h"
+#include "services/names/names.h"
+#include "services/referral/internal.h"
+#include "services/referral/lifecycle.h"
+#include "services/referral/referral_core.h"
+#include "services/referral/routing.h"
+#include "services/trust/append.h"
+#include "storage/validate.h"
+
+namespace careloop::referral {
+
+absl::Status ReferralCore::Reroute(const State& st, absl::string_view why) {
+  const std::string key = Key(st.sender, st.referral_id);
+  const uint32_t max = st.manifest.routing().max_attempts() != 0
+                           ? st.manifest.routing().max_attempts()
+                           : options_.default_max_attempts;
+  std::vector<v1::RoutingCandidate> ranked;
+  if (st.manifest.routing().has_criteria() && st.attempt < max) {
+    std::set<std::string> exclude = st.recipients;
+    exclude.insert(st.sender);
+    ranked = Rank(st.manifest, exclude);
+  }
+  v1::AppendRequest append;
+  const std::string stream = ReferralStream(st.sender, st.referral_id);
+  if (!ranked.empty() && ranked.front().eligible()) {
+    Route route{st.sender,    key,    st.subject_id,  false,
+                &st.manifest, ranked, st.attempt + 1, {st.recipient}};
+    RETURN_IF_ERROR(AddRoute(route, &append).status());
+  } else {
+    // Nobody left: tell the sender, and let it send again.
+    v1::ReferralUnassigned u;
+    u.set_attempts(st.attempt);
+    u.set_reason(std::string(why));
+    v1::EventInput* ev = append.add_events();
+    ev->set_stream(stream);
+    ev->set_type(names::event::kReferralUnassigned);
+    ev->set_subject(st.subject_id);
+    ev->set_payload(u.SerializeAsString());
+    ev->add_agencies(st.sender);
+    v1::EventInput* settled = append.add_events();
+    settled->set_stream(kRoutingIndex);
+    settled->set_type(names::event::kRoutingSettled);
+    settled->set_payload(key);
+    const std::string dedupe =
+        DedupeStream(st.sender, st.subject_id, st.manifest.service_category());
+    ASSIGN_OR_RETURN(std::vector<v1::Event> d, storage::ReadLastEvent(ledger_, dedupe));
+    if (!d.empty() && d.back().header().type() == names::event::kDedupeOpened &&
+        d.back().payload() == key) {
+      v1::EventInput* close = append.add_events();
+      close->set_stream(dedupe);
+      close->set_type(names::event::kDedupeClosed);
+      close->set_payload(key);
+      close->add_agencies(st.sender);
+      Expect(&append, dedupe, d.back().header().stream_version());
+    }
+  }
+  Expect(&append, stream, st.version);
+  return ledger_->Append(std::move(append)).status();
+}
+
+absl::StatusOr<int> ReferralCore::Escalate() {
+  absl::MutexLock lock(&escalate_mu_);
+  // The open referrals: the routing index read on from where the last pass
+  // stopped, so a pass costs what changed plus the open ones, not the whole
+  // history.
+  ASSIGN_OR_RETURN(std::vector<v1::Event> routing,
+                   storage::ReadStreamFrom(ledger_, kRoutingIndex, routing_version_ + 1));
+  for (const v1::Event& e : routing) {
+    if (e.header().type() == names::event::kRoutingOpened) open_.insert(e.payload());
+    if (e.header().type() == names::event::kRoutingSettled) open_.erase(e.payload());
+    routing_version_ = e.header().stream_version();
+  }
+  const std::set<std::string> open = open_;
+  const absl::Time now = clock_->Now();
+  int moved = 0;
+  for (const std::string& key : open) {
+    const size_t slash = key.find('/');
+    ASSIGN_OR_RETURN(State st, Load(key.substr(0, slash), key.substr(slash + 1)));
+    if (st.unassigned) continue;
+    absl::Duration deadline = options_.deadline_routine;
+    switch (st.manifest.priority()) {
+      case v1::STAT:
+        deadline = options_.deadline_stat;
+        break;
+      case v1::ASAP:
+        deadline = options_.deadline_asap;
+        break;
+      case v1::URGENT:
+        deadline = options_.deadline_urgent;
+        break;
+      default:
+        break;
+    }
+    std::string why;
+    if (st.status == v1::TASK_REQUESTED && now < st.routed_at + deadline &&
+        now >= st.routed_at + deadline * 3 / 4 && st.warned_attempt != st.attempt) {
+      // Three quarters of the time to accept are gone: both parties hear it
+      // once per routing attempt.
+      v1::ReferralDeadlineWarning w;
+      w.set_recipient_agency(st.recipient);
+      w.set_attempt(st.attempt);
+      w.set_deadline_unix_nanos(absl::ToUnixNanos(st.routed_at + deadline));
+      v1::AppendRequest warn;
+      v1::EventInput* ev = warn.add_events();
+      ev->set_stream(ReferralStream(st.sender, st.referral_id));
+      ev->set_type(names::event::kReferralDeadlineWarning);
+      ev->set_subject(st.subject_id);
+      ev->set_payload(w.SerializeAsString());
+      ev->add_agencies(st.recipient);
+      ev->add_agencies(st.sender);
+      Expect(&warn, ev->stream(), st.version);
+      absl::Status s = ledger_->Append(std::move(warn)).status();
+      if (!s.ok() && !absl::IsFailedPrecondition(s)) return s;  // a lost race: next pass
+      continue;
+    }
+    if (st.status == v1::TASK_REQUESTED && now >= st.routed_at + deadline) {
+      why = absl::StrCat("not accepted within ", absl::FormatDuration(deadline));
+    } else if (st.status == v1::TASK_REJECTED && st.last_reason.code() == "no-capacity") {
+      why = "declined for capacity";
+    } else {
+      continue;
+    }
+    absl::Status s = Reroute(st, why);
+    if (s.ok()) {
+      ++moved;
+    } else if (!absl::IsFailedPrecondition(s)) {
+      return s;  // a lost race is retried on the next pass
+    }
+  }
+  return moved;
+}
+
+}  // namespace careloop::referral

@@ -1,0 +1,169 @@
+// Views: a referral as its sender or a recipient may see it, and the sent
+// and inbox lists.
+#include <algorithm>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "base/status.h"
+#include "base/strings.h"
+#include "services/names/names.h"
+#include "services/referral/internal.h"
+#include "services/referral/lifecycle.h"
+#include "services/referral/referral_core.h"
+#include "services/referral/routing.h"
+#include "services/trust/append.h"
+#include "storage/validate.h"
+
+namespace careloop::referral {
+
+absl::StatusOr<v1::ReferralView> ReferralCore::ViewFor(const State& st, absl::string_view caller,
+                                                       bool with_detail) {
+  const bool is_sender = caller == st.sender;
+  if (!is_sender && !st.recipients.contains(std::string(caller))) {
+    return absl::PermissionDeniedError(absl::StrCat("no referral ", Key(st.sender, st.referral_id),
+                                                    " is visible to agency ", caller));
+  }
+  v1::ReferralView v;
+  v.set_referral(Key(st.sender, st.referral_id));
+  v.set_sender_agency(st.sender);
+  v.set_recipient_agency(st.recipient);
+  v.set_status(st.status);
+  v.set_version(st.version);
+  *v.mutable_outcome() = st.outcome;
+  *v.mutable_manifest() = st.manifest;
+  v.set_unassigned(st.unassigned);
+  v.set_attempt(st.attempt);
+  v.set_viewed_unix_nanos(st.viewed_at);
+  v.set_delivered_unix_nanos(st.delivered_at);
+  if (!with_detail) return v;
+  RETURN_IF_ERROR(AddThread(st, caller, &v));
+  v.set_manifest_envelope(st.manifest_envelope);
+  for (const auto& h : st.history) *v.add_history() = h;
+  if (is_sender) {
+    v.set_subject_id(st.subject_id);
+    for (const auto& s : st.sections) *v.add_sections() = s;
+    for (const auto& w : st.withheld) *v.add_withheld() = w;
+    return v;
+  }
+  // A recipient: consent is checked again now; nothing new is recorded.
+  v1::CheckConsentRequest check;
+  check.set_subject_id(st.subject_id);
+  check.set_recipient_agency(std::string(caller));
+  check.set_purpose(st.manifest.purpose());
+  std::set<std::string> categories;
+  for (const auto& s : st.sections) categories.insert(s.category());
+  for (const auto& c : categories) check.add_categories(c);
+  ASSIGN_OR_RETURN(v1::CheckConsentResponse decision,
+                   consent_->Check(check, directory::kHubAgency));
+  std::map<std::string, const v1::CategoryDecision*> by_category;
+  for (const auto& d : decision.decisions()) by_category[d.category()] = &d;
+  std::set<std::string> withheld_at_routing;
+  for (const auto& w : st.withheld) withheld_at_routing.insert(w.section_id());
+  for (const v1::Section& s : st.sections) {
+    const v1::CategoryDecision* d = by_category.at(s.category());
+    if (d->permit() && !withheld_at_routing.contains(s.section_id())) {
+      *v.add_sections() = s;
+      if (s.category() == "sud-part2") v.set_redisclosure_notice(options_.part2_notice);
+      continue;
+    }
+    v1::WithheldSection* w = v.add_withheld();
+    w->set_section_id(s.section_id());
+    w->set_category(s.category());
+    if (withheld_at_routing.contains(s.section_id())) {
+      w->set_reason("not permitted when the referral was routed");
+    } else {
+      w->set_reason(d->reason());
+      w->set_since_disclosure(true);
+    }
+  }
+  return v;
+}
+
+absl::StatusOr<ReferralCore::State> ReferralCore::LoadVisible(absl::string_view referral,
+                                                              absl::string_view caller) {
+  const size_t slash = referral.find('/');
+  if (slash == absl::string_view::npos)
+    return absl::InvalidArgumentError("a referral is named <sender>/<referral id>");
+  absl::StatusOr<State> st = Load(referral.substr(0, slash), referral.substr(slash + 1));
+  if (absl::IsNotFound(st.status())) {
+    // Not an oracle for which referrals exist.
+    return absl::PermissionDeniedError(
+        absl::StrCat("no referral ", referral, " is visible to agency ", caller));
+  }
+  return st;
+}
+
+absl::StatusOr<v1::ReferralView> ReferralCore::View(absl::string_view referral,
+                                                    absl::string_view caller) {
+  ASSIGN_OR_RETURN(State st, LoadVisible(referral, caller));
+  return ViewFor(st, caller, /*with_detail=*/true);
+}
+
+absl::StatusOr<v1::ReferralView> ReferralCore::Get(const v1::GetReferralRequest& req,
+                                                   absl::string_view caller) {
+  if (req.min_seq() > 0)
+    RETURN_IF_ERROR(directory_runner_->WaitFor(req.min_seq(), kProjectionWait));
+  absl::StatusOr<State> st = LoadVisible(req.referral(), caller);
+  RETURN_IF_ERROR(st.status());
+  ASSIGN_OR_RETURN(v1::ReferralView view, ViewFor(*st, caller, /*with_detail=*/true));
+  if (caller == st->recipient && st->viewed_at == 0 && !st->unassigned) {
+    // Viewed (not accepted): the sender learns the recipient opened it. Once
+    // per recipient; losing a race to another change just means next time.
+    v1::AppendRequest viewed;
+    v1::EventInput* ev = viewed.add_events();
+    ev->set_stream(ReferralStream(st->sender, st->referral_id));
+    ev->set_type(names::event::kReferralViewed);
+    ev->set_subject(st->subject_id);
+    ev->set_payload(st->recipient);
+    ev->add_agencies(st->sender);
+    Expect(&viewed, ev->stream(), st->version);
+    absl::StatusOr<v1::Commit> c = ledger_->Append(std::move(viewed));
+    if (c.ok()) view.set_viewed_unix_nanos(c->commit_time_unix_nanos());
+  }
+  return view;
+}
+
+absl::StatusOr<v1::ListReferralsResponse> ReferralCore::List(const v1::ListReferralsRequest& req,
+                                                             absl::string_view caller, bool sent) {
+  RETURN_IF_ERROR(storage::ValidateAgencyId(caller));
+  if (req.min_seq() > 0)
+    RETURN_IF_ERROR(directory_runner_->WaitFor(req.min_seq(), kProjectionWait));
+  // Every referral event that concerns the caller names the referral's stream.
+  std::set<std::string> streams;
+  uint64_t after = 0;
+  while (true) {
+    v1::ReadIndexRequest r;
+    r.set_agency(std::string(caller));
+    r.set_after_seq(after);
+    ASSIGN_OR_RETURN(v1::ReadResponse page, ledger_->ReadIndex(r));
+    for (const v1::Event& e : page.events()) {
+      if (e.header().type() == names::event::kReferralRouted) streams.insert(e.header().stream());
+      after = e.header().seq();
+    }
+    if (!page.more()) break;
+  }
+  v1::ListReferralsResponse resp;
+  for (const std::string& s : streams) {
+    // referral/<sender>/<id>
+    const size_t a = s.find('/'), b = s.find('/', a + 1);
+    ASSIGN_OR_RETURN(State st, Load(s.substr(a + 1, b - a - 1), s.substr(b + 1)));
+    const bool mine = sent ? st.sender == caller : st.recipient == caller;
+    if (!mine) continue;
+    if (req.status() != v1::TASK_STATUS_UNSPECIFIED && st.status != req.status()) continue;
+    ASSIGN_OR_RETURN(*resp.add_referrals(), ViewFor(st, caller, /*with_detail=*/false));
+  }
+  return resp;
+}
+
+absl::StatusOr<v1::ListReferralsResponse> ReferralCore::Sent(const v1::ListReferralsRequest& req,
+                                                             absl::string_view caller) {
+  return List(req, caller, /*sent=*/true);
+}
+
+absl::StatusOr<v1::ListReferralsResponse> ReferralCore::Inbox(const v1::ListReferralsRequest& req,
+                                                              absl::string_view caller) {
+  return List(req, caller, /*sent=*/false);
+}
+
+}  // namespace careloop::referral

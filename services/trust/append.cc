@@ -1,0 +1,34 @@
+#include "services/trust/append.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace careloop::trust {
+
+v1::EventInput* AddEvent(v1::AppendRequest* req, std::string stream, absl::string_view type,
+                         absl::string_view subject, std::string payload) {
+  v1::EventInput* e = req->add_events();
+  e->set_stream(std::move(stream));
+  e->set_type(std::string(type));
+  if (!subject.empty()) e->set_subject(std::string(subject));
+  if (!payload.empty()) e->set_payload(std::move(payload));
+  return e;
+}
+
+void Expect(v1::AppendRequest* req, std::string stream, uint64_t version) {
+  v1::Precondition* p = req->add_preconditions();
+  p->set_stream(std::move(stream));
+  if (version == 0) {
+    p->set_must_not_exist(true);
+  } else {
+    p->set_expected_version(version);
+  }
+}
+
+absl::Status Corrupt(const v1::Event& e, absl::string_view what) {
+  return absl::DataLossError(
+      absl::StrCat("event seq ", e.header().seq(), " (", e.header().type(), ") ", what));
+}
+
+}  // namespace careloop::trust

@@ -1,0 +1,27 @@
+// Building an append: events, preconditions, and the errors for events that
+// do not read back. Every service's plans are made of these, so an event and
+// a precondition are put together the same way everywhere.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "careloop/v1/ledger.pb.h"
+
+namespace careloop::trust {
+
+// Adds one event to `req` and returns it (for its agencies and the rest).
+v1::EventInput* AddEvent(v1::AppendRequest* req, std::string stream, absl::string_view type,
+                         absl::string_view subject = {}, std::string payload = {});
+
+// The append lands only if `stream` is at `version` then; version 0 means the
+// stream must not exist yet.
+void Expect(v1::AppendRequest* req, std::string stream, uint64_t version);
+
+// DATA_LOSS for an event in the ledger that does not hold what its type says
+// (named by seq and type, never by content).
+absl::Status Corrupt(const v1::Event& e, absl::string_view what);
+
+}  // namespace careloop::trust
