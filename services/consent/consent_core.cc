@@ -93,108 +93,115 @@ absl::StatusOr<ConsentCore::SubjectState> ConsentCore::Load(absl::string_view su
   SubjectState st;
   StreamReads reads;
   ASSIGN_OR_RETURN(st.subjects, Subjects(subject_id, &reads));
-  std::vector<v1::Event> all;
-  for (const std::string& m : st.subjects.members) {
-    ASSIGN_OR_RETURN(std::vector<v1::Event> events,
-                     storage::ReadWholeStream(ledger_, ConsentStream(m)));
-    v1::StreamVersion v;
-    v.set_stream(ConsentStream(m));
-    v.set_version(VersionOf(events));
-    st.consent_versions.push_back(v);
-    reads.emplace_back(ConsentStream(m), v.version());
-    for (v1::Event& e : events) all.push_back(std::move(e));
-  }
-  if (st.subjects.members.size() > 1) {
-    std::sort(all.begin(), all.end(), [](const v1::Event& a, const v1::Event& b) {
-      return a.header().seq() < b.header().seq();
-    });
-  }
-  for (const v1::Event& e : all) {
-    const std::string& type = e.header().type();
-    const uint64_t seq = e.header().seq();
-    const int64_t at = e.header().commit_time_unix_nanos();
-    if (type == names::event::kGrantConsent) {
-      v1::Envelope env;
-      ASSIGN_OR_RETURN(v1::GrantConsent g, SignedPayload<v1::GrantConsent>(e, &env));
-      ConsentView view;
-      v1::Consent* c = view.record.mutable_consent();
-      *c = g.consent();
-      c->set_consent_id(ConsentIdFor(env.sender_agency(), env.message_id()));
-      c->set_subject_id(st.subjects.survivor);
-      c->set_recording_agency(env.sender_agency());
-      c->set_recording_actor(env.actor().user_id());
-      c->set_status(v1::CONSENT_ACTIVE);
-      view.record.set_granted_seq(seq);
-      view.record.set_last_change_seq(seq);
-      view.stream = e.header().stream();
-      st.consents[c->consent_id()] = std::move(view);
-    } else if (type == names::event::kAmendConsent || type == names::event::kRevokeConsent) {
-      std::string id;
-      v1::Envelope env;
-      v1::AmendConsent amend;
-      v1::RevokeConsent revoke;
-      if (type == names::event::kAmendConsent) {
-        ASSIGN_OR_RETURN(amend, SignedPayload<v1::AmendConsent>(e));
-        id = amend.consent_id();
-      } else {
-        ASSIGN_OR_RETURN(revoke, SignedPayload<v1::RevokeConsent>(e, &env));
-        id = revoke.consent_id();
-      }
-      auto it = st.consents.find(id);
-      if (it == st.consents.end()) return Corrupt(e, "changes an unknown consent");
-      v1::Consent* c = it->second.record.mutable_consent();
-      if (type == names::event::kAmendConsent) {
-        const v1::Consent& n = amend.consent();
-        *c->mutable_grantor() = n.grantor();
-        *c->mutable_provision() = n.provision();
-        *c->mutable_period() = n.period();
-        *c->mutable_evidence() = n.evidence();
-        *c->mutable_part2() = n.part2();
-        c->set_hipaa_authorization(n.hipaa_authorization());
-      } else {
-        c->set_status(revoke.entered_in_error() ? v1::CONSENT_ENTERED_IN_ERROR
-                                                : v1::CONSENT_REVOKED);
-        c->set_revoked_unix_nanos(at);
-        c->set_revocation_reason(revoke.reason());
-        it->second.record.set_revoked_by_agency(env.sender_agency());
-        it->second.record.set_revoked_by_user(env.actor().user_id());
-      }
-      it->second.record.set_last_change_seq(seq);
-    } else if (type == names::event::kBreakGlassInvoked) {
-      ASSIGN_OR_RETURN(v1::BreakGlassRecord r, HubPayload<v1::BreakGlassRecord>(e));
-      st.break_glass.push_back(std::move(r));
-    } else if (type != names::event::kConsentRevocationNotice) {
-      return Corrupt(e, "has a type the consent service does not know");
-    }
-  }
+  ASSIGN_OR_RETURN(std::vector<v1::Event> all, ReadConsentStreams(&st, &reads));
+  for (const v1::Event& e : all) RETURN_IF_ERROR(FoldConsentEvent(e, &st));
   if (!with_disclosures) {
     absl::MutexLock lock(&folds_mu_);
     if (folds_.size() >= kMaxCachedFolds) folds_.clear();  // bounded
     folds_[subject_id] = CachedFold{std::make_shared<const SubjectState>(st), std::move(reads)};
     return st;
   }
-  for (const std::string& m : st.subjects.members) {
+  RETURN_IF_ERROR(LoadDisclosures(&st));
+  return st;
+}
+
+absl::StatusOr<std::vector<v1::Event>> ConsentCore::ReadConsentStreams(SubjectState* st,
+                                                                       StreamReads* reads) {
+  std::vector<v1::Event> all;
+  for (const std::string& m : st->subjects.members) {
+    ASSIGN_OR_RETURN(std::vector<v1::Event> events,
+                     storage::ReadWholeStream(ledger_, ConsentStream(m)));
+    v1::StreamVersion v;
+    v.set_stream(ConsentStream(m));
+    v.set_version(VersionOf(events));
+    st->consent_versions.push_back(v);
+    reads->emplace_back(ConsentStream(m), v.version());
+    for (v1::Event& e : events) all.push_back(std::move(e));
+  }
+  if (st->subjects.members.size() > 1) {
+    std::sort(all.begin(), all.end(), [](const v1::Event& a, const v1::Event& b) {
+      return a.header().seq() < b.header().seq();
+    });
+  }
+  return all;
+}
+
+absl::Status ConsentCore::FoldConsentEvent(const v1::Event& e, SubjectState* st) {
+  const std::string& type = e.header().type();
+  const uint64_t seq = e.header().seq();
+  if (type == names::event::kGrantConsent) {
+    v1::Envelope env;
+    ASSIGN_OR_RETURN(v1::GrantConsent g, SignedPayload<v1::GrantConsent>(e, &env));
+    ConsentView view;
+    v1::Consent* c = view.record.mutable_consent();
+    *c = g.consent();
+    c->set_consent_id(ConsentIdFor(env.sender_agency(), env.message_id()));
+    c->set_subject_id(st->subjects.survivor);
+    c->set_recording_agency(env.sender_agency());
+    c->set_recording_actor(env.actor().user_id());
+    c->set_status(v1::CONSENT_ACTIVE);
+    view.record.set_granted_seq(seq);
+    view.record.set_last_change_seq(seq);
+    view.stream = e.header().stream();
+    st->consents[c->consent_id()] = std::move(view);
+  } else if (type == names::event::kAmendConsent) {
+    ASSIGN_OR_RETURN(v1::AmendConsent amend, SignedPayload<v1::AmendConsent>(e));
+    auto it = st->consents.find(amend.consent_id());
+    if (it == st->consents.end()) return Corrupt(e, "changes an unknown consent");
+    v1::Consent* c = it->second.record.mutable_consent();
+    const v1::Consent& n = amend.consent();
+    *c->mutable_grantor() = n.grantor();
+    *c->mutable_provision() = n.provision();
+    *c->mutable_period() = n.period();
+    *c->mutable_evidence() = n.evidence();
+    *c->mutable_part2() = n.part2();
+    c->set_hipaa_authorization(n.hipaa_authorization());
+    it->second.record.set_last_change_seq(seq);
+  } else if (type == names::event::kRevokeConsent) {
+    v1::Envelope env;
+    ASSIGN_OR_RETURN(v1::RevokeConsent revoke, SignedPayload<v1::RevokeConsent>(e, &env));
+    auto it = st->consents.find(revoke.consent_id());
+    if (it == st->consents.end()) return Corrupt(e, "changes an unknown consent");
+    v1::Consent* c = it->second.record.mutable_consent();
+    c->set_status(revoke.entered_in_error() ? v1::CONSENT_ENTERED_IN_ERROR : v1::CONSENT_REVOKED);
+    c->set_revoked_unix_nanos(e.header().commit_time_unix_nanos());
+    c->set_revocation_reason(revoke.reason());
+    it->second.record.set_revoked_by_agency(env.sender_agency());
+    it->second.record.set_revoked_by_user(env.actor().user_id());
+    it->second.record.set_last_change_seq(seq);
+  } else if (type == names::event::kBreakGlassInvoked) {
+    ASSIGN_OR_RETURN(v1::BreakGlassRecord r, HubPayload<v1::BreakGlassRecord>(e));
+    st->break_glass.push_back(std::move(r));
+  } else if (type != names::event::kConsentRevocationNotice) {
+    return Corrupt(e, "has a type the consent service does not know");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ConsentCore::LoadDisclosures(SubjectState* st) {
+  for (const std::string& m : st->subjects.members) {
     ASSIGN_OR_RETURN(std::vector<v1::Event> events,
                      storage::ReadWholeStream(ledger_, DisclosureStream(m)));
     v1::StreamVersion v;
     v.set_stream(DisclosureStream(m));
     v.set_version(VersionOf(events));
-    st.disclosure_versions.push_back(v);
+    st->disclosure_versions.push_back(v);
     for (const v1::Event& e : events) {
       ASSIGN_OR_RETURN(v1::DisclosureRecorded d, HubPayload<v1::DisclosureRecorded>(e));
       for (const std::string& cid : d.consent_ids()) {
-        auto it = st.consents.find(cid);
-        if (it != st.consents.end() && !Contains(it->second.record.holders(), d.recipient_agency()))
+        auto it = st->consents.find(cid);
+        if (it != st->consents.end() &&
+            !Contains(it->second.record.holders(), d.recipient_agency()))
           it->second.record.add_holders(d.recipient_agency());
       }
       d.set_disclosed_unix_nanos(e.header().commit_time_unix_nanos());
       d.set_subject_id(m);
-      st.disclosures.emplace_back(e.header().seq(), std::move(d));
+      st->disclosures.emplace_back(e.header().seq(), std::move(d));
     }
   }
-  std::sort(st.disclosures.begin(), st.disclosures.end(),
+  std::sort(st->disclosures.begin(), st->disclosures.end(),
             [](const auto& a, const auto& b) { return a.first < b.first; });
-  return st;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> ConsentCore::LocateConsent(absl::string_view consent_id) {

@@ -101,6 +101,12 @@ class ConsentCore final : public Decider, public SubjectRecords {
     std::vector<std::pair<uint64_t, v1::DisclosureRecorded>> disclosures;  // if loaded
   };
   absl::StatusOr<SubjectState> Load(absl::string_view subject_id, bool with_disclosures);
+  // Load's steps: the consent streams of every member, in seq order (their
+  // versions noted in `st` and `reads`); one event folded into `st`; the
+  // disclosures of every member.
+  absl::StatusOr<std::vector<v1::Event>> ReadConsentStreams(SubjectState* st, StreamReads* reads);
+  static absl::Status FoldConsentEvent(const v1::Event& e, SubjectState* st);
+  absl::Status LoadDisclosures(SubjectState* st);
   absl::StatusOr<std::string> LocateConsent(absl::string_view consent_id);
   // The 45 CFR §164.528(a)(1) exclusions careloop can tell from its events.
   bool IsExcludedFromAccounting(const v1::DisclosureRecorded& d, const SubjectState& st) const;

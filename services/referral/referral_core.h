@@ -109,6 +109,12 @@ class ReferralCore final : public Renderer {
   absl::StatusOr<State> LoadVisible(absl::string_view referral, absl::string_view caller);
   absl::StatusOr<v1::ReferralView> ViewFor(const State& st, absl::string_view caller,
                                            bool with_detail);
+  // The manifest's own fields (ids, codes, priority), before anything is read.
+  absl::Status ValidateManifest(const v1::ReferralManifest& m) const;
+  // The candidates of a new referral, the recipient first: the named agency
+  // if it can take it, or the best ranked by the criteria.
+  absl::StatusOr<std::vector<v1::RoutingCandidate>> FirstRoute(const v1::ReferralManifest& m,
+                                                               const std::string& sender);
   absl::StatusOr<v1::AppendRequest> PlanSubmit(const trust::VerifiedEnvelope& v,
                                                absl::string_view bytes,
                                                const v1::SubmitReferralRequest& req,

@@ -17,13 +17,7 @@
 
 namespace careloop::referral {
 
-absl::StatusOr<v1::AppendRequest> ReferralCore::PlanSubmit(const trust::VerifiedEnvelope& v,
-                                                           absl::string_view bytes,
-                                                           const v1::SubmitReferralRequest& req,
-                                                           v1::SubmitReferralResponse* resp) {
-  const v1::Envelope& e = v.envelope;
-  const auto& m = static_cast<const v1::ReferralManifest&>(*v.payload);
-  const std::string& sender = e.sender_agency();
+absl::Status ReferralCore::ValidateManifest(const v1::ReferralManifest& m) const {
   RETURN_IF_ERROR(storage::ValidateToken(m.referral_id(), "referral id"));
   if (!options_.service_codes.contains(m.service_category())) {
     return absl::InvalidArgumentError(
@@ -34,6 +28,49 @@ absl::StatusOr<v1::AppendRequest> ReferralCore::PlanSubmit(const trust::Verified
   if (m.priority() == v1::PRIORITY_UNSPECIFIED)
     return absl::InvalidArgumentError("a referral has a priority");
   if (m.sections().empty()) return absl::InvalidArgumentError("a referral has at least a section");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<v1::RoutingCandidate>> ReferralCore::FirstRoute(
+    const v1::ReferralManifest& m, const std::string& sender) {
+  std::vector<v1::RoutingCandidate> ranked;
+  if (m.routing().has_criteria()) {
+    ranked = Rank(m, {sender});
+    if (ranked.empty() || !ranked.front().eligible()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "no agency can take a ", m.service_category(), " referral for these criteria"));
+    }
+    return ranked;
+  }
+  const std::string& to = m.routing().recipient_agency();
+  RETURN_IF_ERROR(storage::ValidateAgencyId(to));
+  std::optional<v1::AgencyRecord> a = directory_->Get(to);
+  if (!a.has_value()) return absl::NotFoundError(absl::StrCat("no agency ", to));
+  std::vector<std::string> no;
+  if (!a->active()) no.push_back("suspended");
+  if (!Contains(a->profile().services(), m.service_category()))
+    no.push_back(absl::StrCat("does not offer ", m.service_category()));
+  if (!Contains(a->profile().roles(), "receiver")) no.push_back("does not receive referrals");
+  if (!no.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("agency ", to, " cannot take it: ", absl::StrJoin(no, ", ")));
+  }
+  v1::RoutingCandidate c;
+  c.set_agency_id(to);
+  c.set_eligible(true);
+  c.add_reasons("named by the sender");
+  ranked.push_back(c);
+  return ranked;
+}
+
+absl::StatusOr<v1::AppendRequest> ReferralCore::PlanSubmit(const trust::VerifiedEnvelope& v,
+                                                           absl::string_view bytes,
+                                                           const v1::SubmitReferralRequest& req,
+                                                           v1::SubmitReferralResponse* resp) {
+  const v1::Envelope& e = v.envelope;
+  const auto& m = static_cast<const v1::ReferralManifest&>(*v.payload);
+  const std::string& sender = e.sender_agency();
+  RETURN_IF_ERROR(ValidateManifest(m));
   std::vector<v1::Section> sections(req.sections().begin(), req.sections().end());
   RETURN_IF_ERROR(VerifySections(m.sections(), sections, /*require_all=*/true, options_.limits));
   const std::string stream = ReferralStream(sender, m.referral_id());
@@ -42,36 +79,7 @@ absl::StatusOr<v1::AppendRequest> ReferralCore::PlanSubmit(const trust::Verified
     return absl::AlreadyExistsError(
         absl::StrCat("referral ", Key(sender, m.referral_id()), " exists (another message id)"));
   }
-
-  // Routing.
-  std::vector<v1::RoutingCandidate> ranked;
-  if (m.routing().has_criteria()) {
-    ranked = Rank(m, {sender});
-    if (ranked.empty() || !ranked.front().eligible()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "no agency can take a ", m.service_category(), " referral for these criteria"));
-    }
-  } else {
-    const std::string& to = m.routing().recipient_agency();
-    RETURN_IF_ERROR(storage::ValidateAgencyId(to));
-    std::optional<v1::AgencyRecord> a = directory_->Get(to);
-    if (!a.has_value()) return absl::NotFoundError(absl::StrCat("no agency ", to));
-    v1::RoutingCandidate c;
-    c.set_agency_id(to);
-    std::vector<std::string> no;
-    if (!a->active()) no.push_back("suspended");
-    if (!Contains(a->profile().services(), m.service_category()))
-      no.push_back(absl::StrCat("does not offer ", m.service_category()));
-    if (!Contains(a->profile().roles(), "receiver")) no.push_back("does not receive referrals");
-    if (!no.empty()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("agency ", to, " cannot take it: ", absl::StrJoin(no, ", ")));
-    }
-    c.set_eligible(true);
-    c.add_reasons("named by the sender");
-    ranked.push_back(c);
-  }
-  const std::string recipient = ranked.front().agency_id();
+  ASSIGN_OR_RETURN(std::vector<v1::RoutingCandidate> ranked, FirstRoute(m, sender));
 
   // The person, by the sender's own identifier; a new one is created in this
   // same append, so a refused referral leaves no subject behind.
@@ -92,23 +100,20 @@ absl::StatusOr<v1::AppendRequest> ReferralCore::PlanSubmit(const trust::Verified
   }
 
   v1::AppendRequest append = std::move(subject.creation);
-  auto add = [&](std::string s, const char* type, std::string payload) {
-    v1::EventInput* ev = append.add_events();
-    ev->set_stream(std::move(s));
-    ev->set_type(type);
-    ev->set_subject(subject.subject_id);
-    ev->set_payload(std::move(payload));
-    return ev;
-  };
-  add(stream, names::event::kReferralSubmitted, std::string(bytes))->add_agencies(sender);
+  trust::AddEvent(&append, stream, names::event::kReferralSubmitted, subject.subject_id,
+                  std::string(bytes))
+      ->add_agencies(sender);
   v1::ReferralSectionsStored stored;
   for (const v1::Section& s : sections) *stored.add_sections() = s;
-  add(stream, names::event::kReferralSections, stored.SerializeAsString())->add_agencies(sender);
+  trust::AddEvent(&append, stream, names::event::kReferralSections, subject.subject_id,
+                  stored.SerializeAsString())
+      ->add_agencies(sender);
   Route route{sender, Key(sender, m.referral_id()), subject.subject_id, new_subject, &m, ranked, 1,
               {}};
   ASSIGN_OR_RETURN(v1::ReferralRouted routed, AddRoute(route, &append));
-  v1::EventInput* open = add(dedupe, names::event::kDedupeOpened, Key(sender, m.referral_id()));
-  open->add_agencies(sender);
+  trust::AddEvent(&append, dedupe, names::event::kDedupeOpened, subject.subject_id,
+                  Key(sender, m.referral_id()))
+      ->add_agencies(sender);
   Expect(&append, stream, 0);
   Expect(&append, dedupe,
          dedupe_events.empty() ? 0 : dedupe_events.back().header().stream_version());

@@ -48,8 +48,8 @@ TEST(NamesTest, EventTypesOfSignedChangesAreTheirPayloadsShortNames) {
 }
 
 TEST(NamesTest, NoNameIsListedTwice) {
-  for (const auto* list : {&names::payload::All(), &names::event::All(),
-                           &names::stream::AllPrefixes()}) {
+  for (const auto* list :
+       {&names::payload::All(), &names::event::All(), &names::stream::AllPrefixes()}) {
     const std::set<std::string_view> unique(list->begin(), list->end());
     EXPECT_EQ(unique.size(), list->size());
   }

@@ -6,7 +6,9 @@
 #include "base/protobuf_log.h"
 #include "tools/careloop/cli.h"
 
-int main(int argc, char** argv) {
+// An exception out of here (memory exhausted) ends the CLI through std::terminate,
+// which is what it should do.
+int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   careloop::cli::Globals g;
   careloop::log::RouteProtobufLogsToDebug();
   // Read once at start, before any thread exists.
