@@ -693,8 +693,7 @@ void LocalLedger::SyncerLoop() {
   }
 }
 
-void LocalLedger::SweepIdempotency(absl::Time now, void* batch_ptr) {
-  auto* wb = static_cast<rocksdb::WriteBatch*>(batch_ptr);
+void LocalLedger::SweepIdempotency(absl::Time now, rocksdb::WriteBatch* wb) {
   if (now - last_sweep_ < absl::Seconds(1)) return;
   last_sweep_ = now;
   const uint64_t cutoff =

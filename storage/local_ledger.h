@@ -173,7 +173,7 @@ class LocalLedger final : public Ledger {
                                                          bool include_payloads);
   absl::StatusOr<v1::SignedHead> ReadHeadAt(uint64_t size);
   absl::StatusOr<v1::SignedHead> SignHead(uint64_t size, const Hash& root, absl::Time time);
-  void SweepIdempotency(absl::Time now, void* batch);
+  void SweepIdempotency(absl::Time now, rocksdb::WriteBatch* batch);
   rocksdb::ColumnFamilyHandle* cf(int i) const { return handles_[i]; }
   uint32_t ClampLimit(uint32_t limit) const;
 

@@ -14,6 +14,7 @@
 #include "base/status.h"
 #include "services/audit/bundle.h"
 #include "services/names/names.h"
+#include "services/trust/append.h"
 #include "services/trust/envelope.h"
 #include "storage/validate.h"
 
@@ -91,10 +92,8 @@ absl::Status AuditCore::Record(absl::string_view caller, absl::string_view rpc,
   q.set_rpc(std::string(rpc));
   q.set_request_json(ToJson(request));
   v1::AppendRequest req;
-  v1::EventInput* ev = req.add_events();
-  ev->set_stream(names::stream::Audit(caller));
-  ev->set_type(names::event::kAuditQueried);
-  ev->set_payload(q.SerializeAsString());
+  trust::AddEvent(&req, names::stream::Audit(caller), names::event::kAuditQueried, {},
+                  q.SerializeAsString());
   return ledger_->Append(std::move(req)).status();
 }
 
@@ -161,9 +160,10 @@ absl::StatusOr<v1::AuditQueryResponse> AuditCore::Query(const v1::AuditQueryRequ
   return resp;
 }
 
-absl::StatusOr<v1::AuditQueryResponse> AuditCore::Select(const v1::AuditQueryRequest& req) {
-  const int selectors = !req.subject_id().empty() + !req.agency().empty() +
-                        !req.referral().empty() + !req.consent_id().empty();
+namespace {
+
+// One selector at most, and something to select by.
+absl::Status ValidateQuery(const v1::AuditQueryRequest& req, int selectors) {
   if (selectors > 1) {
     return absl::InvalidArgumentError(
         "name at most one of subject_id, agency, referral, consent_id (filter the rest)");
@@ -175,46 +175,60 @@ absl::StatusOr<v1::AuditQueryResponse> AuditCore::Select(const v1::AuditQueryReq
   if (req.limit() > kMaxLimit)
     return absl::InvalidArgumentError(absl::StrCat("limit is at most ", kMaxLimit));
   if (!req.agency().empty()) RETURN_IF_ERROR(storage::ValidateAgencyId(req.agency()));
+  return absl::OkStatus();
+}
+
+// Whether the event is about the consent `consent_id` (its grant, change,
+// revocation notice, or a disclosure that relied on it).
+bool NamesConsent(const v1::Event& e, const std::string& consent_id) {
+  const std::string& t = e.header().type();
+  std::optional<v1::Envelope> env = EnvelopeOf(e);
+  if (t == names::event::kGrantConsent && env) {
+    return consent::ConsentIdFor(env->sender_agency(), env->message_id()) == consent_id;
+  }
+  if ((t == names::event::kAmendConsent || t == names::event::kRevokeConsent) && env) {
+    v1::RevokeConsent r;  // consent_id is field 1 in both
+    r.ParseFromString(env->payload());
+    return r.consent_id() == consent_id;
+  }
+  if (t == names::event::kConsentRevocationNotice) {
+    v1::ConsentRevocationNotice n;
+    n.ParseFromString(e.payload());
+    return n.consent_id() == consent_id;
+  }
+  if (t == names::event::kDisclosureRecorded) {
+    v1::DisclosureRecorded d;
+    d.ParseFromString(e.payload());
+    return std::find(d.consent_ids().begin(), d.consent_ids().end(), consent_id) !=
+           d.consent_ids().end();
+  }
+  return false;
+}
+
+// The query's filters, for one candidate event (`to`: the range's end).
+bool Matches(const v1::AuditQueryRequest& req, int64_t to, const v1::Event& e) {
+  const auto& h = e.header();
+  if (h.commit_time_unix_nanos() < req.from_unix_nanos() || h.commit_time_unix_nanos() >= to)
+    return false;
+  if (!req.event_type().empty() && h.type() != req.event_type()) return false;
+  if (!req.actor().empty()) {
+    std::optional<v1::Envelope> env = EnvelopeOf(e);
+    if (!env || env->actor().user_id() != req.actor()) return false;
+  }
+  if (!req.consent_id().empty()) return NamesConsent(e, req.consent_id());
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::AuditQueryResponse> AuditCore::Select(const v1::AuditQueryRequest& req) {
+  const int selectors = !req.subject_id().empty() + !req.agency().empty() +
+                        !req.referral().empty() + !req.consent_id().empty();
+  RETURN_IF_ERROR(ValidateQuery(req, selectors));
   const uint32_t limit = req.limit() == 0 ? kDefaultLimit : req.limit();
-  const int64_t to = req.to_unix_nanos() == 0 ? INT64_MAX : req.to_unix_nanos();
-  const bool payloads = req.include_payloads() || !req.actor().empty() || !req.consent_id().empty();
-
-  auto matches = [&](const v1::Event& e) {
-    const auto& h = e.header();
-    if (h.commit_time_unix_nanos() < req.from_unix_nanos() || h.commit_time_unix_nanos() >= to)
-      return false;
-    if (!req.event_type().empty() && h.type() != req.event_type()) return false;
-    if (!req.actor().empty()) {
-      std::optional<v1::Envelope> env = EnvelopeOf(e);
-      if (!env || env->actor().user_id() != req.actor()) return false;
-    }
-    if (!req.consent_id().empty()) {
-      const std::string& t = h.type();
-      std::optional<v1::Envelope> env = EnvelopeOf(e);
-      if (t == names::event::kGrantConsent && env) {
-        return consent::ConsentIdFor(env->sender_agency(), env->message_id()) == req.consent_id();
-      }
-      if ((t == names::event::kAmendConsent || t == names::event::kRevokeConsent) && env) {
-        v1::RevokeConsent r;  // consent_id is field 1 in both
-        r.ParseFromString(env->payload());
-        return r.consent_id() == req.consent_id();
-      }
-      if (t == names::event::kConsentRevocationNotice) {
-        v1::ConsentRevocationNotice n;
-        n.ParseFromString(e.payload());
-        return n.consent_id() == req.consent_id();
-      }
-      if (t == names::event::kDisclosureRecorded) {
-        v1::DisclosureRecorded d;
-        d.ParseFromString(e.payload());
-        return std::find(d.consent_ids().begin(), d.consent_ids().end(), req.consent_id()) !=
-               d.consent_ids().end();
-      }
-      return false;
-    }
-    return true;
-  };
-
+  Source src;
+  src.to = req.to_unix_nanos() == 0 ? INT64_MAX : req.to_unix_nanos();
+  src.payloads = req.include_payloads() || !req.actor().empty() || !req.consent_id().empty();
   v1::AuditQueryResponse resp;
   uint64_t after = req.after_seq();
   if (selectors == 0 && req.from_unix_nanos() > 0) {
@@ -222,64 +236,29 @@ absl::StatusOr<v1::AuditQueryResponse> AuditCore::Select(const v1::AuditQueryReq
     after = std::max<uint64_t>(after, first - 1);
   }
   // Candidate pages from the narrowest source, filtered, until the page is full.
-  std::string consent_subject;
   if (!req.consent_id().empty()) {
     // consent-id/<id> locates the subject the consent is about.
     ASSIGN_OR_RETURN(std::vector<v1::Event> loc,
                      storage::ReadWholeStream(ledger_, names::stream::ConsentId(req.consent_id())));
     if (loc.empty()) return absl::NotFoundError(absl::StrCat("no consent ", req.consent_id()));
-    consent_subject = loc.front().header().subject();
+    src.subject = loc.front().header().subject();
+  } else {
+    src.subject = req.subject_id();
   }
-  std::vector<v1::Event> referral_events;
   if (!req.referral().empty()) {
-    for (const char* prefix : {names::stream::kReferralPrefix, names::stream::kThreadPrefix}) {
-      ASSIGN_OR_RETURN(std::vector<v1::Event> s,
-                       storage::ReadWholeStream(ledger_, absl::StrCat(prefix, req.referral()),
-                                                payloads || req.include_payloads()));
-      for (auto& e : s) referral_events.push_back(std::move(e));
-    }
-    std::sort(
-        referral_events.begin(), referral_events.end(),
-        [](const v1::Event& a, const v1::Event& b) { return a.header().seq() < b.header().seq(); });
+    ASSIGN_OR_RETURN(src.referral_events, ReferralEvents(req.referral(), src.payloads));
   }
   bool exhausted = false;
   while (resp.events_size() < static_cast<int>(limit) && !exhausted) {
-    std::vector<v1::Event> page;
     bool more = false;
-    if (!req.subject_id().empty() || !consent_subject.empty()) {
-      ASSIGN_OR_RETURN(
-          page, SubjectEvents(!consent_subject.empty() ? consent_subject : req.subject_id(), after,
-                              payloads, kMaxLimit, &more));
-    } else if (!req.agency().empty()) {
-      v1::ReadIndexRequest r;
-      r.set_agency(req.agency());
-      r.set_after_seq(after);
-      r.set_limit(kMaxLimit);
-      r.set_include_payloads(payloads);
-      ASSIGN_OR_RETURN(v1::ReadResponse p, ledger_->ReadIndex(r));
-      more = p.more();
-      page.assign(p.events().begin(), p.events().end());
-    } else if (!req.referral().empty()) {
-      for (const auto& e : referral_events)
-        if (e.header().seq() > after) page.push_back(e);
-    } else {
-      v1::ReadRequest r;
-      r.set_from_seq(after + 1);
-      r.set_limit(kMaxLimit);
-      r.set_include_payloads(payloads);
-      ASSIGN_OR_RETURN(v1::ReadResponse p, ledger_->Read(r));
-      page.assign(p.events().begin(), p.events().end());
-      more = !page.empty();
-      // Events are in commit order: past the range's end, stop.
-      if (!page.empty() && page.back().header().commit_time_unix_nanos() >= to) more = false;
-    }
+    ASSIGN_OR_RETURN(std::vector<v1::Event> page, NextPage(req, src, after, &more));
     if (page.empty()) {
       exhausted = true;
       break;
     }
     for (v1::Event& e : page) {
       after = e.header().seq();
-      if (!matches(e)) continue;
+      if (!Matches(req, src.to, e)) continue;
       if (!req.include_payloads()) Strip(&e);
       *resp.add_events() = std::move(e);
       if (resp.events_size() >= static_cast<int>(limit)) break;
@@ -288,6 +267,55 @@ absl::StatusOr<v1::AuditQueryResponse> AuditCore::Select(const v1::AuditQueryReq
   }
   if (!exhausted) resp.set_next_after_seq(after);
   return resp;
+}
+
+absl::StatusOr<std::vector<v1::Event>> AuditCore::ReferralEvents(absl::string_view referral,
+                                                                 bool payloads) {
+  std::vector<v1::Event> out;
+  for (const char* prefix : {names::stream::kReferralPrefix, names::stream::kThreadPrefix}) {
+    ASSIGN_OR_RETURN(std::vector<v1::Event> s,
+                     storage::ReadWholeStream(ledger_, absl::StrCat(prefix, referral), payloads));
+    for (auto& e : s) out.push_back(std::move(e));
+  }
+  std::sort(out.begin(), out.end(), [](const v1::Event& a, const v1::Event& b) {
+    return a.header().seq() < b.header().seq();
+  });
+  return out;
+}
+
+absl::StatusOr<std::vector<v1::Event>> AuditCore::NextPage(const v1::AuditQueryRequest& req,
+                                                           const Source& src, uint64_t after,
+                                                           bool* more) {
+  std::vector<v1::Event> page;
+  if (!src.subject.empty()) {
+    return SubjectEvents(src.subject, after, src.payloads, kMaxLimit, more);
+  }
+  if (!req.agency().empty()) {
+    v1::ReadIndexRequest r;
+    r.set_agency(req.agency());
+    r.set_after_seq(after);
+    r.set_limit(kMaxLimit);
+    r.set_include_payloads(src.payloads);
+    ASSIGN_OR_RETURN(v1::ReadResponse p, ledger_->ReadIndex(r));
+    *more = p.more();
+    page.assign(p.events().begin(), p.events().end());
+    return page;
+  }
+  if (!req.referral().empty()) {
+    for (const auto& e : src.referral_events)
+      if (e.header().seq() > after) page.push_back(e);
+    return page;
+  }
+  v1::ReadRequest r;
+  r.set_from_seq(after + 1);
+  r.set_limit(kMaxLimit);
+  r.set_include_payloads(src.payloads);
+  ASSIGN_OR_RETURN(v1::ReadResponse p, ledger_->Read(r));
+  page.assign(p.events().begin(), p.events().end());
+  *more = !page.empty();
+  // Events are in commit order: past the range's end, stop.
+  if (!page.empty() && page.back().header().commit_time_unix_nanos() >= src.to) *more = false;
+  return page;
 }
 
 absl::StatusOr<v1::TrailResponse> AuditCore::Trail(const v1::TrailRequest& req,
@@ -479,10 +507,8 @@ absl::StatusOr<v1::ExportResponse> AuditCore::Export(const v1::ExportRequest& re
                        : absl::StrCat("period ", req.from_unix_nanos(), "..", req.to_unix_nanos()));
   for (uint64_t s : seqs) record.add_seqs(s);
   v1::AppendRequest append;
-  v1::EventInput* ev = append.add_events();
-  ev->set_stream(names::stream::Audit(caller));
-  ev->set_type(names::event::kAuditExport);
-  ev->set_payload(record.SerializeAsString());
+  v1::EventInput* ev = trust::AddEvent(&append, names::stream::Audit(caller),
+                                       names::event::kAuditExport, {}, record.SerializeAsString());
   if (!req.subject_id().empty()) ev->set_subject(req.subject_id());
   ASSIGN_OR_RETURN(v1::Commit commit, ledger_->Append(std::move(append)));
   const v1::SignedHead& head = commit.head();

@@ -48,6 +48,18 @@ class AuditCore {
  private:
   // The events a query selects (no access check, nothing recorded).
   absl::StatusOr<v1::AuditQueryResponse> Select(const v1::AuditQueryRequest& req);
+  // Where Select reads its candidates: a subject's events (a consent's
+  // subject), a referral's and its thread's, an agency's, or the whole log.
+  struct Source {
+    std::string subject;
+    std::vector<v1::Event> referral_events;
+    int64_t to = 0;  // the time range's end
+    bool payloads = false;
+  };
+  absl::StatusOr<std::vector<v1::Event>> ReferralEvents(absl::string_view referral, bool payloads);
+  // The next page of candidates after `after`; `more` if the source has more.
+  absl::StatusOr<std::vector<v1::Event>> NextPage(const v1::AuditQueryRequest& req,
+                                                  const Source& src, uint64_t after, bool* more);
   absl::Status RequireCompliance(absl::string_view caller, absl::string_view what) const;
   absl::Status Record(absl::string_view caller, absl::string_view rpc,
                       const google::protobuf::Message& request);

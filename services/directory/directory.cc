@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/status.h"
 #include "services/names/names.h"
+#include "services/trust/append.h"
 #include "storage/validate.h"
 
 namespace careloop::directory {
@@ -379,9 +380,7 @@ absl::StatusOr<v1::AppendRequest> DirectoryCore::Plan(const trust::VerifiedEnvel
         return absl::NotFoundError(absl::StrCat("agency ", target, " has no actor ", p.user_id()));
     }
   }
-  v1::EventInput* change = req.add_events();
-  change->set_stream(change_stream);
-  change->set_type(trust::ShortTypeName(type));
+  v1::EventInput* change = trust::AddEvent(&req, change_stream, trust::ShortTypeName(type));
   change->add_agencies(target);
   if (e.sender_agency() != kHubAgency && e.sender_agency() != target)
     change->add_agencies(e.sender_agency());

@@ -7,6 +7,7 @@
 #include "base/log.h"
 #include "base/status.h"
 #include "services/names/names.h"
+#include "services/trust/append.h"
 #include "storage/validate.h"
 
 namespace careloop::notification {
@@ -180,10 +181,8 @@ absl::StatusOr<v1::CreateConsumerResponse> NotificationCore::CreateConsumer(
                                                      head.tree_size(), ")"));
     }
     v1::AppendRequest append;
-    v1::EventInput* ev = append.add_events();
-    ev->set_stream(ConsumersStream(agency));
-    ev->set_type(kConsumerCreated);
-    ev->set_payload(req.SerializeAsString());
+    trust::AddEvent(&append, ConsumersStream(agency), kConsumerCreated, {},
+                    req.SerializeAsString());
     v1::Precondition* p = append.add_preconditions();
     p->set_stream(ConsumersStream(agency));
     p->set_expected_version(existing.size());
@@ -538,11 +537,9 @@ absl::StatusOr<v1::Notification> NotificationCore::Render(const v1::Event& e,
       w.set_consumer(std::string(consumer));
       for (auto& x : withheld_now) *w.add_withheld() = std::move(x);
       v1::AppendRequest append;
-      v1::EventInput* ev = append.add_events();
-      ev->set_stream(names::stream::Delivery(agency));
-      ev->set_type(names::event::kDeliveryWithheld);
-      ev->set_subject(h.subject());
-      ev->set_payload(w.SerializeAsString());
+      v1::EventInput* ev =
+          trust::AddEvent(&append, names::stream::Delivery(agency), names::event::kDeliveryWithheld,
+                          h.subject(), w.SerializeAsString());
       ev->add_agencies(std::string(agency));
       RETURN_IF_ERROR(ledger_->Append(std::move(append)).status());
       log::Info("notification.withheld_at_delivery",

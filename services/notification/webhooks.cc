@@ -12,6 +12,7 @@
 #include "base/log.h"
 #include "base/status.h"
 #include "services/names/names.h"
+#include "services/trust/append.h"
 #include "storage/validate.h"
 
 namespace careloop::notification {
@@ -178,10 +179,8 @@ absl::StatusOr<v1::AppendRequest> Webhooks::Plan(const trust::VerifiedEnvelope& 
     return absl::NotFoundError(absl::StrCat("no agency ", agency));
   ASSIGN_OR_RETURN(uint64_t version, ledger_->StreamVersion(Stream(agency)));
   v1::AppendRequest req;
-  v1::EventInput* ev = req.add_events();
-  ev->set_stream(Stream(agency));
-  ev->set_type(trust::ShortTypeName(e.payload_type()));
-  ev->set_payload(std::string(bytes));
+  v1::EventInput* ev = trust::AddEvent(&req, Stream(agency), trust::ShortTypeName(e.payload_type()),
+                                       {}, std::string(bytes));
   ev->add_agencies(agency);
   v1::Precondition* p = req.add_preconditions();
   p->set_stream(Stream(agency));
@@ -190,10 +189,7 @@ absl::StatusOr<v1::AppendRequest> Webhooks::Plan(const trust::VerifiedEnvelope& 
     const auto& w = static_cast<const v1::SetWebhook&>(*v.payload);
     if (w.enabled() || !w.url().empty()) RETURN_IF_ERROR(ValidateWebhookUrl(w.url()));
     if (version == 0) {
-      v1::EventInput* index = req.add_events();
-      index->set_stream(kWebhookIndex);
-      index->set_type(names::event::kWebhookAgency);
-      index->set_payload(agency);
+      trust::AddEvent(&req, kWebhookIndex, names::event::kWebhookAgency, {}, agency);
     }
   } else {
     const auto& r = static_cast<const v1::ReplayDeadLetters&>(*v.payload);
@@ -338,10 +334,8 @@ absl::Status Webhooks::Deliver(State* st, int* posts) {
     d.set_dead_from_seq(st->cursor + 1);
     d.set_dead_to_seq(std::max(latest, st->cursor + 1));
     v1::AppendRequest req;
-    v1::EventInput* ev = req.add_events();
-    ev->set_stream(Stream(st->agency));
-    ev->set_type(names::event::kWebhookDisabled);
-    ev->set_payload(d.SerializeAsString());
+    v1::EventInput* ev = trust::AddEvent(&req, Stream(st->agency), names::event::kWebhookDisabled,
+                                         {}, d.SerializeAsString());
     ev->add_agencies(st->agency);  // the agency is told on its streams
     v1::CursorUpdate* u = req.add_cursor_updates();
     u->set_name(CursorName(st->agency));
@@ -373,10 +367,8 @@ absl::Status Webhooks::Deliver(State* st, int* posts) {
     done.set_from_seq(replay->from);
     done.set_to_seq(replay->to);
     v1::AppendRequest req;
-    v1::EventInput* ev = req.add_events();
-    ev->set_stream(Stream(st->agency));
-    ev->set_type(names::event::kDeadLettersReplayed);
-    ev->set_payload(done.SerializeAsString());
+    trust::AddEvent(&req, Stream(st->agency), names::event::kDeadLettersReplayed, {},
+                    done.SerializeAsString());
     RETURN_IF_ERROR(Append(std::move(req)));
     log::Info("webhook.replayed",
               {{"agency", st->agency}, {"from_seq", replay->from}, {"to_seq", replay->to}});
@@ -405,10 +397,8 @@ absl::Status Webhooks::Deliver(State* st, int* posts) {
       v1::WebhookRecovered rec;
       rec.set_seq(n.seq());
       rec.set_attempts(st->attempts + 1);
-      v1::EventInput* ev = req.add_events();
-      ev->set_stream(Stream(st->agency));
-      ev->set_type(names::event::kWebhookRecovered);
-      ev->set_payload(rec.SerializeAsString());
+      trust::AddEvent(&req, Stream(st->agency), names::event::kWebhookRecovered, {},
+                      rec.SerializeAsString());
     }
     if (req.events_size() + req.cursor_updates_size() > 0) {
       absl::Status s = Append(std::move(req));
@@ -438,10 +428,8 @@ absl::Status Webhooks::Deliver(State* st, int* posts) {
   f.set_error(res.error);
   f.set_attempt(st->attempts + 1);
   v1::AppendRequest req;
-  v1::EventInput* ev = req.add_events();
-  ev->set_stream(Stream(st->agency));
-  ev->set_type(names::event::kWebhookFailing);
-  ev->set_payload(f.SerializeAsString());
+  trust::AddEvent(&req, Stream(st->agency), names::event::kWebhookFailing, {},
+                  f.SerializeAsString());
   RETURN_IF_ERROR(Append(std::move(req)));
   return Refresh(st);
 }

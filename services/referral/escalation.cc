@@ -39,28 +39,11 @@ absl::Status ReferralCore::Reroute(const State& st, absl::string_view why) {
     v1::ReferralUnassigned u;
     u.set_attempts(st.attempt);
     u.set_reason(std::string(why));
-    v1::EventInput* ev = append.add_events();
-    ev->set_stream(stream);
-    ev->set_type(names::event::kReferralUnassigned);
-    ev->set_subject(st.subject_id);
-    ev->set_payload(u.SerializeAsString());
+    v1::EventInput* ev = trust::AddEvent(&append, stream, names::event::kReferralUnassigned,
+                                         st.subject_id, u.SerializeAsString());
     ev->add_agencies(st.sender);
-    v1::EventInput* settled = append.add_events();
-    settled->set_stream(kRoutingIndex);
-    settled->set_type(names::event::kRoutingSettled);
-    settled->set_payload(key);
-    const std::string dedupe =
-        DedupeStream(st.sender, st.subject_id, st.manifest.service_category());
-    ASSIGN_OR_RETURN(std::vector<v1::Event> d, storage::ReadLastEvent(ledger_, dedupe));
-    if (!d.empty() && d.back().header().type() == names::event::kDedupeOpened &&
-        d.back().payload() == key) {
-      v1::EventInput* close = append.add_events();
-      close->set_stream(dedupe);
-      close->set_type(names::event::kDedupeClosed);
-      close->set_payload(key);
-      close->add_agencies(st.sender);
-      Expect(&append, dedupe, d.back().header().stream_version());
-    }
+    trust::AddEvent(&append, kRoutingIndex, names::event::kRoutingSettled, {}, key);
+    RETURN_IF_ERROR(AddDedupeClose(st, &append));
   }
   Expect(&append, stream, st.version);
   return ledger_->Append(std::move(append)).status();
@@ -109,11 +92,9 @@ absl::StatusOr<int> ReferralCore::Escalate() {
       w.set_attempt(st.attempt);
       w.set_deadline_unix_nanos(absl::ToUnixNanos(st.routed_at + deadline));
       v1::AppendRequest warn;
-      v1::EventInput* ev = warn.add_events();
-      ev->set_stream(ReferralStream(st.sender, st.referral_id));
-      ev->set_type(names::event::kReferralDeadlineWarning);
-      ev->set_subject(st.subject_id);
-      ev->set_payload(w.SerializeAsString());
+      v1::EventInput* ev = trust::AddEvent(&warn, ReferralStream(st.sender, st.referral_id),
+                                           names::event::kReferralDeadlineWarning, st.subject_id,
+                                           w.SerializeAsString());
       ev->add_agencies(st.recipient);
       ev->add_agencies(st.sender);
       Expect(&warn, ev->stream(), st.version);

@@ -121,6 +121,10 @@ class ReferralCore final : public Renderer {
                                                v1::SubmitReferralResponse* resp);
   absl::StatusOr<v1::AppendRequest> PlanUpdate(const trust::VerifiedEnvelope& v,
                                                absl::string_view bytes);
+  // PlanUpdate's parts: the capacity slot a move to `to` takes or gives
+  // back, and the end of the duplicate guard when the referral ends.
+  absl::Status AddCapacityChange(const State& st, v1::TaskStatus to, v1::AppendRequest* append);
+  absl::Status AddDedupeClose(const State& st, v1::AppendRequest* append);
   absl::StatusOr<v1::AppendRequest> PlanMessage(const trust::VerifiedEnvelope& v,
                                                 absl::string_view bytes,
                                                 const v1::PostMessageRequest& req,

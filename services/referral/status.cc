@@ -17,6 +17,28 @@
 
 namespace careloop::referral {
 
+namespace {
+
+// Who may make the change: the sender in the sender role, or the current
+// recipient in the receiver role; nobody else.
+absl::StatusOr<Party> UpdatingParty(const v1::Envelope& e, const std::string& sender,
+                                    const std::string& recipient, absl::string_view key) {
+  if (e.sender_agency() == sender) {
+    if (e.actor().role() != "sender")
+      return absl::PermissionDeniedError("the sender's changes are made in the sender role");
+    return Party::kSender;
+  }
+  if (e.sender_agency() == recipient) {
+    if (e.actor().role() != "receiver")
+      return absl::PermissionDeniedError("the recipient's changes are made in the receiver role");
+    return Party::kRecipient;
+  }
+  return absl::PermissionDeniedError(absl::StrCat(
+      "agency ", e.sender_agency(), " is neither the sender nor the recipient of ", key));
+}
+
+}  // namespace
+
 absl::StatusOr<v1::AppendRequest> ReferralCore::PlanUpdate(const trust::VerifiedEnvelope& v,
                                                            absl::string_view bytes) {
   const v1::Envelope& e = v.envelope;
@@ -29,33 +51,31 @@ absl::StatusOr<v1::AppendRequest> ReferralCore::PlanUpdate(const trust::Verified
   }
   RETURN_IF_ERROR(loaded.status());
   const State& st = *loaded;
-  Party party;
-  if (e.sender_agency() == st.sender) {
-    party = Party::kSender;
-    if (e.actor().role() != "sender")
-      return absl::PermissionDeniedError("the sender's changes are made in the sender role");
-  } else if (e.sender_agency() == st.recipient) {
-    party = Party::kRecipient;
-    if (e.actor().role() != "receiver")
-      return absl::PermissionDeniedError("the recipient's changes are made in the receiver role");
-  } else {
-    return absl::PermissionDeniedError(absl::StrCat("agency ", e.sender_agency(),
-                                                    " is neither the sender nor the recipient of ",
-                                                    Key(st.sender, st.referral_id)));
-  }
+  const std::string key = Key(st.sender, st.referral_id);
+  ASSIGN_OR_RETURN(Party party, UpdatingParty(e, st.sender, st.recipient, key));
   RETURN_IF_ERROR(CheckTransition(st.status, u.status(), party, u.reason()));
   if (u.status() == v1::TASK_COMPLETED && u.outcome().provided().empty())
     return absl::InvalidArgumentError("a completed referral says what was provided (outcome)");
   v1::AppendRequest append;
   const std::string stream = ReferralStream(st.sender, st.referral_id);
-  v1::EventInput* ev = append.add_events();
-  ev->set_stream(stream);
-  ev->set_type(names::event::kStatusChanged);
-  ev->set_subject(st.subject_id);
-  ev->set_payload(std::string(bytes));
+  v1::EventInput* ev = trust::AddEvent(&append, stream, names::event::kStatusChanged, st.subject_id,
+                                       std::string(bytes));
   ev->add_agencies(st.sender);
   ev->add_agencies(st.recipient);
   Expect(&append, stream, st.version);
+  RETURN_IF_ERROR(AddCapacityChange(st, u.status(), &append));
+  const bool capacity_rejection =
+      u.status() == v1::TASK_REJECTED && u.reason().code() == "no-capacity";
+  if (u.status() == v1::TASK_ACCEPTED || (IsTerminal(u.status()) && !capacity_rejection)) {
+    // Settled: escalation leaves it alone from now on.
+    trust::AddEvent(&append, kRoutingIndex, names::event::kRoutingSettled, {}, key);
+  }
+  if (IsTerminal(u.status()) && !capacity_rejection) RETURN_IF_ERROR(AddDedupeClose(st, &append));
+  return append;
+}
+
+absl::Status ReferralCore::AddCapacityChange(const State& st, v1::TaskStatus to,
+                                             v1::AppendRequest* append) {
   // Capacity: accepting takes one of the recipient's open slots for the
   // service (if it reports capacity for it) under a precondition on its
   // capacity stream, so concurrent accepts never take more than there are;
@@ -68,57 +88,41 @@ absl::StatusOr<v1::AppendRequest> ReferralCore::PlanUpdate(const trust::Verified
       if (c.service() == st.manifest.service_category()) entry = &c;
     }
   }
-  if (entry != nullptr) {
-    const std::string capacity = names::stream::Capacity(st.recipient);
-    v1::CapacitySlot slot;
-    slot.set_service(entry->service());
-    slot.set_referral(key);
-    const bool holds = Contains(entry->holders(), key);
-    const char* type = nullptr;
-    if (u.status() == v1::TASK_ACCEPTED) {
-      if (directory::OpenSlots(*entry) <= 0) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("agency ", st.recipient, " has no open capacity for ", entry->service(),
-                         "; decline with no-capacity, or report new capacity first"));
-      }
-      type = names::event::kSlotTaken;
-      Expect(&append, capacity, recipient->capacity_version());
-    } else if (IsTerminal(u.status()) && holds) {
-      type = names::event::kSlotReleased;
+  if (entry == nullptr) return absl::OkStatus();
+  const std::string capacity = names::stream::Capacity(st.recipient);
+  v1::CapacitySlot slot;
+  slot.set_service(entry->service());
+  slot.set_referral(key);
+  const char* type = nullptr;
+  if (to == v1::TASK_ACCEPTED) {
+    if (directory::OpenSlots(*entry) <= 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("agency ", st.recipient, " has no open capacity for ", entry->service(),
+                       "; decline with no-capacity, or report new capacity first"));
     }
-    if (type != nullptr) {
-      v1::EventInput* ev2 = append.add_events();
-      ev2->set_stream(capacity);
-      ev2->set_type(type);
-      ev2->set_payload(slot.SerializeAsString());
-      ev2->add_agencies(st.recipient);
-    }
+    type = names::event::kSlotTaken;
+    Expect(append, capacity, recipient->capacity_version());
+  } else if (IsTerminal(to) && Contains(entry->holders(), key)) {
+    type = names::event::kSlotReleased;
   }
-  const bool capacity_rejection =
-      u.status() == v1::TASK_REJECTED && u.reason().code() == "no-capacity";
-  if (u.status() == v1::TASK_ACCEPTED || (IsTerminal(u.status()) && !capacity_rejection)) {
-    // Settled: escalation leaves it alone from now on.
-    v1::EventInput* settled = append.add_events();
-    settled->set_stream(kRoutingIndex);
-    settled->set_type(names::event::kRoutingSettled);
-    settled->set_payload(key);
+  if (type != nullptr) {
+    trust::AddEvent(append, capacity, type, {}, slot.SerializeAsString())
+        ->add_agencies(st.recipient);
   }
-  if (IsTerminal(u.status()) && !capacity_rejection) {
-    // The referral no longer blocks a new one for the same need.
-    const std::string dedupe =
-        DedupeStream(st.sender, st.subject_id, st.manifest.service_category());
-    ASSIGN_OR_RETURN(std::vector<v1::Event> d, storage::ReadLastEvent(ledger_, dedupe));
-    if (!d.empty() && d.back().header().type() == names::event::kDedupeOpened &&
-        d.back().payload() == Key(st.sender, st.referral_id)) {
-      v1::EventInput* close = append.add_events();
-      close->set_stream(dedupe);
-      close->set_type(names::event::kDedupeClosed);
-      close->set_payload(Key(st.sender, st.referral_id));
-      close->add_agencies(st.sender);
-      Expect(&append, dedupe, d.back().header().stream_version());
-    }
+  return absl::OkStatus();
+}
+
+absl::Status ReferralCore::AddDedupeClose(const State& st, v1::AppendRequest* append) {
+  // The referral no longer blocks a new one for the same need.
+  const std::string key = Key(st.sender, st.referral_id);
+  const std::string dedupe = DedupeStream(st.sender, st.subject_id, st.manifest.service_category());
+  ASSIGN_OR_RETURN(std::vector<v1::Event> d, storage::ReadLastEvent(ledger_, dedupe));
+  if (!d.empty() && d.back().header().type() == names::event::kDedupeOpened &&
+      d.back().payload() == key) {
+    trust::AddEvent(append, dedupe, names::event::kDedupeClosed, {}, key)->add_agencies(st.sender);
+    Expect(append, dedupe, d.back().header().stream_version());
   }
-  return append;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::Receipt> ReferralCore::UpdateStatus(absl::string_view bytes) {

@@ -179,21 +179,15 @@ absl::StatusOr<v1::ReferralRouted> ReferralCore::AddRoute(const Route& route,
     }
   }
   const std::string stream = names::stream::Referral(route.key);
-  v1::EventInput* r = append->add_events();
-  r->set_stream(stream);
-  r->set_type(names::event::kReferralRouted);
-  r->set_subject(route.subject_id);
-  r->set_payload(routed.SerializeAsString());
+  v1::EventInput* r = trust::AddEvent(append, stream, names::event::kReferralRouted,
+                                      route.subject_id, routed.SerializeAsString());
   r->add_agencies(route.sender);
   r->add_agencies(recipient);
   for (const std::string& a : route.notify) {
     if (a != recipient && a != route.sender) r->add_agencies(a);
   }
   // The open-routing index the escalation reads.
-  v1::EventInput* open = append->add_events();
-  open->set_stream(kRoutingIndex);
-  open->set_type(names::event::kRoutingOpened);
-  open->set_payload(route.key);
+  trust::AddEvent(append, kRoutingIndex, names::event::kRoutingOpened, {}, route.key);
   // The decision's read versions (a revocation landing first fails this append).
   for (const v1::StreamVersion& sv : decision.read_versions())
     Expect(append, sv.stream(), sv.version());

@@ -70,11 +70,8 @@ absl::StatusOr<v1::AppendRequest> ReferralCore::PlanMessage(const trust::Verifie
   const std::string key = Key(st.sender, st.referral_id);
   const std::string thread = names::stream::Thread(key);
   v1::AppendRequest append;
-  v1::EventInput* posted_env = append.add_events();
-  posted_env->set_stream(thread);
-  posted_env->set_type(names::event::kThreadMessage);
-  posted_env->set_subject(st.subject_id);
-  posted_env->set_payload(std::string(bytes));
+  v1::EventInput* posted_env = trust::AddEvent(&append, thread, names::event::kThreadMessage,
+                                               st.subject_id, std::string(bytes));
   posted_env->add_agencies(e.sender_agency());
   posted_env->add_agencies(to);
   v1::ThreadPosted posted;
@@ -98,11 +95,8 @@ absl::StatusOr<v1::AppendRequest> ReferralCore::PlanMessage(const trust::Verifie
     ASSIGN_OR_RETURN(v1::AppendRequest one, consent::DisclosureAppend(decision, rec));
     for (v1::EventInput& ev : *one.mutable_events()) *append.add_events() = std::move(ev);
   }
-  v1::EventInput* hub = append.add_events();
-  hub->set_stream(thread);
-  hub->set_type(names::event::kThreadPosted);
-  hub->set_subject(st.subject_id);
-  hub->set_payload(posted.SerializeAsString());
+  trust::AddEvent(&append, thread, names::event::kThreadPosted, st.subject_id,
+                  posted.SerializeAsString());
   for (const v1::StreamVersion& sv : decision.read_versions())
     Expect(&append, sv.stream(), sv.version());
   *resp->mutable_withheld() = posted.withheld();

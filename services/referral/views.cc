@@ -111,11 +111,9 @@ absl::StatusOr<v1::ReferralView> ReferralCore::Get(const v1::GetReferralRequest&
     // Viewed (not accepted): the sender learns the recipient opened it. Once
     // per recipient; losing a race to another change just means next time.
     v1::AppendRequest viewed;
-    v1::EventInput* ev = viewed.add_events();
-    ev->set_stream(ReferralStream(st->sender, st->referral_id));
-    ev->set_type(names::event::kReferralViewed);
-    ev->set_subject(st->subject_id);
-    ev->set_payload(st->recipient);
+    v1::EventInput* ev =
+        trust::AddEvent(&viewed, ReferralStream(st->sender, st->referral_id),
+                        names::event::kReferralViewed, st->subject_id, st->recipient);
     ev->add_agencies(st->sender);
     Expect(&viewed, ev->stream(), st->version);
     absl::StatusOr<v1::Commit> c = ledger_->Append(std::move(viewed));
