@@ -105,32 +105,121 @@ storage::Projection::PayloadFilter DirectoryState::PayloadsWanted() const {
   };
 }
 
+namespace {
+
+// One signed change of an existing agency, folded into its record. False
+// when the change has a stream of its own (capacity) and so leaves the
+// agency's version as it is.
+absl::StatusOr<bool> ApplyChange(const v1::Envelope& env, uint64_t seq, absl::Time at,
+                                 uint64_t stream_version, v1::AgencyRecord* record) {
+  v1::AgencyRecord& r = *record;
+  const std::string& type = env.payload_type();
+  auto bad = [&]() {
+    return absl::DataLossError(absl::StrCat("directory event seq ", seq, " does not parse"));
+  };
+  if (type == names::payload::kUpdateAgencyProfile) {
+    v1::UpdateAgencyProfile p;
+    if (!p.ParseFromString(env.payload())) return bad();
+    *r.mutable_profile() = p.profile();
+  } else if (type == names::payload::kSetAgencyStatus) {
+    v1::SetAgencyStatus p;
+    if (!p.ParseFromString(env.payload())) return bad();
+    r.set_active(p.active());
+  } else if (type == names::payload::kAddAgencyKey) {
+    v1::AddAgencyKey p;
+    if (!p.ParseFromString(env.payload())) return bad();
+    *r.add_keys() = p.key();
+  } else if (type == names::payload::kRevokeAgencyKey) {
+    v1::RevokeAgencyKey p;
+    if (!p.ParseFromString(env.payload())) return bad();
+    for (v1::AgencyKey& k : *r.mutable_keys()) {
+      if (k.key_id() != p.key_id()) continue;
+      // "Now" is the commit time recorded in the ledger: every replay agrees.
+      k.set_revoked_unix_nanos(p.revoked_unix_nanos() != 0 ? p.revoked_unix_nanos()
+                                                           : absl::ToUnixNanos(at));
+      k.set_revocation_reason(p.reason());
+    }
+  } else if (type == names::payload::kSetActor) {
+    v1::SetActor p;
+    if (!p.ParseFromString(env.payload())) return bad();
+    bool replaced = false;
+    for (v1::ActorEntry& a : *r.mutable_actors()) {
+      if (a.user_id() == p.actor().user_id()) {
+        a = p.actor();
+        replaced = true;
+      }
+    }
+    if (!replaced) *r.add_actors() = p.actor();
+  } else if (type == names::payload::kReportCapacity) {
+    v1::ReportCapacity p;
+    if (!p.ParseFromString(env.payload())) return bad();
+    v1::CapacityEntry entry;
+    entry.set_service(p.service());
+    entry.set_open_slots(p.open_slots());
+    entry.set_reported_unix_nanos(absl::ToUnixNanos(at));
+    entry.set_seq(seq);
+    bool replaced = false;
+    for (v1::CapacityEntry& c : *r.mutable_capacity()) {
+      if (c.service() == p.service()) {
+        c = entry;
+        replaced = true;
+      }
+    }
+    if (!replaced) *r.add_capacity() = entry;
+    r.set_capacity_version(stream_version);
+    return false;  // capacity has its own stream; the agency's version is unchanged
+  } else if (type == names::payload::kRemoveActor) {
+    v1::RemoveActor p;
+    if (!p.ParseFromString(env.payload())) return bad();
+    auto* actors = r.mutable_actors();
+    for (int i = 0; i < actors->size(); ++i) {
+      if (actors->Get(i).user_id() == p.user_id()) {
+        actors->DeleteSubrange(i, 1);
+        break;
+      }
+    }
+  } else {
+    return absl::DataLossError(
+        absl::StrCat("directory event seq ", seq, " has unknown type ", type));
+  }
+  return true;
+}
+
+}  // namespace
+
+absl::Status DirectoryState::ApplySlot(const v1::Event& event) {
+  const uint64_t seq = event.header().seq();
+  const std::string& etype = event.header().type();
+  // Hub-written, in capacity/<id>: a slot held by an accepted referral.
+  v1::CapacitySlot slot;
+  if (!slot.ParseFromString(event.payload())) {
+    return absl::DataLossError(absl::StrCat("directory event seq ", seq, " does not parse"));
+  }
+  const std::string id = event.header().stream().substr(sizeof(kCapacityPrefix) - 1);
+  auto it = agencies_.find(id);
+  if (it == agencies_.end()) {
+    return absl::DataLossError(
+        absl::StrCat("directory event seq ", seq, " changes an unknown agency"));
+  }
+  it->second.set_capacity_version(event.header().stream_version());
+  for (v1::CapacityEntry& c : *it->second.mutable_capacity()) {
+    if (c.service() != slot.service()) continue;
+    auto* holders = c.mutable_holders();
+    auto h = std::find(holders->begin(), holders->end(), slot.referral());
+    if (etype == names::event::kSlotTaken && h == holders->end())
+      *c.add_holders() = slot.referral();
+    // A slot taken before the last report is already counted by the report.
+    if (etype == names::event::kSlotReleased && h != holders->end()) holders->erase(h);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status DirectoryState::ApplyOne(const v1::Event& event) {
   const uint64_t seq = event.header().seq();
   const std::string& etype = event.header().type();
   if (etype == names::event::kSlotTaken || etype == names::event::kSlotReleased) {
     // Hub-written, in capacity/<id>: a slot held by an accepted referral.
-    v1::CapacitySlot slot;
-    if (!slot.ParseFromString(event.payload())) {
-      return absl::DataLossError(absl::StrCat("directory event seq ", seq, " does not parse"));
-    }
-    const std::string id = event.header().stream().substr(sizeof(kCapacityPrefix) - 1);
-    auto it = agencies_.find(id);
-    if (it == agencies_.end()) {
-      return absl::DataLossError(
-          absl::StrCat("directory event seq ", seq, " changes an unknown agency"));
-    }
-    it->second.set_capacity_version(event.header().stream_version());
-    for (v1::CapacityEntry& c : *it->second.mutable_capacity()) {
-      if (c.service() != slot.service()) continue;
-      auto* holders = c.mutable_holders();
-      auto h = std::find(holders->begin(), holders->end(), slot.referral());
-      if (etype == names::event::kSlotTaken && h == holders->end())
-        *c.add_holders() = slot.referral();
-      // A slot taken before the last report is already counted by the report.
-      if (etype == names::event::kSlotReleased && h != holders->end()) holders->erase(h);
-    }
-    return absl::OkStatus();
+    return ApplySlot(event);
   }
   v1::Envelope env;
   if (!env.ParseFromString(event.payload())) {
@@ -160,72 +249,9 @@ absl::Status DirectoryState::ApplyOne(const v1::Event& event) {
       return absl::DataLossError(
           absl::StrCat("directory event seq ", seq, " changes an unknown agency"));
     }
-    v1::AgencyRecord& r = it->second;
-    if (type == names::payload::kUpdateAgencyProfile) {
-      v1::UpdateAgencyProfile p;
-      if (!p.ParseFromString(env.payload())) return bad();
-      *r.mutable_profile() = p.profile();
-    } else if (type == names::payload::kSetAgencyStatus) {
-      v1::SetAgencyStatus p;
-      if (!p.ParseFromString(env.payload())) return bad();
-      r.set_active(p.active());
-    } else if (type == names::payload::kAddAgencyKey) {
-      v1::AddAgencyKey p;
-      if (!p.ParseFromString(env.payload())) return bad();
-      *r.add_keys() = p.key();
-    } else if (type == names::payload::kRevokeAgencyKey) {
-      v1::RevokeAgencyKey p;
-      if (!p.ParseFromString(env.payload())) return bad();
-      for (v1::AgencyKey& k : *r.mutable_keys()) {
-        if (k.key_id() != p.key_id()) continue;
-        // "Now" is the commit time recorded in the ledger: every replay agrees.
-        k.set_revoked_unix_nanos(p.revoked_unix_nanos() != 0 ? p.revoked_unix_nanos()
-                                                             : absl::ToUnixNanos(at));
-        k.set_revocation_reason(p.reason());
-      }
-    } else if (type == names::payload::kSetActor) {
-      v1::SetActor p;
-      if (!p.ParseFromString(env.payload())) return bad();
-      bool replaced = false;
-      for (v1::ActorEntry& a : *r.mutable_actors()) {
-        if (a.user_id() == p.actor().user_id()) {
-          a = p.actor();
-          replaced = true;
-        }
-      }
-      if (!replaced) *r.add_actors() = p.actor();
-    } else if (type == names::payload::kReportCapacity) {
-      v1::ReportCapacity p;
-      if (!p.ParseFromString(env.payload())) return bad();
-      v1::CapacityEntry entry;
-      entry.set_service(p.service());
-      entry.set_open_slots(p.open_slots());
-      entry.set_reported_unix_nanos(absl::ToUnixNanos(at));
-      entry.set_seq(seq);
-      bool replaced = false;
-      for (v1::CapacityEntry& c : *r.mutable_capacity()) {
-        if (c.service() == p.service()) {
-          c = entry;
-          replaced = true;
-        }
-      }
-      if (!replaced) *r.add_capacity() = entry;
-      r.set_capacity_version(event.header().stream_version());
-      return absl::OkStatus();  // capacity has its own stream; the agency's version is unchanged
-    } else if (type == names::payload::kRemoveActor) {
-      v1::RemoveActor p;
-      if (!p.ParseFromString(env.payload())) return bad();
-      auto* actors = r.mutable_actors();
-      for (int i = 0; i < actors->size(); ++i) {
-        if (actors->Get(i).user_id() == p.user_id()) {
-          actors->DeleteSubrange(i, 1);
-          break;
-        }
-      }
-    } else {
-      return absl::DataLossError(
-          absl::StrCat("directory event seq ", seq, " has unknown type ", type));
-    }
+    ASSIGN_OR_RETURN(bool versioned,
+                     ApplyChange(env, seq, at, event.header().stream_version(), &it->second));
+    if (!versioned) return absl::OkStatus();
   }
   agencies_[id].set_version(event.header().stream_version());
   return absl::OkStatus();

@@ -45,6 +45,8 @@ class DirectoryState final : public storage::Projection, public Agencies {
 
  private:
   absl::Status ApplyOne(const v1::Event& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A capacity slot taken or released by a referral (hub-written).
+  absl::Status ApplySlot(const v1::Event& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   HubAdmin admin_;
   mutable absl::Mutex mu_;

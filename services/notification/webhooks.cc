@@ -323,30 +323,7 @@ absl::Status Webhooks::Deliver(State* st, int* posts) {
   if (now < st->next_attempt) return absl::OkStatus();
   if (st->failing_since != 0 &&
       now - absl::FromUnixNanos(st->failing_since) >= options_.disable_after) {
-    // Failing past the period: disable, tell the agency, dead-letter what it missed.
-    uint64_t count = 0;
-    ASSIGN_OR_RETURN(uint64_t latest, notes_->Latest(st->agency, st->cursor, &count));
-    v1::WebhookDisabled d;
-    d.set_url(st->url);
-    d.set_failing_since_unix_nanos(st->failing_since);
-    d.set_last_error(st->last_error);
-    d.set_attempts(st->attempts);
-    d.set_dead_from_seq(st->cursor + 1);
-    d.set_dead_to_seq(std::max(latest, st->cursor + 1));
-    v1::AppendRequest req;
-    v1::EventInput* ev = trust::AddEvent(&req, Stream(st->agency), names::event::kWebhookDisabled,
-                                         {}, d.SerializeAsString());
-    ev->add_agencies(st->agency);  // the agency is told on its streams
-    v1::CursorUpdate* u = req.add_cursor_updates();
-    u->set_name(CursorName(st->agency));
-    u->set_position(d.dead_to_seq());
-    u->set_expected_position(st->cursor);
-    RETURN_IF_ERROR(Append(std::move(req)));
-    log::Warn("webhook.disabled", {{"agency", st->agency},
-                                   {"dead_from_seq", d.dead_from_seq()},
-                                   {"dead_to_seq", d.dead_to_seq()},
-                                   {"events", count}});
-    return Refresh(st);
+    return Disable(st);
   }
   Replay* replay = nullptr;
   for (Replay& rp : st->replays) {
@@ -363,69 +340,107 @@ absl::Status Webhooks::Deliver(State* st, int* posts) {
   ASSIGN_OR_RETURN(std::vector<NotificationCore::Item> items,
                    notes_->Read(st->agency, kConsumerLabel, after, 1, &last));
   if (replay != nullptr && (items.empty() || items[0].notification.seq() > replay->to)) {
-    v1::DeadLettersReplayed done;
-    done.set_from_seq(replay->from);
-    done.set_to_seq(replay->to);
-    v1::AppendRequest req;
-    trust::AddEvent(&req, Stream(st->agency), names::event::kDeadLettersReplayed, {},
-                    done.SerializeAsString());
-    RETURN_IF_ERROR(Append(std::move(req)));
-    log::Info("webhook.replayed",
-              {{"agency", st->agency}, {"from_seq", replay->from}, {"to_seq", replay->to}});
-    return Refresh(st);
+    return FinishReplay(st, *replay);
   }
   if (items.empty()) return absl::OkStatus();
   v1::Notification& n = items[0].notification;
   n.set_attempt(st->attempts + 1);
   ASSIGN_OR_RETURN(HttpResult res, PostNotification(st->url, absl::StrCat(n.seq()), n));
   ++*posts;
-  if (res.error.empty()) {
-    v1::AppendRequest req;
-    if (replay != nullptr) {
-      replay->position = n.seq();
-    } else {
-      v1::CursorUpdate* u = req.add_cursor_updates();
-      u->set_name(CursorName(st->agency));
-      u->set_position(n.seq());
-      u->set_expected_position(st->cursor);
-      if (items[0].routed) {
-        const auto& r = *items[0].routed;
-        *req.add_events() = referral::DeliveredEvent(r.referral, r.delivered, r.subject);
-      }
+  if (res.error.empty()) return Delivered(st, replay, items[0]);
+  return RecordFailure(st, n, res.error, now);
+}
+
+absl::Status Webhooks::Disable(State* st) {
+  // Failing past the period: disable, tell the agency, dead-letter what it missed.
+  uint64_t count = 0;
+  ASSIGN_OR_RETURN(uint64_t latest, notes_->Latest(st->agency, st->cursor, &count));
+  v1::WebhookDisabled d;
+  d.set_url(st->url);
+  d.set_failing_since_unix_nanos(st->failing_since);
+  d.set_last_error(st->last_error);
+  d.set_attempts(st->attempts);
+  d.set_dead_from_seq(st->cursor + 1);
+  d.set_dead_to_seq(std::max(latest, st->cursor + 1));
+  v1::AppendRequest req;
+  v1::EventInput* ev = trust::AddEvent(&req, Stream(st->agency), names::event::kWebhookDisabled, {},
+                                       d.SerializeAsString());
+  ev->add_agencies(st->agency);  // the agency is told on its streams
+  v1::CursorUpdate* u = req.add_cursor_updates();
+  u->set_name(CursorName(st->agency));
+  u->set_position(d.dead_to_seq());
+  u->set_expected_position(st->cursor);
+  RETURN_IF_ERROR(Append(std::move(req)));
+  log::Warn("webhook.disabled", {{"agency", st->agency},
+                                 {"dead_from_seq", d.dead_from_seq()},
+                                 {"dead_to_seq", d.dead_to_seq()},
+                                 {"events", count}});
+  return Refresh(st);
+}
+
+absl::Status Webhooks::FinishReplay(State* st, const Replay& replay) {
+  v1::DeadLettersReplayed done;
+  done.set_from_seq(replay.from);
+  done.set_to_seq(replay.to);
+  v1::AppendRequest req;
+  trust::AddEvent(&req, Stream(st->agency), names::event::kDeadLettersReplayed, {},
+                  done.SerializeAsString());
+  RETURN_IF_ERROR(Append(std::move(req)));
+  log::Info("webhook.replayed",
+            {{"agency", st->agency}, {"from_seq", replay.from}, {"to_seq", replay.to}});
+  return Refresh(st);
+}
+
+absl::Status Webhooks::Delivered(State* st, Replay* replay, const NotificationCore::Item& item) {
+  const v1::Notification& n = item.notification;
+  v1::AppendRequest req;
+  if (replay != nullptr) {
+    replay->position = n.seq();
+  } else {
+    v1::CursorUpdate* u = req.add_cursor_updates();
+    u->set_name(CursorName(st->agency));
+    u->set_position(n.seq());
+    u->set_expected_position(st->cursor);
+    if (item.routed) {
+      const auto& r = *item.routed;
+      *req.add_events() = referral::DeliveredEvent(r.referral, r.delivered, r.subject);
     }
-    if (st->failing_since != 0) {
-      v1::WebhookRecovered rec;
-      rec.set_seq(n.seq());
-      rec.set_attempts(st->attempts + 1);
-      trust::AddEvent(&req, Stream(st->agency), names::event::kWebhookRecovered, {},
-                      rec.SerializeAsString());
-    }
-    if (req.events_size() + req.cursor_updates_size() > 0) {
-      absl::Status s = Append(std::move(req));
-      if (absl::IsFailedPrecondition(s)) {
-        // The cursor moved elsewhere: take it from the ledger.
-        ASSIGN_OR_RETURN(std::optional<uint64_t> c, ledger_->GetCursor(CursorName(st->agency)));
-        st->cursor = c.value_or(0);
-        return absl::OkStatus();
-      }
-      RETURN_IF_ERROR(s);
-    }
-    if (replay == nullptr) st->cursor = n.seq();
-    st->attempts = 0;
-    st->failing_since = 0;
-    st->next_attempt = absl::InfinitePast();
-    return Refresh(st);
   }
-  log::Warn("webhook.failed", {{"agency", st->agency},
-                               {"seq", n.seq()},
-                               {"attempt", st->attempts + 1},
-                               {"cause", res.error}});
+  if (st->failing_since != 0) {
+    v1::WebhookRecovered rec;
+    rec.set_seq(n.seq());
+    rec.set_attempts(st->attempts + 1);
+    trust::AddEvent(&req, Stream(st->agency), names::event::kWebhookRecovered, {},
+                    rec.SerializeAsString());
+  }
+  if (req.events_size() + req.cursor_updates_size() > 0) {
+    absl::Status s = Append(std::move(req));
+    if (absl::IsFailedPrecondition(s)) {
+      // The cursor moved elsewhere: take it from the ledger.
+      ASSIGN_OR_RETURN(std::optional<uint64_t> c, ledger_->GetCursor(CursorName(st->agency)));
+      st->cursor = c.value_or(0);
+      return absl::OkStatus();
+    }
+    RETURN_IF_ERROR(s);
+  }
+  if (replay == nullptr) st->cursor = n.seq();
+  st->attempts = 0;
+  st->failing_since = 0;
+  st->next_attempt = absl::InfinitePast();
+  return Refresh(st);
+}
+
+absl::Status Webhooks::RecordFailure(State* st, const v1::Notification& n, const std::string& error,
+                                     absl::Time now) {
+  log::Warn(
+      "webhook.failed",
+      {{"agency", st->agency}, {"seq", n.seq()}, {"attempt", st->attempts + 1}, {"cause", error}});
   // Every failed attempt is recorded, so the schedule (when the next try is
   // due, when the endpoint is disabled) is the same after a restart.
   v1::WebhookFailing f;
   f.set_seq(n.seq());
   f.set_since_unix_nanos(st->failing_since != 0 ? st->failing_since : absl::ToUnixNanos(now));
-  f.set_error(res.error);
+  f.set_error(error);
   f.set_attempt(st->attempts + 1);
   v1::AppendRequest req;
   trust::AddEvent(&req, Stream(st->agency), names::event::kWebhookFailing, {},

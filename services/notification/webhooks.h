@@ -115,6 +115,14 @@ class Webhooks {
   absl::Status Refresh(State* st);
   absl::StatusOr<State*> Get(absl::string_view agency) ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status Deliver(State* st, int* posts);
+  // Deliver's outcomes: failing past the period (disable, dead-letter what
+  // the agency missed); a replay done; the endpoint took the notification;
+  // it did not.
+  absl::Status Disable(State* st);
+  absl::Status FinishReplay(State* st, const Replay& replay);
+  absl::Status Delivered(State* st, Replay* replay, const NotificationCore::Item& item);
+  absl::Status RecordFailure(State* st, const v1::Notification& n, const std::string& error,
+                             absl::Time now);
   absl::StatusOr<HttpResult> PostNotification(const std::string& url, const std::string& id,
                                               const v1::Notification& n);
   absl::Status Append(v1::AppendRequest req);
