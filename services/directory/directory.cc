@@ -107,6 +107,10 @@ storage::Projection::PayloadFilter DirectoryState::PayloadsWanted() const {
 
 namespace {
 
+absl::Status Unparsed(uint64_t seq) {
+  return absl::DataLossError(absl::StrCat("directory event seq ", seq, " does not parse"));
+}
+
 // One signed change of an existing agency, folded into its record. False
 // when the change has a stream of its own (capacity) and so leaves the
 // agency's version as it is.
@@ -114,24 +118,21 @@ absl::StatusOr<bool> ApplyChange(const v1::Envelope& env, uint64_t seq, absl::Ti
                                  uint64_t stream_version, v1::AgencyRecord* record) {
   v1::AgencyRecord& r = *record;
   const std::string& type = env.payload_type();
-  auto bad = [&]() {
-    return absl::DataLossError(absl::StrCat("directory event seq ", seq, " does not parse"));
-  };
   if (type == names::payload::kUpdateAgencyProfile) {
     v1::UpdateAgencyProfile p;
-    if (!p.ParseFromString(env.payload())) return bad();
+    if (!p.ParseFromString(env.payload())) return Unparsed(seq);
     *r.mutable_profile() = p.profile();
   } else if (type == names::payload::kSetAgencyStatus) {
     v1::SetAgencyStatus p;
-    if (!p.ParseFromString(env.payload())) return bad();
+    if (!p.ParseFromString(env.payload())) return Unparsed(seq);
     r.set_active(p.active());
   } else if (type == names::payload::kAddAgencyKey) {
     v1::AddAgencyKey p;
-    if (!p.ParseFromString(env.payload())) return bad();
+    if (!p.ParseFromString(env.payload())) return Unparsed(seq);
     *r.add_keys() = p.key();
   } else if (type == names::payload::kRevokeAgencyKey) {
     v1::RevokeAgencyKey p;
-    if (!p.ParseFromString(env.payload())) return bad();
+    if (!p.ParseFromString(env.payload())) return Unparsed(seq);
     for (v1::AgencyKey& k : *r.mutable_keys()) {
       if (k.key_id() != p.key_id()) continue;
       // "Now" is the commit time recorded in the ledger: every replay agrees.
@@ -141,7 +142,7 @@ absl::StatusOr<bool> ApplyChange(const v1::Envelope& env, uint64_t seq, absl::Ti
     }
   } else if (type == names::payload::kSetActor) {
     v1::SetActor p;
-    if (!p.ParseFromString(env.payload())) return bad();
+    if (!p.ParseFromString(env.payload())) return Unparsed(seq);
     bool replaced = false;
     for (v1::ActorEntry& a : *r.mutable_actors()) {
       if (a.user_id() == p.actor().user_id()) {
@@ -152,7 +153,7 @@ absl::StatusOr<bool> ApplyChange(const v1::Envelope& env, uint64_t seq, absl::Ti
     if (!replaced) *r.add_actors() = p.actor();
   } else if (type == names::payload::kReportCapacity) {
     v1::ReportCapacity p;
-    if (!p.ParseFromString(env.payload())) return bad();
+    if (!p.ParseFromString(env.payload())) return Unparsed(seq);
     v1::CapacityEntry entry;
     entry.set_service(p.service());
     entry.set_open_slots(p.open_slots());
@@ -170,7 +171,7 @@ absl::StatusOr<bool> ApplyChange(const v1::Envelope& env, uint64_t seq, absl::Ti
     return false;  // capacity has its own stream; the agency's version is unchanged
   } else if (type == names::payload::kRemoveActor) {
     v1::RemoveActor p;
-    if (!p.ParseFromString(env.payload())) return bad();
+    if (!p.ParseFromString(env.payload())) return Unparsed(seq);
     auto* actors = r.mutable_actors();
     for (int i = 0; i < actors->size(); ++i) {
       if (actors->Get(i).user_id() == p.user_id()) {
@@ -192,9 +193,7 @@ absl::Status DirectoryState::ApplySlot(const v1::Event& event) {
   const std::string& etype = event.header().type();
   // Hub-written, in capacity/<id>: a slot held by an accepted referral.
   v1::CapacitySlot slot;
-  if (!slot.ParseFromString(event.payload())) {
-    return absl::DataLossError(absl::StrCat("directory event seq ", seq, " does not parse"));
-  }
+  if (!slot.ParseFromString(event.payload())) return Unparsed(seq);
   const std::string id = event.header().stream().substr(sizeof(kCapacityPrefix) - 1);
   auto it = agencies_.find(id);
   if (it == agencies_.end()) {
@@ -230,12 +229,9 @@ absl::Status DirectoryState::ApplyOne(const v1::Event& event) {
   const std::string id = event.header().stream().substr(capacity ? sizeof(kCapacityPrefix) - 1
                                                                  : sizeof(kAgencyPrefix) - 1);
   const std::string& type = env.payload_type();
-  auto bad = [&]() {
-    return absl::DataLossError(absl::StrCat("directory event seq ", seq, " does not parse"));
-  };
   if (type == names::payload::kRegisterAgency) {
     v1::RegisterAgency p;
-    if (!p.ParseFromString(env.payload())) return bad();
+    if (!p.ParseFromString(env.payload())) return Unparsed(seq);
     v1::AgencyRecord r;
     r.set_agency_id(id);
     *r.mutable_profile() = p.profile();
