@@ -36,14 +36,6 @@ const std::set<std::string>& TrailTypes() {
   return *t;
 }
 
-std::string ToJson(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions o;
-  o.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, o);
-  return out;
-}
-
 void Strip(v1::Event* e) { e->clear_payload(); }
 
 // The signed envelope an event carries, if it carries one.
@@ -87,14 +79,7 @@ absl::Status AuditCore::RequireCompliance(absl::string_view caller, absl::string
 
 absl::Status AuditCore::Record(absl::string_view caller, absl::string_view rpc,
                                const google::protobuf::Message& request) {
-  v1::AuditQueried q;
-  q.set_agency(std::string(caller));
-  q.set_rpc(std::string(rpc));
-  q.set_request_json(ToJson(request));
-  v1::AppendRequest req;
-  trust::AddEvent(&req, names::stream::Audit(caller), names::event::kAuditQueried, {},
-                  q.SerializeAsString());
-  return ledger_->Append(std::move(req)).status();
+  return ledger_->Append(trust::ReadRecord(caller, rpc, request)).status();
 }
 
 absl::StatusOr<std::vector<v1::Event>> AuditCore::SubjectEvents(absl::string_view subject_id,
@@ -416,7 +401,9 @@ absl::StatusOr<v1::TrailResponse> AuditCore::Trail(const v1::TrailRequest& req,
 absl::StatusOr<v1::DisclosureReportResponse> AuditCore::Report(
     const v1::DisclosureReportRequest& req, absl::string_view caller) {
   RETURN_IF_ERROR(RequireCompliance(caller, "disclosure reports"));
-  ASSIGN_OR_RETURN(v1::DisclosureReportResponse r, consent_->Report(req, caller));
+  // Recorded once, here, as this service's read (the consent core records
+  // only reads it answers itself).
+  ASSIGN_OR_RETURN(v1::DisclosureReportResponse r, consent_->Report(req, directory::kHubAgency));
   RETURN_IF_ERROR(Record(caller, "Report", req));
   return r;
 }

@@ -1,5 +1,6 @@
-// AuditService over gRPC. The caller is its mTLS identity (or, in dev mode,
-// the x-careloop-dev-agency header); the core decides what it may see.
+// AuditService over gRPC: each call admitted by the audit table
+// (policy::AuditTable) for the caller CallerIdentity names; the core decides
+// what an admitted caller sees.
 #pragma once
 
 #include "careloop/v1/audit.grpc.pb.h"
@@ -10,7 +11,8 @@ namespace careloop::audit {
 
 class AuditGrpcService final : public v1::AuditService::CallbackService {
  public:
-  AuditGrpcService(AuditCore* core, bool tls) : core_(core), tls_(tls) {}
+  AuditGrpcService(AuditCore* core, const directory::Agencies* agencies, bool tls)
+      : core_(core), tls_(tls), gate_(&policy::AuditTable(), agencies, tls) {}
 
   grpc::ServerUnaryReactor* Query(grpc::CallbackServerContext* ctx,
                                   const v1::AuditQueryRequest* req,
@@ -37,6 +39,7 @@ class AuditGrpcService final : public v1::AuditService::CallbackService {
  private:
   AuditCore* core_;
   bool tls_;
+  policy::Gate gate_;
   // Queries read much and record themselves (an fsync): off gRPC's threads.
   BlockingPool pool_{8};
 };

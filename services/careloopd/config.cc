@@ -3,6 +3,7 @@
 #include <toml++/toml.h>
 
 #include <CLI/CLI.hpp>
+#include <filesystem>
 #include <sstream>
 #include <tuple>
 
@@ -100,6 +101,7 @@ absl::Status LoadToml(const std::string& path, HubConfig* c) {
   if (absl::Status s = ReadInt(t, "server", "max_message_bytes", &c->max_message_bytes); !s.ok())
     return s;
   if (absl::Status s = ReadString(t, "storage", "data_dir", &c->data_dir); !s.ok()) return s;
+  if (absl::Status s = ReadString(t, "ledger", "listen", &c->ledger_listen); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "ledger", "hub_name", &c->hub_name); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "ledger", "log_key", &c->log_key); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "notification", "webhook_key", &c->webhook_key); !s.ok())
@@ -173,6 +175,13 @@ std::string HubConfig::log_key_path() const {
   return log_key.empty() ? keys_dir() + "/hub-log.pem" : log_key;
 }
 
+std::string HubConfig::ledger_listen_address() const {
+  if (!ledger_listen.empty()) return ledger_listen;
+  std::error_code ec;
+  std::filesystem::path dir = std::filesystem::absolute(data_dir, ec);
+  return absl::StrCat("unix:", (dir.lexically_normal() / "run" / "ledger.sock").string());
+}
+
 bool IsLoopbackAddress(const std::string& listen) {
   return absl::StartsWith(listen, "127.") || absl::StartsWith(listen, "localhost:") ||
          absl::StartsWith(listen, "[::1]:");
@@ -193,6 +202,10 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
                                     "services to run: all, or a comma list [server.services]");
   auto* o_ledger = app.add_option("--ledger", flags.ledger_address,
                                   "address of a remote LedgerService [server.ledger]");
+  auto* o_ledger_listen = app.add_option(
+      "--ledger-listen", flags.ledger_listen,
+      "the ledger's own listener [ledger.listen]: unix:PATH (default unix:<data dir>/run/"
+      "ledger.sock) or, with TLS only, HOST:PORT");
   auto* o_msg = app.add_option("--max-message-bytes", flags.max_message_bytes,
                                "largest gRPC message [server.max_message_bytes]");
   auto* o_data = app.add_option("--data-dir", flags.data_dir,
@@ -301,6 +314,7 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
   if (*o_listen) c.listen = flags.listen;
   if (*o_services) c.services = SplitServices(services);
   if (*o_ledger) c.ledger_address = flags.ledger_address;
+  if (*o_ledger_listen) c.ledger_listen = flags.ledger_listen;
   if (*o_msg) c.max_message_bytes = flags.max_message_bytes;
   if (*o_data) c.data_dir = flags.data_dir;
   if (*o_hub) c.hub_name = flags.hub_name;
@@ -359,6 +373,18 @@ absl::Status ValidateHubConfig(const HubConfig& c) {
         "the ledger is not among --services, so --ledger must name a remote LedgerService");
   }
   if (c.data_dir.empty()) return absl::InvalidArgumentError("--data-dir is empty");
+  // The ledger is internal: a unix socket, or TCP only with mTLS (where the
+  // hub's service certificate alone is admitted).
+  const auto is_unix = [](const std::string& a) { return a.rfind("unix:", 0) == 0; };
+  if (!c.ledger_listen.empty() && !is_unix(c.ledger_listen) && !c.tls()) {
+    return absl::InvalidArgumentError(
+        "the ledger listens on TCP only with TLS; in dev mode use its unix socket (the default)");
+  }
+  if (!c.ledger_address.empty() && !is_unix(c.ledger_address) && !c.tls()) {
+    return absl::InvalidArgumentError(
+        "a remote ledger over TCP needs TLS; in dev mode give its unix socket "
+        "(--ledger unix:<data dir>/run/ledger.sock)");
+  }
   for (absl::Duration d : {c.deadline_stat, c.deadline_asap, c.deadline_urgent, c.deadline_routine,
                            c.escalation_interval, c.ack_timeout, c.webhook_disable_after}) {
     if (d <= absl::ZeroDuration())

@@ -17,11 +17,14 @@ struct HubConfig {
   // "all": every service
   std::vector<std::string> services = {"ledger",   "directory",    "consent",
                                        "referral", "notification", "audit"};
-  std::string ledger_address;  // a remote LedgerService
+  std::string ledger_address;  // a remote LedgerService: unix:PATH, or HOST:PORT with TLS
   size_t max_message_bytes = 16 << 20;
   // [storage]
   std::string data_dir = "./var";
   // [ledger]
+  // The ledger's own listener, never the agencies' one: unix:PATH, or
+  // HOST:PORT with TLS. Default: unix:<data_dir>/run/ledger.sock.
+  std::string ledger_listen;
   std::string hub_name = "careloop.dev";
   std::string log_key;  // default: <data_dir>/keys/hub-log.pem
   absl::Duration idempotency_window = absl::Hours(24 * 7);
@@ -80,6 +83,8 @@ struct HubConfig {
   std::string log_key_path() const;
   std::string webhook_key_path() const;
   std::string ledger_dir() const { return data_dir + "/ledger"; }
+  // ledger_listen, or the default socket (absolute).
+  std::string ledger_listen_address() const;
   std::string admin_key_path() const {
     return admin_key.empty() ? keys_dir() + "/hub-admin.pem" : admin_key;
   }

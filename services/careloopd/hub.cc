@@ -170,19 +170,62 @@ absl::StatusOr<storage::Ledger*> Hub::StartLedger(std::ostream& out) {
   }
   if (config.unsafe_no_sync) log::Warn("careloopd.unsafe_mode", {{"mode", "no-sync"}});
   ASSIGN_OR_RETURN(ledger_, storage::LocalLedger::Open(std::move(lo)));
-  ledger_service_ = std::make_unique<ledger::LedgerGrpcService>(ledger_.get(), config.tls());
+  RETURN_IF_ERROR(ServeLedger(out));
   return ledger_.get();
+}
+
+absl::Status Hub::ServeLedger(std::ostream& out) {
+  const std::string address = config_.ledger_listen_address();
+  std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
+  ledger::LedgerGrpcService::Transport transport =
+      ledger::LedgerGrpcService::Transport::kUnixSocket;
+  if (address.rfind("unix:", 0) == 0) {
+    // Only the hub's own user reaches a socket in a 0700 directory.
+    const fs::path socket = address.substr(5);
+    std::error_code ec;
+    fs::create_directories(socket.parent_path(), ec);
+    fs::permissions(socket.parent_path(), fs::perms::owner_all, fs::perm_options::replace, ec);
+    if (ec) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("cannot make ", socket.parent_path().string(), " private: ", ec.message()));
+    }
+    fs::remove(socket, ec);  // a socket left by a killed careloopd (we hold the data dir lock)
+  } else {
+    ASSIGN_OR_RETURN(creds, ServerCredentials(config_));  // ValidateHubConfig: TLS is on
+    transport = ledger::LedgerGrpcService::Transport::kMutualTls;
+  }
+  ledger_service_ = std::make_unique<ledger::LedgerGrpcService>(ledger_.get(), transport);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(address, creds, &port);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(config_.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(config_.max_message_bytes));
+  builder.RegisterService(ledger_service_.get());
+  ledger_server_ = builder.BuildAndStart();
+  if (!ledger_server_) {
+    ledger_->Close().IgnoreError();
+    return absl::UnavailableError(absl::StrCat("the ledger cannot listen on ", address));
+  }
+  ledger_address_ = transport == ledger::LedgerGrpcService::Transport::kUnixSocket
+                        ? address
+                        : absl::StrCat(address.substr(0, address.rfind(':')), ":", port);
+  out << "careloopd: ledger on " << ledger_address_
+      << " (internal: the hub's services and operators only)\n";
+  return absl::OkStatus();
 }
 
 absl::StatusOr<storage::Ledger*> Hub::ConnectLedger() {
   std::shared_ptr<grpc::ChannelCredentials> channel_creds = grpc::InsecureChannelCredentials();
-  if (config_.tls()) {
+  if (config_.tls() && config_.ledger_address.rfind("unix:", 0) != 0) {
     // Service to service: the hub's own certificate, verified by the same CA.
     grpc::SslCredentialsOptions o;
     ASSIGN_OR_RETURN(o.pem_root_certs, ReadFile(config_.tls_client_ca));
     ASSIGN_OR_RETURN(o.pem_cert_chain, ReadFile(config_.tls_cert));
     ASSIGN_OR_RETURN(o.pem_private_key, ReadFile(config_.tls_key));
     channel_creds = grpc::SslCredentials(o);
+  }
+  if (config_.ledger_address.rfind("unix:", 0) == 0) {
+    channel_creds = grpc::InsecureChannelCredentials();  // the socket's directory is the check
   }
   remote_ledger_ = std::make_unique<ledger::RemoteLedger>(
       grpc::CreateChannel(config_.ledger_address, channel_creds), absl::Seconds(30));
@@ -230,8 +273,8 @@ absl::Status Hub::StartDirectory(storage::Ledger* ledger, std::ostream& out) {
   directory_core_ = std::make_unique<directory::DirectoryCore>(
       ledger, directory_state_.get(), directory_runner_.get(), SystemClock(),
       config_.max_clock_skew, std::move(codes));
-  directory_service_ =
-      std::make_unique<directory::DirectoryGrpcService>(directory_core_.get(), config_.tls());
+  directory_service_ = std::make_unique<directory::DirectoryGrpcService>(
+      directory_core_.get(), directory_state_.get(), config_.tls());
   return absl::OkStatus();
 }
 
@@ -244,8 +287,8 @@ void Hub::StartConsent(storage::Ledger* ledger) {
   consent_core_ = std::make_unique<consent::ConsentCore>(
       ledger, directory_state_.get(), directory_runner_.get(), SystemClock(), std::move(co));
   if (config_.runs("consent")) {
-    consent_service_ =
-        std::make_unique<consent::ConsentGrpcService>(consent_core_.get(), config_.tls());
+    consent_service_ = std::make_unique<consent::ConsentGrpcService>(
+        consent_core_.get(), directory_state_.get(), config_.tls());
   }
 }
 
@@ -266,7 +309,8 @@ void Hub::StartReferrals(storage::Ledger* ledger) {
       std::move(ro));
   if (config_.runs("referral")) {
     referral_service_ = std::make_unique<referral::ReferralGrpcService>(
-        referral_core_.get(), config_.tls(), /*submit_inline=*/ledger_ != nullptr);
+        referral_core_.get(), directory_state_.get(), config_.tls(),
+        /*submit_inline=*/ledger_ != nullptr);
   }
 }
 
@@ -275,7 +319,8 @@ void Hub::StartAudit(storage::Ledger* ledger) {
   ao.hub_name = config_.hub_name;
   audit_core_ = std::make_unique<audit::AuditCore>(ledger, directory_state_.get(),
                                                    consent_core_.get(), SystemClock(), ao);
-  audit_service_ = std::make_unique<audit::AuditGrpcService>(audit_core_.get(), config_.tls());
+  audit_service_ = std::make_unique<audit::AuditGrpcService>(audit_core_.get(),
+                                                             directory_state_.get(), config_.tls());
 }
 
 absl::Status Hub::StartNotification(storage::Ledger* ledger, std::ostream& out) {
@@ -302,7 +347,7 @@ absl::Status Hub::StartNotification(storage::Ledger* ledger, std::ostream& out) 
       notification::NewCurlPoster(), wo);
   webhooks_->Start();
   notification_service_ = std::make_unique<notification::NotificationGrpcService>(
-      notification_core_.get(), webhooks_.get(), config_.tls());
+      notification_core_.get(), webhooks_.get(), directory_state_.get(), config_.tls());
   return absl::OkStatus();
 }
 
@@ -315,9 +360,10 @@ absl::Status Hub::Serve() {
   builder.AddListeningPort(config_.listen, creds, &port);
   builder.SetMaxReceiveMessageSize(static_cast<int>(config_.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(config_.max_message_bytes));
+  // Never the ledger: it has its own listener (ServeLedger).
   for (grpc::Service* s : std::initializer_list<grpc::Service*>{
-           ledger_service_.get(), directory_service_.get(), consent_service_.get(),
-           referral_service_.get(), notification_service_.get(), audit_service_.get()}) {
+           directory_service_.get(), consent_service_.get(), referral_service_.get(),
+           notification_service_.get(), audit_service_.get()}) {
     if (s != nullptr) builder.RegisterService(s);
   }
   server_ = builder.BuildAndStart();
@@ -355,7 +401,7 @@ void Hub::StartEscalation() {
 void Hub::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
-  if (!server_ && !ledger_ && !directory_runner_) return;  // never started
+  if (!server_ && !ledger_ && !directory_runner_ && !ledger_server_) return;  // never started
   log::Info("careloopd.shutdown_started");
   // Open subscriptions end first, so the server's shutdown need not wait
   // for them.
@@ -365,6 +411,12 @@ void Hub::Shutdown() {
     server_->GetHealthCheckService()->SetServingStatus(false);
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(10));
     server_->Wait();
+  }
+  if (ledger_server_) {
+    // After the agencies' listener: split services elsewhere may still be
+    // finishing calls that append.
+    ledger_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    ledger_server_->Wait();
   }
   if (escalator_.joinable()) {
     {

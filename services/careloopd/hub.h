@@ -47,6 +47,8 @@ class Hub {
   // deadline), drain the ledger writer, close the database, release the lock.
   void Shutdown();
   const std::string& address() const { return address_; }
+  // The ledger's own listener ("" when the ledger runs elsewhere).
+  const std::string& ledger_address() const { return ledger_address_; }
 
  private:
   Hub() = default;
@@ -54,6 +56,7 @@ class Hub {
   // it makes in the members below.
   absl::Status OpenDataDir();
   absl::StatusOr<storage::Ledger*> StartLedger(std::ostream& out);
+  absl::Status ServeLedger(std::ostream& out);       // the ledger's own listener
   absl::StatusOr<storage::Ledger*> ConnectLedger();  // the ledger runs elsewhere
   absl::StatusOr<directory::HubAdmin> LoadHubAdmin(std::ostream& out) const;
   absl::Status StartDirectory(storage::Ledger* ledger, std::ostream& out);
@@ -87,8 +90,10 @@ class Hub {
   std::thread escalator_;
   absl::Mutex escalator_mu_;
   bool escalator_stop_ ABSL_GUARDED_BY(escalator_mu_) = false;
-  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::Server> server_;  // the agencies' listener
   std::string address_;
+  std::unique_ptr<grpc::Server> ledger_server_;  // internal: the hub's services and operators
+  std::string ledger_address_;
   bool shut_down_ = false;
 };
 

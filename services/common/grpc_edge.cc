@@ -2,8 +2,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "base/status.h"
 #include "services/names/names.h"
-#include "services/trust/envelope.h"
+#include "storage/validate.h"
 
 namespace careloop {
 
@@ -16,39 +17,59 @@ std::optional<std::string> PeerSpiffeId(const grpc::ServerContextBase& ctx) {
   return std::nullopt;
 }
 
-std::string CallerIdentity(const grpc::ServerContextBase& ctx, bool tls) {
+namespace {
+
+std::string Metadata(const grpc::ServerContextBase& ctx, const char* key) {
+  auto it = ctx.client_metadata().find(key);
+  if (it == ctx.client_metadata().end()) return "";
+  return std::string(it->second.data(), it->second.size());
+}
+
+// An agency id the hub could have registered: valid, and not the hub's own.
+bool AgencyIdAccepted(const std::string& id) {
+  return !id.empty() && id != names::kHubAgency && storage::ValidateAgencyId(id).ok();
+}
+bool UserIdAccepted(const std::string& id) {
+  return !id.empty() && storage::ValidateToken(id, "user id").ok();
+}
+
+}  // namespace
+
+policy::Caller CallerIdentity(const grpc::ServerContextBase& ctx, bool tls) {
   if (!tls) {
-    auto it = ctx.client_metadata().find(kDevAgencyHeader);
-    if (it == ctx.client_metadata().end()) return "";
-    return std::string(it->second.data(), it->second.size());
+    const std::string agency = Metadata(ctx, kDevAgencyHeader);
+    const std::string admin = Metadata(ctx, kDevAdminHeader);
+    if (!agency.empty() && admin.empty())
+      return AgencyIdAccepted(agency) ? policy::Caller::Agency(agency) : policy::Caller::None();
+    if (!admin.empty() && agency.empty())
+      return UserIdAccepted(admin) ? policy::Caller::HubAdmin(admin) : policy::Caller::None();
+    return policy::Caller::None();
   }
   const std::string id = PeerSpiffeId(ctx).value_or("");
-  if (id == kHubSpiffeId) return names::kHubAgency;
-  const std::string prefix = kAgencySpiffePrefix;
-  if (id.size() > prefix.size() && id.compare(0, prefix.size(), prefix) == 0)
-    return id.substr(prefix.size());
-  return "";
-}
-
-std::optional<std::string> CallerAgency(const grpc::ServerContextBase& ctx) {
-  const std::string id = PeerSpiffeId(ctx).value_or("");
-  absl::string_view v = id;
-  if (absl::ConsumePrefix(&v, kAgencySpiffePrefix) && !v.empty()) return std::string(v);
-  return std::nullopt;
-}
-
-absl::Status EnvelopeSenderIsCaller(const grpc::ServerContextBase& ctx, bool tls,
-                                    const std::string& envelope) {
-  if (!tls) return absl::OkStatus();
-  const std::string caller = CallerIdentity(ctx, tls);
-  absl::StatusOr<v1::Envelope> e = trust::ParseEnvelope(envelope, trust::EnvelopeLimits());
-  if (!e.ok()) return e.status();
-  if (caller.empty() || e->sender_agency() != caller) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("the connection is ", caller.empty() ? "no agency" : caller,
-                     " but the envelope is from ", e->sender_agency()));
+  if (id == kHubSpiffeId) return policy::Caller::HubService();
+  absl::string_view rest = id;
+  if (absl::ConsumePrefix(&rest, kAgencySpiffePrefix)) {
+    std::string agency(rest);
+    return AgencyIdAccepted(agency) ? policy::Caller::Agency(agency) : policy::Caller::None();
   }
-  return absl::OkStatus();
+  if (absl::ConsumePrefix(&rest, kAdminSpiffePrefix)) {
+    std::string user(rest);
+    return UserIdAccepted(user) ? policy::Caller::HubAdmin(user) : policy::Caller::None();
+  }
+  return policy::Caller::None();
+}
+
+absl::StatusOr<policy::Caller> Admitted(const policy::Gate& gate,
+                                        const grpc::ServerContextBase& ctx, bool tls,
+                                        absl::string_view method) {
+  policy::Caller caller = CallerIdentity(ctx, tls);
+  RETURN_IF_ERROR(gate.Admit(caller, method));
+  return caller;
+}
+
+absl::Status AdmittedEnvelope(const policy::Gate& gate, const grpc::ServerContextBase& ctx,
+                              bool tls, absl::string_view method, const std::string& envelope) {
+  return gate.AdmitEnvelope(CallerIdentity(ctx, tls), method, envelope);
 }
 
 BlockingPool::BlockingPool(int threads) {

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "services/common/grpc_status.h"
+#include "services/policy/policy.h"
 
 namespace careloop {
 
@@ -75,22 +76,28 @@ grpc::ServerUnaryReactor* FinishUnaryOn(BlockingPool* pool, grpc::CallbackServer
 std::optional<std::string> PeerSpiffeId(const grpc::ServerContextBase& ctx);
 
 inline constexpr char kAgencySpiffePrefix[] = "spiffe://careloop/agency/";
+inline constexpr char kAdminSpiffePrefix[] = "spiffe://careloop/admin/";
 inline constexpr char kHubSpiffeId[] = "spiffe://careloop/hub";
 inline constexpr char kDevAgencyHeader[] = "x-careloop-dev-agency";
+inline constexpr char kDevAdminHeader[] = "x-careloop-dev-admin";
 
-// Who is calling: with TLS, the client certificate's agency, or "hub" for the
-// hub's own services; in dev mode (no TLS, loopback only) the agency named in
-// the x-careloop-dev-agency metadata. "" when there is none.
-std::string CallerIdentity(const grpc::ServerContextBase& ctx, bool tls);
+// Who is calling, for every service. With TLS: the client certificate's
+// single URI SAN: spiffe://careloop/hub (the hub's own services),
+// spiffe://careloop/admin/<user> (a hub admin) or
+// spiffe://careloop/agency/<id>; agency/hub, malformed ids and anything else
+// are nobody, whatever CA issued them. In dev mode (no TLS, loopback only) the
+// x-careloop-dev-agency or x-careloop-dev-admin header; the reserved id "hub"
+// is nobody, and the hub's services have no header (they reach the ledger on
+// its own socket).
+policy::Caller CallerIdentity(const grpc::ServerContextBase& ctx, bool tls);
 
-// The agency of the caller's verified client certificate, if any (a URI SAN
-// spiffe://careloop/agency/<id>).
-std::optional<std::string> CallerAgency(const grpc::ServerContextBase& ctx);
-
-// With TLS, a submitted envelope's sender must be the connection's identity
-// (an agency, or "hub" for the hub's own services); PERMISSION_DENIED if not.
-// Without TLS (dev mode) the signature alone decides.
-absl::Status EnvelopeSenderIsCaller(const grpc::ServerContextBase& ctx, bool tls,
-                                    const std::string& envelope);
+// The caller, admitted by `gate` for `method` (policy::Gate::Admit); the
+// error is the refusal.
+absl::StatusOr<policy::Caller> Admitted(const policy::Gate& gate,
+                                        const grpc::ServerContextBase& ctx, bool tls,
+                                        absl::string_view method);
+// The same for a call carrying a signed envelope (policy::Gate::AdmitEnvelope).
+absl::Status AdmittedEnvelope(const policy::Gate& gate, const grpc::ServerContextBase& ctx,
+                              bool tls, absl::string_view method, const std::string& envelope);
 
 }  // namespace careloop

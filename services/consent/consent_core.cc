@@ -15,24 +15,14 @@
 #include "base/strings.h"
 #include "services/consent/internal.h"
 #include "services/names/names.h"
+#include "services/policy/policy.h"
 #include "services/trust/append.h"
 #include "storage/validate.h"
 
 namespace careloop::consent {
 
 trust::RpcPolicy ConsentPolicy(absl::Duration max_clock_skew) {
-  trust::RpcPolicy p;
-  p.max_skew = max_clock_skew;
-  p.roles_by_payload_type[names::payload::kLinkIdentifier] = {"sender", "receiver", "admin"};
-  p.roles_by_payload_type[names::payload::kMergeSubjects] = {"admin", kComplianceRole,
-                                                             directory::kHubAdminRole};
-  p.roles_by_payload_type[names::payload::kGrantConsent] = {"sender", "receiver", "admin"};
-  p.roles_by_payload_type[names::payload::kAmendConsent] = {"sender", "receiver", "admin"};
-  p.roles_by_payload_type[names::payload::kRevokeConsent] = {"sender", "receiver", "admin",
-                                                             kComplianceRole};
-  p.roles_by_payload_type[names::payload::kBreakGlass] = {kEmergencyRole};
-  p.roles_by_payload_type[names::payload::kReviewBreakGlass] = {kComplianceRole};
-  return p;
+  return policy::ConsentTable().Envelopes("Submit", max_clock_skew);
 }
 
 ConsentCore::ConsentCore(storage::Ledger* ledger, directory::Agencies* directory,
@@ -43,9 +33,15 @@ ConsentCore::ConsentCore(storage::Ledger* ledger, directory::Agencies* directory
       directory_runner_(directory_runner),
       clock_(clock),
       options_(std::move(options)),
-      policy_(ConsentPolicy(options_.max_clock_skew)),
+      policy_(policy::ConsentTable().Envelopes("Submit", options_.max_clock_skew, directory)),
       seen_(ledger) {
   if (!options_.new_subject_id) options_.new_subject_id = DefaultSubjectId;
+}
+
+absl::Status ConsentCore::RecordRead(absl::string_view caller, absl::string_view rpc,
+                                     const google::protobuf::Message& request) {
+  if (caller.empty() || caller == directory::kHubAgency) return absl::OkStatus();  // internal
+  return ledger_->Append(trust::ReadRecord(caller, rpc, request)).status();
 }
 
 bool ConsentCore::IsCompliance(absl::string_view agency) const {
@@ -235,15 +231,17 @@ absl::StatusOr<v1::AppendRequest> ConsentCore::Plan(const trust::VerifiedEnvelop
                                                     std::string* assigned_id) {
   const std::string& type = v.envelope.payload_type();
   const std::string& sender = v.envelope.sender_agency();
-  if (sender == directory::kHubAgency && type != names::payload::kMergeSubjects) {
+  if (sender == directory::kHubAgency) {
     return absl::PermissionDeniedError(
-        absl::StrCat("the hub admin does not send ", type, "; the recording agency does"));
+        absl::StrCat("the hub admin does not send ", type, "; agencies and compliance do"));
   }
   absl::StatusOr<v1::AppendRequest> req;
   if (type == names::payload::kLinkIdentifier) {
     req = PlanLink(v, bytes);
   } else if (type == names::payload::kMergeSubjects) {
     req = PlanMerge(v, bytes);
+  } else if (type == names::payload::kUnmergeSubjects) {
+    req = PlanUnmerge(v, bytes);
   } else if (type == names::payload::kGrantConsent) {
     req = PlanGrant(v, bytes, assigned_id);
   } else if (type == names::payload::kAmendConsent || type == names::payload::kRevokeConsent) {

@@ -111,6 +111,10 @@ class ConsentCore final : public Decider, public SubjectRecords {
   // The 45 CFR §164.528(a)(1) exclusions careloop can tell from its events.
   bool IsExcludedFromAccounting(const v1::DisclosureRecorded& d, const SubjectState& st) const;
   bool MayRead(const v1::ConsentRecord& r, absl::string_view caller) const;
+  // A read of a person's records by an agency or compliance, recorded in
+  // the ledger (trust::ReadRecord); the hub's own decisions are not.
+  absl::Status RecordRead(absl::string_view caller, absl::string_view rpc,
+                          const google::protobuf::Message& request);
   absl::Status RequireCompliance(absl::string_view caller, absl::string_view what) const;
   absl::Status ValidateConsent(const v1::Consent& c) const;
   absl::Status ValidateRule(const v1::ConsentRule& r, int depth, int* count,
@@ -120,6 +124,20 @@ class ConsentCore final : public Decider, public SubjectRecords {
                                          std::string* assigned_id);
   absl::StatusOr<v1::AppendRequest> PlanLink(const trust::VerifiedEnvelope& v,
                                              absl::string_view bytes);
+  absl::StatusOr<v1::AppendRequest> PlanUnmerge(const trust::VerifiedEnvelope& v,
+                                                absl::string_view bytes);
+  // Object-level rules for people's records (DESIGN.md, "Authorization").
+  // PERMISSION_DENIED unless `agency` holds the identifier's authority.
+  absl::Status RequireAuthority(absl::string_view agency, const v1::Identifier& id) const;
+  // The identifier is of an authority the agency holds and that is not shared.
+  bool OwnIdentifier(absl::string_view agency, const v1::Identifier& id) const;
+  // Compliance; or an identifier the agency linked or resolved itself, of an
+  // authority of its own (not shared); or a referral about the person naming it.
+  absl::StatusOr<bool> HasRelationship(absl::string_view agency, const SubjectSet& set);
+  // The subject's set if `agency` has a relationship to it; PERMISSION_DENIED
+  // alike for an unrelated and a missing subject.
+  absl::StatusOr<SubjectSet> RelatedSubjects(absl::string_view agency,
+                                             absl::string_view subject_id);
   absl::StatusOr<v1::AppendRequest> PlanMerge(const trust::VerifiedEnvelope& v,
                                               absl::string_view bytes);
   absl::StatusOr<v1::AppendRequest> PlanGrant(const trust::VerifiedEnvelope& v,

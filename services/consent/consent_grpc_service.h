@@ -1,8 +1,5 @@
-// ConsentService over gRPC. The caller is its mTLS identity: an agency
-// (spiffe://careloop/agency/<id>) or the hub's own services
-// (spiffe://careloop/hub, as "hub"). In dev mode (no TLS, loopback only) the
-// caller names itself in the x-careloop-dev-agency metadata; that header is
-// ignored whenever TLS is on.
+// ConsentService over gRPC: each call admitted by the consent table
+// (policy::ConsentTable) for the caller CallerIdentity names, then the core.
 #pragma once
 
 #include "careloop/v1/consent.grpc.pb.h"
@@ -13,7 +10,8 @@ namespace careloop::consent {
 
 class ConsentGrpcService final : public v1::ConsentService::CallbackService {
  public:
-  ConsentGrpcService(ConsentCore* core, bool tls) : core_(core), tls_(tls) {}
+  ConsentGrpcService(ConsentCore* core, const directory::Agencies* agencies, bool tls)
+      : core_(core), tls_(tls), gate_(&policy::ConsentTable(), agencies, tls) {}
 
   grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* ctx,
                                    const v1::SubmitEnvelopeRequest* req,
@@ -38,11 +36,9 @@ class ConsentGrpcService final : public v1::ConsentService::CallbackService {
                                            v1::ListBreakGlassResponse* resp) override;
 
  private:
-  // The calling agency, "hub", or "" (no identity: every read is refused).
-  std::string Caller(const grpc::CallbackServerContext& ctx) const;
-
   ConsentCore* core_;
   bool tls_;
+  policy::Gate gate_;
   BlockingPool pool_{32};
 };
 

@@ -133,7 +133,7 @@ absl::StatusOr<v1::AppendRequest> ConsentCore::PlanGrant(const trust::VerifiedEn
     return absl::InvalidArgumentError("the recording agency is the envelope's sender");
   if (!c.recording_actor().empty() && c.recording_actor() != e.actor().user_id())
     return absl::InvalidArgumentError("the recording actor is the envelope's actor");
-  ASSIGN_OR_RETURN(SubjectSet set, Subjects(c.subject_id()));
+  ASSIGN_OR_RETURN(SubjectSet set, RelatedSubjects(e.sender_agency(), c.subject_id()));
   RETURN_IF_ERROR(ValidateConsent(c));
   *assigned_id = ConsentIdFor(e.sender_agency(), e.message_id());
   v1::AppendRequest req;
@@ -157,18 +157,20 @@ absl::StatusOr<v1::AppendRequest> ConsentCore::PlanAmendOrRevoke(const trust::Ve
   const std::string consent_id =
       revoke ? static_cast<const v1::RevokeConsent&>(*v.payload).consent_id()
              : static_cast<const v1::AmendConsent&>(*v.payload).consent_id();
-  ASSIGN_OR_RETURN(std::string subject, LocateConsent(consent_id));
-  ASSIGN_OR_RETURN(SubjectState st, Load(subject, /*with_disclosures=*/revoke));
+  const bool compliance = IsCompliance(e.sender_agency());
+  // A consent another agency recorded and one that does not exist are
+  // answered alike, naming nothing but what the sender gave.
+  const absl::Status not_yours = absl::PermissionDeniedError(absl::StrCat(
+      "agency ", e.sender_agency(), " recorded no consent ", consent_id,
+      "; only the recording agency or compliance may ", revoke ? "revoke" : "amend", " a consent"));
+  absl::StatusOr<std::string> subject = LocateConsent(consent_id);
+  if (absl::IsNotFound(subject.status()) && !compliance) return not_yours;
+  RETURN_IF_ERROR(subject.status());
+  ASSIGN_OR_RETURN(SubjectState st, Load(*subject, /*with_disclosures=*/revoke));
   auto it = st.consents.find(consent_id);
   if (it == st.consents.end()) return absl::DataLossError("a located consent is missing");
   const v1::ConsentRecord& r = it->second.record;
-  const bool recorder = r.consent().recording_agency() == e.sender_agency();
-  if (!recorder && !(revoke && IsCompliance(e.sender_agency()))) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("only the recording agency ", r.consent().recording_agency(),
-                     revoke ? " or a compliance agency" : "", " may ", revoke ? "revoke" : "amend",
-                     " consent ", consent_id));
-  }
+  if (r.consent().recording_agency() != e.sender_agency() && !compliance) return not_yours;
   if (r.consent().status() != v1::CONSENT_ACTIVE) {
     return absl::FailedPreconditionError(
         absl::StrCat("consent ", consent_id, " is no longer active (",
@@ -212,21 +214,26 @@ absl::StatusOr<v1::AppendRequest> ConsentCore::PlanAmendOrRevoke(const trust::Ve
 
 absl::StatusOr<v1::ConsentRecord> ConsentCore::GetConsent(absl::string_view consent_id,
                                                           absl::string_view caller) {
-  ASSIGN_OR_RETURN(std::string subject, LocateConsent(consent_id));
-  ASSIGN_OR_RETURN(SubjectState st, Load(subject, /*with_disclosures=*/true));
+  // A missing consent and one the caller may not read are answered alike.
+  const absl::Status hidden = absl::PermissionDeniedError(absl::StrCat(
+      "consent ", consent_id,
+      " is visible to its recording agency, the agencies holding data under it, and compliance"));
+  absl::StatusOr<std::string> subject = LocateConsent(consent_id);
+  if (absl::IsNotFound(subject.status()) && !IsCompliance(caller)) return hidden;
+  RETURN_IF_ERROR(subject.status());
+  ASSIGN_OR_RETURN(SubjectState st, Load(*subject, /*with_disclosures=*/true));
   auto it = st.consents.find(std::string(consent_id));
   if (it == st.consents.end()) return absl::DataLossError("a located consent is missing");
-  if (!MayRead(it->second.record, caller)) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "consent ", consent_id,
-        " is visible to its recording agency, the agencies holding data under it, and compliance"));
-  }
+  if (!MayRead(it->second.record, caller)) return hidden;
   v1::ConsentRecord r = it->second.record;
   const absl::Time now = clock_->Now();
   if (r.consent().status() == v1::CONSENT_ACTIVE && r.consent().period().end_unix_nanos() != 0 &&
       now >= absl::FromUnixNanos(r.consent().period().end_unix_nanos())) {
     r.mutable_consent()->set_status(v1::CONSENT_EXPIRED);
   }
+  v1::GetConsentRequest read;
+  read.set_consent_id(std::string(consent_id));
+  RETURN_IF_ERROR(RecordRead(caller, "GetConsent", read));
   return r;
 }
 
@@ -255,6 +262,7 @@ absl::StatusOr<v1::ListConsentsResponse> ConsentCore::ListConsents(
   }
   if (resp.consents().empty() && !compliance)
     return absl::PermissionDeniedError("no consent of this subject is visible to the caller");
+  RETURN_IF_ERROR(RecordRead(caller, "ListConsents", req));
   return resp;
 }
 
@@ -327,6 +335,7 @@ absl::StatusOr<v1::CheckConsentResponse> ConsentCore::Check(const v1::CheckConse
   sv = resp.add_read_versions();
   sv->set_stream(names::stream::Agency(recipient->agency_id()));
   sv->set_version(recipient->version());
+  RETURN_IF_ERROR(RecordRead(caller, "Check", req));
   return resp;
 }
 

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <deque>
+#include <map>
 #include <optional>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -62,7 +64,8 @@ absl::StatusOr<SubjectSet> ConsentCore::FollowSubjects(absl::string_view subject
     }
     const bool merges = std::any_of(events.begin(), events.end(), [](const v1::Event& e) {
       return e.header().type() == names::event::kMergeSubjects ||
-             e.header().type() == names::event::kSubjectMergedInto;
+             e.header().type() == names::event::kSubjectMergedInto ||
+             e.header().type() == names::event::kUnmergeSubjects;
     });
     if (merges) {
       ASSIGN_OR_RETURN(events, storage::ReadWholeStream(ledger_, SubjectStream(current)));
@@ -81,9 +84,27 @@ absl::StatusOr<SubjectSet> ConsentCore::FollowSubjects(absl::string_view subject
   while (!pending.empty()) {
     std::vector<v1::Event> stream = std::move(pending.front());
     pending.pop_front();
-    for (const v1::Event& e : stream) {
+    // A subject is a member while its last merge is not undone later
+    // (UnmergeSubjects); it may be merged, unmerged and merged again.
+    std::map<std::string, size_t> last_merge;
+    std::set<std::string> undone;
+    for (size_t i = 0; i < stream.size(); ++i) {
+      const v1::Event& e = stream[i];
+      if (e.header().type() == names::event::kMergeSubjects) {
+        ASSIGN_OR_RETURN(v1::MergeSubjects m, SignedPayload<v1::MergeSubjects>(e));
+        last_merge[m.merged_subject_id()] = i;
+        undone.erase(m.merged_subject_id());
+      } else if (e.header().type() == names::event::kUnmergeSubjects) {
+        ASSIGN_OR_RETURN(v1::UnmergeSubjects u, SignedPayload<v1::UnmergeSubjects>(e));
+        undone.insert(u.merged_subject_id());
+      }
+    }
+    for (size_t i = 0; i < stream.size(); ++i) {
+      const v1::Event& e = stream[i];
       if (e.header().type() != names::event::kMergeSubjects) continue;
       ASSIGN_OR_RETURN(v1::MergeSubjects m, SignedPayload<v1::MergeSubjects>(e));
+      if (undone.contains(m.merged_subject_id()) || last_merge[m.merged_subject_id()] != i)
+        continue;
       if (set.members.size() >= kMaxMembers) {
         return absl::ResourceExhaustedError(
             absl::StrCat("subject ", set.survivor, " has more than ", kMaxMembers, " merged ids"));
@@ -101,8 +122,10 @@ absl::StatusOr<SubjectSet> ConsentCore::FollowSubjects(absl::string_view subject
 absl::StatusOr<v1::AppendRequest> ConsentCore::PlanLink(const trust::VerifiedEnvelope& v,
                                                         absl::string_view bytes) {
   const auto& p = static_cast<const v1::LinkIdentifier&>(*v.payload);
+  const std::string& sender = v.envelope.sender_agency();
   RETURN_IF_ERROR(ValidateIdentifier(p.identifier()));
-  ASSIGN_OR_RETURN(SubjectSet set, Subjects(p.subject_id()));
+  RETURN_IF_ERROR(RequireAuthority(sender, p.identifier()));
+  ASSIGN_OR_RETURN(SubjectSet set, RelatedSubjects(sender, p.subject_id()));
   const std::string ident = IdentifierStream(p.identifier());
   ASSIGN_OR_RETURN(std::vector<v1::Event> claimed, storage::ReadWholeStream(ledger_, ident));
   if (!claimed.empty()) {
@@ -112,6 +135,7 @@ absl::StatusOr<v1::AppendRequest> ConsentCore::PlanLink(const trust::VerifiedEnv
       return absl::AlreadyExistsError(
           absl::StrCat("the identifier is already linked to subject ", set.survivor));
     }
+    // The authority is the sender's own, so the other subject is one it may know of.
     return absl::FailedPreconditionError(
         absl::StrCat("the identifier belongs to subject ", owner.survivor, ", not ", set.survivor,
                      "; if they are one person, merge the subjects (MergeSubjects)"));
@@ -131,8 +155,9 @@ absl::StatusOr<v1::AppendRequest> ConsentCore::PlanMerge(const trust::VerifiedEn
                                                          absl::string_view bytes) {
   const auto& p = static_cast<const v1::MergeSubjects&>(*v.payload);
   if (p.reason().empty()) return absl::InvalidArgumentError("a merge states its reason");
-  ASSIGN_OR_RETURN(SubjectSet survivor, Subjects(p.surviving_subject_id()));
-  ASSIGN_OR_RETURN(SubjectSet merged, Subjects(p.merged_subject_id()));
+  const std::string& sender = v.envelope.sender_agency();
+  ASSIGN_OR_RETURN(SubjectSet survivor, RelatedSubjects(sender, p.surviving_subject_id()));
+  ASSIGN_OR_RETURN(SubjectSet merged, RelatedSubjects(sender, p.merged_subject_id()));
   if (survivor.survivor != p.surviving_subject_id()) {
     return absl::FailedPreconditionError(absl::StrCat("subject ", p.surviving_subject_id(),
                                                       " was merged into ", survivor.survivor,
@@ -156,6 +181,106 @@ absl::StatusOr<v1::AppendRequest> ConsentCore::PlanMerge(const trust::VerifiedEn
   return req;
 }
 
+absl::StatusOr<v1::AppendRequest> ConsentCore::PlanUnmerge(const trust::VerifiedEnvelope& v,
+                                                           absl::string_view bytes) {
+  const auto& p = static_cast<const v1::UnmergeSubjects&>(*v.payload);
+  if (p.reason().empty()) return absl::InvalidArgumentError("an unmerge states its reason");
+  RETURN_IF_ERROR(storage::ValidateToken(p.merged_subject_id(), "subject id"));
+  ASSIGN_OR_RETURN(std::vector<v1::Event> merged,
+                   storage::ReadWholeStream(ledger_, SubjectStream(p.merged_subject_id())));
+  bool into = false;
+  if (!merged.empty() && merged.back().header().type() == names::event::kSubjectMergedInto) {
+    ASSIGN_OR_RETURN(v1::SubjectMergedInto m, HubPayload<v1::SubjectMergedInto>(merged.back()));
+    into = m.surviving_subject_id() == p.surviving_subject_id();
+  }
+  if (!into) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("subject ", p.merged_subject_id(), " is not merged into ",
+                     p.surviving_subject_id(), " now; nothing to undo"));
+  }
+  ASSIGN_OR_RETURN(std::vector<v1::Event> survivor,
+                   storage::ReadWholeStream(ledger_, SubjectStream(p.surviving_subject_id()),
+                                            /*include_payloads=*/false));
+  v1::AppendRequest req;
+  AddEvent(&req, SubjectStream(p.surviving_subject_id()), names::event::kUnmergeSubjects,
+           p.surviving_subject_id(), std::string(bytes));
+  v1::SubjectRef ref;
+  ref.set_subject_id(p.surviving_subject_id());
+  AddEvent(&req, SubjectStream(p.merged_subject_id()), names::event::kSubjectUnmerged,
+           p.merged_subject_id(), ref.SerializeAsString());
+  Expect(&req, SubjectStream(p.surviving_subject_id()), VersionOf(survivor));
+  Expect(&req, SubjectStream(p.merged_subject_id()), VersionOf(merged));
+  return req;
+}
+
+absl::Status ConsentCore::RequireAuthority(absl::string_view agency,
+                                           const v1::Identifier& id) const {
+  if (directory_->Authority(agency, id.authority()).holds) return absl::OkStatus();
+  // The same answer whether or not the hub knows the identifier.
+  return absl::PermissionDeniedError(
+      absl::StrCat("agency ", agency, " does not hold the identifier authority ", id.authority(),
+                   "; an agency resolves and links identifiers of its own authorities only"));
+}
+
+bool ConsentCore::OwnIdentifier(absl::string_view agency, const v1::Identifier& id) const {
+  const directory::AuthorityUse use = directory_->Authority(agency, id.authority());
+  return use.holds && !use.shared;
+}
+
+absl::StatusOr<bool> ConsentCore::HasRelationship(absl::string_view agency, const SubjectSet& set) {
+  if (IsCompliance(agency)) return true;
+  for (const std::string& member : set.members) {
+    ASSIGN_OR_RETURN(std::vector<v1::Event> events,
+                     storage::ReadWholeStream(ledger_, SubjectStream(member)));
+    for (const v1::Event& e : events) {
+      const std::string& type = e.header().type();
+      if (type == names::event::kSubjectCreated) {
+        ASSIGN_OR_RETURN(v1::SubjectCreated c, HubPayload<v1::SubjectCreated>(e));
+        if (c.created_by_agency() != agency) continue;
+        for (const v1::Identifier& id : c.identifiers()) {
+          if (OwnIdentifier(agency, id)) return true;
+        }
+      } else if (type == names::event::kLinkIdentifier) {
+        v1::Envelope env;
+        ASSIGN_OR_RETURN(v1::LinkIdentifier l, SignedPayload<v1::LinkIdentifier>(e, &env));
+        if (env.sender_agency() == agency && OwnIdentifier(agency, l.identifier())) return true;
+      }
+    }
+    // A referral about the person that names the agency (its sender or a
+    // recipient it was routed to).
+    v1::ReadIndexRequest q;
+    q.set_subject(member);
+    q.set_limit(1000);
+    while (true) {
+      ASSIGN_OR_RETURN(v1::ReadResponse page, ledger_->ReadIndex(q));
+      for (const v1::Event& e : page.events()) {
+        if (!names::stream::ReferralKeyOf(e.header().stream()).empty() &&
+            Contains(e.header().agencies(), agency)) {
+          return true;
+        }
+        q.set_after_seq(e.header().seq());
+      }
+      if (!page.more() || page.events().empty()) break;
+    }
+  }
+  return false;
+}
+
+absl::StatusOr<SubjectSet> ConsentCore::RelatedSubjects(absl::string_view agency,
+                                                        absl::string_view subject_id) {
+  // A subject that does not exist and one the agency has nothing to do with
+  // are answered alike.
+  const absl::Status unrelated = absl::PermissionDeniedError(absl::StrCat(
+      "agency ", agency, " has no relationship to subject ", subject_id,
+      " (an identifier it linked of an authority of its own, or a referral about them)"));
+  absl::StatusOr<SubjectSet> set = Subjects(subject_id);
+  if (absl::IsNotFound(set.status())) return IsCompliance(agency) ? set.status() : unrelated;
+  RETURN_IF_ERROR(set.status());
+  ASSIGN_OR_RETURN(bool related, HasRelationship(agency, *set));
+  if (!related) return unrelated;
+  return set;
+}
+
 absl::StatusOr<PlannedSubject> ConsentCore::PlanResolve(const v1::ResolveSubjectRequest& req,
                                                         absl::string_view caller) {
   if (caller.empty())
@@ -172,6 +297,7 @@ absl::StatusOr<PlannedSubject> ConsentCore::PlanResolve(const v1::ResolveSubject
   std::set<std::string> streams;
   for (const v1::Identifier& id : req.identifiers()) {
     RETURN_IF_ERROR(ValidateIdentifier(id));
+    if (caller != directory::kHubAgency) RETURN_IF_ERROR(RequireAuthority(caller, id));
     if (!streams.insert(IdentifierStream(id)).second)
       return absl::InvalidArgumentError("the same identifier is given twice");
   }

@@ -28,6 +28,14 @@ struct HubAdmin {
   std::set<std::string> users = {"hub-admin"};  // user ids allowed to act as hub admin
 };
 
+// Whether an agency may use identifiers of an authority, and whether the
+// authority is shared (then holding it is not by itself a relationship to a
+// person).
+struct AuthorityUse {
+  bool holds = false;
+  bool shared = false;
+};
+
 // Agencies, actors and keys: as the envelope verifier sees them
 // (EnvelopeDirectory), and as records. Thread-safe.
 class Agencies : public trust::EnvelopeDirectory {
@@ -37,6 +45,10 @@ class Agencies : public trust::EnvelopeDirectory {
   // Every agency, by id.
   virtual std::vector<v1::AgencyRecord> All() const = 0;
   virtual const HubAdmin& admin() const = 0;
+  // An authority "<agency id>/<name>" is that agency's own; any other only
+  // the holders its SetIdentifierAuthority record names.
+  virtual AuthorityUse Authority(absl::string_view agency_id,
+                                 absl::string_view authority) const = 0;
 };
 
 // Open slots now: the last report minus the referrals accepted since.

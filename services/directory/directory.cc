@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/status.h"
 #include "services/names/names.h"
+#include "services/policy/policy.h"
 #include "services/trust/append.h"
 #include "storage/validate.h"
 
@@ -92,6 +93,8 @@ absl::Status DirectoryState::Apply(const std::vector<v1::Event>& events) {
     const std::string& stream = e.header().stream();
     if (absl::StartsWith(stream, kAgencyPrefix) || absl::StartsWith(stream, kCapacityPrefix)) {
       RETURN_IF_ERROR(ApplyOne(e));
+    } else if (absl::StartsWith(stream, names::stream::kAuthorityPrefix)) {
+      RETURN_IF_ERROR(ApplyAuthority(e));
     }
     applied_ = e.header().seq();
   }
@@ -101,7 +104,8 @@ absl::Status DirectoryState::Apply(const std::vector<v1::Event>& events) {
 storage::Projection::PayloadFilter DirectoryState::PayloadsWanted() const {
   return [](const v1::EventHeader& h) {
     return absl::StartsWith(h.stream(), kAgencyPrefix) ||
-           absl::StartsWith(h.stream(), kCapacityPrefix);
+           absl::StartsWith(h.stream(), kCapacityPrefix) ||
+           absl::StartsWith(h.stream(), names::stream::kAuthorityPrefix);
   };
 }
 
@@ -253,6 +257,45 @@ absl::Status DirectoryState::ApplyOne(const v1::Event& event) {
   return absl::OkStatus();
 }
 
+absl::Status DirectoryState::ApplyAuthority(const v1::Event& event) {
+  const uint64_t seq = event.header().seq();
+  v1::Envelope env;
+  v1::SetIdentifierAuthority p;
+  if (!env.ParseFromString(event.payload()) ||
+      env.payload_type() != names::payload::kSetIdentifierAuthority ||
+      !p.ParseFromString(env.payload())) {
+    return Unparsed(seq);
+  }
+  std::string name = p.authority();
+  authorities_[name] = {std::move(p), event.header().stream_version()};
+  return absl::OkStatus();
+}
+
+AuthorityUse DirectoryState::Authority(absl::string_view agency_id,
+                                       absl::string_view authority) const {
+  AuthorityUse use;
+  if (agency_id.empty() || agency_id == kHubAgency) return use;
+  if (absl::StartsWith(authority, absl::StrCat(agency_id, "/"))) {
+    use.holds = true;
+    return use;
+  }
+  absl::MutexLock lock(&mu_);
+  auto it = authorities_.find(authority);
+  if (it == authorities_.end()) return use;
+  const v1::SetIdentifierAuthority& r = it->second.first;
+  use.holds = std::find(r.holders().begin(), r.holders().end(), agency_id) != r.holders().end();
+  use.shared = r.shared();
+  return use;
+}
+
+std::optional<std::pair<v1::SetIdentifierAuthority, uint64_t>> DirectoryState::AuthorityRecord(
+    absl::string_view authority) const {
+  absl::MutexLock lock(&mu_);
+  auto it = authorities_.find(authority);
+  if (it == authorities_.end()) return std::nullopt;
+  return it->second;
+}
+
 absl::StatusOr<std::optional<trust::AgencyView>> DirectoryState::FindAgency(
     absl::string_view agency_id) {
   trust::AgencyView view;
@@ -292,19 +335,7 @@ std::vector<v1::AgencyRecord> DirectoryState::All() const {
 // ---- DirectoryCore ----
 
 trust::RpcPolicy DirectoryPolicy(absl::Duration max_clock_skew) {
-  trust::RpcPolicy p;
-  p.max_skew = max_clock_skew;
-  for (const char* t : {names::payload::kRegisterAgency, names::payload::kSetAgencyStatus,
-                        names::payload::kAddAgencyKey, names::payload::kRevokeAgencyKey}) {
-    p.roles_by_payload_type[t] = {kHubAdminRole};
-  }
-  for (const char* t : {names::payload::kUpdateAgencyProfile, names::payload::kSetActor,
-                        names::payload::kRemoveActor}) {
-    p.roles_by_payload_type[t] = {kHubAdminRole, kAgencyAdminRole};
-  }
-  p.roles_by_payload_type[names::payload::kReportCapacity] = {kHubAdminRole, kAgencyAdminRole,
-                                                              "receiver"};
-  return p;
+  return policy::DirectoryTable().Envelopes("Submit", max_clock_skew);
 }
 
 DirectoryCore::DirectoryCore(storage::Ledger* ledger, DirectoryState* state,
@@ -314,14 +345,41 @@ DirectoryCore::DirectoryCore(storage::Ledger* ledger, DirectoryState* state,
       state_(state),
       runner_(runner),
       clock_(clock),
-      policy_(DirectoryPolicy(max_clock_skew)),
+      policy_(policy::DirectoryTable().Envelopes("Submit", max_clock_skew, state)),
       seen_(ledger),
       service_codes_(std::move(service_codes)) {}
+
+absl::StatusOr<v1::AppendRequest> DirectoryCore::PlanAuthority(const trust::VerifiedEnvelope& v,
+                                                               absl::string_view bytes) const {
+  const auto& p = static_cast<const v1::SetIdentifierAuthority&>(*v.payload);
+  RETURN_IF_ERROR(storage::ValidateToken(p.authority(), "authority"));
+  if (const size_t slash = p.authority().find('/'); slash != std::string::npos) {
+    return absl::InvalidArgumentError(
+        "an authority '<agency id>/<name>' belongs to that agency and needs no record; a "
+        "record names an authority without '/'");
+  }
+  if (p.reason().empty()) return absl::InvalidArgumentError("an authority change states why");
+  std::set<std::string> seen;
+  for (const std::string& h : p.holders()) {
+    std::optional<v1::AgencyRecord> a = state_->Get(h);
+    if (!a.has_value()) return absl::NotFoundError(absl::StrCat("no agency ", h));
+    if (!seen.insert(h).second)
+      return absl::InvalidArgumentError(absl::StrCat("agency ", h, " is named twice"));
+  }
+  const std::string stream = names::stream::Authority(p.authority());
+  std::optional<std::pair<v1::SetIdentifierAuthority, uint64_t>> current =
+      state_->AuthorityRecord(p.authority());
+  v1::AppendRequest req;
+  trust::AddEvent(&req, stream, names::event::kSetIdentifierAuthority, "", std::string(bytes));
+  trust::Expect(&req, stream, current.has_value() ? current->second : 0);
+  return req;
+}
 
 absl::StatusOr<v1::AppendRequest> DirectoryCore::Plan(const trust::VerifiedEnvelope& v,
                                                       absl::string_view bytes,
                                                       absl::Time received) const {
   const v1::Envelope& e = v.envelope;
+  if (e.payload_type() == names::payload::kSetIdentifierAuthority) return PlanAuthority(v, bytes);
   const google::protobuf::Message& payload = *v.payload;
   const google::protobuf::FieldDescriptor* id_field =
       payload.GetDescriptor()->FindFieldByName("agency_id");

@@ -42,8 +42,13 @@ class DirectoryState final : public storage::Projection, public Agencies {
   // Only the directory's own streams' payloads (agency/, capacity/).
   PayloadFilter PayloadsWanted() const override;
   const HubAdmin& admin() const override { return admin_; }
+  AuthorityUse Authority(absl::string_view agency_id, absl::string_view authority) const override;
+  // The authority's record (SetIdentifierAuthority) and its stream version.
+  std::optional<std::pair<v1::SetIdentifierAuthority, uint64_t>> AuthorityRecord(
+      absl::string_view authority) const;
 
  private:
+  absl::Status ApplyAuthority(const v1::Event& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ApplyOne(const v1::Event& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A capacity slot taken or released by a referral (hub-written).
   absl::Status ApplySlot(const v1::Event& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -51,6 +56,8 @@ class DirectoryState final : public storage::Projection, public Agencies {
   HubAdmin admin_;
   mutable absl::Mutex mu_;
   std::map<std::string, v1::AgencyRecord> agencies_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::pair<v1::SetIdentifierAuthority, uint64_t>, std::less<>> authorities_
+      ABSL_GUARDED_BY(mu_);
   uint64_t applied_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
@@ -81,6 +88,8 @@ class DirectoryCore {
   void MaskFor(v1::AgencyRecord* r, absl::string_view viewer) const;
   absl::StatusOr<v1::AppendRequest> Plan(const trust::VerifiedEnvelope& v, absl::string_view bytes,
                                          absl::Time received) const;
+  absl::StatusOr<v1::AppendRequest> PlanAuthority(const trust::VerifiedEnvelope& v,
+                                                  absl::string_view bytes) const;
 
   storage::Ledger* ledger_;
   DirectoryState* state_;

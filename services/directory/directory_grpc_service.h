@@ -1,7 +1,5 @@
-// DirectoryService over gRPC. The caller's agency is its mTLS identity (the
-// URI SAN spiffe://careloop/agency/<id>); a submitted envelope must be sent by
-// that agency. In dev mode (no TLS) there is no identity: reads see what an
-// anonymous agency sees, and submissions are checked by signature alone.
+// DirectoryService over gRPC: each call admitted by the directory table
+// (policy::DirectoryTable) for the caller CallerIdentity names, then the core.
 #pragma once
 
 #include <optional>
@@ -9,13 +7,14 @@
 
 #include "careloop/v1/directory.grpc.pb.h"
 #include "services/directory/directory.h"
+#include "services/policy/policy.h"
 
 namespace careloop::directory {
 
 class DirectoryGrpcService final : public v1::DirectoryService::CallbackService {
  public:
-  DirectoryGrpcService(DirectoryCore* core, bool tls_required)
-      : core_(core), tls_required_(tls_required) {}
+  DirectoryGrpcService(DirectoryCore* core, const Agencies* agencies, bool tls)
+      : core_(core), tls_(tls), gate_(&policy::DirectoryTable(), agencies, tls) {}
 
   grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* ctx,
                                    const v1::SubmitEnvelopeRequest* req,
@@ -31,11 +30,9 @@ class DirectoryGrpcService final : public v1::DirectoryService::CallbackService 
                                            v1::SearchAgenciesResponse* resp) override;
 
  private:
-  // The caller's agency; UNAUTHENTICATED when TLS is required and none is given.
-  absl::StatusOr<std::string> Caller(const grpc::CallbackServerContext& ctx) const;
-
   DirectoryCore* core_;
-  bool tls_required_;
+  bool tls_;
+  policy::Gate gate_;
 };
 
 }  // namespace careloop::directory

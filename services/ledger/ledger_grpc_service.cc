@@ -120,19 +120,29 @@ class TailReactor final : public grpc::ServerWriteReactor<v1::TailResponse> {
   v1::TailResponse response_;
 };
 
+// A Tail the policy refused: finishes at once.
+class RefusedTail final : public grpc::ServerWriteReactor<v1::TailResponse> {
+ public:
+  explicit RefusedTail(const absl::Status& refused) { Finish(ToGrpcStatus(refused)); }
+  void OnDone() override { delete this; }
+};
+
 }  // namespace
 
-absl::Status LedgerGrpcService::CheckCaller(const grpc::ServerContextBase& ctx) const {
-  if (!tls_required_ || PeerSpiffeId(ctx) == "spiffe://careloop/hub") return absl::OkStatus();
-  return absl::PermissionDeniedError(
-      "LedgerService is internal: only the hub's own services (spiffe://careloop/hub) may call it");
+absl::Status LedgerGrpcService::CheckCaller(const grpc::ServerContextBase& ctx,
+                                            absl::string_view method) const {
+  // On the unix socket the 0700 directory around it is the check: whoever
+  // reaches it runs as the hub. Over TCP, the hub's own certificate only.
+  const policy::Caller caller = transport_ == Transport::kMutualTls ? CallerIdentity(ctx, true)
+                                                                    : policy::Caller::HubService();
+  return gate_.Admit(caller, method);
 }
 
 grpc::ServerUnaryReactor* LedgerGrpcService::Append(grpc::CallbackServerContext* ctx,
                                                     const v1::AppendRequest* req,
                                                     v1::AppendResponse* resp) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (absl::Status allowed = CheckCaller(*ctx); !allowed.ok()) {
+  if (absl::Status allowed = CheckCaller(*ctx, "Append"); !allowed.ok()) {
     reactor->Finish(ToGrpcStatus(allowed));
     return reactor;
   }
@@ -147,25 +157,27 @@ grpc::ServerUnaryReactor* LedgerGrpcService::Append(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* LedgerGrpcService::Read(grpc::CallbackServerContext* ctx,
                                                   const v1::ReadRequest* req,
                                                   v1::ReadResponse* resp) {
-  return FinishUnary(ctx, CheckCaller(*ctx), resp, [&] { return ledger_->Read(*req); });
+  return FinishUnary(ctx, CheckCaller(*ctx, "Read"), resp, [&] { return ledger_->Read(*req); });
 }
 
 grpc::ServerUnaryReactor* LedgerGrpcService::ReadStream(grpc::CallbackServerContext* ctx,
                                                         const v1::ReadStreamRequest* req,
                                                         v1::ReadResponse* resp) {
-  return FinishUnary(ctx, CheckCaller(*ctx), resp, [&] { return ledger_->ReadStream(*req); });
+  return FinishUnary(ctx, CheckCaller(*ctx, "ReadStream"), resp,
+                     [&] { return ledger_->ReadStream(*req); });
 }
 
 grpc::ServerUnaryReactor* LedgerGrpcService::ReadIndex(grpc::CallbackServerContext* ctx,
                                                        const v1::ReadIndexRequest* req,
                                                        v1::ReadResponse* resp) {
-  return FinishUnary(ctx, CheckCaller(*ctx), resp, [&] { return ledger_->ReadIndex(*req); });
+  return FinishUnary(ctx, CheckCaller(*ctx, "ReadIndex"), resp,
+                     [&] { return ledger_->ReadIndex(*req); });
 }
 
 grpc::ServerUnaryReactor* LedgerGrpcService::GetStreamVersion(grpc::CallbackServerContext* ctx,
                                                               const v1::StreamVersionRequest* req,
                                                               v1::StreamVersionResponse* resp) {
-  return FinishUnary(ctx, CheckCaller(*ctx), resp,
+  return FinishUnary(ctx, CheckCaller(*ctx, "GetStreamVersion"), resp,
                      [&]() -> absl::StatusOr<v1::StreamVersionResponse> {
                        absl::StatusOr<uint64_t> v = ledger_->StreamVersion(req->stream());
                        if (!v.ok()) return v.status();
@@ -177,52 +189,57 @@ grpc::ServerUnaryReactor* LedgerGrpcService::GetStreamVersion(grpc::CallbackServ
 
 grpc::ServerWriteReactor<v1::TailResponse>* LedgerGrpcService::Tail(
     grpc::CallbackServerContext* ctx, const v1::TailRequest* req) {
+  if (absl::Status allowed = CheckCaller(*ctx, "Tail"); !allowed.ok())
+    return new RefusedTail(allowed);
   return new TailReactor(ledger_, *req);
 }
 
 grpc::ServerUnaryReactor* LedgerGrpcService::GetHead(grpc::CallbackServerContext* ctx,
                                                      const v1::GetHeadRequest* req,
                                                      v1::SignedHead* resp) {
-  return FinishUnary(ctx, CheckCaller(*ctx), resp, [&] { return ledger_->Head(req->tree_size()); });
+  return FinishUnary(ctx, CheckCaller(*ctx, "GetHead"), resp,
+                     [&] { return ledger_->Head(req->tree_size()); });
 }
 
 grpc::ServerUnaryReactor* LedgerGrpcService::ProveInclusion(grpc::CallbackServerContext* ctx,
                                                             const v1::ProveInclusionRequest* req,
                                                             v1::InclusionProof* resp) {
-  return FinishUnary(ctx, CheckCaller(*ctx), resp,
+  return FinishUnary(ctx, CheckCaller(*ctx, "ProveInclusion"), resp,
                      [&] { return ledger_->ProveInclusion(req->seq(), req->tree_size()); });
 }
 
 grpc::ServerUnaryReactor* LedgerGrpcService::ProveConsistency(
     grpc::CallbackServerContext* ctx, const v1::ProveConsistencyRequest* req,
     v1::ConsistencyProof* resp) {
-  return FinishUnary(ctx, CheckCaller(*ctx), resp,
+  return FinishUnary(ctx, CheckCaller(*ctx, "ProveConsistency"), resp,
                      [&] { return ledger_->ProveConsistency(req->size1(), req->size2()); });
 }
 
 grpc::ServerUnaryReactor* LedgerGrpcService::GetReceipt(grpc::CallbackServerContext* ctx,
                                                         const v1::GetReceiptRequest* req,
                                                         v1::Receipt* resp) {
-  return FinishUnary(ctx, CheckCaller(*ctx), resp, [&] { return ledger_->GetReceipt(req->seq()); });
+  return FinishUnary(ctx, CheckCaller(*ctx, "GetReceipt"), resp,
+                     [&] { return ledger_->GetReceipt(req->seq()); });
 }
 
 grpc::ServerUnaryReactor* LedgerGrpcService::GetCursor(grpc::CallbackServerContext* ctx,
                                                        const v1::GetCursorRequest* req,
                                                        v1::GetCursorResponse* resp) {
-  return FinishUnary(ctx, CheckCaller(*ctx), resp, [&]() -> absl::StatusOr<v1::GetCursorResponse> {
-    absl::StatusOr<std::optional<uint64_t>> c = ledger_->GetCursor(req->name());
-    if (!c.ok()) return c.status();
-    v1::GetCursorResponse r;
-    r.set_exists(c->has_value());
-    r.set_position(c->value_or(0));
-    return r;
-  });
+  return FinishUnary(ctx, CheckCaller(*ctx, "GetCursor"), resp,
+                     [&]() -> absl::StatusOr<v1::GetCursorResponse> {
+                       absl::StatusOr<std::optional<uint64_t>> c = ledger_->GetCursor(req->name());
+                       if (!c.ok()) return c.status();
+                       v1::GetCursorResponse r;
+                       r.set_exists(c->has_value());
+                       r.set_position(c->value_or(0));
+                       return r;
+                     });
 }
 
 grpc::ServerUnaryReactor* LedgerGrpcService::Backup(grpc::CallbackServerContext* ctx,
                                                     const v1::BackupRequest* req,
                                                     v1::BackupResponse* resp) {
-  return FinishUnary(ctx, CheckCaller(*ctx), resp,
+  return FinishUnary(ctx, CheckCaller(*ctx, "Backup"), resp,
                      [&] { return ledger_->Backup(req->directory()); });
 }
 

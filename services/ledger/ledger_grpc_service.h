@@ -4,16 +4,22 @@
 #pragma once
 
 #include "careloop/v1/ledger.grpc.pb.h"
+#include "services/policy/policy.h"
 #include "storage/local_ledger.h"
 
 namespace careloop::ledger {
 
 class LedgerGrpcService final : public v1::LedgerService::CallbackService {
  public:
-  // With TLS, only the hub's own services (client certificate URI SAN
-  // spiffe://careloop/hub) may call; agencies never reach the ledger.
-  LedgerGrpcService(storage::LocalLedger* ledger, bool tls_required = false)
-      : ledger_(ledger), tls_required_(tls_required) {}
+  // How the ledger's own listener is reached: a unix socket in a 0700
+  // directory (whoever reaches it runs as the hub), or TCP with mTLS, where
+  // only the hub's service certificate (spiffe://careloop/hub) is admitted.
+  // Never registered on the agencies' listener (careloopd's Hub::Serve).
+  enum class Transport { kUnixSocket, kMutualTls };
+  LedgerGrpcService(storage::LocalLedger* ledger, Transport transport)
+      : ledger_(ledger),
+        transport_(transport),
+        gate_(&policy::LedgerTable(), nullptr, transport == Transport::kMutualTls) {}
 
   grpc::ServerUnaryReactor* Append(grpc::CallbackServerContext* ctx, const v1::AppendRequest* req,
                                    v1::AppendResponse* resp) override;
@@ -48,10 +54,12 @@ class LedgerGrpcService final : public v1::LedgerService::CallbackService {
                                    v1::BackupResponse* resp) override;
 
  private:
-  absl::Status CheckCaller(const grpc::ServerContextBase& ctx) const;
+  // The ledger's table (policy::LedgerTable) for this connection.
+  absl::Status CheckCaller(const grpc::ServerContextBase& ctx, absl::string_view method) const;
 
   storage::LocalLedger* ledger_;
-  bool tls_required_;
+  Transport transport_;
+  policy::Gate gate_;
 };
 
 }  // namespace careloop::ledger

@@ -15,7 +15,8 @@ const std::vector<std::string_view>& All() {
       kMergeSubjects,    kGrantConsent,         kAmendConsent,
       kRevokeConsent,    kBreakGlass,           kReviewBreakGlass,
       kReferralManifest, kUpdateReferralStatus, kReferralMessage,
-      kSetWebhook,       kReplayDeadLetters};
+      kSetWebhook,       kReplayDeadLetters,    kSetIdentifierAuthority,
+      kUnmergeSubjects};
   return all;
 }
 }  // namespace payload
@@ -30,8 +31,10 @@ const std::vector<std::string_view>& All() {
                                                     kSetActor,
                                                     kRemoveActor,
                                                     kReportCapacity,
+                                                    kSetIdentifierAuthority,
                                                     kLinkIdentifier,
                                                     kMergeSubjects,
+                                                    kUnmergeSubjects,
                                                     kGrantConsent,
                                                     kAmendConsent,
                                                     kRevokeConsent,
@@ -45,6 +48,7 @@ const std::vector<std::string_view>& All() {
                                                     kSubjectCreated,
                                                     kIdentifierClaimed,
                                                     kSubjectMergedInto,
+                                                    kSubjectUnmerged,
                                                     kConsentLocated,
                                                     kConsentRevocationNotice,
                                                     kBreakGlassInvoked,
@@ -80,6 +84,9 @@ const std::vector<std::string_view>& All() {
 namespace stream {
 std::string Agency(absl::string_view agency) { return absl::StrCat(kAgencyPrefix, agency); }
 std::string Capacity(absl::string_view agency) { return absl::StrCat(kCapacityPrefix, agency); }
+std::string Authority(absl::string_view authority) {
+  return absl::StrCat(kAuthorityPrefix, authority);
+}
 std::string Message(absl::string_view sender, absl::string_view message_id) {
   return absl::StrCat(kMessagePrefix, sender, "/", message_id);
 }
@@ -120,10 +127,10 @@ std::string ReferralKeyOf(absl::string_view stream) {
 
 const std::vector<std::string_view>& AllPrefixes() {
   static const std::vector<std::string_view> all = {
-      kAgencyPrefix,    kCapacityPrefix,   kMessagePrefix,    kSubjectPrefix,    kConsentPrefix,
-      kConsentIdPrefix, kDisclosurePrefix, kIdentifierPrefix, kBreakGlassPrefix, kReferralPrefix,
-      kThreadPrefix,    kDedupePrefix,     kConsumersPrefix,  kNotifyPrefix,     kDeliveryPrefix,
-      kWebhookPrefix,   kAuditPrefix,      kSubmitKeyPrefix};
+      kAgencyPrefix,   kCapacityPrefix,  kAuthorityPrefix,  kMessagePrefix,    kSubjectPrefix,
+      kConsentPrefix,  kConsentIdPrefix, kDisclosurePrefix, kIdentifierPrefix, kBreakGlassPrefix,
+      kReferralPrefix, kThreadPrefix,    kDedupePrefix,     kConsumersPrefix,  kNotifyPrefix,
+      kDeliveryPrefix, kWebhookPrefix,   kAuditPrefix,      kSubmitKeyPrefix};
   return all;
 }
 }  // namespace stream

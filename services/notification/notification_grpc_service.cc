@@ -82,21 +82,16 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::Notification>
 
 }  // namespace
 
-absl::StatusOr<std::string> NotificationGrpcService::Agency(
-    const grpc::CallbackServerContext& ctx) const {
-  std::string agency = CallerIdentity(ctx, tls_);
-  if (agency.empty()) {
-    return absl::UnauthenticatedError(
-        tls_ ? "no client certificate names an agency"
-             : "dev mode: name the calling agency (x-careloop-dev-agency, careloop --dev-agency)");
-  }
-  return agency;
+absl::StatusOr<std::string> NotificationGrpcService::Agency(const grpc::CallbackServerContext& ctx,
+                                                            absl::string_view method) const {
+  ASSIGN_OR_RETURN(policy::Caller c, Admitted(gate_, ctx, tls_, method));
+  return c.CoreId();
 }
 
 grpc::ServerUnaryReactor* NotificationGrpcService::CreateConsumer(
     grpc::CallbackServerContext* ctx, const v1::CreateConsumerRequest* req,
     v1::CreateConsumerResponse* resp) {
-  absl::StatusOr<std::string> agency = Agency(*ctx);
+  absl::StatusOr<std::string> agency = Agency(*ctx, "CreateConsumer");
   return FinishUnaryOn(&pool_, ctx, agency.status(), resp, [this, req, a = agency.value_or("")] {
     return core_->CreateConsumer(*req, a);
   });
@@ -104,7 +99,7 @@ grpc::ServerUnaryReactor* NotificationGrpcService::CreateConsumer(
 
 grpc::ServerWriteReactor<v1::Notification>* NotificationGrpcService::Subscribe(
     grpc::CallbackServerContext* ctx, const v1::SubscribeRequest* req) {
-  absl::StatusOr<std::string> agency = Agency(*ctx);
+  absl::StatusOr<std::string> agency = Agency(*ctx, "Subscribe");
   if (!agency.ok()) return new SubscribeReactor(agency.status());
   // Subscribe reads the consumer's cursor (a ledger read, no fsync).
   absl::StatusOr<std::unique_ptr<NotificationCore::Subscription>> sub =
@@ -116,7 +111,7 @@ grpc::ServerWriteReactor<v1::Notification>* NotificationGrpcService::Subscribe(
 grpc::ServerUnaryReactor* NotificationGrpcService::Ack(grpc::CallbackServerContext* ctx,
                                                        const v1::AckRequest* req,
                                                        v1::AckResponse* resp) {
-  absl::StatusOr<std::string> agency = Agency(*ctx);
+  absl::StatusOr<std::string> agency = Agency(*ctx, "Ack");
   return FinishUnaryOn(&pool_, ctx, agency.status(), resp,
                        [this, req, a = agency.value_or("")] { return core_->Ack(*req, a); });
 }
@@ -124,7 +119,7 @@ grpc::ServerUnaryReactor* NotificationGrpcService::Ack(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* NotificationGrpcService::Status(grpc::CallbackServerContext* ctx,
                                                           const v1::DeliveryStatusRequest*,
                                                           v1::DeliveryStatusResponse* resp) {
-  absl::StatusOr<std::string> agency = Agency(*ctx);
+  absl::StatusOr<std::string> agency = Agency(*ctx, "Status");
   return FinishUnaryOn(
       &pool_, ctx, agency.status(), resp,
       [this, a = agency.value_or("")]() -> absl::StatusOr<v1::DeliveryStatusResponse> {
@@ -138,14 +133,15 @@ grpc::ServerUnaryReactor* NotificationGrpcService::Status(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* NotificationGrpcService::SubmitWebhookChange(
     grpc::CallbackServerContext* ctx, const v1::SubmitEnvelopeRequest* req,
     v1::SubmitEnvelopeResponse* resp) {
-  return FinishUnaryOn(&pool_, ctx, EnvelopeSenderIsCaller(*ctx, tls_, req->envelope()), resp,
-                       [this, req] { return webhooks_->Submit(req->envelope()); });
+  return FinishUnaryOn(&pool_, ctx,
+                       AdmittedEnvelope(gate_, *ctx, tls_, "SubmitWebhookChange", req->envelope()),
+                       resp, [this, req] { return webhooks_->Submit(req->envelope()); });
 }
 
 grpc::ServerUnaryReactor* NotificationGrpcService::ListDeadLetters(
     grpc::CallbackServerContext* ctx, const v1::ListDeadLettersRequest* req,
     v1::ListDeadLettersResponse* resp) {
-  absl::StatusOr<std::string> agency = Agency(*ctx);
+  absl::StatusOr<std::string> agency = Agency(*ctx, "ListDeadLetters");
   return FinishUnaryOn(&pool_, ctx, agency.status(), resp, [this, req, a = agency.value_or("")] {
     return webhooks_->ListDeadLetters(*req, a);
   });
@@ -154,7 +150,7 @@ grpc::ServerUnaryReactor* NotificationGrpcService::ListDeadLetters(
 grpc::ServerUnaryReactor* NotificationGrpcService::TestWebhook(grpc::CallbackServerContext* ctx,
                                                                const v1::TestWebhookRequest*,
                                                                v1::TestWebhookResponse* resp) {
-  absl::StatusOr<std::string> agency = Agency(*ctx);
+  absl::StatusOr<std::string> agency = Agency(*ctx, "TestWebhook");
   // An HTTP round trip: off gRPC's threads.
   return FinishUnaryOn(&pool_, ctx, agency.status(), resp,
                        [this, a = agency.value_or("")] { return webhooks_->Test(a); });
@@ -164,7 +160,7 @@ grpc::ServerUnaryReactor* NotificationGrpcService::WebhookKey(grpc::CallbackServ
                                                               const v1::WebhookKeyRequest*,
                                                               v1::WebhookKeyResponse* resp) {
   return FinishUnary(
-      ctx, absl::OkStatus(), resp,
+      ctx, Agency(*ctx, "WebhookKey").status(), resp,
       [this]() -> absl::StatusOr<v1::WebhookKeyResponse> { return webhooks_->Key(); });
 }
 

@@ -1,6 +1,6 @@
-// NotificationService over gRPC. The caller is its mTLS identity (or, in dev
-// mode, the x-careloop-dev-agency header): an agency subscribes, acks and
-// reads the status of its own consumers only.
+// NotificationService over gRPC: each call admitted by the notification table
+// (policy::NotificationTable) for the caller CallerIdentity names; an agency
+// subscribes, acks and reads the status of its own consumers only.
 #pragma once
 
 #include "careloop/v1/notification.grpc.pb.h"
@@ -12,8 +12,12 @@ namespace careloop::notification {
 
 class NotificationGrpcService final : public v1::NotificationService::CallbackService {
  public:
-  NotificationGrpcService(NotificationCore* core, Webhooks* webhooks, bool tls)
-      : core_(core), webhooks_(webhooks), tls_(tls) {}
+  NotificationGrpcService(NotificationCore* core, Webhooks* webhooks,
+                          const directory::Agencies* agencies, bool tls)
+      : core_(core),
+        webhooks_(webhooks),
+        tls_(tls),
+        gate_(&policy::NotificationTable(), agencies, tls) {}
 
   grpc::ServerUnaryReactor* CreateConsumer(grpc::CallbackServerContext* ctx,
                                            const v1::CreateConsumerRequest* req,
@@ -39,11 +43,14 @@ class NotificationGrpcService final : public v1::NotificationService::CallbackSe
                                        v1::WebhookKeyResponse* resp) override;
 
  private:
-  absl::StatusOr<std::string> Agency(const grpc::CallbackServerContext& ctx) const;
+  // The admitted caller's id for the core (policy::Gate::Admit for `method`).
+  absl::StatusOr<std::string> Agency(const grpc::CallbackServerContext& ctx,
+                                     absl::string_view method) const;
 
   NotificationCore* core_;
   Webhooks* webhooks_;
   bool tls_;
+  policy::Gate gate_;
   // Acks and consumer creation wait for an fsync: off gRPC's threads.
   BlockingPool pool_{16};
 };

@@ -12,6 +12,7 @@
 #include "base/log.h"
 #include "base/status.h"
 #include "services/names/names.h"
+#include "services/policy/policy.h"
 #include "services/trust/append.h"
 #include "storage/validate.h"
 
@@ -143,11 +144,8 @@ Webhooks::Webhooks(storage::Ledger* ledger, NotificationCore* notes, directory::
       http_(std::move(http)),
       options_(std::move(options)),
       seen_(ledger) {
-  policy_.max_skew = options_.max_clock_skew;
-  policy_.roles_by_payload_type[names::payload::kSetWebhook] = {directory::kAgencyAdminRole,
-                                                                directory::kHubAdminRole};
-  policy_.roles_by_payload_type[names::payload::kReplayDeadLetters] = {directory::kAgencyAdminRole,
-                                                                       directory::kHubAdminRole};
+  policy_ = policy::NotificationTable().Envelopes("SubmitWebhookChange", options_.max_clock_skew,
+                                                  directory_);
   CARELOOP_CHECK(!options_.schedule.empty());
 }
 

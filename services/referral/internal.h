@@ -4,6 +4,7 @@
 // refuses an include of it from anywhere else.
 #pragma once
 
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -43,6 +44,19 @@ inline std::string Key(absl::string_view sender, absl::string_view id) {
   return absl::StrCat(sender, "/", id);
 }
 
+// What one recipient held while the referral was routed to it, kept when the
+// referral moves on: a former recipient is shown that, nothing after.
+struct Tenure {
+  std::vector<v1::WithheldSection> withheld;
+  v1::TaskStatus status = v1::TASK_STATUS_UNSPECIFIED;
+  v1::Outcome outcome;
+  size_t history = 0;  // entries of the history it saw
+  uint64_t version = 0;
+  uint32_t attempt = 0;
+  int64_t viewed_at = 0;
+  int64_t delivered_at = 0;
+};
+
 struct ReferralCore::State {
   std::string sender, referral_id;
   std::string manifest_envelope;
@@ -50,7 +64,8 @@ struct ReferralCore::State {
   std::vector<v1::Section> sections;
   std::string subject_id;
   std::string recipient;
-  std::set<std::string> recipients;  // current and former
+  std::set<std::string> recipients;      // current and former
+  std::map<std::string, Tenure> former;  // by agency, as the referral left it
   std::vector<v1::WithheldSection> withheld;
   v1::TaskStatus status = v1::TASK_STATUS_UNSPECIFIED;
   v1::Outcome outcome;

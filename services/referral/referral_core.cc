@@ -10,6 +10,7 @@
 #include "base/status.h"
 #include "base/strings.h"
 #include "services/names/names.h"
+#include "services/policy/policy.h"
 #include "services/referral/internal.h"
 #include "services/referral/lifecycle.h"
 #include "services/referral/routing.h"
@@ -31,14 +32,13 @@ ReferralCore::ReferralCore(storage::Ledger* ledger, directory::Agencies* directo
       consent_(consent),
       clock_(clock),
       options_(std::move(options)),
-      seen_(ledger) {
-  submit_policy_.max_skew = update_policy_.max_skew = options_.max_clock_skew;
-  submit_policy_.roles_by_payload_type[names::payload::kReferralManifest] = {"sender"};
-  update_policy_.roles_by_payload_type[names::payload::kUpdateReferralStatus] = {"sender",
-                                                                                 "receiver"};
-  message_policy_.max_skew = options_.max_clock_skew;
-  message_policy_.roles_by_payload_type[names::payload::kReferralMessage] = {"sender", "receiver"};
-}
+      seen_(ledger),
+      submit_policy_(
+          policy::ReferralTable().Envelopes("Submit", options_.max_clock_skew, directory)),
+      update_policy_(
+          policy::ReferralTable().Envelopes("UpdateStatus", options_.max_clock_skew, directory)),
+      message_policy_(
+          policy::ReferralTable().Envelopes("PostMessage", options_.max_clock_skew, directory)) {}
 
 absl::StatusOr<ReferralCore::State> ReferralCore::Load(absl::string_view sender,
                                                        absl::string_view referral_id) {
@@ -70,6 +70,11 @@ absl::StatusOr<ReferralCore::State> ReferralCore::Load(absl::string_view sender,
       continue;  // not a step anyone took
     } else if (type == names::event::kReferralRouted) {
       ASSIGN_OR_RETURN(v1::ReferralRouted r, Parse<v1::ReferralRouted>(e, e.payload()));
+      if (!st.recipient.empty() && st.recipient != r.recipient_agency()) {
+        st.former[st.recipient] = Tenure{st.withheld, st.status,  st.outcome,   st.history.size(),
+                                         st.version,  st.attempt, st.viewed_at, st.delivered_at};
+      }
+      st.former.erase(r.recipient_agency());
       st.recipient = r.recipient_agency();
       st.recipients.insert(r.recipient_agency());
       st.subject_id = r.subject_id();

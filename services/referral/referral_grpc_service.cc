@@ -6,19 +6,20 @@
 namespace careloop::referral {
 
 absl::Status ReferralGrpcService::SenderIsCaller(const grpc::CallbackServerContext& ctx,
+                                                 absl::string_view method,
                                                  const std::string& envelope) const {
-  return EnvelopeSenderIsCaller(ctx, tls_, envelope);
+  return AdmittedEnvelope(gate_, ctx, tls_, method, envelope);
 }
 
 grpc::ServerUnaryReactor* ReferralGrpcService::Submit(grpc::CallbackServerContext* ctx,
                                                       const v1::SubmitReferralRequest* req,
                                                       v1::SubmitReferralResponse* resp) {
   if (!submit_inline_) {
-    return FinishUnaryOn(&pool_, ctx, SenderIsCaller(*ctx, req->envelope()), resp,
+    return FinishUnaryOn(&pool_, ctx, SenderIsCaller(*ctx, "Submit", req->envelope()), resp,
                          [this, req] { return core_->Submit(*req); });
   }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (absl::Status allowed = SenderIsCaller(*ctx, req->envelope()); !allowed.ok()) {
+  if (absl::Status allowed = SenderIsCaller(*ctx, "Submit", req->envelope()); !allowed.ok()) {
     reactor->Finish(ToGrpcStatus(allowed));
     return reactor;
   }
@@ -37,38 +38,44 @@ grpc::ServerUnaryReactor* ReferralGrpcService::Submit(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* ReferralGrpcService::UpdateStatus(grpc::CallbackServerContext* ctx,
                                                             const v1::SubmitEnvelopeRequest* req,
                                                             v1::Receipt* resp) {
-  return FinishUnaryOn(&pool_, ctx, SenderIsCaller(*ctx, req->envelope()), resp,
+  return FinishUnaryOn(&pool_, ctx, SenderIsCaller(*ctx, "UpdateStatus", req->envelope()), resp,
                        [this, req] { return core_->UpdateStatus(req->envelope()); });
 }
 
 grpc::ServerUnaryReactor* ReferralGrpcService::Get(grpc::CallbackServerContext* ctx,
                                                    const v1::GetReferralRequest* req,
                                                    v1::ReferralView* resp) {
-  return FinishUnaryOn(
-      &pool_, ctx, absl::OkStatus(), resp,
-      [this, req, caller = CallerIdentity(*ctx, tls_)] { return core_->Get(*req, caller); });
+  absl::StatusOr<policy::Caller> c = Admitted(gate_, *ctx, tls_, "Get");
+  return FinishUnaryOn(&pool_, ctx, c.status(), resp,
+                       [this, req, caller = c.ok() ? c->CoreId() : std::string()] {
+                         return core_->Get(*req, caller);
+                       });
 }
 
 grpc::ServerUnaryReactor* ReferralGrpcService::Sent(grpc::CallbackServerContext* ctx,
                                                     const v1::ListReferralsRequest* req,
                                                     v1::ListReferralsResponse* resp) {
-  return FinishUnaryOn(
-      &pool_, ctx, absl::OkStatus(), resp,
-      [this, req, caller = CallerIdentity(*ctx, tls_)] { return core_->Sent(*req, caller); });
+  absl::StatusOr<policy::Caller> c = Admitted(gate_, *ctx, tls_, "Sent");
+  return FinishUnaryOn(&pool_, ctx, c.status(), resp,
+                       [this, req, caller = c.ok() ? c->CoreId() : std::string()] {
+                         return core_->Sent(*req, caller);
+                       });
 }
 
 grpc::ServerUnaryReactor* ReferralGrpcService::Inbox(grpc::CallbackServerContext* ctx,
                                                      const v1::ListReferralsRequest* req,
                                                      v1::ListReferralsResponse* resp) {
-  return FinishUnaryOn(
-      &pool_, ctx, absl::OkStatus(), resp,
-      [this, req, caller = CallerIdentity(*ctx, tls_)] { return core_->Inbox(*req, caller); });
+  absl::StatusOr<policy::Caller> c = Admitted(gate_, *ctx, tls_, "Inbox");
+  return FinishUnaryOn(&pool_, ctx, c.status(), resp,
+                       [this, req, caller = c.ok() ? c->CoreId() : std::string()] {
+                         return core_->Inbox(*req, caller);
+                       });
 }
 
 grpc::ServerUnaryReactor* ReferralGrpcService::PostMessage(grpc::CallbackServerContext* ctx,
                                                            const v1::PostMessageRequest* req,
                                                            v1::PostMessageResponse* resp) {
-  return FinishUnaryOn(&pool_, ctx, SenderIsCaller(*ctx, req->envelope()), resp,
+  return FinishUnaryOn(&pool_, ctx, SenderIsCaller(*ctx, "PostMessage", req->envelope()), resp,
                        [this, req] { return core_->PostMessage(*req); });
 }
 

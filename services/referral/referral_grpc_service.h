@@ -1,6 +1,5 @@
-// ReferralService over gRPC: the caller is its mTLS identity (or, in dev
-// mode, the x-careloop-dev-agency header); a submitted envelope must come
-// from the connection's agency.
+// ReferralService over gRPC: each call admitted by the referral table
+// (policy::ReferralTable) for the caller CallerIdentity names, then the core.
 #pragma once
 
 #include "careloop/v1/referral.grpc.pb.h"
@@ -15,8 +14,12 @@ class ReferralGrpcService final : public v1::ReferralService::CallbackService {
   // answer it from the ledger's (no pool thread waits for the fsync). Only
   // with the ledger in this process: the plan reads the ledger, and reads
   // of a remote one would wait on the network on gRPC's thread.
-  ReferralGrpcService(ReferralCore* core, bool tls, bool submit_inline = false)
-      : core_(core), tls_(tls), submit_inline_(submit_inline) {}
+  ReferralGrpcService(ReferralCore* core, const directory::Agencies* agencies, bool tls,
+                      bool submit_inline = false)
+      : core_(core),
+        tls_(tls),
+        submit_inline_(submit_inline),
+        gate_(&policy::ReferralTable(), agencies, tls) {}
 
   grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* ctx,
                                    const v1::SubmitReferralRequest* req,
@@ -37,13 +40,14 @@ class ReferralGrpcService final : public v1::ReferralService::CallbackService {
                                   v1::ListReferralsResponse* resp) override;
 
  private:
-  // With TLS, the envelope's sender must be the connection's agency.
-  absl::Status SenderIsCaller(const grpc::CallbackServerContext& ctx,
+  // The envelope admitted for `method` (policy::Gate::AdmitEnvelope).
+  absl::Status SenderIsCaller(const grpc::CallbackServerContext& ctx, absl::string_view method,
                               const std::string& envelope) const;
 
   ReferralCore* core_;
   bool tls_;
   bool submit_inline_;
+  policy::Gate gate_;
   // Every referral RPC may wait (an fsync, a projection): off gRPC's threads.
   BlockingPool pool_{64};
 };

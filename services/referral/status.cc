@@ -20,7 +20,8 @@ namespace careloop::referral {
 namespace {
 
 // Who may make the change: the sender in the sender role, or the current
-// recipient in the receiver role; nobody else.
+// recipient in the receiver role; nobody else (an agency that never held the
+// referral is refused before, by LoadVisible).
 absl::StatusOr<Party> UpdatingParty(const v1::Envelope& e, const std::string& sender,
                                     const std::string& recipient, absl::string_view key) {
   if (e.sender_agency() == sender) {
@@ -33,8 +34,8 @@ absl::StatusOr<Party> UpdatingParty(const v1::Envelope& e, const std::string& se
       return absl::PermissionDeniedError("the recipient's changes are made in the receiver role");
     return Party::kRecipient;
   }
-  return absl::PermissionDeniedError(absl::StrCat(
-      "agency ", e.sender_agency(), " is neither the sender nor the recipient of ", key));
+  return absl::PermissionDeniedError(
+      absl::StrCat("agency ", e.sender_agency(), " is no longer the recipient of ", key));
 }
 
 }  // namespace
@@ -43,14 +44,8 @@ absl::StatusOr<v1::AppendRequest> ReferralCore::PlanUpdate(const trust::Verified
                                                            absl::string_view bytes) {
   const v1::Envelope& e = v.envelope;
   const auto& u = static_cast<const v1::UpdateReferralStatus&>(*v.payload);
-  absl::StatusOr<State> loaded = Load(u.sender_agency(), u.referral_id());
-  if (absl::IsNotFound(loaded.status())) {
-    return absl::PermissionDeniedError(absl::StrCat("no referral ",
-                                                    Key(u.sender_agency(), u.referral_id()),
-                                                    " is visible to agency ", e.sender_agency()));
-  }
-  RETURN_IF_ERROR(loaded.status());
-  const State& st = *loaded;
+  ASSIGN_OR_RETURN(const State st,
+                   LoadVisible(Key(u.sender_agency(), u.referral_id()), e.sender_agency()));
   const std::string key = Key(st.sender, st.referral_id);
   ASSIGN_OR_RETURN(Party party, UpdatingParty(e, st.sender, st.recipient, key));
   RETURN_IF_ERROR(CheckTransition(st.status, u.status(), party, u.reason()));

@@ -22,14 +22,8 @@ absl::StatusOr<v1::AppendRequest> ReferralCore::PlanMessage(const trust::Verifie
                                                             v1::PostMessageResponse* resp) {
   const v1::Envelope& e = v.envelope;
   const auto& msg = static_cast<const v1::ReferralMessage&>(*v.payload);
-  absl::StatusOr<State> loaded = Load(msg.sender_agency(), msg.referral_id());
-  if (absl::IsNotFound(loaded.status())) {
-    return absl::PermissionDeniedError(absl::StrCat("no referral ",
-                                                    Key(msg.sender_agency(), msg.referral_id()),
-                                                    " is visible to agency ", e.sender_agency()));
-  }
-  RETURN_IF_ERROR(loaded.status());
-  const State& st = *loaded;
+  ASSIGN_OR_RETURN(const State st,
+                   LoadVisible(Key(msg.sender_agency(), msg.referral_id()), e.sender_agency()));
   std::string to;
   bool from_recipient = false;
   if (e.sender_agency() == st.sender && e.actor().role() == "sender") {

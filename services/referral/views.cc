@@ -20,33 +20,55 @@ namespace careloop::referral {
 absl::StatusOr<v1::ReferralView> ReferralCore::ViewFor(const State& st, absl::string_view caller,
                                                        bool with_detail) {
   const bool is_sender = caller == st.sender;
-  if (!is_sender && !st.recipients.contains(std::string(caller))) {
+  auto former = st.former.find(std::string(caller));
+  const Tenure* tenure = former == st.former.end() ? nullptr : &former->second;
+  if (!is_sender && caller != st.recipient && tenure == nullptr) {
     return absl::PermissionDeniedError(absl::StrCat("no referral ", Key(st.sender, st.referral_id),
                                                     " is visible to agency ", caller));
   }
-  v1::ReferralView v;
-  v.set_referral(Key(st.sender, st.referral_id));
-  v.set_sender_agency(st.sender);
-  v.set_recipient_agency(st.recipient);
-  v.set_status(st.status);
-  v.set_version(st.version);
-  *v.mutable_outcome() = st.outcome;
-  *v.mutable_manifest() = st.manifest;
-  v.set_unassigned(st.unassigned);
-  v.set_attempt(st.attempt);
-  v.set_viewed_unix_nanos(st.viewed_at);
-  v.set_delivered_unix_nanos(st.delivered_at);
+  // The referral as the sender or its current recipient sees it now, or as a
+  // former recipient held it.
+  auto summary = [&st](const Tenure* tenure) {
+    v1::ReferralView v;
+    v.set_referral(Key(st.sender, st.referral_id));
+    v.set_sender_agency(st.sender);
+    *v.mutable_manifest() = st.manifest;
+    if (tenure != nullptr) {
+      v.set_status(tenure->status);
+      v.set_version(tenure->version);
+      *v.mutable_outcome() = tenure->outcome;
+      v.set_attempt(tenure->attempt);
+      v.set_viewed_unix_nanos(tenure->viewed_at);
+      v.set_delivered_unix_nanos(tenure->delivered_at);
+      return v;
+    }
+    v.set_recipient_agency(st.recipient);
+    v.set_status(st.status);
+    v.set_version(st.version);
+    *v.mutable_outcome() = st.outcome;
+    v.set_unassigned(st.unassigned);
+    v.set_attempt(st.attempt);
+    v.set_viewed_unix_nanos(st.viewed_at);
+    v.set_delivered_unix_nanos(st.delivered_at);
+    return v;
+  };
+  v1::ReferralView v = summary(tenure);
+  if (tenure != nullptr) v.set_recipient_agency(std::string(caller));
   if (!with_detail) return v;
   RETURN_IF_ERROR(AddThread(st, caller, &v));
   v.set_manifest_envelope(st.manifest_envelope);
-  for (const auto& h : st.history) *v.add_history() = h;
+  const size_t shown = tenure != nullptr ? tenure->history : st.history.size();
+  for (size_t i = 0; i < shown && i < st.history.size(); ++i) *v.add_history() = st.history[i];
   if (is_sender) {
     v.set_subject_id(st.subject_id);
     for (const auto& s : st.sections) *v.add_sections() = s;
     for (const auto& w : st.withheld) *v.add_withheld() = w;
     return v;
   }
-  // A recipient: consent is checked again now; nothing new is recorded.
+  // A recipient, current or former: what was withheld when it was routed
+  // stays withheld, and consent is checked again now; nothing is recorded.
+  const std::vector<v1::WithheldSection>& at_routing =
+      tenure != nullptr ? tenure->withheld : st.withheld;
   v1::CheckConsentRequest check;
   check.set_subject_id(st.subject_id);
   check.set_recipient_agency(std::string(caller));
@@ -59,7 +81,7 @@ absl::StatusOr<v1::ReferralView> ReferralCore::ViewFor(const State& st, absl::st
   std::map<std::string, const v1::CategoryDecision*> by_category;
   for (const auto& d : decision.decisions()) by_category[d.category()] = &d;
   std::set<std::string> withheld_at_routing;
-  for (const auto& w : st.withheld) withheld_at_routing.insert(w.section_id());
+  for (const auto& w : at_routing) withheld_at_routing.insert(w.section_id());
   for (const v1::Section& s : st.sections) {
     const v1::CategoryDecision* d = by_category.at(s.category());
     if (d->permit() && !withheld_at_routing.contains(s.section_id())) {
@@ -85,12 +107,14 @@ absl::StatusOr<ReferralCore::State> ReferralCore::LoadVisible(absl::string_view 
   const size_t slash = referral.find('/');
   if (slash == absl::string_view::npos)
     return absl::InvalidArgumentError("a referral is named <sender>/<referral id>");
+  // A referral that does not exist and one the caller never held get the
+  // same answer: not an oracle for which referrals exist.
+  const absl::Status hidden = absl::PermissionDeniedError(
+      absl::StrCat("no referral ", referral, " is visible to agency ", caller));
   absl::StatusOr<State> st = Load(referral.substr(0, slash), referral.substr(slash + 1));
-  if (absl::IsNotFound(st.status())) {
-    // Not an oracle for which referrals exist.
-    return absl::PermissionDeniedError(
-        absl::StrCat("no referral ", referral, " is visible to agency ", caller));
-  }
+  if (absl::IsNotFound(st.status())) return hidden;
+  RETURN_IF_ERROR(st.status());
+  if (caller != st->sender && !st->recipients.contains(std::string(caller))) return hidden;
   return st;
 }
 

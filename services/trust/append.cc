@@ -3,6 +3,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "careloop/v1/audit.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "services/names/names.h"
 
 namespace careloop::trust {
 
@@ -24,6 +27,20 @@ void Expect(v1::AppendRequest* req, std::string stream, uint64_t version) {
   } else {
     p->set_expected_version(version);
   }
+}
+
+v1::AppendRequest ReadRecord(absl::string_view caller, absl::string_view rpc,
+                             const google::protobuf::Message& request) {
+  v1::AuditQueried q;
+  q.set_agency(std::string(caller));
+  q.set_rpc(std::string(rpc));
+  google::protobuf::util::JsonPrintOptions o;
+  o.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(request, q.mutable_request_json(), o);
+  v1::AppendRequest req;
+  AddEvent(&req, names::stream::Audit(caller), names::event::kAuditQueried, {},
+           q.SerializeAsString());
+  return req;
 }
 
 absl::Status Corrupt(const v1::Event& e, absl::string_view what) {

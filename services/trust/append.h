@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "careloop/v1/ledger.pb.h"
+#include "google/protobuf/message.h"
 
 namespace careloop::trust {
 
@@ -19,6 +20,13 @@ v1::EventInput* AddEvent(v1::AppendRequest* req, std::string stream, absl::strin
 // The append lands only if `stream` is at `version` then; version 0 means the
 // stream must not exist yet.
 void Expect(v1::AppendRequest* req, std::string stream, uint64_t version);
+
+// The record of one read of people's records by `caller` (an agency, or
+// compliance), in stream audit/<caller>: which RPC, with which request.
+// Whichever service answers the read appends it; the hub's own internal
+// decisions are not reads and are not recorded.
+v1::AppendRequest ReadRecord(absl::string_view caller, absl::string_view rpc,
+                             const google::protobuf::Message& request);
 
 // DATA_LOSS for an event in the ledger that does not hold what its type says
 // (named by seq and type, never by content).

@@ -170,11 +170,33 @@ absl::StatusOr<PemPair> IssueAgencyCertificate(const PemPair& ca, const std::str
     }
   }
   if (agency_id.empty()) return absl::InvalidArgumentError("empty agency id");
+  if (agency_id == "hub") {
+    return absl::InvalidArgumentError(
+        "the agency id 'hub' is reserved: the hub's services use the server certificate and "
+        "hub admins an admin certificate");
+  }
   return Issue(ca, agency_id, serial, now, validity,
                {{NID_basic_constraints, "critical,CA:FALSE"},
                 {NID_key_usage, "critical,digitalSignature"},
                 {NID_ext_key_usage, "clientAuth"},
                 {NID_subject_alt_name, absl::StrCat("URI:spiffe://careloop/agency/", agency_id)},
+                {NID_authority_key_identifier, "keyid"}});
+}
+
+absl::StatusOr<PemPair> IssueAdminCertificate(const PemPair& ca, const std::string& user_id,
+                                              uint64_t serial, absl::Time now,
+                                              absl::Duration validity) {
+  for (char c : user_id) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_')) {
+      return absl::InvalidArgumentError("a hub admin's user id holds only [a-z0-9._-]");
+    }
+  }
+  if (user_id.empty()) return absl::InvalidArgumentError("empty user id");
+  return Issue(ca, "admin-" + user_id, serial, now, validity,
+               {{NID_basic_constraints, "critical,CA:FALSE"},
+                {NID_key_usage, "critical,digitalSignature"},
+                {NID_ext_key_usage, "clientAuth"},
+                {NID_subject_alt_name, absl::StrCat("URI:spiffe://careloop/admin/", user_id)},
                 {NID_authority_key_identifier, "keyid"}});
 }
 

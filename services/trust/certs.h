@@ -31,10 +31,18 @@ absl::StatusOr<PemPair> IssueServerCertificate(const PemPair& ca,
                                                uint64_t serial, absl::Time now,
                                                absl::Duration validity);
 
-// An agency's client certificate: URI SAN spiffe://careloop/agency/<id>.
+// An agency's client certificate: URI SAN spiffe://careloop/agency/<id>;
+// never for the reserved id "hub".
 absl::StatusOr<PemPair> IssueAgencyCertificate(const PemPair& ca, const std::string& agency_id,
                                                uint64_t serial, absl::Time now,
                                                absl::Duration validity);
+
+// A hub admin's client certificate: URI SAN spiffe://careloop/admin/<user>.
+// It signs directory changes as "hub"; it reaches neither the ledger nor
+// compliance reads (services/policy/tables.cc).
+absl::StatusOr<PemPair> IssueAdminCertificate(const PemPair& ca, const std::string& user_id,
+                                              uint64_t serial, absl::Time now,
+                                              absl::Duration validity);
 
 // A CRL by the CA listing `revoked_serials`, and the file name OpenSSL (and so
 // gRPC's crl_directory) looks it up by: <issuer name hash>.r0.

@@ -18,6 +18,7 @@
 // skew still gets its original answer.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -105,6 +106,9 @@ class MessageLog {
 // What one RPC accepts: payload types, and for each the roles that may send it.
 struct RpcPolicy {
   std::map<std::string, std::set<std::string>> roles_by_payload_type;
+  // After verification, for a new envelope: may its sender send it at all
+  // (policy::Table::Envelopes sets it from the table's parties).
+  std::function<absl::Status(const v1::Envelope&)> admit;
   absl::Duration max_skew = absl::Minutes(5);
   EnvelopeLimits limits;
 };

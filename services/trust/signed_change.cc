@@ -52,6 +52,8 @@ absl::StatusOr<PlannedChange> PlanSigned(absl::string_view bytes, const RpcPolic
     out.accepted.change_seq = v.original_seq;
     return out;
   }
+  // Who may send this payload type at all (the policy table's parties).
+  if (policy.admit) RETURN_IF_ERROR(policy.admit(v.envelope));
   ASSIGN_OR_RETURN(v1::AppendRequest req, plan(v, bytes, received));
   // The marker goes right after the event that holds the envelope: that is
   // how LedgerMessageLog finds the envelope again.

@@ -49,7 +49,8 @@ class CrashHarness {
   absl::Status RunCycle(int cycle, std::vector<std::string>* problems) {
     std::string address;
     absl::Time t0 = absl::Now();
-    auto hub = StartCareloopd(Args(), &address);
+    std::string hub_address;
+    auto hub = StartCareloopd(Args(), &hub_address, &address);
     if (!hub.ok()) return hub.status();
     restart_seconds_ = std::max(restart_seconds_, absl::ToDoubleSeconds(absl::Now() - t0));
     auto ledger = std::make_unique<ledger::RemoteLedger>(
@@ -199,7 +200,8 @@ class CrashHarness {
 
   absl::Status FinalCheck(std::vector<std::string>* problems) {
     std::string address;
-    auto hub = StartCareloopd(Args(), &address);
+    std::string hub_address;
+    auto hub = StartCareloopd(Args(), &hub_address, &address);
     if (!hub.ok()) return hub.status();
     {
       ledger::RemoteLedger ledger(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()),

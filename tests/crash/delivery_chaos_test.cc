@@ -217,8 +217,8 @@ TEST(DeliveryChaos, EveryAgencyGetsEverythingItIsEntitledToInOrder) {
   TempDir dir;
   const std::vector<std::string> hub_args = {"--data-dir", dir.Sub("hub"), "--ack-timeout",
                                              "300ms"};
-  std::string address;
-  auto hub = StartCareloopd(hub_args, &address);
+  std::string address, ledger_address;  // agencies' listener; the ledger's own socket
+  auto hub = StartCareloopd(hub_args, &address, &ledger_address);
   ASSERT_TRUE(hub.ok()) << hub.status();
   HubAddress where;
   where.Set(address);
@@ -369,7 +369,7 @@ TEST(DeliveryChaos, EveryAgencyGetsEverythingItIsEntitledToInOrder) {
       absl::SleepFor(absl::Milliseconds(20));
     (*hub)->Signal(SIGKILL);
     ASSERT_TRUE((*hub)->Wait(absl::Seconds(30)).ok());
-    hub = StartCareloopd(hub_args, &address);
+    hub = StartCareloopd(hub_args, &address, &ledger_address);
     ASSERT_TRUE(hub.ok()) << hub.status();
     where.Set(address);
   }
@@ -383,7 +383,7 @@ TEST(DeliveryChaos, EveryAgencyGetsEverythingItIsEntitledToInOrder) {
   for (auto& t : consumer_threads) t.join();
 
   // The oracle, from the ledger's events alone.
-  ledger::RemoteLedger ledger(Channel(where.Get()));
+  ledger::RemoteLedger ledger(Channel(ledger_address));
   std::map<std::string, std::vector<uint64_t>> expected;
   auto oracle = [&] {
     expected.clear();

@@ -9,6 +9,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/str_cat.h"
+#include "careloop/v1/ledger.grpc.pb.h"
 #include "tests/support/process.h"
 #include "tests/support/test_env.h"
 
@@ -17,46 +19,89 @@ namespace {
 
 using nlohmann::json;
 
-// grpc.health.v1.Health/Check with an empty request, through the generic stub
-// (the health proto's generated client is not in Debian's packages). Returns
-// the status enum: 1 = SERVING, 2 = NOT_SERVING; -1 on a failed call.
-int HealthStatus(const std::string& address) {
+// One unary call of `method` with an empty request through the generic stub
+// (the health proto's generated client is not in Debian's packages), as
+// `dev_agency` when one is named; the status, and the response's bytes.
+grpc::Status CallEmpty(const std::string& address, const std::string& method,
+                       const std::string& dev_agency = "", std::string* bytes = nullptr) {
   auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
   grpc::GenericStub stub(channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  if (!dev_agency.empty()) ctx.AddMetadata("x-careloop-dev-agency", dev_agency);
   grpc::CompletionQueue cq;
-  grpc::ByteBuffer request;  // empty HealthCheckRequest: the whole server
   grpc::Slice empty;
-  request = grpc::ByteBuffer(&empty, 1);
-  auto call = stub.PrepareUnaryCall(&ctx, "/grpc.health.v1.Health/Check", request, &cq);
+  grpc::ByteBuffer request(&empty, 1);
+  auto call = stub.PrepareUnaryCall(&ctx, method, request, &cq);
   call->StartCall();
   grpc::ByteBuffer response;
   grpc::Status status;
   call->Finish(&response, &status, reinterpret_cast<void*>(1));
   void* tag;
   bool ok;
-  if (!cq.Next(&tag, &ok) || !ok || !status.ok()) return -1;
-  std::vector<grpc::Slice> slices;
-  (void)response.Dump(&slices);
+  if (!cq.Next(&tag, &ok) || !ok) return grpc::Status(grpc::StatusCode::UNKNOWN, "no answer");
+  if (bytes != nullptr && status.ok()) {
+    std::vector<grpc::Slice> slices;
+    (void)response.Dump(&slices);
+    for (const auto& s : slices) bytes->append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  return status;
+}
+
+// grpc.health.v1.Health/Check for the whole server: 1 = SERVING,
+// 2 = NOT_SERVING; -1 on a failed call.
+int HealthStatus(const std::string& address) {
   std::string bytes;
-  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  if (!CallEmpty(address, "/grpc.health.v1.Health/Check", "", &bytes).ok()) return -1;
   // HealthCheckResponse { status = 1 } encodes as 08 01.
   if (bytes.size() == 2 && bytes[0] == 0x08) return bytes[1];
   return bytes.empty() ? 0 : -1;
 }
 
+// The abuse of issue 16: LedgerService.Tail streamed section plaintext to an
+// agency on the agencies' port. The ledger has its own socket now: every
+// LedgerService method (from the descriptor) is unknown on the agencies'
+// listener, with or without the dev header, and answers on the socket, whose
+// directory only the hub's user may enter.
+TEST(Careloopd, TheLedgerIsNotServedOnTheAgenciesPort) {
+  TempDir dir;
+  std::string address, ledger;
+  auto hub = StartCareloopd({"--data-dir", dir.path()}, &address, &ledger);
+  ASSERT_TRUE(hub.ok()) << hub.status();
+  EXPECT_EQ(ledger, "unix:" + dir.Sub("run/ledger.sock"));
+  const auto perms = std::filesystem::status(dir.Sub("run")).permissions();
+  EXPECT_EQ(perms & std::filesystem::perms::all, std::filesystem::perms::owner_all);
+  const google::protobuf::ServiceDescriptor* d =
+      v1::AppendRequest::descriptor()->file()->FindServiceByName("LedgerService");
+  ASSERT_NE(d, nullptr);
+  ASSERT_GT(d->method_count(), 10);
+  for (int i = 0; i < d->method_count(); ++i) {
+    const std::string method = absl::StrCat("/", d->full_name(), "/", d->method(i)->name());
+    for (const std::string& as : {std::string(), std::string("org.third"), std::string("hub")}) {
+      EXPECT_EQ(CallEmpty(address, method, as).error_code(), grpc::StatusCode::UNIMPLEMENTED)
+          << method << " as '" << as << "'";
+    }
+  }
+  // The socket answers (negative control: the same call reaches the ledger).
+  EXPECT_TRUE(CallEmpty(ledger, "/careloop.v1.LedgerService/GetHead", "").ok());
+  // Unsigned appends only when the operator says they are a dev fact.
+  CliResult plain = RunCli({"ledger", "--ledger", ledger, "append", "--stream", "referral/r-1",
+                            "--type", "T", "--payload", "x"});
+  EXPECT_EQ(plain.exit_code, 2);
+  EXPECT_NE(plain.output.find("--unsigned-dev-fact"), std::string::npos);
+}
+
 TEST(Careloopd, ServesHealthAndShutsDownCleanlyOnSigterm) {
   TempDir dir;
-  std::string address;
-  auto hub = StartCareloopd({"--data-dir", dir.path()}, &address);
+  std::string address, ledger;
+  auto hub = StartCareloopd({"--data-dir", dir.path()}, &address, &ledger);
   ASSERT_TRUE(hub.ok()) << hub.status();
   EXPECT_NE((*hub)->output().find("generated a dev log key at " + dir.path() + "/keys/hub-log.pem"),
             std::string::npos);
   EXPECT_NE((*hub)->output().find("verifier key"), std::string::npos);
   EXPECT_EQ(HealthStatus(address), 1);
-  CliResult r = RunCli({"--hub", address, "ledger", "append", "--stream", "referral/r-1", "--type",
-                        "T", "--payload", "x"});
+  CliResult r = RunCli({"ledger", "--ledger", ledger, "append", "--unsigned-dev-fact", "--stream",
+                        "referral/r-1", "--type", "T", "--payload", "x"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   (*hub)->Signal(SIGTERM);
   auto code = (*hub)->Wait(absl::Seconds(60));
@@ -117,31 +162,34 @@ TEST(Careloopd, RefusesAnIncompatibleFormatAndNonDirectories) {
 
 TEST(CareloopCli, JsonOutputAndExitCodes) {
   TempDir dir;
-  std::string address;
-  auto hub = StartCareloopd({"--data-dir", dir.path()}, &address);
+  std::string address, ledger;
+  auto hub = StartCareloopd({"--data-dir", dir.path()}, &address, &ledger);
   ASSERT_TRUE(hub.ok()) << hub.status();
-  CliResult ok =
-      RunCli({"--hub", address, "--json", "ledger", "append", "--stream", "referral/r-1", "--type",
-              "T", "--payload", "hello", "--must-not-exist", "--idempotency-key", "k"});
+  CliResult ok = RunCli({"--json", "ledger", "--ledger", ledger, "append", "--unsigned-dev-fact",
+                         "--stream", "referral/r-1", "--type", "T", "--payload", "hello",
+                         "--must-not-exist", "--idempotency-key", "k"});
   ASSERT_EQ(ok.exit_code, 0) << ok.output;
   json commit = json::parse(ok.output);
   EXPECT_EQ(commit["first_seq"], "1");  // uint64 is a string in proto JSON
-  CliResult dup =
-      RunCli({"--hub", address, "ledger", "append", "--stream", "referral/r-1", "--type", "T",
-              "--payload", "hello", "--must-not-exist", "--idempotency-key", "k"});
+  CliResult dup = RunCli({"ledger", "--ledger", ledger, "append", "--unsigned-dev-fact", "--stream",
+                          "referral/r-1", "--type", "T", "--payload", "hello", "--must-not-exist",
+                          "--idempotency-key", "k"});
   EXPECT_EQ(dup.exit_code, 0);
   EXPECT_NE(dup.output.find("idempotent retry"), std::string::npos);
-  CliResult refused = RunCli({"--hub", address, "ledger", "append", "--stream", "referral/r-1",
-                              "--type", "T", "--must-not-exist"});
+  CliResult refused = RunCli({"ledger", "--ledger", ledger, "append", "--unsigned-dev-fact",
+                              "--stream", "referral/r-1", "--type", "T", "--must-not-exist"});
   EXPECT_EQ(refused.exit_code, 3);
   EXPECT_NE(refused.output.find("FAILED_PRECONDITION"), std::string::npos);
-  EXPECT_EQ(RunCli({"--hub", address, "ledger", "append"}).exit_code, 2);
-  EXPECT_EQ(RunCli({"--hub", "127.0.0.1:1", "--timeout", "2", "ledger", "head"}).exit_code, 4);
+  EXPECT_EQ(RunCli({"ledger", "--ledger", ledger, "append"}).exit_code, 2);
+  EXPECT_EQ(RunCli({"--timeout", "2", "ledger", "--ledger", "unix:" + dir.Sub("none.sock"), "head"})
+                .exit_code,
+            4);
 
   // A receipt verifies offline with only the verifier key, and a tampered one does not.
   std::string receipt = dir.Sub("receipt.json");
   ASSERT_EQ(
-      RunCli({"--hub", address, "ledger", "receipt", "--seq", "1", "--out", receipt}).exit_code, 0);
+      RunCli({"ledger", "--ledger", ledger, "receipt", "--seq", "1", "--out", receipt}).exit_code,
+      0);
   std::ofstream(dir.Sub("payload")) << "hello";
   CliResult good = RunCli({"ledger", "verify-receipt", "--receipt", receipt, "--vkey",
                            dir.Sub("keys/hub-log.vkey"), "--payload-file", dir.Sub("payload")});
@@ -153,12 +201,12 @@ TEST(CareloopCli, JsonOutputAndExitCodes) {
                     dir.Sub("keys/hub-log.vkey")})
                 .exit_code,
             1);
-  CliResult head = RunCli({"--hub", address, "--json", "ledger", "head"});
+  CliResult head = RunCli({"--json", "ledger", "--ledger", ledger, "head"});
   ASSERT_EQ(head.exit_code, 0);
   EXPECT_EQ(json::parse(head.output)["tree_size"], "1");
 
   // Backup while serving; offline verify of the live dir and of the backup.
-  ASSERT_EQ(RunCli({"--hub", address, "ledger", "backup", "--dir", dir.Sub("backup")}).exit_code,
+  ASSERT_EQ(RunCli({"ledger", "--ledger", ledger, "backup", "--dir", dir.Sub("backup")}).exit_code,
             0);
   CliResult v = RunCli({"--json", "ledger", "verify", "--data-dir", dir.path(), "--vkey",
                         dir.Sub("keys/hub-log.vkey")});

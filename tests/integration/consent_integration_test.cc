@@ -132,13 +132,15 @@ class Scenario {
                "org.compliance");
     EXPECT_NE(check.output.find("DENY   social-needs"), std::string::npos) << check.output;
 
-    // A second registration of the same person, merged by the hospital's admin.
-    CliResult s2 = At(hub, {"subject", "resolve", "--id", "us-or-medicaid=XK1"}, "org.stmarys");
+    // A second registration of the same person (under the hospital's other
+    // authority), merged by the hospital's admin: it holds both.
+    CliResult s2 = At(hub, {"subject", "resolve", "--id", "org.stmarys/hbn=XK1"}, "org.stmarys");
     ASSERT_EQ(s2.exit_code, 0) << s2.output;
     const std::string second = s2.output.substr(0, s2.output.find('\n'));
-    CliResult ambiguous = At(
-        hub, {"subject", "resolve", "--id", "org.stmarys/mrn=000123", "--id", "us-or-medicaid=XK1"},
-        "org.stmarys");
+    CliResult ambiguous =
+        At(hub,
+           {"subject", "resolve", "--id", "org.stmarys/mrn=000123", "--id", "org.stmarys/hbn=XK1"},
+           "org.stmarys");
     EXPECT_EQ(ambiguous.exit_code, 3);
     EXPECT_NE(ambiguous.output.find("ambiguous"), std::string::npos) << ambiguous.output;
     CliResult merged = At(hub, With({"subject", "merge", "--survivor", subject, "--merged", second,
@@ -174,9 +176,9 @@ TEST(ConsentIntegration, OneProcess) {
 // consent process keeps its own directory projection over the remote ledger.
 TEST(SplitIntegration, ConsentInItsOwnProcess) {
   TempDir dir;
-  std::string ledger_address;
-  auto ledger =
-      StartCareloopd({"--services=ledger", "--data-dir", dir.Sub("ledger-node")}, &ledger_address);
+  std::string ledger_address, ledger_node;
+  auto ledger = StartCareloopd({"--services=ledger", "--data-dir", dir.Sub("ledger-node")},
+                               &ledger_node, &ledger_address);
   ASSERT_TRUE(ledger.ok()) << ledger.status();
   Hubs hubs;
   auto directory = StartCareloopd(
@@ -209,7 +211,7 @@ TEST(SplitIntegration, ConsentInItsOwnProcess) {
   EXPECT_EQ(j["consents"][0]["consent"]["status"], "CONSENT_REVOKED");
   // The consent events live in the ledger process.
   CliResult events =
-      RunCli({"--hub", ledger_address, "ledger", "read", "--stream", "consent/" + subject});
+      RunCli({"ledger", "--ledger", ledger_address, "read", "--stream", "consent/" + subject});
   ASSERT_EQ(events.exit_code, 0) << events.output;
   EXPECT_NE(events.output.find("GrantConsent"), std::string::npos) << events.output;
   EXPECT_NE(events.output.find("RevokeConsent"), std::string::npos) << events.output;

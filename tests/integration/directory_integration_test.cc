@@ -87,8 +87,12 @@ void RunDirectoryScenario(const Hub& hub, const TempDir& dir) {
   EXPECT_EQ(by_profile.exit_code, 0) << by_profile.output;
   EXPECT_EQ(RunCli({"--profile", "nobody", "agency", "search"}).exit_code, 2);
 
-  CliResult found = Cli(hub, {"--json", "agency", "search", "--service", "food-insecurity",
-                              "--postal-code", "97201"});
+  // Reads need an identity: the hub admin's here (dev mode: --dev-admin).
+  CliResult anonymous = Cli(hub, {"agency", "search"});
+  EXPECT_EQ(anonymous.exit_code, 3);
+  EXPECT_NE(anonymous.output.find("UNAUTHENTICATED"), std::string::npos) << anonymous.output;
+  CliResult found = Cli(hub, {"--dev-admin", "hub-admin", "--json", "agency", "search", "--service",
+                              "food-insecurity", "--postal-code", "97201"});
   ASSERT_EQ(found.exit_code, 0) << found.output;
   json j = json::parse(found.output);
   ASSERT_EQ(j["agencies"].size(), 1u);
@@ -121,9 +125,9 @@ TEST(DirectoryIntegration, OneProcess) {
 // over gRPC. Restarting the directory rebuilds its state from the ledger.
 TEST(SplitIntegration, DirectoryInItsOwnProcess) {
   TempDir dir;
-  std::string ledger_address;
-  auto ledger =
-      StartCareloopd({"--services=ledger", "--data-dir", dir.Sub("ledger-node")}, &ledger_address);
+  std::string ledger_address, ledger_node;
+  auto ledger = StartCareloopd({"--services=ledger", "--data-dir", dir.Sub("ledger-node")},
+                               &ledger_node, &ledger_address);
   ASSERT_TRUE(ledger.ok()) << ledger.status();
   Hub hub;
   std::vector<std::string> args = {"--services=directory", "--ledger", ledger_address, "--data-dir",
@@ -137,13 +141,14 @@ TEST(SplitIntegration, DirectoryInItsOwnProcess) {
   ASSERT_EQ(*(*directory)->Wait(absl::Seconds(60)), 0) << (*directory)->output();
   auto again = StartCareloopd(args, &hub.address);
   ASSERT_TRUE(again.ok()) << again.status();
-  CliResult shown = Cli(hub, {"--json", "agency", "show", "--id", "org.foodbank"});
+  CliResult shown = Cli(
+      hub, {"--dev-agency", "org.foodbank", "--json", "agency", "show", "--id", "org.foodbank"});
   ASSERT_EQ(shown.exit_code, 0) << shown.output;
   json j = json::parse(shown.output);
   EXPECT_EQ(j["keys"][0]["revocation_reason"], "lost");
   // The events are in the ledger process, readable there.
   CliResult events =
-      RunCli({"--hub", ledger_address, "ledger", "read", "--stream", "agency/org.foodbank"});
+      RunCli({"ledger", "--ledger", ledger_address, "read", "--stream", "agency/org.foodbank"});
   ASSERT_EQ(events.exit_code, 0);
   EXPECT_NE(events.output.find("RegisterAgency"), std::string::npos) << events.output;
   EXPECT_NE(events.output.find("RevokeAgencyKey"), std::string::npos);

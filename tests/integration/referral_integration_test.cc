@@ -57,6 +57,7 @@ void RunReferralScenario(const Hubs& hubs, const TempDir& dir) {
   onboard("org.stmarys", "hospital", "sender");
   onboard("org.foodbank", "community-agency", "receiver", {"--service", "food-insecurity"});
   onboard("org.shelter", "community-agency", "receiver", {"--service", "food-insecurity"});
+  onboard("org.privacy", "other", "compliance");
 
   // The food bank also takes its events by webhook (set by the hub admin for it).
   TestHttpServer endpoint;
@@ -184,7 +185,7 @@ void RunReferralScenario(const Hubs& hubs, const TempDir& dir) {
     EXPECT_NE(history.output.find(step), std::string::npos) << step << "\n" << history.output;
   }
   // The disclosures are on the subject's report.
-  CliResult report = At(hubs.consent, {"consent", "report", "--subject", subject}, "hub");
+  CliResult report = At(hubs.consent, {"consent", "report", "--subject", subject}, "org.privacy");
   ASSERT_EQ(report.exit_code, 0) << report.output;
   EXPECT_NE(report.output.find("To:       Agency org.foodbank (org.foodbank)"), std::string::npos)
       << report.output;
@@ -267,23 +268,24 @@ void RunReferralScenario(const Hubs& hubs, const TempDir& dir) {
                             .output)["webhook"]["enabled"],
             true);
 
-  // Audit: an agency may not query; the hub (as compliance) may.
+  // Audit: an agency may not query; compliance may.
   EXPECT_EQ(At(hubs.audit, {"audit", "query", "--subject", subject}, "org.foodbank").exit_code, 3);
-  CliResult trail = At(hubs.audit, {"audit", "trail", "--subject", subject}, "hub");
+  CliResult trail = At(hubs.audit, {"audit", "trail", "--subject", subject}, "org.privacy");
   ASSERT_EQ(trail.exit_code, 0) << trail.output;
   for (const char* step : {"GrantConsent", "DisclosureRecorded"}) {
     EXPECT_NE(trail.output.find(step), std::string::npos) << step << "\n" << trail.output;
   }
-  CliResult q =
-      At(hubs.audit,
-         {"audit", "query", "--referral", "org.stmarys/r-1001", "--type", "StatusChanged"}, "hub");
+  CliResult q = At(
+      hubs.audit, {"audit", "query", "--referral", "org.stmarys/r-1001", "--type", "StatusChanged"},
+      "org.privacy");
   ASSERT_EQ(q.exit_code, 0) << q.output;
   EXPECT_NE(q.output.find("StatusChanged"), std::string::npos) << q.output;
   // An export bundle checks out offline with only the hub's verifier key, and
   // one altered character is found by line.
   const std::string bundle = dir.Sub("bundle.jsonl");
-  CliResult exported = At(
-      hubs.audit, {"audit", "export", "--subject", subject, "--payloads", "--out", bundle}, "hub");
+  CliResult exported =
+      At(hubs.audit, {"audit", "export", "--subject", subject, "--payloads", "--out", bundle},
+         "org.privacy");
   ASSERT_EQ(exported.exit_code, 0) << exported.output;
   CliResult verified = RunCli({"audit", "verify-bundle", bundle, "--vkey", hubs.vkey});
   EXPECT_EQ(verified.exit_code, 0) << verified.output;
@@ -316,7 +318,7 @@ void RunReferralScenario(const Hubs& hubs, const TempDir& dir) {
       At(hubs.audit, {"audit", "monitor", "--state", state, "--vkey", other_vkey}, "org.foodbank");
   EXPECT_EQ(forged.exit_code, 1) << forged.output;
   EXPECT_NE(forged.output.find("ALERT: FORGED HEAD"), std::string::npos) << forged.output;
-  CliResult fhir = At(hubs.audit, {"audit", "fhir", "--subject", subject}, "hub");
+  CliResult fhir = At(hubs.audit, {"audit", "fhir", "--subject", subject}, "org.privacy");
   ASSERT_EQ(fhir.exit_code, 0) << fhir.output;
   EXPECT_NE(fhir.output.find("\"resourceType\":\"AuditEvent\""), std::string::npos) << fhir.output;
 
@@ -343,8 +345,9 @@ TEST(ReferralIntegration, OneProcess) {
 // their own careloopd: every service in its own process.
 TEST(SplitIntegration, EveryServiceInItsOwnProcess) {
   TempDir dir;
-  std::string ledger;
-  auto l = StartCareloopd({"--services=ledger", "--data-dir", dir.Sub("ledger-node")}, &ledger);
+  std::string ledger, ledger_node;
+  auto l = StartCareloopd({"--services=ledger", "--data-dir", dir.Sub("ledger-node")}, &ledger_node,
+                          &ledger);
   ASSERT_TRUE(l.ok()) << l.status();
   Hubs hubs;
   hubs.admin_key = dir.Sub("directory-node/keys/hub-admin.pem");

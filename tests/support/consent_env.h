@@ -97,7 +97,25 @@ class ConsentEnv {
     ASSIGN_OR_RETURN(agency_key_, trust::Ed25519PrivateKey::FromSeed(std::string(32, '\x0b')));
     RETURN_IF_ERROR(Open());
     for (const TestAgency& a : agencies) RETURN_IF_ERROR(Register(a));
+    // A state Medicaid id both hospitals may use (shared: holding it is no
+    // relationship to a person).
+    std::vector<std::string> hospitals;
+    for (const TestAgency& a : agencies) {
+      if (a.kind == v1::HOSPITAL && a.id != "org.er") hospitals.push_back(a.id);
+    }
+    if (!hospitals.empty()) RETURN_IF_ERROR(ShareAuthority("us-or-medicaid", hospitals));
     return absl::OkStatus();
+  }
+
+  absl::Status ShareAuthority(const std::string& authority,
+                              const std::vector<std::string>& holders) {
+    v1::SetIdentifierAuthority a;
+    a.set_authority(authority);
+    for (const std::string& h : holders) a.add_holders(h);
+    a.set_shared(true);
+    a.set_reason("state Medicaid ids");
+    RETURN_IF_ERROR(directory_->Submit(SignAsHub(a)).status());
+    return runner_->WaitFor(ledger_->size(), absl::Seconds(30));
   }
 
   // Closes everything and opens it again on the same data: what survives is

@@ -114,11 +114,19 @@ absl::StatusOr<int> ChildProcess::Wait(absl::Duration timeout) {
 }
 
 absl::StatusOr<std::unique_ptr<ChildProcess>> StartCareloopd(const std::vector<std::string>& args,
-                                                             std::string* address) {
+                                                             std::string* address,
+                                                             std::string* ledger_address) {
   std::vector<std::string> argv = {CARELOOPD_BINARY, "--listen", "127.0.0.1:0"};
   argv.insert(argv.end(), args.begin(), args.end());
   auto child = ChildProcess::Start(argv);
   if (!child.ok()) return child.status();
+  if (ledger_address != nullptr) {
+    absl::StatusOr<std::string> line =
+        (*child)->WaitForLine("careloopd: ledger on ", absl::Seconds(60));
+    if (!line.ok()) return line.status();
+    std::string rest = line->substr(line->find("ledger on ") + 10);
+    *ledger_address = rest.substr(0, rest.find(' '));
+  }
   absl::StatusOr<std::string> line =
       (*child)->WaitForLine("careloopd: serving on ", absl::Seconds(60));
   if (!line.ok()) return line.status();

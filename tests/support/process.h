@@ -40,9 +40,11 @@ class ChildProcess {
 };
 
 // Runs careloopd with `args` (plus --listen 127.0.0.1:0) and waits until it
-// serves; `address` receives where.
+// serves; `address` receives where agencies connect, `ledger_address` (when
+// given; the process must run the ledger) the ledger's own listener.
 absl::StatusOr<std::unique_ptr<ChildProcess>> StartCareloopd(const std::vector<std::string>& args,
-                                                             std::string* address);
+                                                             std::string* address,
+                                                             std::string* ledger_address = nullptr);
 
 // Runs the careloop CLI to completion; returns exit code and output.
 struct CliResult {

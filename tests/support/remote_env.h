@@ -32,7 +32,7 @@ class RemoteEnv {
   absl::Status Launch() {
     ASSIGN_OR_RETURN(child_, StartCareloopd({"--services=ledger", "--data-dir", dir_.path(),
                                              "--hub-name", "careloop.test"},
-                                            &address_));
+                                            &hub_address_, &address_));
     remote_ = std::make_unique<ledger::RemoteLedger>(
         grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()), absl::Seconds(30));
     ASSIGN_OR_RETURN(verifier_,
@@ -42,7 +42,8 @@ class RemoteEnv {
 
   TempDir dir_;
   std::unique_ptr<ChildProcess> child_;
-  std::string address_;
+  std::string hub_address_;
+  std::string address_;  // the ledger's own listener
   std::unique_ptr<ledger::RemoteLedger> remote_;
   std::unique_ptr<trust::Ed25519NoteVerifier> verifier_;
 };

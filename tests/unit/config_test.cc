@@ -90,8 +90,22 @@ TEST(Config, Notification) {
   EXPECT_EQ(c->webhook_disable_after, absl::Hours(24));
   EXPECT_EQ(Parse({"--ack-timeout", "0s"}).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Parse({"--delivery-window", "0"}).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      Parse({"--services", "notification", "--ledger", "unix:/tmp/x/ledger.sock"}).status().code(),
+      absl::StatusCode::kOk);
+}
+
+// The ledger is internal: its own unix socket by default, TCP only with TLS.
+TEST(Config, TheLedgerListensOnItsOwnSocketAndNeverOnTcpWithoutTls) {
+  auto c = Parse({"--data-dir", "/srv/careloop"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->ledger_listen_address(), "unix:/srv/careloop/run/ledger.sock");
+  EXPECT_EQ(Parse({"--ledger-listen", "127.0.0.1:7401"}).status().code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Parse({"--services", "notification", "--ledger", "127.0.0.1:1"}).status().code(),
-            absl::StatusCode::kOk);
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Parse({"--ledger-listen", "unix:/tmp/l.sock"})->ledger_listen_address(),
+            "unix:/tmp/l.sock");
 }
 
 TEST(Config, Refusals) {

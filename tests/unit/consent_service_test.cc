@@ -9,6 +9,7 @@
 #include <random>
 #include <thread>
 
+#include "absl/strings/str_replace.h"
 #include "services/consent/consent_core.h"
 #include "services/consent/report.h"
 #include "tests/support/consent_env.h"
@@ -58,6 +59,23 @@ class ConsentServiceTest : public ::testing::Test {
     return out;
   }
 
+  // Compliance merges `merged` into `survivor`.
+  absl::Status MergeAsCompliance(const std::string& survivor, const std::string& merged,
+                                 const std::string& reason) {
+    v1::MergeSubjects merge;
+    merge.set_surviving_subject_id(survivor);
+    merge.set_merged_subject_id(merged);
+    merge.set_reason(reason);
+    return core()->Submit(env_.Sign(merge, "org.compliance", "compliance")).status();
+  }
+
+  // Whether the food bank may receive `subject`'s social needs now.
+  bool PermitsSocialNeeds(const std::string& subject) {
+    auto d = env_.Check(subject, "org.foodbank", {"social-needs"});
+    EXPECT_TRUE(d.ok()) << d.status();
+    return d.ok() && d->decisions(0).permit();
+  }
+
   ConsentEnv env_;
   ConsentCore* core() { return env_.consent(); }
 };
@@ -66,7 +84,7 @@ TEST_F(ConsentServiceTest, AnIdentifierResolvesToOneSubjectCreatedOnFirstUse) {
   auto first = core()->Resolve(Ids({{"org.stmarys/mrn", "000123"}}), "org.stmarys");
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_EQ(first->subject_id(), "s-1");
-  auto again = core()->Resolve(Ids({{"org.stmarys/mrn", "000123"}}), "org.clinic");
+  auto again = core()->Resolve(Ids({{"org.stmarys/mrn", "000123"}}), "org.stmarys");
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->subject_id(), "s-1");
   // The identifier's value appears in no stream name.
@@ -84,12 +102,33 @@ TEST_F(ConsentServiceTest, AnIdentifierResolvesToOneSubjectCreatedOnFirstUse) {
       core()->Resolve(Ids({{"a", std::string("x\ny")}}), "org.stmarys").status(),
       absl::StatusCode::kInvalidArgument, "control characters", size);
   ExpectRefusedWritingNothing(
-      core()->Resolve(Ids({{"a", "1"}, {"a", "1"}}), "org.stmarys").status(),
+      core()
+          ->Resolve(Ids({{"org.stmarys/a", "1"}, {"org.stmarys/a", "1"}}), "org.stmarys")
+          .status(),
       absl::StatusCode::kInvalidArgument, "twice", size);
   ExpectRefusedWritingNothing(core()->Resolve(Ids({{"a", "1"}}), "org.unknown").status(),
                               absl::StatusCode::kPermissionDenied, "not an active agency", size);
   ExpectRefusedWritingNothing(core()->Resolve(Ids({{"a", "1"}}), "").status(),
                               absl::StatusCode::kPermissionDenied, "identity", size);
+}
+
+// The abuse of issue 16: a third agency resolved another hospital's MRN, and
+// a known and an unknown one were answered differently.
+TEST_F(ConsentServiceTest, AForeignIdentifierIsRefusedAlikeKnownOrUnknown) {
+  ASSERT_EQ(*env_.NewSubject("000123"), "s-1");
+  uint64_t size = env_.ledger()->size();
+  absl::Status known = core()->Resolve(Ids({{"org.stmarys/mrn", "000123"}}), "org.clinic").status();
+  absl::Status unknown =
+      core()->Resolve(Ids({{"org.stmarys/mrn", "999999"}}), "org.clinic").status();
+  ExpectRefusedWritingNothing(known, absl::StatusCode::kPermissionDenied,
+                              "does not hold the identifier authority org.stmarys/mrn", size);
+  EXPECT_EQ(known, unknown);
+  EXPECT_EQ(std::string(known.message()).find("s-1"), std::string::npos);
+  // A shared authority the directory lets both hospitals use.
+  ASSERT_TRUE(core()->Resolve(Ids({{"us-or-medicaid", "XK1"}}), "org.clinic").ok());
+  ExpectRefusedWritingNothing(
+      core()->Resolve(Ids({{"us-or-medicaid", "XK2"}}), "org.foodbank").status(),
+      absl::StatusCode::kPermissionDenied, "does not hold", env_.ledger()->size());
 }
 
 TEST_F(ConsentServiceTest, LinkMergeAndAmbiguousMatchesAreRefusedNotGuessed) {
@@ -102,12 +141,6 @@ TEST_F(ConsentServiceTest, LinkMergeAndAmbiguousMatchesAreRefusedNotGuessed) {
           ->Resolve(Ids({{"org.stmarys/mrn", "000123"}, {"us-or-medicaid", "XK1"}}), "org.stmarys")
           .status(),
       absl::StatusCode::kFailedPrecondition, "not linked to subject s-1", size);
-  // Identifiers of two subjects: ambiguous.
-  ExpectRefusedWritingNothing(
-      core()
-          ->Resolve(Ids({{"org.stmarys/mrn", "000123"}, {"org.clinic/mrn", "C-9"}}), "org.stmarys")
-          .status(),
-      absl::StatusCode::kFailedPrecondition, "ambiguous", size);
 
   // A signed link makes the Medicaid id the same person.
   v1::LinkIdentifier link;
@@ -116,28 +149,41 @@ TEST_F(ConsentServiceTest, LinkMergeAndAmbiguousMatchesAreRefusedNotGuessed) {
   link.mutable_identifier()->set_value("XK1");
   ASSERT_TRUE(core()->Submit(env_.Sign(link, "org.stmarys", "sender")).ok());
   auto both = core()->Resolve(Ids({{"org.stmarys/mrn", "000123"}, {"us-or-medicaid", "XK1"}}),
-                              "org.foodbank");
+                              "org.stmarys");
   ASSERT_TRUE(both.ok()) << both.status();
   EXPECT_EQ(both->subject_id(), "s-1");
-  // Linking an identifier of another subject is refused: merge instead.
-  link.mutable_identifier()->set_authority("org.clinic/mrn");
-  link.mutable_identifier()->set_value("C-9");
+  // The clinic links another Medicaid id to its own patient.
+  link.set_subject_id("s-2");
+  link.mutable_identifier()->set_value("XK9");
+  ASSERT_TRUE(core()->Submit(env_.Sign(link, "org.clinic", "sender")).ok());
+  // Identifiers of two subjects: ambiguous.
   size = env_.ledger()->size();
+  ExpectRefusedWritingNothing(
+      core()
+          ->Resolve(Ids({{"org.stmarys/mrn", "000123"}, {"us-or-medicaid", "XK9"}}), "org.stmarys")
+          .status(),
+      absl::StatusCode::kFailedPrecondition, "ambiguous", size);
+  // Linking an identifier of another subject is refused: merge instead.
+  link.set_subject_id("s-1");
   ExpectRefusedWritingNothing(core()->Submit(env_.Sign(link, "org.stmarys", "sender")).status(),
                               absl::StatusCode::kFailedPrecondition, "merge the subjects", size);
-  // Receivers may not merge; an admin may.
+  // Receivers may not merge; nor may an agency with no relationship to both
+  // subjects (a shared authority is not one); compliance may.
   v1::MergeSubjects merge;
   merge.set_surviving_subject_id("s-1");
   merge.set_merged_subject_id("s-2");
   merge.set_reason("same person: registration duplicate");
   ExpectRefusedWritingNothing(core()->Submit(env_.Sign(merge, "org.foodbank", "receiver")).status(),
                               absl::StatusCode::kPermissionDenied, "", size);
-  ASSERT_TRUE(core()->Submit(env_.Sign(merge, "org.stmarys", "admin")).ok());
+  ExpectRefusedWritingNothing(core()->Submit(env_.Sign(merge, "org.stmarys", "admin")).status(),
+                              absl::StatusCode::kPermissionDenied, "no relationship to subject s-2",
+                              size);
+  ASSERT_TRUE(core()->Submit(env_.Sign(merge, "org.compliance", "compliance")).ok());
   auto merged = core()->Resolve(Ids({{"org.clinic/mrn", "C-9"}}), "org.clinic");
   ASSERT_TRUE(merged.ok());
   EXPECT_EQ(merged->subject_id(), "s-1");
   auto all = core()->Resolve(
-      Ids({{"org.stmarys/mrn", "000123"}, {"org.clinic/mrn", "C-9"}, {"us-or-medicaid", "XK1"}}),
+      Ids({{"org.stmarys/mrn", "000123"}, {"us-or-medicaid", "XK9"}, {"us-or-medicaid", "XK1"}}),
       "org.stmarys");
   ASSERT_TRUE(all.ok()) << all.status();
   EXPECT_EQ(all->subject_id(), "s-1");
@@ -147,21 +193,63 @@ TEST_F(ConsentServiceTest, LinkMergeAndAmbiguousMatchesAreRefusedNotGuessed) {
   EXPECT_EQ(set->members, (std::vector<std::string>{"s-1", "s-2"}));
   // Merging again, or into a merged id, or into itself, is refused.
   size = env_.ledger()->size();
-  ExpectRefusedWritingNothing(core()->Submit(env_.Sign(merge, "org.stmarys", "admin")).status(),
-                              absl::StatusCode::kFailedPrecondition, "already merged", size);
+  ExpectRefusedWritingNothing(
+      core()->Submit(env_.Sign(merge, "org.compliance", "compliance")).status(),
+      absl::StatusCode::kFailedPrecondition, "already merged", size);
   merge.set_surviving_subject_id("s-2");
   merge.set_merged_subject_id("s-1");
-  ExpectRefusedWritingNothing(core()->Submit(env_.Sign(merge, "org.stmarys", "admin")).status(),
-                              absl::StatusCode::kFailedPrecondition, "merge into that one", size);
+  ExpectRefusedWritingNothing(
+      core()->Submit(env_.Sign(merge, "org.compliance", "compliance")).status(),
+      absl::StatusCode::kFailedPrecondition, "merge into that one", size);
   merge.set_surviving_subject_id("s-1");
-  ExpectRefusedWritingNothing(core()->Submit(env_.Sign(merge, "org.stmarys", "admin")).status(),
-                              absl::StatusCode::kInvalidArgument, "itself", size);
-  // The hub admin may merge too (a data-quality fix).
+  ExpectRefusedWritingNothing(
+      core()->Submit(env_.Sign(merge, "org.compliance", "compliance")).status(),
+      absl::StatusCode::kInvalidArgument, "itself", size);
+  // An agency with its own identifiers on both subjects may merge them.
   ASSERT_EQ(*env_.NewSubject("000999"), "s-3");
   merge.set_merged_subject_id("s-3");
-  auto by_hub = core()->Submit(env_.SignAsHub(merge));
-  ASSERT_TRUE(by_hub.ok()) << by_hub.status();
+  ASSERT_TRUE(core()->Submit(env_.Sign(merge, "org.stmarys", "admin")).ok());
   EXPECT_EQ(core()->Subjects("s-3")->survivor, "s-1");
+  // The hub admin does not touch people's records.
+  ASSERT_EQ(*env_.NewSubject("000777"), "s-4");
+  merge.set_merged_subject_id("s-4");
+  size = env_.ledger()->size();
+  ExpectRefusedWritingNothing(core()->Submit(env_.SignAsHub(merge)).status(),
+                              absl::StatusCode::kPermissionDenied, "", size);
+}
+
+// The abuse of issue 16: a third agency linked an identifier onto another
+// hospital's patient, recorded a consent for them, and merged them into a
+// subject of its own.
+TEST_F(ConsentServiceTest, AnUnrelatedAgencyCannotLinkConsentOrMergeAnothersPatient) {
+  const std::string patient = *env_.NewSubject("000123");         // St Mary's
+  const std::string own = *env_.NewSubject("Z-1", "org.clinic");  // the clinic's
+  const uint64_t size = env_.ledger()->size();
+  v1::LinkIdentifier link;
+  link.set_subject_id(patient);
+  link.mutable_identifier()->set_authority("org.clinic/mrn");
+  link.mutable_identifier()->set_value("Z-2");
+  absl::Status linked = core()->Submit(env_.Sign(link, "org.clinic", "sender")).status();
+  ExpectRefusedWritingNothing(linked, absl::StatusCode::kPermissionDenied, "no relationship", size);
+  // The same answer for a subject that does not exist.
+  link.set_subject_id("s-404");
+  absl::Status missing = core()->Submit(env_.Sign(link, "org.clinic", "sender")).status();
+  EXPECT_EQ(missing.code(), linked.code());
+  EXPECT_EQ(std::string(missing.message()),
+            absl::StrReplaceAll(std::string(linked.message()), {{patient, "s-404"}}));
+  // A network-wide consent including behavioural health, on made-up evidence.
+  v1::GrantConsent g;
+  *g.mutable_consent() = ConsentEnv::NetworkConsent(patient, {"behavioral-health"});
+  ExpectRefusedWritingNothing(core()->Submit(env_.Sign(g, "org.clinic", "sender")).status(),
+                              absl::StatusCode::kPermissionDenied, "no relationship", size);
+  v1::MergeSubjects merge;
+  merge.set_surviving_subject_id(own);
+  merge.set_merged_subject_id(patient);
+  merge.set_reason("x");
+  ExpectRefusedWritingNothing(core()->Submit(env_.Sign(merge, "org.clinic", "admin")).status(),
+                              absl::StatusCode::kPermissionDenied, "no relationship", size);
+  // Compliance records a consent on documented evidence.
+  EXPECT_TRUE(core()->Submit(env_.Sign(g, "org.compliance", "compliance")).ok());
 }
 
 TEST_F(ConsentServiceTest, GrantsAreValidatedAndRefusedOnesWriteNothing) {
@@ -196,7 +284,8 @@ TEST_F(ConsentServiceTest, GrantsAreValidatedAndRefusedOnesWriteNothing) {
   c.mutable_provision()->add_exceptions()->set_permit(true);
   ExpectRefusedWritingNothing(grant(c), absl::StatusCode::kInvalidArgument, "reverse", size);
   c = ConsentEnv::NetworkConsent("s-404");
-  ExpectRefusedWritingNothing(grant(c), absl::StatusCode::kNotFound, "no subject", size);
+  ExpectRefusedWritingNothing(grant(c), absl::StatusCode::kPermissionDenied, "no relationship",
+                              size);
   c = ConsentEnv::NetworkConsent(s);
   c.set_recording_agency("org.clinic");
   ExpectRefusedWritingNothing(grant(c), absl::StatusCode::kInvalidArgument, "recording agency",
@@ -306,31 +395,23 @@ TEST_F(ConsentServiceTest, DecisionsFollowTheRulesThroughTheService) {
 TEST_F(ConsentServiceTest, RepeatedDecisionsSeeEveryGrantMergeAndRevocation) {
   const std::string s1 = *env_.NewSubject("000501");
   const std::string s2 = *env_.NewSubject("C-77", "org.clinic");
-  auto permits = [&](const std::string& subject) {
-    auto d = env_.Check(subject, "org.foodbank", {"social-needs"});
-    EXPECT_TRUE(d.ok()) << d.status();
-    return d.ok() && d->decisions(0).permit();
-  };
+  auto permits = [&](const std::string& subject) { return PermitsSocialNeeds(subject); };
   for (int i = 0; i < 2; ++i) {
     EXPECT_FALSE(permits(s1));
     EXPECT_FALSE(permits(s2));
     EXPECT_EQ(core()->Subjects(s2)->survivor, s2);
   }
-  const std::string id = *env_.Grant(ConsentEnv::NetworkConsent(s2));
+  const std::string id = *env_.Grant(ConsentEnv::NetworkConsent(s2), "org.clinic");
   EXPECT_TRUE(permits(s2)) << "a new consent";
   EXPECT_FALSE(permits(s1));
-  v1::MergeSubjects merge;
-  merge.set_surviving_subject_id(s1);
-  merge.set_merged_subject_id(s2);
-  merge.set_reason("same person");
-  ASSERT_TRUE(core()->Submit(env_.Sign(merge, "org.stmarys", "admin")).ok());
+  ASSERT_TRUE(MergeAsCompliance(s1, s2, "same person").ok());
   EXPECT_EQ(core()->Subjects(s2)->survivor, s1) << "the merged id follows the merge";
   EXPECT_TRUE(permits(s1)) << "the survivor has the merged id's consent";
   EXPECT_TRUE(permits(s2));
   v1::RevokeConsent revoke;
   revoke.set_consent_id(id);
   revoke.set_reason("withdrawn");
-  ASSERT_TRUE(core()->Submit(env_.Sign(revoke, "org.stmarys", "sender")).ok());
+  ASSERT_TRUE(core()->Submit(env_.Sign(revoke, "org.clinic", "sender")).ok());
   EXPECT_FALSE(permits(s1)) << "a revocation";
   EXPECT_FALSE(permits(s2));
 }
@@ -356,9 +437,20 @@ TEST_F(ConsentServiceTest, AmendAndRevokeByTheRecorderAndHoldersAreTold) {
   revoke.set_consent_id(id);
   revoke.set_reason("the patient withdrew consent by phone");
   size = env_.ledger()->size();
-  ExpectRefusedWritingNothing(
-      core()->Submit(env_.Sign(revoke, "org.foodbank", "receiver")).status(),
-      absl::StatusCode::kPermissionDenied, "compliance agency", size);
+  const absl::Status foreign =
+      core()->Submit(env_.Sign(revoke, "org.foodbank", "receiver")).status();
+  ExpectRefusedWritingNothing(foreign, absl::StatusCode::kPermissionDenied,
+                              "only the recording agency or compliance", size);
+  // The refusal names nobody else's records, and a missing consent gets the same one.
+  EXPECT_EQ(std::string(foreign.message()).find("org.stmarys"), std::string::npos)
+      << foreign.message();
+  v1::RevokeConsent bogus = revoke;
+  bogus.set_consent_id("c-00000000000000000000");
+  const absl::Status missing =
+      core()->Submit(env_.Sign(bogus, "org.foodbank", "receiver")).status();
+  EXPECT_EQ(missing.code(), foreign.code());
+  EXPECT_EQ(std::string(missing.message()),
+            absl::StrReplaceAll(std::string(foreign.message()), {{id, bogus.consent_id()}}));
   ASSERT_TRUE(core()->Submit(env_.Sign(revoke, "org.stmarys", "sender")).ok());
   auto notices = EventsOfType("ConsentRevocationNotice");
   ASSERT_EQ(notices.size(), 2u);
@@ -755,6 +847,56 @@ TEST_F(ConsentServiceTest, TheReportEqualsAnIndependentlyComputedList) {
   std::string text = ReportText(*report);
   EXPECT_NE(text.find("also recorded as " + subjects[1]), std::string::npos);
   EXPECT_NE(text.find("Agency org.foodbank (org.foodbank)"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace careloop::consent
+
+namespace careloop::consent {
+namespace {
+
+// A wrong merge put one person's consent on another; compliance undoes it,
+// both histories stay, and decisions use each subject's own consents again.
+TEST_F(ConsentServiceTest, AWrongMergeIsUndoneAndDecisionsUseTheRightConsentsAgain) {
+  const std::string s1 = *env_.NewSubject("000501");
+  const std::string s2 = *env_.NewSubject("C-77", "org.clinic");
+  auto permits = [&](const std::string& subject) { return PermitsSocialNeeds(subject); };
+  ASSERT_TRUE(env_.Grant(ConsentEnv::NetworkConsent(s2), "org.clinic").ok());
+  EXPECT_FALSE(permits(s1)) << "before: s1 has no consent";
+  EXPECT_TRUE(permits(s2));
+  ASSERT_TRUE(MergeAsCompliance(s1, s2, "looked like one person").ok());
+  EXPECT_TRUE(permits(s1)) << "after the wrong merge: s2's consent covers s1";
+  EXPECT_EQ(core()->Resolve(Ids({{"org.clinic/mrn", "C-77"}}), "org.clinic")->subject_id(), s1);
+
+  v1::UnmergeSubjects unmerge;
+  unmerge.set_surviving_subject_id(s1);
+  unmerge.set_merged_subject_id(s2);
+  uint64_t size = env_.ledger()->size();
+  ExpectRefusedWritingNothing(
+      core()->Submit(env_.Sign(unmerge, "org.compliance", "compliance")).status(),
+      absl::StatusCode::kInvalidArgument, "reason", size);
+  unmerge.set_reason("two people: different birth dates on the forms");
+  // Only compliance undoes a merge (the policy table; the actor's role).
+  ExpectRefusedWritingNothing(core()->Submit(env_.Sign(unmerge, "org.stmarys", "admin")).status(),
+                              absl::StatusCode::kPermissionDenied, "", size);
+  ASSERT_TRUE(core()->Submit(env_.Sign(unmerge, "org.compliance", "compliance")).ok());
+  EXPECT_FALSE(permits(s1)) << "after the unmerge: s1 is on its own again";
+  EXPECT_TRUE(permits(s2));
+  EXPECT_EQ(core()->Subjects(s2)->survivor, s2);
+  EXPECT_EQ(core()->Subjects(s1)->members, (std::vector<std::string>{s1}));
+  EXPECT_EQ(core()->Resolve(Ids({{"org.clinic/mrn", "C-77"}}), "org.clinic")->subject_id(), s2);
+  // The history is kept: the merge, then its undoing, in both streams.
+  EXPECT_EQ(EventsOfType("MergeSubjects").size(), 1u);
+  EXPECT_EQ(EventsOfType("UnmergeSubjects").size(), 1u);
+  EXPECT_EQ(EventsOfType("SubjectUnmerged").size(), 1u);
+  // Undoing it twice is refused.
+  size = env_.ledger()->size();
+  ExpectRefusedWritingNothing(
+      core()->Submit(env_.Sign(unmerge, "org.compliance", "compliance", "m-again")).status(),
+      absl::StatusCode::kFailedPrecondition, "nothing to undo", size);
+  // And the two may be merged again, correctly this time or not.
+  ASSERT_TRUE(MergeAsCompliance(s1, s2, "second look").ok());
+  EXPECT_TRUE(permits(s1));
 }
 
 }  // namespace

@@ -307,7 +307,8 @@ TEST_F(ReferralTest, OverGrpcRetriesAndLostRacesAreAnsweredByTheFullPath) {
   HeldLedger held(env_.ledger());
   ReferralCore inline_core(&held, env_.directory_state(), env_.runner(), env_.consent(),
                            &env_.clock());
-  ReferralGrpcService service(&inline_core, /*tls=*/false, /*submit_inline=*/true);
+  ReferralGrpcService service(&inline_core, env_.directory_state(), /*tls=*/false,
+                              /*submit_inline=*/true);
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -379,7 +380,7 @@ TEST_F(ReferralTest, TheLifecycleIsEnforcedPerParty) {
       absl::StatusCode::kPermissionDenied, "only the recipient");
   ExpectRefusedWritingNothing(
       core_->UpdateStatus(Update("r-1", v1::TASK_ACCEPTED, "org.shelter", "receiver")).status(),
-      absl::StatusCode::kPermissionDenied, "neither the sender nor the recipient");
+      absl::StatusCode::kPermissionDenied, "is visible to agency org.shelter");
   ExpectRefusedWritingNothing(
       core_->UpdateStatus(Update("r-1", v1::TASK_COMPLETED, "org.foodbank", "receiver", "", "x"))
           .status(),
@@ -782,6 +783,63 @@ TEST(Routing, RankingIsDeterministicAndExplained) {
   slots.erase("org.c");
   EXPECT_EQ(RankCandidates(all, "food-insecurity", c, slots)[0].agency_id(), "org.b")
       << "no capacity reported: passed over";
+}
+
+}  // namespace
+}  // namespace careloop::referral
+
+namespace careloop::referral {
+namespace {
+
+// The abuse of issue 16: a former recipient's view was rendered with the
+// current routing's withheld list, so it could be shown a section never
+// disclosed to it. It sees what it held while the referral was its own:
+// nothing after, not even where the referral went.
+TEST_F(ReferralTest, AFormerRecipientSeesWhatItHeldAndNothingAfter) {
+  ReportSlots({{"org.foodbank", 2}, {"org.shelter", 5}});
+  v1::Consent bh = ConsentEnv::NetworkConsent(subject_, {"behavioral-health"});
+  bh.mutable_provision()->clear_recipients();
+  bh.mutable_provision()->add_recipients()->set_agency_id("org.foodbank");
+  ASSERT_TRUE(env_.Grant(bh).ok());
+  auto sent = core_->Submit(ByCriteria("r-1"));
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  ASSERT_EQ(sent->recipient_agency(), "org.shelter");
+  auto held = ViewAs("org.shelter");
+  ASSERT_TRUE(held.ok());
+  ASSERT_EQ(held->sections_size(), 2) << "contact and social needs; behavioural health withheld";
+  env_.clock().Advance(absl::Hours(4));
+  ASSERT_EQ(*core_->Escalate(), 1);
+  auto now = ViewAs("org.foodbank");
+  ASSERT_TRUE(now.ok());
+  EXPECT_EQ(now->sections_size(), 3) << "the new recipient's consent covers behavioural health";
+  // Later a consent would let the shelter see behavioural health too: it was
+  // never disclosed to the shelter, so its view still withholds it.
+  v1::Consent later = bh;
+  later.mutable_provision()->clear_recipients();
+  later.mutable_provision()->add_recipients()->set_agency_id("org.shelter");
+  ASSERT_TRUE(env_.Grant(later).ok());
+  const int disclosures = Count("DisclosureRecorded");
+  auto former = ViewAs("org.shelter");
+  ASSERT_TRUE(former.ok()) << former.status();
+  EXPECT_EQ(former->sections_size(), 2);
+  for (const v1::Section& s : former->sections()) EXPECT_NE(s.category(), "behavioral-health");
+  bool withheld = false;
+  for (const v1::WithheldSection& w : former->withheld())
+    withheld |= w.category() == "behavioral-health";
+  EXPECT_TRUE(withheld);
+  EXPECT_EQ(former->recipient_agency(), "org.shelter") << "not where the referral went next";
+  EXPECT_EQ(former->attempt(), 1u);
+  for (const v1::ReferralHistoryEntry& h : former->history())
+    EXPECT_NE(h.recipient_agency(), "org.foodbank") << "nothing after it left";
+  EXPECT_EQ(Count("DisclosureRecorded"), disclosures) << "a view records nothing";
+  // Negative control: the current recipient and the sender see the new routing.
+  EXPECT_EQ(ViewAs("org.foodbank")->recipient_agency(), "org.foodbank");
+  EXPECT_EQ(ViewAs("org.stmarys")->recipient_agency(), "org.foodbank");
+  // And an agency that never held it sees nothing, as for a missing referral.
+  auto never = ViewAs("org.clinic");
+  auto missing = ViewAs("org.clinic", "org.stmarys/r-404");
+  EXPECT_EQ(never.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kPermissionDenied);
 }
 
 }  // namespace

@@ -151,6 +151,20 @@ void AddCertsCommands(CLI::App& app, Globals& g) {
               });
   });
 
+  auto admin = std::make_shared<std::string>();
+  CLI::App* admin_cmd = certs->add_subcommand(
+      "admin", "issue a hub admin's client certificate (spiffe://careloop/admin/<user>)");
+  admin_cmd->add_option("--dir", *dir, "the CA's directory")->required();
+  admin_cmd->add_option("--user", *admin, "the admin's user id")->required();
+  admin_cmd->add_option("--days", *days, "validity")->capture_default_str();
+  admin_cmd->callback([&g, dir, admin, days] {
+    IssueInto(g, *dir, "admin-" + *admin, "client certificate",
+              [&](const trust::PemPair& authority, uint64_t serial) {
+                return trust::IssueAdminCertificate(authority, *admin, serial, absl::Now(),
+                                                    absl::Hours(24) * *days);
+              });
+  });
+
   auto serial = std::make_shared<uint64_t>(0);
   CLI::App* revoke =
       certs->add_subcommand("revoke", "revoke a certificate by serial and rewrite the CRL");

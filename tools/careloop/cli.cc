@@ -19,7 +19,8 @@
 
 namespace careloop::cli {
 
-std::shared_ptr<grpc::Channel> Connect(const Globals& g) {
+namespace {
+std::shared_ptr<grpc::Channel> ConnectTo(const Globals& g, const std::string& address) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   std::shared_ptr<grpc::ChannelCredentials> creds;
@@ -34,8 +35,13 @@ std::shared_ptr<grpc::Channel> Connect(const Globals& g) {
   } else {
     creds = grpc::InsecureChannelCredentials();
   }
-  return grpc::CreateCustomChannel(g.hub, creds, args);
+  if (address.rfind("unix:", 0) == 0) creds = grpc::InsecureChannelCredentials();
+  return grpc::CreateCustomChannel(address, creds, args);
 }
+}  // namespace
+
+std::shared_ptr<grpc::Channel> Connect(const Globals& g) { return ConnectTo(g, g.hub); }
+std::shared_ptr<grpc::Channel> ConnectLedger(const Globals& g) { return ConnectTo(g, g.ledger); }
 
 int Fail(const absl::Status& status) {
   std::cerr << "careloop: " << absl::StatusCodeToString(status.code()) << ": " << status.message()
@@ -202,6 +208,7 @@ absl::StatusOr<std::string> Sign(const google::protobuf::Message& payload, const
 void Prepare(const Globals& g, grpc::ClientContext* ctx) {
   ctx->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(g.timeout_seconds)));
   if (!g.dev_agency.empty()) ctx->AddMetadata("x-careloop-dev-agency", g.dev_agency);
+  if (!g.dev_admin.empty()) ctx->AddMetadata("x-careloop-dev-admin", g.dev_admin);
 }
 
 void Submit(Globals& g, const google::protobuf::Message& payload, const Signer& s) {

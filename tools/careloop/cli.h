@@ -33,8 +33,12 @@ struct Globals {
   bool json = false;
   std::string tls_ca, tls_cert, tls_key;
   double timeout_seconds = 30;
-  // Dev mode only (a hub without TLS): the agency this client speaks for.
+  // Dev mode only (a hub without TLS): the agency this client speaks for, or
+  // the hub admin (user id) it is.
   std::string dev_agency;
+  std::string dev_admin;
+  // The ledger's own listener (careloop ledger ...): the hub's operators only.
+  std::string ledger = "unix:var/run/ledger.sock";
   int exit_code = kOk;
   // The named profile's keys (--profile), defaults that flags override.
   std::map<std::string, std::string> profile;
@@ -46,6 +50,8 @@ struct Globals {
 absl::Status LoadProfile(const std::string& name, Globals* g);
 
 std::shared_ptr<grpc::Channel> Connect(const Globals& g);
+// The ledger's listener (g.ledger): a unix socket, or TCP with the TLS flags.
+std::shared_ptr<grpc::Channel> ConnectLedger(const Globals& g);
 // Prints the error to stderr and returns the exit code it maps to.
 int Fail(const absl::Status& status);
 int FailUsage(const std::string& message);

@@ -1,4 +1,4 @@
-// careloop subject resolve|link|merge and
+// careloop subject resolve|link|merge|unmerge and
 // careloop consent grant|amend|revoke|show|list|check|report|break-glass|review|reviews.
 // Changes are signed envelopes (the signer flags of every change command);
 // reads are limited by the hub to who may see them (docs/SECURITY.md).
@@ -226,23 +226,32 @@ void AddSubjectCommands(CLI::App& app, Globals& g) {
     Submit(g, p, link->signer);
   });
 
-  struct MergeOpts {
-    std::string survivor, merged, reason;
-    Signer signer;
+  // merge and unmerge: the same three fields, two payloads.
+  auto pair_command = [&](const char* name, const char* help, const char* survivor_help,
+                          const char* merged_help, auto payload) {
+    struct Opts {
+      std::string survivor, merged, reason;
+      Signer signer;
+    };
+    auto o = std::make_shared<Opts>();
+    CLI::App* c = subject->add_subcommand(name, help);
+    c->add_option("--survivor", o->survivor, survivor_help)->required();
+    c->add_option("--merged", o->merged, merged_help)->required();
+    c->add_option("--reason", o->reason, "why")->required();
+    AddSignFlags(c, o->signer, g);
+    c->callback([&g, o, payload] {
+      decltype(payload) p;
+      p.set_surviving_subject_id(o->survivor);
+      p.set_merged_subject_id(o->merged);
+      p.set_reason(o->reason);
+      Submit(g, p, o->signer);
+    });
   };
-  auto merge = std::make_shared<MergeOpts>();
-  CLI::App* m = subject->add_subcommand("merge", "two subjects were one person (signed)");
-  m->add_option("--survivor", merge->survivor, "the id that remains")->required();
-  m->add_option("--merged", merge->merged, "the id merged into it")->required();
-  m->add_option("--reason", merge->reason, "why")->required();
-  AddSignFlags(m, merge->signer, g);
-  m->callback([&g, merge] {
-    v1::MergeSubjects p;
-    p.set_surviving_subject_id(merge->survivor);
-    p.set_merged_subject_id(merge->merged);
-    p.set_reason(merge->reason);
-    Submit(g, p, merge->signer);
-  });
+  pair_command("merge", "two subjects were one person (signed)", "the id that remains",
+               "the id merged into it", v1::MergeSubjects());
+  pair_command("unmerge", "undo a wrong merge, keeping its history (compliance, signed)",
+               "the id it was merged into", "the id to stand on its own again",
+               v1::UnmergeSubjects());
 }
 
 }  // namespace

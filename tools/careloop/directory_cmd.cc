@@ -266,6 +266,33 @@ void AddDirectoryCommands(CLI::App& app, Globals& g) {
     Submit(g, p, cap->signer);
   });
 
+  struct AuthorityOpts {
+    std::string authority, reason;
+    std::vector<std::string> holders;
+    bool shared = false;
+    Signer signer;
+  };
+  auto auth = std::make_shared<AuthorityOpts>();
+  CLI::App* authc = agency->add_subcommand(
+      "authority", "who may use an identifier authority such as a state Medicaid id (hub admin)");
+  authc->add_option("--authority", auth->authority, "the authority, e.g. us-or-medicaid")
+      ->required();
+  authc->add_option("--holder", auth->holders,
+                    "an agency that may use it (repeatable; none "
+                    "retires it)");
+  authc->add_flag("--shared", auth->shared,
+                  "several agencies use it: holding it is no relationship to a person");
+  authc->add_option("--reason", auth->reason, "why")->required();
+  AddSignFlags(authc, auth->signer, g);
+  authc->callback([&g, auth] {
+    v1::SetIdentifierAuthority p;
+    p.set_authority(auth->authority);
+    for (const std::string& h : auth->holders) p.add_holders(h);
+    p.set_shared(auth->shared);
+    p.set_reason(auth->reason);
+    Submit(g, p, auth->signer);
+  });
+
   auto file = std::make_shared<std::string>();
   CLI::App* env = app.add_subcommand("envelope", "signed envelopes");
   env->require_subcommand(1);

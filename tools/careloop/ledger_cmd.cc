@@ -19,7 +19,7 @@ namespace {
 namespace fs = std::filesystem;
 
 std::unique_ptr<ledger::RemoteLedger> Remote(const Globals& g) {
-  return std::make_unique<ledger::RemoteLedger>(Connect(g), absl::Seconds(g.timeout_seconds));
+  return std::make_unique<ledger::RemoteLedger>(ConnectLedger(g), absl::Seconds(g.timeout_seconds));
 }
 
 std::string Hex(const std::string& bytes) { return HexEncode(bytes); }
@@ -56,6 +56,11 @@ void AddLedgerCommands(CLI::App& app, Globals& g) {
   CLI::App* ledger =
       app.add_subcommand("ledger", "the hub's event log: append, read, prove, verify, back up");
   ledger->require_subcommand(1);
+  ledger
+      ->add_option("--ledger", g.ledger,
+                   "the ledger's own listener (internal: the hub's operators only): "
+                   "unix:PATH, or HOST:PORT with the hub's service certificate")
+      ->capture_default_str();
 
   // append
   struct AppendOpts {
@@ -63,6 +68,7 @@ void AddLedgerCommands(CLI::App& app, Globals& g) {
     std::vector<std::string> agencies;
     std::optional<uint64_t> expect_version;
     bool must_not_exist = false;
+    bool unsigned_dev_fact = false;
   };
   auto ao = std::make_shared<AppendOpts>();
   CLI::App* append = ledger->add_subcommand("append", "append one event (waits for fsync)");
@@ -78,7 +84,16 @@ void AddLedgerCommands(CLI::App& app, Globals& g) {
                    "precondition: the stream has no events");
   append->add_option("--idempotency-key", ao->key,
                      "retries with this key return the original commit");
+  append->add_flag("--unsigned-dev-fact", ao->unsigned_dev_fact,
+                   "required: this writes an unsigned event straight into the hub's log, for "
+                   "development and tests only (agencies' changes are signed envelopes)");
   append->callback([&g, ao] {
+    if (!ao->unsigned_dev_fact) {
+      g.exit_code = FailUsage(
+          "ledger append writes an unsigned fact into the hub's log: development and tests "
+          "only; say so with --unsigned-dev-fact");
+      return;
+    }
     v1::AppendRequest req;
     v1::EventInput* e = req.add_events();
     e->set_stream(ao->stream);
@@ -405,7 +420,7 @@ void AddLedgerCommands(CLI::App& app, Globals& g) {
   tail->add_option("--count", to->count, "stop after this many events (0: never)");
   tail->add_flag("--payloads", to->payloads, "include payloads");
   tail->callback([&g, to] {
-    auto remote = std::make_unique<ledger::RemoteLedger>(Connect(g), absl::Hours(24 * 365));
+    auto remote = std::make_unique<ledger::RemoteLedger>(ConnectLedger(g), absl::Hours(24 * 365));
     std::unique_ptr<storage::TailStream> stream = remote->Tail(to->from, to->payloads);
     uint64_t seen = 0;
     while (to->count == 0 || seen < to->count) {

@@ -4,6 +4,7 @@
 
 #include "base/log.h"
 #include "base/protobuf_log.h"
+#include "services/policy/policy.h"
 #include "tools/careloop/cli.h"
 
 // An exception out of here (memory exhausted) ends the CLI through std::terminate,
@@ -43,6 +44,9 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   app.add_option("--dev-agency", g.dev_agency,
                  "dev mode only (a hub without TLS): the agency this client speaks for "
                  "(env CARELOOP_DEV_AGENCY; a profile's 'as')");
+  app.add_option("--dev-admin", g.dev_admin,
+                 "dev mode only: act as this hub admin user (with TLS, an admin certificate "
+                 "spiffe://careloop/admin/<user> says it)");
   app.add_option("--timeout", g.timeout_seconds, "deadline of each call in seconds")
       ->capture_default_str();
   careloop::cli::AddLedgerCommands(app, g);
@@ -53,6 +57,11 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   careloop::cli::AddReferralCommands(app, g);
   careloop::cli::AddNotificationCommands(app, g);
   careloop::cli::AddAuditCommands(app, g);
+  CLI::App* policy =
+      app.add_subcommand("policy", "print the hub's authorization tables (who may make each call)");
+  bool markdown = false;
+  policy->add_flag("--markdown", markdown, "as docs/SECURITY.md shows them (the default)");
+  policy->callback([] { std::cout << careloop::policy::Markdown(); });
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
