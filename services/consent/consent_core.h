@@ -132,8 +132,13 @@ class ConsentCore final : public Decider, public SubjectRecords {
   // The identifier is of an authority the agency holds and that is not shared.
   bool OwnIdentifier(absl::string_view agency, const v1::Identifier& id) const;
   // Compliance; or an identifier the agency linked or resolved itself, of an
-  // authority of its own (not shared); or a referral about the person naming it.
+  // authority of its own (not shared); or an open referral about the person
+  // naming it as sender or current recipient.
   absl::StatusOr<bool> HasRelationship(absl::string_view agency, const SubjectSet& set);
+  // A referral about `subject_id` that is open (not completed, cancelled,
+  // failed, rejected without a new routing, or entered in error) and names
+  // `agency` as its sender or its current recipient.
+  absl::StatusOr<bool> HasOpenReferral(absl::string_view agency, absl::string_view subject_id);
   // The subject's set if `agency` has a relationship to it; PERMISSION_DENIED
   // alike for an unrelated and a missing subject.
   absl::StatusOr<SubjectSet> RelatedSubjects(absl::string_view agency,

@@ -8,11 +8,13 @@
 #include <optional>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/sha256.h"
 #include "base/status.h"
 #include "base/strings.h"
+#include "careloop/v1/referral.pb.h"
 #include "services/consent/consent_core.h"
 #include "services/consent/internal.h"
 #include "services/names/names.h"
@@ -246,22 +248,55 @@ absl::StatusOr<bool> ConsentCore::HasRelationship(absl::string_view agency, cons
         if (env.sender_agency() == agency && OwnIdentifier(agency, l.identifier())) return true;
       }
     }
-    // A referral about the person that names the agency (its sender or a
-    // recipient it was routed to).
-    v1::ReadIndexRequest q;
-    q.set_subject(member);
-    q.set_limit(1000);
-    while (true) {
-      ASSIGN_OR_RETURN(v1::ReadResponse page, ledger_->ReadIndex(q));
-      for (const v1::Event& e : page.events()) {
-        if (!names::stream::ReferralKeyOf(e.header().stream()).empty() &&
-            Contains(e.header().agencies(), agency)) {
-          return true;
+    ASSIGN_OR_RETURN(bool open, HasOpenReferral(agency, member));
+    if (open) return true;
+  }
+  return false;
+}
+
+absl::StatusOr<bool> ConsentCore::HasOpenReferral(absl::string_view agency,
+                                                  absl::string_view subject_id) {
+  struct Referral {
+    bool open = false;
+    std::string recipient;  // the current one
+  };
+  std::map<std::string, Referral> referrals;
+  v1::ReadIndexRequest q;
+  q.set_subject(std::string(subject_id));
+  q.set_limit(1000);
+  q.set_include_payloads(true);
+  while (true) {
+    ASSIGN_OR_RETURN(v1::ReadResponse page, ledger_->ReadIndex(q));
+    for (const v1::Event& e : page.events()) {
+      q.set_after_seq(e.header().seq());
+      if (!absl::StartsWith(e.header().stream(), names::stream::kReferralPrefix)) continue;
+      Referral& r = referrals[names::stream::ReferralKeyOf(e.header().stream())];
+      const std::string& type = e.header().type();
+      if (type == names::event::kReferralSubmitted) {
+        r.open = true;
+      } else if (type == names::event::kReferralRouted) {
+        ASSIGN_OR_RETURN(v1::ReferralRouted routed, HubPayload<v1::ReferralRouted>(e));
+        r.recipient = routed.recipient_agency();
+      } else if (type == names::event::kReferralUnassigned) {
+        r.recipient.clear();
+      } else if (type == names::event::kStatusChanged) {
+        ASSIGN_OR_RETURN(v1::UpdateReferralStatus u, SignedPayload<v1::UpdateReferralStatus>(e));
+        // Terminal as in services/referral/lifecycle.h; a rejection that is
+        // rerouted is followed by a new routing, which opens it again.
+        const v1::TaskStatus t = u.status();
+        if (t == v1::TASK_COMPLETED || t == v1::TASK_CANCELLED || t == v1::TASK_FAILED ||
+            t == v1::TASK_ENTERED_IN_ERROR || t == v1::TASK_REJECTED) {
+          r.open = false;
         }
-        q.set_after_seq(e.header().seq());
+        if (t == v1::TASK_REJECTED) r.recipient.clear();
       }
-      if (!page.more() || page.events().empty()) break;
+      if (type == names::event::kReferralRouted) r.open = true;
     }
+    if (!page.more() || page.events().empty()) break;
+  }
+  const std::string own = absl::StrCat(agency, "/");
+  for (const auto& [key, r] : referrals) {
+    if (r.open && (absl::StartsWith(key, own) || r.recipient == agency)) return true;
   }
   return false;
 }

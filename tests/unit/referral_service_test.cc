@@ -11,6 +11,7 @@
 #include <optional>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -840,6 +841,45 @@ TEST_F(ReferralTest, AFormerRecipientSeesWhatItHeldAndNothingAfter) {
   auto missing = ViewAs("org.clinic", "org.stmarys/r-404");
   EXPECT_EQ(never.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kPermissionDenied);
+}
+
+}  // namespace
+}  // namespace careloop::referral
+
+namespace careloop::referral {
+namespace {
+
+// An open referral is a relationship to the person: its current recipient
+// may record the person's consent; once the referral moved on or closed, the
+// agency may not.
+TEST_F(ReferralTest, AnOpenReferralIsARelationshipAndAClosedOneIsNot) {
+  ReportSlots({{"org.foodbank", 2}, {"org.shelter", 5}});
+  auto grant_as = [&](const std::string& agency) {
+    v1::GrantConsent g;
+    *g.mutable_consent() = ConsentEnv::NetworkConsent(subject_, {"contact"});
+    return env_.consent()->Submit(env_.Sign(g, agency, "receiver")).status();
+  };
+  EXPECT_EQ(grant_as("org.shelter").code(), absl::StatusCode::kPermissionDenied)
+      << "no referral yet";
+  ASSERT_EQ(core_->Submit(ByCriteria("r-1"))->recipient_agency(), "org.shelter");
+  EXPECT_TRUE(grant_as("org.shelter").ok()) << "the current recipient";
+  ASSERT_TRUE(
+      core_
+          ->UpdateStatus(Update("r-1", v1::TASK_REJECTED, "org.shelter", "receiver", "no-capacity"))
+          .ok());
+  ASSERT_EQ(ViewAs("org.stmarys")->recipient_agency(), "org.foodbank");
+  absl::Status former = grant_as("org.shelter");
+  EXPECT_EQ(former.code(), absl::StatusCode::kPermissionDenied) << "a former recipient";
+  EXPECT_TRUE(absl::StrContains(former.message(), "no relationship")) << former;
+  EXPECT_TRUE(grant_as("org.foodbank").ok()) << "the new recipient";
+  ASSERT_TRUE(
+      core_->UpdateStatus(Update("r-1", v1::TASK_ACCEPTED, "org.foodbank", "receiver")).ok());
+  ASSERT_TRUE(core_
+                  ->UpdateStatus(Update("r-1", v1::TASK_COMPLETED, "org.foodbank", "receiver", "",
+                                        "weekly food box"))
+                  .ok());
+  EXPECT_EQ(grant_as("org.foodbank").code(), absl::StatusCode::kPermissionDenied)
+      << "the referral is closed";
 }
 
 }  // namespace

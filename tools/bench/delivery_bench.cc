@@ -75,9 +75,10 @@ int main(int argc, char** argv) {
   notification::Webhooks webhooks(hub->ledger.get(), &notes, hub->state.get(), SystemClock(),
                                   *trust::Ed25519PrivateKey::FromSeed(std::string(32, '\x0d')),
                                   notification::NewCurlPoster());
-  referral::ReferralGrpcService referral_service(hub->referrals.get(), /*tls=*/false,
-                                                 /*submit_inline=*/true);
-  notification::NotificationGrpcService notification_service(&notes, &webhooks, /*tls=*/false);
+  referral::ReferralGrpcService referral_service(hub->referrals.get(), hub->state.get(),
+                                                 /*tls=*/false, /*submit_inline=*/true);
+  notification::NotificationGrpcService notification_service(&notes, &webhooks, hub->state.get(),
+                                                             /*tls=*/false);
   grpc::ServerBuilder b;
   int port = 0;
   b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);

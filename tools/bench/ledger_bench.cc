@@ -179,10 +179,12 @@ Row LedgerLocal(const std::string& dir, int n, double seconds, const std::string
 Row LedgerGrpc(const std::string& dir, int n, double seconds, const std::string& payload,
                const storage::HeadSigner* signer) {
   auto ledger = OpenLedger(dir, signer);
-  ledger::LedgerGrpcService service(ledger.get());
+  // The ledger's own listener, as careloopd serves it: a unix socket.
+  ledger::LedgerGrpcService service(ledger.get(),
+                                    ledger::LedgerGrpcService::Transport::kUnixSocket);
+  const std::string address = absl::StrCat("unix:", dir, "/ledger.sock");
   grpc::ServerBuilder b;
-  int port = 0;
-  b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  b.AddListeningPort(address, grpc::InsecureServerCredentials());
   b.RegisterService(&service);
   auto server = b.BuildAndStart();
   // A few channels, as a service process would hold.
@@ -190,8 +192,8 @@ Row LedgerGrpc(const std::string& dir, int n, double seconds, const std::string&
   for (int c = 0; c < (n + g_clients_per_channel - 1) / g_clients_per_channel; ++c) {
     grpc::ChannelArguments args;
     args.SetInt("channel-index", c);  // distinct channels, not one shared subchannel
-    remotes.push_back(std::make_unique<ledger::RemoteLedger>(grpc::CreateCustomChannel(
-        absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials(), args)));
+    remotes.push_back(std::make_unique<ledger::RemoteLedger>(
+        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args)));
   }
   Row r = Drive("ledger over gRPC", n, seconds, 1, [&](int t, uint64_t) {
     return remotes[t / g_clients_per_channel]->Append(OneEvent(t, payload)).ok();

@@ -254,8 +254,8 @@ int main(int argc, char** argv) {
     *address = absl::StrCat("127.0.0.1:", port);
     return server;
   };
-  referral::ReferralGrpcService hub_service(hub_cores->referrals.get(), /*tls=*/false,
-                                            /*submit_inline=*/!pool_submit);
+  referral::ReferralGrpcService hub_service(hub_cores->referrals.get(), hub_cores->state.get(),
+                                            /*tls=*/false, /*submit_inline=*/!pool_submit);
   VerifyOnly ceiling_service(hub_cores->agency_key.public_key());
   // The design's least gets a ledger of its own, so that nothing else tails it.
   trust::Ed25519HeadSigner least_signer(
