@@ -74,7 +74,7 @@ absl::StatusOr<v1::DisclosureReportResponse> ConsentCore::Report(
     e->set_count(1);
     e->set_last_unix_nanos(d.disclosed_unix_nanos());
   }
-  RETURN_IF_ERROR(RecordRead(caller, "DisclosureReport", req));
+  RETURN_IF_ERROR(RecordRead(caller, "ConsentService.DisclosureReport", req));
   return resp;
 }
 

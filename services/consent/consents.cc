@@ -233,7 +233,7 @@ absl::StatusOr<v1::ConsentRecord> ConsentCore::GetConsent(absl::string_view cons
   }
   v1::GetConsentRequest read;
   read.set_consent_id(std::string(consent_id));
-  RETURN_IF_ERROR(RecordRead(caller, "GetConsent", read));
+  RETURN_IF_ERROR(RecordRead(caller, "ConsentService.GetConsent", read));
   return r;
 }
 
@@ -262,7 +262,7 @@ absl::StatusOr<v1::ListConsentsResponse> ConsentCore::ListConsents(
   }
   if (resp.consents().empty() && !compliance)
     return absl::PermissionDeniedError("no consent of this subject is visible to the caller");
-  RETURN_IF_ERROR(RecordRead(caller, "ListConsents", req));
+  RETURN_IF_ERROR(RecordRead(caller, "ConsentService.ListConsents", req));
   return resp;
 }
 
@@ -335,7 +335,7 @@ absl::StatusOr<v1::CheckConsentResponse> ConsentCore::Check(const v1::CheckConse
   sv = resp.add_read_versions();
   sv->set_stream(names::stream::Agency(recipient->agency_id()));
   sv->set_version(recipient->version());
-  RETURN_IF_ERROR(RecordRead(caller, "Check", req));
+  RETURN_IF_ERROR(RecordRead(caller, "ConsentService.Check", req));
   return resp;
 }
 

@@ -102,9 +102,9 @@ Table MakeReferral() {
                      "the referral's sender or current recipient, each its own transitions"));
   r.push_back(Call("Get", kAgency,
                    "the sender, and current and former recipients, each shown only what was "
-                   "disclosed to it"));
-  r.push_back(Call("Sent", kAgency, "the caller's own referrals"));
-  r.push_back(Call("Inbox", kAgency, "referrals routed to the caller"));
+                   "disclosed to it; recorded as a read"));
+  r.push_back(Call("Sent", kAgency, "the caller's own referrals; recorded as a read"));
+  r.push_back(Call("Inbox", kAgency, "referrals routed to the caller; recorded as a read"));
   r.push_back(Signed("PostMessage", p::kReferralMessage, kAgency, {kSender, kReceiver},
                      "the referral's sender or current recipient"));
   return Table("ReferralService", std::move(r));

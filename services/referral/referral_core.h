@@ -106,6 +106,10 @@ class ReferralCore final : public Renderer {
   absl::StatusOr<State> Load(absl::string_view sender, absl::string_view referral_id);
   // Load by "<sender>/<id>"; an unknown referral is PERMISSION_DENIED, as
   // one the caller may not see (no oracle).
+  // A read of a person's records by an agency, recorded in the ledger
+  // (trust::ReadRecord); the hub's own renderings (delivery) are not.
+  absl::Status RecordRead(absl::string_view caller, absl::string_view rpc,
+                          const google::protobuf::Message& request);
   absl::StatusOr<State> LoadVisible(absl::string_view referral, absl::string_view caller);
   absl::StatusOr<v1::ReferralView> ViewFor(const State& st, absl::string_view caller,
                                            bool with_detail);

@@ -143,7 +143,14 @@ absl::StatusOr<v1::ReferralView> ReferralCore::Get(const v1::GetReferralRequest&
     absl::StatusOr<v1::Commit> c = ledger_->Append(std::move(viewed));
     if (c.ok()) view.set_viewed_unix_nanos(c->commit_time_unix_nanos());
   }
+  RETURN_IF_ERROR(RecordRead(caller, "ReferralService.Get", req));
   return view;
+}
+
+absl::Status ReferralCore::RecordRead(absl::string_view caller, absl::string_view rpc,
+                                      const google::protobuf::Message& request) {
+  if (caller.empty() || caller == directory::kHubAgency) return absl::OkStatus();  // internal
+  return ledger_->Append(trust::ReadRecord(caller, rpc, request)).status();
 }
 
 absl::StatusOr<v1::ListReferralsResponse> ReferralCore::List(const v1::ListReferralsRequest& req,
@@ -180,12 +187,16 @@ absl::StatusOr<v1::ListReferralsResponse> ReferralCore::List(const v1::ListRefer
 
 absl::StatusOr<v1::ListReferralsResponse> ReferralCore::Sent(const v1::ListReferralsRequest& req,
                                                              absl::string_view caller) {
-  return List(req, caller, /*sent=*/true);
+  ASSIGN_OR_RETURN(v1::ListReferralsResponse r, List(req, caller, /*sent=*/true));
+  RETURN_IF_ERROR(RecordRead(caller, "ReferralService.Sent", req));
+  return r;
 }
 
 absl::StatusOr<v1::ListReferralsResponse> ReferralCore::Inbox(const v1::ListReferralsRequest& req,
                                                               absl::string_view caller) {
-  return List(req, caller, /*sent=*/false);
+  ASSIGN_OR_RETURN(v1::ListReferralsResponse r, List(req, caller, /*sent=*/false));
+  RETURN_IF_ERROR(RecordRead(caller, "ReferralService.Inbox", req));
+  return r;
 }
 
 }  // namespace careloop::referral

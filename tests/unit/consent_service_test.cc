@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "absl/strings/str_replace.h"
+#include "careloop/v1/audit.pb.h"
 #include "services/consent/consent_core.h"
 #include "services/consent/report.h"
 #include "tests/support/consent_env.h"
@@ -897,6 +898,52 @@ TEST_F(ConsentServiceTest, AWrongMergeIsUndoneAndDecisionsUseTheRightConsentsAga
   // And the two may be merged again, correctly this time or not.
   ASSERT_TRUE(MergeAsCompliance(s1, s2, "second look").ok());
   EXPECT_TRUE(permits(s1));
+}
+
+}  // namespace
+}  // namespace careloop::consent
+
+namespace careloop::consent {
+namespace {
+
+// Reads of a person's records by agencies and compliance are ledger events
+// (AuditQueried in audit/<caller>), whichever service answers them; the
+// hub's own decisions are not; a refused read records nothing (it is a log
+// line, authz.refused or the core's refusal).
+TEST_F(ConsentServiceTest, ReadsOfAPersonsRecordsAreRecordedAndTheHubsOwnDecisionsAreNot) {
+  const std::string s = *env_.NewSubject("000123");
+  const std::string id = *env_.Grant(ConsentEnv::NetworkConsent(s));
+  auto reads = [&]() {
+    std::vector<v1::AuditQueried> out;
+    for (const v1::Event& e : EventsOfType("AuditQueried")) {
+      v1::AuditQueried q;
+      EXPECT_TRUE(q.ParseFromString(e.payload()));
+      EXPECT_EQ(e.header().stream(), "audit/" + q.agency());
+      EXPECT_EQ(e.header().agencies_size(), 0) << "delivered to nobody";
+      out.push_back(q);
+    }
+    return out;
+  };
+  ASSERT_TRUE(reads().empty());
+  ASSERT_TRUE(core()->GetConsent(id, "org.stmarys").ok());
+  v1::ListConsentsRequest list;
+  list.set_subject_id(s);
+  ASSERT_TRUE(core()->ListConsents(list, "org.compliance").ok());
+  v1::DisclosureReportRequest report;
+  report.set_subject_id(s);
+  ASSERT_TRUE(core()->Report(report, "org.compliance").ok());
+  std::vector<v1::AuditQueried> got = reads();
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0].agency(), "org.stmarys");
+  EXPECT_EQ(got[0].rpc(), "ConsentService.GetConsent");
+  EXPECT_NE(got[0].request_json().find(id), std::string::npos);
+  EXPECT_EQ(got[1].rpc(), "ConsentService.ListConsents");
+  EXPECT_EQ(got[2].rpc(), "ConsentService.DisclosureReport");
+  // The hub's own decision on a submission, and a refused read: nothing.
+  ASSERT_TRUE(env_.Check(s, "org.foodbank", {"social-needs"}).ok());
+  EXPECT_EQ(core()->GetConsent(id, "org.shelter").status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(reads().size(), 3u);
 }
 
 }  // namespace

@@ -706,9 +706,11 @@ TEST_F(ReferralTest, OpeningIsRecordedOnceAsViewedWhichIsNotAccepted) {
   ASSERT_TRUE(first.ok());
   EXPECT_NE(first->viewed_unix_nanos(), 0);
   EXPECT_EQ(first->status(), v1::TASK_REQUESTED);
-  uint64_t size = env_.ledger()->size();
+  const int viewed = Count("ReferralViewed");
+  const int reads = Count("AuditQueried");
   EXPECT_TRUE(core_->Get(get, "org.foodbank").ok());
-  EXPECT_EQ(env_.ledger()->size(), size) << "once";
+  EXPECT_EQ(Count("ReferralViewed"), viewed) << "once";
+  EXPECT_EQ(Count("AuditQueried"), reads + 1) << "every read is recorded";
   auto sender_view = core_->Get(get, "org.stmarys");
   EXPECT_EQ(sender_view->viewed_unix_nanos(), first->viewed_unix_nanos());
   EXPECT_EQ(Count("ReferralViewed"), 1);
@@ -832,7 +834,8 @@ TEST_F(ReferralTest, AFormerRecipientSeesWhatItHeldAndNothingAfter) {
   EXPECT_EQ(former->attempt(), 1u);
   for (const v1::ReferralHistoryEntry& h : former->history())
     EXPECT_NE(h.recipient_agency(), "org.foodbank") << "nothing after it left";
-  EXPECT_EQ(Count("DisclosureRecorded"), disclosures) << "a view records nothing";
+  EXPECT_EQ(Count("DisclosureRecorded"), disclosures) << "a view discloses nothing new";
+  EXPECT_GE(Count("AuditQueried"), 1) << "but it is a recorded read";
   // Negative control: the current recipient and the sender see the new routing.
   EXPECT_EQ(ViewAs("org.foodbank")->recipient_agency(), "org.foodbank");
   EXPECT_EQ(ViewAs("org.stmarys")->recipient_agency(), "org.foodbank");
