@@ -153,37 +153,33 @@ absl::Status Gate::Admit(const Caller& caller, absl::string_view method) const {
   return absl::OkStatus();
 }
 
+namespace {
+// Who signed an envelope: the hub's admin (sender "hub"), or an agency.
+Caller SignerOf(const v1::Envelope& e) {
+  return e.sender_agency() == names::kHubAgency ? Caller::HubAdmin(e.actor().user_id())
+                                                : Caller::Agency(e.sender_agency());
+}
+}  // namespace
+
 absl::Status Gate::AdmitEnvelope(const Caller& connection, absl::string_view method,
                                  absl::string_view envelope_bytes) const {
   absl::StatusOr<v1::Envelope> e = trust::ParseEnvelope(envelope_bytes, trust::EnvelopeLimits());
   if (!e.ok()) return e.status();
-  const Rule* rule = table_->Find(method, e->payload_type());
-  if (rule == nullptr) {
-    return Refuse(connection, method, "payload_not_in_table",
-                  absl::InvalidArgumentError(absl::StrCat("payload type ", e->payload_type(),
-                                                          " is not accepted by ", table_->service(),
-                                                          ".", method)));
-  }
-  if (tls_) {
-    const bool from_hub = e->sender_agency() == names::kHubAgency;
-    const Caller signer =
-        from_hub ? Caller::HubAdmin(e->actor().user_id()) : Caller::Agency(e->sender_agency());
-    const bool same = connection.kind == signer.kind && connection.id == signer.id;
-    if (!same) {
-      return Refuse(
-          connection, method, "sender_not_caller",
-          absl::PermissionDeniedError(absl::StrCat("the connection is ", connection.ForLog(),
-                                                   " but the envelope is from ", signer.ForLog())));
-    }
+  const Caller signer = SignerOf(*e);
+  // A payload type the table does not list is AdmitSigner's to refuse.
+  const bool listed = table_->Find(method, e->payload_type()) != nullptr;
+  if (listed && tls_ && (connection.kind != signer.kind || connection.id != signer.id)) {
+    return Refuse(
+        connection, method, "sender_not_caller",
+        absl::PermissionDeniedError(absl::StrCat("the connection is ", connection.ForLog(),
+                                                 " but the envelope is from ", signer.ForLog())));
   }
   return AdmitSigner(method, *e);
 }
 
 absl::Status Gate::AdmitSigner(absl::string_view method, const v1::Envelope& e) const {
   const Rule* rule = table_->Find(method, e.payload_type());
-  const bool from_hub = e.sender_agency() == names::kHubAgency;
-  const Caller signer =
-      from_hub ? Caller::HubAdmin(e.actor().user_id()) : Caller::Agency(e.sender_agency());
+  const Caller signer = SignerOf(e);
   if (rule == nullptr) {
     return Refuse(signer, method, "payload_not_in_table",
                   absl::InvalidArgumentError(absl::StrCat("payload type ", e.payload_type(),

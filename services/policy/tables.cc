@@ -144,30 +144,19 @@ Table MakeAudit() {
 
 }  // namespace
 
-const Table& LedgerTable() {
-  static const Table* t = new Table(MakeLedger());
+// Each table is built once, on first use, and never destroyed.
+template <Table (*Make)()>
+const Table& Once() {
+  static const Table* t = new Table(Make());
   return *t;
 }
-const Table& DirectoryTable() {
-  static const Table* t = new Table(MakeDirectory());
-  return *t;
-}
-const Table& ConsentTable() {
-  static const Table* t = new Table(MakeConsent());
-  return *t;
-}
-const Table& ReferralTable() {
-  static const Table* t = new Table(MakeReferral());
-  return *t;
-}
-const Table& NotificationTable() {
-  static const Table* t = new Table(MakeNotification());
-  return *t;
-}
-const Table& AuditTable() {
-  static const Table* t = new Table(MakeAudit());
-  return *t;
-}
+
+const Table& LedgerTable() { return Once<MakeLedger>(); }
+const Table& DirectoryTable() { return Once<MakeDirectory>(); }
+const Table& ConsentTable() { return Once<MakeConsent>(); }
+const Table& ReferralTable() { return Once<MakeReferral>(); }
+const Table& NotificationTable() { return Once<MakeNotification>(); }
+const Table& AuditTable() { return Once<MakeAudit>(); }
 
 const std::vector<const Table*>& AllTables() {
   static const std::vector<const Table*>* all =
