@@ -67,14 +67,13 @@ AuditCore::AuditCore(storage::Ledger* ledger, directory::Agencies* directory,
       directory_(directory),
       consent_(consent),
       clock_(clock),
-      options_(std::move(options)) {}
+      options_(std::move(options)),
+      gate_(&policy::AuditTable(), directory, /*tls=*/false) {}
 
-absl::Status AuditCore::RequireCompliance(absl::string_view caller, absl::string_view what) const {
-  if (consent_->IsCompliance(caller)) return absl::OkStatus();
-  return absl::PermissionDeniedError(
-      absl::StrCat(what, " are for compliance agencies and the hub's own services; ",
-                   caller.empty() ? std::string("the caller has no agency identity")
-                                  : absl::StrCat("agency ", caller, " is neither")));
+absl::StatusOr<std::string> AuditCore::Admit(const policy::Caller& caller,
+                                             absl::string_view method) const {
+  RETURN_IF_ERROR(gate_.Admit(caller, method));
+  return caller.CoreId();
 }
 
 absl::Status AuditCore::Record(absl::string_view caller, absl::string_view rpc,
@@ -138,8 +137,8 @@ absl::StatusOr<uint64_t> AuditCore::FirstSeqAt(int64_t unix_nanos) {
 }
 
 absl::StatusOr<v1::AuditQueryResponse> AuditCore::Query(const v1::AuditQueryRequest& req,
-                                                        absl::string_view caller) {
-  RETURN_IF_ERROR(RequireCompliance(caller, "audit queries"));
+                                                        const policy::Caller& who) {
+  ASSIGN_OR_RETURN(const std::string caller, Admit(who, "Query"));
   ASSIGN_OR_RETURN(v1::AuditQueryResponse resp, Select(req));
   RETURN_IF_ERROR(Record(caller, "Query", req));
   return resp;
@@ -304,8 +303,8 @@ absl::StatusOr<std::vector<v1::Event>> AuditCore::NextPage(const v1::AuditQueryR
 }
 
 absl::StatusOr<v1::TrailResponse> AuditCore::Trail(const v1::TrailRequest& req,
-                                                   absl::string_view caller) {
-  RETURN_IF_ERROR(RequireCompliance(caller, "consent trails"));
+                                                   const policy::Caller& who) {
+  ASSIGN_OR_RETURN(const std::string caller, Admit(who, "Trail"));
   ASSIGN_OR_RETURN(consent::SubjectSet set, consent_->Subjects(req.subject_id()));
   v1::TrailResponse resp;
   resp.set_subject_id(set.survivor);
@@ -399,24 +398,24 @@ absl::StatusOr<v1::TrailResponse> AuditCore::Trail(const v1::TrailRequest& req,
 }
 
 absl::StatusOr<v1::DisclosureReportResponse> AuditCore::Report(
-    const v1::DisclosureReportRequest& req, absl::string_view caller) {
-  RETURN_IF_ERROR(RequireCompliance(caller, "disclosure reports"));
+    const v1::DisclosureReportRequest& req, const policy::Caller& who) {
+  ASSIGN_OR_RETURN(const std::string caller, Admit(who, "Report"));
   // Recorded once, here, as this service's read (the consent core records
   // only reads it answers itself).
-  ASSIGN_OR_RETURN(v1::DisclosureReportResponse r, consent_->Report(req, directory::kHubAgency));
+  ASSIGN_OR_RETURN(v1::DisclosureReportResponse r, consent_->Accounting(req));
   RETURN_IF_ERROR(Record(caller, "Report", req));
   return r;
 }
 
 absl::StatusOr<v1::SignedHead> AuditCore::Head(const v1::AuditHeadRequest& req,
-                                               absl::string_view caller) {
-  if (caller.empty()) return absl::UnauthenticatedError("heads are for authenticated agencies");
+                                               const policy::Caller& who) {
+  RETURN_IF_ERROR(gate_.Admit(who, "Head"));
   return ledger_->Head(req.tree_size());
 }
 
 absl::StatusOr<v1::AuditConsistencyResponse> AuditCore::Consistency(
-    const v1::AuditConsistencyRequest& req, absl::string_view caller) {
-  if (caller.empty()) return absl::UnauthenticatedError("proofs are for authenticated agencies");
+    const v1::AuditConsistencyRequest& req, const policy::Caller& who) {
+  RETURN_IF_ERROR(gate_.Admit(who, "Consistency"));
   v1::AuditConsistencyResponse resp;
   ASSIGN_OR_RETURN(*resp.mutable_head2(), ledger_->Head(req.size2()));
   // A head is stored per commit round: size1 may have none (the caller then
@@ -433,8 +432,8 @@ absl::StatusOr<v1::AuditConsistencyResponse> AuditCore::Consistency(
 }
 
 absl::StatusOr<v1::Receipt> AuditCore::Inclusion(const v1::AuditInclusionRequest& req,
-                                                 absl::string_view caller) {
-  if (caller.empty()) return absl::UnauthenticatedError("proofs are for authenticated agencies");
+                                                 const policy::Caller& who) {
+  ASSIGN_OR_RETURN(const std::string caller, Admit(who, "Inclusion"));
   v1::ReadRequest r;
   r.set_from_seq(req.seq());
   r.set_limit(1);
@@ -460,8 +459,8 @@ absl::StatusOr<v1::Receipt> AuditCore::Inclusion(const v1::AuditInclusionRequest
 }
 
 absl::StatusOr<v1::ExportResponse> AuditCore::Export(const v1::ExportRequest& req,
-                                                     absl::string_view caller) {
-  RETURN_IF_ERROR(RequireCompliance(caller, "export bundles"));
+                                                     const policy::Caller& who) {
+  ASSIGN_OR_RETURN(const std::string caller, Admit(who, "Export"));
   const int selectors = !req.subject_id().empty() + !req.referral().empty() +
                         (req.from_unix_nanos() != 0 || req.to_unix_nanos() != 0);
   if (selectors != 1) {
@@ -634,8 +633,8 @@ std::string AuditCore::FhirAuditEvent(const v1::DisclosureRecorded& d, uint64_t 
 }
 
 absl::StatusOr<v1::FhirAuditEventsResponse> AuditCore::FhirAuditEvents(
-    const v1::FhirAuditEventsRequest& req, absl::string_view caller) {
-  RETURN_IF_ERROR(RequireCompliance(caller, "FHIR audit events"));
+    const v1::FhirAuditEventsRequest& req, const policy::Caller& who) {
+  ASSIGN_OR_RETURN(const std::string caller, Admit(who, "FhirAuditEvents"));
   ASSIGN_OR_RETURN(consent::SubjectSet set, consent_->Subjects(req.subject_id()));
   const int64_t to = req.to_unix_nanos() == 0 ? INT64_MAX : req.to_unix_nanos();
   v1::FhirAuditEventsResponse resp;

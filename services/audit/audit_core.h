@@ -13,6 +13,7 @@
 #include "careloop/v1/audit.pb.h"
 #include "services/consent/records.h"
 #include "services/directory/agencies.h"
+#include "services/policy/policy.h"
 #include "storage/ledger.h"
 
 namespace careloop::audit {
@@ -28,18 +29,21 @@ class AuditCore {
             consent::SubjectRecords* consent, Clock* clock, AuditOptions options = {});
 
   absl::StatusOr<v1::AuditQueryResponse> Query(const v1::AuditQueryRequest& req,
-                                               absl::string_view caller);
-  absl::StatusOr<v1::TrailResponse> Trail(const v1::TrailRequest& req, absl::string_view caller);
+                                               const policy::Caller& caller);
+  absl::StatusOr<v1::TrailResponse> Trail(const v1::TrailRequest& req,
+                                          const policy::Caller& caller);
   absl::StatusOr<v1::DisclosureReportResponse> Report(const v1::DisclosureReportRequest& req,
-                                                      absl::string_view caller);
-  absl::StatusOr<v1::SignedHead> Head(const v1::AuditHeadRequest& req, absl::string_view caller);
+                                                      const policy::Caller& caller);
+  absl::StatusOr<v1::SignedHead> Head(const v1::AuditHeadRequest& req,
+                                      const policy::Caller& caller);
   absl::StatusOr<v1::AuditConsistencyResponse> Consistency(const v1::AuditConsistencyRequest& req,
-                                                           absl::string_view caller);
+                                                           const policy::Caller& caller);
   absl::StatusOr<v1::Receipt> Inclusion(const v1::AuditInclusionRequest& req,
-                                        absl::string_view caller);
-  absl::StatusOr<v1::ExportResponse> Export(const v1::ExportRequest& req, absl::string_view caller);
+                                        const policy::Caller& caller);
+  absl::StatusOr<v1::ExportResponse> Export(const v1::ExportRequest& req,
+                                            const policy::Caller& caller);
   absl::StatusOr<v1::FhirAuditEventsResponse> FhirAuditEvents(const v1::FhirAuditEventsRequest& req,
-                                                              absl::string_view caller);
+                                                              const policy::Caller& caller);
 
   // One FHIR R4 AuditEvent (JSON) for a recorded disclosure.
   static std::string FhirAuditEvent(const v1::DisclosureRecorded& d, uint64_t seq,
@@ -60,7 +64,8 @@ class AuditCore {
   // The next page of candidates after `after`; `more` if the source has more.
   absl::StatusOr<std::vector<v1::Event>> NextPage(const v1::AuditQueryRequest& req,
                                                   const Source& src, uint64_t after, bool* more);
-  absl::Status RequireCompliance(absl::string_view caller, absl::string_view what) const;
+  // The caller's id as the reads use it, once the audit table admits it.
+  absl::StatusOr<std::string> Admit(const policy::Caller& caller, absl::string_view method) const;
   absl::Status Record(absl::string_view caller, absl::string_view rpc,
                       const google::protobuf::Message& request);
   // The events of a subject (every merged id), in seq order, after `after`.
@@ -74,6 +79,7 @@ class AuditCore {
   consent::SubjectRecords* consent_;
   Clock* clock_;
   AuditOptions options_;
+  policy::Gate gate_;
 };
 
 }  // namespace careloop::audit

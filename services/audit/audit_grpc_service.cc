@@ -8,8 +8,7 @@ namespace {
 // the pool: it appends the export record and waits for its fsync).
 class ExportReactor final : public grpc::ServerWriteReactor<v1::BundleLine> {
  public:
-  explicit ExportReactor(const absl::Status& refused) { Finish(ToGrpcStatus(refused)); }
-  ExportReactor(BlockingPool* pool, AuditCore* core, v1::ExportRequest req, std::string caller) {
+  ExportReactor(BlockingPool* pool, AuditCore* core, v1::ExportRequest req, policy::Caller caller) {
     pool->Post([this, core, req = std::move(req), caller = std::move(caller)] {
       absl::StatusOr<v1::ExportResponse> b = core->Export(req, caller);
       if (!b.ok()) {
@@ -46,67 +45,56 @@ class ExportReactor final : public grpc::ServerWriteReactor<v1::BundleLine> {
 grpc::ServerUnaryReactor* AuditGrpcService::Query(grpc::CallbackServerContext* ctx,
                                                   const v1::AuditQueryRequest* req,
                                                   v1::AuditQueryResponse* resp) {
-  absl::StatusOr<policy::Caller> c = Admitted(gate_, *ctx, tls_, "Query");
-  return FinishUnaryOn(&pool_, ctx, c.status(), resp,
-                       [this, req, caller = c.ok() ? c->CoreId() : std::string()] {
-                         return core_->Query(*req, caller);
-                       });
+  return FinishUnaryOn(
+      &pool_, ctx, absl::OkStatus(), resp,
+      [this, req, caller = CallerIdentity(*ctx, tls_)] { return core_->Query(*req, caller); });
 }
 
 grpc::ServerUnaryReactor* AuditGrpcService::Trail(grpc::CallbackServerContext* ctx,
                                                   const v1::TrailRequest* req,
                                                   v1::TrailResponse* resp) {
-  absl::StatusOr<policy::Caller> c = Admitted(gate_, *ctx, tls_, "Trail");
-  return FinishUnaryOn(&pool_, ctx, c.status(), resp,
-                       [this, req, caller = c.ok() ? c->CoreId() : std::string()] {
-                         return core_->Trail(*req, caller);
-                       });
+  return FinishUnaryOn(
+      &pool_, ctx, absl::OkStatus(), resp,
+      [this, req, caller = CallerIdentity(*ctx, tls_)] { return core_->Trail(*req, caller); });
 }
 
 grpc::ServerUnaryReactor* AuditGrpcService::Report(grpc::CallbackServerContext* ctx,
                                                    const v1::DisclosureReportRequest* req,
                                                    v1::DisclosureReportResponse* resp) {
-  absl::StatusOr<policy::Caller> c = Admitted(gate_, *ctx, tls_, "Report");
-  return FinishUnaryOn(&pool_, ctx, c.status(), resp,
-                       [this, req, caller = c.ok() ? c->CoreId() : std::string()] {
-                         return core_->Report(*req, caller);
-                       });
+  return FinishUnaryOn(
+      &pool_, ctx, absl::OkStatus(), resp,
+      [this, req, caller = CallerIdentity(*ctx, tls_)] { return core_->Report(*req, caller); });
 }
 
 grpc::ServerUnaryReactor* AuditGrpcService::Head(grpc::CallbackServerContext* ctx,
                                                  const v1::AuditHeadRequest* req,
                                                  v1::SignedHead* resp) {
-  absl::StatusOr<policy::Caller> c = Admitted(gate_, *ctx, tls_, "Head");
-  return FinishUnary(ctx, c.status(), resp, [&] { return core_->Head(*req, c->CoreId()); });
+  return FinishUnary(ctx, resp, [&] { return core_->Head(*req, CallerIdentity(*ctx, tls_)); });
 }
 
 grpc::ServerUnaryReactor* AuditGrpcService::Consistency(grpc::CallbackServerContext* ctx,
                                                         const v1::AuditConsistencyRequest* req,
                                                         v1::AuditConsistencyResponse* resp) {
-  absl::StatusOr<policy::Caller> c = Admitted(gate_, *ctx, tls_, "Consistency");
-  return FinishUnary(ctx, c.status(), resp, [&] { return core_->Consistency(*req, c->CoreId()); });
+  return FinishUnary(ctx, resp,
+                     [&] { return core_->Consistency(*req, CallerIdentity(*ctx, tls_)); });
 }
 
 grpc::ServerUnaryReactor* AuditGrpcService::Inclusion(grpc::CallbackServerContext* ctx,
                                                       const v1::AuditInclusionRequest* req,
                                                       v1::Receipt* resp) {
-  absl::StatusOr<policy::Caller> c = Admitted(gate_, *ctx, tls_, "Inclusion");
-  return FinishUnary(ctx, c.status(), resp, [&] { return core_->Inclusion(*req, c->CoreId()); });
+  return FinishUnary(ctx, resp, [&] { return core_->Inclusion(*req, CallerIdentity(*ctx, tls_)); });
 }
 
 grpc::ServerWriteReactor<v1::BundleLine>* AuditGrpcService::Export(grpc::CallbackServerContext* ctx,
                                                                    const v1::ExportRequest* req) {
-  absl::StatusOr<policy::Caller> c = Admitted(gate_, *ctx, tls_, "Export");
-  if (!c.ok()) return new ExportReactor(c.status());
-  return new ExportReactor(&pool_, core_, *req, c->CoreId());
+  return new ExportReactor(&pool_, core_, *req, CallerIdentity(*ctx, tls_));
 }
 
 grpc::ServerUnaryReactor* AuditGrpcService::FhirAuditEvents(grpc::CallbackServerContext* ctx,
                                                             const v1::FhirAuditEventsRequest* req,
                                                             v1::FhirAuditEventsResponse* resp) {
-  absl::StatusOr<policy::Caller> c = Admitted(gate_, *ctx, tls_, "FhirAuditEvents");
-  return FinishUnaryOn(&pool_, ctx, c.status(), resp,
-                       [this, req, caller = c.ok() ? c->CoreId() : std::string()] {
+  return FinishUnaryOn(&pool_, ctx, absl::OkStatus(), resp,
+                       [this, req, caller = CallerIdentity(*ctx, tls_)] {
                          return core_->FhirAuditEvents(*req, caller);
                        });
 }

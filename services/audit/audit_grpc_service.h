@@ -1,5 +1,5 @@
-// AuditService over gRPC: each call admitted by the audit table
-// (policy::AuditTable) for the caller CallerIdentity names; the core decides
+// AuditService over gRPC: the caller CallerIdentity names, passed to the
+// core, which admits it by the audit table (policy::AuditTable) and decides
 // what an admitted caller sees.
 #pragma once
 
@@ -11,8 +11,7 @@ namespace careloop::audit {
 
 class AuditGrpcService final : public v1::AuditService::CallbackService {
  public:
-  AuditGrpcService(AuditCore* core, const directory::Agencies* agencies, bool tls)
-      : core_(core), tls_(tls), gate_(&policy::AuditTable(), agencies, tls) {}
+  AuditGrpcService(AuditCore* core, bool tls) : core_(core), tls_(tls) {}
 
   grpc::ServerUnaryReactor* Query(grpc::CallbackServerContext* ctx,
                                   const v1::AuditQueryRequest* req,
@@ -39,7 +38,6 @@ class AuditGrpcService final : public v1::AuditService::CallbackService {
  private:
   AuditCore* core_;
   bool tls_;
-  policy::Gate gate_;
   // Queries read much and record themselves (an fsync): off gRPC's threads.
   BlockingPool pool_{8};
 };

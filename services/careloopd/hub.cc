@@ -319,8 +319,7 @@ void Hub::StartAudit(storage::Ledger* ledger) {
   ao.hub_name = config_.hub_name;
   audit_core_ = std::make_unique<audit::AuditCore>(ledger, directory_state_.get(),
                                                    consent_core_.get(), SystemClock(), ao);
-  audit_service_ = std::make_unique<audit::AuditGrpcService>(audit_core_.get(),
-                                                             directory_state_.get(), config_.tls());
+  audit_service_ = std::make_unique<audit::AuditGrpcService>(audit_core_.get(), config_.tls());
 }
 
 absl::Status Hub::StartNotification(storage::Ledger* ledger, std::ostream& out) {
@@ -346,8 +345,10 @@ absl::Status Hub::StartNotification(storage::Ledger* ledger, std::ostream& out) 
       ledger, notification_core_.get(), directory_state_.get(), SystemClock(), std::move(wkey),
       notification::NewCurlPoster(), wo);
   webhooks_->Start();
+  notifications_ = std::make_unique<notification::Notifications>(
+      notification_core_.get(), webhooks_.get(), directory_state_.get());
   notification_service_ = std::make_unique<notification::NotificationGrpcService>(
-      notification_core_.get(), webhooks_.get(), directory_state_.get(), config_.tls());
+      notifications_.get(), directory_state_.get(), config_.tls());
   return absl::OkStatus();
 }
 
@@ -429,6 +430,7 @@ void Hub::Shutdown() {
   audit_service_.reset();
   audit_core_.reset();
   notification_service_.reset();
+  notifications_.reset();
   webhooks_.reset();
   notification_core_.reset();
   referral_service_.reset();

@@ -86,6 +86,7 @@ class Hub {
   std::unique_ptr<audit::AuditCore> audit_core_;
   std::unique_ptr<audit::AuditGrpcService> audit_service_;
   std::unique_ptr<notification::Webhooks> webhooks_;
+  std::unique_ptr<notification::Notifications> notifications_;
   std::unique_ptr<notification::NotificationGrpcService> notification_service_;
   std::thread escalator_;
   absl::Mutex escalator_mu_;

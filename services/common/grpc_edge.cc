@@ -59,14 +59,6 @@ policy::Caller CallerIdentity(const grpc::ServerContextBase& ctx, bool tls) {
   return policy::Caller::None();
 }
 
-absl::StatusOr<policy::Caller> Admitted(const policy::Gate& gate,
-                                        const grpc::ServerContextBase& ctx, bool tls,
-                                        absl::string_view method) {
-  policy::Caller caller = CallerIdentity(ctx, tls);
-  RETURN_IF_ERROR(gate.Admit(caller, method));
-  return caller;
-}
-
 absl::Status AdmittedEnvelope(const policy::Gate& gate, const grpc::ServerContextBase& ctx,
                               bool tls, absl::string_view method, const std::string& envelope) {
   return gate.AdmitEnvelope(CallerIdentity(ctx, tls), method, envelope);

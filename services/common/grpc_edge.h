@@ -38,6 +38,11 @@ grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* ctx, const ab
   FinishWith(reactor, resp, fn());
   return reactor;
 }
+// The same for a call the core admits itself (its reads take the caller).
+template <typename T, typename Fn>
+grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* ctx, T* resp, Fn&& fn) {
+  return FinishUnary(ctx, absl::OkStatus(), resp, std::forward<Fn>(fn));
+}
 
 // Threads for handlers that wait (for an fsync, for a projection). gRPC's
 // callback threads must not block: a handler that waits on one caps how many
@@ -91,12 +96,8 @@ inline constexpr char kDevAdminHeader[] = "x-careloop-dev-admin";
 // its own socket).
 policy::Caller CallerIdentity(const grpc::ServerContextBase& ctx, bool tls);
 
-// The caller, admitted by `gate` for `method` (policy::Gate::Admit); the
-// error is the refusal.
-absl::StatusOr<policy::Caller> Admitted(const policy::Gate& gate,
-                                        const grpc::ServerContextBase& ctx, bool tls,
-                                        absl::string_view method);
-// The same for a call carrying a signed envelope (policy::Gate::AdmitEnvelope).
+// A call carrying a signed envelope, admitted by `gate` (policy::Gate::AdmitEnvelope):
+// over mTLS the envelope's signer must be the connection's identity.
 absl::Status AdmittedEnvelope(const policy::Gate& gate, const grpc::ServerContextBase& ctx,
                               bool tls, absl::string_view method, const std::string& envelope);
 

@@ -19,8 +19,15 @@
 namespace careloop::consent {
 
 absl::StatusOr<v1::DisclosureReportResponse> ConsentCore::Report(
-    const v1::DisclosureReportRequest& req, absl::string_view caller) {
-  RETURN_IF_ERROR(RequireCompliance(caller, "disclosure reports"));
+    const v1::DisclosureReportRequest& req, const policy::Caller& who) {
+  ASSIGN_OR_RETURN(const std::string caller, Admit(who, "DisclosureReport"));
+  ASSIGN_OR_RETURN(v1::DisclosureReportResponse resp, Accounting(req));
+  RETURN_IF_ERROR(RecordRead(caller, "ConsentService.DisclosureReport", req));
+  return resp;
+}
+
+absl::StatusOr<v1::DisclosureReportResponse> ConsentCore::Accounting(
+    const v1::DisclosureReportRequest& req) {
   const absl::Time to =
       req.to_unix_nanos() != 0 ? absl::FromUnixNanos(req.to_unix_nanos()) : clock_->Now();
   const absl::Time from =
@@ -74,7 +81,6 @@ absl::StatusOr<v1::DisclosureReportResponse> ConsentCore::Report(
     e->set_count(1);
     e->set_last_unix_nanos(d.disclosed_unix_nanos());
   }
-  RETURN_IF_ERROR(RecordRead(caller, "ConsentService.DisclosureReport", req));
   return resp;
 }
 

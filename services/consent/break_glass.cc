@@ -120,8 +120,8 @@ absl::StatusOr<v1::AppendRequest> ConsentCore::PlanReview(const trust::VerifiedE
 }
 
 absl::StatusOr<v1::ListBreakGlassResponse> ConsentCore::ListBreakGlass(
-    const v1::ListBreakGlassRequest& req, absl::string_view caller) {
-  RETURN_IF_ERROR(RequireCompliance(caller, "the break-glass review list"));
+    const v1::ListBreakGlassRequest& req, const policy::Caller& who) {
+  ASSIGN_OR_RETURN(const std::string caller, Admit(who, "ListBreakGlass"));
   ASSIGN_OR_RETURN(std::vector<v1::Event> listed,
                    storage::ReadWholeStream(ledger_, kBreakGlassList));
   std::map<std::string, bool> reviewed;

@@ -34,6 +34,7 @@ ConsentCore::ConsentCore(storage::Ledger* ledger, directory::Agencies* directory
       clock_(clock),
       options_(std::move(options)),
       policy_(policy::ConsentTable().Envelopes("Submit", options_.max_clock_skew, directory)),
+      gate_(&policy::ConsentTable(), directory, /*tls=*/false),
       seen_(ledger) {
   if (!options_.new_subject_id) options_.new_subject_id = DefaultSubjectId;
 }
@@ -50,13 +51,10 @@ bool ConsentCore::IsCompliance(absl::string_view agency) const {
   return r.has_value() && r->active() && Contains(r->profile().roles(), kComplianceRole);
 }
 
-absl::Status ConsentCore::RequireCompliance(absl::string_view caller,
-                                            absl::string_view what) const {
-  if (IsCompliance(caller)) return absl::OkStatus();
-  return absl::PermissionDeniedError(
-      absl::StrCat(what, " are for compliance agencies and the hub's own services; ",
-                   caller.empty() ? std::string("the caller has no agency identity")
-                                  : absl::StrCat("agency ", caller, " is neither")));
+absl::StatusOr<std::string> ConsentCore::Admit(const policy::Caller& caller,
+                                               absl::string_view method) const {
+  RETURN_IF_ERROR(gate_.Admit(caller, method));
+  return caller.CoreId();
 }
 
 bool ConsentCore::MayRead(const v1::ConsentRecord& r, absl::string_view caller) const {

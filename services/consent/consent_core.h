@@ -33,6 +33,7 @@
 #include "services/consent/decision.h"
 #include "services/consent/records.h"
 #include "services/directory/agencies.h"
+#include "services/policy/policy.h"
 #include "services/trust/signed_change.h"
 #include "storage/ledger.h"
 #include "storage/projection.h"
@@ -66,25 +67,33 @@ class ConsentCore final : public Decider, public SubjectRecords {
   // receipt; a refused one writes nothing.
   absl::StatusOr<v1::SubmitEnvelopeResponse> Submit(absl::string_view envelope_bytes);
 
-  // `caller` is the calling agency ("hub" for the hub's own services).
+  // The reads ConsentService serves. Each admits `caller` through the
+  // consent table (policy::Gate) before anything else, whoever calls it: the
+  // gRPC adapter, the agency edge, a test. The hub's own services reach
+  // consent through Decider and SubjectRecords instead.
   absl::StatusOr<v1::ResolveSubjectResponse> Resolve(const v1::ResolveSubjectRequest& req,
-                                                     absl::string_view caller);
-  absl::StatusOr<PlannedSubject> PlanResolve(const v1::ResolveSubjectRequest& req,
-                                             absl::string_view caller) override;
+                                                     const policy::Caller& caller);
   absl::StatusOr<v1::ConsentRecord> GetConsent(absl::string_view consent_id,
-                                               absl::string_view caller);
+                                               const policy::Caller& caller);
   absl::StatusOr<v1::ListConsentsResponse> ListConsents(const v1::ListConsentsRequest& req,
-                                                        absl::string_view caller);
+                                                        const policy::Caller& caller);
   absl::StatusOr<v1::CheckConsentResponse> Check(const v1::CheckConsentRequest& req,
-                                                 absl::string_view caller) override;
+                                                 const policy::Caller& caller);
   absl::StatusOr<v1::DisclosureReportResponse> Report(const v1::DisclosureReportRequest& req,
-                                                      absl::string_view caller) override;
+                                                      const policy::Caller& caller);
   absl::StatusOr<v1::ListBreakGlassResponse> ListBreakGlass(const v1::ListBreakGlassRequest& req,
-                                                            absl::string_view caller);
+                                                            const policy::Caller& caller);
+
+  // Decider.
+  absl::StatusOr<PlannedSubject> PlanResolve(const v1::ResolveSubjectRequest& req,
+                                             absl::string_view sender) override;
+  absl::StatusOr<v1::CheckConsentResponse> Decide(const v1::CheckConsentRequest& req) override;
 
   // SubjectRecords.
   absl::StatusOr<SubjectSet> Subjects(absl::string_view subject_id,
                                       StreamReads* reads = nullptr) override;
+  absl::StatusOr<v1::DisclosureReportResponse> Accounting(
+      const v1::DisclosureReportRequest& req) override;
   bool IsCompliance(absl::string_view agency) const override;
 
  private:
@@ -115,7 +124,8 @@ class ConsentCore final : public Decider, public SubjectRecords {
   // the ledger (trust::ReadRecord); the hub's own decisions are not.
   absl::Status RecordRead(absl::string_view caller, absl::string_view rpc,
                           const google::protobuf::Message& request);
-  absl::Status RequireCompliance(absl::string_view caller, absl::string_view what) const;
+  // The caller's id as the reads use it, once the table admits it.
+  absl::StatusOr<std::string> Admit(const policy::Caller& caller, absl::string_view method) const;
   absl::Status ValidateConsent(const v1::Consent& c) const;
   absl::Status ValidateRule(const v1::ConsentRule& r, int depth, int* count,
                             bool* names_part2) const;
@@ -184,6 +194,7 @@ class ConsentCore final : public Decider, public SubjectRecords {
   Clock* clock_;
   ConsentOptions options_;
   trust::RpcPolicy policy_;
+  policy::Gate gate_;
   trust::LedgerMessageLog seen_;
 };
 

@@ -18,45 +18,43 @@ grpc::ServerUnaryReactor* ConsentGrpcService::Submit(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* ConsentGrpcService::ResolveSubject(grpc::CallbackServerContext* ctx,
                                                              const v1::ResolveSubjectRequest* req,
                                                              v1::ResolveSubjectResponse* resp) {
-  absl::StatusOr<policy::Caller> c = Admitted(gate_, *ctx, tls_, "ResolveSubject");
-  return FinishUnary(ctx, c.status(), resp, [&] { return core_->Resolve(*req, c->CoreId()); });
+  const policy::Caller c = CallerIdentity(*ctx, tls_);
+  return FinishUnary(ctx, resp, [&] { return core_->Resolve(*req, c); });
 }
 
 grpc::ServerUnaryReactor* ConsentGrpcService::GetConsent(grpc::CallbackServerContext* ctx,
                                                          const v1::GetConsentRequest* req,
                                                          v1::ConsentRecord* resp) {
-  absl::StatusOr<policy::Caller> c = Admitted(gate_, *ctx, tls_, "GetConsent");
-  return FinishUnary(ctx, c.status(), resp,
-                     [&] { return core_->GetConsent(req->consent_id(), c->CoreId()); });
+  const policy::Caller c = CallerIdentity(*ctx, tls_);
+  return FinishUnary(ctx, resp, [&] { return core_->GetConsent(req->consent_id(), c); });
 }
 
 grpc::ServerUnaryReactor* ConsentGrpcService::ListConsents(grpc::CallbackServerContext* ctx,
                                                            const v1::ListConsentsRequest* req,
                                                            v1::ListConsentsResponse* resp) {
-  absl::StatusOr<policy::Caller> c = Admitted(gate_, *ctx, tls_, "ListConsents");
-  return FinishUnary(ctx, c.status(), resp, [&] { return core_->ListConsents(*req, c->CoreId()); });
+  const policy::Caller c = CallerIdentity(*ctx, tls_);
+  return FinishUnary(ctx, resp, [&] { return core_->ListConsents(*req, c); });
 }
 
 grpc::ServerUnaryReactor* ConsentGrpcService::Check(grpc::CallbackServerContext* ctx,
                                                     const v1::CheckConsentRequest* req,
                                                     v1::CheckConsentResponse* resp) {
-  absl::StatusOr<policy::Caller> c = Admitted(gate_, *ctx, tls_, "Check");
-  return FinishUnary(ctx, c.status(), resp, [&] { return core_->Check(*req, c->CoreId()); });
+  const policy::Caller c = CallerIdentity(*ctx, tls_);
+  return FinishUnary(ctx, resp, [&] { return core_->Check(*req, c); });
 }
 
 grpc::ServerUnaryReactor* ConsentGrpcService::DisclosureReport(
     grpc::CallbackServerContext* ctx, const v1::DisclosureReportRequest* req,
     v1::DisclosureReportResponse* resp) {
-  absl::StatusOr<policy::Caller> c = Admitted(gate_, *ctx, tls_, "DisclosureReport");
-  return FinishUnary(ctx, c.status(), resp, [&] { return core_->Report(*req, c->CoreId()); });
+  const policy::Caller c = CallerIdentity(*ctx, tls_);
+  return FinishUnary(ctx, resp, [&] { return core_->Report(*req, c); });
 }
 
 grpc::ServerUnaryReactor* ConsentGrpcService::ListBreakGlass(grpc::CallbackServerContext* ctx,
                                                              const v1::ListBreakGlassRequest* req,
                                                              v1::ListBreakGlassResponse* resp) {
-  absl::StatusOr<policy::Caller> c = Admitted(gate_, *ctx, tls_, "ListBreakGlass");
-  return FinishUnary(ctx, c.status(), resp,
-                     [&] { return core_->ListBreakGlass(*req, c->CoreId()); });
+  const policy::Caller c = CallerIdentity(*ctx, tls_);
+  return FinishUnary(ctx, resp, [&] { return core_->ListBreakGlass(*req, c); });
 }
 
 }  // namespace careloop::consent

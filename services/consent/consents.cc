@@ -213,7 +213,8 @@ absl::StatusOr<v1::AppendRequest> ConsentCore::PlanAmendOrRevoke(const trust::Ve
 }
 
 absl::StatusOr<v1::ConsentRecord> ConsentCore::GetConsent(absl::string_view consent_id,
-                                                          absl::string_view caller) {
+                                                          const policy::Caller& who) {
+  ASSIGN_OR_RETURN(const std::string caller, Admit(who, "GetConsent"));
   // A missing consent and one the caller may not read are answered alike.
   const absl::Status hidden = absl::PermissionDeniedError(absl::StrCat(
       "consent ", consent_id,
@@ -238,7 +239,8 @@ absl::StatusOr<v1::ConsentRecord> ConsentCore::GetConsent(absl::string_view cons
 }
 
 absl::StatusOr<v1::ListConsentsResponse> ConsentCore::ListConsents(
-    const v1::ListConsentsRequest& req, absl::string_view caller) {
+    const v1::ListConsentsRequest& req, const policy::Caller& who) {
+  ASSIGN_OR_RETURN(const std::string caller, Admit(who, "ListConsents"));
   const bool compliance = IsCompliance(caller);
   absl::StatusOr<SubjectState> st = Load(req.subject_id(), /*with_disclosures=*/true);
   if (absl::IsNotFound(st.status()) && !compliance) {
@@ -267,8 +269,14 @@ absl::StatusOr<v1::ListConsentsResponse> ConsentCore::ListConsents(
 }
 
 absl::StatusOr<v1::CheckConsentResponse> ConsentCore::Check(const v1::CheckConsentRequest& req,
-                                                            absl::string_view caller) {
-  RETURN_IF_ERROR(RequireCompliance(caller, "consent decisions"));
+                                                            const policy::Caller& who) {
+  ASSIGN_OR_RETURN(const std::string caller, Admit(who, "Check"));
+  ASSIGN_OR_RETURN(v1::CheckConsentResponse resp, Decide(req));
+  RETURN_IF_ERROR(RecordRead(caller, "ConsentService.Check", req));
+  return resp;
+}
+
+absl::StatusOr<v1::CheckConsentResponse> ConsentCore::Decide(const v1::CheckConsentRequest& req) {
   RETURN_IF_ERROR(storage::ValidateAgencyId(req.recipient_agency()));
   if (!KnownPurposes().contains(req.purpose()))
     return absl::InvalidArgumentError(absl::StrCat("unknown purpose '", req.purpose(), "'"));
@@ -291,8 +299,8 @@ absl::StatusOr<v1::CheckConsentResponse> ConsentCore::Check(const v1::CheckConse
   for (const auto& [id, view] : st.consents) consents.push_back(view.record.consent());
   std::vector<std::string> categories(req.categories().begin(), req.categories().end());
   std::vector<CategoryDecision> decided =
-      Decide(consents, Recipient{recipient->agency_id(), recipient->profile().kind()},
-             req.purpose(), categories, at);
+      consent::Decide(consents, Recipient{recipient->agency_id(), recipient->profile().kind()},
+                      req.purpose(), categories, at);
   v1::CheckConsentResponse resp;
   resp.set_subject_id(st.subjects.survivor);
   resp.set_recipient_agency(req.recipient_agency());
@@ -335,7 +343,6 @@ absl::StatusOr<v1::CheckConsentResponse> ConsentCore::Check(const v1::CheckConse
   sv = resp.add_read_versions();
   sv->set_stream(names::stream::Agency(recipient->agency_id()));
   sv->set_version(recipient->version());
-  RETURN_IF_ERROR(RecordRead(caller, "ConsentService.Check", req));
   return resp;
 }
 

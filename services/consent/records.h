@@ -65,10 +65,13 @@ struct PlannedSubject {
 class Decider {
  public:
   virtual ~Decider() = default;
+  // For a verified envelope's sender (`sender`), who must hold the
+  // identifier's authority.
   virtual absl::StatusOr<PlannedSubject> PlanResolve(const v1::ResolveSubjectRequest& req,
-                                                     absl::string_view caller) = 0;
-  virtual absl::StatusOr<v1::CheckConsentResponse> Check(const v1::CheckConsentRequest& req,
-                                                         absl::string_view caller) = 0;
+                                                     absl::string_view sender) = 0;
+  // The hub's own decision (not a read by anyone: it is not recorded; the
+  // disclosure it leads to is).
+  virtual absl::StatusOr<v1::CheckConsentResponse> Decide(const v1::CheckConsentRequest& req) = 0;
 };
 
 // How the audit service reads a person's records: the subject set behind an
@@ -82,8 +85,10 @@ class SubjectRecords {
   // `reads`, if given, gets every subject stream read and its version.
   virtual absl::StatusOr<SubjectSet> Subjects(absl::string_view subject_id,
                                               StreamReads* reads = nullptr) = 0;
-  virtual absl::StatusOr<v1::DisclosureReportResponse> Report(
-      const v1::DisclosureReportRequest& req, absl::string_view caller) = 0;
+  // The disclosure report, for a caller the audit service has admitted and
+  // records the read of.
+  virtual absl::StatusOr<v1::DisclosureReportResponse> Accounting(
+      const v1::DisclosureReportRequest& req) = 0;
   // The hub, or an active agency with the compliance role.
   virtual bool IsCompliance(absl::string_view agency) const = 0;
 };

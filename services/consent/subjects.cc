@@ -318,21 +318,17 @@ absl::StatusOr<SubjectSet> ConsentCore::RelatedSubjects(absl::string_view agency
 
 absl::StatusOr<PlannedSubject> ConsentCore::PlanResolve(const v1::ResolveSubjectRequest& req,
                                                         absl::string_view caller) {
-  if (caller.empty())
-    return absl::PermissionDeniedError("resolving a subject needs the caller's agency identity");
-  if (caller != directory::kHubAgency) {
-    std::optional<v1::AgencyRecord> a = directory_->Get(caller);
-    if (!a.has_value() || !a->active()) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("agency ", caller, " is not an active agency of this hub"));
-    }
+  std::optional<v1::AgencyRecord> a = directory_->Get(caller);
+  if (!a.has_value() || !a->active()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("agency ", caller, " is not an active agency of this hub"));
   }
   if (req.identifiers().empty() || req.identifiers_size() > kMaxIdentifiers)
     return absl::InvalidArgumentError("give 1 to 8 identifiers of one person");
   std::set<std::string> streams;
   for (const v1::Identifier& id : req.identifiers()) {
     RETURN_IF_ERROR(ValidateIdentifier(id));
-    if (caller != directory::kHubAgency) RETURN_IF_ERROR(RequireAuthority(caller, id));
+    RETURN_IF_ERROR(RequireAuthority(caller, id));
     if (!streams.insert(IdentifierStream(id)).second)
       return absl::InvalidArgumentError("the same identifier is given twice");
   }
@@ -388,7 +384,8 @@ absl::StatusOr<PlannedSubject> ConsentCore::PlanResolve(const v1::ResolveSubject
 }
 
 absl::StatusOr<v1::ResolveSubjectResponse> ConsentCore::Resolve(
-    const v1::ResolveSubjectRequest& req, absl::string_view caller) {
+    const v1::ResolveSubjectRequest& req, const policy::Caller& who) {
+  ASSIGN_OR_RETURN(const std::string caller, Admit(who, "ResolveSubject"));
   for (int attempt = 0; attempt < 3; ++attempt) {
     ASSIGN_OR_RETURN(PlannedSubject planned, PlanResolve(req, caller));
     v1::ResolveSubjectResponse resp;

@@ -346,6 +346,7 @@ DirectoryCore::DirectoryCore(storage::Ledger* ledger, DirectoryState* state,
       runner_(runner),
       clock_(clock),
       policy_(policy::DirectoryTable().Envelopes("Submit", max_clock_skew, state)),
+      gate_(&policy::DirectoryTable(), state, /*tls=*/false),
       seen_(ledger),
       service_codes_(std::move(service_codes)) {}
 
@@ -478,8 +479,19 @@ absl::StatusOr<v1::Receipt> DirectoryCore::Submit(absl::string_view bytes) {
   return ledger_->GetReceipt(a.change_seq);
 }
 
-absl::StatusOr<v1::Receipt> DirectoryCore::GetReceipt(absl::string_view sender,
-                                                      absl::string_view message_id) {
+absl::StatusOr<std::string> DirectoryCore::Admit(const policy::Caller& caller,
+                                                 absl::string_view method) const {
+  RETURN_IF_ERROR(gate_.Admit(caller, method));
+  return caller.CoreId();
+}
+
+absl::StatusOr<v1::Receipt> DirectoryCore::GetReceipt(const v1::GetEnvelopeReceiptRequest& req,
+                                                      const policy::Caller& caller) {
+  ASSIGN_OR_RETURN(const std::string viewer, Admit(caller, "GetReceipt"));
+  const std::string& sender = req.sender_agency();
+  const std::string& message_id = req.message_id();
+  if (viewer != sender)
+    return absl::PermissionDeniedError("an agency fetches receipts of its own envelopes only");
   RETURN_IF_ERROR(storage::ValidateStreamSegment(message_id, "message id"));
   ASSIGN_OR_RETURN(std::optional<trust::SeenMessage> seen, seen_.Find(sender, message_id));
   if (!seen.has_value()) {
@@ -489,12 +501,12 @@ absl::StatusOr<v1::Receipt> DirectoryCore::GetReceipt(absl::string_view sender,
   return ledger_->GetReceipt(seen->seq);
 }
 
-absl::StatusOr<v1::AgencyRecord> DirectoryCore::GetAgency(absl::string_view agency_id,
-                                                          absl::string_view viewer,
-                                                          uint64_t min_seq) {
-  if (min_seq > 0) RETURN_IF_ERROR(runner_->WaitFor(min_seq, kProjectionWait));
-  std::optional<v1::AgencyRecord> r = state_->Get(agency_id);
-  if (!r.has_value()) return absl::NotFoundError(absl::StrCat("no agency ", agency_id));
+absl::StatusOr<v1::AgencyRecord> DirectoryCore::GetAgency(const v1::GetAgencyRequest& req,
+                                                          const policy::Caller& caller) {
+  ASSIGN_OR_RETURN(const std::string viewer, Admit(caller, "GetAgency"));
+  if (req.min_seq() > 0) RETURN_IF_ERROR(runner_->WaitFor(req.min_seq(), kProjectionWait));
+  std::optional<v1::AgencyRecord> r = state_->Get(req.agency_id());
+  if (!r.has_value()) return absl::NotFoundError(absl::StrCat("no agency ", req.agency_id()));
   MaskFor(&*r, viewer);
   return *r;
 }
@@ -512,7 +524,8 @@ void DirectoryCore::MaskFor(v1::AgencyRecord* r, absl::string_view viewer) const
 }
 
 absl::StatusOr<std::vector<v1::AgencyRecord>> DirectoryCore::Search(
-    const v1::SearchAgenciesRequest& req, absl::string_view viewer) {
+    const v1::SearchAgenciesRequest& req, const policy::Caller& caller) {
+  ASSIGN_OR_RETURN(const std::string viewer, Admit(caller, "SearchAgencies"));
   if (req.min_seq() > 0) RETURN_IF_ERROR(runner_->WaitFor(req.min_seq(), kProjectionWait));
   auto has = [](const auto& list, const std::string& value) {
     return value.empty() || std::find(list.begin(), list.end(), value) != list.end();

@@ -18,6 +18,7 @@
 #include "careloop/v1/directory.pb.h"
 #include "services/directory/agencies.h"
 #include "services/names/names.h"
+#include "services/policy/policy.h"
 #include "services/trust/envelope.h"
 #include "services/trust/signed_change.h"
 #include "storage/ledger.h"
@@ -74,17 +75,21 @@ class DirectoryCore {
   // of the same envelope gets the original receipt; a rejected one writes
   // nothing.
   absl::StatusOr<v1::Receipt> Submit(absl::string_view envelope_bytes);
-  // The receipt of an accepted envelope, at any time.
-  absl::StatusOr<v1::Receipt> GetReceipt(absl::string_view sender, absl::string_view message_id);
-  // An agency as `viewer` may see it: a confidential address is shown only to
-  // the agency itself and the hub.
-  absl::StatusOr<v1::AgencyRecord> GetAgency(absl::string_view agency_id, absl::string_view viewer,
-                                             uint64_t min_seq = 0);
-  // Agencies matching every criterion given, as `viewer` may see them, by id.
+  // The reads DirectoryService serves; each admits `caller` through the
+  // directory table (policy::Gate) first, whoever calls it.
+  // The receipt of an accepted envelope of the caller's own, at any time.
+  absl::StatusOr<v1::Receipt> GetReceipt(const v1::GetEnvelopeReceiptRequest& req,
+                                         const policy::Caller& caller);
+  // An agency as the caller may see it: a confidential address and the
+  // capacity's holders are shown only to the agency itself and the hub.
+  absl::StatusOr<v1::AgencyRecord> GetAgency(const v1::GetAgencyRequest& req,
+                                             const policy::Caller& caller);
+  // Agencies matching every criterion given, as the caller may see them, by id.
   absl::StatusOr<std::vector<v1::AgencyRecord>> Search(const v1::SearchAgenciesRequest& req,
-                                                       absl::string_view viewer);
+                                                       const policy::Caller& caller);
 
  private:
+  absl::StatusOr<std::string> Admit(const policy::Caller& caller, absl::string_view method) const;
   void MaskFor(v1::AgencyRecord* r, absl::string_view viewer) const;
   absl::StatusOr<v1::AppendRequest> Plan(const trust::VerifiedEnvelope& v, absl::string_view bytes,
                                          absl::Time received) const;
@@ -96,6 +101,7 @@ class DirectoryCore {
   storage::ProjectionRunner* runner_;
   Clock* clock_;
   trust::RpcPolicy policy_;
+  policy::Gate gate_;
   trust::LedgerMessageLog seen_;
   std::set<std::string> service_codes_;
 };

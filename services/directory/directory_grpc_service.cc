@@ -23,30 +23,22 @@ grpc::ServerUnaryReactor* DirectoryGrpcService::Submit(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* DirectoryGrpcService::GetReceipt(grpc::CallbackServerContext* ctx,
                                                            const v1::GetEnvelopeReceiptRequest* req,
                                                            v1::Receipt* resp) {
-  absl::StatusOr<policy::Caller> c = Admitted(gate_, *ctx, tls_, "GetReceipt");
-  return FinishUnary(ctx, c.status(), resp, [&]() -> absl::StatusOr<v1::Receipt> {
-    if (c->CoreId() != req->sender_agency()) {
-      return absl::PermissionDeniedError("an agency fetches receipts of its own envelopes only");
-    }
-    return core_->GetReceipt(req->sender_agency(), req->message_id());
-  });
+  return FinishUnary(ctx, resp,
+                     [&] { return core_->GetReceipt(*req, CallerIdentity(*ctx, tls_)); });
 }
 
 grpc::ServerUnaryReactor* DirectoryGrpcService::GetAgency(grpc::CallbackServerContext* ctx,
                                                           const v1::GetAgencyRequest* req,
                                                           v1::AgencyRecord* resp) {
-  absl::StatusOr<policy::Caller> c = Admitted(gate_, *ctx, tls_, "GetAgency");
-  return FinishUnary(ctx, c.status(), resp, [&] {
-    return core_->GetAgency(req->agency_id(), c->CoreId(), req->min_seq());
-  });
+  return FinishUnary(ctx, resp, [&] { return core_->GetAgency(*req, CallerIdentity(*ctx, tls_)); });
 }
 
 grpc::ServerUnaryReactor* DirectoryGrpcService::SearchAgencies(grpc::CallbackServerContext* ctx,
                                                                const v1::SearchAgenciesRequest* req,
                                                                v1::SearchAgenciesResponse* resp) {
-  absl::StatusOr<policy::Caller> c = Admitted(gate_, *ctx, tls_, "SearchAgencies");
-  return FinishUnary(ctx, c.status(), resp, [&]() -> absl::StatusOr<v1::SearchAgenciesResponse> {
-    ASSIGN_OR_RETURN(std::vector<v1::AgencyRecord> found, core_->Search(*req, c->CoreId()));
+  return FinishUnary(ctx, resp, [&]() -> absl::StatusOr<v1::SearchAgenciesResponse> {
+    ASSIGN_OR_RETURN(std::vector<v1::AgencyRecord> found,
+                     core_->Search(*req, CallerIdentity(*ctx, tls_)));
     v1::SearchAgenciesResponse r;
     for (auto& a : found) *r.add_agencies() = std::move(a);
     return r;

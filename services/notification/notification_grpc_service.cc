@@ -82,28 +82,20 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::Notification>
 
 }  // namespace
 
-absl::StatusOr<std::string> NotificationGrpcService::Agency(const grpc::CallbackServerContext& ctx,
-                                                            absl::string_view method) const {
-  ASSIGN_OR_RETURN(policy::Caller c, Admitted(gate_, ctx, tls_, method));
-  return c.CoreId();
-}
-
 grpc::ServerUnaryReactor* NotificationGrpcService::CreateConsumer(
     grpc::CallbackServerContext* ctx, const v1::CreateConsumerRequest* req,
     v1::CreateConsumerResponse* resp) {
-  absl::StatusOr<std::string> agency = Agency(*ctx, "CreateConsumer");
-  return FinishUnaryOn(&pool_, ctx, agency.status(), resp, [this, req, a = agency.value_or("")] {
-    return core_->CreateConsumer(*req, a);
-  });
+  return FinishUnaryOn(&pool_, ctx, absl::OkStatus(), resp,
+                       [this, req, caller = CallerIdentity(*ctx, tls_)] {
+                         return service_->CreateConsumer(*req, caller);
+                       });
 }
 
 grpc::ServerWriteReactor<v1::Notification>* NotificationGrpcService::Subscribe(
     grpc::CallbackServerContext* ctx, const v1::SubscribeRequest* req) {
-  absl::StatusOr<std::string> agency = Agency(*ctx, "Subscribe");
-  if (!agency.ok()) return new SubscribeReactor(agency.status());
   // Subscribe reads the consumer's cursor (a ledger read, no fsync).
   absl::StatusOr<std::unique_ptr<NotificationCore::Subscription>> sub =
-      core_->Subscribe(*req, *agency);
+      service_->Subscribe(*req, CallerIdentity(*ctx, tls_));
   if (!sub.ok()) return new SubscribeReactor(sub.status());
   return new SubscribeReactor(*std::move(sub));
 }
@@ -111,57 +103,49 @@ grpc::ServerWriteReactor<v1::Notification>* NotificationGrpcService::Subscribe(
 grpc::ServerUnaryReactor* NotificationGrpcService::Ack(grpc::CallbackServerContext* ctx,
                                                        const v1::AckRequest* req,
                                                        v1::AckResponse* resp) {
-  absl::StatusOr<std::string> agency = Agency(*ctx, "Ack");
-  return FinishUnaryOn(&pool_, ctx, agency.status(), resp,
-                       [this, req, a = agency.value_or("")] { return core_->Ack(*req, a); });
+  return FinishUnaryOn(
+      &pool_, ctx, absl::OkStatus(), resp,
+      [this, req, caller = CallerIdentity(*ctx, tls_)] { return service_->Ack(*req, caller); });
 }
 
 grpc::ServerUnaryReactor* NotificationGrpcService::Status(grpc::CallbackServerContext* ctx,
                                                           const v1::DeliveryStatusRequest*,
                                                           v1::DeliveryStatusResponse* resp) {
-  absl::StatusOr<std::string> agency = Agency(*ctx, "Status");
   return FinishUnaryOn(
-      &pool_, ctx, agency.status(), resp,
-      [this, a = agency.value_or("")]() -> absl::StatusOr<v1::DeliveryStatusResponse> {
-        ASSIGN_OR_RETURN(v1::DeliveryStatusResponse r, core_->Status(a));
-        ASSIGN_OR_RETURN(std::optional<v1::WebhookStatus> w, webhooks_->Status(a));
-        if (w) *r.mutable_webhook() = *std::move(w);
-        return r;
-      });
+      &pool_, ctx, absl::OkStatus(), resp,
+      [this, caller = CallerIdentity(*ctx, tls_)] { return service_->Status(caller); });
 }
 
 grpc::ServerUnaryReactor* NotificationGrpcService::SubmitWebhookChange(
     grpc::CallbackServerContext* ctx, const v1::SubmitEnvelopeRequest* req,
     v1::SubmitEnvelopeResponse* resp) {
-  return FinishUnaryOn(&pool_, ctx,
-                       AdmittedEnvelope(gate_, *ctx, tls_, "SubmitWebhookChange", req->envelope()),
-                       resp, [this, req] { return webhooks_->Submit(req->envelope()); });
+  return FinishUnaryOn(
+      &pool_, ctx, AdmittedEnvelope(gate_, *ctx, tls_, "SubmitWebhookChange", req->envelope()),
+      resp, [this, req] { return service_->SubmitWebhookChange(req->envelope()); });
 }
 
 grpc::ServerUnaryReactor* NotificationGrpcService::ListDeadLetters(
     grpc::CallbackServerContext* ctx, const v1::ListDeadLettersRequest* req,
     v1::ListDeadLettersResponse* resp) {
-  absl::StatusOr<std::string> agency = Agency(*ctx, "ListDeadLetters");
-  return FinishUnaryOn(&pool_, ctx, agency.status(), resp, [this, req, a = agency.value_or("")] {
-    return webhooks_->ListDeadLetters(*req, a);
-  });
+  return FinishUnaryOn(&pool_, ctx, absl::OkStatus(), resp,
+                       [this, req, caller = CallerIdentity(*ctx, tls_)] {
+                         return service_->ListDeadLetters(*req, caller);
+                       });
 }
 
 grpc::ServerUnaryReactor* NotificationGrpcService::TestWebhook(grpc::CallbackServerContext* ctx,
                                                                const v1::TestWebhookRequest*,
                                                                v1::TestWebhookResponse* resp) {
-  absl::StatusOr<std::string> agency = Agency(*ctx, "TestWebhook");
   // An HTTP round trip: off gRPC's threads.
-  return FinishUnaryOn(&pool_, ctx, agency.status(), resp,
-                       [this, a = agency.value_or("")] { return webhooks_->Test(a); });
+  return FinishUnaryOn(
+      &pool_, ctx, absl::OkStatus(), resp,
+      [this, caller = CallerIdentity(*ctx, tls_)] { return service_->TestWebhook(caller); });
 }
 
 grpc::ServerUnaryReactor* NotificationGrpcService::WebhookKey(grpc::CallbackServerContext* ctx,
                                                               const v1::WebhookKeyRequest*,
                                                               v1::WebhookKeyResponse* resp) {
-  return FinishUnary(
-      ctx, Agency(*ctx, "WebhookKey").status(), resp,
-      [this]() -> absl::StatusOr<v1::WebhookKeyResponse> { return webhooks_->Key(); });
+  return FinishUnary(ctx, resp, [&] { return service_->WebhookKey(CallerIdentity(*ctx, tls_)); });
 }
 
 }  // namespace careloop::notification

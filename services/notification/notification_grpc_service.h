@@ -1,23 +1,19 @@
-// NotificationService over gRPC: each call admitted by the notification table
-// (policy::NotificationTable) for the caller CallerIdentity names; an agency
-// subscribes, acks and reads the status of its own consumers only.
+// NotificationService over gRPC: the caller CallerIdentity names, passed to
+// the service's entry point (Notifications), which admits it. Only a signed
+// webhook change is checked here too: over mTLS its signer must be the
+// connection's own identity.
 #pragma once
 
 #include "careloop/v1/notification.grpc.pb.h"
 #include "services/common/grpc_edge.h"
-#include "services/notification/notification_core.h"
-#include "services/notification/webhooks.h"
+#include "services/notification/notifications.h"
 
 namespace careloop::notification {
 
 class NotificationGrpcService final : public v1::NotificationService::CallbackService {
  public:
-  NotificationGrpcService(NotificationCore* core, Webhooks* webhooks,
-                          const directory::Agencies* agencies, bool tls)
-      : core_(core),
-        webhooks_(webhooks),
-        tls_(tls),
-        gate_(&policy::NotificationTable(), agencies, tls) {}
+  NotificationGrpcService(Notifications* service, const directory::Agencies* agencies, bool tls)
+      : service_(service), tls_(tls), gate_(&policy::NotificationTable(), agencies, tls) {}
 
   grpc::ServerUnaryReactor* CreateConsumer(grpc::CallbackServerContext* ctx,
                                            const v1::CreateConsumerRequest* req,
@@ -43,12 +39,7 @@ class NotificationGrpcService final : public v1::NotificationService::CallbackSe
                                        v1::WebhookKeyResponse* resp) override;
 
  private:
-  // The admitted caller's id for the core (policy::Gate::Admit for `method`).
-  absl::StatusOr<std::string> Agency(const grpc::CallbackServerContext& ctx,
-                                     absl::string_view method) const;
-
-  NotificationCore* core_;
-  Webhooks* webhooks_;
+  Notifications* service_;
   bool tls_;
   policy::Gate gate_;
   // Acks and consumer creation wait for an fsync: off gRPC's threads.

@@ -140,9 +140,9 @@ absl::Status Gate::Admit(const Caller& caller, absl::string_view method) const {
   if (caller.kind == Caller::Kind::kNone) {
     return Refuse(caller, method, "no_identity",
                   absl::UnauthenticatedError(
-                      tls_ ? "the client certificate names no identity this hub accepts"
-                           : "dev mode: name the calling agency (x-careloop-dev-agency, "
-                             "careloop --dev-agency)"));
+                      "the call names no identity this hub accepts (over mTLS: a client "
+                      "certificate for spiffe://careloop/agency/<id>; in dev mode: "
+                      "careloop --dev-agency, the x-careloop-dev-agency header)"));
   }
   if ((PartiesOf(caller) & rule->parties) == 0) {
     return Refuse(caller, method, "party",

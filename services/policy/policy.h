@@ -41,8 +41,6 @@ struct Caller {
   static Caller HubAdmin(std::string user) { return {Kind::kHubAdmin, std::move(user)}; }
 
   bool is_agency() const { return kind == Kind::kAgency; }
-  bool is_hub_service() const { return kind == Kind::kHubService; }
-  bool is_admin() const { return kind == Kind::kHubAdmin; }
   // The reader a core sees: the agency id; "hub" for the hub's services and
   // admins (the table has already said which of their calls are allowed);
   // "" for nobody.
@@ -103,15 +101,21 @@ const std::vector<const Table*>& AllTables();
 // The tables as docs/SECURITY.md shows them (between its policy markers).
 std::string Markdown();
 
-// The one entry point. Refusals are PERMISSION_DENIED (UNAUTHENTICATED when
-// the caller has no identity), name nothing but the method and the caller's
-// own id, and are logged as authz.refused (method, caller, reason code).
+// The one entry point. Each service's reads admit their caller through a
+// gate at the top of the core (or, for notification, the service's entry
+// point), so every in-process caller meets the same table; the signed
+// changes meet it when their envelope is verified (Table::Envelopes). The
+// gRPC adapters only name the caller, and over mTLS check that an envelope's
+// signer is the connection (AdmitEnvelope). Refusals are PERMISSION_DENIED
+// (UNAUTHENTICATED when the caller has no identity), name nothing but the
+// method and the caller's own id, and are logged as authz.refused (method,
+// caller, reason code).
 class Gate {
  public:
   // `agencies` may be null for the ledger's table (no agency is admitted).
+  // `tls`: envelopes must come from the connection's own identity.
   Gate(const Table* table, const directory::Agencies* agencies, bool tls)
       : table_(table), agencies_(agencies), tls_(tls) {}
-  const Table& table() const { return *table_; }
 
   // A call without an envelope.
   absl::Status Admit(const Caller& caller, absl::string_view method) const;

@@ -38,7 +38,8 @@ ReferralCore::ReferralCore(storage::Ledger* ledger, directory::Agencies* directo
       update_policy_(
           policy::ReferralTable().Envelopes("UpdateStatus", options_.max_clock_skew, directory)),
       message_policy_(
-          policy::ReferralTable().Envelopes("PostMessage", options_.max_clock_skew, directory)) {}
+          policy::ReferralTable().Envelopes("PostMessage", options_.max_clock_skew, directory)),
+      gate_(&policy::ReferralTable(), directory, /*tls=*/false) {}
 
 absl::StatusOr<ReferralCore::State> ReferralCore::Load(absl::string_view sender,
                                                        absl::string_view referral_id) {

@@ -26,6 +26,7 @@
 #include "careloop/v1/referral.pb.h"
 #include "services/consent/records.h"
 #include "services/directory/agencies.h"
+#include "services/policy/policy.h"
 #include "services/referral/renderer.h"
 #include "services/referral/routing.h"
 #include "services/referral/sections.h"
@@ -74,13 +75,16 @@ class ReferralCore final : public Renderer {
   // A signed UpdateReferralStatus from the party allowed to make the move.
   absl::StatusOr<v1::Receipt> UpdateStatus(absl::string_view envelope_bytes);
 
-  // `caller` is the calling agency. Only the sender and the current or former
-  // recipients see a referral; a recipient sees the sections consent allows now.
-  absl::StatusOr<v1::ReferralView> Get(const v1::GetReferralRequest& req, absl::string_view caller);
+  // The reads ReferralService serves. Each admits `caller` through the
+  // referral table (policy::Gate) first, whoever calls it. Only the sender
+  // and the current or former recipients see a referral; a recipient sees
+  // the sections consent allows now.
+  absl::StatusOr<v1::ReferralView> Get(const v1::GetReferralRequest& req,
+                                       const policy::Caller& caller);
   absl::StatusOr<v1::ListReferralsResponse> Sent(const v1::ListReferralsRequest& req,
-                                                 absl::string_view caller);
+                                                 const policy::Caller& caller);
   absl::StatusOr<v1::ListReferralsResponse> Inbox(const v1::ListReferralsRequest& req,
-                                                  absl::string_view caller);
+                                                  const policy::Caller& caller);
 
   static std::string ReferralStream(absl::string_view sender, absl::string_view referral_id);
 
@@ -108,6 +112,8 @@ class ReferralCore final : public Renderer {
   // one the caller may not see (no oracle).
   // A read of a person's records by an agency, recorded in the ledger
   // (trust::ReadRecord); the hub's own renderings (delivery) are not.
+  // The caller's id as the reads use it, once the referral table admits it.
+  absl::StatusOr<std::string> Admit(const policy::Caller& caller, absl::string_view method) const;
   absl::Status RecordRead(absl::string_view caller, absl::string_view rpc,
                           const google::protobuf::Message& request);
   absl::StatusOr<State> LoadVisible(absl::string_view referral, absl::string_view caller);
@@ -161,6 +167,7 @@ class ReferralCore final : public Renderer {
   Clock* clock_;
   ReferralOptions options_;
   trust::RpcPolicy submit_policy_, update_policy_, message_policy_;
+  policy::Gate gate_;
   // Escalation's view of routing-open, read incrementally.
   absl::Mutex escalate_mu_;
   std::set<std::string> open_ ABSL_GUARDED_BY(escalate_mu_);

@@ -45,31 +45,25 @@ grpc::ServerUnaryReactor* ReferralGrpcService::UpdateStatus(grpc::CallbackServer
 grpc::ServerUnaryReactor* ReferralGrpcService::Get(grpc::CallbackServerContext* ctx,
                                                    const v1::GetReferralRequest* req,
                                                    v1::ReferralView* resp) {
-  absl::StatusOr<policy::Caller> c = Admitted(gate_, *ctx, tls_, "Get");
-  return FinishUnaryOn(&pool_, ctx, c.status(), resp,
-                       [this, req, caller = c.ok() ? c->CoreId() : std::string()] {
-                         return core_->Get(*req, caller);
-                       });
+  return FinishUnaryOn(
+      &pool_, ctx, absl::OkStatus(), resp,
+      [this, req, caller = CallerIdentity(*ctx, tls_)] { return core_->Get(*req, caller); });
 }
 
 grpc::ServerUnaryReactor* ReferralGrpcService::Sent(grpc::CallbackServerContext* ctx,
                                                     const v1::ListReferralsRequest* req,
                                                     v1::ListReferralsResponse* resp) {
-  absl::StatusOr<policy::Caller> c = Admitted(gate_, *ctx, tls_, "Sent");
-  return FinishUnaryOn(&pool_, ctx, c.status(), resp,
-                       [this, req, caller = c.ok() ? c->CoreId() : std::string()] {
-                         return core_->Sent(*req, caller);
-                       });
+  return FinishUnaryOn(
+      &pool_, ctx, absl::OkStatus(), resp,
+      [this, req, caller = CallerIdentity(*ctx, tls_)] { return core_->Sent(*req, caller); });
 }
 
 grpc::ServerUnaryReactor* ReferralGrpcService::Inbox(grpc::CallbackServerContext* ctx,
                                                      const v1::ListReferralsRequest* req,
                                                      v1::ListReferralsResponse* resp) {
-  absl::StatusOr<policy::Caller> c = Admitted(gate_, *ctx, tls_, "Inbox");
-  return FinishUnaryOn(&pool_, ctx, c.status(), resp,
-                       [this, req, caller = c.ok() ? c->CoreId() : std::string()] {
-                         return core_->Inbox(*req, caller);
-                       });
+  return FinishUnaryOn(
+      &pool_, ctx, absl::OkStatus(), resp,
+      [this, req, caller = CallerIdentity(*ctx, tls_)] { return core_->Inbox(*req, caller); });
 }
 
 grpc::ServerUnaryReactor* ReferralGrpcService::PostMessage(grpc::CallbackServerContext* ctx,

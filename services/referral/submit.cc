@@ -151,7 +151,7 @@ absl::StatusOr<v1::ReferralRouted> ReferralCore::AddRoute(const Route& route,
     check.set_recipient_agency(recipient);
     check.set_purpose(m.purpose());
     for (const std::string& c : categories) check.add_categories(c);
-    ASSIGN_OR_RETURN(decision, consent_->Check(check, directory::kHubAgency));
+    ASSIGN_OR_RETURN(decision, consent_->Decide(check));
   }
   std::map<std::string, const v1::CategoryDecision*> by_category;
   for (const v1::CategoryDecision& d : decision.decisions()) by_category[d.category()] = &d;

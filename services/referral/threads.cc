@@ -57,8 +57,7 @@ absl::StatusOr<v1::AppendRequest> ReferralCore::PlanMessage(const trust::Verifie
   check.set_recipient_agency(to);
   check.set_purpose(st.manifest.purpose());
   for (const std::string& c : categories) check.add_categories(c);
-  ASSIGN_OR_RETURN(v1::CheckConsentResponse decision,
-                   consent_->Check(check, directory::kHubAgency));
+  ASSIGN_OR_RETURN(v1::CheckConsentResponse decision, consent_->Decide(check));
   std::map<std::string, const v1::CategoryDecision*> by_category;
   for (const auto& d : decision.decisions()) by_category[d.category()] = &d;
   const std::string key = Key(st.sender, st.referral_id);
@@ -157,7 +156,7 @@ absl::Status ReferralCore::AddThread(const State& st, absl::string_view caller,
       }
     }
     if (!check.categories().empty()) {
-      ASSIGN_OR_RETURN(v1::CheckConsentResponse now, consent_->Check(check, directory::kHubAgency));
+      ASSIGN_OR_RETURN(v1::CheckConsentResponse now, consent_->Decide(check));
       for (const auto& d : now.decisions()) permitted_now[d.category()] = d.permit();
     }
     for (const v1::Section& sec : posted.sections()) {

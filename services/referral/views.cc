@@ -76,8 +76,7 @@ absl::StatusOr<v1::ReferralView> ReferralCore::ViewFor(const State& st, absl::st
   std::set<std::string> categories;
   for (const auto& s : st.sections) categories.insert(s.category());
   for (const auto& c : categories) check.add_categories(c);
-  ASSIGN_OR_RETURN(v1::CheckConsentResponse decision,
-                   consent_->Check(check, directory::kHubAgency));
+  ASSIGN_OR_RETURN(v1::CheckConsentResponse decision, consent_->Decide(check));
   std::map<std::string, const v1::CategoryDecision*> by_category;
   for (const auto& d : decision.decisions()) by_category[d.category()] = &d;
   std::set<std::string> withheld_at_routing;
@@ -125,7 +124,8 @@ absl::StatusOr<v1::ReferralView> ReferralCore::View(absl::string_view referral,
 }
 
 absl::StatusOr<v1::ReferralView> ReferralCore::Get(const v1::GetReferralRequest& req,
-                                                   absl::string_view caller) {
+                                                   const policy::Caller& who) {
+  ASSIGN_OR_RETURN(const std::string caller, Admit(who, "Get"));
   if (req.min_seq() > 0)
     RETURN_IF_ERROR(directory_runner_->WaitFor(req.min_seq(), kProjectionWait));
   absl::StatusOr<State> st = LoadVisible(req.referral(), caller);
@@ -145,6 +145,12 @@ absl::StatusOr<v1::ReferralView> ReferralCore::Get(const v1::GetReferralRequest&
   }
   RETURN_IF_ERROR(RecordRead(caller, "ReferralService.Get", req));
   return view;
+}
+
+absl::StatusOr<std::string> ReferralCore::Admit(const policy::Caller& caller,
+                                                absl::string_view method) const {
+  RETURN_IF_ERROR(gate_.Admit(caller, method));
+  return caller.CoreId();
 }
 
 absl::Status ReferralCore::RecordRead(absl::string_view caller, absl::string_view rpc,
@@ -186,14 +192,16 @@ absl::StatusOr<v1::ListReferralsResponse> ReferralCore::List(const v1::ListRefer
 }
 
 absl::StatusOr<v1::ListReferralsResponse> ReferralCore::Sent(const v1::ListReferralsRequest& req,
-                                                             absl::string_view caller) {
+                                                             const policy::Caller& who) {
+  ASSIGN_OR_RETURN(const std::string caller, Admit(who, "Sent"));
   ASSIGN_OR_RETURN(v1::ListReferralsResponse r, List(req, caller, /*sent=*/true));
   RETURN_IF_ERROR(RecordRead(caller, "ReferralService.Sent", req));
   return r;
 }
 
 absl::StatusOr<v1::ListReferralsResponse> ReferralCore::Inbox(const v1::ListReferralsRequest& req,
-                                                              absl::string_view caller) {
+                                                              const policy::Caller& who) {
+  ASSIGN_OR_RETURN(const std::string caller, Admit(who, "Inbox"));
   ASSIGN_OR_RETURN(v1::ListReferralsResponse r, List(req, caller, /*sent=*/false));
   RETURN_IF_ERROR(RecordRead(caller, "ReferralService.Inbox", req));
   return r;

@@ -230,7 +230,7 @@ class ConsentEnv {
     v1::Identifier* id = req.add_identifiers();
     id->set_authority(absl::StrCat(agency, "/mrn"));
     id->set_value(mrn);
-    ASSIGN_OR_RETURN(v1::ResolveSubjectResponse r, consent_->Resolve(req, agency));
+    ASSIGN_OR_RETURN(v1::ResolveSubjectResponse r, consent_->Resolve(req, Who(agency)));
     return r.subject_id();
   }
 
@@ -243,7 +243,7 @@ class ConsentEnv {
     req.set_recipient_agency(recipient);
     req.set_purpose(purpose);
     for (const std::string& c : categories) req.add_categories(c);
-    return consent_->Check(req, directory::kHubAgency);
+    return consent_->Decide(req);  // the hub's own decision
   }
 
   // Checks and, if every category is permitted, records the disclosure.

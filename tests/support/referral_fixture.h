@@ -110,7 +110,7 @@ class ReferralFixture : public ::testing::Test {
                                           const std::string& referral = "org.stmarys/r-1") {
     v1::GetReferralRequest get;
     get.set_referral(referral);
-    return core_->Get(get, caller);
+    return core_->Get(get, Who(caller));
   }
 
   int Count(const std::string& type) {

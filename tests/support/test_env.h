@@ -4,12 +4,39 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "absl/status/status.h"
+#include "careloop/v1/directory.pb.h"
+#include "services/policy/policy.h"
 #include "services/trust/head_signer.h"
 #include "storage/ledger.h"
 
 namespace careloop::testing {
+
+// Requests of the directory's reads, by id.
+inline v1::GetAgencyRequest AgencyRequest(const std::string& agency_id) {
+  v1::GetAgencyRequest r;
+  r.set_agency_id(agency_id);
+  return r;
+}
+inline v1::GetEnvelopeReceiptRequest ReceiptRequest(const std::string& sender,
+                                                    const std::string& message_id) {
+  v1::GetEnvelopeReceiptRequest r;
+  r.set_sender_agency(sender);
+  r.set_message_id(message_id);
+  return r;
+}
+
+// The caller a test names by id, as a connection would prove it: "" is
+// nobody, "hub" the hub's own services, "admin:<user>" a hub admin, any
+// other id an agency. The cores admit it by their tables (policy::Gate).
+inline policy::Caller Who(std::string_view id) {
+  if (id.empty()) return policy::Caller::None();
+  if (id == "hub") return policy::Caller::HubService();
+  if (id.substr(0, 6) == "admin:") return policy::Caller::HubAdmin(std::string(id.substr(6)));
+  return policy::Caller::Agency(std::string(id));
+}
 
 // A fresh directory removed (recursively) when the object goes away.
 class TempDir {

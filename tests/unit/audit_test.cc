@@ -19,6 +19,7 @@ namespace careloop::audit {
 namespace {
 
 using careloop::testing::ReferralFixture;
+using careloop::testing::Who;
 using nlohmann::json;
 
 class AuditTest : public ReferralFixture {
@@ -46,7 +47,7 @@ class AuditTest : public ReferralFixture {
     v1::ExportRequest req;
     req.set_subject_id(subject_);
     req.set_include_payloads(true);
-    auto b = audit_->Export(req, "org.compliance");
+    auto b = audit_->Export(req, Who("org.compliance"));
     EXPECT_TRUE(b.ok()) << b.status();
     return b.value_or(v1::ExportResponse());
   }
@@ -59,28 +60,28 @@ TEST_F(AuditTest, OnlyComplianceQueriesWhileAnyAgencyMayMonitor) {
   const std::string agency = "org.foodbank";
   v1::AuditQueryRequest q;
   q.set_subject_id(subject_);
-  EXPECT_EQ(audit_->Query(q, agency).status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(audit_->Query(q, Who(agency)).status().code(), absl::StatusCode::kPermissionDenied);
   v1::TrailRequest t;
   t.set_subject_id(subject_);
-  EXPECT_EQ(audit_->Trail(t, agency).status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(audit_->Trail(t, Who(agency)).status().code(), absl::StatusCode::kPermissionDenied);
   v1::DisclosureReportRequest r;
   r.set_subject_id(subject_);
-  EXPECT_EQ(audit_->Report(r, agency).status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(audit_->Report(r, Who(agency)).status().code(), absl::StatusCode::kPermissionDenied);
   v1::ExportRequest x;
   x.set_subject_id(subject_);
-  EXPECT_EQ(audit_->Export(x, agency).status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(audit_->Export(x, Who(agency)).status().code(), absl::StatusCode::kPermissionDenied);
   v1::FhirAuditEventsRequest f;
   f.set_subject_id(subject_);
-  EXPECT_EQ(audit_->FhirAuditEvents(f, agency).status().code(),
+  EXPECT_EQ(audit_->FhirAuditEvents(f, Who(agency)).status().code(),
             absl::StatusCode::kPermissionDenied);
   // Heads and consistency proofs: any authenticated agency; nobody anonymous.
-  auto head = audit_->Head(v1::AuditHeadRequest(), agency);
+  auto head = audit_->Head(v1::AuditHeadRequest(), Who(agency));
   ASSERT_TRUE(head.ok());
-  EXPECT_EQ(audit_->Head(v1::AuditHeadRequest(), "").status().code(),
+  EXPECT_EQ(audit_->Head(v1::AuditHeadRequest(), Who("")).status().code(),
             absl::StatusCode::kUnauthenticated);
   v1::AuditConsistencyRequest c;
   c.set_size1(5);
-  ASSERT_TRUE(audit_->Consistency(c, agency).ok());
+  ASSERT_TRUE(audit_->Consistency(c, Who(agency)).ok());
   // Inclusion: the caller's own events only (and compliance: any).
   uint64_t own = 0, other = 0;
   v1::ReadRequest read;
@@ -95,14 +96,14 @@ TEST_F(AuditTest, OnlyComplianceQueriesWhileAnyAgencyMayMonitor) {
   }
   v1::AuditInclusionRequest i;
   i.set_seq(own);
-  auto receipt = audit_->Inclusion(i, agency);
+  auto receipt = audit_->Inclusion(i, Who(agency));
   ASSERT_TRUE(receipt.ok()) << receipt.status();
   EXPECT_TRUE(storage::VerifyReceipt(*receipt, *verifier_, std::nullopt).ok());
   i.set_seq(other);
-  EXPECT_EQ(audit_->Inclusion(i, agency).status().code(), absl::StatusCode::kPermissionDenied);
-  EXPECT_TRUE(audit_->Inclusion(i, "org.compliance").ok());
+  EXPECT_EQ(audit_->Inclusion(i, Who(agency)).status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(audit_->Inclusion(i, Who("org.compliance")).ok());
   i.set_seq(head->tree_size() + 100);
-  EXPECT_EQ(audit_->Inclusion(i, agency).status().code(), absl::StatusCode::kPermissionDenied)
+  EXPECT_EQ(audit_->Inclusion(i, Who(agency)).status().code(), absl::StatusCode::kPermissionDenied)
       << "no oracle for seqs that do not exist";
 }
 
@@ -110,7 +111,7 @@ TEST_F(AuditTest, QueriesSelectPageAndAreRecorded) {
   auto all = [&](v1::AuditQueryRequest q) {
     std::vector<uint64_t> seqs;
     for (int pages = 0; pages < 100; ++pages) {
-      auto r = audit_->Query(q, "org.compliance");
+      auto r = audit_->Query(q, Who("org.compliance"));
       EXPECT_TRUE(r.ok()) << r.status();
       if (!r.ok()) break;
       for (const auto& e : r->events()) seqs.push_back(e.header().seq());
@@ -150,12 +151,12 @@ TEST_F(AuditTest, QueriesSelectPageAndAreRecorded) {
   EXPECT_EQ(all(bytime).size(), 1u);
   // Refusals.
   v1::AuditQueryRequest none;
-  EXPECT_EQ(audit_->Query(none, "org.compliance").status().code(),
+  EXPECT_EQ(audit_->Query(none, Who("org.compliance")).status().code(),
             absl::StatusCode::kInvalidArgument);
   v1::AuditQueryRequest two;
   two.set_subject_id(subject_);
   two.set_agency("org.foodbank");
-  EXPECT_EQ(audit_->Query(two, "org.compliance").status().code(),
+  EXPECT_EQ(audit_->Query(two, Who("org.compliance")).status().code(),
             absl::StatusCode::kInvalidArgument);
   // Every query left a record of who asked what.
   EXPECT_GE(Count("AuditQueried"), 8);
@@ -164,7 +165,7 @@ TEST_F(AuditTest, QueriesSelectPageAndAreRecorded) {
 TEST_F(AuditTest, TheConsentTrailTellsTheStoryInOrder) {
   v1::TrailRequest t;
   t.set_subject_id(subject_);
-  auto trail = audit_->Trail(t, "org.compliance");
+  auto trail = audit_->Trail(t, Who("org.compliance"));
   ASSERT_TRUE(trail.ok()) << trail.status();
   std::vector<std::string> types;
   for (const auto& e : trail->entries()) types.push_back(e.type());
@@ -244,7 +245,7 @@ TEST_F(AuditTest, ABundleVerifiesOfflineAndNamesTheFirstBadLine) {
   // A withheld payload still verifies by its digest.
   v1::ExportRequest digests_only;
   digests_only.set_subject_id(subject_);
-  auto slim = audit_->Export(digests_only, "org.compliance");
+  auto slim = audit_->Export(digests_only, Who("org.compliance"));
   ASSERT_TRUE(slim.ok());
   BundleReport slim_ok = VerifyBundle(*slim, *verifier_);
   EXPECT_TRUE(slim_ok.ok) << slim_ok.problem;
@@ -255,13 +256,13 @@ TEST_F(AuditTest, TheMonitorCatchesForksRollbacksRewritesAndAnotherLog) {
   auto head_at = [&](uint64_t size) {
     v1::AuditHeadRequest r;
     r.set_tree_size(size);
-    return *audit_->Head(r, "org.foodbank");
+    return *audit_->Head(r, Who("org.foodbank"));
   };
   auto proof = [&](uint64_t a, uint64_t b) {
     v1::AuditConsistencyRequest c;
     c.set_size1(a);
     c.set_size2(b);
-    return audit_->Consistency(c, "org.foodbank")->proof();
+    return audit_->Consistency(c, Who("org.foodbank"))->proof();
   };
   const v1::SignedHead now = head_at(0);
   MonitorResult first = CheckHead(std::nullopt, head_at(10), v1::ConsistencyProof(), *verifier_);
@@ -303,7 +304,7 @@ TEST_F(AuditTest, TheMonitorCatchesForksRollbacksRewritesAndAnotherLog) {
 TEST_F(AuditTest, FhirAuditEventCarriesEveryElementForADisclosure) {
   v1::FhirAuditEventsRequest req;
   req.set_subject_id(subject_);
-  auto r = audit_->FhirAuditEvents(req, "org.compliance");
+  auto r = audit_->FhirAuditEvents(req, Who("org.compliance"));
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->audit_events_json_size(), 2);
   json e = json::parse(r->audit_events_json(0));

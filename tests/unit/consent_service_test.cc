@@ -19,6 +19,7 @@ namespace careloop::consent {
 namespace {
 
 using careloop::testing::ConsentEnv;
+using careloop::testing::Who;
 
 class ConsentServiceTest : public ::testing::Test {
  protected:
@@ -82,10 +83,10 @@ class ConsentServiceTest : public ::testing::Test {
 };
 
 TEST_F(ConsentServiceTest, AnIdentifierResolvesToOneSubjectCreatedOnFirstUse) {
-  auto first = core()->Resolve(Ids({{"org.stmarys/mrn", "000123"}}), "org.stmarys");
+  auto first = core()->Resolve(Ids({{"org.stmarys/mrn", "000123"}}), Who("org.stmarys"));
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_EQ(first->subject_id(), "s-1");
-  auto again = core()->Resolve(Ids({{"org.stmarys/mrn", "000123"}}), "org.stmarys");
+  auto again = core()->Resolve(Ids({{"org.stmarys/mrn", "000123"}}), Who("org.stmarys"));
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->subject_id(), "s-1");
   // The identifier's value appears in no stream name.
@@ -94,23 +95,23 @@ TEST_F(ConsentServiceTest, AnIdentifierResolvesToOneSubjectCreatedOnFirstUse) {
   EXPECT_EQ(created[0].header().stream().find("000123"), std::string::npos);
   // Bad input and unknown callers write nothing.
   uint64_t size = env_.ledger()->size();
-  ExpectRefusedWritingNothing(core()->Resolve(Ids({}), "org.stmarys").status(),
+  ExpectRefusedWritingNothing(core()->Resolve(Ids({}), Who("org.stmarys")).status(),
                               absl::StatusCode::kInvalidArgument, "1 to 8", size);
   ExpectRefusedWritingNothing(
-      core()->Resolve(Ids({{"bad authority", "1"}}), "org.stmarys").status(),
+      core()->Resolve(Ids({{"bad authority", "1"}}), Who("org.stmarys")).status(),
       absl::StatusCode::kInvalidArgument, "authority", size);
   ExpectRefusedWritingNothing(
-      core()->Resolve(Ids({{"a", std::string("x\ny")}}), "org.stmarys").status(),
+      core()->Resolve(Ids({{"a", std::string("x\ny")}}), Who("org.stmarys")).status(),
       absl::StatusCode::kInvalidArgument, "control characters", size);
   ExpectRefusedWritingNothing(
       core()
-          ->Resolve(Ids({{"org.stmarys/a", "1"}, {"org.stmarys/a", "1"}}), "org.stmarys")
+          ->Resolve(Ids({{"org.stmarys/a", "1"}, {"org.stmarys/a", "1"}}), Who("org.stmarys"))
           .status(),
       absl::StatusCode::kInvalidArgument, "twice", size);
-  ExpectRefusedWritingNothing(core()->Resolve(Ids({{"a", "1"}}), "org.unknown").status(),
-                              absl::StatusCode::kPermissionDenied, "not an active agency", size);
-  ExpectRefusedWritingNothing(core()->Resolve(Ids({{"a", "1"}}), "").status(),
-                              absl::StatusCode::kPermissionDenied, "identity", size);
+  ExpectRefusedWritingNothing(core()->Resolve(Ids({{"a", "1"}}), Who("org.unknown")).status(),
+                              absl::StatusCode::kPermissionDenied, "is for agency", size);
+  ExpectRefusedWritingNothing(core()->Resolve(Ids({{"a", "1"}}), Who("")).status(),
+                              absl::StatusCode::kUnauthenticated, "identity", size);
 }
 
 // The abuse of issue 16: a third agency resolved another hospital's MRN, and
@@ -118,17 +119,18 @@ TEST_F(ConsentServiceTest, AnIdentifierResolvesToOneSubjectCreatedOnFirstUse) {
 TEST_F(ConsentServiceTest, AForeignIdentifierIsRefusedAlikeKnownOrUnknown) {
   ASSERT_EQ(*env_.NewSubject("000123"), "s-1");
   uint64_t size = env_.ledger()->size();
-  absl::Status known = core()->Resolve(Ids({{"org.stmarys/mrn", "000123"}}), "org.clinic").status();
+  absl::Status known =
+      core()->Resolve(Ids({{"org.stmarys/mrn", "000123"}}), Who("org.clinic")).status();
   absl::Status unknown =
-      core()->Resolve(Ids({{"org.stmarys/mrn", "999999"}}), "org.clinic").status();
+      core()->Resolve(Ids({{"org.stmarys/mrn", "999999"}}), Who("org.clinic")).status();
   ExpectRefusedWritingNothing(known, absl::StatusCode::kPermissionDenied,
                               "does not hold the identifier authority org.stmarys/mrn", size);
   EXPECT_EQ(known, unknown);
   EXPECT_EQ(std::string(known.message()).find("s-1"), std::string::npos);
   // A shared authority the directory lets both hospitals use.
-  ASSERT_TRUE(core()->Resolve(Ids({{"us-or-medicaid", "XK1"}}), "org.clinic").ok());
+  ASSERT_TRUE(core()->Resolve(Ids({{"us-or-medicaid", "XK1"}}), Who("org.clinic")).ok());
   ExpectRefusedWritingNothing(
-      core()->Resolve(Ids({{"us-or-medicaid", "XK2"}}), "org.foodbank").status(),
+      core()->Resolve(Ids({{"us-or-medicaid", "XK2"}}), Who("org.foodbank")).status(),
       absl::StatusCode::kPermissionDenied, "does not hold", env_.ledger()->size());
 }
 
@@ -139,7 +141,8 @@ TEST_F(ConsentServiceTest, LinkMergeAndAmbiguousMatchesAreRefusedNotGuessed) {
   // A known identifier with an unknown one: not linked silently.
   ExpectRefusedWritingNothing(
       core()
-          ->Resolve(Ids({{"org.stmarys/mrn", "000123"}, {"us-or-medicaid", "XK1"}}), "org.stmarys")
+          ->Resolve(Ids({{"org.stmarys/mrn", "000123"}, {"us-or-medicaid", "XK1"}}),
+                    Who("org.stmarys"))
           .status(),
       absl::StatusCode::kFailedPrecondition, "not linked to subject s-1", size);
 
@@ -150,7 +153,7 @@ TEST_F(ConsentServiceTest, LinkMergeAndAmbiguousMatchesAreRefusedNotGuessed) {
   link.mutable_identifier()->set_value("XK1");
   ASSERT_TRUE(core()->Submit(env_.Sign(link, "org.stmarys", "sender")).ok());
   auto both = core()->Resolve(Ids({{"org.stmarys/mrn", "000123"}, {"us-or-medicaid", "XK1"}}),
-                              "org.stmarys");
+                              Who("org.stmarys"));
   ASSERT_TRUE(both.ok()) << both.status();
   EXPECT_EQ(both->subject_id(), "s-1");
   // The clinic links another Medicaid id to its own patient.
@@ -161,7 +164,8 @@ TEST_F(ConsentServiceTest, LinkMergeAndAmbiguousMatchesAreRefusedNotGuessed) {
   size = env_.ledger()->size();
   ExpectRefusedWritingNothing(
       core()
-          ->Resolve(Ids({{"org.stmarys/mrn", "000123"}, {"us-or-medicaid", "XK9"}}), "org.stmarys")
+          ->Resolve(Ids({{"org.stmarys/mrn", "000123"}, {"us-or-medicaid", "XK9"}}),
+                    Who("org.stmarys"))
           .status(),
       absl::StatusCode::kFailedPrecondition, "ambiguous", size);
   // Linking an identifier of another subject is refused: merge instead.
@@ -180,12 +184,12 @@ TEST_F(ConsentServiceTest, LinkMergeAndAmbiguousMatchesAreRefusedNotGuessed) {
                               absl::StatusCode::kPermissionDenied, "no relationship to subject s-2",
                               size);
   ASSERT_TRUE(core()->Submit(env_.Sign(merge, "org.compliance", "compliance")).ok());
-  auto merged = core()->Resolve(Ids({{"org.clinic/mrn", "C-9"}}), "org.clinic");
+  auto merged = core()->Resolve(Ids({{"org.clinic/mrn", "C-9"}}), Who("org.clinic"));
   ASSERT_TRUE(merged.ok());
   EXPECT_EQ(merged->subject_id(), "s-1");
   auto all = core()->Resolve(
       Ids({{"org.stmarys/mrn", "000123"}, {"us-or-medicaid", "XK9"}, {"us-or-medicaid", "XK1"}}),
-      "org.stmarys");
+      Who("org.stmarys"));
   ASSERT_TRUE(all.ok()) << all.status();
   EXPECT_EQ(all->subject_id(), "s-1");
   auto set = core()->Subjects("s-2");
@@ -370,9 +374,9 @@ TEST_F(ConsentServiceTest, DecisionsFollowTheRulesThroughTheService) {
   at.set_purpose("care-coordination");
   at.add_categories("social-needs");
   at.set_at_unix_nanos(c.period().end_unix_nanos() - 1);
-  EXPECT_TRUE(core()->Check(at, "hub")->decisions(0).permit());
+  EXPECT_TRUE(core()->Decide(at)->decisions(0).permit());
   at.set_at_unix_nanos(c.period().end_unix_nanos());
-  EXPECT_FALSE(core()->Check(at, "hub")->decisions(0).permit());
+  EXPECT_FALSE(core()->Decide(at)->decisions(0).permit());
   // By kind: hospitals only.
   std::string s2 = *env_.NewSubject("000124");
   v1::Consent k = ConsentEnv::NetworkConsent(s2);
@@ -462,7 +466,7 @@ TEST_F(ConsentServiceTest, AmendAndRevokeByTheRecorderAndHoldersAreTold) {
   }
   EXPECT_EQ(told, (std::set<std::string>{"org.foodbank", "org.shelter"}));
   EXPECT_FALSE(env_.Check(s, "org.foodbank", {"social-needs"})->decisions(0).permit());
-  auto record = core()->GetConsent(id, "org.stmarys");
+  auto record = core()->GetConsent(id, Who("org.stmarys"));
   ASSERT_TRUE(record.ok());
   EXPECT_EQ(record->consent().status(), v1::CONSENT_REVOKED);
   EXPECT_EQ(record->consent().revoked_unix_nanos(), absl::ToUnixNanos(env_.clock().Now()));
@@ -488,19 +492,19 @@ TEST_F(ConsentServiceTest, AmendAndRevokeByTheRecorderAndHoldersAreTold) {
   before.add_categories("clinical");
   before.set_at_unix_nanos(absl::ToUnixNanos(env_.clock().Now()));
   env_.clock().Advance(absl::Minutes(1));
-  EXPECT_TRUE(core()->Check(before, "hub")->decisions(0).permit());
+  EXPECT_TRUE(core()->Decide(before)->decisions(0).permit());
   revoke.set_consent_id(id3);
   revoke.set_entered_in_error(true);
   ASSERT_TRUE(core()->Submit(env_.Sign(revoke, "org.stmarys", "sender")).ok());
-  EXPECT_FALSE(core()->Check(before, "hub")->decisions(0).permit());
+  EXPECT_FALSE(core()->Decide(before)->decisions(0).permit());
 }
 
 TEST_F(ConsentServiceTest, OnlyTheRecorderHoldersAndComplianceReadAConsent) {
   std::string s = *env_.NewSubject("000123");
   std::string id = *env_.Grant(ConsentEnv::NetworkConsent(s));
   ASSERT_TRUE(env_.Disclose(s, "org.foodbank", {"social-needs"}).ok());
-  for (const char* reader : {"org.stmarys", "org.foodbank", "org.compliance", "hub"}) {
-    auto r = core()->GetConsent(id, reader);
+  for (const char* reader : {"org.stmarys", "org.foodbank", "org.compliance"}) {
+    auto r = core()->GetConsent(id, Who(reader));
     EXPECT_TRUE(r.ok()) << reader << ": " << r.status();
     auto l = core()->ListConsents(
         [&] {
@@ -508,11 +512,18 @@ TEST_F(ConsentServiceTest, OnlyTheRecorderHoldersAndComplianceReadAConsent) {
           q.set_subject_id(s);
           return q;
         }(),
-        reader);
+        Who(reader));
     ASSERT_TRUE(l.ok()) << reader << ": " << l.status();
     EXPECT_EQ(l->consents_size(), 1) << reader;
   }
-  EXPECT_EQ(core()->GetConsent(id, "org.stmarys")->holders(0), "org.foodbank");
+  // The hub's own services decide through Decider, not by reading consents,
+  // and a hub admin reads no one's records.
+  for (const char* reader : {"hub", "admin:ops"}) {
+    EXPECT_EQ(core()->GetConsent(id, Who(reader)).status().code(),
+              absl::StatusCode::kPermissionDenied)
+        << reader;
+  }
+  EXPECT_EQ(core()->GetConsent(id, Who("org.stmarys"))->holders(0), "org.foodbank");
   v1::ListConsentsRequest list;
   list.set_subject_id(s);
   v1::CheckConsentRequest check;
@@ -522,25 +533,29 @@ TEST_F(ConsentServiceTest, OnlyTheRecorderHoldersAndComplianceReadAConsent) {
   check.add_categories("contact");
   v1::DisclosureReportRequest report;
   report.set_subject_id(s);
-  for (const char* other : {"org.shelter", "org.clinic", "org.er", ""}) {
-    EXPECT_EQ(core()->GetConsent(id, other).status().code(), absl::StatusCode::kPermissionDenied)
-        << other;
-    EXPECT_EQ(core()->ListConsents(list, other).status().code(),
+  EXPECT_EQ(core()->GetConsent(id, Who("")).status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(core()->Report(report, Who("")).status().code(), absl::StatusCode::kUnauthenticated);
+  for (const char* other : {"org.shelter", "org.clinic", "org.er", "hub", "admin:ops"}) {
+    EXPECT_EQ(core()->GetConsent(id, Who(other)).status().code(),
               absl::StatusCode::kPermissionDenied)
         << other;
-    EXPECT_EQ(core()->Check(check, other).status().code(), absl::StatusCode::kPermissionDenied)
+    EXPECT_EQ(core()->ListConsents(list, Who(other)).status().code(),
+              absl::StatusCode::kPermissionDenied)
         << other;
-    EXPECT_EQ(core()->Report(report, other).status().code(), absl::StatusCode::kPermissionDenied)
+    EXPECT_EQ(core()->Check(check, Who(other)).status().code(), absl::StatusCode::kPermissionDenied)
         << other;
-    EXPECT_EQ(core()->ListBreakGlass({}, other).status().code(),
+    EXPECT_EQ(core()->Report(report, Who(other)).status().code(),
+              absl::StatusCode::kPermissionDenied)
+        << other;
+    EXPECT_EQ(core()->ListBreakGlass({}, Who(other)).status().code(),
               absl::StatusCode::kPermissionDenied)
         << other;
   }
   // An unknown subject looks the same as an invisible one to a non-compliance caller.
   list.set_subject_id("s-404");
-  EXPECT_EQ(core()->ListConsents(list, "org.shelter").status().code(),
+  EXPECT_EQ(core()->ListConsents(list, Who("org.shelter")).status().code(),
             absl::StatusCode::kPermissionDenied);
-  EXPECT_EQ(core()->ListConsents(list, "org.compliance").status().code(),
+  EXPECT_EQ(core()->ListConsents(list, Who("org.compliance")).status().code(),
             absl::StatusCode::kNotFound);
 }
 
@@ -706,7 +721,7 @@ TEST_F(ConsentServiceTest, BreakGlassOverridesADenyForAnHourAndComplianceReviews
       env_.Check(s, "org.er", {"behavioral-health"}, "emergency-treatment")->decisions(0).permit())
       << "an hour later the glass is whole again";
   // The review list.
-  auto open = core()->ListBreakGlass({}, "org.compliance");
+  auto open = core()->ListBreakGlass({}, Who("org.compliance"));
   ASSERT_TRUE(open.ok()) << open.status();
   ASSERT_EQ(open->records_size(), 1);
   EXPECT_EQ(open->records(0).break_glass_id(), bg_id);
@@ -725,17 +740,17 @@ TEST_F(ConsentServiceTest, BreakGlassOverridesADenyForAnHourAndComplianceReviews
   ExpectRefusedWritingNothing(
       core()->Submit(env_.Sign(review, "org.compliance", "compliance")).status(),
       absl::StatusCode::kFailedPrecondition, "already reviewed", size);
-  EXPECT_EQ(core()->ListBreakGlass({}, "org.compliance")->records_size(), 0);
+  EXPECT_EQ(core()->ListBreakGlass({}, Who("org.compliance"))->records_size(), 0);
   v1::ListBreakGlassRequest all;
   all.set_include_reviewed(true);
-  auto closed = core()->ListBreakGlass(all, "org.compliance");
+  auto closed = core()->ListBreakGlass(all, Who("org.compliance"));
   ASSERT_EQ(closed->records_size(), 1);
   EXPECT_TRUE(closed->records(0).reviewed());
   EXPECT_EQ(closed->records(0).reviewed_by_agency(), "org.compliance");
   // The report names the break-glass as the authority.
   v1::DisclosureReportRequest report;
   report.set_subject_id(s);
-  auto rep = core()->Report(report, "org.compliance");
+  auto rep = core()->Report(report, Who("org.compliance"));
   ASSERT_EQ(rep->entries_size(), 1);
   EXPECT_EQ(rep->entries(0).authority(), "break-glass " + bg_id);
 }
@@ -799,7 +814,7 @@ TEST_F(ConsentServiceTest, TheReportEqualsAnIndependentlyComputedList) {
       req.set_to_unix_nanos(absl::ToUnixNanos(to));
       req.set_hipaa_accounting(hipaa);
       req.set_summarize(summarize);
-      auto report = core()->Report(req, "org.compliance");
+      auto report = core()->Report(req, Who("org.compliance"));
       ASSERT_TRUE(report.ok()) << report.status();
       EXPECT_EQ(report->subject_id(), subjects[0]);
       // Independently: filter, then summarise by (recipient, purpose).
@@ -841,7 +856,7 @@ TEST_F(ConsentServiceTest, TheReportEqualsAnIndependentlyComputedList) {
   // The forms for people carry the same rows.
   v1::DisclosureReportRequest req;
   req.set_subject_id(subjects[0]);
-  auto report = core()->Report(req, "hub");
+  auto report = core()->Accounting(req);
   ASSERT_TRUE(report.ok());
   std::string csv = ReportCsv(*report);
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), report->entries_size() + 1);
@@ -855,6 +870,7 @@ TEST_F(ConsentServiceTest, TheReportEqualsAnIndependentlyComputedList) {
 
 namespace careloop::consent {
 namespace {
+using careloop::testing::Who;
 
 // A wrong merge put one person's consent on another; compliance undoes it,
 // both histories stay, and decisions use each subject's own consents again.
@@ -867,7 +883,8 @@ TEST_F(ConsentServiceTest, AWrongMergeIsUndoneAndDecisionsUseTheRightConsentsAga
   EXPECT_TRUE(permits(s2));
   ASSERT_TRUE(MergeAsCompliance(s1, s2, "looked like one person").ok());
   EXPECT_TRUE(permits(s1)) << "after the wrong merge: s2's consent covers s1";
-  EXPECT_EQ(core()->Resolve(Ids({{"org.clinic/mrn", "C-77"}}), "org.clinic")->subject_id(), s1);
+  EXPECT_EQ(core()->Resolve(Ids({{"org.clinic/mrn", "C-77"}}), Who("org.clinic"))->subject_id(),
+            s1);
 
   v1::UnmergeSubjects unmerge;
   unmerge.set_surviving_subject_id(s1);
@@ -885,7 +902,8 @@ TEST_F(ConsentServiceTest, AWrongMergeIsUndoneAndDecisionsUseTheRightConsentsAga
   EXPECT_TRUE(permits(s2));
   EXPECT_EQ(core()->Subjects(s2)->survivor, s2);
   EXPECT_EQ(core()->Subjects(s1)->members, (std::vector<std::string>{s1}));
-  EXPECT_EQ(core()->Resolve(Ids({{"org.clinic/mrn", "C-77"}}), "org.clinic")->subject_id(), s2);
+  EXPECT_EQ(core()->Resolve(Ids({{"org.clinic/mrn", "C-77"}}), Who("org.clinic"))->subject_id(),
+            s2);
   // The history is kept: the merge, then its undoing, in both streams.
   EXPECT_EQ(EventsOfType("MergeSubjects").size(), 1u);
   EXPECT_EQ(EventsOfType("UnmergeSubjects").size(), 1u);
@@ -905,6 +923,7 @@ TEST_F(ConsentServiceTest, AWrongMergeIsUndoneAndDecisionsUseTheRightConsentsAga
 
 namespace careloop::consent {
 namespace {
+using careloop::testing::Who;
 
 // Reads of a person's records by agencies and compliance are ledger events
 // (AuditQueried in audit/<caller>), whichever service answers them; the
@@ -925,13 +944,13 @@ TEST_F(ConsentServiceTest, ReadsOfAPersonsRecordsAreRecordedAndTheHubsOwnDecisio
     return out;
   };
   ASSERT_TRUE(reads().empty());
-  ASSERT_TRUE(core()->GetConsent(id, "org.stmarys").ok());
+  ASSERT_TRUE(core()->GetConsent(id, Who("org.stmarys")).ok());
   v1::ListConsentsRequest list;
   list.set_subject_id(s);
-  ASSERT_TRUE(core()->ListConsents(list, "org.compliance").ok());
+  ASSERT_TRUE(core()->ListConsents(list, Who("org.compliance")).ok());
   v1::DisclosureReportRequest report;
   report.set_subject_id(s);
-  ASSERT_TRUE(core()->Report(report, "org.compliance").ok());
+  ASSERT_TRUE(core()->Report(report, Who("org.compliance")).ok());
   std::vector<v1::AuditQueried> got = reads();
   ASSERT_EQ(got.size(), 3u);
   EXPECT_EQ(got[0].agency(), "org.stmarys");
@@ -941,7 +960,7 @@ TEST_F(ConsentServiceTest, ReadsOfAPersonsRecordsAreRecordedAndTheHubsOwnDecisio
   EXPECT_EQ(got[2].rpc(), "ConsentService.DisclosureReport");
   // The hub's own decision on a submission, and a refused read: nothing.
   ASSERT_TRUE(env_.Check(s, "org.foodbank", {"social-needs"}).ok());
-  EXPECT_EQ(core()->GetConsent(id, "org.shelter").status().code(),
+  EXPECT_EQ(core()->GetConsent(id, Who("org.shelter")).status().code(),
             absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(reads().size(), 3u);
 }

@@ -15,9 +15,12 @@
 namespace careloop::directory {
 namespace {
 
+using careloop::testing::AgencyRequest;
+using careloop::testing::ReceiptRequest;
 using careloop::testing::TempDir;
 using careloop::testing::TestSigner;
 using careloop::testing::VerifierFor;
+using careloop::testing::Who;
 
 class DirectoryTest : public ::testing::Test {
  protected:
@@ -122,8 +125,14 @@ TEST_F(DirectoryTest, TheHubAdminRegistersAnAgencyAndTheReceiptVerifies) {
   ASSERT_TRUE(header.ok()) << header.status();
   EXPECT_EQ(header->stream(), "agency/org.foodbank");
   EXPECT_EQ(header->type(), "RegisterAgency");
-  auto record = core_->GetAgency("org.foodbank", "org.other");
-  ASSERT_TRUE(record.ok());
+  auto record = core_->GetAgency(AgencyRequest("org.foodbank"), Who("org.foodbank"));
+  ASSERT_TRUE(record.ok()) << record.status();
+  // The directory is for the hub's agencies: an id it does not know, and
+  // nobody, are refused by the table before anything is read.
+  EXPECT_EQ(core_->GetAgency(AgencyRequest("org.foodbank"), Who("org.other")).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(core_->GetAgency(AgencyRequest("org.foodbank"), Who("")).status().code(),
+            absl::StatusCode::kUnauthenticated);
   EXPECT_TRUE(record->active());
   EXPECT_EQ(record->keys_size(), 1);
   EXPECT_EQ(record->profile().services(0), "food-insecurity");
@@ -235,14 +244,16 @@ TEST_F(DirectoryTest, RetriesGetTheOriginalReceiptAlsoAfterARestartAndPastTheSke
   auto after = core_->Submit(bytes);
   ASSERT_TRUE(after.ok()) << after.status();
   EXPECT_EQ(after->header_bytes(), first->header_bytes());
-  auto fetched = core_->GetReceipt(kHubAgency, "reg-1");
+  auto fetched = core_->GetReceipt(ReceiptRequest(kHubAgency, "reg-1"), Who("admin:ops"));
   ASSERT_TRUE(fetched.ok());
   EXPECT_EQ(fetched->header_bytes(), first->header_bytes());
   // The same id with other content.
   ExpectRefusedWritingNothing(AsHub(Registration("org.other"), "reg-1"),
                               absl::StatusCode::kAlreadyExists,
                               "already used for a different envelope");
-  EXPECT_EQ(core_->GetReceipt(kHubAgency, "reg-404").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(
+      core_->GetReceipt(ReceiptRequest(kHubAgency, "reg-404"), Who("admin:ops")).status().code(),
+      absl::StatusCode::kNotFound);
 }
 
 TEST_F(DirectoryTest, BadEnvelopesAndBadChangesWriteNothing) {
@@ -308,16 +319,16 @@ TEST_F(DirectoryTest, CapacityReportsAndSearchByOpenCapacity) {
   v1::SearchAgenciesRequest q;
   q.set_service("food-insecurity");
   q.set_with_open_capacity(true);
-  auto open = core_->Search(q, "org.hospital");
+  auto open = core_->Search(q, Who("org.pantry"));
   ASSERT_TRUE(open.ok());
   ASSERT_EQ(open->size(), 1u);
   EXPECT_EQ((*open)[0].agency_id(), "org.foodbank");
   EXPECT_EQ((*open)[0].capacity(0).open_slots(), 3u);
   report.set_open_slots(0);
   ASSERT_TRUE(core_->Submit(AsAgency(report, "org.foodbank", "c2", "u-intake", "receiver")).ok());
-  EXPECT_TRUE(core_->Search(q, "org.hospital")->empty());
+  EXPECT_TRUE(core_->Search(q, Who("org.pantry"))->empty());
   q.set_with_open_capacity(false);
-  EXPECT_EQ(core_->Search(q, "org.hospital")->size(), 2u);
+  EXPECT_EQ(core_->Search(q, Who("org.pantry"))->size(), 2u);
   // Only for a service it offers, and only for itself.
   report.set_service("legal-aid");
   ExpectRefusedWritingNothing(AsAgency(report, "org.foodbank", "c3", "u-intake", "receiver"),
@@ -332,13 +343,20 @@ TEST_F(DirectoryTest, CapacityReportsAndSearchByOpenCapacity) {
 
 TEST_F(DirectoryTest, AConfidentialAddressIsShownOnlyToTheAgencyAndTheHub) {
   ASSERT_TRUE(core_->Submit(AsHub(Registration("org.shelter", /*confidential=*/true), "r1")).ok());
-  auto other = core_->GetAgency("org.shelter", "org.foodbank");
-  ASSERT_TRUE(other.ok());
+  ASSERT_TRUE(core_->Submit(AsHub(Registration("org.foodbank"), "r2")).ok());
+  auto other = core_->GetAgency(AgencyRequest("org.shelter"), Who("org.foodbank"));
+  ASSERT_TRUE(other.ok()) << other.status();
   EXPECT_TRUE(other->profile().address().postal_code().empty());
   EXPECT_TRUE(other->profile().address().confidential());
-  EXPECT_EQ(core_->GetAgency("org.shelter", "org.shelter")->profile().address().postal_code(),
+  EXPECT_EQ(core_->GetAgency(AgencyRequest("org.shelter"), Who("org.shelter"))
+                ->profile()
+                .address()
+                .postal_code(),
             "97201");
-  EXPECT_EQ(core_->GetAgency("org.shelter", kHubAgency)->profile().address().postal_code(),
+  EXPECT_EQ(core_->GetAgency(AgencyRequest("org.shelter"), Who("admin:ops"))
+                ->profile()
+                .address()
+                .postal_code(),
             "97201");
 }
 

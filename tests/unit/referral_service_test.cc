@@ -24,7 +24,9 @@
 namespace careloop::referral {
 namespace {
 
+using careloop::testing::AgencyRequest;
 using careloop::testing::ConsentEnv;
+using careloop::testing::Who;
 
 using careloop::testing::ReferralFixture;
 
@@ -133,7 +135,7 @@ TEST_F(ReferralTest, ConsentDecidesPerSectionAndTheRecipientSeesOnlyThat) {
 
   v1::GetReferralRequest get;
   get.set_referral("org.stmarys/r-1");
-  auto seen = core_->Get(get, "org.foodbank");
+  auto seen = core_->Get(get, Who("org.foodbank"));
   ASSERT_TRUE(seen.ok()) << seen.status();
   EXPECT_EQ(seen->status(), v1::TASK_REQUESTED);
   ASSERT_EQ(seen->sections_size(), 2);
@@ -152,21 +154,23 @@ TEST_F(ReferralTest, ConsentDecidesPerSectionAndTheRecipientSeesOnlyThat) {
   for (const auto& s : got) EXPECT_NE(s.category(), "behavioral-health");
   // Reads record nothing new; the sender sees everything.
   EXPECT_EQ(Count("DisclosureRecorded"), 2);
-  auto own = core_->Get(get, "org.stmarys");
+  auto own = core_->Get(get, Who("org.stmarys"));
   ASSERT_TRUE(own.ok());
   EXPECT_EQ(own->sections_size(), 3);
   EXPECT_EQ(own->subject_id(), subject_);
   // Anybody else: denied, as for a referral that does not exist.
-  EXPECT_EQ(core_->Get(get, "org.shelter").status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(core_->Get(get, Who("org.shelter")).status().code(),
+            absl::StatusCode::kPermissionDenied);
   get.set_referral("org.stmarys/r-404");
-  EXPECT_EQ(core_->Get(get, "org.foodbank").status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(core_->Get(get, Who("org.foodbank")).status().code(),
+            absl::StatusCode::kPermissionDenied);
   // After a revocation the recipient's reads withhold what it no longer may see.
   v1::RevokeConsent revoke;
   revoke.set_consent_id(consent_id_);
   revoke.set_reason("withdrawn");
   ASSERT_TRUE(env_.consent()->Submit(env_.Sign(revoke, "org.stmarys", "sender")).ok());
   get.set_referral("org.stmarys/r-1");
-  auto after = core_->Get(get, "org.foodbank");
+  auto after = core_->Get(get, Who("org.foodbank"));
   ASSERT_TRUE(after.ok());
   EXPECT_EQ(after->sections_size(), 0);
   EXPECT_EQ(after->withheld_size(), 3);
@@ -400,7 +404,7 @@ TEST_F(ReferralTest, TheLifecycleIsEnforcedPerParty) {
                   .ok());
   v1::GetReferralRequest get;
   get.set_referral("org.stmarys/r-1");
-  auto view = core_->Get(get, "org.stmarys");
+  auto view = core_->Get(get, Who("org.stmarys"));
   ASSERT_TRUE(view.ok());
   EXPECT_EQ(view->status(), v1::TASK_COMPLETED);
   EXPECT_EQ(view->outcome().provided(), "weekly food box");
@@ -410,13 +414,13 @@ TEST_F(ReferralTest, TheLifecycleIsEnforcedPerParty) {
                                                v1::TASK_ACCEPTED, v1::TASK_IN_PROGRESS,
                                                v1::TASK_COMPLETED}));
   // Sent and inbox.
-  auto sent = core_->Sent({}, "org.stmarys");
+  auto sent = core_->Sent({}, Who("org.stmarys"));
   ASSERT_TRUE(sent.ok());
   ASSERT_EQ(sent->referrals_size(), 1);
   EXPECT_EQ(sent->referrals(0).status(), v1::TASK_COMPLETED);
-  EXPECT_EQ(core_->Inbox({}, "org.foodbank")->referrals_size(), 1);
-  EXPECT_EQ(core_->Inbox({}, "org.shelter")->referrals_size(), 0);
-  EXPECT_EQ(core_->Sent({}, "org.foodbank")->referrals_size(), 0);
+  EXPECT_EQ(core_->Inbox({}, Who("org.foodbank"))->referrals_size(), 1);
+  EXPECT_EQ(core_->Inbox({}, Who("org.shelter"))->referrals_size(), 0);
+  EXPECT_EQ(core_->Sent({}, Who("org.foodbank"))->referrals_size(), 0);
 }
 
 TEST_F(ReferralTest, OfTwoRacingAcceptsExactlyOneWins) {
@@ -494,7 +498,8 @@ TEST_F(ReferralTest, ByCriteriaTheBestEligibleAgencyIsChosenWithReasons) {
   // Not chosen: sees nothing.
   v1::GetReferralRequest get;
   get.set_referral("org.stmarys/r-1");
-  EXPECT_EQ(core_->Get(get, "org.foodbank").status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(core_->Get(get, Who("org.foodbank")).status().code(),
+            absl::StatusCode::kPermissionDenied);
 }
 
 TEST_F(ReferralTest, AcceptingTakesASlotAndConcurrentAcceptsNeverOverbook) {
@@ -534,18 +539,23 @@ TEST_F(ReferralTest, AcceptingTakesASlotAndConcurrentAcceptsNeverOverbook) {
     }
   }
   EXPECT_EQ(won, 2) << "two slots, two accepts";
-  auto fb = env_.directory()->GetAgency("org.foodbank", "org.foodbank");
+  auto fb = env_.directory()->GetAgency(AgencyRequest("org.foodbank"), Who("org.foodbank"));
   ASSERT_TRUE(fb.ok());
   EXPECT_EQ(directory::OpenSlots(fb->capacity(0)), 0);
   // Others do not see which referrals hold the slots.
-  EXPECT_EQ(env_.directory()->GetAgency("org.foodbank", "org.shelter")->capacity(0).holders_size(),
+  EXPECT_EQ(env_.directory()
+                ->GetAgency(AgencyRequest("org.foodbank"), Who("org.shelter"))
+                ->capacity(0)
+                .holders_size(),
             0);
   // Completing one gives its slot back; a waiting referral can then be accepted.
   ASSERT_TRUE(core_
                   ->UpdateStatus(Update(absl::StrCat("r-", won_index), v1::TASK_COMPLETED,
                                         "org.foodbank", "receiver", "", "food box"))
                   .ok());
-  EXPECT_EQ(directory::OpenSlots(env_.directory()->GetAgency("org.foodbank", "hub")->capacity(0)),
+  EXPECT_EQ(directory::OpenSlots(env_.directory()
+                                     ->GetAgency(AgencyRequest("org.foodbank"), Who("admin:ops"))
+                                     ->capacity(0)),
             1);
   int later = 0;
   for (int i = 0; i < kReferrals; ++i) {
@@ -664,7 +674,7 @@ TEST_F(ReferralTest, ThreadMessagesReachTheOtherPartyUnderTheSameConsentRules) {
   EXPECT_EQ(Count("DisclosureRecorded"), before + 1);
   v1::GetReferralRequest get;
   get.set_referral("org.stmarys/r-1");
-  auto seen = core_->Get(get, "org.foodbank");
+  auto seen = core_->Get(get, Who("org.foodbank"));
   ASSERT_TRUE(seen.ok()) << seen.status();
   ASSERT_EQ(seen->thread_size(), 1);
   ASSERT_EQ(seen->thread(0).sections_size(), 1);
@@ -675,7 +685,7 @@ TEST_F(ReferralTest, ThreadMessagesReachTheOtherPartyUnderTheSameConsentRules) {
                   ->PostMessage(
                       message("org.foodbank", "receiver", {{"social-needs", "enrolled in pantry"}}))
                   .ok());
-  EXPECT_EQ(core_->Get(get, "org.stmarys")->thread_size(), 2);
+  EXPECT_EQ(core_->Get(get, Who("org.stmarys"))->thread_size(), 2);
   uint64_t size = env_.ledger()->size();
   auto part2 =
       core_->PostMessage(message("org.foodbank", "receiver", {{"sud-part2", "in treatment"}}));
@@ -693,25 +703,26 @@ TEST_F(ReferralTest, ThreadMessagesReachTheOtherPartyUnderTheSameConsentRules) {
   EXPECT_EQ(core_->PostMessage(tampered).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(env_.ledger()->size(), size);
   // A third agency sees no thread.
-  EXPECT_EQ(core_->Get(get, "org.shelter").status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(core_->Get(get, Who("org.shelter")).status().code(),
+            absl::StatusCode::kPermissionDenied);
 }
 
 TEST_F(ReferralTest, OpeningIsRecordedOnceAsViewedWhichIsNotAccepted) {
   ASSERT_TRUE(core_->Submit(Referral("r-1")).ok());
   v1::GetReferralRequest get;
   get.set_referral("org.stmarys/r-1");
-  EXPECT_EQ(core_->Get(get, "org.stmarys")->viewed_unix_nanos(), 0)
+  EXPECT_EQ(core_->Get(get, Who("org.stmarys"))->viewed_unix_nanos(), 0)
       << "the sender's read is not it";
-  auto first = core_->Get(get, "org.foodbank");
+  auto first = core_->Get(get, Who("org.foodbank"));
   ASSERT_TRUE(first.ok());
   EXPECT_NE(first->viewed_unix_nanos(), 0);
   EXPECT_EQ(first->status(), v1::TASK_REQUESTED);
   const int viewed = Count("ReferralViewed");
   const int reads = Count("AuditQueried");
-  EXPECT_TRUE(core_->Get(get, "org.foodbank").ok());
+  EXPECT_TRUE(core_->Get(get, Who("org.foodbank")).ok());
   EXPECT_EQ(Count("ReferralViewed"), viewed) << "once";
   EXPECT_EQ(Count("AuditQueried"), reads + 1) << "every read is recorded";
-  auto sender_view = core_->Get(get, "org.stmarys");
+  auto sender_view = core_->Get(get, Who("org.stmarys"));
   EXPECT_EQ(sender_view->viewed_unix_nanos(), first->viewed_unix_nanos());
   EXPECT_EQ(Count("ReferralViewed"), 1);
 }
@@ -737,7 +748,7 @@ TEST_F(ReferralTest, APart2SectionTravelsWithTheRedisclosureNotice) {
   ASSERT_TRUE(core_->Submit(Referral("r-p2", "org.foodbank", "p2", {sud})).ok());
   v1::GetReferralRequest get;
   get.set_referral("org.stmarys/r-p2");
-  auto seen = core_->Get(get, "org.foodbank");
+  auto seen = core_->Get(get, Who("org.foodbank"));
   ASSERT_TRUE(seen.ok()) << seen.status();
   ASSERT_EQ(seen->sections_size(), 1);
   EXPECT_NE(seen->redisclosure_notice().find("42 CFR part 2"), std::string::npos);
