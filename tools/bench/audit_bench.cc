@@ -59,6 +59,7 @@ int main(int argc, char** argv) {
   auto hub = std::make_unique<bench::BenchHub>(dir);
   hub->Register("org.stmarys", "sender");
   hub->Register("org.foodbank", "receiver");
+  hub->Register("org.compliance", "compliance");
   // Subjects with a consent each, through the real signed path.
   std::vector<std::string> ids;
   const absl::Time t0 = absl::Now();
@@ -67,7 +68,7 @@ int main(int argc, char** argv) {
     v1::ResolveSubjectRequest rq;
     rq.add_identifiers()->set_authority("org.stmarys/mrn");
     rq.mutable_identifiers(0)->set_value(absl::StrCat("mrn-", s));
-    ids.push_back(hub->consent->Resolve(rq, "org.stmarys")->subject_id());
+    ids.push_back(hub->consent->Resolve(rq, policy::Caller::Agency("org.stmarys"))->subject_id());
   }
   std::fprintf(stderr, "%d subjects with consents in %.1f s\n", subjects,
                absl::ToDoubleSeconds(absl::Now() - t0));
@@ -123,6 +124,7 @@ int main(int argc, char** argv) {
                absl::ToDoubleSeconds(absl::Now() - t1));
 
   audit::AuditCore audit(hub->ledger.get(), hub->state.get(), hub->consent.get(), SystemClock());
+  const policy::Caller officer = policy::Caller::Agency("org.compliance");
   std::vector<double> trail_ms, query_ms;
   size_t entries = 0;
   for (int q = 0; q < queries; ++q) {
@@ -130,7 +132,7 @@ int main(int argc, char** argv) {
     v1::TrailRequest t;
     t.set_subject_id(s);
     absl::Time a = absl::Now();
-    auto trail = audit.Trail(t, directory::kHubAgency);  // the hub has compliance rights
+    auto trail = audit.Trail(t, officer);
     trail_ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - a));
     CARELOOP_CHECK(trail.ok());
     entries += trail->entries_size();
@@ -139,7 +141,7 @@ int main(int argc, char** argv) {
     qr.set_event_type(names::event::kDisclosureRecorded);
     qr.set_limit(1000);
     a = absl::Now();
-    auto page = audit.Query(qr, directory::kHubAgency);
+    auto page = audit.Query(qr, officer);
     query_ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - a));
     CARELOOP_CHECK(page.ok());
   }
@@ -163,7 +165,7 @@ int main(int argc, char** argv) {
   ex.set_to_unix_nanos(absl::ToUnixNanos(absl::Now() + absl::Hours(1)));
   ex.set_include_payloads(true);
   absl::Time a = absl::Now();
-  auto bundle = audit.Export(ex, directory::kHubAgency);
+  auto bundle = audit.Export(ex, officer);
   if (!bundle.ok())
     std::fprintf(stderr, "export: %s\n", std::string(bundle.status().message()).c_str());
   CARELOOP_CHECK(bundle.ok());

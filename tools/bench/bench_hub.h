@@ -111,7 +111,7 @@ struct BenchHub {
     v1::ResolveSubjectRequest rq;
     rq.add_identifiers()->set_authority("org.stmarys/mrn");
     rq.mutable_identifiers(0)->set_value(mrn);
-    const std::string s = consent->Resolve(rq, "org.stmarys")->subject_id();
+    const std::string s = consent->Resolve(rq, policy::Caller::Agency("org.stmarys"))->subject_id();
     v1::GrantConsent g;
     v1::Consent* k = g.mutable_consent();
     k->set_subject_id(s);

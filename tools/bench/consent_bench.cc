@@ -165,7 +165,7 @@ int main(int argc, char** argv) {
       v1::Identifier* id = req.add_identifiers();
       id->set_authority("org.stmarys/mrn");
       id->set_value(absl::StrCat(i));
-      CARELOOP_CHECK(core.Resolve(req, "org.stmarys").ok());
+      CARELOOP_CHECK(core.Resolve(req, policy::Caller::Agency("org.stmarys")).ok());
     });
     const absl::Time t1 = absl::Now();
     std::printf("loaded %d subjects in %.1f s (%.0f/s)\n", subjects, absl::ToDoubleSeconds(t1 - t0),
@@ -208,15 +208,14 @@ int main(int argc, char** argv) {
     return req;
   };
   int permits = 0;
-  for (int i = 0; i < std::min(checks / 10, 20000); ++i)
-    CARELOOP_CHECK(core.Check(one(rng), "hub").ok());
+  for (int i = 0; i < std::min(checks / 10, 20000); ++i) CARELOOP_CHECK(core.Decide(one(rng)).ok());
   std::vector<double> lat;
   lat.reserve(checks);
   const absl::Time start = absl::Now();
   for (int i = 0; i < checks; ++i) {
     v1::CheckConsentRequest req = one(rng);
     const absl::Time a = absl::Now();
-    absl::StatusOr<v1::CheckConsentResponse> r = core.Check(req, "hub");
+    absl::StatusOr<v1::CheckConsentResponse> r = core.Decide(req);
     lat.push_back(Micros(absl::Now() - a));
     CARELOOP_CHECK(r.ok());
     permits += r->decisions(0).permit();
@@ -236,7 +235,7 @@ int main(int argc, char** argv) {
   for (int t = 0; t < 2; ++t)
     ts.emplace_back([&, t] {
       std::mt19937 r(t + 1);
-      while (done.fetch_add(1) < checks) CARELOOP_CHECK(core.Check(one(r), "hub").ok());
+      while (done.fetch_add(1) < checks) CARELOOP_CHECK(core.Decide(one(r)).ok());
     });
   for (auto& t : ts) t.join();
   std::printf("| Check, 2 threads | | %.0f checks/s |\n",

@@ -77,7 +77,8 @@ int main(int argc, char** argv) {
                                   notification::NewCurlPoster());
   referral::ReferralGrpcService referral_service(hub->referrals.get(), hub->state.get(),
                                                  /*tls=*/false, /*submit_inline=*/true);
-  notification::NotificationGrpcService notification_service(&notes, &webhooks, hub->state.get(),
+  notification::Notifications notifications(&notes, &webhooks, hub->state.get());
+  notification::NotificationGrpcService notification_service(&notifications, hub->state.get(),
                                                              /*tls=*/false);
   grpc::ServerBuilder b;
   int port = 0;
