@@ -41,7 +41,7 @@ double Pct(std::vector<double> v, double p) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int Main(int argc, char** argv) {
   careloop::ApplyReleaseRuntimeDefaults();
   CLI::App app{"audit trail queries at 10M events; bundle verification vs raw SHA-256"};
   uint64_t events = 10'000'000;
@@ -109,7 +109,7 @@ int main(int argc, char** argv) {
     }
     while (in_flight.load() >= 8) std::this_thread::yield();
     ++in_flight;
-    hub->ledger->AppendAsync(std::move(req), [&](absl::StatusOr<v1::Commit> c) {
+    hub->ledger->AppendAsync(std::move(req), [&](const absl::StatusOr<v1::Commit>& c) {
       if (!c.ok()) {
         std::fprintf(stderr, "append failed: %s\n", std::string(c.status().message()).c_str());
         failed = true;
@@ -199,4 +199,15 @@ int main(int argc, char** argv) {
       bytes / 1048576.0 / sha_s, 100.0 * sha_s / verify_s, sink == 0xff ? " " : "");
   hub.reset();
   return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  } catch (...) {
+    return 1;
+  }
 }

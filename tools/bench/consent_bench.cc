@@ -9,8 +9,10 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <random>
 #include <thread>
@@ -29,12 +31,20 @@ using namespace careloop;
 
 namespace {
 
-const std::vector<std::string> kRecipients = {"org.foodbank", "org.shelter", "org.clinic",
-                                              "org.transit", "org.housing"};
+// Ends a run that cannot go on, from any thread (std::exit is not
+// thread-safe); what was printed is flushed first.
+[[noreturn]] void Die() {
+  std::fflush(nullptr);
+  std::_Exit(1);
+}
+
+constexpr std::array<const char*, 5> kRecipients = {"org.foodbank", "org.shelter", "org.clinic",
+                                                    "org.transit", "org.housing"};
 
 std::string Sign(const google::protobuf::Message& payload, const std::string& sender,
                  const std::string& role, const trust::Ed25519PrivateKey& key,
-                 const std::string& key_id, const std::string& user, std::string message_id) {
+                 const std::string& key_id, const std::string& user,
+                 const std::string& message_id) {
   v1::Actor actor;
   actor.set_user_id(user);
   actor.set_role(role);
@@ -81,7 +91,7 @@ double Micros(absl::Duration d) { return absl::ToDoubleMicroseconds(d); }
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int Main(int argc, char** argv) {
   careloop::ApplyReleaseRuntimeDefaults();
   CLI::App app{"consent Check latency with many consents"};
   int subjects = 100000, per_subject = 10, checks = 200000, threads = 32;
@@ -129,7 +139,7 @@ int main(int argc, char** argv) {
   co.new_subject_id = [&] { return absl::StrCat("s-", next_subject.fetch_add(1)); };
   consent::ConsentCore core(ledger->get(), &state, &runner, SystemClock(), co);
 
-  std::vector<std::string> all_recipients = kRecipients;
+  std::vector<std::string> all_recipients(kRecipients.begin(), kRecipients.end());
   all_recipients.push_back("org.stmarys");
   if (fresh) {
     const absl::Time t0 = absl::Now();
@@ -179,7 +189,7 @@ int main(int argc, char** argv) {
             g, "org.stmarys", "sender", agency_key, "k1", "u-1", absl::StrCat("g-", i, "-", k)));
         if (!r.ok()) {
           std::fprintf(stderr, "grant: %s\n", r.status().ToString().c_str());
-          std::exit(1);
+          Die();
         }
       }
     });
@@ -244,4 +254,15 @@ int main(int argc, char** argv) {
   CARELOOP_CHECK((*ledger)->Close().ok());
   if (temp && !keep) fs::remove_all(dir);
   return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  } catch (...) {
+    return 1;
+  }
 }

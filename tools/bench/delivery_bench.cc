@@ -46,7 +46,7 @@ double Pct(std::vector<double> v, double p) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int Main(int argc, char** argv) {
   careloop::ApplyReleaseRuntimeDefaults();
   CLI::App app{"delivery to subscribed agencies while ingesting"};
   int agencies = 100, senders = 16;
@@ -228,4 +228,15 @@ int main(int argc, char** argv) {
   server->Shutdown();
   hub.reset();
   return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  } catch (...) {
+    return 1;
+  }
 }

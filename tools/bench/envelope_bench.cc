@@ -36,7 +36,7 @@ class NoneSeen final : public trust::MessageLog {
 };
 }  // namespace
 
-int main(int argc, char** argv) {
+int Main(int argc, char** argv) {
   careloop::ApplyReleaseRuntimeDefaults();
   CLI::App app{"envelope verification rate"};
   int count = 20000;
@@ -94,4 +94,15 @@ int main(int argc, char** argv) {
   std::printf("| VerifyEnvelope, 1 KiB payload (one core) | %.0f /s | %.0f %% of raw |\n", env_rate,
               100 * env_rate / raw_rate);
   return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  } catch (...) {
+    return 1;
+  }
 }

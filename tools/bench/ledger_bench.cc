@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <random>
 #include <thread>
@@ -43,6 +44,13 @@
 
 namespace careloop::bench {
 namespace {
+
+// Ends a run that cannot go on, from any thread (std::exit is not
+// thread-safe); what was printed is flushed first.
+[[noreturn]] void Die() {
+  std::fflush(nullptr);
+  std::_Exit(1);
+}
 
 namespace fs = std::filesystem;
 namespace schema = storage::schema;
@@ -143,7 +151,7 @@ std::unique_ptr<storage::LocalLedger> OpenLedger(const std::string& dir,
   auto l = storage::LocalLedger::Open(o);
   if (!l.ok()) {
     std::fprintf(stderr, "open: %s\n", l.status().ToString().c_str());
-    std::exit(1);
+    Die();
   }
   return *std::move(l);
 }
@@ -153,7 +161,7 @@ std::unique_ptr<rocksdb::DB> OpenPlainRocks(const std::string& dir) {
   rocksdb::Options opts;
   opts.create_if_missing = true;
   rocksdb::DB* raw = nullptr;
-  if (!rocksdb::DB::Open(opts, dir, &raw).ok()) std::exit(1);
+  if (!rocksdb::DB::Open(opts, dir, &raw).ok()) Die();
   return std::unique_ptr<rocksdb::DB>(raw);
 }
 
@@ -398,7 +406,7 @@ void ProofBench(const std::string& base, uint64_t events) {
   }
   int wstatus = 0;
   waitpid(child, &wstatus, 0);
-  if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) std::exit(1);
+  if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) Die();
   {
     absl::Time t0 = absl::Now();
     auto ledger = OpenLedger(dir, signer.get());
@@ -413,7 +421,7 @@ void ProofBench(const std::string& base, uint64_t events) {
       absl::Time s = absl::Now();
       auto p = ledger->ProveInclusion(seq, 0);
       lat.push_back(absl::ToDoubleMicroseconds(absl::Now() - s));
-      if (!p.ok()) std::exit(1);
+      if (!p.ok()) Die();
     }
     std::sort(lat.begin(), lat.end());
     std::printf("| inclusion proof at %llu events | p50 %.1f µs | p99 %.1f µs | max %.1f µs |\n\n",
@@ -426,13 +434,13 @@ void ProofBench(const std::string& base, uint64_t events) {
       absl::Time s = absl::Now();
       auto p = ledger->ProveConsistency(a, b);
       lat.push_back(absl::ToDoubleMicroseconds(absl::Now() - s));
-      if (!p.ok()) std::exit(1);
+      if (!p.ok()) Die();
     }
     std::sort(lat.begin(), lat.end());
     std::printf("| consistency proof at %llu events | p50 %.1f µs | p99 %.1f µs |\n\n",
                 static_cast<unsigned long long>(size), lat[lat.size() / 2],
                 lat[lat.size() * 99 / 100]);
-    if (!ledger->Close().ok()) std::exit(1);
+    if (!ledger->Close().ok()) Die();
   }
   {
     // Reopen time at this size: no replay of the log.
@@ -470,7 +478,7 @@ void ProofBench(const std::string& base, uint64_t events) {
   double vsecs = absl::ToDoubleSeconds(absl::Now() - s);
   if (!report.ok() || !report->ok) {
     std::fprintf(stderr, "verify failed\n");
-    std::exit(1);
+    Die();
   }
   double vrate = report->events / vsecs;
   std::printf("| offline verify | %llu events | %.1f s | %.0f events/s |\n",
@@ -484,7 +492,7 @@ void ProofBench(const std::string& base, uint64_t events) {
 }  // namespace
 }  // namespace careloop::bench
 
-int main(int argc, char** argv) {
+int Main(int argc, char** argv) {
   careloop::ApplyReleaseRuntimeDefaults();
   CLI::App app{"careloop ledger benchmarks"};
   app.require_subcommand(1);
@@ -539,4 +547,15 @@ int main(int argc, char** argv) {
   }
   if (dir.empty()) fs::remove_all(base);
   return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  } catch (...) {
+    return 1;
+  }
 }

@@ -110,8 +110,9 @@ class VerifyAndAppend final : public v1::ReferralService::CallbackService {
         return;
       }
       absl::StatusOr<v1::Receipt> r = ledger_->GetReceipt(c->first_seq());
+      const absl::Status got = r.status();
       if (r.ok()) *resp->mutable_receipt() = *std::move(r);
-      reactor->Finish(ToGrpcStatus(r.status()));
+      reactor->Finish(ToGrpcStatus(got));
     });
     return reactor;
   }
@@ -211,7 +212,7 @@ double FsyncP50(const std::string& dir) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int Main(int argc, char** argv) {
   careloop::ApplyReleaseRuntimeDefaults();
   CLI::App app{"referral submissions over gRPC vs a verify-only ceiling"};
   double seconds = 5;
@@ -372,4 +373,15 @@ int main(int argc, char** argv) {
   CARELOOP_CHECK(least_ledger->Close().ok());
   hub_cores.reset();
   return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  } catch (...) {
+    return 1;
+  }
 }
