@@ -7,6 +7,7 @@
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -32,73 +33,29 @@ using schema::DecodeBE64;
 
 namespace {
 
-// Keys "<prefix><BE64(n)>" (events, payloads, tree nodes, heads, streams and
-// indexes) arrive in order of n for each prefix: the memtable keeps one
-// insert position per prefix and starts each insert from it.
-class AllButLast8 final : public rocksdb::SliceTransform {
- public:
-  const char* Name() const override { return "careloop.AllButLast8"; }
-  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
-    return {key.data(), key.size() - 8};
+// Opening replays the WAL into new table files, then writes a new MANIFEST
+// and WAL: room for the WAL's size again, plus this margin.
+constexpr uint64_t kOpenMargin = 64ull << 20;
+
+// Refuses clearly, before RocksDB would fail half way, when the disk holding
+// `dir` has less room than opening it needs.
+absl::Status CheckRoomToOpen(const std::string& dir) {
+  uint64_t wal = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (e.path().extension() == ".log") wal += e.file_size(ec);
   }
-  bool InDomain(const rocksdb::Slice& key) const override { return key.size() >= 8; }
-};
-
-}  // namespace
-
-rocksdb::Options LedgerDbOptions(size_t block_cache_bytes) {
-  rocksdb::Options opts;
-  opts.create_if_missing = true;
-  opts.create_missing_column_families = true;
-  opts.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
-  opts.max_background_jobs = 2;
-  opts.keep_log_file_num = 4;
-  // Column families that see few writes (heads, cursors, idempotency) would
-  // otherwise keep old WAL files alive, and a restart would replay them all.
-  // Bounding the WAL bounds the replay: restart takes seconds at any size.
-  opts.max_total_wal_size = 64 << 20;
-  // One thread writes (the ledger writer): the single-writer memtable insert
-  // path is cheaper than the concurrent one.
-  opts.allow_concurrent_memtable_write = false;
-  opts.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
-  rocksdb::BlockBasedTableOptions table;
-  table.block_cache = rocksdb::NewLRUCache(block_cache_bytes);
-  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
-  opts.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
-  return opts;
+  struct statvfs st {};
+  if (::statvfs(dir.c_str(), &st) != 0) return absl::OkStatus();  // not knowable: let RocksDB try
+  const uint64_t free = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
+  const uint64_t need = wal + kOpenMargin;
+  if (free >= need) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "the disk holding ", dir, " has ", free >> 20, " MiB free; opening this ledger replays ",
+      wal >> 20, " MiB of write-ahead log and needs about ", need >> 20,
+      " MiB. Free space (or move the data dir to a larger disk) and start again; nothing was "
+      "changed"));
 }
-
-std::vector<rocksdb::ColumnFamilyDescriptor> LedgerCfDescriptors(const rocksdb::Options& opts) {
-  static const std::shared_ptr<const rocksdb::SliceTransform> hint =
-      std::make_shared<AllButLast8>();
-  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-  for (int i = 0; i < schema::kNumCfs; ++i) {
-    rocksdb::ColumnFamilyOptions cf(opts);
-    switch (i) {
-      case schema::kStreams:
-        // Most lookups are of a new stream's version 1, which does not exist:
-        // a whole-key bloom filter answers them in the memtable too, as the
-        // table's filter does in the files.
-        cf.memtable_whole_key_filtering = true;
-        cf.memtable_prefix_bloom_size_ratio = 0.02;
-        [[fallthrough]];
-      case schema::kEvents:
-      case schema::kPayloads:
-      case schema::kAgencyIndex:
-      case schema::kSubjectIndex:
-      case schema::kMerkle:
-      case schema::kHeads:
-        cf.memtable_insert_with_hint_prefix_extractor = hint;
-        break;
-      default:
-        break;
-    }
-    cfs.emplace_back(schema::CfNames()[i], cf);
-  }
-  return cfs;
-}
-
-namespace {
 
 constexpr size_t kMaxTips = 200'000;  // published stream tips kept in memory
 constexpr size_t kRecentHeads = 256;  // round heads kept for receipts
@@ -117,21 +74,6 @@ std::string DeterministicBytes(const google::protobuf::Message& m) {
   m.SerializeToCodedStream(&cos);
   cos.Trim();
   return out;
-}
-
-absl::Status WriteFileSynced(const fs::path& path, absl::string_view content) {
-  {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    if (!out) return absl::PermissionDeniedError(absl::StrCat("cannot write ", path.string()));
-    out << content;
-    if (!out.flush()) return absl::InternalError(absl::StrCat("cannot write ", path.string()));
-  }
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (f != nullptr) {
-    ::fsync(fileno(f));
-    std::fclose(f);
-  }
-  return absl::OkStatus();
 }
 
 // Perfect-subtree hashes (leaves included) for proofs: what the cache holds,
@@ -198,42 +140,6 @@ absl::StatusOr<v1::Event> DecodeEvent(uint64_t seq, std::string header_bytes) {
 
 }  // namespace
 
-absl::Status CheckFormat(const std::string& dir) {
-  std::error_code ec;
-  if (!fs::exists(dir, ec)) return absl::NotFoundError(absl::StrCat(dir, " does not exist"));
-  if (!fs::is_directory(dir, ec)) {
-    return absl::FailedPreconditionError(absl::StrCat(dir, " is not a directory"));
-  }
-  if (::access(dir.c_str(), R_OK | W_OK | X_OK) != 0) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("ledger directory ", dir, " is not readable and writable by this user"));
-  }
-  if (fs::is_empty(dir, ec)) return absl::NotFoundError(absl::StrCat(dir, " is empty"));
-  fs::path format = fs::path(dir) / schema::kFormatFile;
-  if (!fs::exists(format, ec)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(dir, " is not empty and holds no careloop ledger (no ", schema::kFormatFile,
-                     " file); refusing to use it"));
-  }
-  std::ifstream in(format);
-  std::string line;
-  if (!in || !std::getline(in, line)) {
-    return absl::PermissionDeniedError(absl::StrCat("cannot read ", format.string()));
-  }
-  absl::string_view v = line;
-  uint32_t version = 0;
-  if (!absl::ConsumePrefix(&v, schema::kFormatPrefix) || !absl::SimpleAtoi(v, &version)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(format.string(), " is not a careloop format file"));
-  }
-  if (version != schema::kFormatVersion) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        dir, " was written by ledger format version ", version, "; this careloopd reads format ",
-        schema::kFormatVersion, ". Run a careloopd that reads it, or restore a backup."));
-  }
-  return absl::OkStatus();
-}
-
 void NodeCache::AddLocked(uint64_t key, const Hash& hash) {
   if (current_.size() >= capacity_) {
     previous_ = std::move(current_);
@@ -288,9 +194,7 @@ absl::Status LocalLedger::OpenDb() {
     }
     // The format file goes first: a directory with it and no database yet is
     // still recognised as ours after a crash.
-    RETURN_IF_ERROR(
-        WriteFileSynced(fs::path(dir) / schema::kFormatFile,
-                        absl::StrCat(schema::kFormatPrefix, schema::kFormatVersion, "\n")));
+    RETURN_IF_ERROR(WriteFormatFile(file_system(), dir));
   } else if (!fmt.ok()) {
     return fmt;
   }
@@ -299,8 +203,16 @@ absl::Status LocalLedger::OpenDb() {
     env_ = rocksdb::NewCompositeEnv(options_.fs);
     opts.env = env_.get();
   }
+  RETURN_IF_ERROR(CheckRoomToOpen(dir));
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(opts, dir, LedgerCfDescriptors(opts), &handles_, &raw);
+  if (s.IsCorruption()) {
+    return absl::DataLossError(absl::StrCat(
+        "opening ledger ", dir, ": ", s.ToString(),
+        ". RocksDB found damage (its log line above names the file); careloopd will not cut "
+        "the log short at it. Restore from a backup (careloop ledger restore) and run careloop "
+        "ledger verify; keep this directory as evidence"));
+  }
   if (!s.ok()) return FromRocks(s, absl::StrCat("opening ledger ", dir));
   db_.reset(raw);
   return absl::OkStatus();
@@ -383,6 +295,7 @@ absl::Status LocalLedger::LoadState() {
         FromRocks(db_->Put(wo, cf(schema::kHeads), BE64(size), head.SerializeAsString()),
                   "writing the tree head"));
   }
+  RETURN_IF_ERROR(CheckHighWater(&meta, size, root));
   {
     absl::MutexLock lock(&state_mu_);
     head_ = head;
@@ -405,6 +318,79 @@ absl::StatusOr<v1::SignedHead> LocalLedger::SignHead(uint64_t size, const Hash& 
   head.set_time_unix_nanos(cp.time_unix_nanos);
   head.set_checkpoint(std::move(note));
   return head;
+}
+
+rocksdb::FileSystem* LocalLedger::file_system() const {
+  return options_.fs ? options_.fs.get() : rocksdb::FileSystem::Default().get();
+}
+
+absl::Status LocalLedger::CheckHighWater(v1::LedgerMeta* meta, uint64_t size, const Hash& root) {
+  const std::string& dir = options_.dir;
+  ASSIGN_OR_RETURN(std::optional<HighWater> mark, HighWaterFile::Read(file_system(), dir));
+  if (!mark.has_value()) {
+    if (meta->high_water_mark()) {
+      return absl::DataLossError(absl::StrCat(
+          dir, "/", schema::kHighWaterFile,
+          " (the ledger's high-water mark) is missing: this ledger cannot show that it holds "
+          "everything it acknowledged. A copied backup is not a restore: use careloop ledger "
+          "restore, which starts a new log id; otherwise restore from a backup or run careloop "
+          "ledger verify"));
+    }
+    // A new ledger, a restored one, or one written before marks existed:
+    // the mark starts here, then the metadata says it exists.
+    ASSIGN_OR_RETURN(high_water_,
+                     HighWaterFile::Create(file_system(), dir, HighWater{log_id_, size, root}));
+    meta->set_high_water_mark(true);
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    RETURN_IF_ERROR(
+        FromRocks(db_->Put(wo, cf(schema::kDefault), schema::kMetaKey, meta->SerializeAsString()),
+                  "recording the high-water mark in the ledger metadata"));
+    log::Info("ledger.high_water_created", {{"log_id", log_id_}, {"tree_size", size}});
+    return absl::OkStatus();
+  }
+  if (mark->log_id != log_id_) {
+    return absl::DataLossError(absl::StrCat(
+        "the high-water mark in ", dir, " is of log id ", mark->log_id, " but the ledger is ",
+        log_id_,
+        ": the database was replaced without careloop ledger restore. Restore it "
+        "with careloop ledger restore (a new log id), or put back the database it belongs to"));
+  }
+  if (size < mark->size) {
+    return absl::DataLossError(absl::StrCat(
+        "the ledger in ", dir, " starts short: it holds ", size, " events but acknowledged ",
+        mark->size,
+        " (its high-water mark). Its write-ahead log or tables lost acknowledged "
+        "events; careloopd will not serve a shorter log or sign a second history under log id ",
+        log_id_,
+        ". Restore from a backup (careloop ledger restore) and run careloop ledger "
+        "verify; keep this directory as evidence"));
+  }
+  Hash at_mark = root;
+  if (size != mark->size) {
+    RocksNodeReader reader(db_.get(), cf(schema::kMerkle));
+    ASSIGN_OR_RETURN(merkle::CompactRange r, merkle::CompactRange::Load(reader, mark->size));
+    at_mark = r.Root();
+  }
+  if (at_mark != mark->root) {
+    return absl::DataLossError(absl::StrCat(
+        "the ledger in ", dir, " has forked: its tree at size ", mark->size,
+        " is not the one it acknowledged (its high-water mark). Restore from a backup "
+        "(careloop ledger restore) and run careloop ledger verify; keep this directory as "
+        "evidence"));
+  }
+  ASSIGN_OR_RETURN(high_water_, HighWaterFile::OpenExisting(file_system(), dir));
+  // Rounds synced after the last mark were never answered; they are durable
+  // and served from now on, so the mark covers them too.
+  if (size != mark->size) RETURN_IF_ERROR(high_water_->Write(HighWater{log_id_, size, root}));
+  return absl::OkStatus();
+}
+
+absl::Status LocalLedger::MarkHighWater(const v1::SignedHead& head) {
+  HighWater mark{log_id_, head.tree_size(), {}};
+  CARELOOP_CHECK(head.root_hash().size() == mark.root.size());
+  std::copy(head.root_hash().begin(), head.root_hash().end(), mark.root.begin());
+  return high_water_->Write(mark);
 }
 
 LocalLedger::~LocalLedger() { Close().IgnoreError(); }
@@ -640,11 +626,21 @@ void LocalLedger::SyncerLoop() {
       syncing_ = group.size();
     }
     bool wrote = false;
-    for (const WrittenRound& r : group) wrote |= r.wrote;
-    absl::Status synced;
-    if (wrote && !options_.unsafe_no_sync) {
+    const WrittenRound* last = nullptr;
+    for (const WrittenRound& r : group) {
+      wrote |= r.wrote;
+      if (r.new_head) last = &r;
+    }
+    // Once the writer stopped, nothing more is acknowledged: not even rounds
+    // written before it stopped, whose sync might now succeed (on Linux a
+    // retried fsync can succeed after the failed one dropped their pages).
+    absl::Status synced = writer_status();
+    if (synced.ok() && wrote && !options_.unsafe_no_sync) {
       synced = FromRocks(db_->SyncWAL(), "syncing the write-ahead log");
       if (synced.ok()) syncs_.fetch_add(1);
+    }
+    if (synced.ok() && last != nullptr && !options_.unsafe_no_sync) {
+      synced = MarkHighWater(last->head);
     }
     std::vector<Completion> answers;
     if (!synced.ok()) {
@@ -654,12 +650,8 @@ void LocalLedger::SyncerLoop() {
       }
     } else {
       // Durable: the group becomes visible, then its answers go out.
-      const WrittenRound* last = nullptr;
       uint64_t events = 0;
-      for (const WrittenRound& r : group) {
-        if (r.new_head) last = &r;
-        events += r.events;
-      }
+      for (const WrittenRound& r : group) events += r.events;
       {
         // Before the size: a reader that sees the size sees these too.
         absl::MutexLock lock(&tips_mu_);
@@ -1412,9 +1404,7 @@ absl::StatusOr<v1::BackupResponse> LocalLedger::Backup(const std::string& direct
   RETURN_IF_ERROR(FromRocks(rocksdb::Checkpoint::Create(db_.get(), &raw), "starting a backup"));
   std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
   RETURN_IF_ERROR(FromRocks(checkpoint->CreateCheckpoint(directory), "writing the backup"));
-  RETURN_IF_ERROR(
-      WriteFileSynced(fs::path(directory) / schema::kFormatFile,
-                      absl::StrCat(schema::kFormatPrefix, schema::kFormatVersion, "\n")));
+  RETURN_IF_ERROR(WriteFormatFile(file_system(), directory));
   // The exact size captured: the last event in the copy.
   rocksdb::Options opts = LedgerDbOptions(8 << 20);
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
@@ -1449,6 +1439,7 @@ absl::StatusOr<RestoreResult> RestoreLedger(const std::string& backup_dir,
   fs::create_directories(target_dir, ec);
   fs::copy(backup_dir, target_dir, fs::copy_options::recursive, ec);
   if (ec) return absl::InternalError(absl::StrCat("copying the backup: ", ec.message()));
+  fs::remove(fs::path(target_dir) / schema::kHighWaterFile, ec);
   rocksdb::Options opts = LedgerDbOptions(8 << 20);
   opts.create_if_missing = false;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
@@ -1469,6 +1460,9 @@ absl::StatusOr<RestoreResult> RestoreLedger(const std::string& backup_dir,
     result.previous_log_id = meta.log_id();
     meta.add_previous_log_ids(meta.log_id());
     meta.set_log_id(RandomLogId());
+    // The one place a high-water mark starts again: with the new log id,
+    // at the restored size (the next open writes it).
+    meta.set_high_water_mark(false);
     result.new_log_id = meta.log_id();
     rocksdb::WriteOptions wo;
     wo.sync = true;

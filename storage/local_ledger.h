@@ -25,7 +25,9 @@
 #include "absl/synchronization/mutex.h"
 #include "base/clock.h"
 #include "storage/checkpoint.h"
+#include "storage/high_water.h"
 #include "storage/ledger.h"
+#include "storage/ledger_db.h"
 #include "storage/merkle.h"
 #include "storage/validate.h"
 
@@ -72,11 +74,6 @@ struct LedgerOptions {
   // takes the queued requests, so a test can queue several into one round.
   std::function<void()> test_before_round;
 };
-
-// The RocksDB options and column families the ledger opens its directory
-// with (schema.h's layout): also for tools that measure that layout.
-rocksdb::Options LedgerDbOptions(size_t block_cache_bytes);
-std::vector<rocksdb::ColumnFamilyDescriptor> LedgerCfDescriptors(const rocksdb::Options& opts);
 
 class LocalLedger final : public Ledger {
  public:
@@ -154,6 +151,14 @@ class LocalLedger final : public Ledger {
   explicit LocalLedger(LedgerOptions options);
   absl::Status OpenDb();
   absl::Status LoadState();
+  // Refuses a ledger behind its durable high-water mark, or with another
+  // root at the mark's size; opens (or, for a data dir that has none yet,
+  // creates) the mark for the syncer. `meta` records that the mark exists.
+  absl::Status CheckHighWater(v1::LedgerMeta* meta, uint64_t size, const Hash& root);
+  // The mark for a synced group whose newest head is `head`, before any of
+  // its answers.
+  absl::Status MarkHighWater(const v1::SignedHead& head);
+  rocksdb::FileSystem* file_system() const;
   void WriterLoop();
   void NotifierLoop();
   void SyncerLoop();
@@ -183,6 +188,7 @@ class LocalLedger final : public Ledger {
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   std::string log_id_;
   std::string origin_;
+  std::unique_ptr<HighWaterFile> high_water_;  // the syncer's, after LoadState
 
   // Queue between request threads and the writer.
   mutable absl::Mutex queue_mu_;
@@ -247,10 +253,5 @@ struct RestoreResult {
 };
 absl::StatusOr<RestoreResult> RestoreLedger(const std::string& backup_dir,
                                             const std::string& target_dir);
-
-// Reads the format file of a ledger directory: OK if it is a ledger of this
-// format, NOT_FOUND if the directory is absent or empty, otherwise an error
-// that says what is wrong.
-absl::Status CheckFormat(const std::string& dir);
 
 }  // namespace careloop::storage

@@ -118,6 +118,14 @@ void ProjectionRunner::Run() {
     absl::MutexLock lock(&mu_);
     tail_.reset();
     if (stopping_) return;
+    if (absl::IsDataLoss(lost)) {
+      // Damage in the ledger is not a lost connection: retrying reads the
+      // same bytes. The projection stops, and every wait for it fails.
+      log::Error("projection.data_loss",
+                 {{"applied_seq", applied_.load()}, {"cause", std::string(lost.message())}});
+      status_ = lost;
+      return;
+    }
     // The tail was lost (a remote ledger restarting): back off, then resume
     // from the applied seq. Stop() wakes this wait at once.
     log::Warn("projection.tail_lost",

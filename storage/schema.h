@@ -30,6 +30,8 @@ inline constexpr uint32_t kFormatVersion = 1;
 // A file in the ledger directory naming the format, readable without RocksDB.
 inline constexpr char kFormatFile[] = "CARELOOP_FORMAT";
 inline constexpr char kFormatPrefix[] = "careloop-ledger-format ";
+// The durable high-water mark (storage/high_water.h), beside the database.
+inline constexpr char kHighWaterFile[] = "CARELOOP_HIGH_WATER";
 inline constexpr char kMetaKey[] = "meta";
 
 enum Cf : int {

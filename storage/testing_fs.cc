@@ -97,13 +97,34 @@ class FaultyFile final : public rocksdb::FSWritableFileOwnerWrapper {
     return Append(data, o, dbg);
   }
   IOStatus Sync(const IOOptions& o, IODebugContext* dbg) override {
-    fs_->syncs_.fetch_add(1);
-    if (fs_->fail_sync_.load()) return IOStatus::IOError("injected: fsync failed");
+    if (fs_->SyncFails()) return IOStatus::IOError("injected: fsync failed");
     return target()->Sync(o, dbg);
   }
   IOStatus Fsync(const IOOptions& o, IODebugContext* dbg) override {
-    fs_->syncs_.fetch_add(1);
-    if (fs_->fail_sync_.load()) return IOStatus::IOError("injected: fsync failed");
+    if (fs_->SyncFails()) return IOStatus::IOError("injected: fsync failed");
+    return target()->Fsync(o, dbg);
+  }
+
+ private:
+  FaultInjectionFileSystem* fs_;
+};
+
+// The high-water mark's file is written in place.
+class FaultyRWFile final : public rocksdb::FSRandomRWFileOwnerWrapper {
+ public:
+  FaultyRWFile(std::unique_ptr<rocksdb::FSRandomRWFile> f, FaultInjectionFileSystem* fs)
+      : rocksdb::FSRandomRWFileOwnerWrapper(std::move(f)), fs_(fs) {}
+  IOStatus Write(uint64_t offset, const Slice& data, const IOOptions& o,
+                 IODebugContext* dbg) override {
+    if (fs_->no_space_.load()) return IOStatus::NoSpace("injected: no space left on device");
+    return target()->Write(offset, data, o, dbg);
+  }
+  IOStatus Sync(const IOOptions& o, IODebugContext* dbg) override {
+    if (fs_->SyncFails()) return IOStatus::IOError("injected: fsync failed");
+    return target()->Sync(o, dbg);
+  }
+  IOStatus Fsync(const IOOptions& o, IODebugContext* dbg) override {
+    if (fs_->SyncFails()) return IOStatus::IOError("injected: fsync failed");
     return target()->Fsync(o, dbg);
   }
 
@@ -140,6 +161,26 @@ IOStatus FaultInjectionFileSystem::NewWritableFile(const std::string& f,
   std::unique_ptr<rocksdb::FSWritableFile> base;
   IOStatus s = target()->NewWritableFile(f, o, &base, dbg);
   if (s.ok()) r->reset(new FaultyFile(std::move(base), this));
+  return s;
+}
+
+bool FaultInjectionFileSystem::SyncFails() {
+  syncs_.fetch_add(1);
+  if (fail_sync_.load()) return true;
+  int left = fail_next_syncs_.load();
+  while (left > 0) {
+    if (fail_next_syncs_.compare_exchange_weak(left, left - 1)) return true;
+  }
+  return false;
+}
+
+IOStatus FaultInjectionFileSystem::NewRandomRWFile(const std::string& f,
+                                                   const rocksdb::FileOptions& o,
+                                                   std::unique_ptr<rocksdb::FSRandomRWFile>* r,
+                                                   IODebugContext* dbg) {
+  std::unique_ptr<rocksdb::FSRandomRWFile> base;
+  IOStatus s = target()->NewRandomRWFile(f, o, &base, dbg);
+  if (s.ok()) r->reset(new FaultyRWFile(std::move(base), this));
   return s;
 }
 

@@ -38,8 +38,11 @@ class FaultInjectionFileSystem final : public rocksdb::FileSystemWrapper {
       : rocksdb::FileSystemWrapper(base) {}
   const char* Name() const override { return "CareloopFaultInjectionFileSystem"; }
 
-  // Every Sync/Fsync of a writable file fails while set.
+  // Every Sync/Fsync of a file fails while set.
   void set_fail_sync(bool v) { fail_sync_.store(v); }
+  // The next `n` syncs fail, then syncs succeed again (Linux may report a
+  // failed writeback once and succeed on the retry).
+  void fail_next_syncs(int n) { fail_next_syncs_.store(n); }
   // Appends and new writable files fail with "no space left" while set.
   void set_no_space(bool v) { no_space_.store(v); }
   uint64_t syncs() const { return syncs_.load(); }
@@ -50,8 +53,14 @@ class FaultInjectionFileSystem final : public rocksdb::FileSystemWrapper {
   rocksdb::IOStatus ReopenWritableFile(const std::string& f, const rocksdb::FileOptions& o,
                                        std::unique_ptr<rocksdb::FSWritableFile>* r,
                                        rocksdb::IODebugContext* dbg) override;
+  rocksdb::IOStatus NewRandomRWFile(const std::string& f, const rocksdb::FileOptions& o,
+                                    std::unique_ptr<rocksdb::FSRandomRWFile>* r,
+                                    rocksdb::IODebugContext* dbg) override;
 
+  // Counts a sync and says whether it fails.
+  bool SyncFails();
   std::atomic<bool> fail_sync_{false};
+  std::atomic<int> fail_next_syncs_{0};
   std::atomic<bool> no_space_{false};
   std::atomic<uint64_t> syncs_{0};
 };

@@ -114,6 +114,7 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
   }
   RETURN_IF_ERROR(hub->Serve());
   if (hub->referral_service_) hub->StartEscalation();
+  hub->StartHealthWatch();
   if (!config.tls()) {
     out << "careloopd: DEV MODE: no TLS, serving on loopback only\n";
   }
@@ -379,6 +380,32 @@ absl::Status Hub::Serve() {
   return absl::OkStatus();
 }
 
+// What makes this hub unable to serve writes or current reads: the
+// ledger's writer stopped (a failed write or fsync, a full disk), or the
+// directory projection stopped on damage. OK while neither.
+absl::Status Hub::Failure() const {
+  if (ledger_) RETURN_IF_ERROR(ledger_->writer_status());
+  if (directory_runner_) RETURN_IF_ERROR(directory_runner_->status());
+  return absl::OkStatus();
+}
+
+void Hub::StartHealthWatch() {
+  // Health goes NOT_SERVING once the hub fails stop, so load balancers and
+  // monitors see it; reads keep being answered.
+  health_watch_ = std::thread([this] {
+    absl::MutexLock lock(&escalator_mu_);
+    while (!escalator_stop_) {
+      escalator_mu_.AwaitWithTimeout(absl::Condition(&escalator_stop_), absl::Seconds(1));
+      if (escalator_stop_) break;
+      absl::Status failed = Failure();
+      if (failed.ok()) continue;
+      if (server_) server_->GetHealthCheckService()->SetServingStatus(false);
+      log::Error("careloopd.not_serving", {{"cause", std::string(failed.message())}});
+      break;
+    }
+  });
+}
+
 void Hub::StartEscalation() {
   // Overdue referrals go to their next candidate; everything it needs is in
   // the ledger, so a restart loses nothing.
@@ -419,13 +446,12 @@ void Hub::Shutdown() {
     ledger_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(10));
     ledger_server_->Wait();
   }
-  if (escalator_.joinable()) {
-    {
-      absl::MutexLock lock(&escalator_mu_);
-      escalator_stop_ = true;
-    }
-    escalator_.join();
+  {
+    absl::MutexLock lock(&escalator_mu_);
+    escalator_stop_ = true;
   }
+  if (escalator_.joinable()) escalator_.join();
+  if (health_watch_.joinable()) health_watch_.join();
   if (directory_runner_) directory_runner_->Stop();
   audit_service_.reset();
   audit_core_.reset();

@@ -66,6 +66,8 @@ class Hub {
   absl::Status StartNotification(storage::Ledger* ledger, std::ostream& out);
   absl::Status Serve();
   void StartEscalation();
+  void StartHealthWatch();
+  absl::Status Failure() const;
 
   HubConfig config_;
   std::unique_ptr<DataDirLock> lock_;
@@ -89,6 +91,7 @@ class Hub {
   std::unique_ptr<notification::Notifications> notifications_;
   std::unique_ptr<notification::NotificationGrpcService> notification_service_;
   std::thread escalator_;
+  std::thread health_watch_;  // shares escalator_mu_ and escalator_stop_
   absl::Mutex escalator_mu_;
   bool escalator_stop_ ABSL_GUARDED_BY(escalator_mu_) = false;
   std::unique_ptr<grpc::Server> server_;  // the agencies' listener

@@ -541,7 +541,12 @@ absl::StatusOr<v1::Notification> NotificationCore::Render(const v1::Event& e,
           trust::AddEvent(&append, names::stream::Delivery(agency), names::event::kDeliveryWithheld,
                           h.subject(), w.SerializeAsString());
       ev->add_agencies(std::string(agency));
-      RETURN_IF_ERROR(ledger_->Append(std::move(append)).status());
+      if (absl::Status s = ledger_->Append(std::move(append)).status(); !s.ok()) {
+        // Not recorded: the next delivery tries again.
+        absl::MutexLock lock(&mu_);
+        withheld_recorded_.erase({std::string(agency), h.seq()});
+        return s;
+      }
       log::Info("notification.withheld_at_delivery",
                 {{"agency", std::string(agency)}, {"seq", h.seq()}});
     }

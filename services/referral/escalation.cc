@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/log.h"
 #include "base/status.h"
 #include "base/strings.h"
 #include "services/names/names.h"
@@ -66,7 +67,16 @@ absl::StatusOr<int> ReferralCore::Escalate() {
   int moved = 0;
   for (const std::string& key : open) {
     const size_t slash = key.find('/');
-    ASSIGN_OR_RETURN(State st, Load(key.substr(0, slash), key.substr(slash + 1)));
+    absl::StatusOr<State> loaded = Load(key.substr(0, slash), key.substr(slash + 1));
+    if (!loaded.ok()) {
+      // One referral that cannot be loaded must not stall every other one.
+      const uint64_t skipped = escalation_skipped_.fetch_add(1) + 1;
+      log::Error("referral.escalation_skipped", {{"referral", key},
+                                                 {"cause", std::string(loaded.status().message())},
+                                                 {"skipped_total", skipped}});
+      continue;
+    }
+    const State& st = *loaded;
     if (st.unassigned) continue;
     absl::Duration deadline = options_.deadline_routine;
     switch (st.manifest.priority()) {

@@ -32,14 +32,14 @@ ReferralCore::ReferralCore(storage::Ledger* ledger, directory::Agencies* directo
       consent_(consent),
       clock_(clock),
       options_(std::move(options)),
-      seen_(ledger),
       submit_policy_(
           policy::ReferralTable().Envelopes("Submit", options_.max_clock_skew, directory)),
       update_policy_(
           policy::ReferralTable().Envelopes("UpdateStatus", options_.max_clock_skew, directory)),
       message_policy_(
           policy::ReferralTable().Envelopes("PostMessage", options_.max_clock_skew, directory)),
-      gate_(&policy::ReferralTable(), directory, /*tls=*/false) {}
+      gate_(&policy::ReferralTable(), directory, /*tls=*/false),
+      seen_(ledger) {}
 
 absl::StatusOr<ReferralCore::State> ReferralCore::Load(absl::string_view sender,
                                                        absl::string_view referral_id) {

@@ -14,6 +14,7 @@
 //                           available to a recipient
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <optional>
 #include <set>
@@ -103,7 +104,9 @@ class ReferralCore final : public Renderer {
   // to the next ranked candidate, up to its maximum attempts; then it is
   // marked unassigned and its sender told. Everything is derived from the
   // ledger and the clock, so it survives restarts. Returns how many moved.
+  // A referral that cannot be loaded is logged, counted and passed over.
   absl::StatusOr<int> Escalate();
+  uint64_t escalation_skipped() const { return escalation_skipped_.load(); }
 
  private:
   struct State;
@@ -173,6 +176,7 @@ class ReferralCore final : public Renderer {
   std::set<std::string> open_ ABSL_GUARDED_BY(escalate_mu_);
   uint64_t routing_version_ ABSL_GUARDED_BY(escalate_mu_) = 0;
   trust::LedgerMessageLog seen_;
+  std::atomic<uint64_t> escalation_skipped_{0};
 };
 
 }  // namespace careloop::referral

@@ -28,18 +28,18 @@ absl::StatusOr<v1::ReferralView> ReferralCore::ViewFor(const State& st, absl::st
   }
   // The referral as the sender or its current recipient sees it now, or as a
   // former recipient held it.
-  auto summary = [&st](const Tenure* tenure) {
+  auto summary = [&st](const Tenure* held) {
     v1::ReferralView v;
     v.set_referral(Key(st.sender, st.referral_id));
     v.set_sender_agency(st.sender);
     *v.mutable_manifest() = st.manifest;
-    if (tenure != nullptr) {
-      v.set_status(tenure->status);
-      v.set_version(tenure->version);
-      *v.mutable_outcome() = tenure->outcome;
-      v.set_attempt(tenure->attempt);
-      v.set_viewed_unix_nanos(tenure->viewed_at);
-      v.set_delivered_unix_nanos(tenure->delivered_at);
+    if (held != nullptr) {
+      v.set_status(held->status);
+      v.set_version(held->version);
+      *v.mutable_outcome() = held->outcome;
+      v.set_attempt(held->attempt);
+      v.set_viewed_unix_nanos(held->viewed_at);
+      v.set_delivered_unix_nanos(held->delivered_at);
       return v;
     }
     v.set_recipient_agency(st.recipient);

@@ -119,6 +119,41 @@ TEST(Careloopd, ServesHealthAndShutsDownCleanlyOnSigterm) {
   EXPECT_NE(out.find("tree_size=1"), std::string::npos);
 }
 
+// A data dir behind what it acknowledged (here: an old copy of the
+// database put back after more was acknowledged) is refused with exit 3,
+// the unit's "do not restart", naming the mark and what to do; a copy of a
+// backup used as a data dir is refused too.
+TEST(Careloopd, RefusesALedgerBehindItsHighWaterMarkWithExitThree) {
+  TempDir dir;
+  auto append = [](const std::string& ledger, const std::string& stream) {
+    CliResult r = RunCli({"ledger", "--ledger", ledger, "append", "--unsigned-dev-fact", "--stream",
+                          stream, "--type", "T", "--payload", "x"});
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  };
+  auto run = [&](int appends) {
+    std::string address, ledger;
+    auto hub = StartCareloopd({"--data-dir", dir.path()}, &address, &ledger);
+    ASSERT_TRUE(hub.ok()) << hub.status();
+    for (int i = 0; i < appends; ++i) append(ledger, "referral/r-1");
+    (*hub)->Signal(SIGTERM);
+    ASSERT_EQ(*(*hub)->Wait(absl::Seconds(60)), 0) << (*hub)->output();
+  };
+  run(2);
+  const std::filesystem::path db = dir.Sub("ledger"), old = dir.Sub("old-ledger");
+  std::filesystem::copy(db, old, std::filesystem::copy_options::recursive);
+  run(3);
+  std::filesystem::copy_file(db / "CARELOOP_HIGH_WATER", old / "CARELOOP_HIGH_WATER",
+                             std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::remove_all(db);
+  std::filesystem::rename(old, db);
+  auto child =
+      ChildProcess::Start({CARELOOPD_BINARY, "--listen", "127.0.0.1:0", "--data-dir", dir.path()});
+  ASSERT_TRUE(child.ok());
+  EXPECT_EQ(*(*child)->Wait(absl::Seconds(60)), 3) << (*child)->output();
+  EXPECT_NE((*child)->output().find("starts short"), std::string::npos) << (*child)->output();
+  EXPECT_NE((*child)->output().find("careloop ledger restore"), std::string::npos);
+}
+
 TEST(Careloopd, RefusesADataDirLockedByAnotherProcess) {
   TempDir dir;
   std::string address;

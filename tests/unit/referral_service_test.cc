@@ -579,6 +579,25 @@ TEST_F(ReferralTest, EscalationSeesReferralsRoutedAfterItsLastPass) {
   EXPECT_EQ(view->attempt(), 2u);
 }
 
+// A routing entry whose referral cannot be loaded (sorted first) is
+// reported and counted, and the pass goes on to the others.
+TEST_F(ReferralTest, EscalationGoesOnPastAReferralItCannotLoad) {
+  ReportSlots({{"org.foodbank", 2}, {"org.shelter", 5}});
+  v1::AppendRequest ghost;
+  v1::EventInput* ev = ghost.add_events();
+  ev->set_stream(names::stream::kRoutingIndex);
+  ev->set_type(names::event::kRoutingOpened);
+  ev->set_payload("org.aaa/r-ghost");
+  ASSERT_TRUE(env_.ledger()->Append(ghost).ok());
+  auto sent = core_->Submit(ByCriteria("r-1"));
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  env_.clock().Advance(absl::Hours(4));
+  auto moved = core_->Escalate();
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_EQ(*moved, 1) << "r-1 goes to its next candidate";
+  EXPECT_EQ(core_->escalation_skipped(), 1u);
+}
+
 TEST_F(ReferralTest, UnacceptedReferralsEscalateAcrossARestartThenGoUnassigned) {
   ReportSlots({{"org.foodbank", 2}, {"org.shelter", 5}});
   auto req = ByCriteria("r-1");
