@@ -39,4 +39,29 @@ absl::StatusOr<v1::EventHeader> VerifyReceipt(const v1::Receipt& receipt, const 
   return header;
 }
 
+absl::StatusOr<VerifiedConsistency> VerifyConsistencyProof(const v1::SignedHead& head1,
+                                                           const v1::SignedHead& head2,
+                                                           const v1::ConsistencyProof& proof,
+                                                           const NoteVerifier& key) {
+  VerifiedConsistency v;
+  ASSIGN_OR_RETURN(v.head1, VerifySignedHead(head1, key));
+  ASSIGN_OR_RETURN(v.head2, VerifySignedHead(head2, key));
+  const std::string id1 = LogIdOfOrigin(v.head1.origin), id2 = LogIdOfOrigin(v.head2.origin);
+  if (id1 != id2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the heads are of two logs (log id ", id1, " and log id ", id2,
+                     "): a restore started a new log, and no proof connects them"));
+  }
+  if (proof.size1() != v.head1.tree_size || proof.size2() != v.head2.tree_size) {
+    return absl::InvalidArgumentError(absl::StrCat("the proof says sizes ", proof.size1(), " and ",
+                                                   proof.size2(), " but the signed heads are ",
+                                                   v.head1.tree_size, " and ", v.head2.tree_size));
+  }
+  std::vector<std::string> hashes(proof.hashes().begin(), proof.hashes().end());
+  RETURN_IF_ERROR(merkle::VerifyConsistency(v.head1.tree_size, v.head2.tree_size, hashes,
+                                            AsStringView(v.head1.root),
+                                            AsStringView(v.head2.root)));
+  return v;
+}
+
 }  // namespace careloop::storage

@@ -20,4 +20,16 @@ absl::StatusOr<v1::EventHeader> VerifyReceipt(const v1::Receipt& receipt, const 
 // Checks a signed head: signature, and that its fields equal the checkpoint's.
 absl::StatusOr<Checkpoint> VerifySignedHead(const v1::SignedHead& head, const NoteVerifier& key);
 
+struct VerifiedConsistency {
+  Checkpoint head1, head2;
+};
+// A consistency proof between two signed heads: both heads verify, they are
+// of one log (the same log id: a proof across a restore is refused, naming
+// both), the proof's own sizes are the heads' signed sizes, and the proof
+// shows that head2's tree extends head1's.
+absl::StatusOr<VerifiedConsistency> VerifyConsistencyProof(const v1::SignedHead& head1,
+                                                           const v1::SignedHead& head2,
+                                                           const v1::ConsistencyProof& proof,
+                                                           const NoteVerifier& key);
+
 }  // namespace careloop::storage

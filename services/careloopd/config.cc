@@ -287,6 +287,8 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
   auto* o_level =
       app.add_option("--log-level", flags.log_level, "debug, info, warn, error [log.level]");
   auto* o_format = app.add_option("--log-format", flags.log_format, "logfmt or json [log.format]");
+#ifdef CARELOOP_UNSAFE_TEST_FLAGS
+  // Only in builds with tests (CMake option CARELOOP_UNSAFE_TEST_FLAGS).
   auto* o_plfs = app.add_flag("--unsafe-power-loss-fs", flags.unsafe_power_loss_fs,
                               "TEST ONLY: keep unsynced bytes in memory so kill -9 loses them");
   auto* o_nosync =
@@ -294,6 +296,7 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
                    "TEST ONLY: acknowledge appends without fsync (crash-test negative control)");
   o_plfs->group("");  // hidden from --help
   o_nosync->group("");
+#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "storage/high_water.h"
 #include "storage/local_ledger.h"
+#include "storage/receipt.h"
 #include "storage/schema.h"
 #include "storage/testing_fs.h"
 #include "tests/support/ledger_helpers.h"
@@ -341,6 +342,45 @@ TEST(LedgerIntegrity, AFailedMarkWriteStopsTheWriter) {
   EXPECT_EQ((*l)->Append(Event("referral/after")).status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ((*l)->size(), 2u);
   (*l)->Close().IgnoreError();
+}
+
+// A proof object whose unsigned fields repeat signed values must equal them,
+// and a proof across two log ids (a restore) is refused naming both.
+TEST(ProofObjects, UnsignedFieldsMustEqualTheSignedHeadsAndOneLogId) {
+  IntegrityEnv env;
+  auto a = env.Open(env.Dir("a"));
+  auto b = env.Open(env.Dir("b"));
+  ASSERT_TRUE(a.ok() && b.ok());
+  AppendN(a->get(), "referral/a", 10);
+  AppendN(b->get(), "referral/a", 10);
+  auto h1 = (*a)->Head(10);
+  AppendN(a->get(), "referral/a", 10);
+  auto h2 = (*a)->Head(20);
+  auto proof = (*a)->ProveConsistency(10, 20);
+  ASSERT_TRUE(h1.ok() && h2.ok() && proof.ok());
+  auto verifier = VerifierFor(*TestSigner());
+  EXPECT_TRUE(storage::VerifyConsistencyProof(*h1, *h2, *proof, *verifier).ok());
+  for (int field = 0; field < 2; ++field) {
+    v1::ConsistencyProof forged = *proof;
+    if (field == 0) forged.set_size1(forged.size1() - 1);
+    if (field == 1) forged.set_size2(forged.size2() + 1);
+    auto v = storage::VerifyConsistencyProof(*h1, *h2, forged, *verifier);
+    EXPECT_FALSE(v.ok()) << "field " << field;
+    EXPECT_TRUE(absl::StrContains(v.status().message(), "signed heads are 10 and 20"))
+        << v.status();
+  }
+  v1::SignedHead unsigned_size = *h1;
+  unsigned_size.set_tree_size(9);
+  EXPECT_FALSE(storage::VerifyConsistencyProof(unsigned_size, *h2, *proof, *verifier).ok());
+  // b's head at 10 is signed by the same key, under another log id.
+  auto other = (*b)->Head(10);
+  ASSERT_TRUE(other.ok());
+  auto cross = storage::VerifyConsistencyProof(*other, *h2, *proof, *verifier);
+  ASSERT_FALSE(cross.ok());
+  EXPECT_TRUE(absl::StrContains(cross.status().message(), (*b)->log_id())) << cross.status();
+  EXPECT_TRUE(absl::StrContains(cross.status().message(), (*a)->log_id())) << cross.status();
+  ASSERT_TRUE((*a)->Close().ok());
+  ASSERT_TRUE((*b)->Close().ok());
 }
 
 }  // namespace

@@ -56,21 +56,15 @@ int VerifyProofFile(const std::string& path, const std::string& vkey) {
   v1::Receipt receipt;
   if (text->find("\"proof\"") != std::string::npos &&
       text->find("\"head1\"") != std::string::npos && FromJson(*text, &consistency).ok()) {
-    absl::StatusOr<storage::Checkpoint> h1 = storage::VerifySignedHead(consistency.head1(), **key);
-    absl::StatusOr<storage::Checkpoint> h2 = storage::VerifySignedHead(consistency.head2(), **key);
-    std::vector<std::string> hashes(consistency.proof().hashes().begin(),
-                                    consistency.proof().hashes().end());
-    absl::Status s = !h1.ok() ? h1.status()
-                     : !h2.ok()
-                         ? h2.status()
-                         : storage::merkle::VerifyConsistency(h1->tree_size, h2->tree_size, hashes,
-                                                              ToBytes(h1->root), ToBytes(h2->root));
-    if (!s.ok()) {
-      std::cout << "NOT VERIFIED: " << s.message() << "\n";
+    absl::StatusOr<storage::VerifiedConsistency> v = storage::VerifyConsistencyProof(
+        consistency.head1(), consistency.head2(), consistency.proof(), **key);
+    if (!v.ok()) {
+      std::cout << "NOT VERIFIED: " << v.status().message() << "\n";
       return kVerifyFailed;
     }
-    std::cout << "verified: the log of size " << h2->tree_size << " extends the log of size "
-              << h1->tree_size << "\n";
+    std::cout << "verified: the log of size " << v->head2.tree_size << " extends the log of size "
+              << v->head1.tree_size << " (log id " << storage::LogIdOfOrigin(v->head1.origin)
+              << ")\n";
     return kOk;
   }
   if (!FromJson(*text, &receipt).ok()) return FailUsage(path + " is neither proof kind");
