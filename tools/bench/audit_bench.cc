@@ -28,6 +28,7 @@
 #include "services/audit/bundle.h"
 #include "services/names/names.h"
 #include "tools/bench/bench_hub.h"
+#include "tools/bench/bench_main.h"
 
 using namespace careloop;
 
@@ -201,13 +202,4 @@ int Main(int argc, char** argv) {
   return 0;
 }
 
-int main(int argc, char** argv) {
-  try {
-    return Main(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s\n", e.what());
-    return 1;
-  } catch (...) {
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return careloop::bench::RunMain(Main, argc, argv); }

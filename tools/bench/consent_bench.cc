@@ -26,17 +26,11 @@
 #include "services/directory/directory.h"
 #include "services/trust/head_signer.h"
 #include "storage/local_ledger.h"
+#include "tools/bench/bench_main.h"
 
 using namespace careloop;
 
 namespace {
-
-// Ends a run that cannot go on, from any thread (std::exit is not
-// thread-safe); what was printed is flushed first.
-[[noreturn]] void Die() {
-  std::fflush(nullptr);
-  std::_Exit(1);
-}
 
 constexpr std::array<const char*, 5> kRecipients = {"org.foodbank", "org.shelter", "org.clinic",
                                                     "org.transit", "org.housing"};
@@ -189,7 +183,7 @@ int Main(int argc, char** argv) {
             g, "org.stmarys", "sender", agency_key, "k1", "u-1", absl::StrCat("g-", i, "-", k)));
         if (!r.ok()) {
           std::fprintf(stderr, "grant: %s\n", r.status().ToString().c_str());
-          Die();
+          bench::Die();
         }
       }
     });
@@ -256,13 +250,4 @@ int Main(int argc, char** argv) {
   return 0;
 }
 
-int main(int argc, char** argv) {
-  try {
-    return Main(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s\n", e.what());
-    return 1;
-  } catch (...) {
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return careloop::bench::RunMain(Main, argc, argv); }

@@ -14,6 +14,7 @@
 #include "careloop/v1/ledger.pb.h"
 #include "services/names/names.h"
 #include "services/trust/envelope.h"
+#include "tools/bench/bench_main.h"
 
 using namespace careloop;
 
@@ -96,13 +97,4 @@ int Main(int argc, char** argv) {
   return 0;
 }
 
-int main(int argc, char** argv) {
-  try {
-    return Main(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s\n", e.what());
-    return 1;
-  } catch (...) {
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return careloop::bench::RunMain(Main, argc, argv); }

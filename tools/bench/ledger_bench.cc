@@ -41,16 +41,10 @@
 #include "storage/local_ledger.h"
 #include "storage/schema.h"
 #include "storage/verify.h"
+#include "tools/bench/bench_main.h"
 
 namespace careloop::bench {
 namespace {
-
-// Ends a run that cannot go on, from any thread (std::exit is not
-// thread-safe); what was printed is flushed first.
-[[noreturn]] void Die() {
-  std::fflush(nullptr);
-  std::_Exit(1);
-}
 
 namespace fs = std::filesystem;
 namespace schema = storage::schema;
@@ -549,13 +543,4 @@ int Main(int argc, char** argv) {
   return 0;
 }
 
-int main(int argc, char** argv) {
-  try {
-    return Main(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s\n", e.what());
-    return 1;
-  } catch (...) {
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return careloop::bench::RunMain(Main, argc, argv); }
