@@ -14,6 +14,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -128,6 +129,22 @@ class RocksNodeReader final : public merkle::NodeReader {
   rocksdb::ColumnFamilyHandle* cf_;
   NodeCache* cache_;
 };
+
+// Every event is written with its payload and nothing removes one (there is
+// no redaction yet): a payload that is not there is damage.
+absl::Status MissingPayload(uint64_t seq) {
+  return absl::DataLossError(absl::StrCat("the payload of event seq ", seq,
+                                          " is missing from the ledger; run careloop ledger "
+                                          "verify and restore from a backup"));
+}
+
+// Read back through an index, an event that is not the one the entry is for:
+// the read fails instead of answering with another event.
+absl::Status IndexDamage(absl::string_view index, uint64_t seq) {
+  return absl::DataLossError(absl::StrCat(index, " of the ledger points at event seq ", seq,
+                                          ", which it does not belong to; run careloop ledger "
+                                          "verify and restore from a backup"));
+}
 
 absl::StatusOr<v1::Event> DecodeEvent(uint64_t seq, std::string header_bytes) {
   v1::Event ev;
@@ -1051,12 +1068,9 @@ absl::StatusOr<std::vector<v1::Event>> LocalLedger::ReadEventsBySeq(
     RETURN_IF_ERROR(FromRocks(st[i], absl::StrCat("reading event seq ", seqs[i])));
     ASSIGN_OR_RETURN(v1::Event ev, DecodeEvent(seqs[i], std::move(headers[i])));
     if (include_payloads) {
-      if (pst[i].IsNotFound()) {
-        ev.set_payload_redacted(true);
-      } else {
-        RETURN_IF_ERROR(FromRocks(pst[i], absl::StrCat("reading payload seq ", seqs[i])));
-        ev.set_payload(std::move(payloads[i]));
-      }
+      if (pst[i].IsNotFound()) return MissingPayload(seqs[i]);
+      RETURN_IF_ERROR(FromRocks(pst[i], absl::StrCat("reading payload seq ", seqs[i])));
+      ev.set_payload(std::move(payloads[i]));
     }
     out.push_back(std::move(ev));
   }
@@ -1088,12 +1102,9 @@ absl::StatusOr<v1::ReadResponse> LocalLedger::Read(const v1::ReadRequest& req) {
     ASSIGN_OR_RETURN(v1::Event ev, DecodeEvent(seq, it->value().ToString()));
     if (pit) {
       while (pit->Valid() && DecodeBE64(AsView(pit->key())) < seq) pit->Next();
-      if (pit->Valid() && DecodeBE64(AsView(pit->key())) == seq) {
-        ev.set_payload(pit->value().ToString());
-      } else {
-        ev.set_payload_redacted(true);
-      }
       RETURN_IF_ERROR(FromRocks(pit->status(), "reading payloads"));
+      if (!pit->Valid() || DecodeBE64(AsView(pit->key())) != seq) return MissingPayload(seq);
+      ev.set_payload(pit->value().ToString());
     }
     *resp.add_events() = std::move(ev);
   }
@@ -1152,6 +1163,11 @@ absl::StatusOr<v1::ReadResponse> LocalLedger::ReadStream(const v1::ReadStreamReq
     RETURN_IF_ERROR(FromRocks(it->status(), "reading a stream"));
   }
   ASSIGN_OR_RETURN(std::vector<v1::Event> events, ReadEventsBySeq(seqs, req.include_payloads()));
+  for (size_t i = 0; i < events.size(); ++i) {
+    const v1::EventHeader& h = events[i].header();
+    if (h.stream() != req.stream() || h.stream_version() != from + i)
+      return IndexDamage("the stream index", h.seq());
+  }
   v1::ReadResponse resp;
   resp.set_tree_size(size);
   resp.set_more(more);
@@ -1195,6 +1211,12 @@ absl::StatusOr<v1::ReadResponse> LocalLedger::ReadIndex(const v1::ReadIndexReque
   }
   RETURN_IF_ERROR(FromRocks(it->status(), "reading an index"));
   ASSIGN_OR_RETURN(std::vector<v1::Event> events, ReadEventsBySeq(seqs, req.include_payloads()));
+  for (const v1::Event& e : events) {
+    const v1::EventHeader& h = e.header();
+    const bool names = cf_index == schema::kSubjectIndex ? h.subject() == key
+                                                         : absl::c_linear_search(h.agencies(), key);
+    if (!names) return IndexDamage("an index", h.seq());
+  }
   v1::ReadResponse resp;
   resp.set_tree_size(size);
   resp.set_more(more);

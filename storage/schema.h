@@ -4,7 +4,7 @@
 // numerically):
 //   default       "meta" -> LedgerMeta
 //   events        BE64(seq) -> EventHeader bytes (hashed into the leaf as-is)
-//   payloads      BE64(seq) -> payload bytes (absent when redacted)
+//   payloads      BE64(seq) -> payload bytes (always present: a missing one is damage)
 //   streams       stream 0x00 BE64(version) -> BE64(seq)
 //   agency_index  agency 0x00 BE64(seq) -> ""
 //   subject_index subject 0x00 BE64(seq) -> ""

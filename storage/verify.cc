@@ -2,16 +2,20 @@
 
 #include <rocksdb/db.h>
 
+#include <optional>
 #include <set>
 #include <thread>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "base/status.h"
 #include "careloop/v1/ledger.pb.h"
+#include "storage/high_water.h"
 #include "storage/local_ledger.h"
 #include "storage/merkle.h"
 #include "storage/rocksdb_status.h"
 #include "storage/schema.h"
+#include "storage/verify_indexes.h"
 
 namespace careloop::storage {
 namespace {
@@ -20,18 +24,23 @@ using schema::AsView;
 using schema::BE64;
 using schema::DecodeBE64;
 
-struct Finding {
-  uint64_t seq = 0;
-  std::string problem;
-};
-
 struct PayloadCounts {
   uint64_t events = 0;
   uint64_t bytes = 0;
-  uint64_t redacted = 0;
+  ExpectedIndexes indexes;  // the entries the events name
 };
 
-// Every stored payload must hash to its header's payload hash and size.
+// What one event names in the index column families.
+void CountIndexEntries(const v1::EventHeader& header, ExpectedIndexes* expected) {
+  ++expected->stream_entries;
+  absl::flat_hash_set<absl::string_view> agencies(header.agencies().begin(),
+                                                  header.agencies().end());
+  expected->agency_entries += agencies.size();
+  if (!header.subject().empty()) ++expected->subject_entries;
+}
+
+// Every event has its payload (nothing in careloop removes one), hashing to
+// its header's payload hash and size.
 Finding CheckPayloads(rocksdb::DB* db, const std::vector<rocksdb::ColumnFamilyHandle*>& cfs,
                       const rocksdb::ReadOptions& ro, PayloadCounts* counts) {
   std::unique_ptr<rocksdb::Iterator> ev(db->NewIterator(ro, cfs[schema::kEvents]));
@@ -50,23 +59,36 @@ Finding CheckPayloads(rocksdb::DB* db, const std::vector<rocksdb::ColumnFamilyHa
       return {seq, absl::StrCat("event seq ", seq, ": the header is damaged")};
     }
     while (pl->Valid() && DecodeBE64(AsView(pl->key())) < seq) pl->Next();
-    if (pl->Valid() && DecodeBE64(AsView(pl->key())) == seq) {
-      rocksdb::Slice payload = pl->value();
-      if (payload.size() != header.payload_size() ||
-          AsStringView(Sha256(AsView(payload))) != header.payload_sha256()) {
-        return {seq, absl::StrCat("event seq ", seq, ": the payload does not match its hash")};
-      }
-      counts->bytes += payload.size();
-    } else {
-      ++counts->redacted;
+    if (!pl->Valid() || DecodeBE64(AsView(pl->key())) != seq) {
+      absl::Status s = FromRocks(pl->status(), "reading payloads");
+      if (!s.ok())
+        return {seq, absl::StrCat("storage corruption near seq ", seq, ": ", s.message())};
+      return {seq, absl::StrCat("event seq ", seq, ": its payload is missing")};
     }
+    rocksdb::Slice payload = pl->value();
+    if (payload.size() != header.payload_size() ||
+        AsStringView(Sha256(AsView(payload))) != header.payload_sha256()) {
+      return {seq, absl::StrCat("event seq ", seq, ": the payload does not match its hash")};
+    }
+    counts->bytes += payload.size();
+    CountIndexEntries(header, &counts->indexes);
     ++counts->events;
   }
   absl::Status s = FromRocks(ev->status(), "reading events");
   if (s.ok()) s = FromRocks(pl->status(), "reading payloads");
   if (!s.ok())
     return {expect, absl::StrCat("storage corruption near seq ", expect, ": ", s.message())};
+  while (pl->Valid() && DecodeBE64(AsView(pl->key())) < expect) pl->Next();
+  if (pl->Valid()) {
+    uint64_t seq = DecodeBE64(AsView(pl->key()));
+    return {seq, absl::StrCat("a payload is stored for seq ", seq, ", which has no event")};
+  }
   return {};
+}
+
+// Perfect subtrees of a tree of n leaves, leaves included: 2n - popcount(n).
+uint64_t TreeNodeCount(uint64_t n) {
+  return 2 * n - static_cast<uint64_t>(__builtin_popcountll(n));
 }
 
 struct Verifier {
@@ -75,6 +97,8 @@ struct Verifier {
   const NoteVerifier* key;
   std::set<std::string> log_ids;
   VerifyReport report;
+  std::optional<HighWater> mark;  // the durable high-water mark, if the dir has one
+  std::optional<Hash> root_at_mark;
 
   bool Fail(uint64_t seq, std::string problem) {
     if (report.ok) {
@@ -126,6 +150,8 @@ struct Verifier {
       if (!CheckHead(hd.get(), 0, merkle::EmptyRoot())) return {0, report.problem};
       hd->Next();
     }
+    if (Finding f = HeadsReadable(hd.get(), 0); f.found()) return f;
+    if (mark.has_value() && mark->size == 0) root_at_mark = merkle::EmptyRoot();
     uint64_t expect = 1;
     for (ev->SeekToFirst(); ev->Valid(); ev->Next(), ++expect) {
       uint64_t seq = DecodeBE64(AsView(ev->key()));
@@ -161,7 +187,9 @@ struct Verifier {
       if (hd->Valid() && DecodeBE64(AsView(hd->key())) == seq) {
         if (!CheckHead(hd.get(), seq, tree.Root())) return {seq, report.problem};
         hd->Next();
+        if (Finding f = HeadsReadable(hd.get(), seq); f.found()) return f;
       }
+      if (mark.has_value() && mark->size == seq) root_at_mark = tree.Root();
       ++report.events;
     }
     absl::Status s = FromRocks(ev->status(), "reading events");
@@ -181,6 +209,51 @@ struct Verifier {
         return {report.events, absl::StrCat("no signed tree head covers the last event (seq ",
                                             report.events, ")")};
       }
+    }
+    return ExtraTreeNodes(ro);
+  }
+
+  // The heads iterator stopped on damage after the head at `size`: the
+  // first head it could not read is of a later size.
+  static Finding HeadsReadable(rocksdb::Iterator* hd, uint64_t size) {
+    if (hd->Valid()) return {};
+    absl::Status s = FromRocks(hd->status(), "reading tree heads");
+    if (s.ok()) return {};
+    return {size + 1, absl::StrCat("storage corruption in the tree heads after size ", size, ": ",
+                                   s.message())};
+  }
+
+  // Every stored node was compared while the tree was rebuilt; one more
+  // (beyond the tree, or of no position) is damage too.
+  Finding ExtraTreeNodes(const rocksdb::ReadOptions& ro) {
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro, cfs[schema::kMerkle]));
+    uint64_t stored = 0;
+    for (it->SeekToFirst(); it->Valid(); it->Next()) ++stored;
+    absl::Status s = FromRocks(it->status(), "reading tree nodes");
+    if (!s.ok()) return {report.events + 1, absl::StrCat("storage corruption: ", s.message())};
+    if (stored != TreeNodeCount(report.events)) {
+      return {report.events + 1,
+              absl::StrCat("the tree holds ", stored, " stored nodes where ", report.events,
+                           " events make ", TreeNodeCount(report.events))};
+    }
+    return {};
+  }
+
+  // The log must hold what its high-water mark says was acknowledged.
+  Finding CheckMark() const {
+    if (!mark.has_value()) return {};
+    if (mark->log_id != report.log_id) {
+      return {kNoPosition, absl::StrCat("the high-water mark is of log id ", mark->log_id,
+                                        " but the ledger is ", report.log_id)};
+    }
+    if (mark->size > report.events) {
+      return {report.events + 1,
+              absl::StrCat("the log is short: it holds ", report.events,
+                           " events but acknowledged ", mark->size, " (its high-water mark)")};
+    }
+    if (root_at_mark != mark->root) {
+      return {mark->size, absl::StrCat("the tree at size ", mark->size,
+                                       " is not the one acknowledged there (its high-water mark)")};
     }
     return {};
   }
@@ -239,27 +312,45 @@ absl::StatusOr<VerifyReport> VerifyLedgerDir(const std::string& dir, const NoteV
   ro.fill_cache = false;
   ro.readahead_size = 2 << 20;
 
-  // Two independent passes over the events, in parallel (one per core):
-  // payload hashes, and the tree with its stored nodes and signed heads. The
-  // report names the earliest problem either finds.
+  Finding mark_finding;
+  absl::StatusOr<std::optional<HighWater>> mark =
+      HighWaterFile::Read(rocksdb::FileSystem::Default().get(), dir);
+  if (mark.ok()) {
+    v.mark = *mark;
+  } else {
+    mark_finding = {kNoPosition, std::string(mark.status().message())};
+  }
+  if (v.mark.has_value()) v.report.high_water_size = v.mark->size;
+
+  // Two independent passes, in parallel (one per core): the payloads and
+  // then the indexes, and the tree with its stored nodes and signed heads.
+  // The report names the earliest problem any finds.
   Finding payload_finding;
+  Finding index_finding;
   PayloadCounts counts;
-  std::thread payload_pass([&] { payload_finding = CheckPayloads(db.get(), v.cfs, ro, &counts); });
+  std::thread payload_pass([&] {
+    payload_finding = CheckPayloads(db.get(), v.cfs, ro, &counts);
+    if (!payload_finding.found())
+      index_finding = CheckIndexes(db.get(), v.cfs, ro, counts.events, counts.indexes);
+  });
   Finding tree_finding = v.CheckTree(ro);
   payload_pass.join();
   v.report.payload_bytes = counts.bytes;
-  v.report.redacted_payloads = counts.redacted;
-  for (const Finding* f : {&payload_finding, &tree_finding}) {
-    if (f->problem.empty()) continue;
-    if (v.report.ok || f->seq < v.report.first_bad_seq) {
-      v.report.ok = false;
-      v.report.first_bad_seq = f->seq;
-      v.report.problem = f->problem;
-    }
+  Finding first;
+  for (const Finding& f :
+       {payload_finding, tree_finding, index_finding, v.CheckMark(), mark_finding}) {
+    if (f.Before(first)) first = f;
   }
-  if (v.report.ok && counts.events != v.report.events) {
-    v.Fail(std::min(counts.events, v.report.events) + 1,
-           "the payload and tree passes saw different event counts");
+  if (!first.found() && counts.events != v.report.events) {
+    first = {std::min(counts.events, v.report.events) + 1,
+             "the payload and tree passes saw different event counts"};
+  }
+  if (first.found()) {
+    v.report.ok = false;
+    v.report.first_bad_seq = first.seq == kNoPosition ? 0 : first.seq;
+    v.report.problem = first.problem;
+  } else {
+    v.report.ok = true;
   }
   cleanup();
   return v.report;

@@ -1,11 +1,14 @@
 // Offline verification of a ledger directory: re-hashes every event and
 // payload, recomputes the Merkle tree, compares every stored tree node, checks
-// every stored head's root and signature, and names the first bad seq.
+// every stored head's root and signature, cross-checks every index column
+// family with the events (storage/verify_indexes.h), checks the log against
+// its durable high-water mark, and names the first bad seq.
 // Works on a copy or on a live data dir (read-only open).
 #pragma once
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -18,7 +21,9 @@ struct VerifyReport {
   uint64_t events = 0;
   uint64_t heads = 0;
   uint64_t payload_bytes = 0;
-  uint64_t redacted_payloads = 0;
+  // The acknowledged size the durable high-water mark records; none in a
+  // backup, which restore gives a new mark.
+  std::optional<uint64_t> high_water_size;
   std::string log_id;
   std::string root_hex;
   bool used_stored_key = false;  // no key was pinned; the data dir's own was used

@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/str_cat.h"
+#include "storage/high_water.h"
 #include "storage/local_ledger.h"
 #include "storage/schema.h"
 #include "tests/support/ledger_helpers.h"
@@ -32,14 +34,25 @@ class VerifyTest : public ::testing::Test {
     o.signer = signer_.get();
     auto ledger = storage::LocalLedger::Open(o);
     ASSERT_TRUE(ledger.ok());
-    // Rounds of 1, 2 and 3 events, so heads sit at several sizes.
+    // Rounds of 1, 2 and 3 events, so heads sit at several sizes; every
+    // event names one or two agencies, every other one a subject; every
+    // round has an idempotency key, and one moves a cursor.
     uint64_t n = 0;
     for (int round = 0; n < kEvents; ++round) {
       v1::AppendRequest r;
       for (int k = 0; k <= round % 3 && n < kEvents; ++k, ++n) {
-        *r.add_events() =
-            Event("referral/v" + std::to_string(n % 3), "E", "payload " + std::to_string(n))
-                .events(0);
+        v1::EventInput* e = r.add_events();
+        *e = Event("referral/v" + std::to_string(n % 3), "E", "payload " + std::to_string(n))
+                 .events(0);
+        e->add_agencies("org.a");
+        if (n % 2 == 1) e->add_agencies("org.b");
+        if (n % 2 == 0) e->set_subject("subject-" + std::to_string(n % 4));
+      }
+      r.set_idempotency_key("round-" + std::to_string(round));
+      if (round == 2) {
+        v1::CursorUpdate* cu = r.add_cursor_updates();
+        cu->set_name("consumer/org.a/main");
+        cu->set_position(n);
       }
       auto c = (*ledger)->Append(r);
       ASSERT_TRUE(c.ok());
@@ -85,6 +98,31 @@ class VerifyTest : public ::testing::Test {
 
   void Restore(int cf, const std::string& key, size_t pos) { FlipByte(cf, key, pos); }
 
+  std::string Get(int cf, const std::string& key) {
+    std::string v;
+    Mutate([&](rocksdb::DB* db, auto& h) {
+      EXPECT_TRUE(db->Get(rocksdb::ReadOptions(), h[cf], key, &v).ok());
+    });
+    return v;
+  }
+  void Put(int cf, const std::string& key, const std::string& value) {
+    Mutate([&](rocksdb::DB* db, auto& h) {
+      ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), h[cf], key, value).ok());
+    });
+  }
+  void Delete(int cf, const std::string& key) {
+    Mutate([&](rocksdb::DB* db, auto& h) {
+      ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), h[cf], key).ok());
+    });
+  }
+  // Verify must fail, naming `seq` as the first bad position.
+  storage::VerifyReport ExpectBadAt(uint64_t seq, const std::string& what) {
+    storage::VerifyReport r = Verify();
+    EXPECT_FALSE(r.ok) << what;
+    EXPECT_EQ(r.first_bad_seq, seq) << what << ": " << r.problem;
+    return r;
+  }
+
   TempDir dir_;
   std::unique_ptr<trust::Ed25519HeadSigner> signer_;
   std::unique_ptr<trust::Ed25519NoteVerifier> verifier_;
@@ -95,6 +133,7 @@ TEST_F(VerifyTest, IntactLedgerVerifies) {
   storage::VerifyReport r = Verify();
   EXPECT_TRUE(r.ok) << r.problem;
   EXPECT_EQ(r.events, kEvents);
+  EXPECT_EQ(r.high_water_size, kEvents);
   EXPECT_EQ(r.heads, head_sizes_.size() + 1);  // plus the empty head at size 0
   // Without a pinned key the data dir's own is used, and the report says so.
   auto unpinned = storage::VerifyLedgerDir(
@@ -244,6 +283,148 @@ TEST_F(VerifyTest, DamagedSstFileIsReported) {
   ASSERT_GT(damaged, 0);
   auto r = storage::VerifyLedgerDir(dir_.Sub("ledger"), verifier_.get(), nullptr);
   EXPECT_TRUE(!r.ok() || !r->ok) << "damage below the ledger must not verify";
+}
+
+// The index column families, entry by entry: every event's stream, agency
+// and subject entries deleted, renamed or pointed elsewhere, one at a time,
+// is found at that event's seq; an entry no event names is found at the seq
+// it names.
+TEST_F(VerifyTest, EveryIndexEntryDamageIsFoundAtTheSeqItConcerns) {
+  ASSERT_TRUE(Verify().ok);
+  for (uint64_t seq = 1; seq <= kEvents; ++seq) {
+    v1::EventHeader h;
+    ASSERT_TRUE(h.ParseFromString(Get(schema::kEvents, schema::BE64(seq))));
+    std::vector<std::pair<int, std::string>> entries = {
+        {schema::kStreams, schema::PrefixedKey(h.stream(), h.stream_version())}};
+    for (const std::string& a : h.agencies())
+      entries.emplace_back(schema::kAgencyIndex, schema::PrefixedKey(a, seq));
+    if (!h.subject().empty())
+      entries.emplace_back(schema::kSubjectIndex, schema::PrefixedKey(h.subject(), seq));
+    for (const auto& [cf, key] : entries) {
+      const std::string value = Get(cf, key);
+      Delete(cf, key);
+      ExpectBadAt(seq, absl::StrCat("deleted index entry of cf ", cf));
+      // Renamed: the event's entry gone, one under a name it does not carry.
+      std::string renamed = key;
+      renamed[0] = static_cast<char>(renamed[0] ^ 0x01);
+      Put(cf, renamed, value);
+      ExpectBadAt(seq, absl::StrCat("renamed index entry of cf ", cf));
+      Delete(cf, renamed);
+      Put(cf, key, value);
+    }
+    // The stream entry pointing at another event.
+    const std::string& stream_key = entries[0].second;
+    const uint64_t other = seq % kEvents + 1;
+    Put(schema::kStreams, stream_key, schema::BE64(other));
+    ExpectBadAt(seq, "stream entry pointing elsewhere");
+    Put(schema::kStreams, stream_key, schema::BE64(seq));
+    // An agency entry for an agency the event does not name.
+    Put(schema::kAgencyIndex, schema::PrefixedKey("org.zzz", seq), "");
+    ExpectBadAt(seq, "an entry no event names");
+    Delete(schema::kAgencyIndex, schema::PrefixedKey("org.zzz", seq));
+  }
+  // A stream version no event has.
+  Put(schema::kStreams, schema::PrefixedKey("referral/v0", 99), schema::BE64(2));
+  EXPECT_FALSE(Verify().ok);
+  Delete(schema::kStreams, schema::PrefixedKey("referral/v0", 99));
+  EXPECT_TRUE(Verify().ok) << Verify().problem;
+}
+
+TEST_F(VerifyTest, AMissingOrStrayPayloadIsDamage) {
+  for (uint64_t seq : {uint64_t{1}, uint64_t{7}, kEvents}) {
+    const std::string payload = Get(schema::kPayloads, schema::BE64(seq));
+    Delete(schema::kPayloads, schema::BE64(seq));
+    storage::VerifyReport r = ExpectBadAt(seq, "deleted payload");
+    EXPECT_NE(r.problem.find("payload is missing"), std::string::npos) << r.problem;
+    Put(schema::kPayloads, schema::BE64(seq), payload);
+  }
+  Put(schema::kPayloads, schema::BE64(kEvents + 1), "stray");
+  ExpectBadAt(kEvents + 1, "a payload with no event");
+  Delete(schema::kPayloads, schema::BE64(kEvents + 1));
+  EXPECT_TRUE(Verify().ok);
+}
+
+TEST_F(VerifyTest, IdempotencyAndCursorDamageIsFound) {
+  // Round 3 ("round-3") is one event, seq 7 (rounds of 1, 2, 3, 1, ...).
+  const std::string key = "round-3";
+  v1::StoredIdempotency rec;
+  ASSERT_TRUE(rec.ParseFromString(Get(schema::kIdempotency, key)));
+  ASSERT_EQ(rec.commit().first_seq(), 7u);
+  const std::string original = rec.SerializeAsString();
+  // Another version than its event's.
+  rec.mutable_commit()->set_stream_versions(0, 9);
+  Put(schema::kIdempotency, key, rec.SerializeAsString());
+  ExpectBadAt(7, "idempotency record with another version");
+  // A head size no head has.
+  rec.ParseFromString(original);
+  rec.set_head_size(rec.head_size() - 1);
+  Put(schema::kIdempotency, key, rec.SerializeAsString());
+  ExpectBadAt(7, "idempotency record naming no head");
+  // Seqs past the log.
+  rec.ParseFromString(original);
+  rec.mutable_commit()->set_last_seq(kEvents + 3);
+  Put(schema::kIdempotency, key, rec.SerializeAsString());
+  EXPECT_FALSE(Verify().ok);
+  Put(schema::kIdempotency, key, "\xff\xff damaged");
+  storage::VerifyReport r = Verify();
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.problem.find("does not parse"), std::string::npos) << r.problem;
+  Put(schema::kIdempotency, key, original);
+  // Its expiry entry gone: it would never expire.
+  std::string expiry =
+      schema::BE64(static_cast<uint64_t>(rec.commit().commit_time_unix_nanos() / 1000)) + key;
+  Delete(schema::kIdemExpiry, expiry);
+  ExpectBadAt(7, "idempotency record without its expiry entry");
+  Put(schema::kIdemExpiry, expiry, "");
+  ASSERT_TRUE(Verify().ok);
+  // A cursor of 4 bytes.
+  const std::string cursor = Get(schema::kCursors, "consumer/org.a/main");
+  Put(schema::kCursors, "consumer/org.a/main", "\x01\x02\x03\x04");
+  r = Verify();
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.first_bad_seq, 0u);
+  EXPECT_NE(r.problem.find("cursor"), std::string::npos) << r.problem;
+  Put(schema::kCursors, "consumer/org.a/main", cursor);
+  EXPECT_TRUE(Verify().ok);
+}
+
+TEST_F(VerifyTest, AStrayTreeNodeIsDamage) {
+  storage::merkle::NodeId beyond{0, kEvents + 4};
+  Put(schema::kMerkle, schema::MerkleKey(beyond), std::string(32, 'x'));
+  ExpectBadAt(kEvents + 1, "a tree node beyond the tree");
+  Delete(schema::kMerkle, schema::MerkleKey(beyond));
+  EXPECT_TRUE(Verify().ok);
+}
+
+// The log against its durable high-water mark: short of it, another root at
+// its size, or a mark of another log id. A backup has no mark, and verifies.
+TEST_F(VerifyTest, TheLogIsCheckedAgainstItsHighWaterMark) {
+  auto* fs = rocksdb::FileSystem::Default().get();
+  const std::string dir = dir_.Sub("ledger");
+  auto mark = storage::HighWaterFile::Read(fs, dir);
+  ASSERT_TRUE(mark.ok() && mark->has_value());
+  const storage::HighWater original = **mark;
+  storage::HighWater ahead = original;
+  ahead.size = kEvents + 5;
+  ASSERT_TRUE(storage::HighWaterFile::Create(fs, dir, ahead).ok());
+  storage::VerifyReport r = ExpectBadAt(kEvents + 1, "a log short of its mark");
+  EXPECT_NE(r.problem.find("short"), std::string::npos) << r.problem;
+  storage::HighWater forked = original;
+  forked.size = 5;
+  ASSERT_TRUE(storage::HighWaterFile::Create(fs, dir, forked).ok());
+  ExpectBadAt(5, "another root at the mark's size");
+  storage::HighWater foreign = original;
+  foreign.log_id = std::string(32, 'f');
+  ASSERT_TRUE(storage::HighWaterFile::Create(fs, dir, foreign).ok());
+  r = Verify();
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.problem.find("log id"), std::string::npos) << r.problem;
+  ASSERT_TRUE(storage::HighWaterFile::Create(fs, dir, original).ok());
+  EXPECT_TRUE(Verify().ok);
+  std::filesystem::remove(std::filesystem::path(dir) / schema::kHighWaterFile);
+  r = Verify();
+  EXPECT_TRUE(r.ok) << r.problem;
+  EXPECT_FALSE(r.high_water_size.has_value());
 }
 
 }  // namespace

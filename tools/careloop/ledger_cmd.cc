@@ -1,4 +1,6 @@
 // careloop ledger append|read|head|prove|receipt|verify-receipt|verify|backup|restore|tail
+#include <google/protobuf/struct.pb.h>
+
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -348,14 +350,29 @@ void AddLedgerCommands(CLI::App& app, Globals& g) {
       return;
     }
     if (g.json) {
-      std::cout << "{\"ok\":" << (r->ok ? "true" : "false") << ",\"events\":" << r->events
-                << ",\"heads\":" << r->heads << ",\"first_bad_seq\":" << r->first_bad_seq
-                << ",\"problem\":\"" << r->problem << "\",\"root\":\"" << r->root_hex
-                << "\",\"log_id\":\"" << r->log_id << "\",\"seconds\":" << secs << "}\n";
+      // A Struct, so that the problem's text is escaped as JSON.
+      google::protobuf::Struct out;
+      auto& f = *out.mutable_fields();
+      f["ok"].set_bool_value(r->ok);
+      f["events"].set_number_value(static_cast<double>(r->events));
+      f["heads"].set_number_value(static_cast<double>(r->heads));
+      f["first_bad_seq"].set_number_value(static_cast<double>(r->first_bad_seq));
+      f["problem"].set_string_value(r->problem);
+      f["root"].set_string_value(r->root_hex);
+      f["log_id"].set_string_value(r->log_id);
+      if (r->high_water_size.has_value())
+        f["high_water_size"].set_number_value(static_cast<double>(*r->high_water_size));
+      f["seconds"].set_number_value(secs);
+      std::cout << ToJson(out) << "\n";
     } else if (r->ok) {
       std::cout << "ledger verifies: " << r->events << " events, " << r->heads
                 << " signed heads, root " << r->root_hex << " (log " << r->log_id << "), "
-                << r->redacted_payloads << " redacted payloads, " << secs << " s\n";
+                << r->payload_bytes << " payload bytes, " << secs << " s\n";
+      if (r->high_water_size.has_value()) {
+        std::cout << "high-water mark: " << *r->high_water_size << " events acknowledged\n";
+      } else {
+        std::cout << "note: no high-water mark (a backup has none; restore gives it one)\n";
+      }
       if (r->used_stored_key) {
         std::cout << "note: checked against the data dir's own verifier key; pin the hub's key "
                      "with --vkey\n";

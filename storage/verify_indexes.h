@@ -1,0 +1,42 @@
+// The verifier's pass over the column families that index the events:
+// streams, agency and subject indexes, idempotency records and their expiry
+// entries, cursors. Internal to storage/verify.cc.
+#pragma once
+
+#include <rocksdb/db.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace careloop::storage {
+
+// A problem found by a pass: the first position it concerns (a seq, or a
+// tree size for heads) and what. Damage with no position (a malformed cursor)
+// has kNoPosition and ranks after every positioned finding.
+inline constexpr uint64_t kNoPosition = ~uint64_t{0};
+struct Finding {
+  uint64_t seq = 0;
+  std::string problem;
+  bool found() const { return !problem.empty(); }
+  // Whether this finding should be reported before `other`.
+  bool Before(const Finding& other) const { return found() && (!other.found() || seq < other.seq); }
+};
+
+// What the events say their indexes hold (counted by the payload pass).
+struct ExpectedIndexes {
+  uint64_t stream_entries = 0;   // one per event
+  uint64_t agency_entries = 0;   // one per distinct agency an event names
+  uint64_t subject_entries = 0;  // one per event with a subject
+};
+
+// Every index entry must point at an event that names it; with the counts
+// equal, every event then has its entries. Idempotency records must cover
+// events that exist, with their versions and commit time, and a signed head
+// that covers them; each needs its expiry entry. Cursors hold one position.
+// `events` is the number of events the ledger holds (seqs 1..events).
+Finding CheckIndexes(rocksdb::DB* db, const std::vector<rocksdb::ColumnFamilyHandle*>& cfs,
+                     const rocksdb::ReadOptions& ro, uint64_t events,
+                     const ExpectedIndexes& expected);
+
+}  // namespace careloop::storage
