@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "absl/algorithm/container.h"
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -24,6 +25,7 @@
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "storage/rocksdb_status.h"
 #include "storage/schema.h"
+#include "storage/verify.h"
 
 namespace careloop::storage {
 
@@ -146,6 +148,27 @@ absl::Status IndexDamage(absl::string_view index, uint64_t seq) {
                                           "verify and restore from a backup"));
 }
 
+// A payload read beside its header must be the one the header hashes: a
+// flipped byte that got past RocksDB's checksums is caught here.
+absl::Status AttachPayload(v1::Event* ev, std::string payload) {
+  const v1::EventHeader& h = ev->header();
+  if (payload.size() != h.payload_size() || AsStringView(Sha256(payload)) != h.payload_sha256()) {
+    return absl::DataLossError(absl::StrCat("the payload of event seq ", h.seq(),
+                                            " does not match its hash; run careloop ledger "
+                                            "verify and restore from a backup"));
+  }
+  ev->set_payload(std::move(payload));
+  return absl::OkStatus();
+}
+
+// The high-water mark a signed head stands for.
+HighWater MarkOf(const v1::SignedHead& head) {
+  HighWater mark{head.log_id(), head.tree_size(), {}};
+  CARELOOP_CHECK(head.root_hash().size() == mark.root.size());
+  std::copy(head.root_hash().begin(), head.root_hash().end(), mark.root.begin());
+  return mark;
+}
+
 absl::StatusOr<v1::Event> DecodeEvent(uint64_t seq, std::string header_bytes) {
   v1::Event ev;
   if (!ev.mutable_header()->ParseFromString(header_bytes) || ev.header().seq() != seq) {
@@ -196,6 +219,8 @@ absl::StatusOr<std::unique_ptr<LocalLedger>> LocalLedger::Open(LedgerOptions opt
   ledger->writer_ = std::thread(&LocalLedger::WriterLoop, ledger.get());
   ledger->notifier_ = std::thread(&LocalLedger::NotifierLoop, ledger.get());
   ledger->syncer_ = std::thread(&LocalLedger::SyncerLoop, ledger.get());
+  if (ledger->options_.scrub_interval > absl::ZeroDuration())
+    ledger->scrubber_ = std::thread(&LocalLedger::ScrubLoop, ledger.get());
   return ledger;
 }
 
@@ -404,18 +429,91 @@ absl::Status LocalLedger::CheckHighWater(v1::LedgerMeta* meta, uint64_t size, co
 }
 
 absl::Status LocalLedger::MarkHighWater(const v1::SignedHead& head) {
-  HighWater mark{log_id_, head.tree_size(), {}};
-  CARELOOP_CHECK(head.root_hash().size() == mark.root.size());
-  std::copy(head.root_hash().begin(), head.root_hash().end(), mark.root.begin());
-  return high_water_->Write(mark);
+  return high_water_->Write(MarkOf(head));
 }
 
 LocalLedger::~LocalLedger() { Close().IgnoreError(); }
+
+absl::Status LocalLedger::damage() const {
+  if (!damaged_.load(std::memory_order_acquire)) return absl::OkStatus();
+  absl::MutexLock lock(&state_mu_);
+  return damage_;
+}
+
+void LocalLedger::Damaged(const absl::Status& cause) {
+  absl::Status loss = absl::DataLossError(
+      absl::StrCat("the ledger is damaged and answers no reads: ", cause.message(),
+                   ". Run careloop ledger verify and restore from a backup (docs/OPERATIONS.md)."));
+  {
+    absl::MutexLock lock(&state_mu_);
+    if (damaged_.load()) return;
+    damage_ = loss;
+    damaged_.store(true, std::memory_order_release);
+  }
+  log::Error("ledger.damage_found", {{"cause", std::string(cause.message())}});
+  StopWriter(absl::DataLossError(cause.message())).IgnoreError();
+}
+
+absl::StatusOr<VerifyReport> LocalLedger::Scrub() {
+  RETURN_IF_ERROR(damage());
+  // What has been acknowledged, then a snapshot that holds at least that
+  // (rounds are written before they are published).
+  HighWater published;
+  {
+    absl::MutexLock lock(&state_mu_);
+    published = MarkOf(head_);
+  }
+  const rocksdb::Snapshot* snapshot = db_->GetSnapshot();
+  absl::Cleanup release = [&] { db_->ReleaseSnapshot(snapshot); };
+  VerifyScope scope;
+  scope.db = db_.get();
+  scope.cfs = &handles_;
+  scope.snapshot = snapshot;
+  scope.key = options_.verifier;
+  scope.mark = std::optional<HighWater>(published);
+  scope.parallel = false;
+  scope.cancel = &scrub_cancel_;
+  const absl::Time start = absl::Now();
+  absl::StatusOr<VerifyReport> report = VerifyOpenLedger(scope);
+  if (absl::IsCancelled(report.status())) return report.status();
+  if (!report.ok()) {
+    Damaged(report.status());
+    return report.status();
+  }
+  if (!report->ok) {
+    Damaged(absl::DataLossError(absl::StrCat("the scrub found damage at seq ",
+                                             report->first_bad_seq, ": ", report->problem)));
+    return report;
+  }
+  log::Info("ledger.scrubbed", {{"events", report->events},
+                                {"heads", report->heads},
+                                {"ms", absl::ToInt64Milliseconds(absl::Now() - start)}});
+  return report;
+}
+
+void LocalLedger::ScrubLoop() {
+  absl::MutexLock lock(&scrub_mu_);
+  while (!scrub_stop_) {
+    scrub_mu_.AwaitWithTimeout(absl::Condition(&scrub_stop_), options_.scrub_interval);
+    if (scrub_stop_) break;
+    scrub_mu_.Unlock();
+    absl::StatusOr<VerifyReport> report = Scrub();
+    if (options_.test_after_scrub) options_.test_after_scrub(report);
+    scrub_mu_.Lock();
+    if (!damage().ok()) break;  // fail-stopped: nothing more to scrub
+  }
+}
 
 absl::Status LocalLedger::Close() {
   absl::MutexLock close_lock(&close_mu_);
   if (closed_) return absl::OkStatus();
   closed_ = true;
+  {
+    absl::MutexLock lock(&scrub_mu_);
+    scrub_stop_ = true;
+  }
+  scrub_cancel_.store(true);  // a scrub under way is abandoned
+  if (scrubber_.joinable()) scrubber_.join();
   {
     absl::MutexLock lock(&queue_mu_);
     closing_ = true;
@@ -586,9 +684,17 @@ absl::StatusOr<uint64_t> LocalLedger::ReadStreamVersion(const std::string& strea
 }
 
 absl::Status LocalLedger::StopWriter(const absl::Status& cause) {
-  absl::Status stopped = absl::UnavailableError(
-      absl::StrCat("the ledger writer stopped after a failed write and acknowledges nothing more: ",
-                   cause.message(), ". Fix the cause and restart careloopd."));
+  // Damage found in the ledger is not retryable: appends answer DATA_LOSS.
+  absl::Status stopped =
+      absl::IsDataLoss(cause)
+          ? absl::DataLossError(absl::StrCat(
+                "the ledger writer stopped on damage found in the ledger and acknowledges "
+                "nothing more: ",
+                cause.message(),
+                ". Run careloop ledger verify and restore from a backup (docs/OPERATIONS.md)."))
+          : absl::UnavailableError(absl::StrCat(
+                "the ledger writer stopped after a failed write and acknowledges nothing more: ",
+                cause.message(), ". Fix the cause and restart careloopd."));
   bool first = false;
   {
     absl::MutexLock lock(&state_mu_);
@@ -720,7 +826,7 @@ void LocalLedger::SweepIdempotency(absl::Time now, rocksdb::WriteBatch* wb) {
     rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(schema::kIdempotency), key, &value);
     v1::StoredIdempotency rec;
     if (s.ok() && rec.ParseFromString(value) &&
-        static_cast<uint64_t>(rec.commit().commit_time_unix_nanos() / 1000) == t) {
+        schema::IdemExpiryKey(rec.commit().commit_time_unix_nanos(), key) == k) {
       wb->Delete(cf(schema::kIdempotency), key);
     }
     wb->Delete(cf(schema::kIdemExpiry), it->key());
@@ -908,7 +1014,7 @@ void LocalLedger::ProcessRound(std::vector<Pending>& round) {
     rec.set_head_size(final_size);
     const std::string& key = round[i].request.idempotency_key();
     wb.Put(cf(schema::kIdempotency), key, rec.SerializeAsString());
-    wb.Put(cf(schema::kIdemExpiry), BE64(static_cast<uint64_t>(now_ns / 1000)) + key, "");
+    wb.Put(cf(schema::kIdemExpiry), schema::IdemExpiryKey(now_ns, key), "");
   }
   // Leaves too: verify then names exactly which seq's header was altered.
   for (const auto& [id, hash] : nodes)
@@ -1070,7 +1176,7 @@ absl::StatusOr<std::vector<v1::Event>> LocalLedger::ReadEventsBySeq(
     if (include_payloads) {
       if (pst[i].IsNotFound()) return MissingPayload(seqs[i]);
       RETURN_IF_ERROR(FromRocks(pst[i], absl::StrCat("reading payload seq ", seqs[i])));
-      ev.set_payload(std::move(payloads[i]));
+      RETURN_IF_ERROR(AttachPayload(&ev, std::move(payloads[i])));
     }
     out.push_back(std::move(ev));
   }
@@ -1078,6 +1184,7 @@ absl::StatusOr<std::vector<v1::Event>> LocalLedger::ReadEventsBySeq(
 }
 
 absl::StatusOr<v1::ReadResponse> LocalLedger::Read(const v1::ReadRequest& req) {
+  RETURN_IF_ERROR(damage());
   if (req.min_seq() > 0) RETURN_IF_ERROR(WaitForSeq(req.min_seq(), options_.min_seq_wait));
   const uint64_t size = this->size();
   const uint64_t from = std::max<uint64_t>(1, req.from_seq());
@@ -1104,7 +1211,7 @@ absl::StatusOr<v1::ReadResponse> LocalLedger::Read(const v1::ReadRequest& req) {
       while (pit->Valid() && DecodeBE64(AsView(pit->key())) < seq) pit->Next();
       RETURN_IF_ERROR(FromRocks(pit->status(), "reading payloads"));
       if (!pit->Valid() || DecodeBE64(AsView(pit->key())) != seq) return MissingPayload(seq);
-      ev.set_payload(pit->value().ToString());
+      RETURN_IF_ERROR(AttachPayload(&ev, pit->value().ToString()));
     }
     *resp.add_events() = std::move(ev);
   }
@@ -1116,6 +1223,7 @@ absl::StatusOr<v1::ReadResponse> LocalLedger::Read(const v1::ReadRequest& req) {
 }
 
 absl::StatusOr<v1::ReadResponse> LocalLedger::ReadStream(const v1::ReadStreamRequest& req) {
+  RETURN_IF_ERROR(damage());
   RETURN_IF_ERROR(ValidateStreamName(req.stream()));
   if (req.min_seq() > 0) RETURN_IF_ERROR(WaitForSeq(req.min_seq(), options_.min_seq_wait));
   const uint64_t size = this->size();
@@ -1176,6 +1284,7 @@ absl::StatusOr<v1::ReadResponse> LocalLedger::ReadStream(const v1::ReadStreamReq
 }
 
 absl::StatusOr<v1::ReadResponse> LocalLedger::ReadIndex(const v1::ReadIndexRequest& req) {
+  RETURN_IF_ERROR(damage());
   int cf_index;
   std::string key;
   switch (req.key_case()) {
@@ -1225,6 +1334,7 @@ absl::StatusOr<v1::ReadResponse> LocalLedger::ReadIndex(const v1::ReadIndexReque
 }
 
 absl::StatusOr<uint64_t> LocalLedger::StreamVersion(absl::string_view stream) {
+  RETURN_IF_ERROR(damage());
   RETURN_IF_ERROR(ValidateStreamName(stream));
   const uint64_t size = this->size();
   ASSIGN_OR_RETURN(std::optional<uint64_t> known, KnownVersion(stream, size));
@@ -1259,6 +1369,7 @@ absl::StatusOr<v1::SignedHead> LocalLedger::ReadHeadAt(uint64_t size) {
 }
 
 absl::StatusOr<v1::SignedHead> LocalLedger::Head(uint64_t tree_size) {
+  RETURN_IF_ERROR(damage());
   if (tree_size == 0) {
     absl::MutexLock lock(&state_mu_);
     return head_;
@@ -1271,6 +1382,7 @@ absl::StatusOr<v1::SignedHead> LocalLedger::Head(uint64_t tree_size) {
 }
 
 absl::StatusOr<v1::InclusionProof> LocalLedger::ProveInclusion(uint64_t seq, uint64_t tree_size) {
+  RETURN_IF_ERROR(damage());
   const uint64_t size = this->size();
   if (tree_size == 0) tree_size = size;
   if (tree_size > size) {
@@ -1292,6 +1404,7 @@ absl::StatusOr<v1::InclusionProof> LocalLedger::ProveInclusion(uint64_t seq, uin
 }
 
 absl::StatusOr<v1::ConsistencyProof> LocalLedger::ProveConsistency(uint64_t size1, uint64_t size2) {
+  RETURN_IF_ERROR(damage());
   const uint64_t size = this->size();
   if (size2 == 0) size2 = size;
   if (size2 > size) {
@@ -1314,6 +1427,7 @@ absl::StatusOr<v1::ConsistencyProof> LocalLedger::ProveConsistency(uint64_t size
 }
 
 absl::StatusOr<v1::Receipt> LocalLedger::GetReceipt(uint64_t seq) {
+  RETURN_IF_ERROR(damage());
   const uint64_t size = this->size();
   if (seq == 0 || seq > size) {
     return absl::NotFoundError(
@@ -1352,6 +1466,7 @@ absl::StatusOr<v1::Receipt> LocalLedger::GetReceipt(uint64_t seq) {
 }
 
 absl::StatusOr<std::optional<uint64_t>> LocalLedger::GetCursor(absl::string_view name) {
+  RETURN_IF_ERROR(damage());
   RETURN_IF_ERROR(ValidateStreamName(name, "cursor"));
   std::string v;
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf(schema::kCursors), std::string(name), &v);
@@ -1416,6 +1531,7 @@ std::unique_ptr<TailStream> LocalLedger::Tail(uint64_t from_seq, bool include_pa
 }
 
 absl::StatusOr<v1::BackupResponse> LocalLedger::Backup(const std::string& directory) {
+  RETURN_IF_ERROR(damage());
   if (directory.empty()) return absl::InvalidArgumentError("name a backup directory");
   std::error_code ec;
   if (fs::exists(directory, ec)) {

@@ -30,6 +30,7 @@
 #include "storage/ledger_db.h"
 #include "storage/merkle.h"
 #include "storage/validate.h"
+#include "storage/verify.h"
 
 namespace careloop::storage {
 
@@ -68,11 +69,20 @@ struct LedgerOptions {
   size_t max_unsynced_rounds = 2;
   absl::Duration min_seq_wait = absl::Seconds(10);  // how long a read waits for min_seq
   size_t block_cache_bytes = 64 << 20;
+  // The background scrub: every scrub_interval (zero: never), the checks of
+  // `careloop ledger verify` on a snapshot of the open ledger, on one core.
+  // Damage found fails the ledger stop (see LocalLedger::Scrub).
+  absl::Duration scrub_interval = absl::ZeroDuration();
+  // The key the scrub checks head signatures with; null: sizes, roots and
+  // log ids only.
+  const NoteVerifier* verifier = nullptr;
   // Only for the crash test's negative control: acknowledge without fsync.
   bool unsafe_no_sync = false;
   // Test hook: runs on the writer thread when it wakes for a round, before it
   // takes the queued requests, so a test can queue several into one round.
   std::function<void()> test_before_round;
+  // Test hook: runs on the scrub thread after each background scrub.
+  std::function<void(const absl::StatusOr<VerifyReport>&)> test_after_scrub;
 };
 
 class LocalLedger final : public Ledger {
@@ -104,6 +114,15 @@ class LocalLedger final : public Ledger {
   const std::string& log_id() const { return log_id_; }
   // OK while the writer runs; the fail-stop cause after a failed write.
   absl::Status writer_status() const;
+  // Verifies a snapshot of the ledger now, as the background scrub does. On
+  // damage (the report not ok, or the metadata unreadable) the ledger fails
+  // stop: the writer stops (appends answer DATA_LOSS) and every read answers
+  // DATA_LOSS, since an index or tree node that is wrong would make answers
+  // short or false. Restart runs the open checks again; `careloop ledger
+  // verify` names the damage; a backup restores.
+  absl::StatusOr<VerifyReport> Scrub();
+  // OK, or the DATA_LOSS every read answers once damage was found.
+  absl::Status damage() const;
   // Waits until the ledger has at least `seq` events.
   absl::Status WaitForSeq(uint64_t seq, absl::Duration timeout);
   // Like WaitForSeq, but also returns (OK) once *cancelled is set through
@@ -165,6 +184,9 @@ class LocalLedger final : public Ledger {
   // Stops the writer for good; returns the status every later append gets.
   absl::Status StopWriter(const absl::Status& cause);
   void ProcessRound(std::vector<Pending>& round);
+  void ScrubLoop();
+  // Records damage found: reads answer DATA_LOSS, the writer stops.
+  void Damaged(const absl::Status& cause);
   void FailStop(const absl::Status& cause, std::vector<Pending>* round);
   void HandToSyncer(WrittenRound round);
   absl::StatusOr<uint64_t> ReadStreamVersion(const std::string& stream);
@@ -205,6 +227,8 @@ class LocalLedger final : public Ledger {
   mutable absl::Mutex state_mu_;
   v1::SignedHead head_ ABSL_GUARDED_BY(state_mu_);
   absl::Status writer_status_ ABSL_GUARDED_BY(state_mu_);
+  absl::Status damage_ ABSL_GUARDED_BY(state_mu_);
+  std::atomic<bool> damaged_{false};  // lock-free check on the read path
   uint64_t published_generation_ ABSL_GUARDED_BY(state_mu_) = 0;
   bool notifier_stop_ ABSL_GUARDED_BY(state_mu_) = false;
   std::atomic<uint64_t> size_{0};
@@ -239,6 +263,10 @@ class LocalLedger final : public Ledger {
   std::thread writer_;
   std::thread notifier_;
   std::thread syncer_;
+  std::thread scrubber_;
+  absl::Mutex scrub_mu_;
+  bool scrub_stop_ ABSL_GUARDED_BY(scrub_mu_) = false;
+  std::atomic<bool> scrub_cancel_{false};
   bool closed_ = false;
   absl::Mutex close_mu_;
 };

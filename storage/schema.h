@@ -81,6 +81,14 @@ inline std::string PrefixedKey(absl::string_view prefix, uint64_t n) {
   return k;
 }
 
+// idem_expiry: the record's commit time in µs, then its key, so that a sweep
+// meets the oldest first.
+inline std::string IdemExpiryKey(int64_t commit_time_unix_nanos, absl::string_view key) {
+  std::string k = BE64(static_cast<uint64_t>(commit_time_unix_nanos / 1000));
+  k.append(key.data(), key.size());
+  return k;
+}
+
 inline std::string MerkleKey(const merkle::NodeId& id) {
   std::string k(1, static_cast<char>(id.level));
   k.append(BE64(id.index));

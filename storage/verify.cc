@@ -6,6 +6,7 @@
 #include <set>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "base/status.h"
@@ -42,13 +43,14 @@ void CountIndexEntries(const v1::EventHeader& header, ExpectedIndexes* expected)
 // Every event has its payload (nothing in careloop removes one), hashing to
 // its header's payload hash and size.
 Finding CheckPayloads(rocksdb::DB* db, const std::vector<rocksdb::ColumnFamilyHandle*>& cfs,
-                      const rocksdb::ReadOptions& ro, PayloadCounts* counts) {
+                      const rocksdb::ReadOptions& ro, const std::atomic<bool>* cancel,
+                      PayloadCounts* counts) {
   std::unique_ptr<rocksdb::Iterator> ev(db->NewIterator(ro, cfs[schema::kEvents]));
   std::unique_ptr<rocksdb::Iterator> pl(db->NewIterator(ro, cfs[schema::kPayloads]));
   pl->SeekToFirst();
   uint64_t expect = 1;
   v1::EventHeader header;
-  for (ev->SeekToFirst(); ev->Valid(); ev->Next(), ++expect) {
+  for (ev->SeekToFirst(); ev->Valid() && !IsCancelled(cancel); ev->Next(), ++expect) {
     uint64_t seq = DecodeBE64(AsView(ev->key()));
     if (ev->key().size() != 8 || seq != expect) {
       return {expect,
@@ -93,8 +95,10 @@ uint64_t TreeNodeCount(uint64_t n) {
 
 struct Verifier {
   rocksdb::DB* db;
-  std::vector<rocksdb::ColumnFamilyHandle*> cfs;
-  const NoteVerifier* key;
+  const std::vector<rocksdb::ColumnFamilyHandle*>& cfs;
+  const rocksdb::ReadOptions& ro;
+  const NoteVerifier* key;  // null: signatures are not checked
+  const std::atomic<bool>* cancel;
   std::set<std::string> log_ids;
   VerifyReport report;
   std::optional<HighWater> mark;  // the durable high-water mark, if the dir has one
@@ -119,16 +123,19 @@ struct Verifier {
       return Fail(size, absl::StrCat("tree head at size ", size,
                                      " does not match the tree recomputed from the events"));
     }
-    absl::StatusOr<Checkpoint> cp = OpenCheckpoint(head.checkpoint(), *key);
-    if (!cp.ok()) {
-      return Fail(size, absl::StrCat("tree head at size ", size, ": ", cp.status().message()));
+    std::string log_id = head.log_id();
+    if (key != nullptr) {
+      absl::StatusOr<Checkpoint> cp = OpenCheckpoint(head.checkpoint(), *key);
+      if (!cp.ok()) {
+        return Fail(size, absl::StrCat("tree head at size ", size, ": ", cp.status().message()));
+      }
+      if (cp->tree_size != size || cp->root != root ||
+          cp->time_unix_nanos != head.time_unix_nanos()) {
+        return Fail(size, absl::StrCat("the signed checkpoint at size ", size,
+                                       " differs from the head stored beside it"));
+      }
+      log_id = LogIdOfOrigin(cp->origin);
     }
-    if (cp->tree_size != size || cp->root != root ||
-        cp->time_unix_nanos != head.time_unix_nanos()) {
-      return Fail(size, absl::StrCat("the signed checkpoint at size ", size,
-                                     " differs from the head stored beside it"));
-    }
-    std::string log_id = LogIdOfOrigin(cp->origin);
     if (log_id != head.log_id() || !log_ids.contains(log_id)) {
       return Fail(size, absl::StrCat("tree head at size ", size, " names log id '", log_id,
                                      "', which this ledger never had"));
@@ -138,7 +145,7 @@ struct Verifier {
   }
 
   // Recomputes the tree from the headers; compares every stored node and head.
-  Finding CheckTree(const rocksdb::ReadOptions& ro) {
+  Finding CheckTree() {
     std::unique_ptr<rocksdb::Iterator> ev(db->NewIterator(ro, cfs[schema::kEvents]));
     std::unique_ptr<rocksdb::Iterator> hd(db->NewIterator(ro, cfs[schema::kHeads]));
     std::vector<std::unique_ptr<rocksdb::Iterator>> levels;  // one sequential cursor per level
@@ -153,7 +160,7 @@ struct Verifier {
     if (Finding f = HeadsReadable(hd.get(), 0); f.found()) return f;
     if (mark.has_value() && mark->size == 0) root_at_mark = merkle::EmptyRoot();
     uint64_t expect = 1;
-    for (ev->SeekToFirst(); ev->Valid(); ev->Next(), ++expect) {
+    for (ev->SeekToFirst(); ev->Valid() && !IsCancelled(cancel); ev->Next(), ++expect) {
       uint64_t seq = DecodeBE64(AsView(ev->key()));
       if (ev->key().size() != 8 || seq != expect) {
         return {expect, absl::StrCat("event seq ", expect, " is missing (next stored key is seq ",
@@ -205,12 +212,12 @@ struct Verifier {
     if (report.events > 0) {
       // The last round's head must cover the last event.
       std::string last;
-      if (!db->Get(rocksdb::ReadOptions(), cfs[schema::kHeads], BE64(report.events), &last).ok()) {
+      if (!db->Get(ro, cfs[schema::kHeads], BE64(report.events), &last).ok()) {
         return {report.events, absl::StrCat("no signed tree head covers the last event (seq ",
                                             report.events, ")")};
       }
     }
-    return ExtraTreeNodes(ro);
+    return ExtraTreeNodes();
   }
 
   // The heads iterator stopped on damage after the head at `size`: the
@@ -225,7 +232,7 @@ struct Verifier {
 
   // Every stored node was compared while the tree was rebuilt; one more
   // (beyond the tree, or of no position) is damage too.
-  Finding ExtraTreeNodes(const rocksdb::ReadOptions& ro) {
+  Finding ExtraTreeNodes() {
     std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro, cfs[schema::kMerkle]));
     uint64_t stored = 0;
     for (it->SeekToFirst(); it->Valid(); it->Next()) ++stored;
@@ -259,82 +266,68 @@ struct Verifier {
   }
 };
 
-}  // namespace
-
-absl::StatusOr<VerifyReport> VerifyLedgerDir(const std::string& dir, const NoteVerifier* pinned,
-                                             const VerifierFactory& make_verifier) {
-  RETURN_IF_ERROR(CheckFormat(dir));
-  rocksdb::Options opts;
-  opts.info_log_level = rocksdb::InfoLogLevel::ERROR_LEVEL;
-  opts.paranoid_checks = true;
-  std::vector<rocksdb::ColumnFamilyDescriptor> descs;
-  for (const std::string& name : schema::CfNames())
-    descs.emplace_back(name, rocksdb::ColumnFamilyOptions(opts));
-  Verifier v;
-  rocksdb::DB* raw = nullptr;
-  RETURN_IF_ERROR(FromRocks(rocksdb::DB::OpenForReadOnly(opts, dir, descs, &v.cfs, &raw),
-                            absl::StrCat("opening ", dir, " read-only")));
-  std::unique_ptr<rocksdb::DB> db(raw);
-  v.db = raw;
-  auto cleanup = [&]() {
-    for (auto* h : v.cfs) db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
-    v.cfs.clear();
-  };
-
-  std::string meta_bytes;
+// The ledger's metadata: its log id, the ones it had before a restore, and
+// the verifier key it recorded.
+absl::StatusOr<v1::LedgerMeta> ReadMeta(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
+                                        const rocksdb::ReadOptions& ro) {
+  std::string bytes;
   v1::LedgerMeta meta;
-  rocksdb::Status ms =
-      db->Get(rocksdb::ReadOptions(), v.cfs[schema::kDefault], schema::kMetaKey, &meta_bytes);
-  if (!ms.ok() || !meta.ParseFromString(meta_bytes)) {
-    cleanup();
+  if (!db->Get(ro, cf, schema::kMetaKey, &bytes).ok() || !meta.ParseFromString(bytes)) {
     return absl::DataLossError("the ledger metadata is missing or damaged");
   }
+  return meta;
+}
+
+rocksdb::ReadOptions ScanOptions(const rocksdb::Snapshot* snapshot) {
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot;
+  ro.verify_checksums = true;
+  ro.fill_cache = false;  // a scrub must not evict what the hub serves from
+  ro.readahead_size = 2 << 20;
+  return ro;
+}
+
+}  // namespace
+
+absl::StatusOr<VerifyReport> VerifyOpenLedger(const VerifyScope& scope) {
+  const rocksdb::ReadOptions ro = ScanOptions(scope.snapshot);
+  const auto& cfs = *scope.cfs;
+  ASSIGN_OR_RETURN(v1::LedgerMeta meta, ReadMeta(scope.db, cfs[schema::kDefault], ro));
+  Verifier v{scope.db, cfs, ro, scope.key, scope.cancel};
   v.report.log_id = meta.log_id();
+  v.report.signatures_checked = scope.key != nullptr;
   v.log_ids.insert(meta.log_id());
   for (const std::string& id : meta.previous_log_ids()) v.log_ids.insert(id);
 
-  std::unique_ptr<NoteVerifier> stored_key;
-  v.key = pinned;
-  if (v.key == nullptr) {
-    absl::StatusOr<std::unique_ptr<NoteVerifier>> k = make_verifier(meta.verifier_key());
-    if (!k.ok()) {
-      cleanup();
-      return absl::DataLossError(
-          absl::StrCat("the data dir's verifier key is unusable: ", k.status().message()));
-    }
-    stored_key = *std::move(k);
-    v.key = stored_key.get();
-    v.report.used_stored_key = true;
-  }
-
-  rocksdb::ReadOptions ro;
-  ro.verify_checksums = true;
-  ro.fill_cache = false;
-  ro.readahead_size = 2 << 20;
-
   Finding mark_finding;
-  absl::StatusOr<std::optional<HighWater>> mark =
-      HighWaterFile::Read(rocksdb::FileSystem::Default().get(), dir);
-  if (mark.ok()) {
-    v.mark = *mark;
+  if (scope.mark.ok()) {
+    v.mark = *scope.mark;
   } else {
-    mark_finding = {kNoPosition, std::string(mark.status().message())};
+    mark_finding = {kNoPosition, std::string(scope.mark.status().message())};
   }
   if (v.mark.has_value()) v.report.high_water_size = v.mark->size;
 
-  // Two independent passes, in parallel (one per core): the payloads and
-  // then the indexes, and the tree with its stored nodes and signed heads.
-  // The report names the earliest problem any finds.
+  // Two independent passes: the payloads and then the indexes, and the tree
+  // with its stored nodes and signed heads (in parallel, one per core, when
+  // asked). The report names the earliest problem any finds.
   Finding payload_finding;
   Finding index_finding;
   PayloadCounts counts;
-  std::thread payload_pass([&] {
-    payload_finding = CheckPayloads(db.get(), v.cfs, ro, &counts);
-    if (!payload_finding.found())
-      index_finding = CheckIndexes(db.get(), v.cfs, ro, counts.events, counts.indexes);
-  });
-  Finding tree_finding = v.CheckTree(ro);
-  payload_pass.join();
+  auto payload_pass = [&] {
+    payload_finding = CheckPayloads(scope.db, cfs, ro, scope.cancel, &counts);
+    if (!payload_finding.found()) {
+      index_finding = CheckIndexes(scope.db, cfs, ro, counts.events, counts.indexes, scope.cancel);
+    }
+  };
+  std::thread payload_thread;
+  if (scope.parallel) {
+    payload_thread = std::thread(payload_pass);
+  } else {
+    payload_pass();
+  }
+  Finding tree_finding = v.CheckTree();
+  if (payload_thread.joinable()) payload_thread.join();
+  if (IsCancelled(scope.cancel)) return absl::CancelledError("verification abandoned");
   v.report.payload_bytes = counts.bytes;
   Finding first;
   for (const Finding& f :
@@ -345,15 +338,53 @@ absl::StatusOr<VerifyReport> VerifyLedgerDir(const std::string& dir, const NoteV
     first = {std::min(counts.events, v.report.events) + 1,
              "the payload and tree passes saw different event counts"};
   }
+  v.report.ok = !first.found();
   if (first.found()) {
-    v.report.ok = false;
     v.report.first_bad_seq = first.seq == kNoPosition ? 0 : first.seq;
     v.report.problem = first.problem;
-  } else {
-    v.report.ok = true;
   }
-  cleanup();
   return v.report;
+}
+
+absl::StatusOr<VerifyReport> VerifyLedgerDir(const std::string& dir, const NoteVerifier* pinned,
+                                             const VerifierFactory& make_verifier) {
+  RETURN_IF_ERROR(CheckFormat(dir));
+  rocksdb::Options opts;
+  opts.info_log_level = rocksdb::InfoLogLevel::ERROR_LEVEL;
+  opts.paranoid_checks = true;
+  std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+  for (const std::string& name : schema::CfNames())
+    descs.emplace_back(name, rocksdb::ColumnFamilyOptions(opts));
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs;
+  rocksdb::DB* raw = nullptr;
+  RETURN_IF_ERROR(FromRocks(rocksdb::DB::OpenForReadOnly(opts, dir, descs, &cfs, &raw),
+                            absl::StrCat("opening ", dir, " read-only")));
+  std::unique_ptr<rocksdb::DB> db(raw);
+  absl::Cleanup close_handles = [&] {
+    for (auto* h : cfs) db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  };
+
+  std::unique_ptr<NoteVerifier> stored_key;
+  const NoteVerifier* key = pinned;
+  if (key == nullptr) {
+    ASSIGN_OR_RETURN(v1::LedgerMeta meta,
+                     ReadMeta(db.get(), cfs[schema::kDefault], rocksdb::ReadOptions()));
+    absl::StatusOr<std::unique_ptr<NoteVerifier>> k = make_verifier(meta.verifier_key());
+    if (!k.ok()) {
+      return absl::DataLossError(
+          absl::StrCat("the data dir's verifier key is unusable: ", k.status().message()));
+    }
+    stored_key = *std::move(k);
+    key = stored_key.get();
+  }
+  VerifyScope scope;
+  scope.db = db.get();
+  scope.cfs = &cfs;
+  scope.key = key;
+  scope.mark = HighWaterFile::Read(rocksdb::FileSystem::Default().get(), dir);
+  ASSIGN_OR_RETURN(VerifyReport report, VerifyOpenLedger(scope));
+  report.used_stored_key = pinned == nullptr;
+  return report;
 }
 
 }  // namespace careloop::storage

@@ -31,8 +31,8 @@ std::optional<PrefixedParts> SplitPrefixedKey(absl::string_view key) {
 class IndexChecker {
  public:
   IndexChecker(rocksdb::DB* db, const std::vector<rocksdb::ColumnFamilyHandle*>& cfs,
-               const rocksdb::ReadOptions& ro, uint64_t events)
-      : db_(db), cfs_(cfs), ro_(ro), events_(events) {}
+               const rocksdb::ReadOptions& ro, uint64_t events, const std::atomic<bool>* cancel)
+      : db_(db), cfs_(cfs), ro_(ro), events_(events), cancel_(cancel) {}
 
   Finding Run(const ExpectedIndexes& expected) {
     uint64_t streams = 0;
@@ -108,7 +108,7 @@ class IndexChecker {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro_, cfs_[schema::kStreams]));
     std::string stream;
     uint64_t last_version = 0;
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    for (it->SeekToFirst(); it->Valid() && !IsCancelled(cancel_); it->Next()) {
       ++*count;
       absl::string_view value = AsView(it->value());
       const uint64_t seq = value.size() == 8 ? DecodeBE64(value) : 0;
@@ -138,7 +138,7 @@ class IndexChecker {
   // agency_index / subject_index: name\0BE64(seq) -> "", the event naming it.
   void NamedIndex(int cf, absl::string_view what, uint64_t* count) {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro_, cfs_[cf]));
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    for (it->SeekToFirst(); it->Valid() && !IsCancelled(cancel_); it->Next()) {
       ++*count;
       std::optional<PrefixedParts> key = SplitPrefixedKey(AsView(it->key()));
       if (!key.has_value() || !it->value().empty()) {
@@ -167,7 +167,7 @@ class IndexChecker {
     std::unique_ptr<rocksdb::Iterator> ev(db_->NewIterator(ro_, cfs_[schema::kEvents]));
     v1::EventHeader h;
     std::string value;
-    for (ev->SeekToFirst(); ev->Valid(); ev->Next()) {
+    for (ev->SeekToFirst(); ev->Valid() && !IsCancelled(cancel_); ev->Next()) {
       if (!h.ParseFromArray(ev->value().data(), static_cast<int>(ev->value().size()))) continue;
       const uint64_t seq = h.seq();
       rocksdb::Status s = db_->Get(ro_, cfs_[schema::kStreams],
@@ -198,7 +198,7 @@ class IndexChecker {
   void Idempotency() {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro_, cfs_[schema::kIdempotency]));
     uint64_t n = 0;
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    for (it->SeekToFirst(); it->Valid() && !IsCancelled(cancel_); it->Next()) {
       ++n;
       v1::StoredIdempotency rec;
       if (!rec.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
@@ -239,9 +239,9 @@ class IndexChecker {
               absl::StrCat("the idempotency record of seq ", first,
                            " names no signed head that covers it")};
     }
-    std::string expiry = BE64(static_cast<uint64_t>(c.commit_time_unix_nanos() / 1000));
-    expiry.append(key.data(), key.size());
-    if (!db_->Get(ro_, cfs_[schema::kIdemExpiry], expiry, &value).ok()) {
+    if (!db_->Get(ro_, cfs_[schema::kIdemExpiry],
+                  schema::IdemExpiryKey(c.commit_time_unix_nanos(), key), &value)
+             .ok()) {
       return {first == 0 ? kNoPosition : first,
               absl::StrCat("the idempotency record of seq ", first,
                            " has no expiry entry: it would never expire")};
@@ -253,7 +253,7 @@ class IndexChecker {
   void Cursors() {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro_, cfs_[schema::kCursors]));
     uint64_t n = 0;
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    for (it->SeekToFirst(); it->Valid() && !IsCancelled(cancel_); it->Next()) {
       ++n;
       if (it->value().size() != 8 || !ValidateStreamName(AsView(it->key()), "cursor").ok()) {
         Keep({kNoPosition, absl::StrCat("cursor ", n, " (in name order) is malformed")});
@@ -266,6 +266,7 @@ class IndexChecker {
   const std::vector<rocksdb::ColumnFamilyHandle*>& cfs_;
   const rocksdb::ReadOptions& ro_;
   const uint64_t events_;
+  const std::atomic<bool>* cancel_;
   Finding first_;
   Finding suspect_;
   bool unreadable_ = false;
@@ -275,8 +276,8 @@ class IndexChecker {
 
 Finding CheckIndexes(rocksdb::DB* db, const std::vector<rocksdb::ColumnFamilyHandle*>& cfs,
                      const rocksdb::ReadOptions& ro, uint64_t events,
-                     const ExpectedIndexes& expected) {
-  return IndexChecker(db, cfs, ro, events).Run(expected);
+                     const ExpectedIndexes& expected, const std::atomic<bool>* cancel) {
+  return IndexChecker(db, cfs, ro, events, cancel).Run(expected);
 }
 
 }  // namespace careloop::storage

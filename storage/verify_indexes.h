@@ -5,6 +5,7 @@
 
 #include <rocksdb/db.h>
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -23,6 +24,11 @@ struct Finding {
   bool Before(const Finding& other) const { return found() && (!other.found() || seq < other.seq); }
 };
 
+// Whether a pass should stop early (a closing ledger abandons its scrub).
+inline bool IsCancelled(const std::atomic<bool>* cancel) {
+  return cancel != nullptr && cancel->load(std::memory_order_relaxed);
+}
+
 // What the events say their indexes hold (counted by the payload pass).
 struct ExpectedIndexes {
   uint64_t stream_entries = 0;   // one per event
@@ -34,9 +40,10 @@ struct ExpectedIndexes {
 // equal, every event then has its entries. Idempotency records must cover
 // events that exist, with their versions and commit time, and a signed head
 // that covers them; each needs its expiry entry. Cursors hold one position.
-// `events` is the number of events the ledger holds (seqs 1..events).
+// `events` is the number of events the ledger holds (seqs 1..events). Once
+// `cancel` is set the pass stops early and its finding means nothing.
 Finding CheckIndexes(rocksdb::DB* db, const std::vector<rocksdb::ColumnFamilyHandle*>& cfs,
                      const rocksdb::ReadOptions& ro, uint64_t events,
-                     const ExpectedIndexes& expected);
+                     const ExpectedIndexes& expected, const std::atomic<bool>* cancel = nullptr);
 
 }  // namespace careloop::storage

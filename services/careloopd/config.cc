@@ -133,6 +133,7 @@ absl::Status LoadToml(const std::string& path, HubConfig* c) {
   for (auto [section, key, field] :
        std::vector<std::tuple<const char*, const char*, absl::Duration*>>{
            {"ledger", "idempotency_window", &c->idempotency_window},
+           {"ledger", "scrub_interval", &c->scrub_interval},
            {"envelope", "max_clock_skew", &c->max_clock_skew},
            {"consent", "break_glass_default", &c->break_glass_default},
            {"referral", "deadline_stat", &c->deadline_stat},
@@ -217,6 +218,11 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
   auto* o_window =
       app.add_option("--idempotency-window", window,
                      "how long idempotency keys are kept, e.g. 168h [ledger.idempotency_window]");
+  std::string scrub;
+  auto* o_scrub =
+      app.add_option("--scrub-interval", scrub,
+                     "how often the ledger is verified in the background, e.g. 24h; 0 never "
+                     "[ledger.scrub_interval]");
   auto* o_skew = app.add_option("--max-clock-skew", skew,
                                 "how far a signed envelope's time may be from the hub's clock, "
                                 "e.g. 5m [envelope.max_clock_skew]");
@@ -335,6 +341,7 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
   for (auto [opt, text, field, name] :
        std::vector<std::tuple<CLI::Option*, std::string*, absl::Duration*, const char*>>{
            {o_window, &window, &c.idempotency_window, "--idempotency-window"},
+           {o_scrub, &scrub, &c.scrub_interval, "--scrub-interval"},
            {o_skew, &skew, &c.max_clock_skew, "--max-clock-skew"},
            {o_break_glass, &break_glass, &c.break_glass_default, "--break-glass-default"},
            {o_dstat, &deadline_stat, &c.deadline_stat, "--deadline-stat"},

@@ -28,6 +28,9 @@ struct HubConfig {
   std::string hub_name = "careloop.dev";
   std::string log_key;  // default: <data_dir>/keys/hub-log.pem
   absl::Duration idempotency_window = absl::Hours(24 * 7);
+  // How often the ledger's background scrub verifies a snapshot of it
+  // (zero: never); damage found fails the hub stop.
+  absl::Duration scrub_interval = absl::Hours(24);
   // How far a signed envelope's created time may be from the hub's clock.
   absl::Duration max_clock_skew = absl::Minutes(5);
   size_t queue_capacity = 10000;

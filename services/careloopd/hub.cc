@@ -19,6 +19,7 @@
 #include "base/file.h"
 #include "base/log.h"
 #include "base/status.h"
+#include "storage/ledger_db.h"
 #include "storage/testing_fs.h"
 
 namespace careloop::hub {
@@ -147,19 +148,28 @@ absl::StatusOr<storage::Ledger*> Hub::StartLedger(std::ostream& out) {
   ASSIGN_OR_RETURN(trust::Ed25519PrivateKey key,
                    HubKey(config, key_path, "the hub's log key", &generated));
   signer_ = std::make_unique<trust::Ed25519HeadSigner>(config.hub_name, std::move(key));
-  std::string vkey_path = fs::path(key_path).replace_extension(".vkey").string();
-  {
-    std::ofstream vk(vkey_path, std::ios::trunc);
-    vk << signer_->VerifierKey() << "\n";
+  const fs::path vkey_path = fs::path(key_path).replace_extension(".vkey");
+  // Rewritten only when it differs, and never truncated in place: a start
+  // on a full disk must not leave monitors an empty key file.
+  const std::string vkey = signer_->VerifierKey() + "\n";
+  absl::StatusOr<std::string> on_disk = ReadFile(vkey_path.string());
+  if (!on_disk.ok() || *on_disk != vkey) {
+    RETURN_IF_ERROR(storage::WriteFileDurably(rocksdb::FileSystem::Default().get(),
+                                              vkey_path.parent_path().string(),
+                                              vkey_path.filename().string(), vkey));
   }
   out << (generated ? "careloopd: generated a dev log key at " : "careloopd: log key ") << key_path
-      << "\ncareloopd: verifier key (public, give it to monitors) " << vkey_path << "\n";
+      << "\ncareloopd: verifier key (public, give it to monitors) " << vkey_path.string() << "\n";
 
   storage::LedgerOptions lo;
   lo.dir = config.ledger_dir();
   lo.hub_name = config.hub_name;
   lo.signer = signer_.get();
   lo.idempotency_window = config.idempotency_window;
+  lo.scrub_interval = config.scrub_interval;
+  ASSIGN_OR_RETURN(log_verifier_,
+                   trust::Ed25519NoteVerifier::FromVerifierKey(signer_->VerifierKey()));
+  lo.verifier = log_verifier_.get();
   lo.limits = config.limits;
   lo.queue_capacity = config.queue_capacity;
   lo.block_cache_bytes = config.block_cache_mb << 20;

@@ -72,6 +72,7 @@ class Hub {
   HubConfig config_;
   std::unique_ptr<DataDirLock> lock_;
   std::unique_ptr<trust::Ed25519HeadSigner> signer_;
+  std::unique_ptr<trust::Ed25519NoteVerifier> log_verifier_;  // the scrub's
   std::shared_ptr<rocksdb::FileSystem> fs_;
   std::unique_ptr<storage::LocalLedger> ledger_;
   std::unique_ptr<ledger::LedgerGrpcService> ledger_service_;
