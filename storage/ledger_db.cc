@@ -76,6 +76,13 @@ rocksdb::Options LedgerDbOptions(size_t block_cache_bytes) {
   // at it (kPointInTimeRecovery would, losing what was acknowledged after).
   // The high-water mark then catches whatever is still missing.
   opts.wal_recovery_mode = rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
+  // Every flush commits all column families in one MANIFEST record group.
+  // Otherwise a MANIFEST whose tail is damaged (RocksDB drops a bad tail
+  // record as torn) can lose the flush of the idempotency records or the
+  // cursors alone, whose WAL is gone: the ledger would open with its events
+  // whole and those silently empty. With the group whole or dropped, the
+  // events go back with them, and the high-water mark refuses the start.
+  opts.atomic_flush = true;
   // RocksDB's own log goes to ours, never to a file on the data disk: a full
   // disk must not turn its info log into an abort.
   opts.info_log = std::make_shared<ForwardingLogger>();
