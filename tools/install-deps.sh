@@ -11,6 +11,7 @@ PACKAGES=(
   libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
   libcurl4-openssl-dev
   python3 clang clang-format clang-tidy
+  e2fsprogs mount  # the disk-full test: mkfs.ext4 and a loop mount
 )
 
 missing=()

@@ -1,6 +1,5 @@
 // careloopd as a person runs it: health, graceful shutdown on SIGTERM, the
 // refusals at start, and the careloop CLI's output and exit codes.
-#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -18,45 +17,6 @@ namespace careloop::testing {
 namespace {
 
 using nlohmann::json;
-
-// One unary call of `method` with an empty request through the generic stub
-// (the health proto's generated client is not in Debian's packages), as
-// `dev_agency` when one is named; the status, and the response's bytes.
-grpc::Status CallEmpty(const std::string& address, const std::string& method,
-                       const std::string& dev_agency = "", std::string* bytes = nullptr) {
-  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
-  grpc::GenericStub stub(channel);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  if (!dev_agency.empty()) ctx.AddMetadata("x-careloop-dev-agency", dev_agency);
-  grpc::CompletionQueue cq;
-  grpc::Slice empty;
-  grpc::ByteBuffer request(&empty, 1);
-  auto call = stub.PrepareUnaryCall(&ctx, method, request, &cq);
-  call->StartCall();
-  grpc::ByteBuffer response;
-  grpc::Status status;
-  call->Finish(&response, &status, reinterpret_cast<void*>(1));
-  void* tag;
-  bool ok;
-  if (!cq.Next(&tag, &ok) || !ok) return grpc::Status(grpc::StatusCode::UNKNOWN, "no answer");
-  if (bytes != nullptr && status.ok()) {
-    std::vector<grpc::Slice> slices;
-    (void)response.Dump(&slices);
-    for (const auto& s : slices) bytes->append(reinterpret_cast<const char*>(s.begin()), s.size());
-  }
-  return status;
-}
-
-// grpc.health.v1.Health/Check for the whole server: 1 = SERVING,
-// 2 = NOT_SERVING; -1 on a failed call.
-int HealthStatus(const std::string& address) {
-  std::string bytes;
-  if (!CallEmpty(address, "/grpc.health.v1.Health/Check", "", &bytes).ok()) return -1;
-  // HealthCheckResponse { status = 1 } encodes as 08 01.
-  if (bytes.size() == 2 && bytes[0] == 0x08) return bytes[1];
-  return bytes.empty() ? 0 : -1;
-}
 
 // The abuse of issue 16: LedgerService.Tail streamed section plaintext to an
 // agency on the agencies' port. The ledger has its own socket now: every

@@ -3,6 +3,7 @@
 // sleeping.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
 #include <sys/types.h>
 
 #include <string>
@@ -57,5 +58,15 @@ CliResult CliAt(const std::string& hub, std::vector<std::string> args,
                 const std::string& as_agency = "");
 // a, then b.
 std::vector<std::string> Concat(std::vector<std::string> a, const std::vector<std::string>& b);
+
+// One unary call of `method` with an empty request through the generic stub
+// (the health proto's generated client is not in Debian's packages), as
+// `dev_agency` when one is named; the status, and the response's bytes.
+grpc::Status CallEmpty(const std::string& address, const std::string& method,
+                       const std::string& dev_agency = "", std::string* bytes = nullptr);
+
+// grpc.health.v1.Health/Check for the whole server: 1 = SERVING,
+// 2 = NOT_SERVING; -1 on a failed call.
+int HealthStatus(const std::string& address);
 
 }  // namespace careloop::testing
