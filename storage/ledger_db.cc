@@ -3,6 +3,7 @@
 // written durably.
 #include "storage/ledger_db.h"
 
+#include <openssl/rand.h>
 #include <rocksdb/cache.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/slice_transform.h>
@@ -130,6 +131,12 @@ std::vector<rocksdb::ColumnFamilyDescriptor> LedgerCfDescriptors(const rocksdb::
     cfs.emplace_back(schema::CfNames()[i], cf);
   }
   return cfs;
+}
+
+std::string NewLogId() {
+  unsigned char buf[16];
+  CARELOOP_CHECK(RAND_bytes(buf, sizeof buf) == 1);
+  return HexEncode(absl::string_view(reinterpret_cast<char*>(buf), sizeof buf));
 }
 
 absl::Status WriteFileDurably(rocksdb::FileSystem* fs, const std::string& dir,

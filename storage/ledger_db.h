@@ -20,6 +20,9 @@ namespace careloop::storage {
 rocksdb::Options LedgerDbOptions(size_t block_cache_bytes);
 std::vector<rocksdb::ColumnFamilyDescriptor> LedgerCfDescriptors(const rocksdb::Options& opts);
 
+// A new random log id: 32 hex digits.
+std::string NewLogId();
+
 // Refuses a directory that is missing (NOT_FOUND), empty (NOT_FOUND), not
 // ours, or written by another format version.
 absl::Status CheckFormat(const std::string& dir);

@@ -29,29 +29,11 @@
 #include "storage/ledger.h"
 #include "storage/ledger_db.h"
 #include "storage/merkle.h"
+#include "storage/node_store.h"
 #include "storage/validate.h"
 #include "storage/verify.h"
 
 namespace careloop::storage {
-
-// Perfect-subtree hashes never change once written: a bounded in-memory
-// cache in front of the tree's column family, two generations of `capacity`
-// nodes each (the newest nodes, and the old ones proofs keep asking for).
-class NodeCache {
- public:
-  explicit NodeCache(size_t capacity) : capacity_(capacity) {}
-  void Add(const std::vector<std::pair<merkle::NodeId, Hash>>& nodes);
-  // The cached hash of each id, or nullopt.
-  std::vector<std::optional<Hash>> Find(const std::vector<merkle::NodeId>& ids) const;
-
- private:
-  static uint64_t Key(const merkle::NodeId& id) { return (id.index << 6) | id.level; }
-  void AddLocked(uint64_t key, const Hash& hash) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  const size_t capacity_;
-  mutable absl::Mutex mu_;
-  absl::flat_hash_map<uint64_t, Hash> current_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<uint64_t, Hash> previous_ ABSL_GUARDED_BY(mu_);
-};
 
 struct LedgerOptions {
   std::string dir;                          // the ledger's RocksDB directory
@@ -177,6 +159,8 @@ class LocalLedger final : public Ledger {
   // The mark for a synced group whose newest head is `head`, before any of
   // its answers.
   absl::Status MarkHighWater(const v1::SignedHead& head);
+  // The high-water mark a signed head stands for.
+  static HighWater MarkOf(const v1::SignedHead& head);
   rocksdb::FileSystem* file_system() const;
   void WriterLoop();
   void NotifierLoop();
