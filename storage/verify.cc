@@ -7,7 +7,6 @@
 #include <thread>
 
 #include "absl/cleanup/cleanup.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "base/status.h"
 #include "careloop/v1/ledger.pb.h"
@@ -30,15 +29,6 @@ struct PayloadCounts {
   uint64_t bytes = 0;
   ExpectedIndexes indexes;  // the entries the events name
 };
-
-// What one event names in the index column families.
-void CountIndexEntries(const v1::EventHeader& header, ExpectedIndexes* expected) {
-  ++expected->stream_entries;
-  absl::flat_hash_set<absl::string_view> agencies(header.agencies().begin(),
-                                                  header.agencies().end());
-  expected->agency_entries += agencies.size();
-  if (!header.subject().empty()) ++expected->subject_entries;
-}
 
 // Every event has its payload (nothing in careloop removes one), hashing to
 // its header's payload hash and size.
@@ -73,7 +63,7 @@ Finding CheckPayloads(rocksdb::DB* db, const std::vector<rocksdb::ColumnFamilyHa
       return {seq, absl::StrCat("event seq ", seq, ": the payload does not match its hash")};
     }
     counts->bytes += payload.size();
-    CountIndexEntries(header, &counts->indexes);
+    AddExpectedEntries(header, &counts->indexes);
     ++counts->events;
   }
   absl::Status s = FromRocks(ev->status(), "reading events");
@@ -94,6 +84,11 @@ uint64_t TreeNodeCount(uint64_t n) {
 }
 
 struct Verifier {
+  Verifier(rocksdb::DB* database, const std::vector<rocksdb::ColumnFamilyHandle*>& handles,
+           const rocksdb::ReadOptions& read_options, const NoteVerifier* head_key,
+           const std::atomic<bool>* cancel_flag)
+      : db(database), cfs(handles), ro(read_options), key(head_key), cancel(cancel_flag) {}
+
   rocksdb::DB* db;
   const std::vector<rocksdb::ColumnFamilyHandle*>& cfs;
   const rocksdb::ReadOptions& ro;
@@ -293,7 +288,7 @@ absl::StatusOr<VerifyReport> VerifyOpenLedger(const VerifyScope& scope) {
   const rocksdb::ReadOptions ro = ScanOptions(scope.snapshot);
   const auto& cfs = *scope.cfs;
   ASSIGN_OR_RETURN(v1::LedgerMeta meta, ReadMeta(scope.db, cfs[schema::kDefault], ro));
-  Verifier v{scope.db, cfs, ro, scope.key, scope.cancel};
+  Verifier v(scope.db, cfs, ro, scope.key, scope.cancel);
   v.report.log_id = meta.log_id();
   v.report.signatures_checked = scope.key != nullptr;
   v.log_ids.insert(meta.log_id());
@@ -307,17 +302,16 @@ absl::StatusOr<VerifyReport> VerifyOpenLedger(const VerifyScope& scope) {
   }
   if (v.mark.has_value()) v.report.high_water_size = v.mark->size;
 
-  // Two independent passes: the payloads and then the indexes, and the tree
-  // with its stored nodes and signed heads (in parallel, one per core, when
-  // asked). The report names the earliest problem any finds.
+  // Two independent passes: the payloads (with what the events name in the
+  // indexes), and the tree with its stored nodes and signed heads followed by
+  // what the indexes hold (in parallel, one per core, when asked). Then the
+  // indexes are checked against the events. The report names the earliest
+  // problem any finds.
   Finding payload_finding;
   Finding index_finding;
   PayloadCounts counts;
   auto payload_pass = [&] {
     payload_finding = CheckPayloads(scope.db, cfs, ro, scope.cancel, &counts);
-    if (!payload_finding.found()) {
-      index_finding = CheckIndexes(scope.db, cfs, ro, counts.events, counts.indexes, scope.cancel);
-    }
   };
   std::thread payload_thread;
   if (scope.parallel) {
@@ -326,7 +320,12 @@ absl::StatusOr<VerifyReport> VerifyOpenLedger(const VerifyScope& scope) {
     payload_pass();
   }
   Finding tree_finding = v.CheckTree();
+  const IndexTally stored = TallyIndexes(scope.db, cfs, ro, scope.cancel);
   if (payload_thread.joinable()) payload_thread.join();
+  if (!payload_finding.found()) {
+    index_finding =
+        CheckIndexes(scope.db, cfs, ro, counts.events, counts.indexes, stored, scope.cancel);
+  }
   if (IsCancelled(scope.cancel)) return absl::CancelledError("verification abandoned");
   v.report.payload_bytes = counts.bytes;
   Finding first;
