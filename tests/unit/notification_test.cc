@@ -6,9 +6,13 @@
 // and a revocation between disclosure and delivery withholding content.
 #include <gtest/gtest.h>
 
+#include <atomic>
+
+#include "services/names/names.h"
 #include "services/notification/notification_core.h"
 #include "services/referral/sections.h"
 #include "services/trust/envelope.h"
+#include "tests/support/forwarding_ledger.h"
 #include "tests/support/referral_fixture.h"
 
 namespace careloop::notification {
@@ -24,10 +28,11 @@ class NotificationTest : public ReferralFixture {
   }
   void TearDown() override { notes_.reset(); }
 
-  void StartCore(NotificationOptions o = {}) {
+  void StartCore(NotificationOptions o = {}, storage::Ledger* ledger = nullptr) {
     o.ack_timeout = absl::Seconds(30);
     if (window_ != 0) o.window = window_;
-    notes_ = std::make_unique<NotificationCore>(env_.ledger(), core_.get(), &env_.clock(), o);
+    notes_ = std::make_unique<NotificationCore>(ledger != nullptr ? ledger : env_.ledger(),
+                                                core_.get(), &env_.clock(), o);
     ASSERT_TRUE(notes_->Start().ok());
   }
 
@@ -89,6 +94,15 @@ class NotificationTest : public ReferralFixture {
     std::vector<std::string> out;
     for (const auto& n : ns) out.push_back(n.kind());
     return out;
+  }
+
+  // Referral r-1 sent, then its consent revoked before any delivery.
+  void SendThenRevoke() {
+    ASSERT_TRUE(core_->Submit(Referral("r-1")).ok());
+    v1::RevokeConsent revoke;
+    revoke.set_consent_id(consent_id_);
+    revoke.set_reason("withdrawn");
+    ASSERT_TRUE(env_.consent()->Submit(env_.Sign(revoke, "org.stmarys", "sender")).ok());
   }
 
   uint32_t window_ = 0;
@@ -330,11 +344,7 @@ TEST_F(NotificationTest, TheCursorSurvivesARestart) {
 
 TEST_F(NotificationTest, ARevocationBeforeDeliveryWithholdsTheContentAndIsRecorded) {
   auto food = Subscribe("org.foodbank");
-  ASSERT_TRUE(core_->Submit(Referral("r-1")).ok());
-  v1::RevokeConsent revoke;
-  revoke.set_consent_id(consent_id_);
-  revoke.set_reason("withdrawn");
-  ASSERT_TRUE(env_.consent()->Submit(env_.Sign(revoke, "org.stmarys", "sender")).ok());
+  ASSERT_NO_FATAL_FAILURE(SendThenRevoke());
   // Delivered only now, after the revocation.
   auto got = Drain(food.get());
   ASSERT_EQ(Kinds(got), (std::vector<std::string>{"referral.received", "consent.revoked"}));
@@ -350,6 +360,49 @@ TEST_F(NotificationTest, ARevocationBeforeDeliveryWithholdsTheContentAndIsRecord
   ASSERT_EQ(again.size(), 2u);
   EXPECT_EQ(again[0].sections_size(), 0);
   EXPECT_EQ(Count("DeliveryWithheld"), 1);
+}
+
+// The ledger refuses the first DeliveryWithheld record, as a full disk would.
+class FailsTheFirstWithheldRecord final : public careloop::testing::ForwardingLedger {
+ public:
+  using ForwardingLedger::ForwardingLedger;
+  void AppendAsync(v1::AppendRequest request, storage::AppendCallback done) override {
+    if (request.events_size() > 0 && request.events(0).type() == names::event::kDeliveryWithheld &&
+        !failed_.exchange(true)) {
+      done(absl::UnavailableError("the ledger writer stopped: no space left on device"));
+      return;
+    }
+    ForwardingLedger::AppendAsync(std::move(request), std::move(done));
+  }
+
+ private:
+  std::atomic<bool> failed_{false};
+};
+
+// When the record of a withholding fails (the ledger refuses it), that
+// delivery still goes out, bare: its seq and type, no content (never a
+// poison event, and nothing consent no longer permits). The record is not
+// lost: the next delivery of the event, once it went unacknowledged, writes
+// it (once) and carries what was withheld.
+TEST_F(NotificationTest, AWithheldDeliveryWhoseRecordFailedIsRecordedByTheNext) {
+  FailsTheFirstWithheldRecord flaky(env_.ledger());
+  notes_.reset();
+  StartCore({}, &flaky);
+  auto food = Subscribe("org.foodbank");
+  ASSERT_NO_FATAL_FAILURE(SendThenRevoke());
+  auto bare = Drain(food.get());
+  ASSERT_EQ(bare.size(), 2u);
+  EXPECT_EQ(bare[0].sections_size(), 0);
+  EXPECT_EQ(bare[0].withheld_size(), 0) << "the record failed: the delivery is bare";
+  EXPECT_EQ(Count("DeliveryWithheld"), 0);
+  env_.clock().Advance(absl::Seconds(30));  // unacknowledged: it goes again
+  auto again = Drain(food.get());
+  ASSERT_EQ(Kinds(again), (std::vector<std::string>{"referral.received", "consent.revoked"}));
+  EXPECT_EQ(again[0].sections_size(), 0);
+  EXPECT_EQ(again[0].withheld_size(), 3);
+  EXPECT_EQ(Count("DeliveryWithheld"), 1);
+  food.reset();
+  notes_.reset();  // before `flaky` goes
 }
 
 TEST_F(NotificationTest, DeadlineWarningsAndEscalationsReachBothParties) {

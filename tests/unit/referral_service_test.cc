@@ -19,6 +19,7 @@
 #include "services/referral/referral_core.h"
 #include "services/referral/referral_grpc_service.h"
 #include "services/referral/routing.h"
+#include "tests/support/forwarding_ledger.h"
 #include "tests/support/referral_fixture.h"
 
 namespace careloop::referral {
@@ -46,9 +47,9 @@ AsyncAnswer SubmitAsyncAndWait(ReferralCore* core, const v1::SubmitReferralReque
 
 // A real ledger whose appends can be held back and then let through in
 // order: to plan two submissions before either commits.
-class HeldLedger final : public storage::Ledger {
+class HeldLedger final : public careloop::testing::ForwardingLedger {
  public:
-  explicit HeldLedger(storage::Ledger* inner) : inner_(inner) {}
+  using ForwardingLedger::ForwardingLedger;
   void Hold() {
     absl::MutexLock l(&mu_);
     held_ = true;
@@ -60,7 +61,7 @@ class HeldLedger final : public storage::Ledger {
       held_ = false;
       queued.swap(queued_);
     }
-    for (auto& [req, done] : queued) inner_->AppendAsync(std::move(req), std::move(done));
+    for (auto& [req, done] : queued) inner()->AppendAsync(std::move(req), std::move(done));
   }
   size_t held() {
     absl::MutexLock l(&mu_);
@@ -81,42 +82,10 @@ class HeldLedger final : public storage::Ledger {
         return;
       }
     }
-    inner_->AppendAsync(std::move(request), std::move(done));
-  }
-  absl::StatusOr<v1::ReadResponse> Read(const v1::ReadRequest& r) override {
-    return inner_->Read(r);
-  }
-  absl::StatusOr<v1::ReadResponse> ReadStream(const v1::ReadStreamRequest& r) override {
-    return inner_->ReadStream(r);
-  }
-  absl::StatusOr<v1::ReadResponse> ReadIndex(const v1::ReadIndexRequest& r) override {
-    return inner_->ReadIndex(r);
-  }
-  absl::StatusOr<uint64_t> StreamVersion(absl::string_view stream) override {
-    return inner_->StreamVersion(stream);
-  }
-  absl::StatusOr<v1::SignedHead> Head(uint64_t tree_size) override {
-    return inner_->Head(tree_size);
-  }
-  absl::StatusOr<v1::InclusionProof> ProveInclusion(uint64_t seq, uint64_t tree_size) override {
-    return inner_->ProveInclusion(seq, tree_size);
-  }
-  absl::StatusOr<v1::ConsistencyProof> ProveConsistency(uint64_t a, uint64_t b) override {
-    return inner_->ProveConsistency(a, b);
-  }
-  absl::StatusOr<v1::Receipt> GetReceipt(uint64_t seq) override { return inner_->GetReceipt(seq); }
-  absl::StatusOr<std::optional<uint64_t>> GetCursor(absl::string_view name) override {
-    return inner_->GetCursor(name);
-  }
-  std::unique_ptr<storage::TailStream> Tail(uint64_t from_seq, bool include_payloads) override {
-    return inner_->Tail(from_seq, include_payloads);
-  }
-  absl::StatusOr<v1::BackupResponse> Backup(const std::string& directory) override {
-    return inner_->Backup(directory);
+    inner()->AppendAsync(std::move(request), std::move(done));
   }
 
  private:
-  storage::Ledger* inner_;
   absl::Mutex mu_;
   bool held_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::pair<v1::AppendRequest, storage::AppendCallback>> queued_ ABSL_GUARDED_BY(mu_);
