@@ -85,6 +85,7 @@ absl::StatusOr<std::unique_ptr<LocalLedger>> LocalLedger::Open(LedgerOptions opt
   ledger->writer_ = std::thread(&LocalLedger::WriterLoop, ledger.get());
   ledger->notifier_ = std::thread(&LocalLedger::NotifierLoop, ledger.get());
   ledger->syncer_ = std::thread(&LocalLedger::SyncerLoop, ledger.get());
+  ledger->marker_ = std::thread(&LocalLedger::MarkerLoop, ledger.get());
   if (ledger->options_.scrub_interval > absl::ZeroDuration())
     ledger->scrubber_ = std::thread(&LocalLedger::ScrubLoop, ledger.get());
   return ledger;
@@ -319,7 +320,12 @@ absl::Status LocalLedger::Close() {
     absl::MutexLock lock(&sync_mu_);
     syncer_stop_ = true;
   }
-  if (syncer_.joinable()) syncer_.join();  // the last written rounds are synced and answered
+  if (syncer_.joinable()) syncer_.join();  // the last written rounds are synced
+  {
+    absl::MutexLock lock(&mark_mu_);
+    marker_stop_ = true;
+  }
+  if (marker_.joinable()) marker_.join();  // and marked and answered
   {
     absl::MutexLock lock(&state_mu_);
     notifier_stop_ = true;
@@ -524,7 +530,7 @@ void LocalLedger::HandToSyncer(WrittenRound round) {
   absl::MutexLock lock(&sync_mu_);
   // Bounded pipeline: at most max_unsynced_rounds written ahead of the sync.
   auto room = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    return unsynced_.size() + syncing_ < std::max<size_t>(1, options_.max_unsynced_rounds) ||
+    return unsynced_.size() + in_flight_ < std::max<size_t>(1, options_.max_unsynced_rounds) ||
            syncer_stop_;
   };
   sync_mu_.Await(absl::Condition(&room));
@@ -533,74 +539,106 @@ void LocalLedger::HandToSyncer(WrittenRound round) {
 
 void LocalLedger::SyncerLoop() {
   while (true) {
-    std::deque<WrittenRound> group;
+    SyncedGroup group;
     {
       absl::MutexLock lock(&sync_mu_);
       auto ready = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
         return !unsynced_.empty() || syncer_stop_;
       };
       sync_mu_.Await(absl::Condition(&ready));
-      if (unsynced_.empty()) return;  // stopping, and every round is answered
-      group.swap(unsynced_);
-      syncing_ = group.size();
+      if (unsynced_.empty()) return;  // stopping, and every round is handed on
+      group.rounds.swap(unsynced_);
+      in_flight_ += group.rounds.size();
     }
     bool wrote = false;
+    for (const WrittenRound& r : group.rounds) wrote |= r.wrote;
+    // Once the writer stopped, nothing more is synced for an answer: not
+    // even rounds written before it stopped, whose sync might now succeed
+    // (on Linux a retried fsync can succeed after the failed one dropped
+    // their pages).
+    group.synced = writer_status();
+    if (group.synced.ok() && wrote && !options_.unsafe_no_sync) {
+      group.synced = FromRocks(db_->SyncWAL(), "syncing the write-ahead log");
+      if (group.synced.ok()) syncs_.fetch_add(1);
+    }
+    if (!group.synced.ok()) StopWriter(group.synced).IgnoreError();
+    absl::MutexLock lock(&mark_mu_);
+    synced_.push_back(std::move(group));
+  }
+}
+
+void LocalLedger::MarkerLoop() {
+  while (true) {
+    std::deque<SyncedGroup> groups;
+    {
+      absl::MutexLock lock(&mark_mu_);
+      auto ready = [this]()
+                       ABSL_NO_THREAD_SAFETY_ANALYSIS { return !synced_.empty() || marker_stop_; };
+      mark_mu_.Await(absl::Condition(&ready));
+      if (synced_.empty()) return;  // stopping, and every round is answered
+      groups.swap(synced_);
+    }
+    std::vector<WrittenRound> rounds;
+    absl::Status status;
+    for (SyncedGroup& g : groups) {
+      if (status.ok()) status = g.synced;
+      for (WrittenRound& r : g.rounds) rounds.push_back(std::move(r));
+    }
     const WrittenRound* last = nullptr;
-    for (const WrittenRound& r : group) {
-      wrote |= r.wrote;
+    for (const WrittenRound& r : rounds) {
       if (r.new_head) last = &r;
     }
-    // Once the writer stopped, nothing more is acknowledged: not even rounds
-    // written before it stopped, whose sync might now succeed (on Linux a
-    // retried fsync can succeed after the failed one dropped their pages).
-    absl::Status synced = writer_status();
-    if (synced.ok() && wrote && !options_.unsafe_no_sync) {
-      synced = FromRocks(db_->SyncWAL(), "syncing the write-ahead log");
-      if (synced.ok()) syncs_.fetch_add(1);
-    }
-    if (synced.ok() && last != nullptr && !options_.unsafe_no_sync) {
-      synced = MarkHighWater(last->head);
+    // One mark covers every group synced so far, before any of their
+    // answers; meanwhile the syncer fsyncs the WAL for the next ones. Once
+    // the writer stopped, nothing more is acknowledged.
+    if (status.ok()) status = writer_status();
+    if (status.ok() && last != nullptr && !options_.unsafe_no_sync) {
+      status = MarkHighWater(last->head);
     }
     std::vector<Completion> answers;
-    if (!synced.ok()) {
-      absl::Status stopped = StopWriter(synced);
-      for (WrittenRound& r : group) {
+    if (!status.ok()) {
+      absl::Status stopped = StopWriter(status);
+      for (WrittenRound& r : rounds) {
         for (auto& [done, result] : r.answers) answers.emplace_back(std::move(done), stopped);
       }
     } else {
-      // Durable: the group becomes visible, then its answers go out.
-      uint64_t events = 0;
-      for (const WrittenRound& r : group) events += r.events;
-      {
-        // Before the size: a reader that sees the size sees these too.
-        absl::MutexLock lock(&tips_mu_);
-        for (WrittenRound& r : group) {
-          if (tips_.size() + r.tips.size() > kMaxTips) tips_.clear();  // bounded
-          for (auto& [stream, tip] : r.tips) tips_[std::move(stream)] = tip;
-        }
-      }
-      for (const WrittenRound& r : group) nodes_.Add(r.nodes);
-      if (last != nullptr) {
-        absl::MutexLock lock(&state_mu_);
-        for (const WrittenRound& r : group) {
-          if (!r.new_head) continue;
-          recent_heads_.push_back(r.head);
-          if (recent_heads_.size() > kRecentHeads) recent_heads_.pop_front();
-        }
-        head_ = last->head;
-        size_.store(last->size, std::memory_order_release);
-        ++published_generation_;
-      }
-      events_written_.fetch_add(events);
-      for (WrittenRound& r : group) {
-        for (auto& a : r.answers) answers.push_back(std::move(a));
-      }
+      Publish(rounds, last, &answers);
     }
     {
       absl::MutexLock lock(&sync_mu_);
-      syncing_ = 0;  // the writer may go on while the callers are woken
+      in_flight_ -= rounds.size();  // the writer may go on while the callers are woken
     }
     for (auto& [done, result] : answers) done(std::move(result));
+  }
+}
+
+void LocalLedger::Publish(std::vector<WrittenRound>& rounds, const WrittenRound* last,
+                          std::vector<Completion>* answers) {
+  uint64_t events = 0;
+  for (const WrittenRound& r : rounds) events += r.events;
+  {
+    // Before the size: a reader that sees the size sees these too.
+    absl::MutexLock lock(&tips_mu_);
+    for (WrittenRound& r : rounds) {
+      if (tips_.size() + r.tips.size() > kMaxTips) tips_.clear();  // bounded
+      for (auto& [stream, tip] : r.tips) tips_[std::move(stream)] = tip;
+    }
+  }
+  for (const WrittenRound& r : rounds) nodes_.Add(r.nodes);
+  if (last != nullptr) {
+    absl::MutexLock lock(&state_mu_);
+    for (const WrittenRound& r : rounds) {
+      if (!r.new_head) continue;
+      recent_heads_.push_back(r.head);
+      if (recent_heads_.size() > kRecentHeads) recent_heads_.pop_front();
+    }
+    head_ = last->head;
+    size_.store(last->size, std::memory_order_release);
+    ++published_generation_;
+  }
+  events_written_.fetch_add(events);
+  for (WrittenRound& r : rounds) {
+    for (auto& a : r.answers) answers->push_back(std::move(a));
   }
 }
 

@@ -4,9 +4,11 @@
 // evaluates every request's idempotency key and preconditions in queue order,
 // assigns seqs, extends the Merkle tree, signs the new tree head and writes
 // the whole round in one WriteBatch. A syncer thread then fsyncs the WAL for
-// every round written so far, publishes the newest head, and only then answers
-// those rounds' requests; meanwhile the writer builds the next round. Readers
-// never see past the published size. A failed write or sync stops the writer
+// every round written so far; a marker thread writes the durable high-water
+// mark for what the syncer made durable, publishes the newest head, and only
+// then answers those rounds' requests. Meanwhile the writer builds the next
+// round and the syncer syncs it, so the two fsyncs overlap. Readers never see
+// past the published size. A failed write or sync stops the writer
 // for good (fail-stop, UNAVAILABLE): nothing that may be lost is ever
 // acknowledged. Readers never block the writer.
 #pragma once
@@ -148,6 +150,12 @@ class LocalLedger final : public Ledger {
     std::vector<std::pair<merkle::NodeId, Hash>> nodes;   // tree nodes written
   };
   struct RoundResult;
+  // Rounds the syncer made durable in the WAL (or failed to), on their way
+  // to the marker, which writes the high-water mark, publishes and answers.
+  struct SyncedGroup {
+    std::deque<WrittenRound> rounds;
+    absl::Status synced;
+  };
 
   explicit LocalLedger(LedgerOptions options);
   absl::Status OpenDb();
@@ -165,6 +173,11 @@ class LocalLedger final : public Ledger {
   void WriterLoop();
   void NotifierLoop();
   void SyncerLoop();
+  void MarkerLoop();
+  // Makes durable, marked rounds visible (`last`: the newest with a head)
+  // and collects their answers.
+  void Publish(std::vector<WrittenRound>& rounds, const WrittenRound* last,
+               std::vector<Completion>* answers);
   // Stops the writer for good; returns the status every later append gets.
   absl::Status StopWriter(const absl::Status& cause);
   void ProcessRound(std::vector<Pending>& round);
@@ -240,13 +253,18 @@ class LocalLedger final : public Ledger {
 
   absl::Mutex sync_mu_;
   std::deque<WrittenRound> unsynced_ ABSL_GUARDED_BY(sync_mu_);
-  size_t syncing_ ABSL_GUARDED_BY(sync_mu_) = 0;  // rounds the syncer holds now
+  // Rounds the syncer and the marker hold now (written, not yet answered).
+  size_t in_flight_ ABSL_GUARDED_BY(sync_mu_) = 0;
   bool syncer_stop_ ABSL_GUARDED_BY(sync_mu_) = false;
   std::atomic<uint64_t> syncs_{0};
 
   std::thread writer_;
   std::thread notifier_;
   std::thread syncer_;
+  absl::Mutex mark_mu_;
+  std::deque<SyncedGroup> synced_ ABSL_GUARDED_BY(mark_mu_);
+  bool marker_stop_ ABSL_GUARDED_BY(mark_mu_) = false;
+  std::thread marker_;
   std::thread scrubber_;
   absl::Mutex scrub_mu_;
   bool scrub_stop_ ABSL_GUARDED_BY(scrub_mu_) = false;
