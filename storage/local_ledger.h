@@ -150,6 +150,7 @@ class LocalLedger final : public Ledger {
     std::vector<std::pair<merkle::NodeId, Hash>> nodes;   // tree nodes written
   };
   struct RoundResult;
+  class Round;  // one commit round being built (local_ledger_round.cc)
   // Rounds the syncer made durable in the WAL (or failed to), on their way
   // to the marker, which writes the high-water mark, publishes and answers.
   struct SyncedGroup {
@@ -180,7 +181,8 @@ class LocalLedger final : public Ledger {
                std::vector<Completion>* answers);
   // Stops the writer for good; returns the status every later append gets.
   absl::Status StopWriter(const absl::Status& cause);
-  void ProcessRound(std::vector<Pending>& round);
+  // Builds, checks, writes and hands on one commit round.
+  void ProcessRound(std::vector<Pending>& requests);
   void ScrubLoop();
   // Records damage found: reads answer DATA_LOSS, the writer stops.
   void Damaged(const absl::Status& cause);

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -64,6 +65,8 @@ class CompactRange {
   static absl::StatusOr<CompactRange> Load(NodeReader& reader, uint64_t size);
 
   uint64_t size() const { return size_; }
+  // The perfect subtrees of the border, largest (leftmost) first.
+  const std::vector<std::pair<NodeId, Hash>>& nodes() const { return nodes_; }
   // Appends a leaf hash; `created` receives every perfect node that this
   // append completes (the leaf itself first), for storage.
   void Append(const Hash& leaf_hash, std::vector<std::pair<NodeId, Hash>>* created);
