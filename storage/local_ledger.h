@@ -195,8 +195,9 @@ class LocalLedger final : public Ledger {
   absl::StatusOr<std::optional<uint64_t>> KnownVersion(absl::string_view stream, uint64_t size);
   // The seq of version 1 of a stream (written, maybe not published), if any.
   absl::StatusOr<std::optional<uint64_t>> FirstSeq(absl::string_view stream);
+  // The events at `seqs`, in order, as many as fit one page (then `cut`).
   absl::StatusOr<std::vector<v1::Event>> ReadEventsBySeq(const std::vector<uint64_t>& seqs,
-                                                         bool include_payloads);
+                                                         bool include_payloads, bool* cut);
   absl::StatusOr<v1::SignedHead> ReadHeadAt(uint64_t size);
   absl::StatusOr<v1::SignedHead> SignHead(uint64_t size, const Hash& root, absl::Time time);
   void SweepIdempotency(absl::Time now, rocksdb::WriteBatch* batch);

@@ -58,6 +58,49 @@ absl::StatusOr<v1::Event> DecodeEvent(uint64_t seq, std::string header_bytes) {
   return ev;
 }
 
+// Every event read must be the one the tree holds at its seq: its header
+// hashes to the stored leaf. A record rewritten whole, which RocksDB's block
+// checksums cannot see, fails the read instead of being answered.
+template <typename Events>
+absl::Status CheckLeaves(merkle::NodeReader& reader, const Events& events) {
+  std::vector<merkle::NodeId> ids;
+  for (const v1::Event& e : events) ids.push_back({0, e.header().seq() - 1});
+  if (ids.empty()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(std::vector<Hash> leaves, reader.ReadNodes(ids));
+  size_t i = 0;
+  for (const v1::Event& e : events) {
+    if (merkle::HashLeaf(e.header_bytes()) != leaves[i++]) {
+      return absl::DataLossError(absl::StrCat("event seq ", e.header().seq(),
+                                              " is not the one the tree holds at its seq; run "
+                                              "careloop ledger verify and restore from a backup"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The bytes of one read page: events are added while they fit, and the
+// first always does. Counted from the header (which records its payload's
+// size) before any payload is read.
+class PageBytes {
+ public:
+  PageBytes(size_t max, bool payloads) : max_(max), payloads_(payloads) {}
+  bool Fits(const v1::Event& e) {
+    // The header twice (its bytes and the decoded copy) and its payload.
+    const size_t bytes =
+        2 * e.header_bytes().size() + (payloads_ ? e.header().payload_size() : 0) + 16;
+    if (events_ > 0 && used_ + bytes > max_) return false;
+    used_ += bytes;
+    ++events_;
+    return true;
+  }
+
+ private:
+  const size_t max_;
+  const bool payloads_;
+  size_t used_ = 0;
+  size_t events_ = 0;
+};
+
 // A tree size a caller asked for (0: the ledger's size), within the ledger.
 absl::StatusOr<uint64_t> SizeInLedger(uint64_t asked, uint64_t size) {
   if (asked == 0) return size;
@@ -113,7 +156,7 @@ uint32_t LocalLedger::ClampLimit(uint32_t limit) const {
 }
 
 absl::StatusOr<std::vector<v1::Event>> LocalLedger::ReadEventsBySeq(
-    const std::vector<uint64_t>& seqs, bool include_payloads) {
+    const std::vector<uint64_t>& seqs, bool include_payloads, bool* cut) {
   std::vector<v1::Event> out;
   if (seqs.empty()) return out;
   std::vector<std::string> keys;
@@ -123,23 +166,32 @@ absl::StatusOr<std::vector<v1::Event>> LocalLedger::ReadEventsBySeq(
   std::vector<rocksdb::ColumnFamilyHandle*> cfs(keys.size(), cf(schema::kEvents));
   std::vector<std::string> headers;
   std::vector<rocksdb::Status> st = db_->MultiGet(rocksdb::ReadOptions(), cfs, slices, &headers);
-  std::vector<std::string> payloads;
-  std::vector<rocksdb::Status> pst;
-  if (include_payloads) {
-    std::vector<rocksdb::ColumnFamilyHandle*> pcfs(keys.size(), cf(schema::kPayloads));
-    pst = db_->MultiGet(rocksdb::ReadOptions(), pcfs, slices, &payloads);
-  }
   out.reserve(seqs.size());
+  PageBytes page(options_.limits.max_read_bytes, include_payloads);
   for (size_t i = 0; i < seqs.size(); ++i) {
     RETURN_IF_ERROR(FromRocks(st[i], absl::StrCat("reading event seq ", seqs[i])));
     ASSIGN_OR_RETURN(v1::Event ev, DecodeEvent(seqs[i], std::move(headers[i])));
-    if (include_payloads) {
-      if (pst[i].IsNotFound()) return MissingPayload(seqs[i]);
-      RETURN_IF_ERROR(FromRocks(pst[i], absl::StrCat("reading payload seq ", seqs[i])));
-      RETURN_IF_ERROR(AttachPayload(&ev, std::move(payloads[i])));
+    if (!page.Fits(ev)) {
+      *cut = true;
+      break;
     }
     out.push_back(std::move(ev));
   }
+  if (include_payloads) {
+    // Only the payloads of the events that fit the page are read.
+    slices.resize(out.size());
+    std::vector<rocksdb::ColumnFamilyHandle*> pcfs(out.size(), cf(schema::kPayloads));
+    std::vector<std::string> payloads;
+    std::vector<rocksdb::Status> pst =
+        db_->MultiGet(rocksdb::ReadOptions(), pcfs, slices, &payloads);
+    for (size_t i = 0; i < out.size(); ++i) {
+      if (pst[i].IsNotFound()) return MissingPayload(seqs[i]);
+      RETURN_IF_ERROR(FromRocks(pst[i], absl::StrCat("reading payload seq ", seqs[i])));
+      RETURN_IF_ERROR(AttachPayload(&out[i], std::move(payloads[i])));
+    }
+  }
+  RocksNodeReader leaves(db_.get(), cf(schema::kMerkle), &nodes_, /*fill=*/false);
+  RETURN_IF_ERROR(CheckLeaves(leaves, out));
   return out;
 }
 
@@ -160,6 +212,7 @@ absl::StatusOr<v1::ReadResponse> LocalLedger::Read(const v1::ReadRequest& req) {
     pit.reset(db_->NewIterator(rocksdb::ReadOptions(), cf(schema::kPayloads)));
     pit->Seek(BE64(from));
   }
+  PageBytes page(options_.limits.max_read_bytes, req.include_payloads());
   uint64_t expect = from;
   for (it->Seek(BE64(from)); it->Valid() && expect <= last; it->Next(), ++expect) {
     uint64_t seq = DecodeBE64(AsView(it->key()));
@@ -167,6 +220,10 @@ absl::StatusOr<v1::ReadResponse> LocalLedger::Read(const v1::ReadRequest& req) {
       return absl::DataLossError(absl::StrCat("event seq ", expect, " is missing from the ledger"));
     }
     ASSIGN_OR_RETURN(v1::Event ev, DecodeEvent(seq, it->value().ToString()));
+    if (!page.Fits(ev)) {
+      resp.set_more(true);
+      break;
+    }
     if (pit) {
       while (pit->Valid() && DecodeBE64(AsView(pit->key())) < seq) pit->Next();
       RETURN_IF_ERROR(FromRocks(pit->status(), "reading payloads"));
@@ -176,9 +233,12 @@ absl::StatusOr<v1::ReadResponse> LocalLedger::Read(const v1::ReadRequest& req) {
     *resp.add_events() = std::move(ev);
   }
   RETURN_IF_ERROR(FromRocks(it->status(), "reading events"));
-  if (expect <= last) {
+  if (expect <= last && !resp.more()) {
     return absl::DataLossError(absl::StrCat("event seq ", expect, " is missing from the ledger"));
   }
+  RocksNodeReader leaves(db_.get(), cf(schema::kMerkle), &nodes_, /*fill=*/false);
+  RETURN_IF_ERROR(CheckLeaves(leaves, resp.events()));
+  if (!resp.more()) resp.set_more(last < size);
   return resp;
 }
 
@@ -221,7 +281,10 @@ absl::StatusOr<v1::ReadResponse> LocalLedger::ReadStream(const v1::ReadStreamReq
         it.get(), req.stream(), from, size, limit,
         [](const rocksdb::Iterator& i) { return DecodeBE64(AsView(i.value())); }, &seqs, &more));
   }
-  ASSIGN_OR_RETURN(std::vector<v1::Event> events, ReadEventsBySeq(seqs, req.include_payloads()));
+  bool cut = false;
+  ASSIGN_OR_RETURN(std::vector<v1::Event> events,
+                   ReadEventsBySeq(seqs, req.include_payloads(), &cut));
+  more = more || cut;
   for (size_t i = 0; i < events.size(); ++i) {
     const v1::EventHeader& h = events[i].header();
     if (h.stream() != req.stream() || h.stream_version() != from + i)
@@ -264,7 +327,10 @@ absl::StatusOr<v1::ReadResponse> LocalLedger::ReadIndex(const v1::ReadIndexReque
         return DecodeBE64(AsView(i.key()).substr(i.key().size() - 8));
       },
       &seqs, &more));
-  ASSIGN_OR_RETURN(std::vector<v1::Event> events, ReadEventsBySeq(seqs, req.include_payloads()));
+  bool cut = false;
+  ASSIGN_OR_RETURN(std::vector<v1::Event> events,
+                   ReadEventsBySeq(seqs, req.include_payloads(), &cut));
+  more = more || cut;
   for (const v1::Event& e : events) {
     const v1::EventHeader& h = e.header();
     const bool names = cf_index == schema::kSubjectIndex ? h.subject() == key

@@ -65,6 +65,10 @@ absl::StatusOr<std::vector<Hash>> RocksNodeReader::ReadNodes(
   std::vector<std::pair<merkle::NodeId, Hash>> read;
   for (size_t j = 0; j < missing.size(); ++j) {
     const merkle::NodeId& id = ids[missing[j]];
+    if (st[j].IsNotFound()) {
+      return absl::DataLossError(
+          absl::StrCat("tree node level ", id.level, " index ", id.index, " is missing"));
+    }
     if (!st[j].ok()) {
       return FromRocks(st[j], absl::StrCat("tree node level ", id.level, " index ", id.index));
     }
@@ -76,7 +80,7 @@ absl::StatusOr<std::vector<Hash>> RocksNodeReader::ReadNodes(
     std::copy(values[j].begin(), values[j].end(), h.begin());
     read.emplace_back(id, h);
   }
-  if (cache_ != nullptr) cache_->Add(read);
+  if (cache_ != nullptr && fill_) cache_->Add(read);
   return out;
 }
 

@@ -36,18 +36,21 @@ class NodeCache {
 };
 
 // Perfect-subtree hashes for proofs: what the cache (if any) holds, the
-// rest in one MultiGet (then cached). DATA_LOSS for a node that is not 32
-// bytes.
+// rest in one MultiGet (then cached, unless `fill` is false: reads check
+// leaves, which would crowd the proofs' nodes out). DATA_LOSS for a node
+// that is missing or not 32 bytes: callers ask only for nodes of the tree.
 class RocksNodeReader final : public merkle::NodeReader {
  public:
-  RocksNodeReader(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, NodeCache* cache = nullptr)
-      : db_(db), cf_(cf), cache_(cache) {}
+  RocksNodeReader(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, NodeCache* cache = nullptr,
+                  bool fill = true)
+      : db_(db), cf_(cf), cache_(cache), fill_(fill) {}
   absl::StatusOr<std::vector<Hash>> ReadNodes(const std::vector<merkle::NodeId>& ids) override;
 
  private:
   rocksdb::DB* db_;
   rocksdb::ColumnFamilyHandle* cf_;
   NodeCache* cache_;
+  bool fill_;
 };
 
 }  // namespace careloop::storage

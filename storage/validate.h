@@ -20,6 +20,9 @@ struct LedgerLimits {
   size_t max_agencies_per_event = 64;
   size_t max_idempotency_key_bytes = 256;
   uint32_t max_read_limit = 1000;  // events in one read page
+  // Bytes of events in one read page (payloads included; a page holds at
+  // least one event). Below a gRPC client's default 4 MiB receive limit.
+  size_t max_read_bytes = 3 << 20;
 };
 
 // Streams: a lower-case first segment, then '/'-separated segments of

@@ -3,6 +3,7 @@
 #include <toml++/toml.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <filesystem>
 #include <sstream>
 #include <tuple>
@@ -120,6 +121,8 @@ absl::Status LoadToml(const std::string& path, HubConfig* c) {
     return s;
   if (absl::Status s = ReadInt(t, "ledger", "max_read_limit", &c->limits.max_read_limit); !s.ok())
     return s;
+  if (absl::Status s = ReadInt(t, "ledger", "max_read_bytes", &c->limits.max_read_bytes); !s.ok())
+    return s;
   if (absl::Status s = ReadString(t, "directory", "admin_key", &c->admin_key); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "directory", "admin_public_key", &c->admin_public_key);
       !s.ok())
@@ -195,7 +198,8 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
   app.set_version_flag("--version", "careloopd 0.1.0");
   std::string config_path, services, window, skew;
   HubConfig flags;  // values of flags, applied only when given
-  size_t max_payload = 0, max_batch_events = 0, max_batch_bytes = 0, max_read = 0;
+  size_t max_payload = 0, max_batch_events = 0, max_batch_bytes = 0, max_read = 0,
+         max_read_bytes = 0;
   auto* o_config = app.add_option("--config", config_path, "TOML configuration file");
   auto* o_listen = app.add_option("--listen", flags.listen,
                                   "address to serve on [server.listen] (default 127.0.0.1:7400)");
@@ -239,6 +243,9 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
                                   "largest append [ledger.max_batch_bytes]");
   auto* o_read = app.add_option("--max-read-limit", max_read,
                                 "most events in one read page [ledger.max_read_limit]");
+  auto* o_read_bytes = app.add_option("--max-read-bytes", max_read_bytes,
+                                      "most bytes of events in one read page (at least one event) "
+                                      "[ledger.max_read_bytes]");
   auto* o_admin = app.add_option("--admin-key", flags.admin_key,
                                  "the hub admin's private key (PEM), dev [directory.admin_key]");
   auto* o_codes = app.add_option("--service-code", flags.extra_service_codes,
@@ -334,6 +341,7 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
   if (*o_bevents) c.limits.max_batch_events = max_batch_events;
   if (*o_bbytes) c.limits.max_batch_bytes = max_batch_bytes;
   if (*o_read) c.limits.max_read_limit = static_cast<uint32_t>(max_read);
+  if (*o_read_bytes) c.limits.max_read_bytes = max_read_bytes;
   if (*o_admin) c.admin_key = flags.admin_key;
   if (*o_admin_pub) c.admin_public_key = flags.admin_public_key;
   if (*o_codes) c.extra_service_codes = flags.extra_service_codes;
@@ -445,12 +453,20 @@ absl::Status ValidateHubConfig(const HubConfig& c) {
     return absl::InvalidArgumentError("--log-level: debug, info, warn or error");
   if (!log::ParseFormat(c.log_format, &format))
     return absl::InvalidArgumentError("--log-format: logfmt or json");
-  if (c.limits.max_batch_events == 0 || c.limits.max_payload_bytes == 0 || c.queue_capacity == 0) {
+  if (c.limits.max_batch_events == 0 || c.limits.max_payload_bytes == 0 || c.queue_capacity == 0 ||
+      c.limits.max_read_bytes == 0) {
     return absl::InvalidArgumentError("limits must be positive");
   }
   if (c.max_message_bytes < c.limits.max_batch_bytes + (1 << 20)) {
     return absl::InvalidArgumentError(
         "max_message_bytes must exceed max_batch_bytes by at least 1 MiB (room for the envelope)");
+  }
+  // A read page holds max_read_bytes, or one event of max_payload_bytes.
+  if (c.max_message_bytes <
+      std::max(c.limits.max_read_bytes, c.limits.max_payload_bytes) + (1 << 20)) {
+    return absl::InvalidArgumentError(
+        "max_message_bytes must exceed max_read_bytes and max_payload_bytes by at least 1 MiB "
+        "(a read page holds one or the other)");
   }
   return absl::OkStatus();
 }

@@ -1,6 +1,7 @@
 #include "services/careloopd/hub.h"
 
 #include <fcntl.h>
+#include <grpcpp/create_channel.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
@@ -238,8 +239,13 @@ absl::StatusOr<storage::Ledger*> Hub::ConnectLedger() {
   if (config_.ledger_address.rfind("unix:", 0) == 0) {
     channel_creds = grpc::InsecureChannelCredentials();  // the socket's directory is the check
   }
+  // A read page holds at most ledger.max_read_bytes, or one event of up to
+  // max_payload_bytes: both below max_message_bytes (config.cc checks).
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(static_cast<int>(config_.max_message_bytes));
+  args.SetMaxSendMessageSize(static_cast<int>(config_.max_message_bytes));
   remote_ledger_ = std::make_unique<ledger::RemoteLedger>(
-      grpc::CreateChannel(config_.ledger_address, channel_creds), absl::Seconds(30));
+      grpc::CreateCustomChannel(config_.ledger_address, channel_creds, args), absl::Seconds(30));
   return remote_ledger_.get();
 }
 

@@ -397,6 +397,98 @@ TYPED_TEST_P(LedgerConformance, RestartKeepsEverythingAndContinues) {
           .ok());
 }
 
+// Pages with payloads are cut by bytes (ledger.max_read_bytes, 3 MiB) as well
+// as by count, always with at least one event and with `more` set, so that a
+// page fits a gRPC client's default 4 MiB receive limit and a reader that
+// reads on while `more` gets every event exactly once.
+TYPED_TEST_P(LedgerConformance, LargePayloadPagesAreCutByBytesAndLoseNothing) {
+  constexpr int kEvents = 10;
+  constexpr size_t kPayload = 900 << 10;
+  auto payload_of = [](int i) {
+    std::string p(kPayload, '\0');
+    for (size_t k = 0; k < p.size(); ++k) p[k] = static_cast<char>((k * 31 + i * 7) & 0xff);
+    return p;
+  };
+  for (int i = 0; i < kEvents; i += 2) {
+    v1::AppendRequest r;
+    for (int k = i; k < i + 2; ++k) {
+      v1::EventInput* e = r.add_events();
+      *e = Event("referral/big", "E", payload_of(k)).events(0);
+      e->add_agencies("org.big");
+    }
+    this->MustAppend(r);
+  }
+  constexpr size_t kClientLimit = 4 << 20;
+  // Reads pages while `more`, checking each, and returns the seqs seen.
+  auto page_through = [&](auto read_page) {
+    std::vector<uint64_t> seqs;
+    for (int pages = 0; pages <= kEvents; ++pages) {
+      absl::StatusOr<v1::ReadResponse> page = read_page(seqs.empty() ? 0 : seqs.back());
+      EXPECT_TRUE(page.ok()) << page.status();
+      if (!page.ok()) break;
+      EXPECT_LE(page->ByteSizeLong(), kClientLimit);
+      EXPECT_GE(page->events_size(), page->more() ? 1 : 0);
+      for (const v1::Event& e : page->events()) {
+        const uint64_t seq = e.header().seq();
+        seqs.push_back(seq);
+        EXPECT_EQ(e.payload(), payload_of(static_cast<int>(seq - 1))) << seq;
+      }
+      if (!page->more()) break;
+    }
+    return seqs;
+  };
+  std::vector<uint64_t> all(kEvents);
+  for (int i = 0; i < kEvents; ++i) all[i] = i + 1;
+  EXPECT_EQ(page_through([&](uint64_t last) {
+              v1::ReadRequest r;
+              r.set_from_seq(last + 1);
+              r.set_include_payloads(true);
+              return this->L()->Read(r);
+            }),
+            all);
+  EXPECT_EQ(page_through([&](uint64_t last) {
+              v1::ReadStreamRequest r;
+              r.set_stream("referral/big");
+              r.set_from_version(last + 1);  // version == seq here
+              r.set_include_payloads(true);
+              return this->L()->ReadStream(r);
+            }),
+            all);
+  EXPECT_EQ(page_through([&](uint64_t last) {
+              v1::ReadIndexRequest r;
+              r.set_agency("org.big");
+              r.set_after_seq(last);
+              r.set_include_payloads(true);
+              return this->L()->ReadIndex(r);
+            }),
+            all);
+  // The cut is by bytes: a first page holds some events, not all of them.
+  v1::ReadRequest first;
+  first.set_include_payloads(true);
+  auto page = this->L()->Read(first);
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_GT(page->events_size(), 1);
+  EXPECT_LT(page->events_size(), kEvents);
+  EXPECT_TRUE(page->more());
+  // Without payloads the same events fit one page.
+  first.set_include_payloads(false);
+  page = this->L()->Read(first);
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_EQ(page->events_size(), kEvents);
+  EXPECT_FALSE(page->more());
+  // A tail with payloads delivers every event once, in batches that fit.
+  std::unique_ptr<storage::TailStream> tail = this->L()->Tail(1, true);
+  std::vector<uint64_t> tailed;
+  while (tailed.size() < all.size()) {
+    auto batch = tail->Next(absl::Seconds(30));
+    ASSERT_TRUE(batch.ok()) << batch.status();
+    ASSERT_FALSE(batch->empty());
+    for (const v1::Event& e : *batch) tailed.push_back(e.header().seq());
+  }
+  EXPECT_EQ(tailed, all);
+  tail->Cancel();
+}
+
 REGISTER_TYPED_TEST_SUITE_P(LedgerConformance, AppendAssignsGapFreeSeqsVersionsAndSignedHeads,
                             FailedPreconditionWritesNothingOfTheBatch,
                             PreconditionsMustNotExistAndExpectedVersion,
@@ -404,6 +496,7 @@ REGISTER_TYPED_TEST_SUITE_P(LedgerConformance, AppendAssignsGapFreeSeqsVersionsA
                             IdempotentRetryReturnsTheOriginalCommitAlsoAfterRestart,
                             CursorsMoveAtomicallyWithCompareAndSet, TailWakesOnCommit,
                             ReadsByStreamAgencyAndSubject, ProofsAndReceiptsVerifyOffline,
-                            BadInputIsRefusedAndWritesNothing, RestartKeepsEverythingAndContinues);
+                            BadInputIsRefusedAndWritesNothing, RestartKeepsEverythingAndContinues,
+                            LargePayloadPagesAreCutByBytesAndLoseNothing);
 
 }  // namespace careloop::testing

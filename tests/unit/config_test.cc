@@ -108,6 +108,19 @@ TEST(Config, TheLedgerListensOnItsOwnSocketAndNeverOnTcpWithoutTls) {
             "unix:/tmp/l.sock");
 }
 
+TEST(Config, ReadPagesFitTheLargestMessage) {
+  auto c = Parse({"--max-read-bytes", "2097152"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->limits.max_read_bytes, 2u << 20);
+  EXPECT_EQ(Parse({})->limits.max_read_bytes, 3u << 20);
+  EXPECT_EQ(Parse({"--max-read-bytes", "0"}).status().code(), absl::StatusCode::kInvalidArgument);
+  // A page (or one event) must fit a message with room to spare.
+  EXPECT_EQ(Parse({"--max-read-bytes", std::to_string(16 << 20)}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Parse({"--max-payload-bytes", std::to_string(16 << 20)}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(Config, Refusals) {
   EXPECT_EQ(Parse({"--listen", "0.0.0.0:7400"}).status().code(),
             absl::StatusCode::kInvalidArgument);
