@@ -371,6 +371,47 @@ void FloorBench(const std::string& base, uint64_t submissions, const std::vector
   }
 }
 
+// Reads as the services make them: the whole log in pages (headers only, and
+// with payloads), and pages of one agency's index from random points.
+void ReadBench(storage::LocalLedger* ledger) {
+  const uint64_t size = ledger->size();
+  for (bool payloads : {false, true}) {
+    absl::Time s = absl::Now();
+    uint64_t read = 0, pages = 0;
+    for (uint64_t from = 1; from <= size; ++pages) {
+      v1::ReadRequest r;
+      r.set_from_seq(from);
+      r.set_include_payloads(payloads);
+      auto page = ledger->Read(r);
+      if (!page.ok() || page->events().empty()) Die();
+      read += page->events_size();
+      from = page->events().rbegin()->header().seq() + 1;
+    }
+    const double secs = absl::ToDoubleSeconds(absl::Now() - s);
+    std::printf("| Read, whole log, %s | %llu events in %llu pages | %.2f s | %.0f events/s |\n",
+                payloads ? "with payloads" : "headers", static_cast<unsigned long long>(read),
+                static_cast<unsigned long long>(pages), secs, read / secs);
+  }
+  std::mt19937_64 rng(7);
+  std::vector<double> lat;
+  for (int i = 0; i < 2000; ++i) {
+    v1::ReadIndexRequest r;
+    r.set_agency(absl::StrCat("org.a", rng() % 50));
+    r.set_after_seq(rng() % size);
+    r.set_limit(100);
+    r.set_include_payloads(true);
+    absl::Time s = absl::Now();
+    auto page = ledger->ReadIndex(r);
+    lat.push_back(absl::ToDoubleMicroseconds(absl::Now() - s));
+    if (!page.ok()) Die();
+  }
+  std::sort(lat.begin(), lat.end());
+  std::printf(
+      "| ReadIndex, 100 events with payloads, random agency and point | p50 %.0f µs | p99 "
+      "%.0f µs |\n\n",
+      lat[lat.size() / 2], lat[lat.size() * 99 / 100]);
+}
+
 void ProofBench(const std::string& base, uint64_t events) {
   auto signer = Signer();
   std::string dir = base + "/ledger-1m";
@@ -481,6 +522,7 @@ void ProofBench(const std::string& base, uint64_t events) {
     std::printf("reopen after a clean close at %llu events: %.3f s\n\n",
                 static_cast<unsigned long long>(ledger->size()),
                 absl::ToDoubleSeconds(absl::Now() - s));
+    ReadBench(ledger.get());
   }
   // Raw SHA-256 over the bytes the verifier must hash for each event: the
   // payload and the leaf (0x00 || header), from memory.
