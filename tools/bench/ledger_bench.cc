@@ -456,7 +456,7 @@ void ProofBench(const std::string& base, uint64_t events) {
             +[](int* f) { return *f < 2000; }, &in_flight));
         ++in_flight;
       }
-      ledger->AppendAsync(std::move(r), [&](absl::StatusOr<v1::Commit> c) {
+      ledger->AppendAsync(std::move(r), [&](const absl::StatusOr<v1::Commit>& c) {
         absl::MutexLock lock(&mu);
         failed = failed || !c.ok();
         --in_flight;
