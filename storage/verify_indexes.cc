@@ -207,23 +207,78 @@ class IndexChecker {
 
   // idempotency: key -> the original commit; its events, versions, commit
   // time and head must be in the log, and its expiry entry in idem_expiry.
+  // Records come in key order (random in seq); they are checked in chunks
+  // sorted by seq, with one forward iterator per column family, instead of
+  // point reads: a chunk's events, heads and expiry entries are then read
+  // block by block, in key order.
+  struct IdemRecord {
+    std::string key;
+    v1::StoredIdempotency rec;
+  };
+  static constexpr size_t kIdemChunk = 1 << 16;
+
   void Idempotency() {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro_, cfs_[schema::kIdempotency]));
+    std::vector<IdemRecord> chunk;
     uint64_t n = 0;
     for (it->SeekToFirst(); it->Valid() && !IsCancelled(cancel_); it->Next()) {
       ++n;
-      v1::StoredIdempotency rec;
-      if (!rec.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      IdemRecord r{std::string(AsView(it->key())), {}};
+      if (!r.rec.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
         Keep({kNoPosition,
               absl::StrCat("idempotency record ", n, " (in key order) does not parse")});
         continue;
       }
-      Keep(IdempotencyRecord(rec, AsView(it->key())));
+      chunk.push_back(std::move(r));
+      if (chunk.size() == kIdemChunk) CheckIdempotencyChunk(&chunk);
     }
     IteratorStatus(it.get(), "the idempotency records");
+    CheckIdempotencyChunk(&chunk);
   }
 
-  Finding IdempotencyRecord(const v1::StoredIdempotency& rec, absl::string_view key) {
+  void CheckIdempotencyChunk(std::vector<IdemRecord>* chunk) {
+    std::sort(chunk->begin(), chunk->end(), [](const IdemRecord& a, const IdemRecord& b) {
+      return a.rec.commit().first_seq() < b.rec.commit().first_seq();
+    });
+    SeekReader reader(db_, cfs_, ro_);
+    for (const IdemRecord& r : *chunk) {
+      if (IsCancelled(cancel_)) break;
+      Keep(IdempotencyRecord(r.rec, r.key, reader));
+    }
+    reader.Status(this);
+    chunk->clear();
+  }
+
+  // Forward iterators over the events, heads and expiry entries, for keys
+  // asked in (mostly) ascending order.
+  class SeekReader {
+   public:
+    SeekReader(rocksdb::DB* db, const std::vector<rocksdb::ColumnFamilyHandle*>& cfs,
+               const rocksdb::ReadOptions& ro)
+        : events_(db->NewIterator(ro, cfs[schema::kEvents])),
+          heads_(db->NewIterator(ro, cfs[schema::kHeads])),
+          expiry_(db->NewIterator(ro, cfs[schema::kIdemExpiry])) {}
+    // The value at exactly `key`, or nullopt.
+    static std::optional<absl::string_view> At(rocksdb::Iterator* it, absl::string_view key) {
+      it->Seek(rocksdb::Slice(key.data(), key.size()));
+      if (!it->Valid() || AsView(it->key()) != key) return std::nullopt;
+      return AsView(it->value());
+    }
+    rocksdb::Iterator* events() { return events_.get(); }
+    rocksdb::Iterator* heads() { return heads_.get(); }
+    rocksdb::Iterator* expiry() { return expiry_.get(); }
+    void Status(IndexChecker* checker) {
+      checker->IteratorStatus(events_.get(), "the events");
+      checker->IteratorStatus(heads_.get(), "the tree heads");
+      checker->IteratorStatus(expiry_.get(), "the idempotency expiry entries");
+    }
+
+   private:
+    std::unique_ptr<rocksdb::Iterator> events_, heads_, expiry_;
+  };
+
+  Finding IdempotencyRecord(const v1::StoredIdempotency& rec, absl::string_view key,
+                            SeekReader& reader) {
     const v1::Commit& c = rec.commit();
     const uint64_t first = c.first_seq();
     if (first == 0) {
@@ -236,24 +291,27 @@ class IndexChecker {
                            " does not match the log")};
     }
     for (uint64_t seq = first; first != 0 && seq <= c.last_seq(); ++seq) {
-      std::optional<v1::EventHeader> h = Header(seq, "an idempotency record");
-      if (!h.has_value()) return {};
-      if (h->stream_version() != c.stream_versions(static_cast<int>(seq - first)) ||
-          h->commit_time_unix_nanos() != c.commit_time_unix_nanos()) {
+      std::optional<absl::string_view> bytes = SeekReader::At(reader.events(), BE64(seq));
+      v1::EventHeader h;
+      if (!bytes.has_value() || !h.ParseFromArray(bytes->data(), static_cast<int>(bytes->size())) ||
+          h.seq() != seq) {
+        return {seq, absl::StrCat("an idempotency record points at seq ", seq,
+                                  ", whose header cannot be read")};
+      }
+      if (h.stream_version() != c.stream_versions(static_cast<int>(seq - first)) ||
+          h.commit_time_unix_nanos() != c.commit_time_unix_nanos()) {
         return {seq, absl::StrCat("the idempotency record of seq ", first,
                                   " differs from event seq ", seq)};
       }
     }
-    std::string value;
     if (rec.head_size() < c.last_seq() || rec.head_size() > events_ ||
-        !db_->Get(ro_, cfs_[schema::kHeads], BE64(rec.head_size()), &value).ok()) {
+        !SeekReader::At(reader.heads(), BE64(rec.head_size())).has_value()) {
       return {first == 0 ? kNoPosition : first,
               absl::StrCat("the idempotency record of seq ", first,
                            " names no signed head that covers it")};
     }
-    if (!db_->Get(ro_, cfs_[schema::kIdemExpiry],
-                  schema::IdemExpiryKey(c.commit_time_unix_nanos(), key), &value)
-             .ok()) {
+    if (!SeekReader::At(reader.expiry(), schema::IdemExpiryKey(c.commit_time_unix_nanos(), key))
+             .has_value()) {
       return {first == 0 ? kNoPosition : first,
               absl::StrCat("the idempotency record of seq ", first,
                            " has no expiry entry: it would never expire")};
