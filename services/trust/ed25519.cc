@@ -39,6 +39,11 @@ absl::StatusOr<std::string> RawPublic(EVP_PKEY* key) {
 
 bool IsEd25519(EVP_PKEY* key) { return EVP_PKEY_is_a(key, "ED25519") == 1; }
 
+// Refuses an encrypted key instead of OpenSSL's default, which would prompt
+// for a passphrase on the terminal (services/trust/encrypted_key.h reads
+// encrypted keys).
+int NoPassphrase(char* /*buf*/, int /*size*/, int /*rwflag*/, void* /*u*/) { return -1; }
+
 std::string BioToString(BIO* bio) {
   char* data = nullptr;
   long len = BIO_get_mem_data(bio, &data);
@@ -127,9 +132,9 @@ absl::StatusOr<Ed25519PrivateKey> Ed25519PrivateKey::FromSeed(absl::string_view 
 absl::StatusOr<Ed25519PrivateKey> Ed25519PrivateKey::FromPem(absl::string_view pem) {
   BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   if (!bio) return absl::ResourceExhaustedError("out of memory");
-  PkeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
+  PkeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, NoPassphrase, nullptr));
   if (!key || !IsEd25519(key.get())) {
-    return absl::InvalidArgumentError("not a PEM Ed25519 private key");
+    return absl::InvalidArgumentError("not a PEM Ed25519 private key (or one that is encrypted)");
   }
   ASSIGN_OR_RETURN(std::string pub_raw, RawPublic(key.get()));
   ASSIGN_OR_RETURN(Ed25519PublicKey pub, Ed25519PublicKey::FromRaw(pub_raw));
