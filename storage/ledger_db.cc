@@ -3,7 +3,6 @@
 // written durably.
 #include "storage/ledger_db.h"
 
-#include <openssl/rand.h>
 #include <rocksdb/cache.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/slice_transform.h>
@@ -19,6 +18,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "base/crypto.h"
 #include "base/log.h"
 #include "base/status.h"
 #include "storage/rocksdb_status.h"
@@ -133,11 +133,7 @@ std::vector<rocksdb::ColumnFamilyDescriptor> LedgerCfDescriptors(const rocksdb::
   return cfs;
 }
 
-std::string NewLogId() {
-  unsigned char buf[16];
-  CARELOOP_CHECK(RAND_bytes(buf, sizeof buf) == 1);
-  return HexEncode(absl::string_view(reinterpret_cast<char*>(buf), sizeof buf));
-}
+std::string NewLogId() { return HexEncode(RandomBytes(16)); }
 
 absl::Status WriteFileDurably(rocksdb::FileSystem* fs, const std::string& dir,
                               const std::string& name, absl::string_view content) {

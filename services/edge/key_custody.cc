@@ -1,8 +1,5 @@
 #include "services/edge/key_custody.h"
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -12,6 +9,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/crypto.h"
 #include "base/file.h"
 #include "base/sha256.h"
 #include "base/status.h"
@@ -32,13 +30,7 @@ constexpr absl::string_view kMacLabel = "careloop-edge-key-mac: ";
 // key, checked before decrypting (which also refuses one agency's file
 // renamed to another's).
 std::string MacOf(absl::string_view kek, absl::string_view agency, absl::string_view pem) {
-  const std::string data = absl::StrCat("careloop edge key v1\n", agency, "\n", pem);
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  CARELOOP_CHECK(HMAC(EVP_sha256(), kek.data(), static_cast<int>(kek.size()),
-                      reinterpret_cast<const unsigned char*>(data.data()), data.size(), out,
-                      &len) != nullptr);
-  return HexEncode(absl::string_view(reinterpret_cast<const char*>(out), len));
+  return HexEncode(HmacSha256(kek, absl::StrCat("careloop edge key v1\n", agency, "\n", pem)));
 }
 
 // The encrypted key in a file's bytes once its MAC is checked.
@@ -54,7 +46,7 @@ absl::StatusOr<absl::string_view> Authenticated(absl::string_view kek, absl::str
   const absl::string_view mac = file.substr(kMacLabel.size(), eol - kMacLabel.size());
   const absl::string_view pem = file.substr(eol + 1);
   const std::string want = MacOf(kek, agency, pem);
-  if (mac.size() != want.size() || CRYPTO_memcmp(mac.data(), want.data(), want.size()) != 0) {
+  if (!ConstantTimeEquals(mac, want)) {
     return absl::PermissionDeniedError(denied);
   }
   return pem;

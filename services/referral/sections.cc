@@ -1,7 +1,5 @@
 #include "services/referral/sections.h"
 
-#include <openssl/rand.h>
-
 #include <map>
 
 #include "absl/strings/str_cat.h"
@@ -35,13 +33,6 @@ absl::Status CheckShape(const v1::Section& s, const SectionLimits& limits) {
 }
 
 }  // namespace
-
-std::string RandomBytes(size_t n) {
-  std::string out(n, '\0');
-  CARELOOP_CHECK(RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)) ==
-                 1);
-  return out;
-}
 
 std::string SectionDigestOf(const v1::Section& s) {
   std::string input;

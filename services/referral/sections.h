@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "base/crypto.h"
 #include "careloop/v1/referral.pb.h"
 #include "google/protobuf/repeated_ptr_field.h"
 
@@ -49,6 +50,6 @@ absl::Status VerifySections(const google::protobuf::RepeatedPtrField<v1::Section
                             const SectionLimits& limits = {});
 
 // The default source of salts: OpenSSL's RAND_bytes.
-std::string RandomBytes(size_t n);
+using ::careloop::RandomBytes;
 
 }  // namespace careloop::referral
