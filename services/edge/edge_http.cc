@@ -1,0 +1,321 @@
+#include "services/edge/edge_http.h"
+
+#include <httplib.h>
+
+#include <nlohmann/json.hpp>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "base/crypto.h"
+#include "base/log.h"
+#include "base/status.h"
+
+namespace careloop::edge {
+namespace {
+
+using nlohmann::json;
+
+// What the logger may say about the request being answered on this thread:
+// the route's pattern (never the path a client sent, which could hold
+// anything) and the staff member.
+thread_local std::string t_route;
+thread_local std::string t_actor;
+
+constexpr char kContentSecurityPolicy[] =
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'";
+
+void SetSecurityHeaders(httplib::Response& res) {
+  res.set_header("Content-Security-Policy", kContentSecurityPolicy);
+  res.set_header("X-Frame-Options", "DENY");
+  res.set_header("X-Content-Type-Options", "nosniff");
+  res.set_header("Referrer-Policy", "no-referrer");
+  res.set_header("Cross-Origin-Opener-Policy", "same-origin");
+  res.set_header("Cross-Origin-Resource-Policy", "same-origin");
+  res.set_header("Permissions-Policy", "camera=(), microphone=(), geolocation=()");
+  res.set_header("Cache-Control", "no-store");
+}
+
+int HttpStatusOf(absl::StatusCode code) {
+  switch (code) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kOutOfRange:
+      return 400;
+    case absl::StatusCode::kUnauthenticated:
+      return 401;
+    case absl::StatusCode::kPermissionDenied:
+      return 403;
+    case absl::StatusCode::kNotFound:
+      return 404;
+    case absl::StatusCode::kAlreadyExists:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kAborted:
+      return 409;
+    case absl::StatusCode::kResourceExhausted:
+      return 429;
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+      return 503;
+    default:
+      return 500;
+  }
+}
+
+void Reply(httplib::Response& res, int status, const json& body) {
+  res.status = status;
+  res.set_content(body.dump(), "application/json");
+}
+
+void ReplyError(httplib::Response& res, int status, const std::string& message) {
+  Reply(res, status, json{{"error", message}});
+}
+
+// A core error as HTTP. Internal failures say only that something failed:
+// their messages are for the operator's log, not the browser.
+void ReplyStatus(httplib::Response& res, const absl::Status& s) {
+  const int status = HttpStatusOf(s.code());
+  if (status >= 500) {
+    log::Error("edge_http_failed",
+               {{"route", t_route}, {"code", absl::StatusCodeToString(s.code())}});
+    ReplyError(res, status, "the edge could not do that just now; try again");
+    return;
+  }
+  ReplyError(res, status, std::string(s.message()));
+}
+
+// The JSON object a request carries, or an answer saying why not.
+absl::StatusOr<json> BodyOf(const httplib::Request& req) {
+  if (!absl::StartsWith(req.get_header_value("Content-Type"), "application/json")) {
+    return absl::InvalidArgumentError("send the request body as application/json");
+  }
+  json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded() || !body.is_object()) {
+    return absl::InvalidArgumentError("the request body is not a JSON object");
+  }
+  return body;
+}
+
+// A string field of `body`; "" when absent; an error when not a string.
+absl::StatusOr<std::string> StringField(const json& body, const char* name) {
+  const auto it = body.find(name);
+  if (it == body.end() || it->is_null()) return std::string();
+  if (!it->is_string()) {
+    return absl::InvalidArgumentError(absl::StrCat("\"", name, "\" must be a string"));
+  }
+  return it->get<std::string>();
+}
+
+std::string CookieValue(const httplib::Request& req, absl::string_view name) {
+  for (absl::string_view part : absl::StrSplit(req.get_header_value("Cookie"), ';')) {
+    part = absl::StripAsciiWhitespace(part);
+    if (absl::ConsumePrefix(&part, name) && absl::ConsumePrefix(&part, "=")) {
+      return std::string(part);
+    }
+  }
+  return "";
+}
+
+json StaffJson(const Principal& who) {
+  return json{{"agency_id", who.member.agency_id},
+              {"user_id", who.member.user_id},
+              {"display_name", who.member.display_name},
+              {"roles", who.member.roles},
+              {"has_second_factor", who.member.has_second_factor},
+              {"must_change_password", who.must_change_password}};
+}
+
+}  // namespace
+
+std::string SessionCookieName(bool tls) {
+  return tls ? "__Host-careloop_session" : "careloop_session";
+}
+
+EdgeHttp::EdgeHttp(EdgeHttpOptions options, StaffAccounts* accounts, Clock* clock)
+    : options_(std::move(options)),
+      accounts_(accounts),
+      requests_(clock, options_.requests_per_minute, options_.requests_per_minute / 4),
+      logins_(clock, options_.logins_per_minute, options_.logins_per_minute) {
+  if (tls()) {
+    server_ = std::make_unique<httplib::SSLServer>(options_.tls_cert_file.c_str(),
+                                                   options_.tls_key_file.c_str());
+  } else {
+    server_ = std::make_unique<httplib::Server>();
+  }
+  const size_t threads = options_.worker_threads;
+  server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  server_->set_payload_max_length(options_.max_body_bytes);
+  server_->set_read_timeout(10, 0);
+  server_->set_write_timeout(10, 0);
+  server_->set_keep_alive_timeout(5);
+  server_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    t_route = "(unrouted)";
+    t_actor.clear();
+    SetSecurityHeaders(res);
+    if (!requests_.Allow(req.remote_addr)) {
+      ReplyError(res, 429, "too many requests; wait a moment");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  server_->set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (res.body.empty()) {
+      ReplyError(res, res.status, res.status == 404 ? "no such page" : "the request was refused");
+    }
+  });
+  server_->set_logger([](const httplib::Request& req, const httplib::Response& res) {
+    log::Info("edge_http", {{"method", req.method},
+                            {"route", t_route},
+                            {"status", res.status},
+                            {"staff", t_actor.empty() ? "-" : t_actor}});
+  });
+  RegisterRoutes();
+}
+
+EdgeHttp::~EdgeHttp() { Stop(); }
+
+void EdgeHttp::Route(const std::string& method, const std::string& pattern, Access access,
+                     Handler handler) {
+  // Closed by default: nothing that changes state goes without CSRF.
+  CARELOOP_CHECK(method == "GET" || access != Access::kSession);
+  auto wrapped = [this, pattern, access, handler = std::move(handler)](const httplib::Request& req,
+                                                                       httplib::Response& res) {
+    t_route = pattern;
+    Guard(req, res, access, handler);
+  };
+  if (method == "GET") {
+    server_->Get(pattern, wrapped);
+  } else {
+    CARELOOP_CHECK(method == "POST");
+    server_->Post(pattern, wrapped);
+  }
+}
+
+void EdgeHttp::Guard(const httplib::Request& req, httplib::Response& res, Access access,
+                     const Handler& handler) {
+  if (access == Access::kPublic) {
+    handler(req, res, nullptr);
+    return;
+  }
+  absl::StatusOr<Principal> who =
+      accounts_->Authenticate(CookieValue(req, SessionCookieName(tls())));
+  if (!who.ok()) {
+    ClearSessionCookie(res);
+    ReplyStatus(res, who.status());
+    return;
+  }
+  t_actor = absl::StrCat(who->member.agency_id, "/", who->member.user_id);
+  if (access == Access::kSessionAndCsrf &&
+      !ConstantTimeEquals(req.get_header_value("X-CSRF-Token"), who->csrf)) {
+    ReplyError(res, 403, "this change lacks the page's CSRF token; reload the page");
+    return;
+  }
+  handler(req, res, &*who);
+}
+
+void EdgeHttp::RegisterRoutes() {
+  Route("POST", "/api/login", Access::kPublic,
+        [this](const httplib::Request& req, httplib::Response& res, const Principal*) {
+          Login(req, res);
+        });
+  Route("POST", "/api/logout", Access::kSessionAndCsrf,
+        [this](const httplib::Request& req, httplib::Response& res, const Principal*) {
+          Logout(req, res);
+        });
+  Route("GET", "/api/session", Access::kSession,
+        [this](const httplib::Request&, httplib::Response& res, const Principal* who) {
+          Session(res, *who);
+        });
+  Route("POST", "/api/password", Access::kSessionAndCsrf,
+        [this](const httplib::Request& req, httplib::Response& res, const Principal*) {
+          ChangePassword(req, res);
+        });
+}
+
+void EdgeHttp::SetSessionCookie(httplib::Response& res, const std::string& token) const {
+  res.set_header("Set-Cookie",
+                 absl::StrCat(SessionCookieName(tls()), "=", token,
+                              "; Path=/; HttpOnly; SameSite=Strict", tls() ? "; Secure" : ""));
+}
+
+void EdgeHttp::ClearSessionCookie(httplib::Response& res) const {
+  res.set_header("Set-Cookie", absl::StrCat(SessionCookieName(tls()),
+                                            "=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict",
+                                            tls() ? "; Secure" : ""));
+}
+
+void EdgeHttp::Login(const httplib::Request& req, httplib::Response& res) {
+  if (!logins_.Allow(req.remote_addr)) {
+    ReplyError(res, 429, "too many login attempts from here; wait a minute");
+    return;
+  }
+  absl::StatusOr<json> body = BodyOf(req);
+  if (!body.ok()) return ReplyStatus(res, body.status());
+  absl::StatusOr<std::string> agency = StringField(*body, "agency");
+  absl::StatusOr<std::string> user = StringField(*body, "user");
+  absl::StatusOr<std::string> password = StringField(*body, "password");
+  absl::StatusOr<std::string> code = StringField(*body, "code");
+  for (const auto* f : {&agency, &user, &password, &code}) {
+    if (!f->ok()) return ReplyStatus(res, f->status());
+  }
+  absl::StatusOr<SessionTokens> session = accounts_->Login(*agency, *user, *password, *code);
+  if (!session.ok()) return ReplyStatus(res, session.status());
+  absl::StatusOr<Principal> who = accounts_->Authenticate(session->session);
+  if (!who.ok()) return ReplyStatus(res, who.status());
+  t_actor = absl::StrCat(who->member.agency_id, "/", who->member.user_id);
+  SetSessionCookie(res, session->session);
+  Reply(res, 200, json{{"csrf", session->csrf}, {"staff", StaffJson(*who)}});
+}
+
+void EdgeHttp::Logout(const httplib::Request& req, httplib::Response& res) {
+  const absl::Status s = accounts_->Logout(CookieValue(req, SessionCookieName(tls())));
+  if (!s.ok()) return ReplyStatus(res, s);
+  ClearSessionCookie(res);
+  Reply(res, 200, json{{"logged_out", true}});
+}
+
+void EdgeHttp::Session(httplib::Response& res, const Principal& who) {
+  Reply(res, 200, json{{"csrf", who.csrf}, {"staff", StaffJson(who)}});
+}
+
+void EdgeHttp::ChangePassword(const httplib::Request& req, httplib::Response& res) {
+  absl::StatusOr<json> body = BodyOf(req);
+  if (!body.ok()) return ReplyStatus(res, body.status());
+  absl::StatusOr<std::string> old_password = StringField(*body, "old_password");
+  absl::StatusOr<std::string> new_password = StringField(*body, "new_password");
+  for (const auto* f : {&old_password, &new_password}) {
+    if (!f->ok()) return ReplyStatus(res, f->status());
+  }
+  absl::StatusOr<SessionTokens> session = accounts_->ChangePassword(
+      CookieValue(req, SessionCookieName(tls())), *old_password, *new_password);
+  if (!session.ok()) return ReplyStatus(res, session.status());
+  SetSessionCookie(res, session->session);
+  Reply(res, 200, json{{"csrf", session->csrf}});
+}
+
+absl::Status EdgeHttp::Start() {
+  if (!server_->is_valid()) {
+    return absl::InvalidArgumentError("the edge's TLS certificate or key could not be loaded");
+  }
+  if (options_.port == 0) {
+    port_ = server_->bind_to_any_port(options_.host);
+  } else {
+    port_ = server_->bind_to_port(options_.host, options_.port) ? options_.port : -1;
+  }
+  if (port_ <= 0) {
+    return absl::UnavailableError(
+        absl::StrCat("the edge cannot listen on ", options_.host, ":", options_.port));
+  }
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  return absl::OkStatus();
+}
+
+void EdgeHttp::Stop() {
+  if (server_) server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace careloop::edge

@@ -1,0 +1,88 @@
+// The edge's HTTP adapter (DESIGN.md, "The agency edge"): JSON over HTTP(S)
+// for the console, translated to the edge's core. cpp-httplib serves each
+// connection on a pool thread, so no route may wait on the hub for long.
+//
+// Closed by default: each route is registered with the access it needs
+// (public, a session, or a session and its CSRF token), and a route that
+// changes anything cannot be registered without the CSRF check. Every
+// response carries the security headers; request bodies are JSON, bounded
+// in size; each client address is rate-limited, logins more tightly. Log
+// lines name the method, the path (never a query string), the status and
+// the staff member's agency and user id: no PHI.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "base/clock.h"
+#include "services/edge/rate_limiter.h"
+#include "services/edge/staff_accounts.h"
+
+namespace httplib {
+class Server;
+struct Request;
+struct Response;
+}  // namespace httplib
+
+namespace careloop::edge {
+
+struct EdgeHttpOptions {
+  std::string host = "127.0.0.1";
+  int port = 0;  // 0: a free port (see EdgeHttp::port())
+  // Both set: HTTPS with these PEM files, and cookies marked Secure.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  size_t max_body_bytes = 1 << 20;
+  size_t worker_threads = 8;
+  double requests_per_minute = 600;  // per client address
+  double logins_per_minute = 10;     // per client address
+};
+
+// The name of the session cookie (with the __Host- prefix over HTTPS).
+std::string SessionCookieName(bool tls);
+
+class EdgeHttp {
+ public:
+  EdgeHttp(EdgeHttpOptions options, StaffAccounts* accounts, Clock* clock);
+  ~EdgeHttp();
+  EdgeHttp(const EdgeHttp&) = delete;
+  EdgeHttp& operator=(const EdgeHttp&) = delete;
+
+  // Binds and starts serving on a thread of its own.
+  absl::Status Start();
+  // Stops accepting and waits for the serving thread.
+  void Stop();
+  int port() const { return port_; }
+  bool tls() const { return !options_.tls_cert_file.empty(); }
+
+ private:
+  enum class Access { kPublic, kSession, kSessionAndCsrf };
+  using Handler =
+      std::function<void(const httplib::Request&, httplib::Response&, const Principal* who)>;
+  void Route(const std::string& method, const std::string& pattern, Access access, Handler handler);
+  void Guard(const httplib::Request& req, httplib::Response& res, Access access,
+             const Handler& handler);
+  void RegisterRoutes();
+
+  void Login(const httplib::Request& req, httplib::Response& res);
+  void Logout(const httplib::Request& req, httplib::Response& res);
+  void Session(httplib::Response& res, const Principal& who);
+  void ChangePassword(const httplib::Request& req, httplib::Response& res);
+
+  void SetSessionCookie(httplib::Response& res, const std::string& token) const;
+  void ClearSessionCookie(httplib::Response& res) const;
+
+  EdgeHttpOptions options_;
+  StaffAccounts* accounts_;
+  RateLimiter requests_;
+  RateLimiter logins_;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+  int port_ = 0;
+};
+
+}  // namespace careloop::edge
