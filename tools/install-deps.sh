@@ -12,7 +12,13 @@ PACKAGES=(
   libcurl4-openssl-dev
   python3 clang clang-format clang-tidy
   e2fsprogs mount  # the disk-full test: mkfs.ext4 and a loop mount
+  chromium fonts-dejavu-core  # the console's browser tests (and Node.js, below)
 )
+# Node.js and npm: the machine's own when present (a newer one than
+# Debian's may be installed, with npm inside it), else Debian's.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  PACKAGES+=(nodejs npm)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -23,12 +29,18 @@ done
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#PACKAGES[@]} packages present"
-  exit 0
+else
+  echo "install-deps: installing ${missing[*]}"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-echo "install-deps: installing ${missing[*]}"
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -q
-$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+# The browser tests' npm packages, pinned by tests/browser/package-lock.json.
+browser="$(dirname "$0")/../tests/browser"
+if ! (cd "$browser" && npm ls --silent >/dev/null 2>&1); then
+  echo "install-deps: installing the browser tests' npm packages"
+  (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error)
+fi

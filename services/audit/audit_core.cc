@@ -76,9 +76,9 @@ absl::StatusOr<std::string> AuditCore::Admit(const policy::Caller& caller,
   return caller.CoreId();
 }
 
-absl::Status AuditCore::Record(absl::string_view caller, absl::string_view rpc,
+absl::Status AuditCore::Record(const policy::Caller& who, absl::string_view rpc,
                                const google::protobuf::Message& request) {
-  return ledger_->Append(trust::ReadRecord(caller, rpc, request)).status();
+  return ledger_->Append(trust::ReadRecord(who.CoreId(), who.actor, rpc, request)).status();
 }
 
 absl::StatusOr<std::vector<v1::Event>> AuditCore::SubjectEvents(absl::string_view subject_id,
@@ -140,7 +140,7 @@ absl::StatusOr<v1::AuditQueryResponse> AuditCore::Query(const v1::AuditQueryRequ
                                                         const policy::Caller& who) {
   ASSIGN_OR_RETURN(const std::string caller, Admit(who, "Query"));
   ASSIGN_OR_RETURN(v1::AuditQueryResponse resp, Select(req));
-  RETURN_IF_ERROR(Record(caller, "Query", req));
+  RETURN_IF_ERROR(Record(who, "Query", req));
   return resp;
 }
 
@@ -393,7 +393,7 @@ absl::StatusOr<v1::TrailResponse> AuditCore::Trail(const v1::TrailRequest& req,
     }
     if (!more) break;
   }
-  RETURN_IF_ERROR(Record(caller, "Trail", req));
+  RETURN_IF_ERROR(Record(who, "Trail", req));
   return resp;
 }
 
@@ -403,7 +403,7 @@ absl::StatusOr<v1::DisclosureReportResponse> AuditCore::Report(
   // Recorded once, here, as this service's read (the consent core records
   // only reads it answers itself).
   ASSIGN_OR_RETURN(v1::DisclosureReportResponse r, consent_->Accounting(req));
-  RETURN_IF_ERROR(Record(caller, "Report", req));
+  RETURN_IF_ERROR(Record(who, "Report", req));
   return r;
 }
 
@@ -656,7 +656,7 @@ absl::StatusOr<v1::FhirAuditEventsResponse> AuditCore::FhirAuditEvents(
     }
     if (!more) break;
   }
-  RETURN_IF_ERROR(Record(caller, "FhirAuditEvents", req));
+  RETURN_IF_ERROR(Record(who, "FhirAuditEvents", req));
   return resp;
 }
 

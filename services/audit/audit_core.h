@@ -66,7 +66,7 @@ class AuditCore {
                                                   const Source& src, uint64_t after, bool* more);
   // The caller's id as the reads use it, once the audit table admits it.
   absl::StatusOr<std::string> Admit(const policy::Caller& caller, absl::string_view method) const;
-  absl::Status Record(absl::string_view caller, absl::string_view rpc,
+  absl::Status Record(const policy::Caller& who, absl::string_view rpc,
                       const google::protobuf::Message& request);
   // The events of a subject (every merged id), in seq order, after `after`.
   absl::StatusOr<std::vector<v1::Event>> SubjectEvents(absl::string_view subject_id, uint64_t after,

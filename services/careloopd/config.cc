@@ -107,6 +107,14 @@ absl::Status LoadToml(const std::string& path, HubConfig* c) {
   if (absl::Status s = ReadString(t, "ledger", "log_key", &c->log_key); !s.ok()) return s;
   if (absl::Status s = ReadString(t, "notification", "webhook_key", &c->webhook_key); !s.ok())
     return s;
+  if (absl::Status s = ReadString(t, "edge", "listen", &c->edge_listen); !s.ok()) return s;
+  if (absl::Status s = ReadString(t, "edge", "tls_cert", &c->edge_tls_cert); !s.ok()) return s;
+  if (absl::Status s = ReadString(t, "edge", "tls_key", &c->edge_tls_key); !s.ok()) return s;
+  if (absl::Status s = ReadInt(t, "edge", "requests_per_minute", &c->edge_requests_per_minute);
+      !s.ok())
+    return s;
+  if (absl::Status s = ReadInt(t, "edge", "logins_per_minute", &c->edge_logins_per_minute); !s.ok())
+    return s;
   if (absl::Status s = ReadInt(t, "ledger", "queue_capacity", &c->queue_capacity); !s.ok())
     return s;
   if (absl::Status s = ReadInt(t, "ledger", "block_cache_mb", &c->block_cache_mb); !s.ok())
@@ -169,6 +177,12 @@ const std::vector<std::string>& KnownServices() {
 
 bool HubConfig::runs(const std::string& service) const {
   return std::find(services.begin(), services.end(), service) != services.end();
+}
+
+std::string HubConfig::edge_address() const {
+  if (edge_listen == "off") return "";
+  if (!edge_listen.empty()) return edge_listen;
+  return tls() ? "" : "127.0.0.1:7480";
 }
 
 std::string HubConfig::webhook_key_path() const {
@@ -283,6 +297,18 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
       "a webhook failing this long is disabled [notification.webhook_disable_after]");
   auto* o_wkey = app.add_option("--webhook-key", flags.webhook_key,
                                 "the key that signs webhooks (PEM) [notification.webhook_key]");
+  auto* o_edge =
+      app.add_option("--edge-listen", flags.edge_listen,
+                     "the console's address, or off [edge.listen] (dev default 127.0.0.1:7480)");
+  auto* o_edge_cert = app.add_option("--edge-tls-cert", flags.edge_tls_cert,
+                                     "the console's HTTPS certificate (PEM) [edge.tls_cert]");
+  auto* o_edge_key = app.add_option("--edge-tls-key", flags.edge_tls_key,
+                                    "the console's HTTPS key (PEM) [edge.tls_key]");
+  auto* o_edge_rpm =
+      app.add_option("--edge-requests-per-minute", flags.edge_requests_per_minute,
+                     "console requests per client address [edge.requests_per_minute]");
+  auto* o_edge_lpm = app.add_option("--edge-logins-per-minute", flags.edge_logins_per_minute,
+                                    "sign-ins per client address [edge.logins_per_minute]");
   auto* o_dwindow =
       app.add_option("--delivery-window", flags.delivery_window,
                      "events sent and unacknowledged per consumer [notification.window]");
@@ -366,6 +392,11 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
   if (*o_attempts) c.max_attempts = flags.max_attempts;
   if (*o_dwindow) c.delivery_window = flags.delivery_window;
   if (*o_wkey) c.webhook_key = flags.webhook_key;
+  if (*o_edge) c.edge_listen = flags.edge_listen;
+  if (*o_edge_cert) c.edge_tls_cert = flags.edge_tls_cert;
+  if (*o_edge_key) c.edge_tls_key = flags.edge_tls_key;
+  if (*o_edge_rpm) c.edge_requests_per_minute = flags.edge_requests_per_minute;
+  if (*o_edge_lpm) c.edge_logins_per_minute = flags.edge_logins_per_minute;
   if (*o_cert) c.tls_cert = flags.tls_cert;
   if (*o_tkey) c.tls_key = flags.tls_key;
   if (*o_ca) c.tls_client_ca = flags.tls_client_ca;
@@ -446,6 +477,19 @@ absl::Status ValidateHubConfig(const HubConfig& c) {
     return absl::InvalidArgumentError(absl::StrCat(
         "refusing to serve ", c.listen,
         " without TLS: dev mode is for loopback addresses only. Configure [tls] for production."));
+  }
+  if (c.edge_requests_per_minute <= 0 || c.edge_logins_per_minute <= 0) {
+    return absl::InvalidArgumentError("the console's rate limits must be positive");
+  }
+  if (c.edge_tls_cert.empty() != c.edge_tls_key.empty()) {
+    return absl::InvalidArgumentError(
+        "the console's HTTPS needs both --edge-tls-cert and --edge-tls-key");
+  }
+  if (!c.edge_address().empty() && c.edge_tls_cert.empty() &&
+      !IsLoopbackAddress(c.edge_address())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "refusing to serve the console on ", c.edge_address(),
+        " without HTTPS: set --edge-tls-cert and --edge-tls-key, or listen on loopback"));
   }
   log::Level level;
   log::Format format;

@@ -69,6 +69,16 @@ struct HubConfig {
   std::string webhook_key;
   // A webhook failing this long is disabled and its missed events dead-lettered.
   absl::Duration webhook_disable_after = absl::Hours(72);
+  // [edge] The agency edge: the web console and its JSON API, for the
+  // agencies whose keys it holds. Dev default 127.0.0.1:7480 (plain HTTP on
+  // loopback); production: off unless set, and HTTPS (edge.tls_cert,
+  // edge.tls_key) unless on loopback behind a TLS proxy. "off": no edge.
+  std::string edge_listen;
+  std::string edge_tls_cert;
+  std::string edge_tls_key;
+  // Per client address: every request, and sign-ins (against guessing).
+  double edge_requests_per_minute = 3000;
+  double edge_logins_per_minute = 10;
   // [tls]
   std::string tls_cert;
   std::string tls_key;
@@ -92,6 +102,9 @@ struct HubConfig {
     return admin_key.empty() ? keys_dir() + "/hub-admin.pem" : admin_key;
   }
   std::string keys_dir() const { return data_dir + "/keys"; }
+  // The edge's address ("" : no edge), after the dev default.
+  std::string edge_address() const;
+  std::string edge_dir() const { return data_dir + "/edge"; }
 };
 
 // Every service careloopd knows, in start order.

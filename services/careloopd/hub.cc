@@ -16,10 +16,14 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "base/crypto.h"
 #include "base/file.h"
 #include "base/log.h"
 #include "base/status.h"
+#include "services/edge/demo_seed.h"
 #include "storage/ledger_db.h"
 #include "storage/testing_fs.h"
 
@@ -115,6 +119,7 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
     if (config.runs("notification")) RETURN_IF_ERROR(hub->StartNotification(ledger, out));
   }
   RETURN_IF_ERROR(hub->Serve());
+  RETURN_IF_ERROR(hub->StartEdge(out));
   if (hub->referral_service_) hub->StartEscalation();
   hub->StartHealthWatch();
   if (!config.tls()) {
@@ -247,6 +252,88 @@ absl::StatusOr<storage::Ledger*> Hub::ConnectLedger() {
   remote_ledger_ = std::make_unique<ledger::RemoteLedger>(
       grpc::CreateCustomChannel(config_.ledger_address, channel_creds, args), absl::Seconds(30));
   return remote_ledger_.get();
+}
+
+absl::StatusOr<std::string> Hub::EdgeKek(std::ostream& out) const {
+  absl::StatusOr<std::string> kek = edge::KekFromEnvironment();
+  if (kek.ok() || !absl::IsNotFound(kek.status())) return kek;
+  if (config_.tls()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the console holds the agencies' keys encrypted under a key-encryption key: set ",
+        edge::kKekEnvironmentVariable, " (openssl rand -base64 32), or --edge-listen off"));
+  }
+  // Dev mode: one kept beside the keys it protects (production never does).
+  const std::string path = config_.edge_dir() + "/dev-kek";
+  if (absl::StatusOr<std::string> kept = ReadFile(path); kept.ok()) return kept;
+  const std::string made = HexEncode(RandomBytes(32));
+  RETURN_IF_ERROR(WriteFileAtomically(path, made, 0600));
+  out << "careloopd: generated a dev key-encryption key for the console at " << path << "\n";
+  return made;
+}
+
+absl::Status Hub::StartEdge(std::ostream& out) {
+  const std::string address = config_.edge_address();
+  if (address.empty()) return absl::OkStatus();
+  if (!referral_core_ || !consent_core_ || !directory_core_ || !notifications_) {
+    if (config_.edge_listen.empty()) return absl::OkStatus();  // only the dev default
+    return absl::InvalidArgumentError(
+        "the console runs in the process that runs the directory, consent, referral and "
+        "notification services");
+  }
+  const size_t colon = address.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port)) {
+    return absl::InvalidArgumentError(absl::StrCat("--edge-listen ", address, ": not HOST:PORT"));
+  }
+  std::error_code ec;
+  fs::create_directories(config_.edge_dir(), ec);
+  fs::permissions(config_.edge_dir(), fs::perms::owner_all, fs::perm_options::replace, ec);
+  ASSIGN_OR_RETURN(std::string kek, EdgeKek(out));
+  ASSIGN_OR_RETURN(edge::KeyCustody keys,
+                   edge::KeyCustody::Open(config_.edge_dir() + "/keys", kek));
+  edge_keys_ = std::make_unique<edge::KeyCustody>(std::move(keys));
+  ASSIGN_OR_RETURN(edge_accounts_,
+                   edge::StaffAccounts::Open(config_.edge_dir() + "/staff", kek, SystemClock()));
+  edge_hub_ = std::make_unique<edge::InProcessHub>(edge::HubCores{
+      referral_core_.get(), consent_core_.get(), directory_core_.get(), notifications_.get()});
+  edge_desk_ = std::make_unique<edge::Desk>(edge_hub_.get(), edge_keys_.get(), SystemClock());
+  edge_feed_ = std::make_unique<edge::ChangeFeed>(edge_hub_.get());
+  ASSIGN_OR_RETURN(std::vector<std::string> served, edge_keys_->Agencies());
+  for (const std::string& agency : served) edge_feed_->Follow(agency);
+
+  edge::EdgeHttpOptions options;
+  options.host = address.substr(0, colon);
+  if (absl::StartsWith(options.host, "["))
+    options.host = options.host.substr(1, options.host.size() - 2);
+  options.port = port;
+  options.tls_cert_file = config_.edge_tls_cert;
+  options.tls_key_file = config_.edge_tls_key;
+  options.requests_per_minute = config_.edge_requests_per_minute;
+  options.logins_per_minute = config_.edge_logins_per_minute;
+  edge::EdgeParts parts{edge_accounts_.get(), edge_desk_.get(), edge_feed_.get(), nullptr};
+  if (!config_.tls() && fs::exists(config_.admin_key_path())) {
+    // Dev mode: careloop demo seed, for whoever can read the data dir.
+    ASSIGN_OR_RETURN(std::string pem, ReadFile(config_.admin_key_path()));
+    ASSIGN_OR_RETURN(trust::Ed25519PrivateKey admin, trust::Ed25519PrivateKey::FromPem(pem));
+    edge_seed_key_ = std::make_unique<trust::Ed25519PrivateKey>(std::move(admin));
+    options.dev_seed_token = HexEncode(RandomBytes(32));
+    RETURN_IF_ERROR(
+        WriteFileAtomically(config_.edge_dir() + "/dev-seed-token", options.dev_seed_token, 0600));
+    parts.dev_seed = [this]() {
+      return edge::SeedDemo(
+          edge::DemoSeedParts{edge_hub_.get(), edge_keys_.get(), edge_accounts_.get(),
+                              edge_desk_.get(), edge_feed_.get(), edge_seed_key_.get(),
+                              SystemClock(), config_.edge_dir() + "/demo-logins.json"});
+    };
+  }
+  edge_http_ =
+      std::make_unique<edge::EdgeHttp>(std::move(options), std::move(parts), SystemClock());
+  RETURN_IF_ERROR(edge_http_->Start());
+  console_url_ = absl::StrCat(edge_http_->tls() ? "https://" : "http://", address.substr(0, colon),
+                              ":", edge_http_->port(), "/");
+  out << "careloopd: console on " << console_url_ << " (agencies served: " << served.size()
+      << ")\n";
+  return absl::OkStatus();
 }
 
 absl::StatusOr<directory::HubAdmin> Hub::LoadHubAdmin(std::ostream& out) const {
@@ -447,6 +534,14 @@ void Hub::Shutdown() {
   shut_down_ = true;
   if (!server_ && !ledger_ && !directory_runner_ && !ledger_server_) return;  // never started
   log::Info("careloopd.shutdown_started");
+  // The console first: it calls the cores below.
+  if (edge_http_) edge_http_->Stop();
+  if (edge_feed_) edge_feed_->Stop();
+  edge_http_.reset();
+  edge_feed_.reset();
+  edge_desk_.reset();
+  edge_hub_.reset();
+  edge_accounts_.reset();
   // Open subscriptions end first, so the server's shutdown need not wait
   // for them.
   if (notification_core_) notification_core_->Stop();

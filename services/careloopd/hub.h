@@ -14,6 +14,12 @@
 #include "services/careloopd/config.h"
 #include "services/consent/consent_grpc_service.h"
 #include "services/directory/directory_grpc_service.h"
+#include "services/edge/change_feed.h"
+#include "services/edge/desk.h"
+#include "services/edge/edge_http.h"
+#include "services/edge/in_process_hub.h"
+#include "services/edge/key_custody.h"
+#include "services/edge/staff_accounts.h"
 #include "services/ledger/ledger_grpc_service.h"
 #include "services/ledger/remote_ledger.h"
 #include "services/notification/notification_grpc_service.h"
@@ -49,6 +55,8 @@ class Hub {
   const std::string& address() const { return address_; }
   // The ledger's own listener ("" when the ledger runs elsewhere).
   const std::string& ledger_address() const { return ledger_address_; }
+  // The console's URL ("" when the edge does not run).
+  const std::string& console_url() const { return console_url_; }
 
  private:
   Hub() = default;
@@ -65,6 +73,11 @@ class Hub {
   void StartAudit(storage::Ledger* ledger);
   absl::Status StartNotification(storage::Ledger* ledger, std::ostream& out);
   absl::Status Serve();
+  // The agency edge (console), in process: needs every agency-facing
+  // service here. Dev mode makes its key-encryption key and the demo seed's
+  // token in the data dir.
+  absl::Status StartEdge(std::ostream& out);
+  absl::StatusOr<std::string> EdgeKek(std::ostream& out) const;
   void StartEscalation();
   void StartHealthWatch();
   absl::Status Failure() const;
@@ -95,6 +108,15 @@ class Hub {
   std::thread health_watch_;  // shares escalator_mu_ and escalator_stop_
   absl::Mutex escalator_mu_;
   bool escalator_stop_ ABSL_GUARDED_BY(escalator_mu_) = false;
+  // The edge, stopped first.
+  std::unique_ptr<edge::KeyCustody> edge_keys_;
+  std::unique_ptr<edge::StaffAccounts> edge_accounts_;
+  std::unique_ptr<edge::InProcessHub> edge_hub_;
+  std::unique_ptr<edge::Desk> edge_desk_;
+  std::unique_ptr<edge::ChangeFeed> edge_feed_;
+  std::unique_ptr<trust::Ed25519PrivateKey> edge_seed_key_;  // dev: the hub admin's key
+  std::unique_ptr<edge::EdgeHttp> edge_http_;
+  std::string console_url_;
   std::unique_ptr<grpc::Server> server_;  // the agencies' listener
   std::string address_;
   std::unique_ptr<grpc::Server> ledger_server_;  // internal: the hub's services and operators

@@ -169,7 +169,7 @@ absl::StatusOr<v1::ListBreakGlassResponse> ConsentCore::ListBreakGlass(
       r.set_until_unix_nanos(b.until_unix_nanos());
     }
   }
-  RETURN_IF_ERROR(RecordRead(caller, "ConsentService.ListBreakGlass", req));
+  RETURN_IF_ERROR(RecordRead(who, "ConsentService.ListBreakGlass", req));
   return resp;
 }
 

@@ -39,10 +39,11 @@ ConsentCore::ConsentCore(storage::Ledger* ledger, directory::Agencies* directory
   if (!options_.new_subject_id) options_.new_subject_id = DefaultSubjectId;
 }
 
-absl::Status ConsentCore::RecordRead(absl::string_view caller, absl::string_view rpc,
+absl::Status ConsentCore::RecordRead(const policy::Caller& who, absl::string_view rpc,
                                      const google::protobuf::Message& request) {
+  const std::string caller = who.CoreId();
   if (caller.empty() || caller == directory::kHubAgency) return absl::OkStatus();  // internal
-  return ledger_->Append(trust::ReadRecord(caller, rpc, request)).status();
+  return ledger_->Append(trust::ReadRecord(caller, who.actor, rpc, request)).status();
 }
 
 bool ConsentCore::IsCompliance(absl::string_view agency) const {

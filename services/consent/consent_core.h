@@ -122,7 +122,7 @@ class ConsentCore final : public Decider, public SubjectRecords {
   bool MayRead(const v1::ConsentRecord& r, absl::string_view caller) const;
   // A read of a person's records by an agency or compliance, recorded in
   // the ledger (trust::ReadRecord); the hub's own decisions are not.
-  absl::Status RecordRead(absl::string_view caller, absl::string_view rpc,
+  absl::Status RecordRead(const policy::Caller& who, absl::string_view rpc,
                           const google::protobuf::Message& request);
   // The caller's id as the reads use it, once the table admits it.
   absl::StatusOr<std::string> Admit(const policy::Caller& caller, absl::string_view method) const;

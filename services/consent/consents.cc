@@ -234,7 +234,7 @@ absl::StatusOr<v1::ConsentRecord> ConsentCore::GetConsent(absl::string_view cons
   }
   v1::GetConsentRequest read;
   read.set_consent_id(std::string(consent_id));
-  RETURN_IF_ERROR(RecordRead(caller, "ConsentService.GetConsent", read));
+  RETURN_IF_ERROR(RecordRead(who, "ConsentService.GetConsent", read));
   return r;
 }
 
@@ -264,7 +264,7 @@ absl::StatusOr<v1::ListConsentsResponse> ConsentCore::ListConsents(
   }
   if (resp.consents().empty() && !compliance)
     return absl::PermissionDeniedError("no consent of this subject is visible to the caller");
-  RETURN_IF_ERROR(RecordRead(caller, "ConsentService.ListConsents", req));
+  RETURN_IF_ERROR(RecordRead(who, "ConsentService.ListConsents", req));
   return resp;
 }
 
@@ -272,7 +272,7 @@ absl::StatusOr<v1::CheckConsentResponse> ConsentCore::Check(const v1::CheckConse
                                                             const policy::Caller& who) {
   ASSIGN_OR_RETURN(const std::string caller, Admit(who, "Check"));
   ASSIGN_OR_RETURN(v1::CheckConsentResponse resp, Decide(req));
-  RETURN_IF_ERROR(RecordRead(caller, "ConsentService.Check", req));
+  RETURN_IF_ERROR(RecordRead(who, "ConsentService.Check", req));
   return resp;
 }
 

@@ -12,6 +12,9 @@
 #include "base/crypto.h"
 #include "base/log.h"
 #include "base/status.h"
+#include "google/protobuf/util/json_util.h"
+#include "services/edge/console_assets.h"
+#include "services/referral/lifecycle.h"
 
 namespace careloop::edge {
 namespace {
@@ -128,6 +131,57 @@ json StaffJson(const Principal& who) {
               {"must_change_password", who.must_change_password}};
 }
 
+// A message as the console reads it: proto3 JSON with the .proto field
+// names (bytes in base64, enums by name).
+json ProtoJson(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions o;
+  o.preserve_proto_field_names = true;
+  CARELOOP_CHECK(google::protobuf::util::MessageToJsonString(m, &out, o).ok());
+  return json::parse(out);
+}
+
+absl::StatusOr<v1::ReferralPriority> PriorityOf(const std::string& name) {
+  if (name.empty() || name == "routine") return v1::ROUTINE;
+  if (name == "urgent") return v1::URGENT;
+  if (name == "asap") return v1::ASAP;
+  if (name == "stat") return v1::STAT;
+  return absl::InvalidArgumentError("priority is routine, urgent, asap or stat");
+}
+
+// A status filter or move by its FHIR Task code ("" : any).
+absl::StatusOr<v1::TaskStatus> StatusOf(const std::string& code) {
+  if (code.empty()) return v1::TASK_STATUS_UNSPECIFIED;
+  std::optional<v1::TaskStatus> s = referral::FromFhirCode(code);
+  if (!s) return absl::InvalidArgumentError("unknown status");
+  return *s;
+}
+
+// The string fields `names` of `body`, in order, or the first error.
+absl::StatusOr<std::vector<std::string>> StringFields(const json& body,
+                                                      std::initializer_list<const char*> names) {
+  std::vector<std::string> out;
+  for (const char* name : names) {
+    ASSIGN_OR_RETURN(std::string v, StringField(body, name));
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<SectionInput>> SectionsOf(const json& body) {
+  const auto it = body.find("sections");
+  if (it == body.end() || !it->is_array()) {
+    return absl::InvalidArgumentError("\"sections\" must be a list");
+  }
+  std::vector<SectionInput> out;
+  for (const json& item : *it) {
+    if (!item.is_object()) return absl::InvalidArgumentError("each section is an object");
+    ASSIGN_OR_RETURN(auto f, StringFields(item, {"id", "category", "text"}));
+    out.push_back(SectionInput{f[0], f[1], f[2]});
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string SessionCookieName(bool tls) {
@@ -135,8 +189,12 @@ std::string SessionCookieName(bool tls) {
 }
 
 EdgeHttp::EdgeHttp(EdgeHttpOptions options, StaffAccounts* accounts, Clock* clock)
+    : EdgeHttp(std::move(options), EdgeParts{accounts, nullptr, nullptr, nullptr}, clock) {}
+
+EdgeHttp::EdgeHttp(EdgeHttpOptions options, EdgeParts parts, Clock* clock)
     : options_(std::move(options)),
-      accounts_(accounts),
+      accounts_(parts.accounts),
+      parts_(std::move(parts)),
       requests_(clock, options_.requests_per_minute, options_.requests_per_minute / 4),
       logins_(clock, options_.logins_per_minute, options_.logins_per_minute) {
   if (tls()) {
@@ -150,7 +208,11 @@ EdgeHttp::EdgeHttp(EdgeHttpOptions options, StaffAccounts* accounts, Clock* cloc
   server_->set_payload_max_length(options_.max_body_bytes);
   server_->set_read_timeout(10, 0);
   server_->set_write_timeout(10, 0);
-  server_->set_keep_alive_timeout(5);
+  // One request per connection: cpp-httplib serves a connection on one
+  // pool thread for as long as it stays open, so consoles that keep their
+  // connections alive between polls would hold every worker. Closed after
+  // each answer, a console holds a thread only while it is being answered.
+  server_->set_keep_alive_max_count(1);
   server_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     t_route = "(unrouted)";
     t_actor.clear();
@@ -172,7 +234,16 @@ EdgeHttp::EdgeHttp(EdgeHttpOptions options, StaffAccounts* accounts, Clock* cloc
                             {"status", res.status},
                             {"staff", t_actor.empty() ? "-" : t_actor}});
   });
+  CARELOOP_CHECK(accounts_ != nullptr);
   RegisterRoutes();
+  if (parts_.desk != nullptr) RegisterDeskRoutes();
+  if (parts_.dev_seed && !options_.dev_seed_token.empty()) {
+    Route("POST", "/api/dev/seed", Access::kPublic,
+          [this](const httplib::Request& req, httplib::Response& res, const Principal*) {
+            DevSeed(req, res);
+          });
+  }
+  RegisterAssets();
 }
 
 EdgeHttp::~EdgeHttp() { Stop(); }
@@ -294,6 +365,137 @@ void EdgeHttp::ChangePassword(const httplib::Request& req, httplib::Response& re
   if (!session.ok()) return ReplyStatus(res, session.status());
   SetSessionCookie(res, session->session);
   Reply(res, 200, json{{"csrf", session->csrf}});
+}
+
+void EdgeHttp::RegisterDeskRoutes() {
+  using Req = httplib::Request;
+  using Res = httplib::Response;
+  Route("GET", "/api/inbox", Access::kSession,
+        [this](const Req& req, Res& res, const Principal* who) { List(req, res, *who, false); });
+  Route("GET", "/api/sent", Access::kSession,
+        [this](const Req& req, Res& res, const Principal* who) { List(req, res, *who, true); });
+  Route("GET", R"(/api/referrals/([^/]+)/([^/]+))", Access::kSession,
+        [this](const Req& req, Res& res, const Principal* who) { OpenReferral(req, res, *who); });
+  Route("POST", "/api/referrals", Access::kSessionAndCsrf,
+        [this](const Req& req, Res& res, const Principal* who) { SendReferral(req, res, *who); });
+  Route("POST", R"(/api/referrals/([^/]+)/([^/]+)/status)", Access::kSessionAndCsrf,
+        [this](const Req& req, Res& res, const Principal* who) { MoveReferral(req, res, *who); });
+  Route("GET", "/api/recipients", Access::kSession,
+        [this](const Req& req, Res& res, const Principal* who) { Recipients(req, res, *who); });
+  Route("GET", "/api/changes", Access::kSession,
+        [this](const Req&, Res& res, const Principal* who) {
+          const uint64_t seq = parts_.feed ? parts_.feed->Latest(who->member.agency_id) : 0;
+          Reply(res, 200, json{{"seq", seq}});
+        });
+}
+
+void EdgeHttp::RegisterAssets() {
+  for (const ConsoleAsset& asset : ConsoleAssets()) {
+    const std::string path = asset.path == "index.html" ? "/" : "/" + std::string(asset.path);
+    Route("GET", path, Access::kPublic,
+          [asset](const httplib::Request&, httplib::Response& res, const Principal*) {
+            res.set_content(std::string(asset.content), std::string(asset.media_type));
+          });
+  }
+}
+
+void EdgeHttp::List(const httplib::Request& req, httplib::Response& res, const Principal& who,
+                    bool sent) {
+  absl::StatusOr<v1::TaskStatus> status = StatusOf(req.get_param_value("status"));
+  if (!status.ok()) return ReplyStatus(res, status.status());
+  absl::StatusOr<v1::ListReferralsResponse> list =
+      sent ? parts_.desk->Sent(who.member, *status) : parts_.desk->Inbox(who.member, *status);
+  if (!list.ok()) return ReplyStatus(res, list.status());
+  Reply(res, 200, ProtoJson(*list));
+}
+
+void EdgeHttp::OpenReferral(const httplib::Request& req, httplib::Response& res,
+                            const Principal& who) {
+  const std::string referral = absl::StrCat(req.matches[1].str(), "/", req.matches[2].str());
+  absl::StatusOr<ReferralPage> page = parts_.desk->Open(who.member, referral);
+  if (absl::IsPermissionDenied(page.status()) || absl::IsNotFound(page.status()) ||
+      absl::IsInvalidArgument(page.status())) {
+    // Another agency's referral and one that does not exist look alike.
+    return ReplyError(res, 404, "no such referral");
+  }
+  if (!page.ok()) return ReplyStatus(res, page.status());
+  json keys = json::array();
+  for (const v1::AgencyKey& k : page->sender_keys) keys.push_back(ProtoJson(k));
+  Reply(res, 200, json{{"referral", ProtoJson(page->view)}, {"sender_keys", keys}});
+}
+
+void EdgeHttp::SendReferral(const httplib::Request& req, httplib::Response& res,
+                            const Principal& who) {
+  absl::StatusOr<json> body = BodyOf(req);
+  if (!body.ok()) return ReplyStatus(res, body.status());
+  absl::StatusOr<std::vector<std::string>> f =
+      StringFields(*body, {"mrn", "service", "reason", "priority", "recipient", "postal_code",
+                           "purpose", "referral_id"});
+  if (!f.ok()) return ReplyStatus(res, f.status());
+  absl::StatusOr<v1::ReferralPriority> priority = PriorityOf((*f)[3]);
+  if (!priority.ok()) return ReplyStatus(res, priority.status());
+  absl::StatusOr<std::vector<SectionInput>> sections = SectionsOf(*body);
+  if (!sections.ok()) return ReplyStatus(res, sections.status());
+  NewReferral r;
+  r.mrn = (*f)[0];
+  r.service = (*f)[1];
+  r.reason = (*f)[2];
+  r.priority = *priority;
+  r.recipient = (*f)[4];
+  r.postal_code = (*f)[5];
+  if (!(*f)[6].empty()) r.purpose = (*f)[6];
+  r.referral_id = (*f)[7];
+  r.sections = std::move(*sections);
+  absl::StatusOr<v1::SubmitReferralResponse> sent = parts_.desk->Send(who.member, r);
+  if (!sent.ok()) return ReplyStatus(res, sent.status());
+  Reply(res, 200, ProtoJson(*sent));
+}
+
+void EdgeHttp::MoveReferral(const httplib::Request& req, httplib::Response& res,
+                            const Principal& who) {
+  absl::StatusOr<json> body = BodyOf(req);
+  if (!body.ok()) return ReplyStatus(res, body.status());
+  absl::StatusOr<std::vector<std::string>> f =
+      StringFields(*body, {"status", "reason_code", "reason_text", "provided", "enrolment"});
+  if (!f.ok()) return ReplyStatus(res, f.status());
+  absl::StatusOr<v1::TaskStatus> status = StatusOf((*f)[0]);
+  if (!status.ok()) return ReplyStatus(res, status.status());
+  StatusMove m;
+  m.referral = absl::StrCat(req.matches[1].str(), "/", req.matches[2].str());
+  m.status = *status;
+  m.reason_code = (*f)[1];
+  m.reason_text = (*f)[2];
+  m.provided = (*f)[3];
+  m.enrolment_status = (*f)[4];
+  absl::StatusOr<v1::Receipt> receipt = parts_.desk->Move(who.member, m);
+  if (!receipt.ok()) return ReplyStatus(res, receipt.status());
+  v1::EventHeader header;
+  CARELOOP_CHECK(header.ParseFromString(receipt->header_bytes()));
+  Reply(res, 200, json{{"seq", header.seq()}});
+}
+
+void EdgeHttp::Recipients(const httplib::Request& req, httplib::Response& res,
+                          const Principal& who) {
+  absl::StatusOr<std::vector<v1::AgencyRecord>> found =
+      parts_.desk->Recipients(who.member, req.get_param_value("service"));
+  if (!found.ok()) return ReplyStatus(res, found.status());
+  json out = json::array();
+  for (const v1::AgencyRecord& a : *found) {
+    out.push_back(json{{"agency_id", a.agency_id()},
+                       {"name", a.profile().display_name()},
+                       {"services", a.profile().services()}});
+  }
+  Reply(res, 200, json{{"agencies", out}});
+}
+
+void EdgeHttp::DevSeed(const httplib::Request& req, httplib::Response& res) {
+  if (!ConstantTimeEquals(req.get_header_value("X-Careloop-Dev-Token"), options_.dev_seed_token)) {
+    return ReplyError(res, 403, "the dev seed needs the token from the hub's data dir");
+  }
+  absl::StatusOr<std::string> logins = parts_.dev_seed();
+  if (!logins.ok()) return ReplyStatus(res, logins.status());
+  res.status = 200;
+  res.set_content(*logins, "application/json");
 }
 
 absl::Status EdgeHttp::Start() {

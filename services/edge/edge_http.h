@@ -19,6 +19,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "base/clock.h"
+#include "services/edge/change_feed.h"
+#include "services/edge/desk.h"
 #include "services/edge/rate_limiter.h"
 #include "services/edge/staff_accounts.h"
 
@@ -38,8 +40,23 @@ struct EdgeHttpOptions {
   std::string tls_key_file;
   size_t max_body_bytes = 1 << 20;
   size_t worker_threads = 8;
-  double requests_per_minute = 600;  // per client address
-  double logins_per_minute = 10;     // per client address
+  // Per client address (staff behind one NAT share it: a console polls
+  // about 30 times a minute).
+  double requests_per_minute = 3000;
+  double logins_per_minute = 10;  // per client address
+  // Dev mode only: POST /api/dev/seed answers a request carrying this token
+  // (careloop demo seed reads it from the data dir). Empty: no such route.
+  std::string dev_seed_token;
+};
+
+// What the edge serves beside staff accounts; each may be null (its routes
+// are then not registered).
+struct EdgeParts {
+  StaffAccounts* accounts = nullptr;
+  Desk* desk = nullptr;
+  ChangeFeed* feed = nullptr;
+  // The dev seed (careloop demo seed): returns the logins it made as JSON.
+  std::function<absl::StatusOr<std::string>()> dev_seed;
 };
 
 // The name of the session cookie (with the __Host- prefix over HTTPS).
@@ -48,6 +65,7 @@ std::string SessionCookieName(bool tls);
 class EdgeHttp {
  public:
   EdgeHttp(EdgeHttpOptions options, StaffAccounts* accounts, Clock* clock);
+  EdgeHttp(EdgeHttpOptions options, EdgeParts parts, Clock* clock);
   ~EdgeHttp();
   EdgeHttp(const EdgeHttp&) = delete;
   EdgeHttp& operator=(const EdgeHttp&) = delete;
@@ -67,17 +85,26 @@ class EdgeHttp {
   void Guard(const httplib::Request& req, httplib::Response& res, Access access,
              const Handler& handler);
   void RegisterRoutes();
+  void RegisterDeskRoutes();
+  void RegisterAssets();
 
   void Login(const httplib::Request& req, httplib::Response& res);
   void Logout(const httplib::Request& req, httplib::Response& res);
   void Session(httplib::Response& res, const Principal& who);
   void ChangePassword(const httplib::Request& req, httplib::Response& res);
+  void List(const httplib::Request& req, httplib::Response& res, const Principal& who, bool sent);
+  void OpenReferral(const httplib::Request& req, httplib::Response& res, const Principal& who);
+  void SendReferral(const httplib::Request& req, httplib::Response& res, const Principal& who);
+  void MoveReferral(const httplib::Request& req, httplib::Response& res, const Principal& who);
+  void Recipients(const httplib::Request& req, httplib::Response& res, const Principal& who);
+  void DevSeed(const httplib::Request& req, httplib::Response& res);
 
   void SetSessionCookie(httplib::Response& res, const std::string& token) const;
   void ClearSessionCookie(httplib::Response& res) const;
 
   EdgeHttpOptions options_;
   StaffAccounts* accounts_;
+  EdgeParts parts_;
   RateLimiter requests_;
   RateLimiter logins_;
   std::unique_ptr<httplib::Server> server_;

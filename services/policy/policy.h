@@ -34,11 +34,18 @@ struct Caller {
   enum class Kind { kNone, kAgency, kHubService, kHubAdmin };
   Kind kind = Kind::kNone;
   std::string id;  // the agency id, or the hub admin's user id
+  // An agency's staff member on whose behalf it calls (a directory user id;
+  // "" when the agency's system does not say). Grants nothing: the table
+  // and the object rules look at the agency. Reads of people's records
+  // record it, so compliance can say who at the agency read what.
+  std::string actor;
 
   static Caller None() { return {}; }
-  static Caller Agency(std::string agency_id) { return {Kind::kAgency, std::move(agency_id)}; }
-  static Caller HubService() { return {Kind::kHubService, ""}; }
-  static Caller HubAdmin(std::string user) { return {Kind::kHubAdmin, std::move(user)}; }
+  static Caller Agency(std::string agency_id, std::string actor = "") {
+    return {Kind::kAgency, std::move(agency_id), std::move(actor)};
+  }
+  static Caller HubService() { return {Kind::kHubService, "", ""}; }
+  static Caller HubAdmin(std::string user) { return {Kind::kHubAdmin, std::move(user), ""}; }
 
   bool is_agency() const { return kind == Kind::kAgency; }
   // The reader a core sees: the agency id; "hub" for the hub's services and

@@ -117,7 +117,7 @@ class ReferralCore final : public Renderer {
   // (trust::ReadRecord); the hub's own renderings (delivery) are not.
   // The caller's id as the reads use it, once the referral table admits it.
   absl::StatusOr<std::string> Admit(const policy::Caller& caller, absl::string_view method) const;
-  absl::Status RecordRead(absl::string_view caller, absl::string_view rpc,
+  absl::Status RecordRead(const policy::Caller& who, absl::string_view rpc,
                           const google::protobuf::Message& request);
   absl::StatusOr<State> LoadVisible(absl::string_view referral, absl::string_view caller);
   absl::StatusOr<v1::ReferralView> ViewFor(const State& st, absl::string_view caller,

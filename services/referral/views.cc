@@ -143,7 +143,7 @@ absl::StatusOr<v1::ReferralView> ReferralCore::Get(const v1::GetReferralRequest&
     absl::StatusOr<v1::Commit> c = ledger_->Append(std::move(viewed));
     if (c.ok()) view.set_viewed_unix_nanos(c->commit_time_unix_nanos());
   }
-  RETURN_IF_ERROR(RecordRead(caller, "ReferralService.Get", req));
+  RETURN_IF_ERROR(RecordRead(who, "ReferralService.Get", req));
   return view;
 }
 
@@ -153,10 +153,11 @@ absl::StatusOr<std::string> ReferralCore::Admit(const policy::Caller& caller,
   return caller.CoreId();
 }
 
-absl::Status ReferralCore::RecordRead(absl::string_view caller, absl::string_view rpc,
+absl::Status ReferralCore::RecordRead(const policy::Caller& who, absl::string_view rpc,
                                       const google::protobuf::Message& request) {
+  const std::string caller = who.CoreId();
   if (caller.empty() || caller == directory::kHubAgency) return absl::OkStatus();  // internal
-  return ledger_->Append(trust::ReadRecord(caller, rpc, request)).status();
+  return ledger_->Append(trust::ReadRecord(caller, who.actor, rpc, request)).status();
 }
 
 absl::StatusOr<v1::ListReferralsResponse> ReferralCore::List(const v1::ListReferralsRequest& req,
@@ -195,7 +196,7 @@ absl::StatusOr<v1::ListReferralsResponse> ReferralCore::Sent(const v1::ListRefer
                                                              const policy::Caller& who) {
   ASSIGN_OR_RETURN(const std::string caller, Admit(who, "Sent"));
   ASSIGN_OR_RETURN(v1::ListReferralsResponse r, List(req, caller, /*sent=*/true));
-  RETURN_IF_ERROR(RecordRead(caller, "ReferralService.Sent", req));
+  RETURN_IF_ERROR(RecordRead(who, "ReferralService.Sent", req));
   return r;
 }
 
@@ -203,7 +204,7 @@ absl::StatusOr<v1::ListReferralsResponse> ReferralCore::Inbox(const v1::ListRefe
                                                               const policy::Caller& who) {
   ASSIGN_OR_RETURN(const std::string caller, Admit(who, "Inbox"));
   ASSIGN_OR_RETURN(v1::ListReferralsResponse r, List(req, caller, /*sent=*/false));
-  RETURN_IF_ERROR(RecordRead(caller, "ReferralService.Inbox", req));
+  RETURN_IF_ERROR(RecordRead(who, "ReferralService.Inbox", req));
   return r;
 }
 

@@ -29,10 +29,11 @@ void Expect(v1::AppendRequest* req, std::string stream, uint64_t version) {
   }
 }
 
-v1::AppendRequest ReadRecord(absl::string_view caller, absl::string_view rpc,
-                             const google::protobuf::Message& request) {
+v1::AppendRequest ReadRecord(absl::string_view caller, absl::string_view actor,
+                             absl::string_view rpc, const google::protobuf::Message& request) {
   v1::AuditQueried q;
   q.set_agency(std::string(caller));
+  q.set_actor(std::string(actor));
   q.set_rpc(std::string(rpc));
   google::protobuf::util::JsonPrintOptions o;
   o.preserve_proto_field_names = true;

@@ -25,8 +25,9 @@ void Expect(v1::AppendRequest* req, std::string stream, uint64_t version);
 // compliance), in stream audit/<caller>: which RPC, with which request.
 // Whichever service answers the read appends it; the hub's own internal
 // decisions are not reads and are not recorded.
-v1::AppendRequest ReadRecord(absl::string_view caller, absl::string_view rpc,
-                             const google::protobuf::Message& request);
+// `actor` is the staff member the caller acted for ("" when not named).
+v1::AppendRequest ReadRecord(absl::string_view caller, absl::string_view actor,
+                             absl::string_view rpc, const google::protobuf::Message& request);
 
 // DATA_LOSS for an event in the ledger that does not hold what its type says
 // (named by seq and type, never by content).

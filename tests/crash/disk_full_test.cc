@@ -228,7 +228,8 @@ void RunDiskFull(const std::string& kind) {
   // may have given back the WAL's preallocated tail: fill that too.)
   ASSERT_TRUE(FillAllBut(mnt + "/ballast2", 1 << 20));
   {
-    std::vector<std::string> argv = {CARELOOPD_BINARY, "--listen", "127.0.0.1:0"};
+    std::vector<std::string> argv = {CARELOOPD_BINARY, "--listen", "127.0.0.1:0", "--edge-listen",
+                                     "off"};
     argv.insert(argv.end(), args.begin(), args.end());
     std::string output;
     EXPECT_EQ(Run(argv, &output), 1) << output;

@@ -106,8 +106,8 @@ TEST(Careloopd, RefusesALedgerBehindItsHighWaterMarkWithExitThree) {
                              std::filesystem::copy_options::overwrite_existing);
   std::filesystem::remove_all(db);
   std::filesystem::rename(old, db);
-  auto child =
-      ChildProcess::Start({CARELOOPD_BINARY, "--listen", "127.0.0.1:0", "--data-dir", dir.path()});
+  auto child = ChildProcess::Start({CARELOOPD_BINARY, "--listen", "127.0.0.1:0", "--edge-listen",
+                                    "off", "--data-dir", dir.path()});
   ASSERT_TRUE(child.ok());
   EXPECT_EQ(*(*child)->Wait(absl::Seconds(60)), 3) << (*child)->output();
   EXPECT_NE((*child)->output().find("starts short"), std::string::npos) << (*child)->output();
@@ -119,8 +119,8 @@ TEST(Careloopd, RefusesADataDirLockedByAnotherProcess) {
   std::string address;
   auto first = StartCareloopd({"--data-dir", dir.path()}, &address);
   ASSERT_TRUE(first.ok()) << first.status();
-  auto second =
-      ChildProcess::Start({CARELOOPD_BINARY, "--listen", "127.0.0.1:0", "--data-dir", dir.path()});
+  auto second = ChildProcess::Start({CARELOOPD_BINARY, "--listen", "127.0.0.1:0", "--edge-listen",
+                                     "off", "--data-dir", dir.path()});
   ASSERT_TRUE(second.ok());
   auto code = (*second)->Wait(absl::Seconds(60));
   ASSERT_TRUE(code.ok());
@@ -135,21 +135,21 @@ TEST(Careloopd, RefusesAnIncompatibleFormatAndNonDirectories) {
   TempDir dir;
   std::filesystem::create_directories(dir.Sub("ledger"));
   std::ofstream(dir.Sub("ledger/CARELOOP_FORMAT")) << "careloop-ledger-format 9\n";
-  auto child =
-      ChildProcess::Start({CARELOOPD_BINARY, "--listen", "127.0.0.1:0", "--data-dir", dir.path()});
+  auto child = ChildProcess::Start({CARELOOPD_BINARY, "--listen", "127.0.0.1:0", "--edge-listen",
+                                    "off", "--data-dir", dir.path()});
   ASSERT_TRUE(child.ok());
   EXPECT_EQ(*(*child)->Wait(absl::Seconds(60)), 1);
   EXPECT_NE((*child)->output().find("format version 9"), std::string::npos) << (*child)->output();
 
   std::ofstream(dir.Sub("plainfile")) << "x";
-  auto file = ChildProcess::Start(
-      {CARELOOPD_BINARY, "--listen", "127.0.0.1:0", "--data-dir", dir.Sub("plainfile")});
+  auto file = ChildProcess::Start({CARELOOPD_BINARY, "--listen", "127.0.0.1:0", "--edge-listen",
+                                   "off", "--data-dir", dir.Sub("plainfile")});
   ASSERT_TRUE(file.ok());
   EXPECT_EQ(*(*file)->Wait(absl::Seconds(60)), 1);
   EXPECT_NE((*file)->output().find("refusing to start"), std::string::npos) << (*file)->output();
 
-  auto open =
-      ChildProcess::Start({CARELOOPD_BINARY, "--listen", "0.0.0.0:0", "--data-dir", dir.Sub("d")});
+  auto open = ChildProcess::Start({CARELOOPD_BINARY, "--listen", "0.0.0.0:0", "--edge-listen",
+                                   "off", "--data-dir", dir.Sub("d")});
   ASSERT_TRUE(open.ok());
   EXPECT_EQ(*(*open)->Wait(absl::Seconds(60)), 2);
   EXPECT_NE((*open)->output().find("without TLS"), std::string::npos) << (*open)->output();

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -118,6 +119,11 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> StartCareloopd(const std::vector<s
                                                              std::string* address,
                                                              std::string* ledger_address) {
   std::vector<std::string> argv = {CARELOOPD_BINARY, "--listen", "127.0.0.1:0"};
+  // The console's dev default is a fixed port: tests that want it ask for a
+  // free one (--edge-listen 127.0.0.1:0).
+  if (std::find(args.begin(), args.end(), "--edge-listen") == args.end()) {
+    argv.insert(argv.end(), {"--edge-listen", "off"});
+  }
   argv.insert(argv.end(), args.begin(), args.end());
   auto child = ChildProcess::Start(argv);
   if (!child.ok()) return child.status();

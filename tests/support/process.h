@@ -40,7 +40,8 @@ class ChildProcess {
   size_t consumed_ = 0;
 };
 
-// Runs careloopd with `args` (plus --listen 127.0.0.1:0) and waits until it
+// Runs careloopd with `args` (plus --listen 127.0.0.1:0, and --edge-listen off
+// unless `args` name one) and waits until it
 // serves; `address` receives where agencies connect, `ledger_address` (when
 // given; the process must run the ledger) the ledger's own listener.
 absl::StatusOr<std::unique_ptr<ChildProcess>> StartCareloopd(const std::vector<std::string>& args,

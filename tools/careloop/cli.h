@@ -120,5 +120,6 @@ void AddAuditCommands(CLI::App& app, Globals& g);
 void AddDirectoryCommands(CLI::App& app, Globals& g);
 void AddCertsCommands(CLI::App& app, Globals& g);
 void AddKeysCommands(CLI::App& app, Globals& g);
+void AddDemoCommands(CLI::App& app, Globals& g);
 
 }  // namespace careloop::cli

@@ -1,0 +1,358 @@
+// careloop console: the discharge planner's closed loop and the intake
+// worker's inbox. No framework, no inline script (the page's CSP forbids
+// it), no PHI in URLs: referral ids only, in the fragment the server never sees.
+(function () {
+  'use strict';
+  const main = document.getElementById('main');
+  const nav = document.getElementById('nav');
+  const whoEl = document.getElementById('who');
+  const live = document.getElementById('live');
+  let session = null;       // { csrf, staff }
+  let lastChange = null;    // the agency's latest change seen
+  let poller = null;
+
+  // Plain words for what a case manager sees (FHIR Task codes inside).
+  const STATUS_WORDS = {
+    TASK_REQUESTED: 'Waiting for answer', TASK_ACCEPTED: 'Accepted', TASK_REJECTED: 'Declined',
+    TASK_CANCELLED: 'Cancelled', TASK_IN_PROGRESS: 'In progress', TASK_ON_HOLD: 'On hold',
+    TASK_COMPLETED: 'Completed', TASK_FAILED: 'Could not be done',
+    TASK_ENTERED_IN_ERROR: 'Entered in error',
+  };
+  const STATUS_CODES = {
+    requested: 'TASK_REQUESTED', accepted: 'TASK_ACCEPTED', rejected: 'TASK_REJECTED',
+    'in-progress': 'TASK_IN_PROGRESS', 'on-hold': 'TASK_ON_HOLD', completed: 'TASK_COMPLETED',
+    cancelled: 'TASK_CANCELLED',
+  };
+  const SERVICES = [
+    ['food-insecurity', 'Food'], ['housing-instability', 'Housing'],
+    ['transportation-insecurity', 'Transportation'], ['financial-insecurity', 'Money and benefits'],
+    ['social-connection', 'Social connection'], ['mental-health', 'Mental health'],
+  ];
+  const CATEGORIES = [
+    ['contact', 'Contact details'], ['social-needs', 'Social needs'],
+    ['behavioral-health', 'Behavioral health'], ['clinical', 'Clinical'],
+  ];
+  const REASONS = [
+    ['no-capacity', 'No capacity'], ['not-eligible', 'Not eligible'], ['out-of-area', 'Out of area'],
+    ['service-not-offered', 'Service not offered'], ['unable-to-contact', 'Unable to contact'],
+    ['declined-by-subject', 'Declined by the person'], ['duplicate', 'Duplicate'], ['other', 'Other'],
+  ];
+
+  function el(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k === 'onclick' || k === 'onsubmit' || k === 'onchange') e.addEventListener(k.slice(2), v);
+      else if (k === 'text') e.textContent = v;
+      else e.setAttribute(k, v === true ? '' : v);
+    }
+    for (const c of children.flat()) {
+      if (c === null || c === undefined || c === false) continue;
+      e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return e;
+  }
+  function field(label, input) {
+    const id = 'f-' + Math.random().toString(36).slice(2, 9);
+    input.id = id;
+    return [el('label', { for: id }, label), input];
+  }
+  function select(name, options, value) {
+    const s = el('select', { name });
+    for (const [v, text] of options) s.append(el('option', { value: v, selected: v === value }, text));
+    return s;
+  }
+  function statusWords(s) { return STATUS_WORDS[s] || 'Sent'; }
+  function serviceWords(code) { return (SERVICES.find((x) => x[0] === code) || [0, code || 'Other'])[1]; }
+  function when(nanos) {
+    if (!nanos || nanos === '0') return '';
+    return new Date(Number(BigInt(nanos) / 1000000n)).toLocaleString();
+  }
+  function say(text) { live.textContent = text; }
+  function base64Text(b64) {
+    return new TextDecoder().decode(Uint8Array.from(atob(b64 || ''), (c) => c.charCodeAt(0)));
+  }
+  function hasRole(r) { return session && session.staff.roles.includes(r); }
+
+  async function api(method, path, body) {
+    const headers = {};
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    if (method !== 'GET' && session) headers['X-CSRF-Token'] = session.csrf;
+    const res = await fetch(path, { method, headers, credentials: 'same-origin',
+      body: body === undefined ? undefined : JSON.stringify(body) });
+    let data = {};
+    try { data = await res.json(); } catch (e) { /* empty answer */ }
+    if (res.status === 401 && path !== '/api/login') { session = null; showLogin(); throw new Error('Please sign in again.'); }
+    if (!res.ok) throw new Error(data.error || ('The request failed (' + res.status + ')'));
+    return data;
+  }
+
+  function render(title, ...content) {
+    main.replaceChildren(el('h1', {}, title), el('div', {}, ...content));
+    document.title = title + ' · careloop';
+  }
+  function renderNav() {
+    nav.replaceChildren();
+    whoEl.textContent = '';
+    if (!session) return;
+    const route = location.hash || '#/';
+    const link = (href, text) => el('a', { href, 'aria-current': route === href ? 'page' : null }, text);
+    if (hasRole('receiver')) nav.append(link('#/inbox', 'Inbox'));
+    if (hasRole('sender')) nav.append(link('#/sent', 'Sent referrals'), link('#/new', 'New referral'));
+    whoEl.append(session.staff.display_name + ' · ' + session.staff.agency_id + ' ',
+      el('button', { class: 'link', onclick: logout }, 'Sign out'));
+  }
+
+  // ---- Sign in ----
+  function showLogin(message) {
+    stopPolling();
+    renderNav();
+    const form = el('form', { class: 'card', onsubmit: async (ev) => {
+      ev.preventDefault();
+      const f = new FormData(form);
+      const err = form.querySelector('.error');
+      try {
+        session = await api('POST', '/api/login', { agency: f.get('agency'), user: f.get('user'),
+          password: f.get('password'), code: f.get('code') || '' });
+        location.hash = hasRole('receiver') ? '#/inbox' : '#/sent';
+        route();
+      } catch (e) { err.textContent = e.message; }
+    } },
+    ...field('Agency', el('input', { name: 'agency', autocomplete: 'organization', required: true })),
+    ...field('User', el('input', { name: 'user', autocomplete: 'username', required: true })),
+    ...field('Password', el('input', { name: 'password', type: 'password', autocomplete: 'current-password', required: true })),
+    ...field('Code from your authenticator app (admins)', el('input', { name: 'code', inputmode: 'numeric', autocomplete: 'one-time-code' })),
+    el('p', { class: 'error', role: 'alert' }, message || ''),
+    el('button', { type: 'submit' }, 'Sign in'));
+    render('Sign in', form);
+  }
+  async function logout() {
+    try { await api('POST', '/api/logout'); } catch (e) { /* ended already */ }
+    session = null;
+    location.hash = '#/';
+    showLogin();
+  }
+
+  // ---- Lists ----
+  function referralRow(v, sent) {
+    const m = v.manifest || {};
+    const other = sent ? (v.recipient_agency || (v.unassigned ? 'nobody yet' : '')) : v.sender_agency;
+    return el('tr', {},
+      el('td', {}, el('a', { href: '#/referral/' + v.referral }, serviceWords(m.service_category))),
+      el('td', {}, other),
+      el('td', {}, (m.priority || 'ROUTINE').toLowerCase()),
+      el('td', {}, el('span', { class: 'status' }, v.unassigned ? 'Nobody could take it' : statusWords(v.status))));
+  }
+  async function showList(sent, filter) {
+    const data = await api('GET', sent ? '/api/sent' : '/api/inbox');
+    const all = data.referrals || [];
+    const counts = {};
+    for (const v of all) counts[v.status] = (counts[v.status] || 0) + 1;
+    const tabs = el('div', { class: 'tabs', role: 'group', 'aria-label': 'Show' },
+      el('button', { 'aria-pressed': String(!filter), onclick: () => showList(sent, null) }, 'All (' + all.length + ')'),
+      Object.keys(STATUS_WORDS).filter((s) => counts[s]).map((s) =>
+        el('button', { 'aria-pressed': String(filter === s), onclick: () => showList(sent, s) },
+          statusWords(s) + ' (' + counts[s] + ')')));
+    const shown = all.filter((v) => !filter || v.status === filter);
+    const table = shown.length === 0 ? el('p', { class: 'notice' }, sent ? 'No referrals sent yet.' : 'Nothing in the inbox.')
+      : el('table', {}, el('thead', {}, el('tr', {}, el('th', { scope: 'col' }, 'Service'),
+        el('th', { scope: 'col' }, sent ? 'To' : 'From'), el('th', { scope: 'col' }, 'Priority'),
+        el('th', { scope: 'col' }, 'Status'))),
+      el('tbody', {}, shown.map((v) => referralRow(v, sent))));
+    render(sent ? 'Sent referrals' : 'Inbox', tabs, table);
+  }
+
+  // ---- New referral ----
+  async function showNew() {
+    const recipients = select('recipient', [['', 'Loading…']], '');
+    const service = select('service', SERVICES, 'food-insecurity');
+    async function loadRecipients() {
+      try {
+        const d = await api('GET', '/api/recipients?service=' + encodeURIComponent(service.value));
+        recipients.replaceChildren(...(d.agencies || []).map((a) => el('option', { value: a.agency_id }, a.name + ' (' + a.agency_id + ')')));
+        if (!recipients.options.length) recipients.append(el('option', { value: '' }, 'No agency offers this service'));
+      } catch (e) { recipients.replaceChildren(el('option', { value: '' }, e.message)); }
+    }
+    service.addEventListener('change', loadRecipients);
+    const sections = el('div', {});
+    function addSection(category, text) {
+      const n = sections.children.length + 1;
+      const box = el('fieldset', { class: 'card' }, el('legend', {}, 'Section ' + n),
+        ...field('What kind of information', select('category', CATEGORIES, category)),
+        ...field('Text', el('textarea', { name: 'text' }, text || '')));
+      sections.append(box);
+    }
+    addSection('contact', '');
+    addSection('social-needs', '');
+    const err = el('p', { class: 'error', role: 'alert' });
+    const form = el('form', { class: 'card', 'data-form': 'new', onsubmit: async (ev) => {
+      ev.preventDefault();
+      const f = new FormData(form);
+      const secs = [...sections.children].map((box, i) => ({ id: 's' + (i + 1),
+        category: box.querySelector('select').value, text: box.querySelector('textarea').value }))
+        .filter((s) => s.text.trim() !== '');
+      try {
+        const r = await api('POST', '/api/referrals', { mrn: f.get('mrn'), service: service.value,
+          reason: f.get('reason'), priority: f.get('priority'), recipient: recipients.value, sections: secs });
+        const withheld = (r.withheld || []).length;
+        say('Referral sent.');
+        location.hash = '#/referral/' + r.referral;
+        if (withheld) sessionStorage.setItem('notice', withheld + ' section(s) were withheld: the person\'s consent does not cover them for this agency.');
+      } catch (e) { err.textContent = e.message; }
+    } },
+    ...field('Medical record number (MRN)', el('input', { name: 'mrn', required: true, autocomplete: 'off' })),
+    ...field('Service needed', service),
+    ...field('Reason (a short code, no details)', el('input', { name: 'reason', required: true, value: 'discharge follow-up' })),
+    ...field('Priority', select('priority', [['routine', 'Routine'], ['urgent', 'Urgent'], ['asap', 'As soon as possible'], ['stat', 'Immediately']], 'urgent')),
+    ...field('Send to', recipients),
+    el('h2', {}, 'What to share'),
+    el('p', { class: 'notice' }, 'Each section is shared only if the person\'s consent covers it for the receiving agency.'),
+    sections,
+    el('button', { type: 'button', class: 'secondary', onclick: () => addSection('behavioral-health', '') }, 'Add a section'),
+    err,
+    el('button', { type: 'submit' }, 'Send referral'));
+    render('New referral', form);
+    loadRecipients();
+  }
+
+  // ---- One referral ----
+  function actionsFor(v) {
+    const box = el('div', { class: 'card' }, el('h2', {}, 'What next'));
+    const mine = session.staff.agency_id;
+    const isRecipient = v.recipient_agency === mine && v.sender_agency !== mine;
+    const err = el('p', { class: 'error', role: 'alert' });
+    async function move(status, extra) {
+      try {
+        await api('POST', '/api/referrals/' + v.referral + '/status', Object.assign({ status }, extra || {}));
+        say('Status changed to ' + statusWords(STATUS_CODES[status]) + '.');
+        await showReferral(v.referral);
+      } catch (e) { err.textContent = e.message; }
+    }
+    function withReason(label, status) {
+      const form = el('form', { class: 'card', 'data-form': status, onsubmit: (ev) => {
+        ev.preventDefault();
+        const f = new FormData(form);
+        move(status, { reason_code: f.get('code'), reason_text: f.get('text') });
+      } }, ...field('Reason', select('code', REASONS, 'no-capacity')),
+      ...field('Note (no personal details)', el('input', { name: 'text' })),
+      el('button', { type: 'submit' }, label));
+      return form;
+    }
+    const s = v.status;
+    if (isRecipient && s === 'TASK_REQUESTED') {
+      box.append(el('button', { onclick: () => move('accepted') }, 'Accept'),
+        el('details', {}, el('summary', {}, 'Decline'), withReason('Decline', 'rejected')));
+    }
+    if (isRecipient && (s === 'TASK_ACCEPTED' || s === 'TASK_ON_HOLD')) {
+      box.append(el('button', { onclick: () => move('in-progress') }, 'Mark in progress'));
+    }
+    if (isRecipient && (s === 'TASK_ACCEPTED' || s === 'TASK_IN_PROGRESS')) {
+      box.append(el('details', {}, el('summary', {}, 'Put on hold'), withReason('Put on hold', 'on-hold')));
+      const done = el('form', { class: 'card', 'data-form': 'complete', onsubmit: (ev) => {
+        ev.preventDefault();
+        const f = new FormData(done);
+        move('completed', { provided: f.get('provided'), enrolment: f.get('enrolment') });
+      } }, ...field('What was provided', el('input', { name: 'provided', required: true })),
+      ...field('Enrolment', select('enrolment', [['enrolled', 'Enrolled'], ['waitlisted', 'Waitlisted'], ['declined', 'Declined']], 'enrolled')),
+      el('button', { type: 'submit' }, 'Complete'));
+      box.append(el('details', {}, el('summary', {}, 'Complete with outcome'), done));
+    }
+    if (v.sender_agency === mine && !['TASK_COMPLETED', 'TASK_CANCELLED', 'TASK_REJECTED', 'TASK_FAILED'].includes(s)) {
+      box.append(el('details', {}, el('summary', {}, 'Cancel this referral'), withReason('Cancel referral', 'cancelled')));
+    }
+    box.append(err);
+    return box.children.length > 2 ? box : null;
+  }
+  function closedLoop(v) {
+    const steps = [
+      ['Sent', true],
+      ['Delivered', v.delivered_unix_nanos && v.delivered_unix_nanos !== '0'],
+      ['Opened', v.viewed_unix_nanos && v.viewed_unix_nanos !== '0'],
+      ['Accepted', ['TASK_ACCEPTED', 'TASK_IN_PROGRESS', 'TASK_ON_HOLD', 'TASK_COMPLETED'].includes(v.status)],
+      ['Completed', v.status === 'TASK_COMPLETED'],
+    ];
+    return el('ol', { class: 'tabs', 'aria-label': 'Closed loop' }, steps.map(([t, done]) =>
+      el('li', { class: 'status', 'data-done': done ? 'yes' : 'no' }, (done ? '✓ ' : '○ ') + t)));
+  }
+  async function showReferral(ref) {
+    const data = await api('GET', '/api/referrals/' + ref);
+    const v = data.referral;
+    const m = v.manifest || {};
+    const mark = el('div', { class: 'checking', role: 'status', id: 'verified-mark' }, 'Checking the sender\'s signature…');
+    const notice = sessionStorage.getItem('notice');
+    sessionStorage.removeItem('notice');
+    const withheldIds = new Set((v.withheld || []).map((w) => w.section_id));
+    const sections = (v.sections || []).map((s) => el('div', {},
+      el('h3', {}, (CATEGORIES.find((c) => c[0] === s.category) || [0, s.category])[1],
+        withheldIds.has(s.section_id) ? ' (not shared with ' + (v.recipient_agency || 'the recipient') + ')' : ''),
+      el('div', { class: 'section' }, base64Text(s.content))));
+    const withheld = (v.withheld || []).map((w) => el('div', { class: 'withheld' },
+      'Withheld: ' + ((CATEGORIES.find((c) => c[0] === w.category) || [0, w.category])[1]) + ' — ' + w.reason));
+    const outcome = v.outcome && v.outcome.provided ? el('p', {}, 'Outcome: ' + v.outcome.provided + (v.outcome.enrolment_status ? ' (' + v.outcome.enrolment_status + ')' : '')) : null;
+    const history = el('details', {}, el('summary', {}, 'Details'),
+      el('p', {}, 'Referral ' + v.referral + ', stream version ' + (v.version || 0) + ', routing attempt ' + (v.attempt || 1)),
+      el('ul', {}, (v.history || []).map((h) => el('li', {}, JSON.stringify(h)))));
+    render(serviceWords(m.service_category) + ' referral',
+      notice ? el('p', { class: 'withheld', role: 'status' }, notice) : null,
+      el('div', { class: 'grid' },
+        el('div', {}, el('strong', {}, 'From: '), v.sender_agency),
+        el('div', {}, el('strong', {}, 'To: '), v.recipient_agency || 'nobody yet'),
+        el('div', {}, el('strong', {}, 'Priority: '), (m.priority || 'ROUTINE').toLowerCase()),
+        el('div', {}, el('strong', {}, 'Status: '), el('span', { class: 'status', id: 'status' }, v.unassigned ? 'Nobody could take it' : statusWords(v.status)))),
+      closedLoop(v), outcome, mark,
+      el('h2', {}, 'What was shared'), sections.length ? sections : el('p', { class: 'notice' }, 'Nothing you may see.'),
+      withheld, actionsFor(v), history);
+    const result = await CareloopVerify.verifyReferral(v, data.sender_keys);
+    if (result.ok) {
+      mark.className = 'verified';
+      mark.textContent = '✓ Verified: signed by ' + (result.signer.name || result.signer.user) + ' at ' + v.sender_agency +
+        ', and every section shown (' + result.sections + ') is exactly what they sent. Checked in this browser.';
+    } else {
+      mark.className = 'unverified';
+      mark.replaceChildren(el('strong', {}, '✗ Not verified — do not rely on this referral. '), result.problems.join(' '));
+    }
+  }
+
+  // ---- Live updates: ask the edge for the agency's latest change ----
+  function stopPolling() { if (poller) clearInterval(poller); poller = null; lastChange = null; }
+  function startPolling() {
+    if (poller) return;
+    poller = setInterval(async () => {
+      if (!session) return;
+      try {
+        const c = await api('GET', '/api/changes');
+        if (lastChange !== null && c.seq !== lastChange && !busy()) { say('Updated.'); route(); }
+      } catch (e) { /* the next tick tries again */ }
+    }, 2000);
+  }
+  // Someone is typing: keep the page as it is.
+  function busy() {
+    const a = document.activeElement;
+    if (a && (a.tagName === 'INPUT' || a.tagName === 'TEXTAREA' || a.tagName === 'SELECT')) return true;
+    return location.hash === '#/new' || [...document.querySelectorAll('details[open]')].length > 0;
+  }
+
+  async function route() {
+    if (!session) return showLogin();
+    renderNav();
+    startPolling();
+    const h = location.hash || '#/';
+    try {
+      // What the page shows is at least this new: a change after it redraws.
+      lastChange = (await api('GET', '/api/changes')).seq;
+      if (h.startsWith('#/referral/')) return await showReferral(h.slice('#/referral/'.length));
+      if (h === '#/sent') return await showList(true, null);
+      if (h === '#/new') return await showNew();
+      if (h === '#/inbox' || hasRole('receiver')) return await showList(false, null);
+      return await showList(true, null);
+    } catch (e) {
+      render('Something went wrong', el('p', { class: 'error', role: 'alert' }, e.message));
+    }
+  }
+
+  window.addEventListener('hashchange', route);
+  (async () => {
+    try { session = await api('GET', '/api/session'); } catch (e) { session = null; }
+    route();
+  })();
+})();

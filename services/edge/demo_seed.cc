@@ -1,0 +1,156 @@
+#include "services/edge/demo_seed.h"
+
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "base/crypto.h"
+#include "base/file.h"
+#include "base/sha256.h"
+#include "base/status.h"
+#include "services/trust/envelope.h"
+
+namespace careloop::edge {
+namespace {
+
+using nlohmann::json;
+
+struct DemoAgency {
+  const char* id;
+  const char* name;
+  v1::AgencyKind kind;
+  const char* role;     // the agency's role
+  const char* service;  // "" : none
+  const char* user;
+  const char* person;
+};
+
+const std::vector<DemoAgency>& Agencies() {
+  static const std::vector<DemoAgency> a = {
+      {"org.stmarys", "St Mary's Hospital", v1::HOSPITAL, "sender", "", "u-planner",
+       "Dana Planner"},
+      {"org.foodbank", "Valley Food Bank", v1::COMMUNITY_AGENCY, "receiver", "food-insecurity",
+       "u-intake", "Sam Intake"},
+      {"org.shelter", "Riverside Shelter", v1::COMMUNITY_AGENCY, "receiver", "housing-instability",
+       "u-intake", "Alex Intake"},
+      {"org.privacy", "Network Privacy Office", v1::OTHER_KIND, "compliance", "", "u-officer",
+       "Pat Officer"},
+  };
+  return a;
+}
+
+constexpr char kDemoMrn[] = "000123";
+
+// A password a person can type: 16 characters of an unambiguous alphabet.
+std::string NewPassword() {
+  static constexpr char kAlphabet[] = "abcdefghjkmnpqrstuvwxyz23456789";
+  const std::string random = RandomBytes(16);
+  std::string out;
+  for (unsigned char c : random) out.push_back(kAlphabet[c % (sizeof(kAlphabet) - 1)]);
+  return out;
+}
+
+absl::StatusOr<std::string> SignAsHubAdmin(const DemoSeedParts& p,
+                                           const google::protobuf::Message& payload) {
+  v1::Actor actor;
+  actor.set_user_id("hub-admin");
+  actor.set_role("hub-admin");
+  v1::Envelope e = trust::NewEnvelope(payload, "hub", std::move(actor), "hub-admin-1",
+                                      p.clock->Now(), HexEncode(RandomBytes(16)));
+  return trust::SignEnvelope(std::move(e), *p.hub_admin_key);
+}
+
+// The agency's key in custody and its record in the directory.
+absl::Status Register(const DemoSeedParts& p, const DemoAgency& a) {
+  absl::StatusOr<trust::Ed25519PrivateKey> key = p.keys->Load(a.id);
+  if (absl::IsNotFound(key.status())) key = p.keys->Create(a.id);
+  RETURN_IF_ERROR(key.status());
+  v1::RegisterAgency r;
+  r.set_agency_id(a.id);
+  v1::AgencyProfile* profile = r.mutable_profile();
+  profile->set_display_name(a.name);
+  profile->set_kind(a.kind);
+  profile->add_roles(a.role);
+  if (*a.service != '\0') profile->add_services(a.service);
+  profile->add_languages("en");
+  r.mutable_initial_key()->set_key_id("k1");
+  r.mutable_initial_key()->set_public_key(key->public_key().raw());
+  v1::ActorEntry* person = r.add_actors();
+  person->set_user_id(a.user);
+  person->set_display_name(a.person);
+  person->add_roles(a.role);
+  ASSIGN_OR_RETURN(std::string envelope, SignAsHubAdmin(p, r));
+  absl::StatusOr<v1::Receipt> receipt = p.hub->SubmitDirectoryChange(envelope);
+  if (absl::IsAlreadyExists(receipt.status())) return absl::OkStatus();  // seeded before
+  return receipt.status();
+}
+
+// A staff account per demo person, with the password kept in `saved`.
+absl::StatusOr<json> Logins(const DemoSeedParts& p, const json& saved) {
+  json logins = json::array();
+  for (const DemoAgency& a : Agencies()) {
+    const std::string password = saved.at(absl::StrCat(a.id, "/", a.user)).get<std::string>();
+    StaffMember m{a.id, a.user, a.person, {a.role}, false, false};
+    absl::StatusOr<Enrollment> added = p.accounts->Add(m, password);
+    if (!added.ok() && !absl::IsAlreadyExists(added.status())) return added.status();
+    logins.push_back(json{{"agency", a.id},
+                          {"user", a.user},
+                          {"password", password},
+                          {"name", a.person},
+                          {"role", a.role}});
+  }
+  return logins;
+}
+
+// What an earlier seed kept: passwords by "<agency>/<user>", the consent id.
+json LoadSaved(const std::string& path) {
+  absl::StatusOr<std::string> text = ReadFile(path);
+  if (!text.ok()) return json::object();
+  json saved = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  return saved.is_object() ? saved : json::object();
+}
+
+// The demo patient's consent: contact details and social needs, to any
+// agency of the network, for care coordination (not behavioral health).
+absl::StatusOr<std::string> RecordDemoConsent(const DemoSeedParts& p) {
+  const DemoAgency& hospital = Agencies()[0];
+  StaffMember planner{hospital.id, hospital.user, hospital.person, {hospital.role}, false, false};
+  ASSIGN_OR_RETURN(std::string subject, p.desk->ResolvePerson(planner, kDemoMrn));
+  v1::Consent c;
+  c.set_subject_id(subject);
+  c.mutable_grantor()->set_kind(v1::GRANTOR_SUBJECT);
+  c.mutable_provision()->set_permit(true);
+  c.mutable_provision()->add_recipients()->set_network(true);
+  c.mutable_provision()->add_purposes("care-coordination");
+  c.mutable_provision()->add_categories("contact");
+  c.mutable_provision()->add_categories("social-needs");
+  c.mutable_evidence()->set_sha256(ToBytes(Sha256("demo: the patient's signed consent form")));
+  c.mutable_evidence()->set_media_type("application/pdf");
+  return p.desk->RecordConsent(planner, c);
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> SeedDemo(const DemoSeedParts& p) {
+  CARELOOP_CHECK(p.hub && p.keys && p.accounts && p.desk && p.hub_admin_key && p.clock);
+  for (const DemoAgency& a : Agencies()) {
+    RETURN_IF_ERROR(Register(p, a));
+    if (p.feed != nullptr) p.feed->Follow(a.id);
+  }
+  // Passwords are chosen once and kept, so every seed prints the same.
+  json saved = LoadSaved(p.logins_file);
+  for (const DemoAgency& a : Agencies()) {
+    const std::string key = absl::StrCat(a.id, "/", a.user);
+    if (!saved.contains(key)) saved[key] = NewPassword();
+  }
+  RETURN_IF_ERROR(WriteFileAtomically(p.logins_file, saved.dump(), 0600));
+  ASSIGN_OR_RETURN(json logins, Logins(p, saved));
+  if (!saved.contains("consent")) {
+    ASSIGN_OR_RETURN(std::string consent_id, RecordDemoConsent(p));
+    saved["consent"] = consent_id;
+    RETURN_IF_ERROR(WriteFileAtomically(p.logins_file, saved.dump(), 0600));
+  }
+  return json{{"logins", logins}, {"mrn", kDemoMrn}, {"consent", saved["consent"]}}.dump();
+}
+
+}  // namespace careloop::edge

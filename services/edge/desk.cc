@@ -1,0 +1,195 @@
+#include "services/edge/desk.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "base/crypto.h"
+#include "base/sha256.h"
+#include "base/status.h"
+#include "services/referral/sections.h"
+#include "services/trust/envelope.h"
+
+namespace careloop::edge {
+namespace {
+
+bool Holds(const StaffMember& who, const std::string& role) {
+  for (const std::string& r : who.roles) {
+    if (r == role) return true;
+  }
+  return false;
+}
+
+constexpr char kSenderRole[] = "sender";
+constexpr char kReceiverRole[] = "receiver";
+
+v1::ListReferralsRequest ListOf(v1::TaskStatus status) {
+  v1::ListReferralsRequest req;
+  req.set_status(status);
+  return req;
+}
+
+}  // namespace
+
+Acting ActingOf(const StaffMember& who) { return Acting{who.agency_id, who.user_id}; }
+
+absl::StatusOr<std::pair<std::string, std::string>> SplitReferral(const std::string& referral) {
+  const size_t slash = referral.find('/');
+  if (slash == std::string::npos || slash == 0 || slash + 1 == referral.size() ||
+      referral.find('/', slash + 1) != std::string::npos) {
+    return absl::InvalidArgumentError("a referral is named <sending agency>/<referral id>");
+  }
+  return std::make_pair(referral.substr(0, slash), referral.substr(slash + 1));
+}
+
+Desk::Desk(HubClient* hub, const KeyCustody* keys, Clock* clock)
+    : hub_(hub), keys_(keys), clock_(clock) {
+  CARELOOP_CHECK(hub_ != nullptr && keys_ != nullptr && clock_ != nullptr);
+}
+
+absl::StatusOr<std::string> Desk::KeyIdOf(const StaffMember& who,
+                                          const trust::Ed25519PrivateKey& key) {
+  v1::GetAgencyRequest get;
+  get.set_agency_id(who.agency_id);
+  ASSIGN_OR_RETURN(v1::AgencyRecord agency, hub_->GetAgency(get, ActingOf(who)));
+  const std::string pub = key.public_key().raw();
+  for (const v1::AgencyKey& k : agency.keys()) {
+    if (k.public_key() == pub && k.revoked_unix_nanos() == 0) return k.key_id();
+  }
+  return absl::FailedPreconditionError(
+      "the directory lists no active key of this agency matching the key the edge holds; an "
+      "admin must register it (or rotate to it) first");
+}
+
+absl::StatusOr<std::string> Desk::Sign(const StaffMember& who,
+                                       const google::protobuf::Message& payload,
+                                       const std::string& role) {
+  if (who.disabled) return absl::PermissionDeniedError("this account is disabled");
+  if (!Holds(who, role)) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("this needs the ", role, " role, which your account does not have"));
+  }
+  ASSIGN_OR_RETURN(trust::Ed25519PrivateKey key, keys_->Load(who.agency_id));
+  ASSIGN_OR_RETURN(std::string key_id, KeyIdOf(who, key));
+  v1::Actor actor;
+  actor.set_user_id(who.user_id);
+  actor.set_display_name(who.display_name);
+  actor.set_role(role);
+  v1::Envelope e = trust::NewEnvelope(payload, who.agency_id, std::move(actor), key_id,
+                                      clock_->Now(), HexEncode(RandomBytes(16)));
+  return trust::SignEnvelope(std::move(e), key);
+}
+
+absl::StatusOr<v1::SubmitReferralResponse> Desk::Send(const StaffMember& who,
+                                                      const NewReferral& r) {
+  if (r.mrn.empty()) return absl::InvalidArgumentError("give the person's record number (MRN)");
+  if (r.recipient.empty() && r.postal_code.empty()) {
+    return absl::InvalidArgumentError("choose an agency, or give a postal code to rank them by");
+  }
+  if (r.sections.empty())
+    return absl::InvalidArgumentError("a referral needs at least one section");
+  v1::ReferralManifest m;
+  m.set_referral_id(r.referral_id.empty() ? absl::StrCat("r-", HexEncode(RandomBytes(6)))
+                                          : r.referral_id);
+  m.mutable_subject()->set_authority(absl::StrCat(who.agency_id, "/mrn"));
+  m.mutable_subject()->set_value(r.mrn);
+  m.set_service_category(r.service);
+  m.set_reason(r.reason);
+  m.set_priority(r.priority);
+  m.set_purpose(r.purpose);
+  if (!r.recipient.empty()) {
+    m.mutable_routing()->set_recipient_agency(r.recipient);
+  } else {
+    m.mutable_routing()->mutable_criteria()->set_postal_code(r.postal_code);
+  }
+  std::vector<v1::Section> sections;
+  for (const SectionInput& in : r.sections) {
+    v1::Section s;
+    s.set_section_id(in.section_id);
+    s.set_category(in.category);
+    s.set_media_type("text/plain");
+    s.set_content(in.text);
+    sections.push_back(std::move(s));
+  }
+  ASSIGN_OR_RETURN(std::vector<v1::SectionDigest> digests,
+                   referral::SealSections(&sections, referral::RandomBytes));
+  for (v1::SectionDigest& d : digests) *m.add_sections() = std::move(d);
+  v1::SubmitReferralRequest req;
+  ASSIGN_OR_RETURN(*req.mutable_envelope(), Sign(who, m, kSenderRole));
+  for (v1::Section& s : sections) *req.add_sections() = std::move(s);
+  return hub_->SubmitReferral(req);
+}
+
+absl::StatusOr<v1::Receipt> Desk::Move(const StaffMember& who, const StatusMove& m) {
+  ASSIGN_OR_RETURN(auto ids, SplitReferral(m.referral));
+  v1::UpdateReferralStatus u;
+  u.set_sender_agency(ids.first);
+  u.set_referral_id(ids.second);
+  u.set_status(m.status);
+  if (!m.reason_code.empty() || !m.reason_text.empty()) {
+    u.mutable_reason()->set_code(m.reason_code);
+    u.mutable_reason()->set_text(m.reason_text);
+  }
+  if (!m.provided.empty() || !m.enrolment_status.empty()) {
+    u.mutable_outcome()->set_provided(m.provided);
+    u.mutable_outcome()->set_enrolment_status(m.enrolment_status);
+  }
+  // The sender moves its own referral (cancel); the recipient everything else.
+  const std::string role = ids.first == who.agency_id ? kSenderRole : kReceiverRole;
+  ASSIGN_OR_RETURN(std::string envelope, Sign(who, u, role));
+  return hub_->UpdateReferralStatus(envelope);
+}
+
+absl::StatusOr<v1::ListReferralsResponse> Desk::Inbox(const StaffMember& who,
+                                                      v1::TaskStatus status) {
+  return hub_->Inbox(ListOf(status), ActingOf(who));
+}
+
+absl::StatusOr<v1::ListReferralsResponse> Desk::Sent(const StaffMember& who,
+                                                     v1::TaskStatus status) {
+  return hub_->Sent(ListOf(status), ActingOf(who));
+}
+
+absl::StatusOr<ReferralPage> Desk::Open(const StaffMember& who, const std::string& referral) {
+  ASSIGN_OR_RETURN(auto ids, SplitReferral(referral));
+  v1::GetReferralRequest get;
+  get.set_referral(referral);
+  ReferralPage page;
+  ASSIGN_OR_RETURN(page.view, hub_->GetReferral(get, ActingOf(who)));
+  v1::GetAgencyRequest sender;
+  sender.set_agency_id(ids.first);
+  ASSIGN_OR_RETURN(v1::AgencyRecord record, hub_->GetAgency(sender, ActingOf(who)));
+  page.sender_keys.assign(record.keys().begin(), record.keys().end());
+  return page;
+}
+
+absl::StatusOr<std::string> Desk::ResolvePerson(const StaffMember& who, const std::string& mrn) {
+  if (mrn.empty()) return absl::InvalidArgumentError("give the person's record number (MRN)");
+  v1::ResolveSubjectRequest req;
+  v1::Identifier* id = req.add_identifiers();
+  id->set_authority(absl::StrCat(who.agency_id, "/mrn"));
+  id->set_value(mrn);
+  ASSIGN_OR_RETURN(v1::ResolveSubjectResponse r, hub_->ResolveSubject(req, ActingOf(who)));
+  return r.subject_id();
+}
+
+absl::StatusOr<std::string> Desk::RecordConsent(const StaffMember& who,
+                                                const v1::Consent& consent) {
+  v1::GrantConsent grant;
+  *grant.mutable_consent() = consent;
+  // Whoever records it at a sending agency records as a sender; at a
+  // receiving one as a receiver (both may record, DESIGN.md "Consent").
+  const std::string role = Holds(who, kSenderRole) ? kSenderRole : kReceiverRole;
+  ASSIGN_OR_RETURN(std::string envelope, Sign(who, grant, role));
+  ASSIGN_OR_RETURN(v1::SubmitEnvelopeResponse r, hub_->SubmitConsentChange(envelope));
+  return r.assigned_id();
+}
+
+absl::StatusOr<std::vector<v1::AgencyRecord>> Desk::Recipients(const StaffMember& who,
+                                                               const std::string& service) {
+  v1::SearchAgenciesRequest req;
+  req.set_service(service);
+  req.set_role(kReceiverRole);
+  return hub_->SearchAgencies(req, ActingOf(who));
+}
+
+}  // namespace careloop::edge

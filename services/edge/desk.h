@@ -1,0 +1,97 @@
+// The console's actions (DESIGN.md, "The agency edge"), without HTTP: what
+// a signed-in staff member of an agency the edge serves can do. Each change
+// is an envelope signed with the agency's key from custody, naming the
+// staff member as its actor with the role the change needs (which the
+// member must hold: the edge adds no power); each read is made as the
+// agency, naming the member. The hub decides everything else.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "base/clock.h"
+#include "careloop/v1/consent.pb.h"
+#include "careloop/v1/directory.pb.h"
+#include "careloop/v1/referral.pb.h"
+#include "services/edge/hub_client.h"
+#include "services/edge/key_custody.h"
+#include "services/edge/staff_accounts.h"
+
+namespace careloop::edge {
+
+// One section of a new referral, as a person types it.
+struct SectionInput {
+  std::string section_id;
+  std::string category;  // a consent data category
+  std::string text;
+};
+
+struct NewReferral {
+  std::string referral_id;  // "" : the edge picks one
+  std::string mrn;          // the person's record number at the sending agency
+  std::string service;      // a directory service code
+  std::string reason;       // coded, non-sensitive
+  v1::ReferralPriority priority = v1::ROUTINE;
+  std::string purpose = "care-coordination";
+  std::string recipient;  // an agency id; or "" with a postal code (ranked)
+  std::string postal_code;
+  std::vector<SectionInput> sections;
+};
+
+struct StatusMove {
+  std::string referral;  // "<sender>/<referral id>"
+  v1::TaskStatus status = v1::TASK_STATUS_UNSPECIFIED;
+  std::string reason_code, reason_text;
+  std::string provided, enrolment_status;  // with completed
+};
+
+// A referral as the browser needs it to check it itself: the view (with the
+// signed manifest envelope and the sections) and the sender's keys as the
+// directory has them.
+struct ReferralPage {
+  v1::ReferralView view;
+  std::vector<v1::AgencyKey> sender_keys;
+};
+
+class Desk {
+ public:
+  Desk(HubClient* hub, const KeyCustody* keys, Clock* clock);
+
+  absl::StatusOr<v1::SubmitReferralResponse> Send(const StaffMember& who, const NewReferral& r);
+  absl::StatusOr<v1::Receipt> Move(const StaffMember& who, const StatusMove& m);
+  absl::StatusOr<v1::ListReferralsResponse> Inbox(const StaffMember& who, v1::TaskStatus status);
+  absl::StatusOr<v1::ListReferralsResponse> Sent(const StaffMember& who, v1::TaskStatus status);
+  absl::StatusOr<ReferralPage> Open(const StaffMember& who, const std::string& referral);
+  // The hub's id of the person with this record number at `who`'s agency
+  // (a new person the first time).
+  absl::StatusOr<std::string> ResolvePerson(const StaffMember& who, const std::string& mrn);
+  // Records a consent the person gave (`who` must hold a recorder role);
+  // returns the consent id.
+  absl::StatusOr<std::string> RecordConsent(const StaffMember& who, const v1::Consent& consent);
+  // Agencies that take referrals for `service`, for the sender to choose.
+  absl::StatusOr<std::vector<v1::AgencyRecord>> Recipients(const StaffMember& who,
+                                                           const std::string& service);
+
+  // The agencies this edge can sign for.
+  absl::StatusOr<std::vector<std::string>> Agencies() const { return keys_->Agencies(); }
+
+ private:
+  // The envelope bytes of `payload` signed by `who`'s agency naming `who`
+  // as the actor in `role` (PERMISSION_DENIED when `who` lacks it).
+  absl::StatusOr<std::string> Sign(const StaffMember& who, const google::protobuf::Message& payload,
+                                   const std::string& role);
+  // The directory's id of the agency's key the edge holds (active, not revoked).
+  absl::StatusOr<std::string> KeyIdOf(const StaffMember& who, const trust::Ed25519PrivateKey& key);
+
+  HubClient* hub_;
+  const KeyCustody* keys_;
+  Clock* clock_;
+};
+
+// "referral.sender-id/r-1" pieces; INVALID_ARGUMENT for anything else.
+absl::StatusOr<std::pair<std::string, std::string>> SplitReferral(const std::string& referral);
+
+Acting ActingOf(const StaffMember& who);
+
+}  // namespace careloop::edge

@@ -1,0 +1,102 @@
+#include "services/edge/in_process_hub.h"
+
+#include <utility>
+
+#include "base/status.h"
+
+namespace careloop::edge {
+namespace {
+
+policy::Caller CallerOf(const Acting& who) {
+  return policy::Caller::Agency(who.agency_id, who.user_id);
+}
+
+class InProcessStream final : public ChangeStream {
+ public:
+  explicit InProcessStream(std::unique_ptr<notification::NotificationCore::Subscription> s)
+      : subscription_(std::move(s)) {}
+  absl::StatusOr<std::vector<v1::Notification>> Next(absl::Duration wait) override {
+    return subscription_->Next(wait);
+  }
+  void Cancel() override { subscription_->Cancel(); }
+
+ private:
+  std::unique_ptr<notification::NotificationCore::Subscription> subscription_;
+};
+
+}  // namespace
+
+InProcessHub::InProcessHub(HubCores cores) : cores_(cores) {
+  CARELOOP_CHECK(cores_.referrals != nullptr && cores_.consent != nullptr &&
+                 cores_.directory != nullptr && cores_.notifications != nullptr);
+}
+
+absl::StatusOr<v1::SubmitReferralResponse> InProcessHub::SubmitReferral(
+    const v1::SubmitReferralRequest& req) {
+  return cores_.referrals->Submit(req);
+}
+
+absl::StatusOr<v1::Receipt> InProcessHub::UpdateReferralStatus(const std::string& envelope) {
+  return cores_.referrals->UpdateStatus(envelope);
+}
+
+absl::StatusOr<v1::PostMessageResponse> InProcessHub::PostMessage(
+    const v1::PostMessageRequest& req) {
+  return cores_.referrals->PostMessage(req);
+}
+
+absl::StatusOr<v1::SubmitEnvelopeResponse> InProcessHub::SubmitConsentChange(
+    const std::string& envelope) {
+  return cores_.consent->Submit(envelope);
+}
+
+absl::StatusOr<v1::Receipt> InProcessHub::SubmitDirectoryChange(const std::string& envelope) {
+  return cores_.directory->Submit(envelope);
+}
+
+absl::StatusOr<v1::ReferralView> InProcessHub::GetReferral(const v1::GetReferralRequest& req,
+                                                           const Acting& who) {
+  return cores_.referrals->Get(req, CallerOf(who));
+}
+
+absl::StatusOr<v1::ListReferralsResponse> InProcessHub::Inbox(const v1::ListReferralsRequest& req,
+                                                              const Acting& who) {
+  return cores_.referrals->Inbox(req, CallerOf(who));
+}
+
+absl::StatusOr<v1::ListReferralsResponse> InProcessHub::Sent(const v1::ListReferralsRequest& req,
+                                                             const Acting& who) {
+  return cores_.referrals->Sent(req, CallerOf(who));
+}
+
+absl::StatusOr<v1::ResolveSubjectResponse> InProcessHub::ResolveSubject(
+    const v1::ResolveSubjectRequest& req, const Acting& who) {
+  return cores_.consent->Resolve(req, CallerOf(who));
+}
+
+absl::StatusOr<v1::AgencyRecord> InProcessHub::GetAgency(const v1::GetAgencyRequest& req,
+                                                         const Acting& who) {
+  return cores_.directory->GetAgency(req, CallerOf(who));
+}
+
+absl::StatusOr<std::vector<v1::AgencyRecord>> InProcessHub::SearchAgencies(
+    const v1::SearchAgenciesRequest& req, const Acting& who) {
+  return cores_.directory->Search(req, CallerOf(who));
+}
+
+absl::StatusOr<v1::CreateConsumerResponse> InProcessHub::CreateConsumer(
+    const v1::CreateConsumerRequest& req, const Acting& who) {
+  return cores_.notifications->CreateConsumer(req, CallerOf(who));
+}
+
+absl::StatusOr<std::unique_ptr<ChangeStream>> InProcessHub::Subscribe(
+    const v1::SubscribeRequest& req, const Acting& who) {
+  ASSIGN_OR_RETURN(auto subscription, cores_.notifications->Subscribe(req, CallerOf(who)));
+  return std::unique_ptr<ChangeStream>(new InProcessStream(std::move(subscription)));
+}
+
+absl::StatusOr<v1::AckResponse> InProcessHub::Ack(const v1::AckRequest& req, const Acting& who) {
+  return cores_.notifications->Ack(req, CallerOf(who));
+}
+
+}  // namespace careloop::edge

@@ -1,0 +1,230 @@
+// The console in a real browser (issue 18): Debian's chromium driven by
+// playwright-core against a real careloopd seeded with the demo network.
+// The planner sends; the intake worker sees it arrive without reloading,
+// sees the sender's signature verified in the browser, accepts and
+// completes; the planner watches the loop close. Tampering between hub and
+// browser shows red. axe-core finds no serious or critical violation.
+// Screenshots of every step go to $CARELOOP_BROWSER_OUTPUT (default
+// tests/browser/output).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { AxeBuilder } from '@axe-core/playwright';
+import { startHub } from './hub.mjs';
+
+const OUT = process.env.CARELOOP_BROWSER_OUTPUT || new URL('./output', import.meta.url).pathname;
+const CHROMIUM = process.env.CHROMIUM_BINARY || '/usr/bin/chromium';
+const WAIT = { timeout: 20000 };
+let hub, browser;
+
+before(async () => {
+  mkdirSync(OUT, { recursive: true });
+  hub = await startHub();
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true,
+    args: process.getuid && process.getuid() === 0 ? ['--no-sandbox'] : [] });
+});
+after(async () => {
+  if (process.env.DEBUG_CONSOLE) console.error(hub.logs());
+  if (browser) await browser.close();
+  if (hub) await hub.stop();
+});
+
+async function shoot(page, name) {
+  await page.screenshot({ path: join(OUT, name + '.png'), fullPage: true });
+}
+async function newPage(width = 1280, height = 800) {
+  const context = await browser.newContext({ viewport: { width, height } });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => { throw e; });
+  return page;
+}
+async function signIn(page, agency) {
+  const l = hub.login(agency);
+  await page.goto(hub.url + '/');
+  await page.getByLabel('Agency').fill(l.agency);
+  await page.getByLabel('User', { exact: true }).fill(l.user);
+  await page.getByLabel('Password').fill(l.password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign out' }).waitFor(WAIT);
+}
+async function noSeriousViolations(page, where) {
+  const r = await new AxeBuilder({ page }).withTags(['wcag2a', 'wcag2aa']).analyze();
+  const bad = r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  assert.deepEqual(bad.map((v) => v.id + ': ' + v.help), [], 'axe on ' + where);
+}
+async function sendReferral(page, withBehavioralHealth, mrn = hub.seeded.mrn, to = 'org.foodbank') {
+  await page.getByRole('link', { name: 'New referral' }).click();
+  await page.getByLabel('Medical record number (MRN)').fill(mrn);
+  if (to === 'org.shelter') await page.getByLabel('Service needed').selectOption('housing-instability');
+  await page.getByLabel('Send to').locator('option[value="' + to + '"]').waitFor({ state: 'attached', ...WAIT });
+  await page.getByLabel('Send to').selectOption(to);
+  const texts = page.getByLabel('Text');
+  await texts.nth(0).fill('phone 555-0100, best after 5pm');
+  await texts.nth(1).fill('hunger vital sign positive');
+  if (withBehavioralHealth) {
+    await page.getByRole('button', { name: 'Add a section' }).click();
+    await texts.nth(2).fill('PHQ-9 of 14');
+  }
+  await page.getByRole('button', { name: 'Send referral' }).click();
+  await page.locator('#verified-mark').waitFor(WAIT);
+}
+
+test('the planner sends, the food bank accepts and completes, the loop closes live', async () => {
+  const planner = await newPage();
+  await signIn(planner, 'org.stmarys');
+  await noSeriousViolations(planner, 'sent list');
+  await shoot(planner, '01-planner-sent-1280');
+
+  const intake = await newPage();
+  if (process.env.DEBUG_CONSOLE) {
+    intake.on('response', async (r) => console.error('intake', r.status(), r.url(), r.url().includes('changes') ? await r.text() : ''));
+    intake.on('console', (m) => console.error('intake console', m.text()));
+  }
+  await signIn(intake, 'org.foodbank');
+  await intake.getByRole('heading', { name: 'Inbox' }).waitFor(WAIT);
+  await intake.getByText('Nothing in the inbox.').waitFor(WAIT);
+  await shoot(intake, '02-intake-empty-inbox-1280');
+
+  await planner.getByRole('link', { name: 'New referral' }).click();
+  await planner.getByLabel('Medical record number (MRN)').waitFor(WAIT);
+  await noSeriousViolations(planner, 'new referral form');
+  await planner.getByRole('link', { name: 'Sent referrals' }).click();
+  await sendReferral(planner, true);
+  // Consent covers contact and social needs, not behavioral health.
+  await planner.getByText('1 section(s) were withheld').waitFor(WAIT);
+  await planner.getByText(/Withheld: Behavioral health/).waitFor(WAIT);
+  await planner.locator('.verified').waitFor(WAIT);
+  await shoot(planner, '03-planner-sent-referral-1280');
+
+  // The inbox updates without a reload.
+  const row = intake.getByRole('link', { name: 'Food' });
+  await row.waitFor(WAIT);
+  await shoot(intake, '04-intake-inbox-arrived-1280');
+  await row.click();
+  await intake.locator('.verified').waitFor(WAIT);
+  assert.match(await intake.locator('#verified-mark').innerText(), /Verified: signed by Dana Planner/);
+  await intake.getByText('phone 555-0100, best after 5pm').waitFor(WAIT);
+  await intake.getByText('hunger vital sign positive').waitFor(WAIT);
+  assert.equal(await intake.getByText('PHQ-9 of 14').count(), 0, 'the withheld section stays out');
+  await intake.getByText(/Withheld: Behavioral health/).waitFor(WAIT);
+  await noSeriousViolations(intake, 'referral page');
+  await shoot(intake, '05-intake-referral-verified-1280');
+
+  await intake.getByRole('button', { name: 'Accept' }).click();
+  await intake.locator('#status', { hasText: 'Accepted' }).waitFor(WAIT);
+  await planner.locator('#status', { hasText: 'Accepted' }).waitFor(WAIT);   // live
+  await shoot(planner, '06-planner-sees-accepted-1280');
+
+  await intake.getByText('Complete with outcome').click();
+  await intake.getByLabel('What was provided').fill('weekly food box');
+  await intake.getByRole('button', { name: 'Complete', exact: true }).click();
+  await intake.locator('#status', { hasText: 'Completed' }).waitFor(WAIT);
+  await planner.locator('#status', { hasText: 'Completed' }).waitFor(WAIT);  // live
+  await planner.getByText('Outcome: weekly food box').waitFor(WAIT);
+  await shoot(intake, '07-intake-completed-1280');
+  await shoot(planner, '08-planner-loop-closed-1280');
+
+  await planner.getByRole('link', { name: 'Sent referrals' }).click();
+  await planner.getByText('Completed', { exact: true }).first().waitFor(WAIT);
+  await planner.context().close();
+  await intake.context().close();
+});
+
+test('a section or signature altered between hub and browser is shown red', async () => {
+  const planner = await newPage();
+  await signIn(planner, 'org.stmarys');
+  // The consented patient, to the shelter: the shelter sees two sections.
+  await sendReferral(planner, false, hub.seeded.mrn, 'org.shelter');
+  await planner.locator('.verified').waitFor(WAIT);
+  const referralUrl = planner.url();
+  await planner.context().close();
+
+  const intake = await newPage();
+  await signIn(intake, 'org.shelter');
+  const cases = {
+    section: (r) => { r.referral.sections[0].content = Buffer.from('phone 555-0199').toString('base64'); },
+    signature: (r) => {
+      const env = Buffer.from(r.referral.manifest_envelope, 'base64');
+      env[env.length - 1] ^= 0x01;  // the signature is the last field
+      r.referral.manifest_envelope = env.toString('base64');
+    },
+    key: (r) => { r.sender_keys[0].public_key = Buffer.alloc(32, 7).toString('base64'); },
+  };
+  for (const [what, tamper] of Object.entries(cases)) {
+    await intake.route('**/api/referrals/org.stmarys/*', async (route) => {
+      const response = await route.fetch();
+      const body = await response.json();
+      tamper(body);
+      await route.fulfill({ response, json: body });
+    });
+    await intake.goto(referralUrl.replace(/^[^#]*/, hub.url + '/'));
+    await intake.locator('.unverified').waitFor(WAIT);
+    assert.match(await intake.locator('#verified-mark').innerText(), /Not verified/, what);
+    assert.equal(await intake.locator('.verified').count(), 0, what);
+    await shoot(intake, '09-tampered-' + what + '-1280');
+    await intake.unrouteAll();
+  }
+  // Untouched, the same page is green again (the check is what failed).
+  await intake.goto(referralUrl.replace(/^[^#]*/, hub.url + '/'));
+  await intake.reload();
+  await intake.locator('.verified').waitFor(WAIT);
+  await intake.context().close();
+});
+
+test('at 375 px the inbox and a referral are usable', async () => {
+  const intake = await newPage(375, 800);
+  await signIn(intake, 'org.foodbank');
+  await noSeriousViolations(intake, 'login at 375 px');
+  const link = intake.getByRole('link', { name: 'Food' }).first();
+  await link.waitFor(WAIT);
+  await shoot(intake, '10-inbox-375');
+  await link.click();
+  await intake.locator('.verified').waitFor(WAIT);
+  const width = await intake.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(width <= 375, 'no sideways scrolling at 375 px (scroll width ' + width + ')');
+  await shoot(intake, '11-referral-375');
+  await intake.context().close();
+});
+
+test('signing in and opening a referral work with the keyboard alone', async () => {
+  const page = await newPage();
+  const l = hub.login('org.foodbank');
+  await page.goto(hub.url + '/');
+  await noSeriousViolations(page, 'sign-in page');
+  await page.getByLabel('Agency').waitFor(WAIT);
+  await page.keyboard.press('Tab');  // skip link
+  for (const value of [l.agency, l.user, l.password]) {
+    await page.keyboard.press('Tab');
+    await page.keyboard.type(value);
+  }
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { name: 'Inbox' }).waitFor(WAIT);
+  const first = page.getByRole('link', { name: 'Food' }).first();
+  await first.waitFor(WAIT);
+  for (let i = 0; i < 30 && !(await first.evaluate((e) => e === document.activeElement)); i++) {
+    await page.keyboard.press('Tab');
+  }
+  assert.ok(await first.evaluate((e) => e === document.activeElement), 'Tab reaches the first referral');
+  await page.keyboard.press('Enter');
+  await page.locator('.verified').waitFor(WAIT);
+  await page.context().close();
+});
+
+test('more open consoles than worker threads: sign-in and actions still answer', async () => {
+  const consoles = [];
+  for (let i = 0; i < 12; i++) {  // the edge has 8 worker threads
+    const p = await newPage();
+    await signIn(p, 'org.foodbank');
+    consoles.push(p);
+  }
+  const planner = await newPage();
+  const started = Date.now();
+  await signIn(planner, 'org.stmarys');
+  await sendReferral(planner, false, '000302');
+  await planner.locator('.verified').waitFor(WAIT);
+  assert.ok(Date.now() - started < 15000, 'answered while 12 consoles were open');
+  for (const p of consoles) await p.context().close();
+  await planner.context().close();
+});
