@@ -77,6 +77,10 @@ class ConsentCore final : public Decider, public SubjectRecords {
                                                const policy::Caller& caller);
   absl::StatusOr<v1::ListConsentsResponse> ListConsents(const v1::ListConsentsRequest& req,
                                                         const policy::Caller& caller);
+  // What consent would let a recipient see of a person the caller names by
+  // its own identifier (services/consent/preview.cc).
+  absl::StatusOr<v1::PreviewDisclosureResponse> PreviewDisclosure(
+      const v1::PreviewDisclosureRequest& req, const policy::Caller& caller);
   absl::StatusOr<v1::CheckConsentResponse> Check(const v1::CheckConsentRequest& req,
                                                  const policy::Caller& caller);
   absl::StatusOr<v1::DisclosureReportResponse> Report(const v1::DisclosureReportRequest& req,

@@ -43,6 +43,13 @@ grpc::ServerUnaryReactor* ConsentGrpcService::Check(grpc::CallbackServerContext*
   return FinishUnary(ctx, resp, [&] { return core_->Check(*req, c); });
 }
 
+grpc::ServerUnaryReactor* ConsentGrpcService::PreviewDisclosure(
+    grpc::CallbackServerContext* ctx, const v1::PreviewDisclosureRequest* req,
+    v1::PreviewDisclosureResponse* resp) {
+  const policy::Caller c = CallerIdentity(*ctx, tls_);
+  return FinishUnary(ctx, resp, [&] { return core_->PreviewDisclosure(*req, c); });
+}
+
 grpc::ServerUnaryReactor* ConsentGrpcService::DisclosureReport(
     grpc::CallbackServerContext* ctx, const v1::DisclosureReportRequest* req,
     v1::DisclosureReportResponse* resp) {

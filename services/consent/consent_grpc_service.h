@@ -28,6 +28,9 @@ class ConsentGrpcService final : public v1::ConsentService::CallbackService {
   grpc::ServerUnaryReactor* Check(grpc::CallbackServerContext* ctx,
                                   const v1::CheckConsentRequest* req,
                                   v1::CheckConsentResponse* resp) override;
+  grpc::ServerUnaryReactor* PreviewDisclosure(grpc::CallbackServerContext* ctx,
+                                              const v1::PreviewDisclosureRequest* req,
+                                              v1::PreviewDisclosureResponse* resp) override;
   grpc::ServerUnaryReactor* DisclosureReport(grpc::CallbackServerContext* ctx,
                                              const v1::DisclosureReportRequest* req,
                                              v1::DisclosureReportResponse* resp) override;

@@ -162,6 +162,19 @@ absl::StatusOr<ReferralPage> Desk::Open(const StaffMember& who, const std::strin
   return page;
 }
 
+absl::StatusOr<v1::PreviewDisclosureResponse> Desk::Preview(
+    const StaffMember& who, const std::string& mrn, const std::string& recipient,
+    const std::string& purpose, const std::vector<std::string>& categories) {
+  if (mrn.empty()) return absl::InvalidArgumentError("give the person's record number (MRN)");
+  v1::PreviewDisclosureRequest req;
+  req.mutable_subject()->set_authority(absl::StrCat(who.agency_id, "/mrn"));
+  req.mutable_subject()->set_value(mrn);
+  req.set_recipient_agency(recipient);
+  req.set_purpose(purpose);
+  for (const std::string& c : categories) req.add_categories(c);
+  return hub_->PreviewDisclosure(req, ActingOf(who));
+}
+
 absl::StatusOr<std::string> Desk::ResolvePerson(const StaffMember& who, const std::string& mrn) {
   if (mrn.empty()) return absl::InvalidArgumentError("give the person's record number (MRN)");
   v1::ResolveSubjectRequest req;

@@ -63,6 +63,13 @@ class Desk {
   absl::StatusOr<v1::ListReferralsResponse> Inbox(const StaffMember& who, v1::TaskStatus status);
   absl::StatusOr<v1::ListReferralsResponse> Sent(const StaffMember& who, v1::TaskStatus status);
   absl::StatusOr<ReferralPage> Open(const StaffMember& who, const std::string& referral);
+  // What consent would let `recipient` see of the person with this record
+  // number, per category, before anything is sent.
+  absl::StatusOr<v1::PreviewDisclosureResponse> Preview(const StaffMember& who,
+                                                        const std::string& mrn,
+                                                        const std::string& recipient,
+                                                        const std::string& purpose,
+                                                        const std::vector<std::string>& categories);
   // The hub's id of the person with this record number at `who`'s agency
   // (a new person the first time).
   absl::StatusOr<std::string> ResolvePerson(const StaffMember& who, const std::string& mrn);

@@ -380,6 +380,10 @@ void EdgeHttp::RegisterDeskRoutes() {
         [this](const Req& req, Res& res, const Principal* who) { SendReferral(req, res, *who); });
   Route("POST", R"(/api/referrals/([^/]+)/([^/]+)/status)", Access::kSessionAndCsrf,
         [this](const Req& req, Res& res, const Principal* who) { MoveReferral(req, res, *who); });
+  // A read, but POST: the person's record number travels in the body, never
+  // in a URL.
+  Route("POST", "/api/preview", Access::kSessionAndCsrf,
+        [this](const Req& req, Res& res, const Principal* who) { Preview(req, res, *who); });
   Route("GET", "/api/recipients", Access::kSession,
         [this](const Req& req, Res& res, const Principal* who) { Recipients(req, res, *who); });
   Route("GET", "/api/changes", Access::kSession,
@@ -486,6 +490,26 @@ void EdgeHttp::Recipients(const httplib::Request& req, httplib::Response& res,
                        {"services", a.profile().services()}});
   }
   Reply(res, 200, json{{"agencies", out}});
+}
+
+void EdgeHttp::Preview(const httplib::Request& req, httplib::Response& res, const Principal& who) {
+  absl::StatusOr<json> body = BodyOf(req);
+  if (!body.ok()) return ReplyStatus(res, body.status());
+  absl::StatusOr<std::vector<std::string>> f = StringFields(*body, {"mrn", "recipient", "purpose"});
+  if (!f.ok()) return ReplyStatus(res, f.status());
+  const auto it = body->find("categories");
+  if (it == body->end() || !it->is_array()) {
+    return ReplyError(res, 400, "\"categories\" must be a list");
+  }
+  std::vector<std::string> categories;
+  for (const json& c : *it) {
+    if (!c.is_string()) return ReplyError(res, 400, "each category is a string");
+    categories.push_back(c.get<std::string>());
+  }
+  absl::StatusOr<v1::PreviewDisclosureResponse> preview = parts_.desk->Preview(
+      who.member, (*f)[0], (*f)[1], (*f)[2].empty() ? "care-coordination" : (*f)[2], categories);
+  if (!preview.ok()) return ReplyStatus(res, preview.status());
+  Reply(res, 200, ProtoJson(*preview));
 }
 
 void EdgeHttp::DevSeed(const httplib::Request& req, httplib::Response& res) {

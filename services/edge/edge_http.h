@@ -97,6 +97,7 @@ class EdgeHttp {
   void SendReferral(const httplib::Request& req, httplib::Response& res, const Principal& who);
   void MoveReferral(const httplib::Request& req, httplib::Response& res, const Principal& who);
   void Recipients(const httplib::Request& req, httplib::Response& res, const Principal& who);
+  void Preview(const httplib::Request& req, httplib::Response& res, const Principal& who);
   void DevSeed(const httplib::Request& req, httplib::Response& res);
 
   void SetSessionCookie(httplib::Response& res, const std::string& token) const;

@@ -89,6 +89,10 @@ Table MakeConsent() {
   r.push_back(Call("ListConsents", kAgencyOrCompliance,
                    "the consents the caller may read (as GetConsent); recorded as a read"));
   r.push_back(Call("Check", kCompliance, "recorded as a read"));
+  r.push_back(Call("PreviewDisclosure", kAgency,
+                   "a person the caller names by an identifier of an authority of its own (not "
+                   "a shared one) and has a relationship with; per category permit or deny, no "
+                   "consent ids; recorded as a read"));
   r.push_back(Call("DisclosureReport", kCompliance, "recorded as a read"));
   r.push_back(Call("ListBreakGlass", kCompliance, "recorded as a read"));
   return Table("ConsentService", std::move(r));

@@ -91,6 +91,32 @@ test('the edge adds no power: staff without the role are refused before anything
   assert.notEqual(accept.status, 200);
 });
 
+test('the sender previews what consent withholds; nobody else may ask', async () => {
+  const planner = await signIn('org.stmarys');
+  const ask = (who, mrn) => who.call('POST', '/api/preview', { mrn, recipient: 'org.foodbank',
+    categories: ['contact', 'social-needs', 'behavioral-health'] });
+  const r = await ask(planner, '000123');
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  const permit = Object.fromEntries(r.body.decisions.map((d) => [d.category, !!d.permit]));
+  assert.deepEqual(permit, { contact: true, 'social-needs': true, 'behavioral-health': false });
+  assert.equal(JSON.stringify(r.body).includes('consent_ids'), false);
+  // A person the hub does not know yet: nothing would be shared.
+  const unknown = await ask(planner, '999999');
+  assert.equal(unknown.status, 200);
+  assert.ok(unknown.body.decisions.every((d) => !d.permit));
+  // The food bank names people by its own record numbers only: the same
+  // number is another person (unknown here), and St Mary's patient's consent
+  // says nothing through it. (A foreign authority over gRPC is refused alike
+  // for known and unknown people: tests/integration/access_matrix_test.cc.)
+  const foodbank = await signIn('org.foodbank');
+  const other = await ask(foodbank, '000123');
+  assert.equal(other.status, 200);
+  assert.ok(other.body.decisions.every((d) => !d.permit));
+  assert.deepEqual(other.body, (await ask(foodbank, '999998')).body);
+  // The MRN never travels in a URL: the route is POST, with CSRF.
+  assert.equal((await planner.call('POST', '/api/preview', { mrn: '000123', recipient: 'org.foodbank', categories: [] }, { csrf: false })).status, 403);
+});
+
 test('bad input: a clear error and nothing written', async () => {
   const planner = await signIn('org.stmarys');
   const count = async () => ((await planner.call('GET', '/api/sent')).body.referrals || []).length;

@@ -66,6 +66,10 @@ async function sendReferral(page, withBehavioralHealth, mrn = hub.seeded.mrn, to
   if (withBehavioralHealth) {
     await page.getByRole('button', { name: 'Add a section' }).click();
     await texts.nth(2).fill('PHQ-9 of 14');
+    // Before sending, the hub says what consent will withhold.
+    await page.getByText('Section 3 (Behavioral health): will be withheld').waitFor(WAIT);
+    await page.getByText('Section 1 (Contact details): will be shared').waitFor(WAIT);
+    await shoot(page, '02b-planner-preview-before-sending-1280');
   }
   await page.getByRole('button', { name: 'Send referral' }).click();
   await page.locator('#verified-mark').waitFor(WAIT);

@@ -892,6 +892,14 @@ class Matrix {
       r->set_subject_id(objects_.subject);
       return r;
     }
+    if (rpc == "ConsentService.PreviewDisclosure") {
+      auto r = std::make_unique<v1::PreviewDisclosureRequest>();
+      *r->mutable_subject() = Mrn("org.stmarys", "000123");
+      r->set_recipient_agency("org.foodbank");
+      r->set_purpose("care-coordination");
+      r->add_categories("contact");
+      return r;
+    }
     if (rpc == "ConsentService.Check") {
       auto r = std::make_unique<v1::CheckConsentRequest>();
       r->set_subject_id(objects_.subject);

@@ -63,6 +63,8 @@ class CoreGateTest : public testing::ReferralFixture {
     m["DirectoryService.GetAgency"] = Of([dir](auto& c) { return dir->GetAgency({}, c); });
     m["DirectoryService.SearchAgencies"] = Of([dir](auto& c) { return dir->Search({}, c); });
     m["ConsentService.ResolveSubject"] = Of([consent](auto& c) { return consent->Resolve({}, c); });
+    m["ConsentService.PreviewDisclosure"] =
+        Of([consent](auto& c) { return consent->PreviewDisclosure({}, c); });
     m["ConsentService.GetConsent"] = Of([consent](auto& c) { return consent->GetConsent("", c); });
     m["ConsentService.ListConsents"] =
         Of([consent](auto& c) { return consent->ListConsents({}, c); });

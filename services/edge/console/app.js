@@ -10,6 +10,9 @@
   let session = null;       // { csrf, staff }
   let lastChange = null;    // the agency's latest change seen
   let poller = null;
+  // Each navigation's number: a page whose data comes back after the person
+  // has moved on is not drawn over the newer one.
+  let routeGen = 0;
 
   // Plain words for what a case manager sees (FHIR Task codes inside).
   const STATUS_WORDS = {
@@ -87,7 +90,8 @@
     return data;
   }
 
-  function render(title, ...content) {
+  function render(gen, title, ...content) {
+    if (gen !== routeGen) return;
     main.replaceChildren(el('h1', {}, title), el('div', {}, ...content));
     document.title = title + ' · careloop';
   }
@@ -124,7 +128,7 @@
     ...field('Code from your authenticator app (admins)', el('input', { name: 'code', inputmode: 'numeric', autocomplete: 'one-time-code' })),
     el('p', { class: 'error', role: 'alert' }, message || ''),
     el('button', { type: 'submit' }, 'Sign in'));
-    render('Sign in', form);
+    render(++routeGen, 'Sign in', form);
   }
   async function logout() {
     try { await api('POST', '/api/logout'); } catch (e) { /* ended already */ }
@@ -143,7 +147,7 @@
       el('td', {}, (m.priority || 'ROUTINE').toLowerCase()),
       el('td', {}, el('span', { class: 'status' }, v.unassigned ? 'Nobody could take it' : statusWords(v.status))));
   }
-  async function showList(sent, filter) {
+  async function showList(sent, filter, gen = routeGen) {
     const data = await api('GET', sent ? '/api/sent' : '/api/inbox');
     const all = data.referrals || [];
     const counts = {};
@@ -159,11 +163,11 @@
         el('th', { scope: 'col' }, sent ? 'To' : 'From'), el('th', { scope: 'col' }, 'Priority'),
         el('th', { scope: 'col' }, 'Status'))),
       el('tbody', {}, shown.map((v) => referralRow(v, sent))));
-    render(sent ? 'Sent referrals' : 'Inbox', tabs, table);
+    render(gen, sent ? 'Sent referrals' : 'Inbox', tabs, table);
   }
 
   // ---- New referral ----
-  async function showNew() {
+  async function showNew(gen = routeGen) {
     const recipients = select('recipient', [['', 'Loading…']], '');
     const service = select('service', SERVICES, 'food-insecurity');
     async function loadRecipients() {
@@ -171,16 +175,42 @@
         const d = await api('GET', '/api/recipients?service=' + encodeURIComponent(service.value));
         recipients.replaceChildren(...(d.agencies || []).map((a) => el('option', { value: a.agency_id }, a.name + ' (' + a.agency_id + ')')));
         if (!recipients.options.length) recipients.append(el('option', { value: '' }, 'No agency offers this service'));
+        updatePreview();
       } catch (e) { recipients.replaceChildren(el('option', { value: '' }, e.message)); }
     }
     service.addEventListener('change', loadRecipients);
     const sections = el('div', {});
     function addSection(category, text) {
       const n = sections.children.length + 1;
+      const kind = select('category', CATEGORIES, category);
+      kind.addEventListener('change', updatePreview);
       const box = el('fieldset', { class: 'card' }, el('legend', {}, 'Section ' + n),
-        ...field('What kind of information', select('category', CATEGORIES, category)),
+        ...field('What kind of information', kind),
         ...field('Text', el('textarea', { name: 'text' }, text || '')));
       sections.append(box);
+      updatePreview();
+    }
+    // Before sending: what the person's consent lets the chosen agency see,
+    // asked of the hub per category (nothing is sent or shared by asking).
+    const preview = el('div', { class: 'card', id: 'preview', 'aria-live': 'polite' },
+      el('p', { class: 'notice' }, 'Enter the MRN and choose the agency to see what their consent lets the agency see.'));
+    const mrn = el('input', { name: 'mrn', required: true, autocomplete: 'off' });
+    mrn.addEventListener('change', updatePreview);
+    recipients.addEventListener('change', updatePreview);
+    async function updatePreview() {
+      if (!mrn.value || !recipients.value) return;
+      const kinds = [...sections.children].map((box) => box.querySelector('select').value);
+      try {
+        const r = await api('POST', '/api/preview', { mrn: mrn.value, recipient: recipients.value,
+          categories: [...new Set(kinds)] });
+        const byKind = new Map((r.decisions || []).map((d) => [d.category, d]));
+        preview.replaceChildren(el('h2', {}, 'Before you send'), el('ul', {}, kinds.map((k, i) => {
+          const d = byKind.get(k) || {};
+          const label = (CATEGORIES.find((c) => c[0] === k) || [0, k])[1];
+          return el('li', { class: d.permit ? 'will-share' : 'will-withhold' }, 'Section ' + (i + 1) + ' (' + label + '): ' +
+            (d.permit ? 'will be shared' : 'will be withheld — ' + (d.reason || 'consent does not cover it')));
+        })));
+      } catch (e) { preview.replaceChildren(el('p', { class: 'error' }, e.message)); }
     }
     addSection('contact', '');
     addSection('social-needs', '');
@@ -200,7 +230,7 @@
         if (withheld) sessionStorage.setItem('notice', withheld + ' section(s) were withheld: the person\'s consent does not cover them for this agency.');
       } catch (e) { err.textContent = e.message; }
     } },
-    ...field('Medical record number (MRN)', el('input', { name: 'mrn', required: true, autocomplete: 'off' })),
+    ...field('Medical record number (MRN)', mrn),
     ...field('Service needed', service),
     ...field('Reason (a short code, no details)', el('input', { name: 'reason', required: true, value: 'discharge follow-up' })),
     ...field('Priority', select('priority', [['routine', 'Routine'], ['urgent', 'Urgent'], ['asap', 'As soon as possible'], ['stat', 'Immediately']], 'urgent')),
@@ -209,9 +239,11 @@
     el('p', { class: 'notice' }, 'Each section is shared only if the person\'s consent covers it for the receiving agency.'),
     sections,
     el('button', { type: 'button', class: 'secondary', onclick: () => addSection('behavioral-health', '') }, 'Add a section'),
+    preview,
+    el('button', { type: 'button', class: 'secondary', onclick: updatePreview }, 'Check what will be shared'),
     err,
     el('button', { type: 'submit' }, 'Send referral'));
-    render('New referral', form);
+    render(gen, 'New referral', form);
     loadRecipients();
   }
 
@@ -274,7 +306,7 @@
     return el('ol', { class: 'tabs', 'aria-label': 'Closed loop' }, steps.map(([t, done]) =>
       el('li', { class: 'status', 'data-done': done ? 'yes' : 'no' }, (done ? '✓ ' : '○ ') + t)));
   }
-  async function showReferral(ref) {
+  async function showReferral(ref, gen = routeGen) {
     const data = await api('GET', '/api/referrals/' + ref);
     const v = data.referral;
     const m = v.manifest || {};
@@ -292,7 +324,7 @@
     const history = el('details', {}, el('summary', {}, 'Details'),
       el('p', {}, 'Referral ' + v.referral + ', stream version ' + (v.version || 0) + ', routing attempt ' + (v.attempt || 1)),
       el('ul', {}, (v.history || []).map((h) => el('li', {}, JSON.stringify(h)))));
-    render(serviceWords(m.service_category) + ' referral',
+    render(gen, serviceWords(m.service_category) + ' referral',
       notice ? el('p', { class: 'withheld', role: 'status' }, notice) : null,
       el('div', { class: 'grid' },
         el('div', {}, el('strong', {}, 'From: '), v.sender_agency),
@@ -337,16 +369,17 @@
     renderNav();
     startPolling();
     const h = location.hash || '#/';
+    const gen = ++routeGen;
     try {
       // What the page shows is at least this new: a change after it redraws.
       lastChange = (await api('GET', '/api/changes')).seq;
-      if (h.startsWith('#/referral/')) return await showReferral(h.slice('#/referral/'.length));
-      if (h === '#/sent') return await showList(true, null);
-      if (h === '#/new') return await showNew();
-      if (h === '#/inbox' || hasRole('receiver')) return await showList(false, null);
-      return await showList(true, null);
+      if (h.startsWith('#/referral/')) return await showReferral(h.slice('#/referral/'.length), gen);
+      if (h === '#/sent') return await showList(true, null, gen);
+      if (h === '#/new') return await showNew(gen);
+      if (h === '#/inbox' || hasRole('receiver')) return await showList(false, null, gen);
+      return await showList(true, null, gen);
     } catch (e) {
-      render('Something went wrong', el('p', { class: 'error', role: 'alert' }, e.message));
+      render(gen, 'Something went wrong', el('p', { class: 'error', role: 'alert' }, e.message));
     }
   }
 
