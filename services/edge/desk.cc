@@ -197,6 +197,46 @@ absl::StatusOr<std::string> Desk::RecordConsent(const StaffMember& who,
   return r.assigned_id();
 }
 
+absl::StatusOr<v1::PostMessageResponse> Desk::Message(const StaffMember& who,
+                                                      const std::string& referral,
+                                                      const std::string& category,
+                                                      const std::string& text) {
+  ASSIGN_OR_RETURN(auto ids, SplitReferral(referral));
+  if (text.empty()) return absl::InvalidArgumentError("the message is empty");
+  std::vector<v1::Section> sections(1);
+  sections[0].set_section_id("message");
+  sections[0].set_category(category);
+  sections[0].set_media_type("text/plain");
+  sections[0].set_content(text);
+  ASSIGN_OR_RETURN(std::vector<v1::SectionDigest> digests,
+                   referral::SealSections(&sections, referral::RandomBytes));
+  v1::ReferralMessage m;
+  m.set_sender_agency(ids.first);
+  m.set_referral_id(ids.second);
+  for (v1::SectionDigest& d : digests) *m.add_sections() = std::move(d);
+  v1::PostMessageRequest req;
+  const std::string role = ids.first == who.agency_id ? kSenderRole : kReceiverRole;
+  ASSIGN_OR_RETURN(*req.mutable_envelope(), Sign(who, m, role));
+  *req.add_sections() = std::move(sections[0]);
+  return hub_->PostMessage(req);
+}
+
+absl::StatusOr<v1::Receipt> Desk::ReportCapacity(const StaffMember& who, const std::string& service,
+                                                 uint32_t open_slots) {
+  v1::ReportCapacity c;
+  c.set_agency_id(who.agency_id);
+  c.set_service(service);
+  c.set_open_slots(open_slots);
+  ASSIGN_OR_RETURN(std::string envelope, Sign(who, c, kReceiverRole));
+  return hub_->SubmitDirectoryChange(envelope);
+}
+
+absl::StatusOr<v1::AgencyRecord> Desk::OwnAgency(const StaffMember& who) {
+  v1::GetAgencyRequest get;
+  get.set_agency_id(who.agency_id);
+  return hub_->GetAgency(get, ActingOf(who));
+}
+
 absl::StatusOr<std::vector<v1::AgencyRecord>> Desk::Recipients(const StaffMember& who,
                                                                const std::string& service) {
   v1::SearchAgenciesRequest req;

@@ -76,6 +76,18 @@ class Desk {
   // Records a consent the person gave (`who` must hold a recorder role);
   // returns the consent id.
   absl::StatusOr<std::string> RecordConsent(const StaffMember& who, const v1::Consent& consent);
+  // A message in the referral's thread: one section of `category`, signed
+  // by `who` as the referral's sender or recipient; consent decides what the
+  // other party gets, as for the referral.
+  absl::StatusOr<v1::PostMessageResponse> Message(const StaffMember& who,
+                                                  const std::string& referral,
+                                                  const std::string& category,
+                                                  const std::string& text);
+  // The agency's open places for a service (a receiver's report).
+  absl::StatusOr<v1::Receipt> ReportCapacity(const StaffMember& who, const std::string& service,
+                                             uint32_t open_slots);
+  // The staff member's own agency as the directory has it.
+  absl::StatusOr<v1::AgencyRecord> OwnAgency(const StaffMember& who);
   // Agencies that take referrals for `service`, for the sender to choose.
   absl::StatusOr<std::vector<v1::AgencyRecord>> Recipients(const StaffMember& who,
                                                            const std::string& service);

@@ -384,6 +384,12 @@ void EdgeHttp::RegisterDeskRoutes() {
   // in a URL.
   Route("POST", "/api/preview", Access::kSessionAndCsrf,
         [this](const Req& req, Res& res, const Principal* who) { Preview(req, res, *who); });
+  Route("POST", R"(/api/referrals/([^/]+)/([^/]+)/messages)", Access::kSessionAndCsrf,
+        [this](const Req& req, Res& res, const Principal* who) { PostMessage(req, res, *who); });
+  Route("POST", "/api/capacity", Access::kSessionAndCsrf,
+        [this](const Req& req, Res& res, const Principal* who) { ReportCapacity(req, res, *who); });
+  Route("GET", "/api/agency", Access::kSession,
+        [this](const Req&, Res& res, const Principal* who) { OwnAgency(res, *who); });
   Route("GET", "/api/recipients", Access::kSession,
         [this](const Req& req, Res& res, const Principal* who) { Recipients(req, res, *who); });
   Route("GET", "/api/changes", Access::kSession,
@@ -510,6 +516,53 @@ void EdgeHttp::Preview(const httplib::Request& req, httplib::Response& res, cons
       who.member, (*f)[0], (*f)[1], (*f)[2].empty() ? "care-coordination" : (*f)[2], categories);
   if (!preview.ok()) return ReplyStatus(res, preview.status());
   Reply(res, 200, ProtoJson(*preview));
+}
+
+void EdgeHttp::PostMessage(const httplib::Request& req, httplib::Response& res,
+                           const Principal& who) {
+  absl::StatusOr<json> body = BodyOf(req);
+  if (!body.ok()) return ReplyStatus(res, body.status());
+  absl::StatusOr<std::vector<std::string>> f = StringFields(*body, {"category", "text"});
+  if (!f.ok()) return ReplyStatus(res, f.status());
+  const std::string referral = absl::StrCat(req.matches[1].str(), "/", req.matches[2].str());
+  absl::StatusOr<v1::PostMessageResponse> posted =
+      parts_.desk->Message(who.member, referral, (*f)[0], (*f)[1]);
+  if (!posted.ok()) return ReplyStatus(res, posted.status());
+  json withheld = json::array();
+  for (const v1::WithheldSection& w : posted->withheld()) withheld.push_back(ProtoJson(w));
+  Reply(res, 200, json{{"withheld", withheld}});
+}
+
+void EdgeHttp::ReportCapacity(const httplib::Request& req, httplib::Response& res,
+                              const Principal& who) {
+  absl::StatusOr<json> body = BodyOf(req);
+  if (!body.ok()) return ReplyStatus(res, body.status());
+  absl::StatusOr<std::string> service = StringField(*body, "service");
+  if (!service.ok()) return ReplyStatus(res, service.status());
+  const auto slots = body->find("open_slots");
+  if (slots == body->end() || !slots->is_number_unsigned() || slots->get<uint64_t>() > 100000) {
+    return ReplyError(res, 400, "\"open_slots\" is a whole number from 0 to 100000");
+  }
+  absl::StatusOr<v1::Receipt> receipt =
+      parts_.desk->ReportCapacity(who.member, *service, slots->get<uint32_t>());
+  if (!receipt.ok()) return ReplyStatus(res, receipt.status());
+  Reply(res, 200, json{{"reported", true}});
+}
+
+void EdgeHttp::OwnAgency(httplib::Response& res, const Principal& who) {
+  absl::StatusOr<v1::AgencyRecord> a = parts_.desk->OwnAgency(who.member);
+  if (!a.ok()) return ReplyStatus(res, a.status());
+  json capacity = json::array();
+  for (const v1::CapacityEntry& c : a->capacity()) {
+    capacity.push_back(json{{"service", c.service()},
+                            {"open_now", static_cast<int64_t>(c.open_slots()) - c.holders_size()},
+                            {"reported", c.open_slots()}});
+  }
+  Reply(res, 200,
+        json{{"agency_id", a->agency_id()},
+             {"name", a->profile().display_name()},
+             {"services", a->profile().services()},
+             {"capacity", capacity}});
 }
 
 void EdgeHttp::DevSeed(const httplib::Request& req, httplib::Response& res) {

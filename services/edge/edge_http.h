@@ -98,6 +98,9 @@ class EdgeHttp {
   void MoveReferral(const httplib::Request& req, httplib::Response& res, const Principal& who);
   void Recipients(const httplib::Request& req, httplib::Response& res, const Principal& who);
   void Preview(const httplib::Request& req, httplib::Response& res, const Principal& who);
+  void PostMessage(const httplib::Request& req, httplib::Response& res, const Principal& who);
+  void ReportCapacity(const httplib::Request& req, httplib::Response& res, const Principal& who);
+  void OwnAgency(httplib::Response& res, const Principal& who);
   void DevSeed(const httplib::Request& req, httplib::Response& res);
 
   void SetSessionCookie(httplib::Response& res, const std::string& token) const;

@@ -117,6 +117,19 @@ test('the sender previews what consent withholds; nobody else may ask', async ()
   assert.equal((await planner.call('POST', '/api/preview', { mrn: '000123', recipient: 'org.foodbank', categories: [] }, { csrf: false })).status, 403);
 });
 
+test('open places: reported by a receiver, not by a sender, and checked', async () => {
+  const foodbank = await signIn('org.foodbank');
+  assert.equal((await foodbank.call('POST', '/api/capacity', { service: 'food-insecurity', open_slots: 3 })).status, 200);
+  const own = await foodbank.call('GET', '/api/agency');
+  assert.deepEqual(own.body.capacity.map((c) => [c.service, c.open_now]), [['food-insecurity', 3]]);
+  for (const bad of [-1, 1.5, 'three', 1e9]) {
+    assert.equal((await foodbank.call('POST', '/api/capacity', { service: 'food-insecurity', open_slots: bad })).status, 400, String(bad));
+  }
+  const planner = await signIn('org.stmarys');
+  const r = await planner.call('POST', '/api/capacity', { service: 'food-insecurity', open_slots: 3 });
+  assert.equal(r.status, 403);
+});
+
 test('bad input: a clear error and nothing written', async () => {
   const planner = await signIn('org.stmarys');
   const count = async () => ((await planner.call('GET', '/api/sent')).body.referrals || []).length;

@@ -121,6 +121,14 @@ test('the planner sends, the food bank accepts and completes, the loop closes li
   await planner.locator('#status', { hasText: 'Accepted' }).waitFor(WAIT);   // live
   await shoot(planner, '06-planner-sees-accepted-1280');
 
+  // They talk in the referral's thread; the planner sees it live.
+  await intake.getByText('Write a message').click();
+  await intake.getByLabel('Message').fill('We will call after 5pm');
+  await intake.getByRole('button', { name: 'Send message' }).click();
+  await intake.getByText('We will call after 5pm').waitFor(WAIT);
+  await planner.getByText('We will call after 5pm').waitFor(WAIT);
+  await planner.getByText('Sam Intake (org.foodbank)').waitFor(WAIT);
+
   await intake.getByText('Complete with outcome').click();
   await intake.getByLabel('What was provided').fill('weekly food box');
   await intake.getByRole('button', { name: 'Complete', exact: true }).click();
@@ -132,6 +140,13 @@ test('the planner sends, the food bank accepts and completes, the loop closes li
 
   await planner.getByRole('link', { name: 'Sent referrals' }).click();
   await planner.getByText('Completed', { exact: true }).first().waitFor(WAIT);
+
+  // The food bank reports its open places from the inbox.
+  await intake.getByRole('link', { name: 'Inbox' }).click();
+  await intake.getByLabel(/Food: open places now/).fill('5');
+  await intake.getByRole('button', { name: 'Report' }).click();
+  await intake.getByLabel('Food: open places now (5)').waitFor(WAIT);
+  await noSeriousViolations(intake, 'inbox with open places');
   await planner.context().close();
   await intake.context().close();
 });

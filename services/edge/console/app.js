@@ -163,7 +163,29 @@
         el('th', { scope: 'col' }, sent ? 'To' : 'From'), el('th', { scope: 'col' }, 'Priority'),
         el('th', { scope: 'col' }, 'Status'))),
       el('tbody', {}, shown.map((v) => referralRow(v, sent))));
-    render(gen, sent ? 'Sent referrals' : 'Inbox', tabs, table);
+    render(gen, sent ? 'Sent referrals' : 'Inbox', tabs, table, sent ? null : await capacityCard());
+  }
+
+  // The receiving agency's open places, reported per service.
+  async function capacityCard() {
+    let a;
+    try { a = await api('GET', '/api/agency'); } catch (e) { return null; }
+    if (!(a.services || []).length) return null;
+    const now = new Map((a.capacity || []).map((c) => [c.service, c.open_now]));
+    return el('div', { class: 'card' }, el('h2', {}, 'Open places'), (a.services || []).map((svc) => {
+      const err = el('span', { class: 'error', role: 'alert' });
+      const form = el('form', { 'data-form': 'capacity', onsubmit: async (ev) => {
+        ev.preventDefault();
+        try {
+          await api('POST', '/api/capacity', { service: svc, open_slots: Number(new FormData(form).get('slots')) });
+          say('Open places reported.');
+          route();
+        } catch (e) { err.textContent = e.message; }
+      } }, ...field(serviceWords(svc) + ': open places now' + (now.has(svc) ? ' (' + now.get(svc) + ')' : ''),
+        el('input', { name: 'slots', type: 'number', min: '0', max: '100000', required: true, value: now.has(svc) ? String(Math.max(0, now.get(svc))) : '' })),
+      el('button', { type: 'submit' }, 'Report'), err);
+      return form;
+    }));
   }
 
   // ---- New referral ----
@@ -295,6 +317,29 @@
     box.append(err);
     return box.children.length > 2 ? box : null;
   }
+  function thread(v) {
+    const entries = (v.thread || []).map((t) => {
+      let name = t.by_user;
+      try { name = CareloopVerify.parseEnvelope(Uint8Array.from(atob(t.message_envelope || ''), (c) => c.charCodeAt(0))).displayName || name; } catch (e) { /* the id then */ }
+      return el('li', { class: 'card' }, el('strong', {}, name + ' (' + t.by_agency + ')'), ' · ' + when(t.at_unix_nanos),
+        (t.sections || []).map((s) => el('div', { class: 'section' }, base64Text(s.content))),
+        (t.withheld || []).map((w) => el('div', { class: 'withheld' }, 'Withheld: ' + w.reason)));
+    });
+    const err = el('p', { class: 'error', role: 'alert' });
+    const form = el('form', { class: 'card', 'data-form': 'message', onsubmit: async (ev) => {
+      ev.preventDefault();
+      const f = new FormData(form);
+      try {
+        const r = await api('POST', '/api/referrals/' + v.referral + '/messages', { category: f.get('category'), text: f.get('text') });
+        say((r.withheld || []).length ? 'Message kept from the other agency: consent does not cover it.' : 'Message sent.');
+        await showReferral(v.referral);
+      } catch (e) { err.textContent = e.message; }
+    } }, ...field('What kind of information', select('category', CATEGORIES, 'contact')),
+    ...field('Message', el('textarea', { name: 'text', required: true })), err,
+    el('button', { type: 'submit' }, 'Send message'));
+    return [el('h2', {}, 'Messages'), entries.length ? el('ul', { class: 'thread' }, entries) : el('p', { class: 'notice' }, 'No messages yet.'),
+      el('details', {}, el('summary', {}, 'Write a message'), form)];
+  }
   function closedLoop(v) {
     const steps = [
       ['Sent', true],
@@ -333,7 +378,7 @@
         el('div', {}, el('strong', {}, 'Status: '), el('span', { class: 'status', id: 'status' }, v.unassigned ? 'Nobody could take it' : statusWords(v.status)))),
       closedLoop(v), outcome, mark,
       el('h2', {}, 'What was shared'), sections.length ? sections : el('p', { class: 'notice' }, 'Nothing you may see.'),
-      withheld, actionsFor(v), history);
+      withheld, actionsFor(v), thread(v), history);
     const result = await CareloopVerify.verifyReferral(v, data.sender_keys);
     if (result.ok) {
       mark.className = 'verified';
