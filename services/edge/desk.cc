@@ -237,6 +237,54 @@ absl::StatusOr<v1::AgencyRecord> Desk::OwnAgency(const StaffMember& who) {
   return hub_->GetAgency(get, ActingOf(who));
 }
 
+absl::StatusOr<std::string> Desk::RecordConsent(const StaffMember& who, const NewConsent& in) {
+  if (in.categories.empty()) return absl::InvalidArgumentError("choose what the consent covers");
+  if (!in.network && in.recipients.empty()) {
+    return absl::InvalidArgumentError("choose the agencies, or the whole network");
+  }
+  if (in.evidence_sha256.size() != 32) {
+    return absl::InvalidArgumentError("attach the signed consent form");
+  }
+  ASSIGN_OR_RETURN(std::string subject, ResolvePerson(who, in.mrn));
+  v1::Consent c;
+  c.set_subject_id(subject);
+  c.mutable_grantor()->set_kind(v1::GRANTOR_SUBJECT);
+  v1::ConsentRule* rule = c.mutable_provision();
+  rule->set_permit(true);
+  if (in.network) rule->add_recipients()->set_network(true);
+  for (const std::string& a : in.recipients) rule->add_recipients()->set_agency_id(a);
+  for (const std::string& p : in.purposes) rule->add_purposes(p);
+  for (const std::string& k : in.categories) rule->add_categories(k);
+  if (in.until_unix_nanos != 0) {
+    c.mutable_period()->set_start_unix_nanos(absl::ToUnixNanos(clock_->Now()));
+    c.mutable_period()->set_end_unix_nanos(in.until_unix_nanos);
+  }
+  c.mutable_evidence()->set_sha256(in.evidence_sha256);
+  c.mutable_evidence()->set_media_type(in.evidence_media_type);
+  return RecordConsent(who, c);
+}
+
+absl::StatusOr<v1::ListConsentsResponse> Desk::Consents(const StaffMember& who,
+                                                        const std::string& mrn) {
+  ASSIGN_OR_RETURN(std::string subject, ResolvePerson(who, mrn));
+  v1::ListConsentsRequest req;
+  req.set_subject_id(subject);
+  absl::StatusOr<v1::ListConsentsResponse> list = hub_->ListConsents(req, ActingOf(who));
+  if (absl::IsPermissionDenied(list.status())) return v1::ListConsentsResponse();  // none visible
+  return list;
+}
+
+absl::Status Desk::RevokeConsent(const StaffMember& who, const std::string& consent_id,
+                                 const std::string& reason) {
+  if (reason.empty()) return absl::InvalidArgumentError("say why the consent is revoked");
+  v1::RevokeConsent r;
+  r.set_consent_id(consent_id);
+  r.set_reason(reason);
+  const std::string role = Holds(who, kSenderRole) ? kSenderRole : kReceiverRole;
+  ASSIGN_OR_RETURN(std::string envelope, Sign(who, r, role));
+  return hub_->SubmitConsentChange(envelope).status();
+}
+
 absl::StatusOr<std::vector<v1::AgencyRecord>> Desk::Recipients(const StaffMember& who,
                                                                const std::string& service) {
   v1::SearchAgenciesRequest req;

@@ -39,6 +39,18 @@ struct NewReferral {
   std::vector<SectionInput> sections;
 };
 
+// A consent the person gave, as the recording staff member enters it.
+struct NewConsent {
+  std::string mrn;
+  std::vector<std::string> categories;  // data categories it permits
+  bool network = false;                 // to any agency of the network
+  std::vector<std::string> recipients;  // or to these agencies
+  std::vector<std::string> purposes;    // e.g. care-coordination
+  int64_t until_unix_nanos = 0;         // 0: no end
+  std::string evidence_sha256;          // of the signed form (32 bytes)
+  std::string evidence_media_type;
+};
+
 struct StatusMove {
   std::string referral;  // "<sender>/<referral id>"
   v1::TaskStatus status = v1::TASK_STATUS_UNSPECIFIED;
@@ -76,6 +88,11 @@ class Desk {
   // Records a consent the person gave (`who` must hold a recorder role);
   // returns the consent id.
   absl::StatusOr<std::string> RecordConsent(const StaffMember& who, const v1::Consent& consent);
+  absl::StatusOr<std::string> RecordConsent(const StaffMember& who, const NewConsent& consent);
+  // The person's consents `who`'s agency may see (none: an empty list).
+  absl::StatusOr<v1::ListConsentsResponse> Consents(const StaffMember& who, const std::string& mrn);
+  absl::Status RevokeConsent(const StaffMember& who, const std::string& consent_id,
+                             const std::string& reason);
   // A message in the referral's thread: one section of `category`, signed
   // by `who` as the referral's sender or recipient; consent decides what the
   // other party gets, as for the referral.

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -166,6 +167,33 @@ absl::StatusOr<std::vector<std::string>> StringFields(const json& body,
     out.push_back(std::move(v));
   }
   return out;
+}
+
+// A list of strings of `body` ("" : absent is an empty list).
+absl::StatusOr<std::vector<std::string>> StringList(const json& body, const char* name) {
+  std::vector<std::string> out;
+  const auto it = body.find(name);
+  if (it == body.end() || it->is_null()) return out;
+  if (!it->is_array())
+    return absl::InvalidArgumentError(absl::StrCat("\"", name, "\" must be a list"));
+  for (const json& v : *it) {
+    if (!v.is_string()) {
+      return absl::InvalidArgumentError(absl::StrCat("\"", name, "\" holds strings only"));
+    }
+    out.push_back(v.get<std::string>());
+  }
+  return out;
+}
+
+// A date "YYYY-MM-DD" as the end of that day in UTC; "" is 0 (no end).
+absl::StatusOr<int64_t> EndOfDay(const std::string& date) {
+  if (date.empty()) return 0;
+  absl::Time t;
+  std::string err;
+  if (!absl::ParseTime("%Y-%m-%d", date, absl::UTCTimeZone(), &t, &err)) {
+    return absl::InvalidArgumentError("a date is YYYY-MM-DD");
+  }
+  return absl::ToUnixNanos(t + absl::Hours(24));
 }
 
 absl::StatusOr<std::vector<SectionInput>> SectionsOf(const json& body) {
@@ -388,6 +416,13 @@ void EdgeHttp::RegisterDeskRoutes() {
         [this](const Req& req, Res& res, const Principal* who) { PostMessage(req, res, *who); });
   Route("POST", "/api/capacity", Access::kSessionAndCsrf,
         [this](const Req& req, Res& res, const Principal* who) { ReportCapacity(req, res, *who); });
+  // Consents: POST throughout, so the record number stays out of URLs.
+  Route("POST", "/api/consents/find", Access::kSessionAndCsrf,
+        [this](const Req& req, Res& res, const Principal* who) { FindConsents(req, res, *who); });
+  Route("POST", "/api/consents", Access::kSessionAndCsrf,
+        [this](const Req& req, Res& res, const Principal* who) { RecordConsent(req, res, *who); });
+  Route("POST", "/api/consents/revoke", Access::kSessionAndCsrf,
+        [this](const Req& req, Res& res, const Principal* who) { RevokeConsent(req, res, *who); });
   Route("GET", "/api/agency", Access::kSession,
         [this](const Req&, Res& res, const Principal* who) { OwnAgency(res, *who); });
   Route("GET", "/api/recipients", Access::kSession,
@@ -563,6 +598,59 @@ void EdgeHttp::OwnAgency(httplib::Response& res, const Principal& who) {
              {"name", a->profile().display_name()},
              {"services", a->profile().services()},
              {"capacity", capacity}});
+}
+
+void EdgeHttp::FindConsents(const httplib::Request& req, httplib::Response& res,
+                            const Principal& who) {
+  absl::StatusOr<json> body = BodyOf(req);
+  if (!body.ok()) return ReplyStatus(res, body.status());
+  absl::StatusOr<std::string> mrn = StringField(*body, "mrn");
+  if (!mrn.ok()) return ReplyStatus(res, mrn.status());
+  absl::StatusOr<v1::ListConsentsResponse> list = parts_.desk->Consents(who.member, *mrn);
+  if (!list.ok()) return ReplyStatus(res, list.status());
+  Reply(res, 200, ProtoJson(*list));
+}
+
+void EdgeHttp::RecordConsent(const httplib::Request& req, httplib::Response& res,
+                             const Principal& who) {
+  absl::StatusOr<json> body = BodyOf(req);
+  if (!body.ok()) return ReplyStatus(res, body.status());
+  absl::StatusOr<std::vector<std::string>> f =
+      StringFields(*body, {"mrn", "until", "evidence_sha256", "evidence_media_type"});
+  if (!f.ok()) return ReplyStatus(res, f.status());
+  NewConsent c;
+  c.mrn = (*f)[0];
+  for (auto [name, out] :
+       {std::pair{"categories", &c.categories}, std::pair{"recipients", &c.recipients},
+        std::pair{"purposes", &c.purposes}}) {
+    absl::StatusOr<std::vector<std::string>> list = StringList(*body, name);
+    if (!list.ok()) return ReplyStatus(res, list.status());
+    *out = std::move(*list);
+  }
+  c.network = body->value("network", false) == true;
+  absl::StatusOr<int64_t> until = EndOfDay((*f)[1]);
+  if (!until.ok()) return ReplyStatus(res, until.status());
+  c.until_unix_nanos = *until;
+  const std::string& hex = (*f)[2];
+  if (hex.size() != 64 || hex.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    return ReplyError(res, 400, "evidence_sha256 is the form's SHA-256 in lowercase hex");
+  }
+  c.evidence_sha256 = absl::HexStringToBytes(hex);
+  c.evidence_media_type = (*f)[3].empty() ? "application/pdf" : (*f)[3];
+  absl::StatusOr<std::string> id = parts_.desk->RecordConsent(who.member, c);
+  if (!id.ok()) return ReplyStatus(res, id.status());
+  Reply(res, 200, json{{"consent_id", *id}});
+}
+
+void EdgeHttp::RevokeConsent(const httplib::Request& req, httplib::Response& res,
+                             const Principal& who) {
+  absl::StatusOr<json> body = BodyOf(req);
+  if (!body.ok()) return ReplyStatus(res, body.status());
+  absl::StatusOr<std::vector<std::string>> f = StringFields(*body, {"consent_id", "reason"});
+  if (!f.ok()) return ReplyStatus(res, f.status());
+  const absl::Status s = parts_.desk->RevokeConsent(who.member, (*f)[0], (*f)[1]);
+  if (!s.ok()) return ReplyStatus(res, s);
+  Reply(res, 200, json{{"revoked", true}});
 }
 
 void EdgeHttp::DevSeed(const httplib::Request& req, httplib::Response& res) {

@@ -101,6 +101,9 @@ class EdgeHttp {
   void PostMessage(const httplib::Request& req, httplib::Response& res, const Principal& who);
   void ReportCapacity(const httplib::Request& req, httplib::Response& res, const Principal& who);
   void OwnAgency(httplib::Response& res, const Principal& who);
+  void FindConsents(const httplib::Request& req, httplib::Response& res, const Principal& who);
+  void RecordConsent(const httplib::Request& req, httplib::Response& res, const Principal& who);
+  void RevokeConsent(const httplib::Request& req, httplib::Response& res, const Principal& who);
   void DevSeed(const httplib::Request& req, httplib::Response& res);
 
   void SetSessionCookie(httplib::Response& res, const std::string& token) const;

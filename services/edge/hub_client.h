@@ -63,6 +63,8 @@ class HubClient {
                                                          const Acting& who) = 0;
   virtual absl::StatusOr<v1::ResolveSubjectResponse> ResolveSubject(
       const v1::ResolveSubjectRequest& req, const Acting& who) = 0;
+  virtual absl::StatusOr<v1::ListConsentsResponse> ListConsents(const v1::ListConsentsRequest& req,
+                                                                const Acting& who) = 0;
   virtual absl::StatusOr<v1::PreviewDisclosureResponse> PreviewDisclosure(
       const v1::PreviewDisclosureRequest& req, const Acting& who) = 0;
   virtual absl::StatusOr<v1::AgencyRecord> GetAgency(const v1::GetAgencyRequest& req,

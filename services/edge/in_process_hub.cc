@@ -74,6 +74,11 @@ absl::StatusOr<v1::ResolveSubjectResponse> InProcessHub::ResolveSubject(
   return cores_.consent->Resolve(req, CallerOf(who));
 }
 
+absl::StatusOr<v1::ListConsentsResponse> InProcessHub::ListConsents(
+    const v1::ListConsentsRequest& req, const Acting& who) {
+  return cores_.consent->ListConsents(req, CallerOf(who));
+}
+
 absl::StatusOr<v1::PreviewDisclosureResponse> InProcessHub::PreviewDisclosure(
     const v1::PreviewDisclosureRequest& req, const Acting& who) {
   return cores_.consent->PreviewDisclosure(req, CallerOf(who));

@@ -42,6 +42,8 @@ class InProcessHub final : public HubClient {
                                                  const Acting& who) override;
   absl::StatusOr<v1::ResolveSubjectResponse> ResolveSubject(const v1::ResolveSubjectRequest& req,
                                                             const Acting& who) override;
+  absl::StatusOr<v1::ListConsentsResponse> ListConsents(const v1::ListConsentsRequest& req,
+                                                        const Acting& who) override;
   absl::StatusOr<v1::PreviewDisclosureResponse> PreviewDisclosure(
       const v1::PreviewDisclosureRequest& req, const Acting& who) override;
   absl::StatusOr<v1::AgencyRecord> GetAgency(const v1::GetAgencyRequest& req,

@@ -130,6 +130,29 @@ test('open places: reported by a receiver, not by a sender, and checked', async 
   assert.equal(r.status, 403);
 });
 
+test("consents: recorded with the form's hash, revoked only by the recording agency", async () => {
+  const planner = await signIn('org.stmarys');
+  const hash = 'ab'.repeat(32);
+  const bad = [{ evidence_sha256: 'xyz' }, { evidence_sha256: hash.toUpperCase() }, { categories: [] },
+    { network: false }, { until: '31/12/2030' }, { categories: ['no-such-category'] }];
+  for (const b of bad) {
+    const r = await planner.call('POST', '/api/consents', { mrn: '000501', categories: ['contact'],
+      network: true, purposes: ['care-coordination'], evidence_sha256: hash, ...b });
+    assert.ok(r.status >= 400 && r.status < 500, JSON.stringify(b) + ' -> ' + r.status);
+  }
+  assert.deepEqual((await planner.call('POST', '/api/consents/find', { mrn: '000501' })).body.consents, undefined);
+  const made = await planner.call('POST', '/api/consents', { mrn: '000501', categories: ['contact'],
+    network: true, purposes: ['care-coordination'], evidence_sha256: hash, until: '2099-12-31' });
+  assert.equal(made.status, 200, JSON.stringify(made.body));
+  const foodbank = await signIn('org.foodbank');
+  const foreign = await foodbank.call('POST', '/api/consents/revoke', { consent_id: made.body.consent_id, reason: 'x' });
+  assert.notEqual(foreign.status, 200);
+  const list = await planner.call('POST', '/api/consents/find', { mrn: '000501' });
+  assert.equal(list.body.consents.length, 1);
+  assert.equal(list.body.consents[0].consent.status, 'CONSENT_ACTIVE');
+  assert.equal((await planner.call('POST', '/api/consents/revoke', { consent_id: made.body.consent_id, reason: 'withdrawn' })).status, 200);
+});
+
 test('bad input: a clear error and nothing written', async () => {
   const planner = await signIn('org.stmarys');
   const count = async () => ((await planner.call('GET', '/api/sent')).body.referrals || []).length;

@@ -192,6 +192,38 @@ test('a section or signature altered between hub and browser is shown red', asyn
   await intake.context().close();
 });
 
+test('the planner records a consent from a signed form, the preview follows it, and revokes it', async () => {
+  const planner = await newPage();
+  await signIn(planner, 'org.stmarys');
+  await planner.getByRole('link', { name: 'Consents' }).click();
+  await planner.getByLabel('Medical record number (MRN)').fill('000401');
+  await planner.getByRole('button', { name: 'Look up consents' }).click();
+  await planner.getByText('No consent of this person is on record for you.').waitFor(WAIT);
+  await planner.getByLabel('Social needs').check();
+  await planner.getByLabel('Signed consent form').setInputFiles({ name: 'consent.pdf',
+    mimeType: 'application/pdf', buffer: Buffer.from('%PDF-1.4 the signed consent form') });
+  await planner.getByRole('button', { name: 'Record consent' }).click();
+  await planner.locator('#consents .status', { hasText: 'Active' }).waitFor(WAIT);
+  await noSeriousViolations(planner, 'consents');
+  await shoot(planner, '12-consent-recorded-1280');
+
+  // Before sending, the preview follows the new consent.
+  await planner.getByRole('link', { name: 'New referral' }).click();
+  await planner.getByLabel('Medical record number (MRN)').fill('000401');
+  await planner.getByLabel('Medical record number (MRN)').press('Tab');
+  await planner.getByText('Section 2 (Social needs): will be shared').waitFor(WAIT);
+  await planner.getByText('Section 1 (Contact details): will be withheld').waitFor(WAIT);
+
+  await planner.getByRole('link', { name: 'Consents' }).click();
+  await planner.getByLabel('Medical record number (MRN)').fill('000401');
+  await planner.getByRole('button', { name: 'Look up consents' }).click();
+  await planner.getByText('Revoke', { exact: true }).click();
+  await planner.getByLabel('Why (no personal details)').fill('withdrawn by phone');
+  await planner.getByRole('button', { name: 'Revoke consent' }).click();
+  await planner.locator('#consents .status', { hasText: 'Revoked' }).waitFor(WAIT);
+  await planner.context().close();
+});
+
 test('at 375 px the inbox and a referral are usable', async () => {
   const intake = await newPage(375, 800);
   await signIn(intake, 'org.foodbank');

@@ -103,6 +103,7 @@
     const link = (href, text) => el('a', { href, 'aria-current': route === href ? 'page' : null }, text);
     if (hasRole('receiver')) nav.append(link('#/inbox', 'Inbox'));
     if (hasRole('sender')) nav.append(link('#/sent', 'Sent referrals'), link('#/new', 'New referral'));
+    if (hasRole('sender') || hasRole('receiver')) nav.append(link('#/consents', 'Consents'));
     whoEl.append(session.staff.display_name + ' · ' + session.staff.agency_id + ' ',
       el('button', { class: 'link', onclick: logout }, 'Sign out'));
   }
@@ -390,6 +391,78 @@
     }
   }
 
+  // ---- Consents: look up, record (the signed form stays in the browser:
+  // only its SHA-256 goes to the hub), revoke ----
+  const CONSENT_WORDS = { CONSENT_ACTIVE: 'Active', CONSENT_REVOKED: 'Revoked', CONSENT_EXPIRED: 'Expired',
+    CONSENT_ENTERED_IN_ERROR: 'Entered in error' };
+  function consentList(list, reload) {
+    if (!list.length) return el('p', { class: 'notice' }, 'No consent of this person is on record for you.');
+    const rows = list.map((rec) => {
+      const c = rec.consent || {};
+      const p = c.provision || {};
+      const to = (p.recipients || []).map((r) => (r.network ? 'any agency of the network' : (r.agency_id || r.agency_kind))).join(', ');
+      const what = (p.categories || []).map((k) => (CATEGORIES.find((x) => x[0] === k) || [0, k])[1]).join(', ');
+      const err = el('span', { class: 'error', role: 'alert' });
+      const revoke = c.status === 'CONSENT_ACTIVE' && c.recording_agency === session.staff.agency_id
+        ? el('details', {}, el('summary', {}, 'Revoke'), el('form', { 'data-form': 'revoke', onsubmit: async (ev) => {
+          ev.preventDefault();
+          try {
+            await api('POST', '/api/consents/revoke', { consent_id: c.consent_id, reason: new FormData(ev.target).get('reason') });
+            say('Consent revoked.');
+            reload();
+          } catch (e) { err.textContent = e.message; }
+        } }, ...field('Why (no personal details)', el('input', { name: 'reason', required: true })),
+        el('button', { type: 'submit' }, 'Revoke consent'), err)) : null;
+      return el('tr', {}, el('td', {}, el('span', { class: 'status' }, CONSENT_WORDS[c.status] || c.status)),
+        el('td', {}, what), el('td', {}, to), el('td', {}, (p.purposes || []).join(', ')),
+        el('td', {}, c.period && c.period.end_unix_nanos ? when(c.period.end_unix_nanos) : 'no end'), el('td', {}, revoke));
+    });
+    return el('table', {}, el('thead', {}, el('tr', {}, ['Status', 'Covers', 'To', 'For', 'Until', ''].map((h) => el('th', { scope: 'col' }, h)))),
+      el('tbody', {}, rows));
+  }
+  function recordForm(mrn, reload) {
+    const err = el('p', { class: 'error', role: 'alert' });
+    const kinds = el('fieldset', {}, el('legend', {}, 'What it covers'), CATEGORIES.map(([k, label]) => {
+      const id = 'c-' + k;
+      return el('div', {}, el('input', { type: 'checkbox', id, name: 'category', value: k }), el('label', { for: id, class: 'inline' }, label));
+    }));
+    const file = el('input', { type: 'file', name: 'form', required: true, accept: 'application/pdf,image/png,image/jpeg' });
+    const form = el('form', { class: 'card', 'data-form': 'consent', onsubmit: async (ev) => {
+      ev.preventDefault();
+      const f = new FormData(form);
+      try {
+        if (!file.files.length) throw new Error('Attach the signed consent form.');
+        const bytes = await file.files[0].arrayBuffer();
+        const digest = [...new Uint8Array(await crypto.subtle.digest('SHA-256', bytes))].map((b) => b.toString(16).padStart(2, '0')).join('');
+        await api('POST', '/api/consents', { mrn, categories: f.getAll('category'), network: true,
+          purposes: [f.get('purpose')], until: f.get('until') || '', evidence_sha256: digest,
+          evidence_media_type: file.files[0].type || 'application/pdf' });
+        say('Consent recorded.');
+        reload();
+      } catch (e) { err.textContent = e.message; }
+    } }, el('h2', {}, 'Record a consent the person signed'),
+    el('p', { class: 'notice' }, 'To any agency of the network. The form itself stays with you: only its fingerprint (SHA-256) is recorded.'),
+    kinds, ...field('Purpose', select('purpose', [['care-coordination', 'Care coordination']], 'care-coordination')),
+    ...field('Valid until (leave empty for no end)', el('input', { type: 'date', name: 'until' })),
+    ...field('Signed consent form', file), err, el('button', { type: 'submit' }, 'Record consent'));
+    return form;
+  }
+  async function showConsents(gen = routeGen) {
+    const results = el('div', { id: 'consents' });
+    const mrn = el('input', { name: 'mrn', required: true, autocomplete: 'off' });
+    const err = el('p', { class: 'error', role: 'alert' });
+    async function lookup() {
+      err.textContent = '';
+      try {
+        const r = await api('POST', '/api/consents/find', { mrn: mrn.value });
+        results.replaceChildren(el('h2', {}, 'On record'), consentList(r.consents || [], lookup), recordForm(mrn.value, lookup));
+      } catch (e) { err.textContent = e.message; }
+    }
+    const find = el('form', { class: 'card', 'data-form': 'find', onsubmit: (ev) => { ev.preventDefault(); lookup(); } },
+      ...field('Medical record number (MRN)', mrn), el('button', { type: 'submit' }, 'Look up consents'), err);
+    render(gen, 'Consents', find, results);
+  }
+
   // ---- Live updates: ask the edge for the agency's latest change ----
   function stopPolling() { if (poller) clearInterval(poller); poller = null; lastChange = null; }
   function startPolling() {
@@ -406,7 +479,8 @@
   function busy() {
     const a = document.activeElement;
     if (a && (a.tagName === 'INPUT' || a.tagName === 'TEXTAREA' || a.tagName === 'SELECT')) return true;
-    return location.hash === '#/new' || [...document.querySelectorAll('details[open]')].length > 0;
+    return location.hash === '#/new' || location.hash === '#/consents' ||
+      [...document.querySelectorAll('details[open]')].length > 0;
   }
 
   async function route() {
@@ -421,6 +495,7 @@
       if (h.startsWith('#/referral/')) return await showReferral(h.slice('#/referral/'.length), gen);
       if (h === '#/sent') return await showList(true, null, gen);
       if (h === '#/new') return await showNew(gen);
+      if (h === '#/consents') return await showConsents(gen);
       if (h === '#/inbox' || hasRole('receiver')) return await showList(false, null, gen);
       return await showList(true, null, gen);
     } catch (e) {
