@@ -159,6 +159,14 @@ absl::StatusOr<ReferralPage> Desk::Open(const StaffMember& who, const std::strin
   sender.set_agency_id(ids.first);
   ASSIGN_OR_RETURN(v1::AgencyRecord record, hub_->GetAgency(sender, ActingOf(who)));
   page.sender_keys.assign(record.keys().begin(), record.keys().end());
+  page.author_keys[ids.first] = page.sender_keys;
+  for (const v1::ThreadEntry& t : page.view.thread()) {
+    if (page.author_keys.contains(t.by_agency())) continue;
+    v1::GetAgencyRequest author;
+    author.set_agency_id(t.by_agency());
+    ASSIGN_OR_RETURN(v1::AgencyRecord a, hub_->GetAgency(author, ActingOf(who)));
+    page.author_keys[t.by_agency()].assign(a.keys().begin(), a.keys().end());
+  }
   return page;
 }
 

@@ -6,6 +6,7 @@
 // agency, naming the member. The hub decides everything else.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,8 @@ struct StatusMove {
 struct ReferralPage {
   v1::ReferralView view;
   std::vector<v1::AgencyKey> sender_keys;
+  // The keys of every agency that wrote in the thread (the sender's too).
+  std::map<std::string, std::vector<v1::AgencyKey>> author_keys;
 };
 
 class Desk {

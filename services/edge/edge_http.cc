@@ -466,7 +466,13 @@ void EdgeHttp::OpenReferral(const httplib::Request& req, httplib::Response& res,
   if (!page.ok()) return ReplyStatus(res, page.status());
   json keys = json::array();
   for (const v1::AgencyKey& k : page->sender_keys) keys.push_back(ProtoJson(k));
-  Reply(res, 200, json{{"referral", ProtoJson(page->view)}, {"sender_keys", keys}});
+  json authors = json::object();
+  for (const auto& [agency, list] : page->author_keys) {
+    json& out = authors[agency] = json::array();
+    for (const v1::AgencyKey& k : list) out.push_back(ProtoJson(k));
+  }
+  Reply(res, 200,
+        json{{"referral", ProtoJson(page->view)}, {"sender_keys", keys}, {"author_keys", authors}});
 }
 
 void EdgeHttp::SendReferral(const httplib::Request& req, httplib::Response& res,

@@ -128,6 +128,8 @@ test('the planner sends, the food bank accepts and completes, the loop closes li
   await intake.getByText('We will call after 5pm').waitFor(WAIT);
   await planner.getByText('We will call after 5pm').waitFor(WAIT);
   await planner.getByText('Sam Intake (org.foodbank)').waitFor(WAIT);
+  // Each message is checked in the browser too, with its author's key.
+  await planner.locator('.msg-verified', { hasText: 'signed by Sam Intake at org.foodbank' }).waitFor(WAIT);
 
   await intake.getByText('Complete with outcome').click();
   await intake.getByLabel('What was provided').fill('weekly food box');
@@ -221,6 +223,25 @@ test('the planner records a consent from a signed form, the preview follows it, 
   await planner.getByLabel('Why (no personal details)').fill('withdrawn by phone');
   await planner.getByRole('button', { name: 'Revoke consent' }).click();
   await planner.locator('#consents .status', { hasText: 'Revoked' }).waitFor(WAIT);
+  await planner.context().close();
+});
+
+test('a message altered between hub and browser is shown red', async () => {
+  const planner = await newPage();
+  await signIn(planner, 'org.stmarys');
+  const link = planner.getByRole('link', { name: 'Food' }).first();
+  await link.waitFor(WAIT);
+  await planner.route('**/api/referrals/org.stmarys/*', async (route) => {
+    const response = await route.fetch();
+    const body = await response.json();
+    for (const t of body.referral.thread || []) {
+      for (const sec of t.sections || []) sec.content = Buffer.from('We will call after 9pm').toString('base64');
+    }
+    await route.fulfill({ response, json: body });
+  });
+  await link.click();
+  await planner.locator('.msg-unverified', { hasText: 'Not verified' }).first().waitFor(WAIT);
+  assert.equal(await planner.locator('.msg-verified').count(), 0);
   await planner.context().close();
 });
 

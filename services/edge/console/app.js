@@ -318,11 +318,17 @@
     box.append(err);
     return box.children.length > 2 ? box : null;
   }
-  function thread(v) {
+  function thread(v, keys) {
     const entries = (v.thread || []).map((t) => {
       let name = t.by_user;
       try { name = CareloopVerify.parseEnvelope(Uint8Array.from(atob(t.message_envelope || ''), (c) => c.charCodeAt(0))).displayName || name; } catch (e) { /* the id then */ }
-      return el('li', { class: 'card' }, el('strong', {}, name + ' (' + t.by_agency + ')'), ' · ' + when(t.at_unix_nanos),
+      const mark = el('p', { class: 'checking', role: 'status' }, 'Checking the signature…');
+      CareloopVerify.verifyMessage(t, v, (keys || {})[t.by_agency]).then((r) => {
+        mark.className = r.ok ? 'msg-verified' : 'msg-unverified';
+        mark.textContent = r.ok ? '✓ Verified: signed by ' + (r.signer.name || r.signer.user) + ' at ' + t.by_agency + '. Checked in this browser.'
+          : '✗ Not verified — do not rely on this message. ' + r.problems.join(' ');
+      });
+      return el('li', { class: 'card' }, el('strong', {}, name + ' (' + t.by_agency + ')'), ' · ' + when(t.at_unix_nanos), mark,
         (t.sections || []).map((s) => el('div', { class: 'section' }, base64Text(s.content))),
         (t.withheld || []).map((w) => el('div', { class: 'withheld' }, 'Withheld: ' + w.reason)));
     });
@@ -379,7 +385,7 @@
         el('div', {}, el('strong', {}, 'Status: '), el('span', { class: 'status', id: 'status' }, v.unassigned ? 'Nobody could take it' : statusWords(v.status)))),
       closedLoop(v), outcome, mark,
       el('h2', {}, 'What was shared'), sections.length ? sections : el('p', { class: 'notice' }, 'Nothing you may see.'),
-      withheld, actionsFor(v), thread(v), history);
+      withheld, actionsFor(v), thread(v, data.author_keys), history);
     const result = await CareloopVerify.verifyReferral(v, data.sender_keys);
     if (result.ok) {
       mark.className = 'verified';

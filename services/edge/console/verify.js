@@ -101,12 +101,7 @@
   }
   function parseManifest(bytes) {
     const f = parseMessage(bytes);
-    const sections = (f.get(9) || []).map((b) => {
-      const d = parseMessage(b);
-      return { id: strOf(d, 1), category: strOf(d, 2), mediaType: strOf(d, 3),
-        size: intOf(d, 4), sha256: bytesOf(d, 5) };
-    });
-    return { referralId: strOf(f, 1), sections };
+    return { referralId: strOf(f, 1), sections: parseDigests(f.get(9)) };
   }
 
   // The key that signed, if it was valid when the envelope was made.
@@ -121,6 +116,56 @@
       return fromBase64(k.public_key);
     }
     return null;
+  }
+
+  function parseDigests(list) {
+    return (list || []).map((b) => {
+      const d = parseMessage(b);
+      return { id: strOf(d, 1), category: strOf(d, 2), mediaType: strOf(d, 3),
+        size: intOf(d, 4), sha256: bytesOf(d, 5) };
+    });
+  }
+
+  // The envelope's Ed25519 signature with the signer's key as the directory
+  // has it; a problem is pushed for anything that does not hold.
+  async function checkSignature(subtle, env, keys, problems) {
+    const pub = keyFor(keys, env.keyId, env.created);
+    if (!pub) {
+      problems.push("The signer's key was not valid when this was signed.");
+      return;
+    }
+    try {
+      const key = await subtle.importKey('raw', pub, { name: 'Ed25519' }, false, ['verify']);
+      const good = await subtle.verify({ name: 'Ed25519' }, key, env.signature, signingInput(env));
+      if (!good) problems.push('The signature does not match what was signed.');
+    } catch (e) {
+      problems.push('The signature could not be checked.');
+    }
+  }
+
+  // Each section received against its salted digest in the signed message;
+  // each withheld one must be one of them. Returns how many were checked.
+  async function checkSections(subtle, digests, sections, withheld, problems) {
+    const byId = new Map(digests.map((d) => [d.id, d]));
+    let checked = 0;
+    for (const s of sections || []) {
+      const d = byId.get(s.section_id);
+      const content = fromBase64(s.content);
+      if (!d) { problems.push('A section is not part of what was signed.'); continue; }
+      const input = lengthPrefixed(['careloop.v1.section', fromBase64(s.salt), s.section_id,
+        s.category, s.media_type, content]);
+      const digest = new Uint8Array(await subtle.digest('SHA-256', input));
+      if (d.category !== s.category || d.mediaType !== s.media_type ||
+          d.size !== BigInt(content.length) || !equal(digest, d.sha256)) {
+        problems.push('Section "' + s.section_id + '" was changed after it was signed.');
+      } else {
+        checked++;
+      }
+    }
+    for (const w of withheld || []) {
+      if (!byId.has(w.section_id)) problems.push('A withheld section is not part of what was signed.');
+    }
+    return checked;
   }
 
   // referral: the hub's ReferralView (proto JSON); keys: the sender's
@@ -140,40 +185,34 @@
     if (env.payloadType !== 'careloop.v1.ReferralManifest') problems.push('The signed message is not a referral.');
     if (env.sender !== sender || env.sender !== referral.sender_agency) problems.push('The signature is from another agency than the sender shown.');
     if (manifest.referralId !== id) problems.push('The signed referral has another id than the one shown.');
-    const pub = keyFor(keys, env.keyId, env.created);
-    if (!pub) {
-      problems.push("The sender's key was not valid when the referral was signed.");
-    } else {
-      try {
-        const key = await subtle.importKey('raw', pub, { name: 'Ed25519' }, false, ['verify']);
-        const good = await subtle.verify({ name: 'Ed25519' }, key, env.signature, signingInput(env));
-        if (!good) problems.push("The sender's signature does not match the referral.");
-      } catch (e) {
-        problems.push("The sender's signature could not be checked.");
-      }
-    }
-    const byId = new Map(manifest.sections.map((d) => [d.id, d]));
-    let checked = 0;
-    for (const s of referral.sections || []) {
-      const d = byId.get(s.section_id);
-      const content = fromBase64(s.content);
-      if (!d) { problems.push('A section is not part of the signed referral.'); continue; }
-      const input = lengthPrefixed(['careloop.v1.section', fromBase64(s.salt), s.section_id,
-        s.category, s.media_type, content]);
-      const digest = new Uint8Array(await subtle.digest('SHA-256', input));
-      if (d.category !== s.category || d.mediaType !== s.media_type ||
-          d.size !== BigInt(content.length) || !equal(digest, d.sha256)) {
-        problems.push('Section "' + s.section_id + '" was changed after the sender signed it.');
-      } else {
-        checked++;
-      }
-    }
-    for (const w of referral.withheld || []) {
-      if (!byId.has(w.section_id)) problems.push('A withheld section is not part of the signed referral.');
-    }
+    await checkSignature(subtle, env, keys, problems);
+    const checked = await checkSections(subtle, manifest.sections, referral.sections, referral.withheld, problems);
     return { ok: problems.length === 0, problems, sections: checked,
       signer: { user: env.userId, name: env.displayName, role: env.role, agency: env.sender } };
   }
 
-  global.CareloopVerify = { verifyReferral, parseEnvelope, parseManifest, signingInput, lengthPrefixed };
+  // One message of the referral's thread (a ThreadEntry), with the keys of
+  // the agency that wrote it.
+  async function verifyMessage(entry, referral, keys) {
+    const problems = [];
+    const subtle = global.crypto && global.crypto.subtle;
+    if (!subtle) return { ok: false, problems: ['This browser cannot check signatures.'] };
+    let env, fields;
+    try {
+      env = parseEnvelope(fromBase64(entry.message_envelope));
+      fields = parseMessage(env.payload);
+    } catch (e) {
+      return { ok: false, problems: ['The signed message could not be read.'] };
+    }
+    const [sender, id] = (referral.referral || '').split('/');
+    if (env.payloadType !== 'careloop.v1.ReferralMessage') problems.push('It is not a message.');
+    if (env.sender !== entry.by_agency) problems.push('It is signed by another agency than the one shown.');
+    if (strOf(fields, 1) !== sender || strOf(fields, 2) !== id) problems.push('It was written in another referral.');
+    await checkSignature(subtle, env, keys, problems);
+    await checkSections(subtle, parseDigests(fields.get(3)), entry.sections, entry.withheld, problems);
+    return { ok: problems.length === 0, problems,
+      signer: { user: env.userId, name: env.displayName, role: env.role, agency: env.sender } };
+  }
+
+  global.CareloopVerify = { verifyReferral, verifyMessage, parseEnvelope, parseManifest, signingInput, lengthPrefixed };
 })(typeof window !== 'undefined' ? window : globalThis);
