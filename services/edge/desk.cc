@@ -22,6 +22,18 @@ bool Holds(const StaffMember& who, const std::string& role) {
 constexpr char kSenderRole[] = "sender";
 constexpr char kReceiverRole[] = "receiver";
 
+// A party's role in a referral: its sender acts as a sender, anyone else
+// (the recipient) as a receiver.
+std::string PartyRole(const StaffMember& who, const std::string& sender_agency) {
+  return sender_agency == who.agency_id ? kSenderRole : kReceiverRole;
+}
+
+// The role a consent change is recorded in: sender at a sending agency,
+// receiver otherwise (both may record; DESIGN.md "Consent").
+std::string RecorderRole(const StaffMember& who) {
+  return Holds(who, kSenderRole) ? kSenderRole : kReceiverRole;
+}
+
 v1::ListReferralsRequest ListOf(v1::TaskStatus status) {
   v1::ListReferralsRequest req;
   req.set_status(status);
@@ -134,8 +146,7 @@ absl::StatusOr<v1::Receipt> Desk::Move(const StaffMember& who, const StatusMove&
     u.mutable_outcome()->set_enrolment_status(m.enrolment_status);
   }
   // The sender moves its own referral (cancel); the recipient everything else.
-  const std::string role = ids.first == who.agency_id ? kSenderRole : kReceiverRole;
-  ASSIGN_OR_RETURN(std::string envelope, Sign(who, u, role));
+  ASSIGN_OR_RETURN(std::string envelope, Sign(who, u, PartyRole(who, ids.first)));
   return hub_->UpdateReferralStatus(envelope);
 }
 
@@ -197,10 +208,7 @@ absl::StatusOr<std::string> Desk::RecordConsent(const StaffMember& who,
                                                 const v1::Consent& consent) {
   v1::GrantConsent grant;
   *grant.mutable_consent() = consent;
-  // Whoever records it at a sending agency records as a sender; at a
-  // receiving one as a receiver (both may record, DESIGN.md "Consent").
-  const std::string role = Holds(who, kSenderRole) ? kSenderRole : kReceiverRole;
-  ASSIGN_OR_RETURN(std::string envelope, Sign(who, grant, role));
+  ASSIGN_OR_RETURN(std::string envelope, Sign(who, grant, RecorderRole(who)));
   ASSIGN_OR_RETURN(v1::SubmitEnvelopeResponse r, hub_->SubmitConsentChange(envelope));
   return r.assigned_id();
 }
@@ -223,8 +231,7 @@ absl::StatusOr<v1::PostMessageResponse> Desk::Message(const StaffMember& who,
   m.set_referral_id(ids.second);
   for (v1::SectionDigest& d : digests) *m.add_sections() = std::move(d);
   v1::PostMessageRequest req;
-  const std::string role = ids.first == who.agency_id ? kSenderRole : kReceiverRole;
-  ASSIGN_OR_RETURN(*req.mutable_envelope(), Sign(who, m, role));
+  ASSIGN_OR_RETURN(*req.mutable_envelope(), Sign(who, m, PartyRole(who, ids.first)));
   *req.add_sections() = std::move(sections[0]);
   return hub_->PostMessage(req);
 }
@@ -288,8 +295,7 @@ absl::Status Desk::RevokeConsent(const StaffMember& who, const std::string& cons
   v1::RevokeConsent r;
   r.set_consent_id(consent_id);
   r.set_reason(reason);
-  const std::string role = Holds(who, kSenderRole) ? kSenderRole : kReceiverRole;
-  ASSIGN_OR_RETURN(std::string envelope, Sign(who, r, role));
+  ASSIGN_OR_RETURN(std::string envelope, Sign(who, r, RecorderRole(who)));
   return hub_->SubmitConsentChange(envelope).status();
 }
 

@@ -14,6 +14,7 @@
 #include "base/log.h"
 #include "base/status.h"
 #include "google/protobuf/util/json_util.h"
+#include "services/directory/agencies.h"
 #include "services/edge/console_assets.h"
 #include "services/referral/lifecycle.h"
 
@@ -596,7 +597,7 @@ void EdgeHttp::OwnAgency(httplib::Response& res, const Principal& who) {
   json capacity = json::array();
   for (const v1::CapacityEntry& c : a->capacity()) {
     capacity.push_back(json{{"service", c.service()},
-                            {"open_now", static_cast<int64_t>(c.open_slots()) - c.holders_size()},
+                            {"open_now", directory::OpenSlots(c)},
                             {"reported", c.open_slots()}});
   }
   Reply(res, 200,
