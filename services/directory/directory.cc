@@ -63,6 +63,32 @@ absl::Status ValidateActor(const v1::ActorEntry& a) {
   return absl::OkStatus();
 }
 
+// An agency's own admin edits its profile but not its roles (sender,
+// receiver, compliance, emergency decide what the hub lets it do).
+absl::Status KeepsItsRoles(const v1::AgencyRecord& current, const v1::AgencyProfile& next) {
+  const std::set<std::string> now(current.profile().roles().begin(),
+                                  current.profile().roles().end());
+  const std::set<std::string> asked(next.roles().begin(), next.roles().end());
+  if (now != asked) {
+    return absl::PermissionDeniedError(
+        "an agency's roles are granted by the hub admin; its own admin may not change them");
+  }
+  return absl::OkStatus();
+}
+
+// An agency's own admin gives its staff the roles the agency holds, and admin.
+absl::Status RolesItMayGive(const v1::AgencyRecord& current, const v1::ActorEntry& actor) {
+  for (const std::string& r : actor.roles()) {
+    if (r == kAgencyAdminRole) continue;
+    if (std::find(current.profile().roles().begin(), current.profile().roles().end(), r) ==
+        current.profile().roles().end()) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("the agency does not hold the role '", r, "', so its staff cannot"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateProfile(const v1::AgencyProfile& p, const std::set<std::string>& codes) {
   if (p.display_name().empty()) return absl::InvalidArgumentError("an agency needs a display name");
   for (const std::string& s : p.services()) {
@@ -312,6 +338,10 @@ absl::StatusOr<std::optional<trust::AgencyView>> DirectoryState::FindAgency(
   const v1::AgencyRecord& r = it->second;
   view.active = r.active();
   for (const v1::ActorEntry& a : r.actors()) {
+    if (a.inactive()) {
+      view.inactive_actors.insert(a.user_id());
+      continue;
+    }
     view.actor_roles[a.user_id()] = std::set<std::string>(a.roles().begin(), a.roles().end());
   }
   for (const v1::AgencyKey& k : r.keys()) view.keys[k.key_id()] = ToKeyView(k);
@@ -421,9 +451,11 @@ absl::StatusOr<v1::AppendRequest> DirectoryCore::Plan(const trust::VerifiedEnvel
   } else {
     if (!current.has_value()) return absl::NotFoundError(absl::StrCat("no agency ", target));
     pre->set_expected_version(current->version());
+    const bool by_itself = e.sender_agency() != kHubAgency;
     if (type == names::payload::kUpdateAgencyProfile) {
-      RETURN_IF_ERROR(ValidateProfile(
-          static_cast<const v1::UpdateAgencyProfile&>(payload).profile(), service_codes_));
+      const auto& p = static_cast<const v1::UpdateAgencyProfile&>(payload);
+      RETURN_IF_ERROR(ValidateProfile(p.profile(), service_codes_));
+      if (by_itself) RETURN_IF_ERROR(KeepsItsRoles(*current, p.profile()));
     } else if (type == names::payload::kAddAgencyKey) {
       const auto& p = static_cast<const v1::AddAgencyKey&>(payload);
       RETURN_IF_ERROR(ValidateKey(p.key()));
@@ -452,7 +484,9 @@ absl::StatusOr<v1::AppendRequest> DirectoryCore::Plan(const trust::VerifiedEnvel
         return absl::InvalidArgumentError("a key cannot be revoked in the past");
       }
     } else if (type == names::payload::kSetActor) {
-      RETURN_IF_ERROR(ValidateActor(static_cast<const v1::SetActor&>(payload).actor()));
+      const auto& p = static_cast<const v1::SetActor&>(payload);
+      RETURN_IF_ERROR(ValidateActor(p.actor()));
+      if (by_itself) RETURN_IF_ERROR(RolesItMayGive(*current, p.actor()));
     } else if (type == names::payload::kRemoveActor) {
       const auto& p = static_cast<const v1::RemoveActor&>(payload);
       bool found = false;

@@ -160,6 +160,10 @@ absl::StatusOr<VerifiedEnvelope> VerifyParsedEnvelope(v1::Envelope e, absl::stri
 
   // 3. The actor, and the role for this payload type.
   const v1::Actor& actor = e.actor();
+  if (agency->inactive_actors.contains(actor.user_id())) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("actor ", actor.user_id(), " of agency ", sender, " is deactivated"));
+  }
   auto roles = agency->actor_roles.find(actor.user_id());
   if (roles == agency->actor_roles.end()) {
     return absl::PermissionDeniedError(

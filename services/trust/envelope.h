@@ -81,6 +81,7 @@ struct KeyView {
 struct AgencyView {
   bool active = true;
   std::map<std::string, std::set<std::string>> actor_roles;  // user id -> roles
+  std::set<std::string> inactive_actors;                     // user ids
   std::map<std::string, KeyView> keys;                       // key id -> key
 };
 

@@ -744,7 +744,8 @@ class Matrix {
       auto r = std::make_unique<v1::SetActor>();
       r->set_agency_id(own);
       r->mutable_actor()->set_user_id(absl::StrCat("u-extra-", n));
-      r->mutable_actor()->add_roles("receiver");
+      // A role the agency holds: its admin may give only those.
+      r->mutable_actor()->add_roles(SpecOf(own).roles.front());
       return r;
     }
     if (type == p::kRemoveActor) {

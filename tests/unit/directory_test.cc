@@ -170,6 +170,68 @@ TEST_F(DirectoryTest, AnAgencyChangesOnlyItselfAndOnlyThroughItsAdmin) {
                               "no actor u-nobody");
 }
 
+TEST_F(DirectoryTest, AnAgencysAdminGivesOnlyTheRolesTheAgencyHolds) {
+  ASSERT_TRUE(core_->Submit(AsHub(Registration("org.foodbank"), "r1")).ok());
+  // The food bank receives; its admin may add receivers and admins...
+  v1::SetActor add;
+  add.set_agency_id("org.foodbank");
+  add.mutable_actor()->set_user_id("u-case-1");
+  add.mutable_actor()->add_roles("receiver");
+  add.mutable_actor()->add_roles("admin");
+  ASSERT_TRUE(core_->Submit(AsAgency(add, "org.foodbank", "a1")).ok());
+  // ...but not give anyone compliance or emergency powers the hub admin
+  // never granted the agency.
+  for (const char* role : {"compliance", "emergency", "sender"}) {
+    add.mutable_actor()->clear_roles();
+    add.mutable_actor()->add_roles(role);
+    ExpectRefusedWritingNothing(AsAgency(add, "org.foodbank", absl::StrCat("a-", role)),
+                                absl::StatusCode::kPermissionDenied,
+                                absl::StrCat("does not hold the role '", role, "'"));
+  }
+  // Nor grant the agency itself a role through its profile.
+  v1::UpdateAgencyProfile upd;
+  upd.set_agency_id("org.foodbank");
+  *upd.mutable_profile() = Registration("org.foodbank").profile();
+  upd.mutable_profile()->add_roles("compliance");
+  ExpectRefusedWritingNothing(AsAgency(upd, "org.foodbank", "p1"),
+                              absl::StatusCode::kPermissionDenied, "granted by the hub admin");
+  // The hub admin may do both.
+  ASSERT_TRUE(core_->Submit(AsHub(upd, "p2")).ok());
+  add.mutable_actor()->clear_roles();
+  add.mutable_actor()->add_roles("compliance");
+  EXPECT_TRUE(core_->Submit(AsAgency(add, "org.foodbank", "a2")).ok());
+}
+
+TEST_F(DirectoryTest, ADeactivatedActorIsKeptButRefused) {
+  ASSERT_TRUE(core_->Submit(AsHub(Registration("org.foodbank"), "r1")).ok());
+  v1::SetActor add;
+  add.set_agency_id("org.foodbank");
+  add.mutable_actor()->set_user_id("u-intake");
+  add.mutable_actor()->set_display_name("Intake");
+  add.mutable_actor()->add_roles("receiver");
+  add.mutable_actor()->add_roles("admin");
+  ASSERT_TRUE(core_->Submit(AsAgency(add, "org.foodbank", "a1")).ok());
+  v1::UpdateAgencyProfile upd;
+  upd.set_agency_id("org.foodbank");
+  *upd.mutable_profile() = Registration("org.foodbank").profile();
+  ASSERT_TRUE(core_->Submit(AsAgency(upd, "org.foodbank", "p1", "u-intake", "admin")).ok());
+  add.mutable_actor()->set_inactive(true);
+  ASSERT_TRUE(core_->Submit(AsAgency(add, "org.foodbank", "a2")).ok());
+  // Still in the record, with its roles, marked inactive...
+  const v1::AgencyRecord r = *state_->Get("org.foodbank");
+  ASSERT_EQ(r.actors_size(), 2);
+  EXPECT_TRUE(r.actors(1).inactive());
+  EXPECT_EQ(r.actors(1).roles_size(), 2);
+  // ...and nothing it signs is accepted any more.
+  ExpectRefusedWritingNothing(AsAgency(upd, "org.foodbank", "p2", "u-intake", "admin"),
+                              absl::StatusCode::kPermissionDenied,
+                              "actor u-intake of agency org.foodbank is deactivated");
+  // Active again, it signs again.
+  add.mutable_actor()->set_inactive(false);
+  ASSERT_TRUE(core_->Submit(AsAgency(add, "org.foodbank", "a3")).ok());
+  EXPECT_TRUE(core_->Submit(AsAgency(upd, "org.foodbank", "p3", "u-intake", "admin")).ok());
+}
+
 TEST_F(DirectoryTest, KeyRotationAndRevocationAtAnInstant) {
   ASSERT_TRUE(core_->Submit(AsHub(Registration("org.foodbank"), "r1")).ok());
   v1::AddAgencyKey add;
