@@ -113,6 +113,8 @@ absl::Status LoadToml(const std::string& path, HubConfig* c) {
   if (absl::Status s = ReadInt(t, "edge", "requests_per_minute", &c->edge_requests_per_minute);
       !s.ok())
     return s;
+  if (absl::Status s = ReadString(t, "edge", "hub", &c->edge_hub); !s.ok()) return s;
+  if (absl::Status s = ReadString(t, "edge", "hub_certs", &c->edge_hub_certs); !s.ok()) return s;
   if (absl::Status s = ReadInt(t, "edge", "logins_per_minute", &c->edge_logins_per_minute); !s.ok())
     return s;
   if (absl::Status s = ReadInt(t, "ledger", "queue_capacity", &c->queue_capacity); !s.ok())
@@ -182,7 +184,7 @@ bool HubConfig::runs(const std::string& service) const {
 std::string HubConfig::edge_address() const {
   if (edge_listen == "off") return "";
   if (!edge_listen.empty()) return edge_listen;
-  return tls() ? "" : "127.0.0.1:7480";
+  return edge_dev() ? "127.0.0.1:7480" : "";
 }
 
 std::string HubConfig::webhook_key_path() const {
@@ -309,6 +311,12 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
                      "console requests per client address [edge.requests_per_minute]");
   auto* o_edge_lpm = app.add_option("--edge-logins-per-minute", flags.edge_logins_per_minute,
                                     "sign-ins per client address [edge.logins_per_minute]");
+  auto* o_edge_hub =
+      app.add_option("--edge-hub", flags.edge_hub,
+                     "run only the console, against this hub (HOST:PORT) [edge.hub]");
+  auto* o_edge_hub_certs =
+      app.add_option("--edge-hub-certs", flags.edge_hub_certs,
+                     "ca.crt and agency-<id>.crt/.key for the remote hub's mTLS [edge.hub_certs]");
   auto* o_dwindow =
       app.add_option("--delivery-window", flags.delivery_window,
                      "events sent and unacknowledged per consumer [notification.window]");
@@ -397,6 +405,8 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
   if (*o_edge_key) c.edge_tls_key = flags.edge_tls_key;
   if (*o_edge_rpm) c.edge_requests_per_minute = flags.edge_requests_per_minute;
   if (*o_edge_lpm) c.edge_logins_per_minute = flags.edge_logins_per_minute;
+  if (*o_edge_hub) c.edge_hub = flags.edge_hub;
+  if (*o_edge_hub_certs) c.edge_hub_certs = flags.edge_hub_certs;
   if (*o_cert) c.tls_cert = flags.tls_cert;
   if (*o_tkey) c.tls_key = flags.tls_key;
   if (*o_ca) c.tls_client_ca = flags.tls_client_ca;
@@ -409,6 +419,49 @@ absl::StatusOr<HubConfig> ParseHubConfig(int argc, const char* const* argv, bool
   return c;
 }
 
+namespace {
+
+// The console's address, HTTPS and limits, and the log's settings.
+absl::Status ValidateConsoleAndLog(const HubConfig& c) {
+  if (c.edge_requests_per_minute <= 0 || c.edge_logins_per_minute <= 0) {
+    return absl::InvalidArgumentError("the console's rate limits must be positive");
+  }
+  if (c.edge_tls_cert.empty() != c.edge_tls_key.empty()) {
+    return absl::InvalidArgumentError(
+        "the console's HTTPS needs both --edge-tls-cert and --edge-tls-key");
+  }
+  if (!c.edge_address().empty() && c.edge_tls_cert.empty() &&
+      !IsLoopbackAddress(c.edge_address())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "refusing to serve the console on ", c.edge_address(),
+        " without HTTPS: set --edge-tls-cert and --edge-tls-key, or listen on loopback"));
+  }
+  log::Level level;
+  log::Format format;
+  if (!log::ParseLevel(c.log_level, &level))
+    return absl::InvalidArgumentError("--log-level: debug, info, warn or error");
+  if (!log::ParseFormat(c.log_format, &format))
+    return absl::InvalidArgumentError("--log-format: logfmt or json");
+  return absl::OkStatus();
+}
+
+// An edge run apart: the console's address and, without certificates, a
+// hub on loopback (dev).
+absl::Status ValidateEdgeOnly(const HubConfig& c) {
+  if (c.data_dir.empty()) return absl::InvalidArgumentError("--data-dir is empty");
+  if (c.edge_address().empty()) {
+    return absl::InvalidArgumentError("an edge run apart (--edge-hub) needs --edge-listen");
+  }
+  if (c.edge_hub_certs.empty() && !IsLoopbackAddress(c.edge_hub)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--edge-hub ", c.edge_hub,
+        " is not on loopback: give --edge-hub-certs (the CA and each agency's certificate)"));
+  }
+  return ValidateConsoleAndLog(c);
+}
+
+}  // namespace
+
 absl::Status ValidateHubConfig(const HubConfig& c) {
   if (c.services.empty()) return absl::InvalidArgumentError("--services names no service");
   for (const std::string& s : c.services) {
@@ -417,6 +470,7 @@ absl::Status ValidateHubConfig(const HubConfig& c) {
                                                      absl::StrJoin(KnownServices(), ", ")));
     }
   }
+  if (c.edge_only()) return ValidateEdgeOnly(c);
   if (!c.runs("ledger") && c.ledger_address.empty()) {
     return absl::InvalidArgumentError(
         "the ledger is not among --services, so --ledger must name a remote LedgerService");
@@ -478,25 +532,7 @@ absl::Status ValidateHubConfig(const HubConfig& c) {
         "refusing to serve ", c.listen,
         " without TLS: dev mode is for loopback addresses only. Configure [tls] for production."));
   }
-  if (c.edge_requests_per_minute <= 0 || c.edge_logins_per_minute <= 0) {
-    return absl::InvalidArgumentError("the console's rate limits must be positive");
-  }
-  if (c.edge_tls_cert.empty() != c.edge_tls_key.empty()) {
-    return absl::InvalidArgumentError(
-        "the console's HTTPS needs both --edge-tls-cert and --edge-tls-key");
-  }
-  if (!c.edge_address().empty() && c.edge_tls_cert.empty() &&
-      !IsLoopbackAddress(c.edge_address())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "refusing to serve the console on ", c.edge_address(),
-        " without HTTPS: set --edge-tls-cert and --edge-tls-key, or listen on loopback"));
-  }
-  log::Level level;
-  log::Format format;
-  if (!log::ParseLevel(c.log_level, &level))
-    return absl::InvalidArgumentError("--log-level: debug, info, warn or error");
-  if (!log::ParseFormat(c.log_format, &format))
-    return absl::InvalidArgumentError("--log-format: logfmt or json");
+  if (absl::Status s = ValidateConsoleAndLog(c); !s.ok()) return s;
   if (c.limits.max_batch_events == 0 || c.limits.max_payload_bytes == 0 || c.queue_capacity == 0 ||
       c.limits.max_read_bytes == 0) {
     return absl::InvalidArgumentError("limits must be positive");

@@ -79,6 +79,14 @@ struct HubConfig {
   // Per client address: every request, and sign-ins (against guessing).
   double edge_requests_per_minute = 3000;
   double edge_logins_per_minute = 10;
+  // An edge run apart from the hub (an agency that does not trust the hub's
+  // operator with its key runs its own): the hub's agencies' listener. Set,
+  // careloopd runs only the edge. With edge.hub_certs (a directory with
+  // ca.crt and agency-<id>.crt/.key per agency served) it calls the hub
+  // over mTLS as each agency; without, it is a dev edge (loopback, the dev
+  // agency header).
+  std::string edge_hub;
+  std::string edge_hub_certs;
   // [tls]
   std::string tls_cert;
   std::string tls_key;
@@ -92,6 +100,11 @@ struct HubConfig {
   bool unsafe_no_sync = false;
 
   bool tls() const { return !tls_cert.empty(); }
+  // careloopd runs only an edge, against a remote hub.
+  bool edge_only() const { return !edge_hub.empty(); }
+  // The edge's dev mode (a dev KEK in the data dir, the demo seed): a dev
+  // hub's, or an edge run apart without certificates.
+  bool edge_dev() const { return edge_only() ? edge_hub_certs.empty() : !tls(); }
   bool runs(const std::string& service) const;
   std::string log_key_path() const;
   std::string webhook_key_path() const;

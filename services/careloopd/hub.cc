@@ -24,6 +24,7 @@
 #include "base/log.h"
 #include "base/status.h"
 #include "services/edge/demo_seed.h"
+#include "services/edge/edge_backup.h"
 #include "storage/ledger_db.h"
 #include "storage/testing_fs.h"
 
@@ -101,6 +102,12 @@ absl::StatusOr<std::unique_ptr<Hub>> Hub::Start(const HubConfig& config, std::os
   std::unique_ptr<Hub> hub(new Hub());
   hub->config_ = config;
   RETURN_IF_ERROR(hub->OpenDataDir());
+  if (config.edge_only()) {
+    // Only the console, calling the hub at edge.hub as the agencies it serves.
+    RETURN_IF_ERROR(hub->StartEdge(out));
+    log::Info("careloopd.edge_only", {{"hub", config.edge_hub}, {"address", hub->address_}});
+    return hub;
+  }
   storage::Ledger* ledger = nullptr;
   if (config.runs("ledger")) {
     ASSIGN_OR_RETURN(ledger, hub->StartLedger(out));
@@ -257,7 +264,7 @@ absl::StatusOr<storage::Ledger*> Hub::ConnectLedger() {
 absl::StatusOr<std::string> Hub::EdgeKek(std::ostream& out) const {
   absl::StatusOr<std::string> kek = edge::KekFromEnvironment();
   if (kek.ok() || !absl::IsNotFound(kek.status())) return kek;
-  if (config_.tls()) {
+  if (!config_.edge_dev()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "the console holds the agencies' keys encrypted under a key-encryption key: set ",
         edge::kKekEnvironmentVariable, " (openssl rand -base64 32), or --edge-listen off"));
@@ -274,11 +281,12 @@ absl::StatusOr<std::string> Hub::EdgeKek(std::ostream& out) const {
 absl::Status Hub::StartEdge(std::ostream& out) {
   const std::string address = config_.edge_address();
   if (address.empty()) return absl::OkStatus();
-  if (!referral_core_ || !consent_core_ || !directory_core_ || !notifications_) {
+  if (!config_.edge_only() &&
+      (!referral_core_ || !consent_core_ || !directory_core_ || !notifications_)) {
     if (config_.edge_listen.empty()) return absl::OkStatus();  // only the dev default
     return absl::InvalidArgumentError(
         "the console runs in the process that runs the directory, consent, referral and "
-        "notification services");
+        "notification services, or alone with --edge-hub");
   }
   const size_t colon = address.rfind(':');
   int port = 0;
@@ -294,10 +302,18 @@ absl::Status Hub::StartEdge(std::ostream& out) {
   edge_keys_ = std::make_unique<edge::KeyCustody>(std::move(keys));
   ASSIGN_OR_RETURN(edge_accounts_,
                    edge::StaffAccounts::Open(config_.edge_dir() + "/staff", kek, SystemClock()));
-  edge_hub_ = std::make_unique<edge::InProcessHub>(edge::HubCores{
-      referral_core_.get(), consent_core_.get(), directory_core_.get(), notifications_.get()});
+  if (config_.edge_only()) {
+    edge_hub_ = std::make_unique<edge::GrpcHub>(
+        edge::RemoteHubOptions{config_.edge_hub, config_.edge_hub_certs, absl::Seconds(30)});
+  } else {
+    edge_hub_ = std::make_unique<edge::InProcessHub>(edge::HubCores{
+        referral_core_.get(), consent_core_.get(), directory_core_.get(), notifications_.get()});
+  }
   edge_desk_ = std::make_unique<edge::Desk>(edge_hub_.get(), edge_keys_.get(), SystemClock());
   edge_feed_ = std::make_unique<edge::ChangeFeed>(edge_hub_.get());
+  edge_signer_ = std::make_unique<edge::Signer>(edge_hub_.get(), edge_keys_.get(), SystemClock());
+  edge_staff_ =
+      std::make_unique<edge::StaffAdmin>(edge_hub_.get(), edge_signer_.get(), edge_accounts_.get());
   ASSIGN_OR_RETURN(std::vector<std::string> served, edge_keys_->Agencies());
   for (const std::string& agency : served) edge_feed_->Follow(agency);
 
@@ -310,8 +326,16 @@ absl::Status Hub::StartEdge(std::ostream& out) {
   options.tls_key_file = config_.edge_tls_key;
   options.requests_per_minute = config_.edge_requests_per_minute;
   options.logins_per_minute = config_.edge_logins_per_minute;
-  edge::EdgeParts parts{edge_accounts_.get(), edge_desk_.get(), edge_feed_.get(), nullptr};
-  if (!config_.tls() && fs::exists(config_.admin_key_path())) {
+  if (ledger_service_) {
+    // `careloop ledger backup` takes the edge's accounts and keys along.
+    ledger_service_->AlsoBackUp([this](const std::string& dir) {
+      return edge::BackupEdge(config_.edge_dir(), edge_accounts_.get(),
+                              (fs::path(dir) / edge::kEdgeBackupDir).string());
+    });
+  }
+  edge::EdgeParts parts{edge_accounts_.get(), edge_desk_.get(), edge_feed_.get(), edge_staff_.get(),
+                        nullptr};
+  if (config_.edge_dev() && fs::exists(config_.admin_key_path())) {
     // Dev mode: careloop demo seed, for whoever can read the data dir.
     ASSIGN_OR_RETURN(std::string pem, ReadFile(config_.admin_key_path()));
     ASSIGN_OR_RETURN(trust::Ed25519PrivateKey admin, trust::Ed25519PrivateKey::FromPem(pem));
@@ -331,6 +355,8 @@ absl::Status Hub::StartEdge(std::ostream& out) {
   RETURN_IF_ERROR(edge_http_->Start());
   console_url_ = absl::StrCat(edge_http_->tls() ? "https://" : "http://", address.substr(0, colon),
                               ":", edge_http_->port(), "/");
+  if (config_.edge_only())
+    address_ = absl::StrCat(address.substr(0, colon), ":", edge_http_->port());
   out << "careloopd: console on " << console_url_ << " (agencies served: " << served.size()
       << ")\n";
   return absl::OkStatus();
@@ -532,13 +558,18 @@ void Hub::StartEscalation() {
 void Hub::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
-  if (!server_ && !ledger_ && !directory_runner_ && !ledger_server_) return;  // never started
+  if (!server_ && !ledger_ && !directory_runner_ && !ledger_server_ && !edge_http_) {
+    return;  // never started
+  }
   log::Info("careloopd.shutdown_started");
   // The console first: it calls the cores below.
   if (edge_http_) edge_http_->Stop();
+  if (ledger_service_) ledger_service_->AlsoBackUp(nullptr);  // waits for a backup writing it
   if (edge_feed_) edge_feed_->Stop();
   edge_http_.reset();
   edge_feed_.reset();
+  edge_staff_.reset();
+  edge_signer_.reset();
   edge_desk_.reset();
   edge_hub_.reset();
   edge_accounts_.reset();

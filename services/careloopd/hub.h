@@ -17,6 +17,7 @@
 #include "services/edge/change_feed.h"
 #include "services/edge/desk.h"
 #include "services/edge/edge_http.h"
+#include "services/edge/grpc_hub.h"
 #include "services/edge/in_process_hub.h"
 #include "services/edge/key_custody.h"
 #include "services/edge/staff_accounts.h"
@@ -111,9 +112,11 @@ class Hub {
   // The edge, stopped first.
   std::unique_ptr<edge::KeyCustody> edge_keys_;
   std::unique_ptr<edge::StaffAccounts> edge_accounts_;
-  std::unique_ptr<edge::InProcessHub> edge_hub_;
+  std::unique_ptr<edge::HubClient> edge_hub_;  // in process, or a remote hub (edge only)
   std::unique_ptr<edge::Desk> edge_desk_;
   std::unique_ptr<edge::ChangeFeed> edge_feed_;
+  std::unique_ptr<edge::Signer> edge_signer_;
+  std::unique_ptr<edge::StaffAdmin> edge_staff_;
   std::unique_ptr<trust::Ed25519PrivateKey> edge_seed_key_;  // dev: the hub admin's key
   std::unique_ptr<edge::EdgeHttp> edge_http_;
   std::string console_url_;

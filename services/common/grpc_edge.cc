@@ -35,7 +35,10 @@ bool UserIdAccepted(const std::string& id) {
 
 }  // namespace
 
-policy::Caller CallerIdentity(const grpc::ServerContextBase& ctx, bool tls) {
+namespace {
+
+// The connection's identity, before the actor it names.
+policy::Caller Identity(const grpc::ServerContextBase& ctx, bool tls) {
   if (!tls) {
     const std::string agency = Metadata(ctx, kDevAgencyHeader);
     const std::string admin = Metadata(ctx, kDevAdminHeader);
@@ -57,6 +60,17 @@ policy::Caller CallerIdentity(const grpc::ServerContextBase& ctx, bool tls) {
     return UserIdAccepted(user) ? policy::Caller::HubAdmin(user) : policy::Caller::None();
   }
   return policy::Caller::None();
+}
+
+}  // namespace
+
+policy::Caller CallerIdentity(const grpc::ServerContextBase& ctx, bool tls) {
+  policy::Caller caller = Identity(ctx, tls);
+  const std::string actor = Metadata(ctx, kActorHeader);
+  if (actor.empty() || !caller.is_agency()) return caller;
+  if (!UserIdAccepted(actor)) return policy::Caller::None();
+  caller.actor = actor;
+  return caller;
 }
 
 absl::Status AdmittedEnvelope(const policy::Gate& gate, const grpc::ServerContextBase& ctx,

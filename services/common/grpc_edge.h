@@ -85,6 +85,9 @@ inline constexpr char kAdminSpiffePrefix[] = "spiffe://careloop/admin/";
 inline constexpr char kHubSpiffeId[] = "spiffe://careloop/hub";
 inline constexpr char kDevAgencyHeader[] = "x-careloop-dev-agency";
 inline constexpr char kDevAdminHeader[] = "x-careloop-dev-admin";
+// The staff member of the calling agency on whose behalf it calls (a
+// directory user id, for the record of who read what; it grants nothing).
+inline constexpr char kActorHeader[] = "x-careloop-actor";
 
 // Who is calling, for every service. With TLS: the client certificate's
 // single URI SAN: spiffe://careloop/hub (the hub's own services),
@@ -93,7 +96,8 @@ inline constexpr char kDevAdminHeader[] = "x-careloop-dev-admin";
 // are nobody, whatever CA issued them. In dev mode (no TLS, loopback only) the
 // x-careloop-dev-agency or x-careloop-dev-admin header; the reserved id "hub"
 // is nobody, and the hub's services have no header (they reach the ledger on
-// its own socket).
+// its own socket). An agency caller's x-careloop-actor header becomes the
+// caller's actor; a malformed one makes the caller nobody.
 policy::Caller CallerIdentity(const grpc::ServerContextBase& ctx, bool tls);
 
 // A call carrying a signed envelope, admitted by `gate` (policy::Gate::AdmitEnvelope):

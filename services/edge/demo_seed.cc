@@ -8,6 +8,7 @@
 #include "base/file.h"
 #include "base/sha256.h"
 #include "base/status.h"
+#include "services/edge/totp.h"
 #include "services/trust/envelope.h"
 
 namespace careloop::edge {
@@ -21,22 +22,40 @@ struct DemoAgency {
   v1::AgencyKind kind;
   const char* role;     // the agency's role
   const char* service;  // "" : none
-  const char* user;
-  const char* person;
 };
 
 const std::vector<DemoAgency>& Agencies() {
   static const std::vector<DemoAgency> a = {
-      {"org.stmarys", "St Mary's Hospital", v1::HOSPITAL, "sender", "", "u-planner",
-       "Dana Planner"},
-      {"org.foodbank", "Valley Food Bank", v1::COMMUNITY_AGENCY, "receiver", "food-insecurity",
-       "u-intake", "Sam Intake"},
-      {"org.shelter", "Riverside Shelter", v1::COMMUNITY_AGENCY, "receiver", "housing-instability",
-       "u-intake", "Alex Intake"},
-      {"org.privacy", "Network Privacy Office", v1::OTHER_KIND, "compliance", "", "u-officer",
-       "Pat Officer"},
+      {"org.stmarys", "St Mary's Hospital", v1::HOSPITAL, "sender", ""},
+      {"org.foodbank", "Valley Food Bank", v1::COMMUNITY_AGENCY, "receiver", "food-insecurity"},
+      {"org.shelter", "Riverside Shelter", v1::COMMUNITY_AGENCY, "receiver", "housing-instability"},
+      {"org.privacy", "Network Privacy Office", v1::OTHER_KIND, "compliance", ""},
   };
   return a;
+}
+
+// The staff: one person in each agency's role, and the food bank's admin
+// (who signs in with a second factor and manages its staff).
+struct DemoPerson {
+  const char* agency;
+  const char* user;
+  const char* name;
+  const char* role;
+};
+
+const std::vector<DemoPerson>& People() {
+  static const std::vector<DemoPerson> p = {
+      {"org.stmarys", "u-planner", "Dana Planner", "sender"},
+      {"org.foodbank", "u-intake", "Sam Intake", "receiver"},
+      {"org.foodbank", "u-admin", "Jo Admin", "admin"},
+      {"org.shelter", "u-intake", "Alex Intake", "receiver"},
+      {"org.privacy", "u-officer", "Pat Officer", "compliance"},
+  };
+  return p;
+}
+
+StaffMember MemberOf(const DemoPerson& p) {
+  return StaffMember{p.agency, p.user, p.name, {p.role}, false, false};
 }
 
 constexpr char kDemoMrn[] = "000123";
@@ -75,29 +94,38 @@ absl::Status Register(const DemoSeedParts& p, const DemoAgency& a) {
   profile->add_languages("en");
   r.mutable_initial_key()->set_key_id("k1");
   r.mutable_initial_key()->set_public_key(key->public_key().raw());
-  v1::ActorEntry* person = r.add_actors();
-  person->set_user_id(a.user);
-  person->set_display_name(a.person);
-  person->add_roles(a.role);
+  for (const DemoPerson& staff : People()) {
+    if (staff.agency != std::string(a.id)) continue;
+    v1::ActorEntry* person = r.add_actors();
+    person->set_user_id(staff.user);
+    person->set_display_name(staff.name);
+    person->add_roles(staff.role);
+  }
   ASSIGN_OR_RETURN(std::string envelope, SignAsHubAdmin(p, r));
   absl::StatusOr<v1::Receipt> receipt = p.hub->SubmitDirectoryChange(envelope);
   if (absl::IsAlreadyExists(receipt.status())) return absl::OkStatus();  // seeded before
   return receipt.status();
 }
 
-// A staff account per demo person, with the password kept in `saved`.
-absl::StatusOr<json> Logins(const DemoSeedParts& p, const json& saved) {
+// A staff account per demo person, with the password (and an admin's
+// second factor) kept in `saved`.
+absl::StatusOr<json> Logins(const DemoSeedParts& p, json* saved) {
   json logins = json::array();
-  for (const DemoAgency& a : Agencies()) {
-    const std::string password = saved.at(absl::StrCat(a.id, "/", a.user)).get<std::string>();
-    StaffMember m{a.id, a.user, a.person, {a.role}, false, false};
-    absl::StatusOr<Enrollment> added = p.accounts->Add(m, password);
+  for (const DemoPerson& person : People()) {
+    const std::string key = absl::StrCat(person.agency, "/", person.user);
+    const std::string password = saved->at(key).get<std::string>();
+    absl::StatusOr<Enrollment> added = p.accounts->Add(MemberOf(person), password);
     if (!added.ok() && !absl::IsAlreadyExists(added.status())) return added.status();
-    logins.push_back(json{{"agency", a.id},
-                          {"user", a.user},
-                          {"password", password},
-                          {"name", a.person},
-                          {"role", a.role}});
+    if (added.ok() && !added->totp_secret.empty()) {
+      (*saved)[key + "#totp"] = Base32Encode(added->totp_secret);
+    }
+    json login{{"agency", person.agency},
+               {"user", person.user},
+               {"password", password},
+               {"name", person.name},
+               {"role", person.role}};
+    if (saved->contains(key + "#totp")) login["totp_secret"] = (*saved)[key + "#totp"];
+    logins.push_back(std::move(login));
   }
   return logins;
 }
@@ -113,8 +141,7 @@ json LoadSaved(const std::string& path) {
 // The demo patient's consent: contact details and social needs, to any
 // agency of the network, for care coordination (not behavioral health).
 absl::StatusOr<std::string> RecordDemoConsent(const DemoSeedParts& p) {
-  const DemoAgency& hospital = Agencies()[0];
-  StaffMember planner{hospital.id, hospital.user, hospital.person, {hospital.role}, false, false};
+  const StaffMember planner = MemberOf(People()[0]);
   ASSIGN_OR_RETURN(std::string subject, p.desk->ResolvePerson(planner, kDemoMrn));
   v1::Consent c;
   c.set_subject_id(subject);
@@ -139,12 +166,13 @@ absl::StatusOr<std::string> SeedDemo(const DemoSeedParts& p) {
   }
   // Passwords are chosen once and kept, so every seed prints the same.
   json saved = LoadSaved(p.logins_file);
-  for (const DemoAgency& a : Agencies()) {
-    const std::string key = absl::StrCat(a.id, "/", a.user);
+  for (const DemoPerson& person : People()) {
+    const std::string key = absl::StrCat(person.agency, "/", person.user);
     if (!saved.contains(key)) saved[key] = NewPassword();
   }
   RETURN_IF_ERROR(WriteFileAtomically(p.logins_file, saved.dump(), 0600));
-  ASSIGN_OR_RETURN(json logins, Logins(p, saved));
+  ASSIGN_OR_RETURN(json logins, Logins(p, &saved));
+  RETURN_IF_ERROR(WriteFileAtomically(p.logins_file, saved.dump(), 0600));
   if (!saved.contains("consent")) {
     ASSIGN_OR_RETURN(std::string consent_id, RecordDemoConsent(p));
     saved["consent"] = consent_id;

@@ -1,6 +1,7 @@
 // careloop demo seed (dev mode only): a small network a newcomer can try in
 // the browser. A hospital (org.stmarys) with a discharge planner, a food
-// bank and a shelter with intake workers, and a privacy office with an
+// bank (with an admin, who signs in with a second factor and manages its
+// staff) and a shelter with intake workers, and a privacy office with an
 // officer; each agency's key made in the edge's custody and registered by
 // the hub admin with its staff as directory actors; a staff account per
 // person; and one patient (MRN 000123 at St Mary's) who consented to share
@@ -35,7 +36,8 @@ struct DemoSeedParts {
 };
 
 // Seeds the network; returns the logins as JSON:
-// {"logins":[{"agency","user","password","name","role"}...],"mrn":"000123"}.
+// {"logins":[{"agency","user","password","name","role"[,"totp_secret"]}...],
+// "mrn":"000123"} (an admin's login carries its second factor's secret).
 absl::StatusOr<std::string> SeedDemo(const DemoSeedParts& parts);
 
 }  // namespace careloop::edge

@@ -12,13 +12,6 @@
 namespace careloop::edge {
 namespace {
 
-bool Holds(const StaffMember& who, const std::string& role) {
-  for (const std::string& r : who.roles) {
-    if (r == role) return true;
-  }
-  return false;
-}
-
 constexpr char kSenderRole[] = "sender";
 constexpr char kReceiverRole[] = "receiver";
 
@@ -42,8 +35,6 @@ v1::ListReferralsRequest ListOf(v1::TaskStatus status) {
 
 }  // namespace
 
-Acting ActingOf(const StaffMember& who) { return Acting{who.agency_id, who.user_id}; }
-
 absl::StatusOr<std::pair<std::string, std::string>> SplitReferral(const std::string& referral) {
   const size_t slash = referral.find('/');
   if (slash == std::string::npos || slash == 0 || slash + 1 == referral.size() ||
@@ -54,41 +45,14 @@ absl::StatusOr<std::pair<std::string, std::string>> SplitReferral(const std::str
 }
 
 Desk::Desk(HubClient* hub, const KeyCustody* keys, Clock* clock)
-    : hub_(hub), keys_(keys), clock_(clock) {
+    : hub_(hub), keys_(keys), clock_(clock), signer_(hub, keys, clock) {
   CARELOOP_CHECK(hub_ != nullptr && keys_ != nullptr && clock_ != nullptr);
-}
-
-absl::StatusOr<std::string> Desk::KeyIdOf(const StaffMember& who,
-                                          const trust::Ed25519PrivateKey& key) {
-  v1::GetAgencyRequest get;
-  get.set_agency_id(who.agency_id);
-  ASSIGN_OR_RETURN(v1::AgencyRecord agency, hub_->GetAgency(get, ActingOf(who)));
-  const std::string pub = key.public_key().raw();
-  for (const v1::AgencyKey& k : agency.keys()) {
-    if (k.public_key() == pub && k.revoked_unix_nanos() == 0) return k.key_id();
-  }
-  return absl::FailedPreconditionError(
-      "the directory lists no active key of this agency matching the key the edge holds; an "
-      "admin must register it (or rotate to it) first");
 }
 
 absl::StatusOr<std::string> Desk::Sign(const StaffMember& who,
                                        const google::protobuf::Message& payload,
                                        const std::string& role) {
-  if (who.disabled) return absl::PermissionDeniedError("this account is disabled");
-  if (!Holds(who, role)) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("this needs the ", role, " role, which your account does not have"));
-  }
-  ASSIGN_OR_RETURN(trust::Ed25519PrivateKey key, keys_->Load(who.agency_id));
-  ASSIGN_OR_RETURN(std::string key_id, KeyIdOf(who, key));
-  v1::Actor actor;
-  actor.set_user_id(who.user_id);
-  actor.set_display_name(who.display_name);
-  actor.set_role(role);
-  v1::Envelope e = trust::NewEnvelope(payload, who.agency_id, std::move(actor), key_id,
-                                      clock_->Now(), HexEncode(RandomBytes(16)));
-  return trust::SignEnvelope(std::move(e), key);
+  return signer_.Sign(who, payload, role);
 }
 
 absl::StatusOr<v1::SubmitReferralResponse> Desk::Send(const StaffMember& who,

@@ -17,6 +17,7 @@
 #include "careloop/v1/referral.pb.h"
 #include "services/edge/hub_client.h"
 #include "services/edge/key_custody.h"
+#include "services/edge/signer.h"
 #include "services/edge/staff_accounts.h"
 
 namespace careloop::edge {
@@ -116,21 +117,16 @@ class Desk {
   absl::StatusOr<std::vector<std::string>> Agencies() const { return keys_->Agencies(); }
 
  private:
-  // The envelope bytes of `payload` signed by `who`'s agency naming `who`
-  // as the actor in `role` (PERMISSION_DENIED when `who` lacks it).
   absl::StatusOr<std::string> Sign(const StaffMember& who, const google::protobuf::Message& payload,
                                    const std::string& role);
-  // The directory's id of the agency's key the edge holds (active, not revoked).
-  absl::StatusOr<std::string> KeyIdOf(const StaffMember& who, const trust::Ed25519PrivateKey& key);
 
   HubClient* hub_;
   const KeyCustody* keys_;
   Clock* clock_;
+  Signer signer_;
 };
 
 // "referral.sender-id/r-1" pieces; INVALID_ARGUMENT for anything else.
 absl::StatusOr<std::pair<std::string, std::string>> SplitReferral(const std::string& referral);
-
-Acting ActingOf(const StaffMember& who);
 
 }  // namespace careloop::edge

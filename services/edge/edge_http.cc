@@ -16,6 +16,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "services/directory/agencies.h"
 #include "services/edge/console_assets.h"
+#include "services/edge/totp.h"
 #include "services/referral/lifecycle.h"
 
 namespace careloop::edge {
@@ -124,13 +125,27 @@ std::string CookieValue(const httplib::Request& req, absl::string_view name) {
   return "";
 }
 
+json MemberJson(const StaffMember& m) {
+  return json{{"agency_id", m.agency_id},       {"user_id", m.user_id},
+              {"display_name", m.display_name}, {"roles", m.roles},
+              {"disabled", m.disabled},         {"has_second_factor", m.has_second_factor}};
+}
+
 json StaffJson(const Principal& who) {
-  return json{{"agency_id", who.member.agency_id},
-              {"user_id", who.member.user_id},
-              {"display_name", who.member.display_name},
-              {"roles", who.member.roles},
-              {"has_second_factor", who.member.has_second_factor},
-              {"must_change_password", who.must_change_password}};
+  json j = MemberJson(who.member);
+  j["must_change_password"] = who.must_change_password;
+  return j;
+}
+
+// What an admin hands a new or reset staff member, once.
+json EnrollmentJson(const Enrollment& e) {
+  json j = json::object();
+  if (!e.one_time_password.empty()) j["one_time_password"] = e.one_time_password;
+  if (!e.totp_secret.empty()) {
+    j["totp_secret"] = Base32Encode(e.totp_secret);
+    j["totp_uri"] = e.totp_uri;
+  }
+  return j;
 }
 
 // A message as the console reads it: proto3 JSON with the .proto field
@@ -211,6 +226,19 @@ absl::StatusOr<std::vector<SectionInput>> SectionsOf(const json& body) {
   return out;
 }
 
+// A staff change naming one member ("user"): its answer.
+void StaffAction(
+    const httplib::Request& req, httplib::Response& res,
+    const std::function<absl::Status(const std::string& user, const json& body)>& action) {
+  absl::StatusOr<json> body = BodyOf(req);
+  if (!body.ok()) return ReplyStatus(res, body.status());
+  absl::StatusOr<std::string> user = StringField(*body, "user");
+  if (!user.ok()) return ReplyStatus(res, user.status());
+  const absl::Status s = action(*user, *body);
+  if (!s.ok()) return ReplyStatus(res, s);
+  Reply(res, 200, json{{"done", true}});
+}
+
 }  // namespace
 
 std::string SessionCookieName(bool tls) {
@@ -218,7 +246,8 @@ std::string SessionCookieName(bool tls) {
 }
 
 EdgeHttp::EdgeHttp(EdgeHttpOptions options, StaffAccounts* accounts, Clock* clock)
-    : EdgeHttp(std::move(options), EdgeParts{accounts, nullptr, nullptr, nullptr}, clock) {}
+    : EdgeHttp(std::move(options), EdgeParts{accounts, nullptr, nullptr, nullptr, nullptr}, clock) {
+}
 
 EdgeHttp::EdgeHttp(EdgeHttpOptions options, EdgeParts parts, Clock* clock)
     : options_(std::move(options)),
@@ -266,6 +295,7 @@ EdgeHttp::EdgeHttp(EdgeHttpOptions options, EdgeParts parts, Clock* clock)
   CARELOOP_CHECK(accounts_ != nullptr);
   RegisterRoutes();
   if (parts_.desk != nullptr) RegisterDeskRoutes();
+  if (parts_.staff != nullptr) RegisterStaffRoutes();
   if (parts_.dev_seed && !options_.dev_seed_token.empty()) {
     Route("POST", "/api/dev/seed", Access::kPublic,
           [this](const httplib::Request& req, httplib::Response& res, const Principal*) {
@@ -278,13 +308,13 @@ EdgeHttp::EdgeHttp(EdgeHttpOptions options, EdgeParts parts, Clock* clock)
 EdgeHttp::~EdgeHttp() { Stop(); }
 
 void EdgeHttp::Route(const std::string& method, const std::string& pattern, Access access,
-                     Handler handler) {
+                     Handler handler, bool before_new_password) {
   // Closed by default: nothing that changes state goes without CSRF.
   CARELOOP_CHECK(method == "GET" || access != Access::kSession);
-  auto wrapped = [this, pattern, access, handler = std::move(handler)](const httplib::Request& req,
-                                                                       httplib::Response& res) {
+  auto wrapped = [this, pattern, access, before_new_password, handler = std::move(handler)](
+                     const httplib::Request& req, httplib::Response& res) {
     t_route = pattern;
-    Guard(req, res, access, handler);
+    Guard(req, res, access, before_new_password, handler);
   };
   if (method == "GET") {
     server_->Get(pattern, wrapped);
@@ -295,7 +325,7 @@ void EdgeHttp::Route(const std::string& method, const std::string& pattern, Acce
 }
 
 void EdgeHttp::Guard(const httplib::Request& req, httplib::Response& res, Access access,
-                     const Handler& handler) {
+                     bool before_new_password, const Handler& handler) {
   if (access == Access::kPublic) {
     handler(req, res, nullptr);
     return;
@@ -313,6 +343,11 @@ void EdgeHttp::Guard(const httplib::Request& req, httplib::Response& res, Access
     ReplyError(res, 403, "this change lacks the page's CSRF token; reload the page");
     return;
   }
+  // A one-time password opens only the page that replaces it.
+  if (who->must_change_password && !before_new_password) {
+    ReplyError(res, 403, "choose a new password first");
+    return;
+  }
   handler(req, res, &*who);
 }
 
@@ -321,18 +356,24 @@ void EdgeHttp::RegisterRoutes() {
         [this](const httplib::Request& req, httplib::Response& res, const Principal*) {
           Login(req, res);
         });
-  Route("POST", "/api/logout", Access::kSessionAndCsrf,
-        [this](const httplib::Request& req, httplib::Response& res, const Principal*) {
-          Logout(req, res);
-        });
-  Route("GET", "/api/session", Access::kSession,
-        [this](const httplib::Request&, httplib::Response& res, const Principal* who) {
-          Session(res, *who);
-        });
-  Route("POST", "/api/password", Access::kSessionAndCsrf,
-        [this](const httplib::Request& req, httplib::Response& res, const Principal*) {
-          ChangePassword(req, res);
-        });
+  Route(
+      "POST", "/api/logout", Access::kSessionAndCsrf,
+      [this](const httplib::Request& req, httplib::Response& res, const Principal*) {
+        Logout(req, res);
+      },
+      /*before_new_password=*/true);
+  Route(
+      "GET", "/api/session", Access::kSession,
+      [this](const httplib::Request&, httplib::Response& res, const Principal* who) {
+        Session(res, *who);
+      },
+      /*before_new_password=*/true);
+  Route(
+      "POST", "/api/password", Access::kSessionAndCsrf,
+      [this](const httplib::Request& req, httplib::Response& res, const Principal*) {
+        ChangePassword(req, res);
+      },
+      /*before_new_password=*/true);
 }
 
 void EdgeHttp::SetSessionCookie(httplib::Response& res, const std::string& token) const {
@@ -433,6 +474,67 @@ void EdgeHttp::RegisterDeskRoutes() {
           const uint64_t seq = parts_.feed ? parts_.feed->Latest(who->member.agency_id) : 0;
           Reply(res, 200, json{{"seq", seq}});
         });
+}
+
+void EdgeHttp::RegisterStaffRoutes() {
+  using Req = httplib::Request;
+  using Res = httplib::Response;
+  Route("GET", "/api/staff", Access::kSession, [this](const Req&, Res& res, const Principal* who) {
+    absl::StatusOr<std::vector<StaffMember>> all = parts_.staff->List(who->member);
+    if (!all.ok()) return ReplyStatus(res, all.status());
+    json out = json::array();
+    for (const StaffMember& m : *all) out.push_back(MemberJson(m));
+    Reply(res, 200, json{{"staff", out}});
+  });
+  Route("POST", "/api/staff", Access::kSessionAndCsrf,
+        [this](const Req& req, Res& res, const Principal* who) {
+          ChangeStaff(req, res, *who, /*add=*/true);
+        });
+  Route("POST", "/api/staff/change", Access::kSessionAndCsrf,
+        [this](const Req& req, Res& res, const Principal* who) {
+          ChangeStaff(req, res, *who, /*add=*/false);
+        });
+  Route("POST", "/api/staff/disable", Access::kSessionAndCsrf,
+        [this](const Req& req, Res& res, const Principal* who) {
+          StaffAction(req, res, [&](const std::string& user, const json& body) {
+            const auto it = body.find("disabled");
+            if (it == body.end() || !it->is_boolean()) {
+              return absl::Status(absl::InvalidArgumentError("\"disabled\" must be true or false"));
+            }
+            return parts_.staff->SetDisabled(who->member, user, it->get<bool>());
+          });
+        });
+  Route("POST", "/api/staff/remove", Access::kSessionAndCsrf,
+        [this](const Req& req, Res& res, const Principal* who) {
+          StaffAction(req, res, [&](const std::string& user, const json&) {
+            return parts_.staff->Remove(who->member, user);
+          });
+        });
+  Route("POST", "/api/staff/reset", Access::kSessionAndCsrf,
+        [this](const Req& req, Res& res, const Principal* who) {
+          absl::StatusOr<json> body = BodyOf(req);
+          if (!body.ok()) return ReplyStatus(res, body.status());
+          absl::StatusOr<std::string> user = StringField(*body, "user");
+          if (!user.ok()) return ReplyStatus(res, user.status());
+          absl::StatusOr<Enrollment> e = parts_.staff->ResetPassword(who->member, *user);
+          if (!e.ok()) return ReplyStatus(res, e.status());
+          Reply(res, 200, EnrollmentJson(*e));
+        });
+}
+
+void EdgeHttp::ChangeStaff(const httplib::Request& req, httplib::Response& res,
+                           const Principal& who, bool add) {
+  absl::StatusOr<json> body = BodyOf(req);
+  if (!body.ok()) return ReplyStatus(res, body.status());
+  absl::StatusOr<std::vector<std::string>> f = StringFields(*body, {"user", "name"});
+  if (!f.ok()) return ReplyStatus(res, f.status());
+  absl::StatusOr<std::vector<std::string>> roles = StringList(*body, "roles");
+  if (!roles.ok()) return ReplyStatus(res, roles.status());
+  const StaffInput in{(*f)[0], (*f)[1], *roles};
+  absl::StatusOr<Enrollment> e =
+      add ? parts_.staff->Add(who.member, in) : parts_.staff->Change(who.member, in);
+  if (!e.ok()) return ReplyStatus(res, e.status());
+  Reply(res, 200, EnrollmentJson(*e));
 }
 
 void EdgeHttp::RegisterAssets() {
@@ -600,11 +702,22 @@ void EdgeHttp::OwnAgency(httplib::Response& res, const Principal& who) {
                             {"open_now", directory::OpenSlots(c)},
                             {"reported", c.open_slots()}});
   }
+  // Who the hub lists as the agency's staff (the staff page shows it
+  // beside the edge's accounts).
+  json actors = json::array();
+  for (const v1::ActorEntry& e : a->actors()) {
+    actors.push_back(json{{"user_id", e.user_id()},
+                          {"display_name", e.display_name()},
+                          {"roles", e.roles()},
+                          {"inactive", e.inactive()}});
+  }
   Reply(res, 200,
         json{{"agency_id", a->agency_id()},
              {"name", a->profile().display_name()},
+             {"roles", a->profile().roles()},
              {"services", a->profile().services()},
-             {"capacity", capacity}});
+             {"capacity", capacity},
+             {"actors", actors}});
 }
 
 void EdgeHttp::FindConsents(const httplib::Request& req, httplib::Response& res,

@@ -23,6 +23,7 @@
 #include "services/edge/desk.h"
 #include "services/edge/rate_limiter.h"
 #include "services/edge/staff_accounts.h"
+#include "services/edge/staff_admin.h"
 
 namespace httplib {
 class Server;
@@ -55,6 +56,7 @@ struct EdgeParts {
   StaffAccounts* accounts = nullptr;
   Desk* desk = nullptr;
   ChangeFeed* feed = nullptr;
+  StaffAdmin* staff = nullptr;  // an agency admin's staff pages
   // The dev seed (careloop demo seed): returns the logins it made as JSON.
   std::function<absl::StatusOr<std::string>()> dev_seed;
 };
@@ -81,11 +83,15 @@ class EdgeHttp {
   enum class Access { kPublic, kSession, kSessionAndCsrf };
   using Handler =
       std::function<void(const httplib::Request&, httplib::Response&, const Principal* who)>;
-  void Route(const std::string& method, const std::string& pattern, Access access, Handler handler);
+  // `before_new_password`: the route also answers a session opened with a
+  // one-time password (which must be replaced before anything else).
+  void Route(const std::string& method, const std::string& pattern, Access access, Handler handler,
+             bool before_new_password = false);
   void Guard(const httplib::Request& req, httplib::Response& res, Access access,
-             const Handler& handler);
+             bool before_new_password, const Handler& handler);
   void RegisterRoutes();
   void RegisterDeskRoutes();
+  void RegisterStaffRoutes();
   void RegisterAssets();
 
   void Login(const httplib::Request& req, httplib::Response& res);
@@ -105,6 +111,8 @@ class EdgeHttp {
   void RecordConsent(const httplib::Request& req, httplib::Response& res, const Principal& who);
   void RevokeConsent(const httplib::Request& req, httplib::Response& res, const Principal& who);
   void DevSeed(const httplib::Request& req, httplib::Response& res);
+  void ChangeStaff(const httplib::Request& req, httplib::Response& res, const Principal& who,
+                   bool add);
 
   void SetSessionCookie(httplib::Response& res, const std::string& token) const;
   void ClearSessionCookie(httplib::Response& res) const;

@@ -85,6 +85,27 @@ std::string Base32Encode(absl::string_view bytes) {
   return out;
 }
 
+absl::StatusOr<std::string> Base32Decode(absl::string_view text) {
+  std::string out;
+  uint32_t buffer = 0;
+  int bits = 0;
+  for (const char raw : text) {
+    if (raw == '=' || raw == ' ') continue;
+    const char c = absl::ascii_toupper(raw);
+    int v = -1;
+    if (c >= 'A' && c <= 'Z') v = c - 'A';
+    if (c >= '2' && c <= '7') v = 26 + (c - '2');
+    if (v < 0) return absl::InvalidArgumentError("a base32 secret holds A-Z and 2-7 only");
+    buffer = (buffer << 5) | static_cast<uint32_t>(v);
+    bits += 5;
+    if (bits >= 8) {
+      out.push_back(static_cast<char>((buffer >> (bits - 8)) & 0xff));
+      bits -= 8;
+    }
+  }
+  return out;
+}
+
 std::string TotpUri(absl::string_view secret, absl::string_view label) {
   return absl::StrCat(
       "otpauth://totp/careloop:", UriEscape(label), "?secret=", Base32Encode(secret),

@@ -32,6 +32,9 @@ absl::StatusOr<int64_t> VerifyTotp(absl::string_view secret, absl::string_view c
 // RFC 4648 base32 without padding, as authenticator apps take secrets.
 std::string Base32Encode(absl::string_view bytes);
 
+// Its inverse (case and padding ignored); INVALID_ARGUMENT for other text.
+absl::StatusOr<std::string> Base32Decode(absl::string_view text);
+
 // otpauth://totp/careloop:<label>?secret=...&issuer=careloop (the label is a
 // staff login, never a person's name).
 std::string TotpUri(absl::string_view secret, absl::string_view label);

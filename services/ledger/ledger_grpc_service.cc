@@ -2,7 +2,9 @@
 
 #include <memory>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "base/status.h"
 #include "services/common/grpc_edge.h"
 #include "services/common/grpc_status.h"
 
@@ -240,7 +242,24 @@ grpc::ServerUnaryReactor* LedgerGrpcService::Backup(grpc::CallbackServerContext*
                                                     const v1::BackupRequest* req,
                                                     v1::BackupResponse* resp) {
   return FinishUnary(ctx, CheckCaller(*ctx, "Backup"), resp,
-                     [&] { return ledger_->Backup(req->directory()); });
+                     [&]() -> absl::StatusOr<v1::BackupResponse> {
+                       ASSIGN_OR_RETURN(v1::BackupResponse r, ledger_->Backup(req->directory()));
+                       absl::MutexLock lock(&part_mu_);
+                       if (backup_part_) {
+                         const absl::Status s = backup_part_(req->directory());
+                         if (!s.ok()) {
+                           return absl::Status(s.code(), absl::StrCat("the ledger was backed up "
+                                                                      "but not the edge: ",
+                                                                      s.message()));
+                         }
+                       }
+                       return r;
+                     });
+}
+
+void LedgerGrpcService::AlsoBackUp(BackupPart part) {
+  absl::MutexLock lock(&part_mu_);
+  backup_part_ = std::move(part);
 }
 
 }  // namespace careloop::ledger

@@ -3,6 +3,11 @@
 // streams wake on commit through the ledger's commit listeners.
 #pragma once
 
+#include <functional>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "careloop/v1/ledger.grpc.pb.h"
 #include "services/policy/policy.h"
 #include "storage/local_ledger.h"
@@ -53,10 +58,18 @@ class LedgerGrpcService final : public v1::LedgerService::CallbackService {
   grpc::ServerUnaryReactor* Backup(grpc::CallbackServerContext* ctx, const v1::BackupRequest* req,
                                    v1::BackupResponse* resp) override;
 
+  // Another component's part of every backup (the agency edge's), written
+  // after the ledger's into the backup directory; null: none. Replacing it
+  // waits for a backup that is writing it.
+  using BackupPart = std::function<absl::Status(const std::string& backup_dir)>;
+  void AlsoBackUp(BackupPart part) ABSL_LOCKS_EXCLUDED(part_mu_);
+
  private:
   // The ledger's table (policy::LedgerTable) for this connection.
   absl::Status CheckCaller(const grpc::ServerContextBase& ctx, absl::string_view method) const;
 
+  absl::Mutex part_mu_;
+  BackupPart backup_part_ ABSL_GUARDED_BY(part_mu_);
   storage::LocalLedger* ledger_;
   Transport transport_;
   policy::Gate gate_;

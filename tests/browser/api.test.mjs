@@ -3,7 +3,7 @@
 // lockout, cookie flags, security headers, no PHI in the hub's log lines.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startHub } from './hub.mjs';
+import { startHub, totp } from './hub.mjs';
 
 let hub;
 before(async () => {
@@ -15,14 +15,26 @@ after(async () => { if (hub) await hub.stop(); });
 // A signed-in client of one staff member: its cookie and CSRF token.
 async function signIn(agency, password) {
   const l = hub.login(agency);
+  return signInAs({ agency: l.agency, user: l.user, password: password ?? l.password });
+}
+async function signInAs({ agency, user, password, code = '' }) {
   const res = await fetch(hub.url + '/api/login', { method: 'POST',
     headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ agency: l.agency, user: l.user, password: password ?? l.password }) });
+    body: JSON.stringify({ agency, user, password, code }) });
   const body = await res.json();
   if (res.status !== 200) return { status: res.status, body };
   const cookie = res.headers.get('set-cookie');
   return { status: 200, cookie, csrf: body.csrf, cookieValue: cookie.split(';')[0],
     async call(method, path, json, { csrf = true } = {}) {
+      if (path === '/api/password' && method === 'POST') {
+        // A new password opens a new session (the old one ends).
+        const r = await this.raw(method, path, json, csrf);
+        if (r.status === 200) { this.cookieValue = r.headers.get('set-cookie').split(';')[0]; this.csrf = r.body.csrf; }
+        return r;
+      }
+      return this.raw(method, path, json, csrf);
+    },
+    async raw(method, path, json, csrf) {
       const headers = { Cookie: this.cookieValue };
       if (json !== undefined) headers['Content-Type'] = 'application/json';
       if (csrf && method !== 'GET') headers['X-CSRF-Token'] = this.csrf;
@@ -219,9 +231,122 @@ test('the live feed moves when a referral arrives', async () => {
   assert.ok(now > before, 'changes moved from ' + before);
 });
 
+
+// The food bank's admin signs in once: a TOTP code is good for one login
+// (a second use of the same step is refused), so the tests share a session.
+let adminSession = null;
+async function admin() {
+  if (adminSession) return adminSession;
+  const l = hub.login('org.foodbank', 'u-admin');
+  assert.ok(l.totp_secret, 'the seed prints the admin\'s second factor');
+  adminSession = await signInAs({ ...l, code: totp(l.totp_secret) });
+  assert.equal(adminSession.status, 200, JSON.stringify(adminSession.body));
+  return adminSession;
+}
+
+test('admins need their second factor: no code, a wrong code and a replayed code are refused', async () => {
+  const l = hub.login('org.foodbank', 'u-admin');
+  assert.equal((await signInAs({ ...l })).status, 401, 'no code');
+  const wrong = String((Number(totp(l.totp_secret)) + 1) % 1000000).padStart(6, '0');
+  assert.equal((await signInAs({ ...l, code: wrong })).status, 401, 'wrong code');
+  await admin();
+  // The code just used, again: refused (and so is any code of a step not after it).
+  assert.equal((await signInAs({ ...l, code: totp(l.totp_secret) })).status, 401, 'replayed code');
+  // Staff without the admin role sign in without one, and cannot manage staff.
+  const intake = await signIn('org.foodbank');
+  assert.equal((await intake.call('GET', '/api/staff')).status, 403);
+  assert.equal((await intake.call('POST', '/api/staff', { user: 'u-x', name: 'X', roles: ['receiver'] })).status, 403);
+});
+
+test('an admin adds a staff member: a signed directory actor, and a one-time password replaced first', async () => {
+  const a = await admin();
+  const added = await a.call('POST', '/api/staff', { user: 'u-case-1', name: 'Casey Worker', roles: ['receiver'] });
+  assert.equal(added.status, 200, JSON.stringify(added.body));
+  assert.ok(added.body.one_time_password);
+  assert.equal(added.body.totp_secret, undefined, 'no second factor for a non-admin');
+  // The hub lists the actor (the change was signed by the food bank as its admin).
+  const agency = (await a.call('GET', '/api/agency')).body;
+  const actor = agency.actors.find((x) => x.user_id === 'u-case-1');
+  assert.deepEqual(actor.roles, ['receiver']);
+  assert.equal(actor.inactive, false);
+  // Adding them again is refused and changes nothing.
+  assert.equal((await a.call('POST', '/api/staff', { user: 'u-case-1', name: 'Other', roles: ['receiver'] })).status, 409);
+  // The one-time password opens only the page that replaces it.
+  const casey = await signInAs({ agency: 'org.foodbank', user: 'u-case-1', password: added.body.one_time_password });
+  assert.equal(casey.status, 200);
+  assert.equal((await casey.call('GET', '/api/session')).body.staff.must_change_password, true);
+  const early = await casey.call('GET', '/api/inbox');
+  assert.equal(early.status, 403);
+  assert.match(early.body.error, /new password/);
+  const changed = await casey.call('POST', '/api/password', { old_password: added.body.one_time_password, new_password: 'casey-chose-this-one' });
+  assert.equal(changed.status, 200, JSON.stringify(changed.body));
+  assert.equal((await casey.call('GET', '/api/inbox')).status, 200);
+  // Giving them admin enrolls a second factor, handed to the admin once.
+  const promoted = await a.call('POST', '/api/staff/change', { user: 'u-case-1', name: 'Casey Worker', roles: ['receiver', 'admin'] });
+  assert.equal(promoted.status, 200, JSON.stringify(promoted.body));
+  assert.ok(promoted.body.totp_secret);
+  // A role change ends their sessions.
+  assert.equal((await casey.call('GET', '/api/inbox')).status, 401);
+});
+
+test("an admin gives only the agency's roles, never changes their own account, and only in their agency", async () => {
+  const a = await admin();
+  const before = (await a.call('GET', '/api/agency')).body.actors.length;
+  for (const roles of [['sender'], ['compliance'], ['emergency']]) {
+    const r = await a.call('POST', '/api/staff', { user: 'u-power', name: 'Power', roles });
+    assert.equal(r.status, 403, roles + ': ' + JSON.stringify(r.body));
+  }
+  assert.equal((await a.call('GET', '/api/staff')).body.staff.some((m) => m.user_id === 'u-power'), false, 'no account made');
+  assert.equal((await a.call('GET', '/api/agency')).body.actors.length, before, 'no actor made');
+  for (const [path, body] of [['/api/staff/disable', { user: 'u-admin', disabled: true }],
+    ['/api/staff/change', { user: 'u-admin', name: 'Jo', roles: ['receiver'] }],
+    ['/api/staff/reset', { user: 'u-admin' }], ['/api/staff/remove', { user: 'u-admin' }]]) {
+    assert.equal((await a.call('POST', path, body)).status, 403, path);
+  }
+  // Another agency's staff member is not found (the user id is looked up in the admin's agency).
+  assert.equal((await a.call('POST', '/api/staff/disable', { user: 'u-planner', disabled: true })).status, 404);
+  const planner = await signIn('org.stmarys');
+  assert.equal((await planner.call('GET', '/api/sent')).status, 200, 'the planner is untouched');
+  // Bad input: a clear error.
+  assert.equal((await a.call('POST', '/api/staff', { user: 'u-bad', name: 'B', roles: 'receiver' })).status, 400);
+  assert.equal((await a.call('POST', '/api/staff', { user: 'u bad/..', name: 'B', roles: ['receiver'] })).status, 400);
+  assert.equal((await a.call('POST', '/api/staff', { user: 'u-none', name: 'N', roles: [] })).status, 400);
+  assert.equal((await a.call('POST', '/api/staff/disable', { user: 'u-intake', disabled: 'yes' })).status, 400);
+});
+
+test("disabling an account ends its session at once and deactivates the actor; removing takes it away", async () => {
+  const a = await admin();
+  const added = await a.call('POST', '/api/staff', { user: 'u-temp', name: 'Temp Worker', roles: ['receiver'] });
+  assert.equal(added.status, 200, JSON.stringify(added.body));
+  const temp = await signInAs({ agency: 'org.foodbank', user: 'u-temp', password: added.body.one_time_password });
+  assert.equal((await temp.call('POST', '/api/password', { old_password: added.body.one_time_password, new_password: 'temp-worker-password' })).status, 200);
+  assert.equal((await temp.call('GET', '/api/inbox')).status, 200);
+  assert.equal((await a.call('POST', '/api/staff/disable', { user: 'u-temp', disabled: true })).status, 200);
+  assert.equal((await temp.call('GET', '/api/inbox')).status, 401, 'the open session ended');
+  assert.equal((await signInAs({ agency: 'org.foodbank', user: 'u-temp', password: 'temp-worker-password' })).status, 401);
+  let actor = (await a.call('GET', '/api/agency')).body.actors.find((x) => x.user_id === 'u-temp');
+  assert.equal(actor.inactive, true, 'deactivated in the directory');
+  // Enabled again: the actor is active and the person signs in.
+  assert.equal((await a.call('POST', '/api/staff/disable', { user: 'u-temp', disabled: false })).status, 200);
+  actor = (await a.call('GET', '/api/agency')).body.actors.find((x) => x.user_id === 'u-temp');
+  assert.equal(actor.inactive, false);
+  const back = await signInAs({ agency: 'org.foodbank', user: 'u-temp', password: 'temp-worker-password' });
+  assert.equal(back.status, 200);
+  // A reset hands out a one-time password and ends the session.
+  const reset = await a.call('POST', '/api/staff/reset', { user: 'u-temp' });
+  assert.ok(reset.body.one_time_password);
+  assert.equal((await back.call('GET', '/api/inbox')).status, 401);
+  // Removed: gone from the directory and from the edge.
+  assert.equal((await a.call('POST', '/api/staff/remove', { user: 'u-temp' })).status, 200);
+  assert.equal((await a.call('GET', '/api/agency')).body.actors.some((x) => x.user_id === 'u-temp'), false);
+  assert.equal((await a.call('GET', '/api/staff')).body.staff.some((m) => m.user_id === 'u-temp'), false);
+  assert.equal((await signInAs({ agency: 'org.foodbank', user: 'u-temp', password: reset.body.one_time_password })).status, 401);
+});
+
+// Last, so that it reads the lines of every test above.
 test("no PHI in the hub's log lines", async () => {
   const logs = hub.logs();
-  for (const phi of ['000123', 'SECRET-NEEDS-TEXT', 'phone 555-0100', 'Dana Planner']) {
+  for (const phi of ['000123', 'SECRET-NEEDS-TEXT', 'phone 555-0100', 'Dana Planner', 'Casey Worker', 'Temp Worker']) {
     assert.equal(logs.includes(phi), false, phi + ' appears in the log');
   }
 });

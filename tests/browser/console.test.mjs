@@ -12,7 +12,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { AxeBuilder } from '@axe-core/playwright';
-import { startHub } from './hub.mjs';
+import { startHub, totp } from './hub.mjs';
 
 const OUT = process.env.CARELOOP_BROWSER_OUTPUT || new URL('./output', import.meta.url).pathname;
 const CHROMIUM = process.env.CHROMIUM_BINARY || '/usr/bin/chromium';
@@ -299,4 +299,52 @@ test('more open consoles than worker threads: sign-in and actions still answer',
   assert.ok(Date.now() - started < 15000, 'answered while 12 consoles were open');
   for (const p of consoles) await p.context().close();
   await planner.context().close();
+});
+
+test("the food bank's admin adds a worker, who sets a password at first sign-in; disabling them ends their session", async () => {
+  const l = hub.login('org.foodbank', 'u-admin');
+  const admin = await newPage();
+  await admin.goto(hub.url + '/');
+  await admin.getByLabel('Agency').fill(l.agency);
+  await admin.getByLabel('User', { exact: true }).fill(l.user);
+  await admin.getByLabel('Password').fill(l.password);
+  await admin.getByLabel('Code from your authenticator app (admins)').fill(totp(l.totp_secret));
+  await admin.getByRole('button', { name: 'Sign in' }).click();
+  await admin.getByRole('heading', { name: 'Staff', exact: true }).waitFor(WAIT);
+  await noSeriousViolations(admin, 'staff');
+  const add = admin.locator('form[data-form=staff-add]');
+  await add.getByLabel('User id (letters, digits, dots, dashes)').fill('u-newhire');
+  await add.getByLabel('Name').fill('Robin Newhire');
+  await add.getByLabel('Takes referrals').check();
+  await add.getByRole('button', { name: 'Add' }).click();
+  await admin.getByRole('heading', { name: 'Hand these to Robin Newhire in person' }).waitFor(WAIT);
+  const oneTime = await admin.locator('code[data-secret=password]').textContent();
+  const row = admin.locator('tr[data-user=u-newhire]');
+  await row.getByText('Listed', { exact: true }).waitFor(WAIT);
+  await shoot(admin, '08-admin-added-a-worker-1280');
+
+  // The new worker: the one-time password leads to choosing a password.
+  const worker = await newPage(375, 800);
+  await worker.goto(hub.url + '/');
+  await worker.getByLabel('Agency').fill('org.foodbank');
+  await worker.getByLabel('User', { exact: true }).fill('u-newhire');
+  await worker.getByLabel('Password').fill(oneTime);
+  await worker.getByRole('button', { name: 'Sign in' }).click();
+  await worker.getByRole('heading', { name: 'Choose a password' }).waitFor(WAIT);
+  await noSeriousViolations(worker, 'choose a password');
+  await worker.getByLabel('One-time password').fill(oneTime);
+  await worker.getByLabel('New password (at least 12 characters)').fill('robin-new-password');
+  await worker.getByLabel('New password again').fill('robin-new-password');
+  await shoot(worker, '09-worker-chooses-a-password-375');
+  await worker.getByRole('button', { name: 'Set password' }).click();
+  await worker.getByRole('heading', { name: 'Inbox' }).waitFor(WAIT);
+
+  // Disabled by the admin: the worker's next request finds the session ended.
+  await row.getByRole('button', { name: 'Disable' }).click();
+  await admin.locator('tr[data-user=u-newhire]').getByText('Deactivated').waitFor(WAIT);
+  await shoot(admin, '10-admin-disabled-the-worker-1280');
+  await worker.reload();
+  await worker.getByRole('button', { name: 'Sign in' }).waitFor(WAIT);
+  await admin.context().close();
+  await worker.context().close();
 });

@@ -2,6 +2,7 @@
 // refusals at start, and the careloop CLI's output and exit codes.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <signal.h>
 
 #include <filesystem>
@@ -211,6 +212,95 @@ TEST(CareloopCli, JsonOutputAndExitCodes) {
                     dir.Sub("keys/hub-log.vkey")})
                 .exit_code,
             0);
+}
+
+// The console's part of the hub's data (staff accounts, sessions, second
+// factors, the agencies' sealed keys) is in `careloop ledger backup` and
+// comes back with `careloop ledger restore`: a restored hub's console signs
+// in the same staff and signs with the same keys.
+TEST(CareloopCli, BackupAndRestoreTakeTheConsolesAccountsAndKeysAlong) {
+  TempDir dir;
+  std::string address, ledger;
+  auto hub = StartCareloopd({"--data-dir", dir.Sub("d"), "--edge-listen", "127.0.0.1:0"}, &address,
+                            &ledger);
+  ASSERT_TRUE(hub.ok()) << hub.status();
+  auto console_of = [](const std::string& output) {
+    const size_t at = output.find("console on ");
+    if (at == std::string::npos) return std::string();
+    const size_t from = at + std::string("console on ").size();
+    return output.substr(from, output.find('/', output.find("//", from) + 2) - from);
+  };
+  const std::string console = console_of((*hub)->output());
+  ASSERT_FALSE(console.empty()) << (*hub)->output();
+  CliResult seed =
+      RunCli({"--json", "demo", "seed", "--console", console, "--data-dir", dir.Sub("d")});
+  ASSERT_EQ(seed.exit_code, 0) << seed.output;
+  const json logins = json::parse(seed.output)["logins"];
+  const json planner = logins[0];
+  ASSERT_EQ(planner["user"], "u-planner");
+
+  ASSERT_EQ(RunCli({"ledger", "--ledger", ledger, "backup", "--dir", dir.Sub("backup")}).exit_code,
+            0);
+  namespace fs = std::filesystem;
+  EXPECT_TRUE(fs::is_directory(dir.Sub("backup/edge/staff")));
+  EXPECT_TRUE(fs::is_directory(dir.Sub("backup/edge/keys")));
+  EXPECT_FALSE(fs::exists(dir.Sub("backup/edge/dev-seed-token")))
+      << "the seed token is made anew at each start";
+  // The ledger part verifies as before, the edge's directory beside it.
+  EXPECT_EQ(RunCli({"ledger", "verify", "--data-dir", dir.Sub("backup"), "--vkey",
+                    dir.Sub("d/keys/hub-log.vkey")})
+                .exit_code,
+            0);
+  (*hub)->Signal(SIGTERM);
+  ASSERT_EQ(*(*hub)->Wait(absl::Seconds(60)), 0);
+
+  // A data dir whose edge/ is not empty is refused before anything is restored.
+  fs::create_directories(dir.Sub("busy/edge"));
+  std::ofstream(dir.Sub("busy/edge/other")) << "another edge's file";
+  CliResult refused =
+      RunCli({"ledger", "restore", "--from", dir.Sub("backup"), "--data-dir", dir.Sub("busy")});
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.output.find("is not empty"), std::string::npos) << refused.output;
+  EXPECT_FALSE(fs::exists(dir.Sub("busy/ledger"))) << "nothing restored";
+
+  // Restored into a new data dir (with the hub's keys, kept apart from backups).
+  CliResult restored = RunCli(
+      {"--json", "ledger", "restore", "--from", dir.Sub("backup"), "--data-dir", dir.Sub("r")});
+  ASSERT_EQ(restored.exit_code, 0) << restored.output;
+  EXPECT_EQ(json::parse(restored.output)["edge_restored"], true);
+  EXPECT_FALSE(fs::exists(dir.Sub("r/ledger/edge"))) << "the ledger holds only the ledger";
+  fs::copy(dir.Sub("d/keys"), dir.Sub("r/keys"), fs::copy_options::recursive);
+  auto again =
+      StartCareloopd({"--data-dir", dir.Sub("r"), "--edge-listen", "127.0.0.1:0"}, &address);
+  ASSERT_TRUE(again.ok()) << again.status();
+  const std::string console2 = console_of((*again)->output());
+  ASSERT_FALSE(console2.empty()) << (*again)->output();
+  EXPECT_NE((*again)->output().find("agencies served: 4"), std::string::npos) << (*again)->output();
+  // The planner signs in with the same password and sends a referral
+  // signed with the restored key, which the restored hub accepts.
+  httplib::Client client(console2);
+  json login{{"agency", planner["agency"]},
+             {"user", planner["user"]},
+             {"password", planner["password"]},
+             {"code", ""}};
+  httplib::Result in = client.Post("/api/login", login.dump(), "application/json");
+  ASSERT_TRUE(in);
+  ASSERT_EQ(in->status, 200) << in->body;
+  const std::string cookie = in->get_header_value("Set-Cookie");
+  const std::string csrf = json::parse(in->body)["csrf"];
+  json referral{
+      {"mrn", "000123"},
+      {"service", "food-insecurity"},
+      {"reason", "discharge follow-up"},
+      {"recipient", "org.foodbank"},
+      {"sections",
+       json::array({json{{"id", "c"}, {"category", "contact"}, {"text", "call after 5"}}})}};
+  httplib::Result sent = client.Post(
+      "/api/referrals",
+      httplib::Headers{{"Cookie", cookie.substr(0, cookie.find(';'))}, {"X-CSRF-Token", csrf}},
+      referral.dump(), "application/json");
+  ASSERT_TRUE(sent);
+  EXPECT_EQ(sent->status, 200) << sent->body;
 }
 
 }  // namespace

@@ -121,5 +121,6 @@ void AddDirectoryCommands(CLI::App& app, Globals& g);
 void AddCertsCommands(CLI::App& app, Globals& g);
 void AddKeysCommands(CLI::App& app, Globals& g);
 void AddDemoCommands(CLI::App& app, Globals& g);
+void AddEdgeCommands(CLI::App& app, Globals& g);
 
 }  // namespace careloop::cli

@@ -9,6 +9,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "services/edge/totp.h"
 #include "tools/careloop/cli.h"
 
 namespace careloop::cli {
@@ -54,12 +55,27 @@ void Seed(Globals& g, const SeedOpts& o) {
   for (const auto& l : body["logins"]) {
     std::cout << "  " << l["name"].get<std::string>() << " (" << l["role"].get<std::string>()
               << ")  agency " << l["agency"].get<std::string>() << "  user "
-              << l["user"].get<std::string>() << "  password " << l["password"].get<std::string>()
-              << "\n";
+              << l["user"].get<std::string>() << "  password " << l["password"].get<std::string>();
+    if (l.contains("totp_secret")) {
+      std::cout << "\n    second factor: careloop demo code " << l["totp_secret"].get<std::string>()
+                << "  (or add the secret to an authenticator app)";
+    }
+    std::cout << "\n";
   }
   std::cout << "\nThe demo patient is MRN " << body["mrn"].get<std::string>()
             << " at org.stmarys; their consent covers contact details and social needs,\n"
                "not behavioral health.\n";
+}
+
+// The code an authenticator app would show now for a base32 secret (the
+// demo admin's, printed by the seed), for trying the console without a phone.
+void Code(Globals& g, const std::string& secret) {
+  absl::StatusOr<std::string> raw = edge::Base32Decode(secret);
+  if (!raw.ok() || raw->empty()) {
+    g.exit_code = FailUsage("give the base32 secret the seed printed (totp_secret)");
+    return;
+  }
+  std::cout << edge::Hotp(*raw, static_cast<uint64_t>(edge::TotpStep(absl::Now())), 6) << "\n";
 }
 
 }  // namespace
@@ -73,6 +89,11 @@ void AddDemoCommands(CLI::App& app, Globals& g) {
   seed->add_option("--console", opts->console, "the dev hub's console")->capture_default_str();
   seed->add_option("--data-dir", opts->data_dir, "the dev hub's data dir")->capture_default_str();
   seed->callback([&g, opts] { Seed(g, *opts); });
+  auto secret = std::make_shared<std::string>();
+  CLI::App* code = demo->add_subcommand(
+      "code", "the current one-time code for a demo admin's second factor (dev only)");
+  code->add_option("secret", *secret, "the totp_secret the seed printed")->required();
+  code->callback([&g, secret] { Code(g, *secret); });
 }
 
 }  // namespace careloop::cli

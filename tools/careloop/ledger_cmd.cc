@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/sha256.h"
+#include "services/edge/edge_backup.h"
 #include "services/ledger/remote_ledger.h"
 #include "services/trust/head_signer.h"
 #include "storage/local_ledger.h"
@@ -408,18 +409,41 @@ void AddLedgerCommands(CLI::App& app, Globals& g) {
                    "the hub's data dir (its ledger/ must be absent or empty)")
       ->required();
   restore->callback([&g, rso] {
+    // The console's part (staff accounts, agency keys) goes to edge/, which
+    // must be empty: checked before the ledger is touched.
+    const fs::path edge_part = fs::path(rso->from) / edge::kEdgeBackupDir;
+    const fs::path edge_dir = fs::path(rso->data_dir) / "edge";
+    std::error_code ec;
+    const bool with_edge = fs::is_directory(edge_part, ec);
+    if (with_edge && fs::exists(edge_dir, ec) && !fs::is_empty(edge_dir, ec)) {
+      g.exit_code = Fail(absl::FailedPreconditionError(
+          absl::StrCat("the backup holds the console's accounts and keys, and ", edge_dir.string(),
+                       " is not empty; move it away first (it may be evidence)")));
+      return;
+    }
     absl::StatusOr<storage::RestoreResult> r =
         storage::RestoreLedger(rso->from, (fs::path(rso->data_dir) / "ledger").string());
     if (!r.ok()) {
       g.exit_code = Fail(r.status());
       return;
     }
+    if (with_edge) {
+      const absl::Status edge = edge::RestoreEdge(edge_part.string(), edge_dir.string());
+      if (!edge.ok()) {
+        g.exit_code = Fail(edge);
+        return;
+      }
+    }
     if (g.json) {
       std::cout << "{\"tree_size\":" << r->tree_size << ",\"new_log_id\":\"" << r->new_log_id
-                << "\",\"previous_log_id\":\"" << r->previous_log_id << "\"}\n";
+                << "\",\"previous_log_id\":\"" << r->previous_log_id
+                << "\",\"edge_restored\":" << (with_edge ? "true" : "false") << "}\n";
     } else {
       std::cout << "restored " << r->tree_size << " events into " << rso->data_dir << "/ledger\n"
                 << "new log id " << r->new_log_id << " (was " << r->previous_log_id << ")\n"
+                << (with_edge ? "the console's staff accounts and agency keys: restored into "
+                              : "no console data in the backup; ")
+                << (with_edge ? rso->data_dir + "/edge\n" : std::string("edge/ left as it is\n"))
                 << "Events committed after the backup was taken are not in the restored ledger;\n"
                 << "monitors will report the log id change when careloopd starts.\n";
     }

@@ -58,6 +58,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   careloop::cli::AddNotificationCommands(app, g);
   careloop::cli::AddAuditCommands(app, g);
   careloop::cli::AddDemoCommands(app, g);
+  careloop::cli::AddEdgeCommands(app, g);
   CLI::App* policy =
       app.add_subcommand("policy", "print the hub's authorization tables (who may make each call)");
   bool markdown = false;

@@ -76,6 +76,11 @@
     return new TextDecoder().decode(Uint8Array.from(atob(b64 || ''), (c) => c.charCodeAt(0)));
   }
   function hasRole(r) { return session && session.staff.roles.includes(r); }
+  function homeRoute() {
+    if (hasRole('receiver')) return '#/inbox';
+    if (hasRole('sender')) return '#/sent';
+    return hasRole('admin') ? '#/staff' : '#/';
+  }
 
   async function api(method, path, body) {
     const headers = {};
@@ -104,6 +109,7 @@
     if (hasRole('receiver')) nav.append(link('#/inbox', 'Inbox'));
     if (hasRole('sender')) nav.append(link('#/sent', 'Sent referrals'), link('#/new', 'New referral'));
     if (hasRole('sender') || hasRole('receiver')) nav.append(link('#/consents', 'Consents'));
+    if (hasRole('admin')) nav.append(link('#/staff', 'Staff'));
     whoEl.append(session.staff.display_name + ' · ' + session.staff.agency_id + ' ',
       el('button', { class: 'link', onclick: logout }, 'Sign out'));
   }
@@ -119,7 +125,7 @@
       try {
         session = await api('POST', '/api/login', { agency: f.get('agency'), user: f.get('user'),
           password: f.get('password'), code: f.get('code') || '' });
-        location.hash = hasRole('receiver') ? '#/inbox' : '#/sent';
+        location.hash = homeRoute();
         route();
       } catch (e) { err.textContent = e.message; }
     } },
@@ -469,6 +475,101 @@
     render(gen, 'Consents', find, results);
   }
 
+  // ---- A new password: a one-time one opens only this page ----
+  function showNewPassword(gen = routeGen) {
+    const err = el('p', { class: 'error', role: 'alert' });
+    const form = el('form', { class: 'card', 'data-form': 'password', onsubmit: async (ev) => {
+      ev.preventDefault();
+      const f = new FormData(form);
+      if (f.get('new_password') !== f.get('again')) { err.textContent = 'The two new passwords differ.'; return; }
+      try {
+        await api('POST', '/api/password', { old_password: f.get('old_password'), new_password: f.get('new_password') });
+        session = await api('GET', '/api/session');
+        say('Password changed.');
+        location.hash = homeRoute();
+        route();
+      } catch (e) { err.textContent = e.message; }
+    } },
+    el('p', { class: 'notice' }, 'You signed in with a one-time password. Choose your own before you go on.'),
+    ...field('One-time password', el('input', { name: 'old_password', type: 'password', autocomplete: 'current-password', required: true })),
+    ...field('New password (at least 12 characters)', el('input', { name: 'new_password', type: 'password', autocomplete: 'new-password', required: true, minlength: '12' })),
+    ...field('New password again', el('input', { name: 'again', type: 'password', autocomplete: 'new-password', required: true, minlength: '12' })),
+    err, el('button', { type: 'submit' }, 'Set password'));
+    render(gen, 'Choose a password', form);
+  }
+
+  // ---- Staff (an agency's admins): who may act for the agency ----
+  const ROLE_WORDS = { sender: 'Sends referrals', receiver: 'Takes referrals', compliance: 'Compliance',
+    emergency: 'Emergency access', admin: 'Manages staff' };
+  function rolePicker(roles, chosen) {
+    return el('fieldset', {}, el('legend', {}, 'What they may do'), roles.map((r) => {
+      const id = 'r-' + r + '-' + Math.random().toString(36).slice(2, 7);
+      return el('div', {}, el('input', { type: 'checkbox', id, name: 'role', value: r, checked: chosen.includes(r) }),
+        el('label', { for: id, class: 'inline' }, ROLE_WORDS[r] || r));
+    }));
+  }
+  // What the admin hands the person, once (it is not shown again).
+  function enrollmentCard(name, e) {
+    const items = [];
+    if (e.one_time_password) items.push(el('li', {}, 'One-time password: ', el('code', { 'data-secret': 'password' }, e.one_time_password)));
+    if (e.totp_secret) items.push(el('li', {}, 'Second factor (add to an authenticator app): ', el('code', { 'data-secret': 'totp' }, e.totp_secret)));
+    if (!items.length) return null;
+    return el('div', { class: 'card', role: 'status' }, el('h2', {}, 'Hand these to ' + name + ' in person'),
+      el('ul', {}, items), el('p', { class: 'notice' }, 'They are shown only now. The password must be changed at the first sign-in.'));
+  }
+  async function showStaff(gen = routeGen, handed = null) {
+    const [data, agency] = await Promise.all([api('GET', '/api/staff'), api('GET', '/api/agency')]);
+    const roles = [...new Set([...(agency.roles || []), 'admin'])];
+    const listed = new Map((agency.actors || []).map((a) => [a.user_id, a]));
+    const inDirectory = (m) => {
+      const a = listed.get(m.user_id);
+      if (!a) return 'Not listed';
+      return a.inactive ? 'Deactivated' : 'Listed';
+    };
+    const reload = (h) => showStaff(routeGen, h);
+    async function act(path, body, said, name) {
+      const r = await api('POST', path, body);
+      say(said);
+      reload(name ? enrollmentCard(name, r) : null);
+    }
+    const rows = (data.staff || []).map((m) => {
+      const self = m.user_id === session.staff.user_id;
+      const err = el('span', { class: 'error', role: 'alert' });
+      const guard = (fn) => async (ev) => { if (ev) ev.preventDefault(); try { await fn(); } catch (e) { err.textContent = e.message; } };
+      const change = el('form', { 'data-form': 'staff-change', onsubmit: guard(() => {
+        const f = new FormData(change);
+        return act('/api/staff/change', { user: m.user_id, name: f.get('name'), roles: f.getAll('role') }, 'Roles changed.', m.display_name);
+      }) }, ...field('Name', el('input', { name: 'name', required: true, value: m.display_name })),
+      rolePicker(roles, m.roles), el('button', { type: 'submit' }, 'Save'));
+      const actions = self ? el('span', { class: 'notice' }, 'You (another admin changes your account)') : el('div', {},
+        el('button', { class: 'secondary', onclick: guard(() => act('/api/staff/disable', { user: m.user_id, disabled: !m.disabled },
+          m.disabled ? 'Account enabled.' : 'Account disabled; their sessions have ended.')) }, m.disabled ? 'Enable' : 'Disable'),
+        el('button', { class: 'secondary', onclick: guard(() => act('/api/staff/reset', { user: m.user_id }, 'Password reset.', m.display_name)) }, 'Reset password'),
+        el('details', {}, el('summary', {}, 'Change name or roles'), change),
+        el('details', {}, el('summary', {}, 'Remove'), el('p', { class: 'notice' }, 'Removes them from the directory; what they signed stays on record.'),
+          el('button', { onclick: guard(() => act('/api/staff/remove', { user: m.user_id }, 'Removed.')) }, 'Remove ' + m.display_name)), err);
+      return el('tr', { 'data-user': m.user_id }, el('td', {}, m.display_name), el('td', {}, m.user_id),
+        el('td', {}, m.roles.map((r) => ROLE_WORDS[r] || r).join(', ')),
+        el('td', {}, el('span', { class: 'status' }, m.disabled ? 'Disabled' : 'Active')),
+        el('td', {}, inDirectory(m)),
+        el('td', {}, m.has_second_factor ? 'Set' : ''), el('td', {}, actions));
+    });
+    const table = el('table', {}, el('thead', {}, el('tr', {}, ['Name', 'User', 'May', 'Account', 'In the directory', 'Second factor', ''].map((h) => el('th', { scope: 'col' }, h)))),
+      el('tbody', {}, rows));
+    const err = el('p', { class: 'error', role: 'alert' });
+    const add = el('form', { class: 'card', 'data-form': 'staff-add', onsubmit: async (ev) => {
+      ev.preventDefault();
+      const f = new FormData(add);
+      try {
+        await act('/api/staff', { user: f.get('user'), name: f.get('name'), roles: f.getAll('role') }, 'Staff member added.', f.get('name'));
+      } catch (e) { err.textContent = e.message; }
+    } }, el('h2', {}, 'Add a staff member'),
+    ...field('User id (letters, digits, dots, dashes)', el('input', { name: 'user', required: true, autocomplete: 'off', pattern: '[A-Za-z0-9._-]+' })),
+    ...field('Name', el('input', { name: 'name', required: true, autocomplete: 'off' })),
+    rolePicker(roles, []), err, el('button', { type: 'submit' }, 'Add'));
+    render(gen, 'Staff', handed, table, add);
+  }
+
   // ---- Live updates: ask the edge for the agency's latest change ----
   function stopPolling() { if (poller) clearInterval(poller); poller = null; lastChange = null; }
   function startPolling() {
@@ -485,12 +586,13 @@
   function busy() {
     const a = document.activeElement;
     if (a && (a.tagName === 'INPUT' || a.tagName === 'TEXTAREA' || a.tagName === 'SELECT')) return true;
-    return location.hash === '#/new' || location.hash === '#/consents' ||
+    return location.hash === '#/new' || location.hash === '#/consents' || location.hash === '#/staff' ||
       [...document.querySelectorAll('details[open]')].length > 0;
   }
 
   async function route() {
     if (!session) return showLogin();
+    if (session.staff.must_change_password) { renderNav(); return showNewPassword(++routeGen); }
     renderNav();
     startPolling();
     const h = location.hash || '#/';
@@ -502,6 +604,7 @@
       if (h === '#/sent') return await showList(true, null, gen);
       if (h === '#/new') return await showNew(gen);
       if (h === '#/consents') return await showConsents(gen);
+      if (h === '#/staff' || (!hasRole('receiver') && !hasRole('sender') && hasRole('admin'))) return await showStaff(gen);
       if (h === '#/inbox' || hasRole('receiver')) return await showList(false, null, gen);
       return await showList(true, null, gen);
     } catch (e) {
