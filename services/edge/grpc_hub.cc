@@ -25,8 +25,8 @@ namespace {
 // thread hands what arrives to Next.
 class GrpcStream final : public ChangeStream {
  public:
-  GrpcStream(std::shared_ptr<grpc::Channel> channel, std::unique_ptr<grpc::ClientContext> ctx,
-             const v1::SubscribeRequest& req)
+  GrpcStream(const std::shared_ptr<grpc::Channel>& channel,
+             std::unique_ptr<grpc::ClientContext> ctx, const v1::SubscribeRequest& req)
       : stub_(v1::NotificationService::NewStub(channel)), ctx_(std::move(ctx)) {
     reader_ = stub_->Subscribe(ctx_.get(), req);
     thread_ = std::thread([this] { Read(); });
