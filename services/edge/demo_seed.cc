@@ -20,13 +20,14 @@ struct DemoAgency {
   const char* id;
   const char* name;
   v1::AgencyKind kind;
-  const char* role;     // the agency's role
-  const char* service;  // "" : none
+  const char* role;       // the agency's role
+  const char* service;    // "" : none
+  const char* also = "";  // a second role ("" : none)
 };
 
 const std::vector<DemoAgency>& Agencies() {
   static const std::vector<DemoAgency> a = {
-      {"org.stmarys", "St Mary's Hospital", v1::HOSPITAL, "sender", ""},
+      {"org.stmarys", "St Mary's Hospital", v1::HOSPITAL, "sender", "", "emergency"},
       {"org.foodbank", "Valley Food Bank", v1::COMMUNITY_AGENCY, "receiver", "food-insecurity"},
       {"org.shelter", "Riverside Shelter", v1::COMMUNITY_AGENCY, "receiver", "housing-instability"},
       {"org.privacy", "Network Privacy Office", v1::OTHER_KIND, "compliance", ""},
@@ -34,8 +35,9 @@ const std::vector<DemoAgency>& Agencies() {
   return a;
 }
 
-// The staff: one person in each agency's role, and the food bank's admin
-// (who signs in with a second factor and manages its staff).
+// The staff: one person in each agency's role (St Mary's emergency
+// department too), and the food bank's admin (who signs in with a second
+// factor and manages its staff).
 struct DemoPerson {
   const char* agency;
   const char* user;
@@ -46,6 +48,7 @@ struct DemoPerson {
 const std::vector<DemoPerson>& People() {
   static const std::vector<DemoPerson> p = {
       {"org.stmarys", "u-planner", "Dana Planner", "sender"},
+      {"org.stmarys", "u-ed", "Riley Emergency", "emergency"},
       {"org.foodbank", "u-intake", "Sam Intake", "receiver"},
       {"org.foodbank", "u-admin", "Jo Admin", "admin"},
       {"org.shelter", "u-intake", "Alex Intake", "receiver"},
@@ -90,6 +93,7 @@ absl::Status Register(const DemoSeedParts& p, const DemoAgency& a) {
   profile->set_display_name(a.name);
   profile->set_kind(a.kind);
   profile->add_roles(a.role);
+  if (*a.also != '\0') profile->add_roles(a.also);
   if (*a.service != '\0') profile->add_services(a.service);
   profile->add_languages("en");
   r.mutable_initial_key()->set_key_id("k1");

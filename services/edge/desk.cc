@@ -6,6 +6,7 @@
 #include "base/crypto.h"
 #include "base/sha256.h"
 #include "base/status.h"
+#include "services/referral/routing.h"
 #include "services/referral/sections.h"
 #include "services/trust/envelope.h"
 
@@ -14,6 +15,7 @@ namespace {
 
 constexpr char kSenderRole[] = "sender";
 constexpr char kReceiverRole[] = "receiver";
+constexpr char kEmergencyRole[] = "emergency";
 
 // A party's role in a referral: its sender acts as a sender, anyone else
 // (the recipient) as a receiver.
@@ -76,6 +78,7 @@ absl::StatusOr<v1::SubmitReferralResponse> Desk::Send(const StaffMember& who,
     m.mutable_routing()->set_recipient_agency(r.recipient);
   } else {
     m.mutable_routing()->mutable_criteria()->set_postal_code(r.postal_code);
+    m.mutable_routing()->mutable_criteria()->set_language(r.language);
   }
   std::vector<v1::Section> sections;
   for (const SectionInput& in : r.sections) {
@@ -243,6 +246,35 @@ absl::StatusOr<std::string> Desk::RecordConsent(const StaffMember& who, const Ne
   return RecordConsent(who, c);
 }
 
+absl::StatusOr<Desk::EmergencyAccess> Desk::BreakGlass(const StaffMember& who,
+                                                       const std::string& mrn,
+                                                       const std::vector<std::string>& categories,
+                                                       const std::string& reason,
+                                                       absl::Duration duration) {
+  if (!Holds(who, kEmergencyRole)) {
+    return absl::PermissionDeniedError(
+        "emergency access needs the emergency role, which your account does not have");
+  }
+  if (categories.empty()) return absl::InvalidArgumentError("choose what you need to see");
+  if (reason.empty()) return absl::InvalidArgumentError("say why (it is reviewed)");
+  if (duration < absl::ZeroDuration()) return absl::InvalidArgumentError("a duration is positive");
+  ASSIGN_OR_RETURN(std::string subject, ResolvePerson(who, mrn));
+  v1::BreakGlass b;
+  b.set_subject_id(subject);
+  for (const std::string& c : categories) b.add_categories(c);
+  b.set_purpose("emergency-treatment");
+  b.set_reason(reason);
+  b.set_duration_seconds(absl::ToInt64Seconds(duration));
+  const absl::Time at = clock_->Now();
+  ASSIGN_OR_RETURN(std::string envelope, Sign(who, b, kEmergencyRole));
+  ASSIGN_OR_RETURN(v1::SubmitEnvelopeResponse r, hub_->SubmitConsentChange(envelope));
+  EmergencyAccess out;
+  out.id = r.assigned_id();
+  // What was asked; the hub's record holds the exact period (its clock).
+  if (duration > absl::ZeroDuration()) out.until_unix_nanos = absl::ToUnixNanos(at + duration);
+  return out;
+}
+
 absl::StatusOr<v1::ListConsentsResponse> Desk::Consents(const StaffMember& who,
                                                         const std::string& mrn) {
   ASSIGN_OR_RETURN(std::string subject, ResolvePerson(who, mrn));
@@ -269,6 +301,29 @@ absl::StatusOr<std::vector<v1::AgencyRecord>> Desk::Recipients(const StaffMember
   req.set_service(service);
   req.set_role(kReceiverRole);
   return hub_->SearchAgencies(req, ActingOf(who));
+}
+
+absl::StatusOr<std::vector<Desk::Ranked>> Desk::Candidates(const StaffMember& who,
+                                                           const std::string& service,
+                                                           const v1::RoutingCriteria& criteria) {
+  if (!Holds(who, kSenderRole)) {
+    return absl::PermissionDeniedError(
+        "this needs the sender role, which your account does not have");
+  }
+  if (service.empty()) return absl::InvalidArgumentError("choose the service needed");
+  if (criteria.postal_code().empty() && criteria.county().empty()) {
+    return absl::InvalidArgumentError("give the person's postal code");
+  }
+  ASSIGN_OR_RETURN(std::vector<v1::AgencyRecord> agencies, Recipients(who, service));
+  std::map<std::string, std::string> names;
+  for (const v1::AgencyRecord& a : agencies) names[a.agency_id()] = a.profile().display_name();
+  std::vector<Ranked> out;
+  for (v1::RoutingCandidate& c : referral::RankCandidates(
+           agencies, service, criteria, referral::OpenSlotsFor(agencies, service))) {
+    const std::string name = names[c.agency_id()];
+    out.push_back(Ranked{std::move(c), name});
+  }
+  return out;
 }
 
 }  // namespace careloop::edge

@@ -38,6 +38,7 @@ struct NewReferral {
   std::string purpose = "care-coordination";
   std::string recipient;  // an agency id; or "" with a postal code (ranked)
   std::string postal_code;
+  std::string language;  // preferred, with a postal code
   std::vector<SectionInput> sections;
 };
 
@@ -104,6 +105,18 @@ class Desk {
                                                   const std::string& referral,
                                                   const std::string& category,
                                                   const std::string& text);
+  // Emergency access (break-glass) to the person's records of these
+  // categories, for the agency of `who` (an emergency-role staff member at
+  // an agency holding the emergency role), with its reason, for `duration`
+  // (0: the hub's default; at most its maximum). Compliance reviews every
+  // one. Returns the break-glass id and when it ends.
+  struct EmergencyAccess {
+    std::string id;
+    int64_t until_unix_nanos = 0;
+  };
+  absl::StatusOr<EmergencyAccess> BreakGlass(const StaffMember& who, const std::string& mrn,
+                                             const std::vector<std::string>& categories,
+                                             const std::string& reason, absl::Duration duration);
   // The agency's open places for a service (a receiver's report).
   absl::StatusOr<v1::Receipt> ReportCapacity(const StaffMember& who, const std::string& service,
                                              uint32_t open_slots);
@@ -112,6 +125,15 @@ class Desk {
   // Agencies that take referrals for `service`, for the sender to choose.
   absl::StatusOr<std::vector<v1::AgencyRecord>> Recipients(const StaffMember& who,
                                                            const std::string& service);
+  // Before sending by criteria: the agencies the hub's routing would rank,
+  // best first, each with why (the same pure ranking the hub runs, over the
+  // directory as the sender reads it now; the hub ranks again at sending).
+  struct Ranked {
+    v1::RoutingCandidate candidate;
+    std::string name;
+  };
+  absl::StatusOr<std::vector<Ranked>> Candidates(const StaffMember& who, const std::string& service,
+                                                 const v1::RoutingCriteria& criteria);
 
   // The agencies this edge can sign for.
   absl::StatusOr<std::vector<std::string>> Agencies() const { return keys_->Agencies(); }

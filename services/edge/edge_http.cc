@@ -465,10 +465,15 @@ void EdgeHttp::RegisterDeskRoutes() {
         [this](const Req& req, Res& res, const Principal* who) { RecordConsent(req, res, *who); });
   Route("POST", "/api/consents/revoke", Access::kSessionAndCsrf,
         [this](const Req& req, Res& res, const Principal* who) { RevokeConsent(req, res, *who); });
+  Route("POST", "/api/emergency", Access::kSessionAndCsrf,
+        [this](const Req& req, Res& res, const Principal* who) { BreakGlass(req, res, *who); });
   Route("GET", "/api/agency", Access::kSession,
         [this](const Req&, Res& res, const Principal* who) { OwnAgency(res, *who); });
   Route("GET", "/api/recipients", Access::kSession,
         [this](const Req& req, Res& res, const Principal* who) { Recipients(req, res, *who); });
+  // POST: the person's postal code stays out of URLs.
+  Route("POST", "/api/candidates", Access::kSessionAndCsrf,
+        [this](const Req& req, Res& res, const Principal* who) { Candidates(req, res, *who); });
   Route("GET", "/api/changes", Access::kSession,
         [this](const Req&, Res& res, const Principal* who) {
           const uint64_t seq = parts_.feed ? parts_.feed->Latest(who->member.agency_id) : 0;
@@ -584,7 +589,7 @@ void EdgeHttp::SendReferral(const httplib::Request& req, httplib::Response& res,
   if (!body.ok()) return ReplyStatus(res, body.status());
   absl::StatusOr<std::vector<std::string>> f =
       StringFields(*body, {"mrn", "service", "reason", "priority", "recipient", "postal_code",
-                           "purpose", "referral_id"});
+                           "purpose", "referral_id", "language"});
   if (!f.ok()) return ReplyStatus(res, f.status());
   absl::StatusOr<v1::ReferralPriority> priority = PriorityOf((*f)[3]);
   if (!priority.ok()) return ReplyStatus(res, priority.status());
@@ -599,10 +604,54 @@ void EdgeHttp::SendReferral(const httplib::Request& req, httplib::Response& res,
   r.postal_code = (*f)[5];
   if (!(*f)[6].empty()) r.purpose = (*f)[6];
   r.referral_id = (*f)[7];
+  r.language = (*f)[8];
   r.sections = std::move(*sections);
   absl::StatusOr<v1::SubmitReferralResponse> sent = parts_.desk->Send(who.member, r);
   if (!sent.ok()) return ReplyStatus(res, sent.status());
   Reply(res, 200, ProtoJson(*sent));
+}
+
+void EdgeHttp::Candidates(const httplib::Request& req, httplib::Response& res,
+                          const Principal& who) {
+  absl::StatusOr<json> body = BodyOf(req);
+  if (!body.ok()) return ReplyStatus(res, body.status());
+  absl::StatusOr<std::vector<std::string>> f =
+      StringFields(*body, {"service", "postal_code", "language"});
+  if (!f.ok()) return ReplyStatus(res, f.status());
+  v1::RoutingCriteria criteria;
+  criteria.set_postal_code((*f)[1]);
+  criteria.set_language((*f)[2]);
+  absl::StatusOr<std::vector<Desk::Ranked>> ranked =
+      parts_.desk->Candidates(who.member, (*f)[0], criteria);
+  if (!ranked.ok()) return ReplyStatus(res, ranked.status());
+  json out = json::array();
+  for (const Desk::Ranked& r : *ranked) {
+    json c = ProtoJson(r.candidate);
+    c["name"] = r.name;
+    out.push_back(std::move(c));
+  }
+  Reply(res, 200, json{{"candidates", out}});
+}
+
+void EdgeHttp::BreakGlass(const httplib::Request& req, httplib::Response& res,
+                          const Principal& who) {
+  absl::StatusOr<json> body = BodyOf(req);
+  if (!body.ok()) return ReplyStatus(res, body.status());
+  absl::StatusOr<std::vector<std::string>> f = StringFields(*body, {"mrn", "reason"});
+  if (!f.ok()) return ReplyStatus(res, f.status());
+  absl::StatusOr<std::vector<std::string>> categories = StringList(*body, "categories");
+  if (!categories.ok()) return ReplyStatus(res, categories.status());
+  const auto minutes = body->find("minutes");
+  if (minutes == body->end() || !minutes->is_number_integer() || minutes->get<int64_t>() < 1 ||
+      minutes->get<int64_t>() > int64_t{24} * 60) {
+    return ReplyError(res, 400, "\"minutes\" is a whole number from 1 to 1440");
+  }
+  absl::StatusOr<Desk::EmergencyAccess> access = parts_.desk->BreakGlass(
+      who.member, (*f)[0], *categories, (*f)[1], absl::Minutes(minutes->get<int64_t>()));
+  if (!access.ok()) return ReplyStatus(res, access.status());
+  Reply(res, 200,
+        json{{"break_glass_id", access->id},
+             {"until_unix_nanos", std::to_string(access->until_unix_nanos)}});
 }
 
 void EdgeHttp::MoveReferral(const httplib::Request& req, httplib::Response& res,

@@ -103,6 +103,8 @@ class EdgeHttp {
   void SendReferral(const httplib::Request& req, httplib::Response& res, const Principal& who);
   void MoveReferral(const httplib::Request& req, httplib::Response& res, const Principal& who);
   void Recipients(const httplib::Request& req, httplib::Response& res, const Principal& who);
+  void Candidates(const httplib::Request& req, httplib::Response& res, const Principal& who);
+  void BreakGlass(const httplib::Request& req, httplib::Response& res, const Principal& who);
   void Preview(const httplib::Request& req, httplib::Response& res, const Principal& who);
   void PostMessage(const httplib::Request& req, httplib::Response& res, const Principal& who);
   void ReportCapacity(const httplib::Request& req, httplib::Response& res, const Principal& who);

@@ -133,16 +133,12 @@ absl::StatusOr<ReferralCore::State> ReferralCore::Load(absl::string_view sender,
 
 std::vector<v1::RoutingCandidate> ReferralCore::Rank(const v1::ReferralManifest& m,
                                                      const std::set<std::string>& exclude) {
-  std::map<std::string, int64_t> open;
   std::vector<v1::AgencyRecord> agencies;
   for (v1::AgencyRecord& a : directory_->All()) {
-    if (exclude.contains(a.agency_id())) continue;
-    for (const v1::CapacityEntry& c : a.capacity()) {
-      if (c.service() == m.service_category()) open[a.agency_id()] = directory::OpenSlots(c);
-    }
-    agencies.push_back(std::move(a));
+    if (!exclude.contains(a.agency_id())) agencies.push_back(std::move(a));
   }
-  return RankCandidates(agencies, m.service_category(), m.routing().criteria(), open);
+  return RankCandidates(agencies, m.service_category(), m.routing().criteria(),
+                        OpenSlotsFor(agencies, m.service_category()));
 }
 
 }  // namespace careloop::referral

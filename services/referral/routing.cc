@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/strings.h"
+#include "services/directory/agencies.h"
 
 namespace careloop::referral {
 
@@ -61,6 +62,17 @@ std::vector<v1::RoutingCandidate> RankCandidates(const std::vector<v1::AgencyRec
                      return x.agency_id() < y.agency_id();
                    });
   return out;
+}
+
+std::map<std::string, int64_t> OpenSlotsFor(const std::vector<v1::AgencyRecord>& agencies,
+                                            const std::string& category) {
+  std::map<std::string, int64_t> open;
+  for (const v1::AgencyRecord& a : agencies) {
+    for (const v1::CapacityEntry& c : a.capacity()) {
+      if (c.service() == category) open[a.agency_id()] = directory::OpenSlots(c);
+    }
+  }
+  return open;
 }
 
 }  // namespace careloop::referral

@@ -26,4 +26,9 @@ std::vector<v1::RoutingCandidate> RankCandidates(const std::vector<v1::AgencyRec
                                                  const v1::RoutingCriteria& criteria,
                                                  const std::map<std::string, int64_t>& open_slots);
 
+// Each agency's open slots now for `category`, from its capacity reports
+// (the `open_slots` RankCandidates takes).
+std::map<std::string, int64_t> OpenSlotsFor(const std::vector<v1::AgencyRecord>& agencies,
+                                            const std::string& category);
+
 }  // namespace careloop::referral

@@ -142,6 +142,34 @@ test('open places: reported by a receiver, not by a sender, and checked', async 
   assert.equal(r.status, 403);
 });
 
+test('by criteria: the ranked agencies before sending, with why, and the hub routes to the first', async () => {
+  const planner = await signIn('org.stmarys');
+  const foodbank = await signIn('org.foodbank');
+  const rank = () => planner.call('POST', '/api/candidates', { service: 'food-insecurity', postal_code: '97201', language: 'en' });
+  assert.equal((await foodbank.call('POST', '/api/capacity', { service: 'food-insecurity', open_slots: 0 })).status, 200);
+  let r = await rank();
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  let bank = r.body.candidates.find((c) => c.agency_id === 'org.foodbank');
+  assert.equal(!!bank.eligible, false, 'no open places: it cannot take it now');
+  assert.equal(bank.name, 'Valley Food Bank');
+  assert.equal(r.body.candidates.some((c) => c.agency_id === 'org.shelter'), false, 'only agencies offering the service');
+  assert.equal((await foodbank.call('POST', '/api/capacity', { service: 'food-insecurity', open_slots: 2 })).status, 200);
+  r = await rank();
+  bank = r.body.candidates[0];
+  assert.equal(bank.agency_id, 'org.foodbank');
+  assert.equal(bank.eligible, true);
+  assert.ok(bank.reasons.some((w) => /open slots/.test(w)), JSON.stringify(bank.reasons));
+  // Sent by criteria: the hub routes it to the first, and says why.
+  const sent = await planner.call('POST', '/api/referrals', { ...REFERRAL('', '000301'), recipient: '', postal_code: '97201', language: 'en' });
+  assert.equal(sent.status, 200, JSON.stringify(sent.body));
+  assert.equal(sent.body.recipient_agency, 'org.foodbank');
+  assert.equal(sent.body.candidates[0].agency_id, 'org.foodbank');
+  // Only a sender ranks, and the postal code is needed.
+  assert.equal((await foodbank.call('POST', '/api/candidates', { service: 'food-insecurity', postal_code: '97201' })).status, 403);
+  assert.equal((await planner.call('POST', '/api/candidates', { service: 'food-insecurity' })).status, 400);
+  assert.equal((await planner.call('POST', '/api/candidates', { service: 'food-insecurity', postal_code: 97201 })).status, 400);
+});
+
 test("consents: recorded with the form's hash, revoked only by the recording agency", async () => {
   const planner = await signIn('org.stmarys');
   const hash = 'ab'.repeat(32);
@@ -231,6 +259,26 @@ test('the live feed moves when a referral arrives', async () => {
   assert.ok(now > before, 'changes moved from ' + before);
 });
 
+
+test('emergency access: only emergency staff of an emergency agency, with a reason and a bounded time', async () => {
+  const l = hub.login('org.stmarys', 'u-ed');
+  const ed = await signInAs(l);
+  assert.equal(ed.status, 200);
+  const ask = (who, body) => who.call('POST', '/api/emergency', { mrn: '000123', categories: ['behavioral-health'],
+    reason: 'unresponsive in the emergency department', minutes: 60, ...body });
+  const opened = await ask(ed, {});
+  assert.equal(opened.status, 200, JSON.stringify(opened.body));
+  assert.ok(opened.body.break_glass_id);
+  assert.ok(BigInt(opened.body.until_unix_nanos) > BigInt(Date.now()) * 1000000n);
+  // The planner (sender role) and the food bank (no emergency role) may not.
+  assert.equal((await ask(await signIn('org.stmarys'), {})).status, 403);
+  assert.equal((await ask(await signIn('org.foodbank'), {})).status, 403);
+  for (const bad of [{ minutes: 0 }, { minutes: 2000 }, { minutes: '60' }, { categories: [] }, { reason: '' },
+    { categories: ['no-such-category'] }]) {
+    const r = await ask(ed, bad);
+    assert.equal(r.status, 400, JSON.stringify(bad) + ' ' + JSON.stringify(r.body));
+  }
+});
 
 // The food bank's admin signs in once: a TOTP code is good for one login
 // (a second use of the same step is refused), so the tests share a session.

@@ -202,10 +202,15 @@ test('the planner records a consent from a signed form, the preview follows it, 
   await planner.getByRole('button', { name: 'Look up consents' }).click();
   await planner.getByText('No consent of this person is on record for you.').waitFor(WAIT);
   await planner.getByLabel('Social needs').check();
+  // Only to the food bank, as the person asked.
+  await planner.getByLabel('Only these agencies').check();
+  await planner.getByLabel('Valley Food Bank').check();
   await planner.getByLabel('Signed consent form').setInputFiles({ name: 'consent.pdf',
     mimeType: 'application/pdf', buffer: Buffer.from('%PDF-1.4 the signed consent form') });
   await planner.getByRole('button', { name: 'Record consent' }).click();
   await planner.locator('#consents .status', { hasText: 'Active' }).waitFor(WAIT);
+  assert.match(await planner.locator('#consents tbody tr').first().textContent(), /org\.foodbank/);
+  assert.doesNotMatch(await planner.locator('#consents tbody tr').first().textContent(), /network/i);
   await noSeriousViolations(planner, 'consents');
   await shoot(planner, '12-consent-recorded-1280');
 
@@ -347,4 +352,44 @@ test("the food bank's admin adds a worker, who sets a password at first sign-in;
   await worker.getByRole('button', { name: 'Sign in' }).waitFor(WAIT);
   await admin.context().close();
   await worker.context().close();
+});
+
+test('the planner lets the hub choose: the ranked agencies with why, before and after sending', async () => {
+  const planner = await newPage();
+  await signIn(planner, 'org.stmarys');
+  await planner.getByRole('link', { name: 'New referral' }).click();
+  await planner.getByLabel('Medical record number (MRN)').fill('000402');
+  await planner.getByLabel('The best match near the person').check();
+  await planner.getByLabel("The person's postal code").fill('97201');
+  await planner.getByLabel('Preferred language').selectOption('en');
+  const first = planner.locator('#ranking ol li').first();
+  await first.waitFor(WAIT);
+  assert.match(await first.textContent(), /^Valley Food Bank: offers food-insecurity; .*open slots/);
+  await planner.getByLabel('Text').nth(0).fill('phone 555-0100');
+  await noSeriousViolations(planner, 'new referral by criteria');
+  await shoot(planner, '11-planner-ranked-agencies-1280');
+  await planner.getByRole('button', { name: 'Send referral' }).click();
+  await planner.locator('#routed').waitFor(WAIT);
+  assert.match(await planner.locator('#routed').textContent(), /The hub chose org\.foodbank/);
+  await planner.context().close();
+});
+
+test('emergency staff open emergency access with a reason, for a bounded time', async () => {
+  const l = hub.login('org.stmarys', 'u-ed');
+  const page = await newPage();
+  await page.goto(hub.url + '/');
+  await page.getByLabel('Agency').fill(l.agency);
+  await page.getByLabel('User', { exact: true }).fill(l.user);
+  await page.getByLabel('Password').fill(l.password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'Emergency access' }).waitFor(WAIT);
+  await noSeriousViolations(page, 'emergency access');
+  await page.getByLabel('Medical record number (MRN)').fill(hub.seeded.mrn);
+  await page.getByLabel('Behavioral health').check();
+  await page.getByLabel('Why (a short reason, no personal details)').fill('unresponsive in the emergency department');
+  await page.getByRole('button', { name: 'Open emergency access' }).click();
+  await page.locator('#emergency-open').waitFor(WAIT);
+  assert.match(await page.locator('#emergency-open').textContent(), /a compliance officer will review it/);
+  await shoot(page, '13-emergency-access-1280');
+  await page.context().close();
 });

@@ -79,6 +79,7 @@
   function homeRoute() {
     if (hasRole('receiver')) return '#/inbox';
     if (hasRole('sender')) return '#/sent';
+    if (hasRole('emergency')) return '#/emergency';
     return hasRole('admin') ? '#/staff' : '#/';
   }
 
@@ -109,6 +110,7 @@
     if (hasRole('receiver')) nav.append(link('#/inbox', 'Inbox'));
     if (hasRole('sender')) nav.append(link('#/sent', 'Sent referrals'), link('#/new', 'New referral'));
     if (hasRole('sender') || hasRole('receiver')) nav.append(link('#/consents', 'Consents'));
+    if (hasRole('emergency')) nav.append(link('#/emergency', 'Emergency access'));
     if (hasRole('admin')) nav.append(link('#/staff', 'Staff'));
     whoEl.append(session.staff.display_name + ' · ' + session.staff.agency_id + ' ',
       el('button', { class: 'link', onclick: logout }, 'Sign out'));
@@ -208,6 +210,47 @@
       } catch (e) { recipients.replaceChildren(el('option', { value: '' }, e.message)); }
     }
     service.addEventListener('change', loadRecipients);
+    // Or let the hub choose: the agencies its routing ranks for the person's
+    // postal code and language, best first, with why (asked before sending;
+    // the hub ranks again when it routes).
+    const how = el('fieldset', {}, el('legend', {}, 'Choose the agency'),
+      ['named', 'best'].map((v) => {
+        const id = 'how-' + v;
+        return el('div', {}, el('input', { type: 'radio', id, name: 'how', value: v, checked: v === 'named' }),
+          el('label', { for: id, class: 'inline' }, v === 'named' ? 'I choose the agency' : 'The best match near the person'));
+      }));
+    const postal = el('input', { name: 'postal_code', autocomplete: 'off', inputmode: 'numeric' });
+    const language = select('language', [['', 'No preference'], ['en', 'English'], ['es', 'Spanish'], ['vi', 'Vietnamese'], ['zh', 'Chinese']], '');
+    const ranking = el('div', { id: 'ranking', 'aria-live': 'polite' });
+    const named = el('div', {}, ...field('Send to', recipients));
+    const best = el('div', { hidden: true }, ...field('The person\'s postal code', postal), ...field('Preferred language', language), ranking);
+    let bestAgency = '';
+    const byCriteria = () => how.querySelector('input[value=best]').checked;
+    const target = () => (byCriteria() ? bestAgency : recipients.value);
+    async function rank() {
+      bestAgency = '';
+      if (!postal.value) { ranking.replaceChildren(); return; }
+      try {
+        const r = await api('POST', '/api/candidates', { service: service.value, postal_code: postal.value, language: language.value });
+        const list = r.candidates || [];
+        const first = list.find((c) => c.eligible);
+        bestAgency = first ? first.agency_id : '';
+        ranking.replaceChildren(el('h2', {}, 'Agencies, best first'), list.length === 0
+          ? el('p', { class: 'notice' }, 'No agency offers this service.')
+          : el('ol', {}, list.map((c) => el('li', { class: c.eligible ? 'will-share' : 'notice' },
+            (c.name || c.agency_id) + (c.eligible ? '' : ' (cannot take it now)') + ': ' + (c.reasons || []).join('; ')))),
+        first ? null : el('p', { class: 'error' }, 'No agency can take it now: the hub would tell you it is unassigned.'));
+        updatePreview();
+      } catch (e) { ranking.replaceChildren(el('p', { class: 'error' }, e.message)); }
+    }
+    how.addEventListener('change', () => {
+      named.hidden = byCriteria();
+      best.hidden = !byCriteria();
+      if (byCriteria()) rank(); else updatePreview();
+    });
+    postal.addEventListener('change', rank);
+    language.addEventListener('change', rank);
+    service.addEventListener('change', () => { if (byCriteria()) rank(); });
     const sections = el('div', {});
     function addSection(category, text) {
       const n = sections.children.length + 1;
@@ -227,13 +270,14 @@
     mrn.addEventListener('change', updatePreview);
     recipients.addEventListener('change', updatePreview);
     async function updatePreview() {
-      if (!mrn.value || !recipients.value) return;
+      if (!mrn.value || !target()) return;
       const kinds = [...sections.children].map((box) => box.querySelector('select').value);
       try {
-        const r = await api('POST', '/api/preview', { mrn: mrn.value, recipient: recipients.value,
+        const r = await api('POST', '/api/preview', { mrn: mrn.value, recipient: target(),
           categories: [...new Set(kinds)] });
         const byKind = new Map((r.decisions || []).map((d) => [d.category, d]));
-        preview.replaceChildren(el('h2', {}, 'Before you send'), el('ul', {}, kinds.map((k, i) => {
+        preview.replaceChildren(el('h2', {}, 'Before you send'),
+          byCriteria() ? el('p', { class: 'notice' }, 'For the agency ranked first.') : null, el('ul', {}, kinds.map((k, i) => {
           const d = byKind.get(k) || {};
           const label = (CATEGORIES.find((c) => c[0] === k) || [0, k])[1];
           return el('li', { class: d.permit ? 'will-share' : 'will-withhold' }, 'Section ' + (i + 1) + ' (' + label + '): ' +
@@ -251,9 +295,15 @@
         category: box.querySelector('select').value, text: box.querySelector('textarea').value }))
         .filter((s) => s.text.trim() !== '');
       try {
+        const to = byCriteria() ? { postal_code: postal.value, language: language.value } : { recipient: recipients.value };
         const r = await api('POST', '/api/referrals', { mrn: f.get('mrn'), service: service.value,
-          reason: f.get('reason'), priority: f.get('priority'), recipient: recipients.value, sections: secs });
+          reason: f.get('reason'), priority: f.get('priority'), ...to, sections: secs });
         const withheld = (r.withheld || []).length;
+        if (byCriteria()) {
+          sessionStorage.setItem('routed', 'The hub chose ' + (r.recipient_agency || 'nobody yet') + ' from ' +
+            (r.candidates || []).length + ' agencies: ' + (r.candidates || []).filter((c) => c.eligible)
+            .map((c) => c.agency_id + ' (' + (c.reasons || []).join('; ') + ')').join(', then ') + '.');
+        }
         say('Referral sent.');
         location.hash = '#/referral/' + r.referral;
         if (withheld) sessionStorage.setItem('notice', withheld + ' section(s) were withheld: the person\'s consent does not cover them for this agency.');
@@ -263,7 +313,7 @@
     ...field('Service needed', service),
     ...field('Reason (a short code, no details)', el('input', { name: 'reason', required: true, value: 'discharge follow-up' })),
     ...field('Priority', select('priority', [['routine', 'Routine'], ['urgent', 'Urgent'], ['asap', 'As soon as possible'], ['stat', 'Immediately']], 'urgent')),
-    ...field('Send to', recipients),
+    how, named, best,
     el('h2', {}, 'What to share'),
     el('p', { class: 'notice' }, 'Each section is shared only if the person\'s consent covers it for the receiving agency.'),
     sections,
@@ -371,6 +421,8 @@
     const mark = el('div', { class: 'checking', role: 'status', id: 'verified-mark' }, 'Checking the sender\'s signature…');
     const notice = sessionStorage.getItem('notice');
     sessionStorage.removeItem('notice');
+    const routed = sessionStorage.getItem('routed');
+    sessionStorage.removeItem('routed');
     const withheldIds = new Set((v.withheld || []).map((w) => w.section_id));
     const sections = (v.sections || []).map((s) => el('div', {},
       el('h3', {}, (CATEGORIES.find((c) => c[0] === s.category) || [0, s.category])[1],
@@ -383,6 +435,7 @@
       el('p', {}, 'Referral ' + v.referral + ', stream version ' + (v.version || 0) + ', routing attempt ' + (v.attempt || 1)),
       el('ul', {}, (v.history || []).map((h) => el('li', {}, JSON.stringify(h)))));
     render(gen, serviceWords(m.service_category) + ' referral',
+      routed ? el('p', { class: 'notice', role: 'status', id: 'routed' }, routed) : null,
       notice ? el('p', { class: 'withheld', role: 'status' }, notice) : null,
       el('div', { class: 'grid' },
         el('div', {}, el('strong', {}, 'From: '), v.sender_agency),
@@ -439,6 +492,23 @@
       return el('div', {}, el('input', { type: 'checkbox', id, name: 'category', value: k }), el('label', { for: id, class: 'inline' }, label));
     }));
     const file = el('input', { type: 'file', name: 'form', required: true, accept: 'application/pdf,image/png,image/jpeg' });
+    // To whom: the whole network, or only the agencies the person named.
+    const some = el('div', { hidden: true });
+    const to = el('fieldset', {}, el('legend', {}, 'To whom'), [['network', 'Any agency of the network'], ['some', 'Only these agencies']].map(([v, label]) => {
+      const id = 'to-' + v;
+      return el('div', {}, el('input', { type: 'radio', id, name: 'to', value: v, checked: v === 'network' }), el('label', { for: id, class: 'inline' }, label));
+    }), some);
+    to.addEventListener('change', async () => {
+      some.hidden = !to.querySelector('input[value=some]').checked;
+      if (some.hidden || some.children.length) return;
+      try {
+        const d = await api('GET', '/api/recipients');
+        some.replaceChildren(...(d.agencies || []).map((a) => {
+          const id = 'to-' + a.agency_id;
+          return el('div', {}, el('input', { type: 'checkbox', id, name: 'recipient', value: a.agency_id }), el('label', { for: id, class: 'inline' }, a.name));
+        }));
+      } catch (e) { some.replaceChildren(el('p', { class: 'error' }, e.message)); }
+    });
     const form = el('form', { class: 'card', 'data-form': 'consent', onsubmit: async (ev) => {
       ev.preventDefault();
       const f = new FormData(form);
@@ -446,15 +516,17 @@
         if (!file.files.length) throw new Error('Attach the signed consent form.');
         const bytes = await file.files[0].arrayBuffer();
         const digest = [...new Uint8Array(await crypto.subtle.digest('SHA-256', bytes))].map((b) => b.toString(16).padStart(2, '0')).join('');
-        await api('POST', '/api/consents', { mrn, categories: f.getAll('category'), network: true,
+        const network = f.get('to') !== 'some';
+        await api('POST', '/api/consents', { mrn, categories: f.getAll('category'), network,
+          recipients: network ? [] : f.getAll('recipient'),
           purposes: [f.get('purpose')], until: f.get('until') || '', evidence_sha256: digest,
           evidence_media_type: file.files[0].type || 'application/pdf' });
         say('Consent recorded.');
         reload();
       } catch (e) { err.textContent = e.message; }
     } }, el('h2', {}, 'Record a consent the person signed'),
-    el('p', { class: 'notice' }, 'To any agency of the network. The form itself stays with you: only its fingerprint (SHA-256) is recorded.'),
-    kinds, ...field('Purpose', select('purpose', [['care-coordination', 'Care coordination']], 'care-coordination')),
+    el('p', { class: 'notice' }, 'The form itself stays with you: only its fingerprint (SHA-256) is recorded.'),
+    kinds, to, ...field('Purpose', select('purpose', [['care-coordination', 'Care coordination']], 'care-coordination')),
     ...field('Valid until (leave empty for no end)', el('input', { type: 'date', name: 'until' })),
     ...field('Signed consent form', file), err, el('button', { type: 'submit' }, 'Record consent'));
     return form;
@@ -473,6 +545,37 @@
     const find = el('form', { class: 'card', 'data-form': 'find', onsubmit: (ev) => { ev.preventDefault(); lookup(); } },
       ...field('Medical record number (MRN)', mrn), el('button', { type: 'submit' }, 'Look up consents'), err);
     render(gen, 'Consents', find, results);
+  }
+
+  // ---- Emergency access (break-glass): reasoned, time-limited, reviewed ----
+  function showEmergency(gen = routeGen) {
+    const err = el('p', { class: 'error', role: 'alert' });
+    const done = el('div', { 'aria-live': 'polite' });
+    const kinds = el('fieldset', {}, el('legend', {}, 'What you need to see'), CATEGORIES.map(([k, label]) => {
+      const id = 'e-' + k;
+      return el('div', {}, el('input', { type: 'checkbox', id, name: 'category', value: k }), el('label', { for: id, class: 'inline' }, label));
+    }));
+    const form = el('form', { class: 'card', 'data-form': 'emergency', onsubmit: async (ev) => {
+      ev.preventDefault();
+      err.textContent = '';
+      const f = new FormData(form);
+      try {
+        const r = await api('POST', '/api/emergency', { mrn: f.get('mrn'), categories: f.getAll('category'),
+          reason: f.get('reason'), minutes: Number(f.get('minutes')) });
+        say('Emergency access opened.');
+        done.replaceChildren(el('div', { class: 'withheld', role: 'status', id: 'emergency-open' },
+          'Emergency access is open until ' + when(r.until_unix_nanos) + '. It is recorded, and a compliance officer will review it.',
+          el('details', {}, el('summary', {}, 'Details'), el('p', {}, 'Break-glass ' + r.break_glass_id))));
+        form.reset();
+      } catch (e) { err.textContent = e.message; }
+    } },
+    el('p', { class: 'notice' }, 'Only in a medical emergency, when the person cannot consent. Every use is recorded and reviewed.'),
+    ...field('Medical record number (MRN)', el('input', { name: 'mrn', required: true, autocomplete: 'off' })),
+    kinds,
+    ...field('Why (a short reason, no personal details)', el('input', { name: 'reason', required: true })),
+    ...field('For how long', select('minutes', [['30', '30 minutes'], ['60', '1 hour'], ['240', '4 hours']], '60')),
+    err, el('button', { type: 'submit' }, 'Open emergency access'));
+    render(gen, 'Emergency access', done, form);
   }
 
   // ---- A new password: a one-time one opens only this page ----
@@ -586,7 +689,7 @@
   function busy() {
     const a = document.activeElement;
     if (a && (a.tagName === 'INPUT' || a.tagName === 'TEXTAREA' || a.tagName === 'SELECT')) return true;
-    return location.hash === '#/new' || location.hash === '#/consents' || location.hash === '#/staff' ||
+    return ['#/new', '#/consents', '#/staff', '#/emergency'].includes(location.hash) ||
       [...document.querySelectorAll('details[open]')].length > 0;
   }
 
@@ -604,7 +707,9 @@
       if (h === '#/sent') return await showList(true, null, gen);
       if (h === '#/new') return await showNew(gen);
       if (h === '#/consents') return await showConsents(gen);
+      if (h === '#/emergency' && hasRole('emergency')) return showEmergency(gen);
       if (h === '#/staff' || (!hasRole('receiver') && !hasRole('sender') && hasRole('admin'))) return await showStaff(gen);
+      if (!hasRole('receiver') && !hasRole('sender') && hasRole('emergency')) return showEmergency(gen);
       if (h === '#/inbox' || hasRole('receiver')) return await showList(false, null, gen);
       return await showList(true, null, gen);
     } catch (e) {
