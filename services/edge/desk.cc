@@ -251,10 +251,7 @@ absl::StatusOr<Desk::EmergencyAccess> Desk::BreakGlass(const StaffMember& who,
                                                        const std::vector<std::string>& categories,
                                                        const std::string& reason,
                                                        absl::Duration duration) {
-  if (!Holds(who, kEmergencyRole)) {
-    return absl::PermissionDeniedError(
-        "emergency access needs the emergency role, which your account does not have");
-  }
+  RETURN_IF_ERROR(RequireRole(who, kEmergencyRole));
   if (categories.empty()) return absl::InvalidArgumentError("choose what you need to see");
   if (reason.empty()) return absl::InvalidArgumentError("say why (it is reviewed)");
   if (duration < absl::ZeroDuration()) return absl::InvalidArgumentError("a duration is positive");
@@ -306,10 +303,7 @@ absl::StatusOr<std::vector<v1::AgencyRecord>> Desk::Recipients(const StaffMember
 absl::StatusOr<std::vector<Desk::Ranked>> Desk::Candidates(const StaffMember& who,
                                                            const std::string& service,
                                                            const v1::RoutingCriteria& criteria) {
-  if (!Holds(who, kSenderRole)) {
-    return absl::PermissionDeniedError(
-        "this needs the sender role, which your account does not have");
-  }
+  RETURN_IF_ERROR(RequireRole(who, kSenderRole));
   if (service.empty()) return absl::InvalidArgumentError("choose the service needed");
   if (criteria.postal_code().empty() && criteria.county().empty()) {
     return absl::InvalidArgumentError("give the person's postal code");

@@ -229,14 +229,20 @@ absl::StatusOr<std::vector<SectionInput>> SectionsOf(const json& body) {
 // A staff change naming one member ("user"): its answer.
 void StaffAction(
     const httplib::Request& req, httplib::Response& res,
-    const std::function<absl::Status(const std::string& user, const json& body)>& action) {
+    const std::function<absl::StatusOr<json>(const std::string& user, const json& body)>& action) {
   absl::StatusOr<json> body = BodyOf(req);
   if (!body.ok()) return ReplyStatus(res, body.status());
   absl::StatusOr<std::string> user = StringField(*body, "user");
   if (!user.ok()) return ReplyStatus(res, user.status());
-  const absl::Status s = action(*user, *body);
-  if (!s.ok()) return ReplyStatus(res, s);
-  Reply(res, 200, json{{"done", true}});
+  absl::StatusOr<json> answer = action(*user, *body);
+  if (!answer.ok()) return ReplyStatus(res, answer.status());
+  Reply(res, 200, *answer);
+}
+
+// What a staff change that hands nothing out answers.
+absl::StatusOr<json> Done(const absl::Status& s) {
+  if (!s.ok()) return s;
+  return json{{"done", true}};
 }
 
 }  // namespace
@@ -504,26 +510,23 @@ void EdgeHttp::RegisterStaffRoutes() {
           StaffAction(req, res, [&](const std::string& user, const json& body) {
             const auto it = body.find("disabled");
             if (it == body.end() || !it->is_boolean()) {
-              return absl::Status(absl::InvalidArgumentError("\"disabled\" must be true or false"));
+              return Done(absl::InvalidArgumentError("\"disabled\" must be true or false"));
             }
-            return parts_.staff->SetDisabled(who->member, user, it->get<bool>());
+            return Done(parts_.staff->SetDisabled(who->member, user, it->get<bool>()));
           });
         });
   Route("POST", "/api/staff/remove", Access::kSessionAndCsrf,
         [this](const Req& req, Res& res, const Principal* who) {
           StaffAction(req, res, [&](const std::string& user, const json&) {
-            return parts_.staff->Remove(who->member, user);
+            return Done(parts_.staff->Remove(who->member, user));
           });
         });
   Route("POST", "/api/staff/reset", Access::kSessionAndCsrf,
         [this](const Req& req, Res& res, const Principal* who) {
-          absl::StatusOr<json> body = BodyOf(req);
-          if (!body.ok()) return ReplyStatus(res, body.status());
-          absl::StatusOr<std::string> user = StringField(*body, "user");
-          if (!user.ok()) return ReplyStatus(res, user.status());
-          absl::StatusOr<Enrollment> e = parts_.staff->ResetPassword(who->member, *user);
-          if (!e.ok()) return ReplyStatus(res, e.status());
-          Reply(res, 200, EnrollmentJson(*e));
+          StaffAction(req, res, [&](const std::string& user, const json&) -> absl::StatusOr<json> {
+            ASSIGN_OR_RETURN(Enrollment e, parts_.staff->ResetPassword(who->member, user));
+            return EnrollmentJson(e);
+          });
         });
 }
 

@@ -17,6 +17,15 @@ bool Holds(const StaffMember& who, const std::string& role) {
   return false;
 }
 
+absl::Status RequireRole(const StaffMember& who, const std::string& role) {
+  if (who.disabled) return absl::PermissionDeniedError("this account is disabled");
+  if (!Holds(who, role)) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("this needs the ", role, " role, which your account does not have"));
+  }
+  return absl::OkStatus();
+}
+
 Acting ActingOf(const StaffMember& who) { return Acting{who.agency_id, who.user_id}; }
 
 Signer::Signer(HubClient* hub, const KeyCustody* keys, Clock* clock)
@@ -41,11 +50,7 @@ absl::StatusOr<std::string> Signer::KeyIdOf(const StaffMember& who,
 absl::StatusOr<std::string> Signer::Sign(const StaffMember& who,
                                          const google::protobuf::Message& payload,
                                          const std::string& role) {
-  if (who.disabled) return absl::PermissionDeniedError("this account is disabled");
-  if (!Holds(who, role)) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("this needs the ", role, " role, which your account does not have"));
-  }
+  RETURN_IF_ERROR(RequireRole(who, role));
   ASSIGN_OR_RETURN(trust::Ed25519PrivateKey key, keys_->Load(who.agency_id));
   ASSIGN_OR_RETURN(std::string key_id, KeyIdOf(who, key));
   v1::Actor actor;

@@ -19,6 +19,11 @@ namespace careloop::edge {
 // Whether the member holds `role`.
 bool Holds(const StaffMember& who, const std::string& role);
 
+// PERMISSION_DENIED unless the member's account is enabled and holds `role`:
+// the edge's one check before it acts for a staff member (the hub checks
+// again what it is sent).
+absl::Status RequireRole(const StaffMember& who, const std::string& role);
+
 Acting ActingOf(const StaffMember& who);
 
 class Signer {

@@ -12,13 +12,6 @@ namespace {
 
 using names::kAgencyAdminRole;
 
-absl::Status NeedsAdmin(const StaffMember& admin) {
-  if (admin.disabled || !Holds(admin, kAgencyAdminRole)) {
-    return absl::PermissionDeniedError("managing staff needs the admin role");
-  }
-  return absl::OkStatus();
-}
-
 // Each role once; at least one.
 absl::Status CheckRoles(const std::vector<std::string>& roles) {
   if (roles.empty()) return absl::InvalidArgumentError("give the staff member at least one role");
@@ -40,7 +33,7 @@ StaffAdmin::StaffAdmin(HubClient* hub, Signer* signer, StaffAccounts* accounts)
 }
 
 absl::Status StaffAdmin::MayAdminister(const StaffMember& admin, const std::string& user) {
-  RETURN_IF_ERROR(NeedsAdmin(admin));
+  RETURN_IF_ERROR(RequireRole(admin, kAgencyAdminRole));
   if (user.empty()) return absl::InvalidArgumentError("name the staff member's user id");
   if (user == admin.user_id) {
     return absl::PermissionDeniedError(
@@ -63,7 +56,7 @@ absl::Status StaffAdmin::SetActor(const StaffMember& admin, const StaffMember& m
 }
 
 absl::StatusOr<std::vector<StaffMember>> StaffAdmin::List(const StaffMember& admin) {
-  RETURN_IF_ERROR(NeedsAdmin(admin));
+  RETURN_IF_ERROR(RequireRole(admin, kAgencyAdminRole));
   return accounts_->List(admin.agency_id);
 }
 

@@ -40,13 +40,17 @@ async function newPage(width = 1280, height = 800) {
   page.on('pageerror', (e) => { throw e; });
   return page;
 }
-async function signIn(page, agency) {
-  const l = hub.login(agency);
+// Types a login into the sign-in form (an admin's with the current code).
+async function fillSignIn(page, { agency, user, password, totp_secret: secret }) {
   await page.goto(hub.url + '/');
-  await page.getByLabel('Agency').fill(l.agency);
-  await page.getByLabel('User', { exact: true }).fill(l.user);
-  await page.getByLabel('Password').fill(l.password);
+  await page.getByLabel('Agency').fill(agency);
+  await page.getByLabel('User', { exact: true }).fill(user);
+  await page.getByLabel('Password').fill(password);
+  if (secret) await page.getByLabel('Code from your authenticator app (admins)').fill(totp(secret));
   await page.getByRole('button', { name: 'Sign in' }).click();
+}
+async function signIn(page, agency, user) {
+  await fillSignIn(page, hub.login(agency, user));
   await page.getByRole('button', { name: 'Sign out' }).waitFor(WAIT);
 }
 async function noSeriousViolations(page, where) {
@@ -56,6 +60,7 @@ async function noSeriousViolations(page, where) {
 }
 async function sendReferral(page, withBehavioralHealth, mrn = hub.seeded.mrn, to = 'org.foodbank') {
   await page.getByRole('link', { name: 'New referral' }).click();
+  await page.getByRole('heading', { name: 'New referral' }).waitFor(WAIT);
   await page.getByLabel('Medical record number (MRN)').fill(mrn);
   if (to === 'org.shelter') await page.getByLabel('Service needed').selectOption('housing-instability');
   await page.getByLabel('Send to').locator('option[value="' + to + '"]').waitFor({ state: 'attached', ...WAIT });
@@ -216,12 +221,15 @@ test('the planner records a consent from a signed form, the preview follows it, 
 
   // Before sending, the preview follows the new consent.
   await planner.getByRole('link', { name: 'New referral' }).click();
+  // The consents page has an MRN field too: fill the form's once it is drawn.
+  await planner.getByRole('heading', { name: 'New referral' }).waitFor(WAIT);
   await planner.getByLabel('Medical record number (MRN)').fill('000401');
   await planner.getByLabel('Medical record number (MRN)').press('Tab');
   await planner.getByText('Section 2 (Social needs): will be shared').waitFor(WAIT);
   await planner.getByText('Section 1 (Contact details): will be withheld').waitFor(WAIT);
 
   await planner.getByRole('link', { name: 'Consents' }).click();
+  await planner.getByRole('heading', { name: 'Consents', exact: true }).waitFor(WAIT);
   await planner.getByLabel('Medical record number (MRN)').fill('000401');
   await planner.getByRole('button', { name: 'Look up consents' }).click();
   await planner.getByText('Revoke', { exact: true }).click();
@@ -307,14 +315,8 @@ test('more open consoles than worker threads: sign-in and actions still answer',
 });
 
 test("the food bank's admin adds a worker, who sets a password at first sign-in; disabling them ends their session", async () => {
-  const l = hub.login('org.foodbank', 'u-admin');
   const admin = await newPage();
-  await admin.goto(hub.url + '/');
-  await admin.getByLabel('Agency').fill(l.agency);
-  await admin.getByLabel('User', { exact: true }).fill(l.user);
-  await admin.getByLabel('Password').fill(l.password);
-  await admin.getByLabel('Code from your authenticator app (admins)').fill(totp(l.totp_secret));
-  await admin.getByRole('button', { name: 'Sign in' }).click();
+  await signIn(admin, 'org.foodbank', 'u-admin');
   await admin.getByRole('heading', { name: 'Staff', exact: true }).waitFor(WAIT);
   await noSeriousViolations(admin, 'staff');
   const add = admin.locator('form[data-form=staff-add]');
@@ -330,11 +332,7 @@ test("the food bank's admin adds a worker, who sets a password at first sign-in;
 
   // The new worker: the one-time password leads to choosing a password.
   const worker = await newPage(375, 800);
-  await worker.goto(hub.url + '/');
-  await worker.getByLabel('Agency').fill('org.foodbank');
-  await worker.getByLabel('User', { exact: true }).fill('u-newhire');
-  await worker.getByLabel('Password').fill(oneTime);
-  await worker.getByRole('button', { name: 'Sign in' }).click();
+  await fillSignIn(worker, { agency: 'org.foodbank', user: 'u-newhire', password: oneTime });
   await worker.getByRole('heading', { name: 'Choose a password' }).waitFor(WAIT);
   await noSeriousViolations(worker, 'choose a password');
   await worker.getByLabel('One-time password').fill(oneTime);
@@ -358,6 +356,7 @@ test('the planner lets the hub choose: the ranked agencies with why, before and 
   const planner = await newPage();
   await signIn(planner, 'org.stmarys');
   await planner.getByRole('link', { name: 'New referral' }).click();
+  await planner.getByRole('heading', { name: 'New referral' }).waitFor(WAIT);
   await planner.getByLabel('Medical record number (MRN)').fill('000402');
   await planner.getByLabel('The best match near the person').check();
   await planner.getByLabel("The person's postal code").fill('97201');
@@ -375,13 +374,8 @@ test('the planner lets the hub choose: the ranked agencies with why, before and 
 });
 
 test('emergency staff open emergency access with a reason, for a bounded time', async () => {
-  const l = hub.login('org.stmarys', 'u-ed');
   const page = await newPage();
-  await page.goto(hub.url + '/');
-  await page.getByLabel('Agency').fill(l.agency);
-  await page.getByLabel('User', { exact: true }).fill(l.user);
-  await page.getByLabel('Password').fill(l.password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await signIn(page, 'org.stmarys', 'u-ed');
   await page.getByRole('heading', { name: 'Emergency access' }).waitFor(WAIT);
   await noSeriousViolations(page, 'emergency access');
   await page.getByLabel('Medical record number (MRN)').fill(hub.seeded.mrn);

@@ -36,21 +36,19 @@ export async function startHub() {
   if (!careloopd || !cli) throw new Error('set CARELOOPD_BINARY and CARELOOP_CLI_BINARY');
   const remote = process.env.CARELOOP_REMOTE_EDGE === '1';
   const dir = mkdtempSync(join(tmpdir(), 'careloop-browser-'));
-  const common = ['--data-dir', dir,
+  const common = (dataDir) => ['--data-dir', dataDir,
     // Every test signs in from 127.0.0.1: room for them all.
     '--edge-logins-per-minute', '1000', '--edge-requests-per-minute', '100000', '--log-level', process.env.CARELOOP_LOG_LEVEL || 'warn'];
   const procs = [];
   let edgeDir = dir;
   try {
-    const hub = await startCareloopd(careloopd, ['--listen', '127.0.0.1:0', '--edge-listen', remote ? 'off' : '127.0.0.1:0', ...common]);
+    const hub = await startCareloopd(careloopd, ['--listen', '127.0.0.1:0', '--edge-listen', remote ? 'off' : '127.0.0.1:0', ...common(dir)]);
     procs.push(hub);
     if (remote) {
       edgeDir = join(dir, 'edge-apart');
       mkdirSync(join(edgeDir, 'keys'), { recursive: true });
       copyFileSync(join(dir, 'keys', 'hub-admin.pem'), join(edgeDir, 'keys', 'hub-admin.pem'));
-      const args = [...common];
-      args[1] = edgeDir;
-      procs.push(await startCareloopd(careloopd, ['--edge-hub', hub.address, '--edge-listen', '127.0.0.1:0', ...args]));
+      procs.push(await startCareloopd(careloopd, ['--edge-hub', hub.address, '--edge-listen', '127.0.0.1:0', ...common(edgeDir)]));
     }
   } catch (e) {
     for (const p of procs) p.child.kill('SIGKILL');
