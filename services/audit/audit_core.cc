@@ -32,7 +32,8 @@ const std::set<std::string>& TrailTypes() {
       names::event::kRevokeConsent,      names::event::kConsentRevocationNotice,
       names::event::kBreakGlass,         names::event::kReviewBreakGlass,
       names::event::kDisclosureRecorded, names::event::kDeliveryWithheld,
-      names::event::kMergeSubjects,      names::event::kLinkIdentifier};
+      names::event::kMergeSubjects,      names::event::kLinkIdentifier,
+      names::event::kRecordAccessed};
   return *t;
 }
 
@@ -68,7 +69,8 @@ AuditCore::AuditCore(storage::Ledger* ledger, directory::Agencies* directory,
       consent_(consent),
       clock_(clock),
       options_(std::move(options)),
-      gate_(&policy::AuditTable(), directory, /*tls=*/false) {}
+      gate_(&policy::AuditTable(), directory, /*tls=*/false),
+      figures_(ledger) {}
 
 absl::StatusOr<std::string> AuditCore::Admit(const policy::Caller& caller,
                                              absl::string_view method) const {
@@ -77,8 +79,17 @@ absl::StatusOr<std::string> AuditCore::Admit(const policy::Caller& caller,
 }
 
 absl::Status AuditCore::Record(const policy::Caller& who, absl::string_view rpc,
-                               const google::protobuf::Message& request) {
-  return ledger_->Append(trust::ReadRecord(who.CoreId(), who.actor, rpc, request)).status();
+                               const google::protobuf::Message& request, absl::string_view subject,
+                               absl::string_view record_type) {
+  if (subject.empty())
+    return ledger_->Append(trust::ReadRecord(who.CoreId(), who.actor, rpc, request)).status();
+  v1::RecordAccessed read;
+  read.set_agency(who.CoreId());
+  read.set_actor(who.actor);
+  read.set_rpc(absl::StrCat("AuditService.", rpc));
+  read.set_record_type(std::string(record_type));
+  read.set_subject_id(std::string(subject));
+  return ledger_->Append(trust::AccessRecord(read)).status();
 }
 
 absl::StatusOr<std::vector<v1::Event>> AuditCore::SubjectEvents(absl::string_view subject_id,
@@ -140,7 +151,7 @@ absl::StatusOr<v1::AuditQueryResponse> AuditCore::Query(const v1::AuditQueryRequ
                                                         const policy::Caller& who) {
   ASSIGN_OR_RETURN(const std::string caller, Admit(who, "Query"));
   ASSIGN_OR_RETURN(v1::AuditQueryResponse resp, Select(req));
-  RETURN_IF_ERROR(Record(who, "Query", req));
+  RETURN_IF_ERROR(Record(who, "Query", req, req.subject_id(), "events"));
   return resp;
 }
 
@@ -385,6 +396,24 @@ absl::StatusOr<v1::TrailResponse> AuditCore::Trail(const v1::TrailRequest& req,
       } else if (type == names::event::kDeliveryWithheld) {
         t.set_recipient_agency(e.header().stream().substr(9));  // delivery/<agency>
         t.set_summary("content withheld at delivery: consent no longer permitted it");
+      } else if (type == names::event::kRecordAccessed) {
+        v1::RecordAccessed r;
+        if (!r.ParseFromString(e.payload())) return trust::Corrupt(e, "is not a RecordAccessed");
+        t.set_by_agency(r.agency());
+        t.set_by_user(r.actor());
+        t.set_record(
+            absl::StrCat(r.record_type(), r.record_id().empty() ? "" : " ", r.record_id()));
+        std::set<std::string> categories, consents;
+        for (const v1::AccessedSection& a : r.sections()) {
+          t.add_sections(a.section_id());
+          categories.insert(a.category());
+          consents.insert(a.consent_ids().begin(), a.consent_ids().end());
+          if (!a.break_glass_id().empty()) t.set_break_glass_id(a.break_glass_id());
+        }
+        for (const std::string& c : categories) t.add_categories(c);
+        t.set_consent_id(absl::StrJoin(consents, ","));
+        t.set_summary(absl::StrCat(t.record(), " opened by ", r.agency(),
+                                   r.actor().empty() ? "" : "/", r.actor()));
       } else if (type == names::event::kMergeSubjects || type == names::event::kLinkIdentifier) {
         t.set_summary(type == names::event::kMergeSubjects ? "subjects merged"
                                                            : "identifier linked");
@@ -393,7 +422,7 @@ absl::StatusOr<v1::TrailResponse> AuditCore::Trail(const v1::TrailRequest& req,
     }
     if (!more) break;
   }
-  RETURN_IF_ERROR(Record(who, "Trail", req));
+  RETURN_IF_ERROR(Record(who, "Trail", req, set.survivor, "trail"));
   return resp;
 }
 
@@ -403,8 +432,16 @@ absl::StatusOr<v1::DisclosureReportResponse> AuditCore::Report(
   // Recorded once, here, as this service's read (the consent core records
   // only reads it answers itself).
   ASSIGN_OR_RETURN(v1::DisclosureReportResponse r, consent_->Accounting(req));
-  RETURN_IF_ERROR(Record(who, "Report", req));
+  RETURN_IF_ERROR(Record(who, "Report", req, r.subject_id(), "disclosure-report"));
   return r;
+}
+
+absl::StatusOr<v1::FiguresResponse> AuditCore::Figures(const v1::FiguresRequest& req,
+                                                       const policy::Caller& who) {
+  RETURN_IF_ERROR(gate_.Admit(who, "Figures"));
+  // Aggregates without a person in them: not a read of anyone's records.
+  const std::string scope = who.is_agency() ? who.id : "";
+  return figures_.Compute(req, scope, absl::ToUnixNanos(clock_->Now()));
 }
 
 absl::StatusOr<v1::SignedHead> AuditCore::Head(const v1::AuditHeadRequest& req,
@@ -656,7 +693,7 @@ absl::StatusOr<v1::FhirAuditEventsResponse> AuditCore::FhirAuditEvents(
     }
     if (!more) break;
   }
-  RETURN_IF_ERROR(Record(who, "FhirAuditEvents", req));
+  RETURN_IF_ERROR(Record(who, "FhirAuditEvents", req, req.subject_id(), "fhir-audit-events"));
   return resp;
 }
 

@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "base/clock.h"
 #include "careloop/v1/audit.pb.h"
+#include "services/audit/figures.h"
 #include "services/consent/records.h"
 #include "services/directory/agencies.h"
 #include "services/policy/policy.h"
@@ -44,6 +45,13 @@ class AuditCore {
                                             const policy::Caller& caller);
   absl::StatusOr<v1::FhirAuditEventsResponse> FhirAuditEvents(const v1::FhirAuditEventsRequest& req,
                                                               const policy::Caller& caller);
+  // Who read what (services/audit/access.cc).
+  absl::StatusOr<v1::AccessResponse> Access(const v1::AccessRequest& req,
+                                            const policy::Caller& caller);
+  // The referral figures (services/audit/figures.h): an agency's over the
+  // referrals it sent or received, a hub admin's over the network.
+  absl::StatusOr<v1::FiguresResponse> Figures(const v1::FiguresRequest& req,
+                                              const policy::Caller& caller);
 
   // One FHIR R4 AuditEvent (JSON) for a recorded disclosure.
   static std::string FhirAuditEvent(const v1::DisclosureRecorded& d, uint64_t seq,
@@ -66,11 +74,21 @@ class AuditCore {
                                                   const Source& src, uint64_t after, bool* more);
   // The caller's id as the reads use it, once the audit table admits it.
   absl::StatusOr<std::string> Admit(const policy::Caller& caller, absl::string_view method) const;
+  // A read about one person (`subject`) is a RecordAccessed in the
+  // person's trail; any other an AuditQueried.
   absl::Status Record(const policy::Caller& who, absl::string_view rpc,
-                      const google::protobuf::Message& request);
+                      const google::protobuf::Message& request, absl::string_view subject = {},
+                      absl::string_view record_type = {});
   // The events of a subject (every merged id), in seq order, after `after`.
   absl::StatusOr<std::vector<v1::Event>> SubjectEvents(absl::string_view subject_id, uint64_t after,
                                                        bool payloads, size_t max, bool* more);
+  static constexpr size_t kMaxPage = 1000;
+  // Every event of a subject (merged ids too), with payloads.
+  absl::StatusOr<std::vector<v1::Event>> AllSubjectEvents(absl::string_view subject);
+  // What an agency signed and the reads it made, in seq order.
+  absl::StatusOr<std::vector<v1::Event>> ActorEvents(absl::string_view agency);
+  // The person a referral is about ("" if it names none yet).
+  absl::StatusOr<std::string> SubjectOfReferral(absl::string_view referral);
   // The first seq committed at or after `t` (binary search on commit times).
   absl::StatusOr<uint64_t> FirstSeqAt(int64_t unix_nanos);
 
@@ -80,6 +98,7 @@ class AuditCore {
   Clock* clock_;
   AuditOptions options_;
   policy::Gate gate_;
+  ReferralFigures figures_;
 };
 
 }  // namespace careloop::audit

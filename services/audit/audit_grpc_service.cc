@@ -99,4 +99,20 @@ grpc::ServerUnaryReactor* AuditGrpcService::FhirAuditEvents(grpc::CallbackServer
                        });
 }
 
+grpc::ServerUnaryReactor* AuditGrpcService::Access(grpc::CallbackServerContext* ctx,
+                                                   const v1::AccessRequest* req,
+                                                   v1::AccessResponse* resp) {
+  return FinishUnaryOn(
+      &pool_, ctx, absl::OkStatus(), resp,
+      [this, req, caller = CallerIdentity(*ctx, tls_)] { return core_->Access(*req, caller); });
+}
+
+grpc::ServerUnaryReactor* AuditGrpcService::Figures(grpc::CallbackServerContext* ctx,
+                                                    const v1::FiguresRequest* req,
+                                                    v1::FiguresResponse* resp) {
+  return FinishUnaryOn(
+      &pool_, ctx, absl::OkStatus(), resp,
+      [this, req, caller = CallerIdentity(*ctx, tls_)] { return core_->Figures(*req, caller); });
+}
+
 }  // namespace careloop::audit

@@ -16,6 +16,10 @@ class AuditGrpcService final : public v1::AuditService::CallbackService {
   grpc::ServerUnaryReactor* Query(grpc::CallbackServerContext* ctx,
                                   const v1::AuditQueryRequest* req,
                                   v1::AuditQueryResponse* resp) override;
+  grpc::ServerUnaryReactor* Access(grpc::CallbackServerContext* ctx, const v1::AccessRequest* req,
+                                   v1::AccessResponse* resp) override;
+  grpc::ServerUnaryReactor* Figures(grpc::CallbackServerContext* ctx, const v1::FiguresRequest* req,
+                                    v1::FiguresResponse* resp) override;
   grpc::ServerUnaryReactor* Trail(grpc::CallbackServerContext* ctx, const v1::TrailRequest* req,
                                   v1::TrailResponse* resp) override;
   grpc::ServerUnaryReactor* Report(grpc::CallbackServerContext* ctx,

@@ -22,7 +22,8 @@ absl::StatusOr<v1::DisclosureReportResponse> ConsentCore::Report(
     const v1::DisclosureReportRequest& req, const policy::Caller& who) {
   ASSIGN_OR_RETURN(const std::string caller, Admit(who, "DisclosureReport"));
   ASSIGN_OR_RETURN(v1::DisclosureReportResponse resp, Accounting(req));
-  RETURN_IF_ERROR(RecordRead(who, "ConsentService.DisclosureReport", req));
+  RETURN_IF_ERROR(RecordRead(who, "ConsentService.DisclosureReport", req, resp.subject_id(),
+                             "disclosure-report"));
   return resp;
 }
 

@@ -40,10 +40,19 @@ ConsentCore::ConsentCore(storage::Ledger* ledger, directory::Agencies* directory
 }
 
 absl::Status ConsentCore::RecordRead(const policy::Caller& who, absl::string_view rpc,
-                                     const google::protobuf::Message& request) {
+                                     const google::protobuf::Message& request,
+                                     absl::string_view subject, absl::string_view record_type) {
   const std::string caller = who.CoreId();
   if (caller.empty() || caller == directory::kHubAgency) return absl::OkStatus();  // internal
-  return ledger_->Append(trust::ReadRecord(caller, who.actor, rpc, request)).status();
+  if (subject.empty())
+    return ledger_->Append(trust::ReadRecord(caller, who.actor, rpc, request)).status();
+  v1::RecordAccessed read;
+  read.set_agency(caller);
+  read.set_actor(who.actor);
+  read.set_rpc(std::string(rpc));
+  read.set_record_type(std::string(record_type));
+  read.set_subject_id(std::string(subject));
+  return ledger_->Append(trust::AccessRecord(read)).status();
 }
 
 bool ConsentCore::IsCompliance(absl::string_view agency) const {

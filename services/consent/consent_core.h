@@ -126,8 +126,11 @@ class ConsentCore final : public Decider, public SubjectRecords {
   bool MayRead(const v1::ConsentRecord& r, absl::string_view caller) const;
   // A read of a person's records by an agency or compliance, recorded in
   // the ledger (trust::ReadRecord); the hub's own decisions are not.
+  // About one person (`subject`, with the kind of record read): a
+  // RecordAccessed in the person's trail; otherwise an AuditQueried.
   absl::Status RecordRead(const policy::Caller& who, absl::string_view rpc,
-                          const google::protobuf::Message& request);
+                          const google::protobuf::Message& request, absl::string_view subject = {},
+                          absl::string_view record_type = {});
   // The caller's id as the reads use it, once the table admits it.
   absl::StatusOr<std::string> Admit(const policy::Caller& caller, absl::string_view method) const;
   absl::Status ValidateConsent(const v1::Consent& c) const;

@@ -234,7 +234,8 @@ absl::StatusOr<v1::ConsentRecord> ConsentCore::GetConsent(absl::string_view cons
   }
   v1::GetConsentRequest read;
   read.set_consent_id(std::string(consent_id));
-  RETURN_IF_ERROR(RecordRead(who, "ConsentService.GetConsent", read));
+  RETURN_IF_ERROR(
+      RecordRead(who, "ConsentService.GetConsent", read, st.subjects.survivor, "consent"));
   return r;
 }
 
@@ -264,7 +265,8 @@ absl::StatusOr<v1::ListConsentsResponse> ConsentCore::ListConsents(
   }
   if (resp.consents().empty() && !compliance)
     return absl::PermissionDeniedError("no consent of this subject is visible to the caller");
-  RETURN_IF_ERROR(RecordRead(who, "ConsentService.ListConsents", req));
+  RETURN_IF_ERROR(
+      RecordRead(who, "ConsentService.ListConsents", req, st->subjects.survivor, "consents"));
   return resp;
 }
 

@@ -325,10 +325,16 @@ absl::StatusOr<PlannedSubject> ConsentCore::PlanResolve(const v1::ResolveSubject
   }
   if (req.identifiers().empty() || req.identifiers_size() > kMaxIdentifiers)
     return absl::InvalidArgumentError("give 1 to 8 identifiers of one person");
+  // A compliance office may look a person up by any agency's identifier
+  // (to answer that person's request), never create one.
+  bool lookup_only = false;
+  for (const v1::Identifier& id : req.identifiers())
+    lookup_only |= !directory_->Authority(caller, id.authority()).holds;
+  lookup_only = lookup_only && IsCompliance(caller);
   std::set<std::string> streams;
   for (const v1::Identifier& id : req.identifiers()) {
     RETURN_IF_ERROR(ValidateIdentifier(id));
-    RETURN_IF_ERROR(RequireAuthority(caller, id));
+    if (!lookup_only) RETURN_IF_ERROR(RequireAuthority(caller, id));
     if (!streams.insert(IdentifierStream(id)).second)
       return absl::InvalidArgumentError("the same identifier is given twice");
   }
@@ -357,6 +363,8 @@ absl::StatusOr<PlannedSubject> ConsentCore::PlanResolve(const v1::ResolveSubject
                      *survivors.begin(),
                      " that the others name; link it (LinkIdentifier) if it is the same person"));
   }
+  if (lookup_only && survivors.empty())
+    return absl::NotFoundError("no person with these identifiers is known to the hub");
   PlannedSubject out;
   if (survivors.size() == 1) {
     out.subject_id = *survivors.begin();
@@ -390,7 +398,14 @@ absl::StatusOr<v1::ResolveSubjectResponse> ConsentCore::Resolve(
     ASSIGN_OR_RETURN(PlannedSubject planned, PlanResolve(req, caller));
     v1::ResolveSubjectResponse resp;
     resp.set_subject_id(planned.subject_id);
-    if (planned.creation.events().empty()) return resp;
+    if (planned.creation.events().empty()) {
+      if (IsCompliance(caller) && caller != directory::kHubAgency) {
+        // A compliance lookup is a read about the person.
+        RETURN_IF_ERROR(
+            RecordRead(who, "ConsentService.ResolveSubject", req, resp.subject_id(), "lookup"));
+      }
+      return resp;
+    }
     absl::StatusOr<v1::Commit> commit = ledger_->Append(std::move(planned.creation));
     if (absl::IsFailedPrecondition(commit.status())) continue;  // created meanwhile: resolve again
     RETURN_IF_ERROR(commit.status());

@@ -76,7 +76,8 @@ const std::vector<std::string_view>& All() {
                                                     kWebhookDisabled,
                                                     kDeadLettersReplayed,
                                                     kAuditQueried,
-                                                    kAuditExport};
+                                                    kAuditExport,
+                                                    kRecordAccessed};
   return all;
 }
 }  // namespace event

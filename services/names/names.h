@@ -125,6 +125,7 @@ inline constexpr char kDeadLettersReplayed[] = "DeadLettersReplayed";
 // Audit.
 inline constexpr char kAuditQueried[] = "AuditQueried";
 inline constexpr char kAuditExport[] = "AuditExport";
+inline constexpr char kRecordAccessed[] = "RecordAccessed";
 
 // Every event type above, for tests and documentation.
 const std::vector<std::string_view>& All();

@@ -81,7 +81,8 @@ Table MakeConsent() {
                      "an agency holding the agency role emergency"));
   r.push_back(Signed("Submit", p::kReviewBreakGlass, kCompliance, {kComplianceRole}, "-"));
   r.push_back(Call("ResolveSubject", kAgency,
-                   "identifiers of authorities the caller holds only; a foreign and an unknown "
+                   "identifiers of authorities the caller holds only (compliance: any, to look "
+                   "up, never to create; recorded as a read); a foreign and an unknown "
                    "identifier are answered alike"));
   r.push_back(Call("GetConsent", kAgencyOrCompliance,
                    "the recording agency, the agencies holding data under it, or compliance; a "
@@ -140,6 +141,12 @@ Table MakeAudit() {
   }
   r.push_back(Call("Head", kAgencyOrCompliance | kHubAdmin, "public: the signed head"));
   r.push_back(Call("Consistency", kAgencyOrCompliance | kHubAdmin, "public: hashes only"));
+  r.push_back(Call("Access", kAgencyOrCompliance,
+                   "compliance: every agency's reads; an agency: its own staff's reads and "
+                   "changes only; recorded as a read"));
+  r.push_back(Call("Figures", kAgencyOrCompliance | kHubAdmin,
+                   "an agency: the referrals it sent and the offers it received; a hub admin: "
+                   "the network; counts from 1 to 10 withheld; no person or referral named"));
   r.push_back(Call("Inclusion", kAgencyOrCompliance,
                    "an agency its own events; compliance any; a foreign and a missing seq are "
                    "answered alike"));

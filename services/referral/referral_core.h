@@ -24,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "base/clock.h"
+#include "careloop/v1/audit.pb.h"
 #include "careloop/v1/referral.pb.h"
 #include "services/consent/records.h"
 #include "services/directory/agencies.h"
@@ -120,8 +121,11 @@ class ReferralCore final : public Renderer {
   absl::Status RecordRead(const policy::Caller& who, absl::string_view rpc,
                           const google::protobuf::Message& request);
   absl::StatusOr<State> LoadVisible(absl::string_view referral, absl::string_view caller);
+  // With `read_record`, each section the view shows is added to it with
+  // the authority it was shown under (the record of the read).
   absl::StatusOr<v1::ReferralView> ViewFor(const State& st, absl::string_view caller,
-                                           bool with_detail);
+                                           bool with_detail,
+                                           v1::RecordAccessed* read_record = nullptr);
   // The manifest's own fields (ids, codes, priority), before anything is read.
   absl::Status ValidateManifest(const v1::ReferralManifest& m) const;
   // The candidates of a new referral, the recipient first: the named agency
@@ -143,7 +147,8 @@ class ReferralCore final : public Renderer {
                                                 const v1::PostMessageRequest& req,
                                                 v1::PostMessageResponse* resp);
   // The thread as `caller` may see it.
-  absl::Status AddThread(const State& st, absl::string_view caller, v1::ReferralView* view);
+  absl::Status AddThread(const State& st, absl::string_view caller, v1::ReferralView* view,
+                         v1::RecordAccessed* shown);
   struct Route {
     std::string sender, key, subject_id;
     bool new_subject = false;

@@ -118,7 +118,15 @@ absl::StatusOr<v1::PostMessageResponse> ReferralCore::PostMessage(
 }
 
 absl::Status ReferralCore::AddThread(const State& st, absl::string_view caller,
-                                     v1::ReferralView* view) {
+                                     v1::ReferralView* view, v1::RecordAccessed* shown) {
+  // A message's sections, in the record of the read, as "msg<seq>/<id>".
+  auto note = [shown](const v1::Event& m, const v1::Section& sec, const char* authority) {
+    if (shown == nullptr) return;
+    v1::AccessedSection* a = shown->add_sections();
+    a->set_section_id(absl::StrCat("msg", m.header().seq(), "/", sec.section_id()));
+    a->set_category(sec.category());
+    a->set_authority(authority);
+  };
   ASSIGN_OR_RETURN(std::vector<v1::Event> events,
                    storage::ReadWholeStream(ledger_, names::stream::Thread(view->referral())));
   std::map<std::string, bool> permitted_now;  // category -> consent as of this read
@@ -142,6 +150,7 @@ absl::Status ReferralCore::AddThread(const State& st, absl::string_view caller,
     }
     if (author) {
       *t->mutable_sections() = posted.sections();
+      for (const v1::Section& sec : posted.sections()) note(m, sec, "sender");
       continue;
     }
     v1::CheckConsentRequest check;
@@ -163,6 +172,7 @@ absl::Status ReferralCore::AddThread(const State& st, absl::string_view caller,
       if (withheld.contains(sec.section_id())) continue;
       if (permitted_now[sec.category()]) {
         *t->add_sections() = sec;
+        note(m, sec, "consent");
       } else {
         v1::WithheldSection* w = t->add_withheld();
         w->set_section_id(sec.section_id());

@@ -17,8 +17,28 @@
 
 namespace careloop::referral {
 
+namespace {
+
+void NoteShown(v1::RecordAccessed* shown, const v1::Section& s, const char* authority,
+               const v1::CategoryDecision* d = nullptr) {
+  if (shown == nullptr) return;
+  v1::AccessedSection* a = shown->add_sections();
+  a->set_section_id(s.section_id());
+  a->set_category(s.category());
+  if (d != nullptr && !d->break_glass_id().empty()) {
+    a->set_authority("break-glass");
+    a->set_break_glass_id(d->break_glass_id());
+  } else {
+    a->set_authority(authority);
+  }
+  if (d != nullptr) *a->mutable_consent_ids() = d->consent_ids();
+}
+
+}  // namespace
+
 absl::StatusOr<v1::ReferralView> ReferralCore::ViewFor(const State& st, absl::string_view caller,
-                                                       bool with_detail) {
+                                                       bool with_detail,
+                                                       v1::RecordAccessed* read_record) {
   const bool is_sender = caller == st.sender;
   auto former = st.former.find(std::string(caller));
   const Tenure* tenure = former == st.former.end() ? nullptr : &former->second;
@@ -55,13 +75,16 @@ absl::StatusOr<v1::ReferralView> ReferralCore::ViewFor(const State& st, absl::st
   v1::ReferralView v = summary(tenure);
   if (tenure != nullptr) v.set_recipient_agency(std::string(caller));
   if (!with_detail) return v;
-  RETURN_IF_ERROR(AddThread(st, caller, &v));
+  RETURN_IF_ERROR(AddThread(st, caller, &v, read_record));
   v.set_manifest_envelope(st.manifest_envelope);
   const size_t shown = tenure != nullptr ? tenure->history : st.history.size();
   for (size_t i = 0; i < shown && i < st.history.size(); ++i) *v.add_history() = st.history[i];
   if (is_sender) {
     v.set_subject_id(st.subject_id);
-    for (const auto& s : st.sections) *v.add_sections() = s;
+    for (const auto& s : st.sections) {
+      *v.add_sections() = s;
+      NoteShown(read_record, s, "sender");
+    }
     for (const auto& w : st.withheld) *v.add_withheld() = w;
     return v;
   }
@@ -85,6 +108,7 @@ absl::StatusOr<v1::ReferralView> ReferralCore::ViewFor(const State& st, absl::st
     const v1::CategoryDecision* d = by_category.at(s.category());
     if (d->permit() && !withheld_at_routing.contains(s.section_id())) {
       *v.add_sections() = s;
+      NoteShown(read_record, s, "consent", d);
       if (s.category() == "sud-part2") v.set_redisclosure_notice(options_.part2_notice);
       continue;
     }
@@ -130,7 +154,8 @@ absl::StatusOr<v1::ReferralView> ReferralCore::Get(const v1::GetReferralRequest&
     RETURN_IF_ERROR(directory_runner_->WaitFor(req.min_seq(), kProjectionWait));
   absl::StatusOr<State> st = LoadVisible(req.referral(), caller);
   RETURN_IF_ERROR(st.status());
-  ASSIGN_OR_RETURN(v1::ReferralView view, ViewFor(*st, caller, /*with_detail=*/true));
+  v1::RecordAccessed read;
+  ASSIGN_OR_RETURN(v1::ReferralView view, ViewFor(*st, caller, /*with_detail=*/true, &read));
   if (caller == st->recipient && st->viewed_at == 0 && !st->unassigned) {
     // Viewed (not accepted): the sender learns the recipient opened it. Once
     // per recipient; losing a race to another change just means next time.
@@ -143,7 +168,14 @@ absl::StatusOr<v1::ReferralView> ReferralCore::Get(const v1::GetReferralRequest&
     absl::StatusOr<v1::Commit> c = ledger_->Append(std::move(viewed));
     if (c.ok()) view.set_viewed_unix_nanos(c->commit_time_unix_nanos());
   }
-  RETURN_IF_ERROR(RecordRead(who, "ReferralService.Get", req));
+  if (caller == directory::kHubAgency) return view;  // the hub's own rendering
+  read.set_agency(caller);
+  read.set_actor(who.actor);
+  read.set_rpc("ReferralService.Get");
+  read.set_record_type("referral");
+  read.set_record_id(req.referral());
+  read.set_subject_id(st->subject_id);
+  RETURN_IF_ERROR(ledger_->Append(trust::AccessRecord(read)).status());
   return view;
 }
 

@@ -44,6 +44,15 @@ v1::AppendRequest ReadRecord(absl::string_view caller, absl::string_view actor,
   return req;
 }
 
+v1::AppendRequest AccessRecord(const v1::RecordAccessed& read) {
+  v1::AppendRequest req;
+  v1::EventInput* ev =
+      AddEvent(&req, names::stream::Audit(read.agency()), names::event::kRecordAccessed,
+               read.subject_id(), read.SerializeAsString());
+  ev->add_agencies(read.agency());
+  return req;
+}
+
 absl::Status Corrupt(const v1::Event& e, absl::string_view what) {
   return absl::DataLossError(
       absl::StrCat("event seq ", e.header().seq(), " (", e.header().type(), ") ", what));

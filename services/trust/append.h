@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "careloop/v1/audit.pb.h"
 #include "careloop/v1/ledger.pb.h"
 #include "google/protobuf/message.h"
 
@@ -28,6 +29,12 @@ void Expect(v1::AppendRequest* req, std::string stream, uint64_t version);
 // `actor` is the staff member the caller acted for ("" when not named).
 v1::AppendRequest ReadRecord(absl::string_view caller, absl::string_view actor,
                              absl::string_view rpc, const google::protobuf::Message& request);
+
+// The record of one read of a person's records (RecordAccessed, in
+// audit/<agency>): the person's hub id as the header's subject and the
+// reading agency as its agency, so the person's trail and the agency's
+// index find it; who read what in the payload only.
+v1::AppendRequest AccessRecord(const v1::RecordAccessed& read);
 
 // DATA_LOSS for an event in the ledger that does not hold what its type says
 // (named by seq and type, never by content).

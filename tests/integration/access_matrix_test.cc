@@ -973,6 +973,12 @@ class Matrix {
       r->set_subject_id(objects_.subject);
       return r;
     }
+    if (rpc == "AuditService.Access") {
+      auto r = std::make_unique<v1::AccessRequest>();
+      r->set_referral("org.stmarys/r-1");
+      return r;
+    }
+    if (rpc == "AuditService.Figures") return std::make_unique<v1::FiguresRequest>();
     if (rpc == "AuditService.FhirAuditEvents") {
       auto r = std::make_unique<v1::FhirAuditEventsRequest>();
       r->set_subject_id(objects_.subject);

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/str_join.h"
 #include "services/audit/audit_core.h"
 #include "services/audit/bundle.h"
 #include "services/trust/head_signer.h"
@@ -158,8 +159,9 @@ TEST_F(AuditTest, QueriesSelectPageAndAreRecorded) {
   two.set_agency("org.foodbank");
   EXPECT_EQ(audit_->Query(two, Who("org.compliance")).status().code(),
             absl::StatusCode::kInvalidArgument);
-  // Every query left a record of who asked what.
-  EXPECT_GE(Count("AuditQueried"), 8);
+  // Every query left a record of who asked what (about a person: in the
+  // person's trail, as a RecordAccessed).
+  EXPECT_GE(Count("AuditQueried") + Count("RecordAccessed"), 8);
 }
 
 TEST_F(AuditTest, TheConsentTrailTellsTheStoryInOrder) {
@@ -332,6 +334,149 @@ TEST_F(AuditTest, FhirAuditEventCarriesEveryElementForADisclosure) {
   for (const auto& d : e["entity"][1]["detail"])
     consent_detail |= d["type"] == "consent" && d["valueString"] == consent_id_;
   EXPECT_TRUE(consent_detail);
+}
+
+// Who opened what, by subject, by actor and by referral, against the reads
+// the scenario itself made; an agency sees only its own staff's reads; the
+// reads are in the person's trail but never in the accounting of
+// disclosures (reads inside an agency are not disclosures).
+TEST_F(AuditTest, TheAccessTrailNamesEveryReaderAndOnlyToThoseAllowed) {
+  // A new consent, so the food bank sees contact and social needs again.
+  auto fresh = env_.Grant(
+      careloop::testing::ConsentEnv::NetworkConsent(subject_, {"contact", "social-needs"}));
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  v1::DisclosureReportRequest accounting;
+  accounting.set_subject_id(subject_);
+  accounting.set_hipaa_accounting(true);
+  auto before = audit_->Report(accounting, policy::Caller::Agency("org.compliance", "u-officer"));
+  ASSERT_TRUE(before.ok()) << before.status();
+
+  struct Read {
+    std::string agency, actor;
+    std::vector<std::string> sections;
+    std::vector<std::string> consents;  // per section, joined
+  };
+  std::vector<Read> expected;
+  auto open = [&](const std::string& agency, const std::string& actor) {
+    v1::GetReferralRequest get;
+    get.set_referral("org.stmarys/r-1");
+    auto v = core_->Get(get, policy::Caller::Agency(agency, actor));
+    ASSERT_TRUE(v.ok()) << v.status();
+    Read r{agency, actor, {}, {}};
+    for (const auto& s : v->sections()) {
+      r.sections.push_back(s.section_id());
+      r.consents.push_back(agency == "org.stmarys" ? "" : *fresh);
+    }
+    expected.push_back(r);
+  };
+  open("org.stmarys", "u-planner");
+  open("org.foodbank", "u-intake");
+  open("org.foodbank", "u-other");
+  ASSERT_EQ(expected[0].sections, (std::vector<std::string>{"contact", "needs", "bh"}));
+  ASSERT_EQ(expected[1].sections, (std::vector<std::string>{"contact", "needs"}))
+      << "the behavioural-health section was withheld at routing";
+
+  auto entries_of = [&](const v1::AccessResponse& r) {
+    std::vector<Read> out;
+    for (const auto& e : r.entries()) {
+      if (e.record_type() != "referral") continue;
+      Read got{e.agency(), e.actor(), {}, {}};
+      for (const auto& s : e.sections()) {
+        got.sections.push_back(s.section_id());
+        got.consents.push_back(absl::StrJoin(s.consent_ids(), ","));
+        EXPECT_EQ(s.authority(), e.agency() == "org.stmarys" ? "sender" : "consent");
+      }
+      out.push_back(got);
+    }
+    return out;
+  };
+  auto same = [](const std::vector<Read>& a, const std::vector<Read>& b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (a[i].agency != b[i].agency || a[i].actor != b[i].actor ||
+          a[i].sections != b[i].sections || a[i].consents != b[i].consents) {
+        return false;
+      }
+    }
+    return true;
+  };
+  const policy::Caller officer = policy::Caller::Agency("org.compliance", "u-officer");
+  v1::AccessRequest by_subject;
+  by_subject.set_subject_id(subject_);
+  auto all = audit_->Access(by_subject, officer);
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_TRUE(same(entries_of(*all), expected));
+  // Compliance's own reads of the person are there too (the report above).
+  bool officer_seen = false;
+  for (const auto& e : all->entries())
+    officer_seen |= e.agency() == "org.compliance" && e.actor() == "u-officer";
+  EXPECT_TRUE(officer_seen);
+
+  // "Who opened this": the referral's readers.
+  v1::AccessRequest by_referral;
+  by_referral.set_referral("org.stmarys/r-1");
+  auto opened = audit_->Access(by_referral, officer);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_TRUE(same(entries_of(*opened), expected));
+
+  // By actor: the intake worker's read; the acceptance its colleague signed
+  // is under that colleague.
+  v1::AccessRequest by_actor;
+  by_actor.set_agency("org.foodbank");
+  by_actor.set_actor("u-intake");
+  auto intake = audit_->Access(by_actor, officer);
+  ASSERT_TRUE(intake.ok()) << intake.status();
+  EXPECT_TRUE(same(entries_of(*intake), {expected[1]}));
+  by_actor.set_actor("u-org.foodbank");
+  auto signer = audit_->Access(by_actor, officer);
+  ASSERT_TRUE(signer.ok());
+  ASSERT_EQ(signer->entries_size(), 1);
+  EXPECT_EQ(signer->entries(0).kind(), "signed");
+  EXPECT_EQ(signer->entries(0).what(), "StatusChanged");
+  EXPECT_EQ(signer->entries(0).record_id(), "org.stmarys/r-1");
+
+  // An agency sees only its own staff's reads, whichever way it asks.
+  auto foodbank = audit_->Access(by_referral, policy::Caller::Agency("org.foodbank", "u-intake"));
+  ASSERT_TRUE(foodbank.ok()) << foodbank.status();
+  EXPECT_TRUE(same(entries_of(*foodbank), {expected[1], expected[2]}));
+  for (const auto& e : foodbank->entries()) EXPECT_EQ(e.agency(), "org.foodbank");
+  auto foodbank_subject =
+      audit_->Access(by_subject, policy::Caller::Agency("org.foodbank", "u-intake"));
+  ASSERT_TRUE(foodbank_subject.ok());
+  for (const auto& e : foodbank_subject->entries()) EXPECT_EQ(e.agency(), "org.foodbank");
+  v1::AccessRequest other_staff;
+  other_staff.set_agency("org.stmarys");
+  other_staff.set_actor("u-planner");
+  auto refused = audit_->Access(other_staff, policy::Caller::Agency("org.foodbank", "u-intake"));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(std::string(refused.status().message()).find("u-planner"), std::string::npos);
+  auto shelter = audit_->Access(by_referral, policy::Caller::Agency("org.shelter", "u-x"));
+  ASSERT_TRUE(shelter.ok());
+  EXPECT_EQ(shelter->entries_size(), 0) << "no agency sees another's reads";
+
+  // Bad requests.
+  EXPECT_EQ(audit_->Access(v1::AccessRequest(), officer).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  v1::AccessRequest two = by_subject;
+  two.set_referral("org.stmarys/r-1");
+  EXPECT_EQ(audit_->Access(two, officer).status().code(), absl::StatusCode::kInvalidArgument);
+
+  // The trail lists the reads; the accounting of disclosures does not.
+  v1::TrailRequest t;
+  t.set_subject_id(subject_);
+  auto trail = audit_->Trail(t, officer);
+  ASSERT_TRUE(trail.ok());
+  int reads = 0;
+  for (const auto& e : trail->entries()) {
+    if (e.type() == "RecordAccessed" && e.record() == "referral org.stmarys/r-1") {
+      ++reads;
+      EXPECT_FALSE(e.by_user().empty());
+    }
+  }
+  EXPECT_EQ(reads, 3);
+  auto after = audit_->Report(accounting, officer);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->entries_size(), before->entries_size());
 }
 
 }  // namespace

@@ -932,32 +932,39 @@ using careloop::testing::Who;
 TEST_F(ConsentServiceTest, ReadsOfAPersonsRecordsAreRecordedAndTheHubsOwnDecisionsAreNot) {
   const std::string s = *env_.NewSubject("000123");
   const std::string id = *env_.Grant(ConsentEnv::NetworkConsent(s));
+  // A read about one person is a RecordAccessed naming that person in its
+  // header (and the reading agency), nothing else.
   auto reads = [&]() {
-    std::vector<v1::AuditQueried> out;
-    for (const v1::Event& e : EventsOfType("AuditQueried")) {
-      v1::AuditQueried q;
+    std::vector<v1::RecordAccessed> out;
+    for (const v1::Event& e : EventsOfType("RecordAccessed")) {
+      v1::RecordAccessed q;
       EXPECT_TRUE(q.ParseFromString(e.payload()));
       EXPECT_EQ(e.header().stream(), "audit/" + q.agency());
-      EXPECT_EQ(e.header().agencies_size(), 0) << "delivered to nobody";
+      EXPECT_EQ(e.header().subject(), s);
+      EXPECT_EQ(
+          std::vector<std::string>(e.header().agencies().begin(), e.header().agencies().end()),
+          std::vector<std::string>{q.agency()});
       out.push_back(q);
     }
     return out;
   };
   ASSERT_TRUE(reads().empty());
-  ASSERT_TRUE(core()->GetConsent(id, Who("org.stmarys")).ok());
+  ASSERT_TRUE(core()->GetConsent(id, policy::Caller::Agency("org.stmarys", "u-planner")).ok());
   v1::ListConsentsRequest list;
   list.set_subject_id(s);
   ASSERT_TRUE(core()->ListConsents(list, Who("org.compliance")).ok());
   v1::DisclosureReportRequest report;
   report.set_subject_id(s);
   ASSERT_TRUE(core()->Report(report, Who("org.compliance")).ok());
-  std::vector<v1::AuditQueried> got = reads();
+  std::vector<v1::RecordAccessed> got = reads();
   ASSERT_EQ(got.size(), 3u);
   EXPECT_EQ(got[0].agency(), "org.stmarys");
+  EXPECT_EQ(got[0].actor(), "u-planner");
   EXPECT_EQ(got[0].rpc(), "ConsentService.GetConsent");
-  EXPECT_NE(got[0].request_json().find(id), std::string::npos);
+  EXPECT_EQ(got[0].record_type(), "consent");
   EXPECT_EQ(got[1].rpc(), "ConsentService.ListConsents");
   EXPECT_EQ(got[2].rpc(), "ConsentService.DisclosureReport");
+  EXPECT_EQ(got[2].record_type(), "disclosure-report");
   // The hub's own decision on a submission, and a refused read: nothing.
   ASSERT_TRUE(env_.Check(s, "org.foodbank", {"social-needs"}).ok());
   EXPECT_EQ(core()->GetConsent(id, Who("org.shelter")).status().code(),

@@ -92,6 +92,8 @@ class CoreGateTest : public testing::ReferralFixture {
     m["AuditService.Inclusion"] = Of([au](auto& c) { return au->Inclusion({}, c); });
     m["AuditService.Export"] = Of([au](auto& c) { return au->Export({}, c); });
     m["AuditService.FhirAuditEvents"] = Of([au](auto& c) { return au->FhirAuditEvents({}, c); });
+    m["AuditService.Access"] = Of([au](auto& c) { return au->Access({}, c); });
+    m["AuditService.Figures"] = Of([au](auto& c) { return au->Figures({}, c); });
     return m;
   }
 

@@ -706,10 +706,10 @@ TEST_F(ReferralTest, OpeningIsRecordedOnceAsViewedWhichIsNotAccepted) {
   EXPECT_NE(first->viewed_unix_nanos(), 0);
   EXPECT_EQ(first->status(), v1::TASK_REQUESTED);
   const int viewed = Count("ReferralViewed");
-  const int reads = Count("AuditQueried");
+  const int reads = Count("RecordAccessed");
   EXPECT_TRUE(core_->Get(get, Who("org.foodbank")).ok());
   EXPECT_EQ(Count("ReferralViewed"), viewed) << "once";
-  EXPECT_EQ(Count("AuditQueried"), reads + 1) << "every read is recorded";
+  EXPECT_EQ(Count("RecordAccessed"), reads + 1) << "every read is recorded";
   auto sender_view = core_->Get(get, Who("org.stmarys"));
   EXPECT_EQ(sender_view->viewed_unix_nanos(), first->viewed_unix_nanos());
   EXPECT_EQ(Count("ReferralViewed"), 1);
@@ -834,7 +834,7 @@ TEST_F(ReferralTest, AFormerRecipientSeesWhatItHeldAndNothingAfter) {
   for (const v1::ReferralHistoryEntry& h : former->history())
     EXPECT_NE(h.recipient_agency(), "org.foodbank") << "nothing after it left";
   EXPECT_EQ(Count("DisclosureRecorded"), disclosures) << "a view discloses nothing new";
-  EXPECT_GE(Count("AuditQueried"), 1) << "but it is a recorded read";
+  EXPECT_GE(Count("RecordAccessed"), 1) << "but it is a recorded read";
   // Negative control: the current recipient and the sender see the new routing.
   EXPECT_EQ(ViewAs("org.foodbank")->recipient_agency(), "org.foodbank");
   EXPECT_EQ(ViewAs("org.stmarys")->recipient_agency(), "org.foodbank");

@@ -1,4 +1,5 @@
-// careloop audit query|trail|report|proof|verify-proof|monitor|export|verify-bundle|fhir.
+// careloop audit query|trail|access|figures|report|proof|verify-proof|monitor|export|
+// verify-bundle|fhir.
 //
 // verify-proof and verify-bundle work offline with only the hub's verifier
 // key; monitor keeps the last head it accepted in a state file and fails
@@ -187,6 +188,83 @@ void AddAuditCommands(CLI::App& app, Globals& g) {
             if (!e.reason().empty()) std::cout << "  reason: " << e.reason();
             if (!e.by_user().empty()) std::cout << "  by " << e.by_agency() << "/" << e.by_user();
             std::cout << "\n";
+          }
+        });
+  });
+
+  struct AccessFlags {
+    v1::AccessRequest req;
+    std::string from, to;
+  };
+  auto af = std::make_shared<AccessFlags>();
+  CLI::App* access = audit->add_subcommand(
+      "access", "who read what: a subject's readers, one staff member, or a referral's");
+  access->add_option("--subject", *af->req.mutable_subject_id(), "a subject id");
+  access->add_option("--referral", *af->req.mutable_referral(), "SENDER/ID: who opened it");
+  access->add_option("--actor", *af->req.mutable_actor(),
+                     "a staff member's user id (with --agency)");
+  access->add_option("--agency", *af->req.mutable_agency(), "the staff member's agency");
+  access->add_option("--from", af->from, "from (RFC 3339)");
+  access->add_option("--to", af->to, "to (RFC 3339)");
+  access->callback([&g, af] {
+    int64_t from = 0, to = 0;
+    if (!ParseRange(g, af->from, af->to, &from, &to)) return;
+    af->req.set_from_unix_nanos(from);
+    af->req.set_to_unix_nanos(to);
+    Call<v1::AccessRequest, v1::AccessResponse>(
+        g, &v1::AuditService::Stub::Access, af->req, [](const v1::AccessResponse& r) {
+          for (const auto& e : r.entries()) {
+            std::cout << e.seq() << "  " << When(e.at_unix_nanos()) << "  " << e.agency() << "/"
+                      << (e.actor().empty() ? "-" : e.actor()) << "  " << e.kind() << "  "
+                      << e.what() << "  " << e.record_type();
+            if (!e.record_id().empty()) std::cout << " " << e.record_id();
+            for (const auto& sec : e.sections()) {
+              std::cout << "  " << sec.section_id() << "(" << sec.category() << ", "
+                        << sec.authority();
+              if (!sec.consent_ids().empty())
+                std::cout << " " << absl::StrJoin(sec.consent_ids(), ",");
+              std::cout << ")";
+            }
+            std::cout << "\n";
+          }
+        });
+  });
+
+  struct FiguresFlags {
+    v1::FiguresRequest req;
+    std::string from, to;
+  };
+  auto fig = std::make_shared<FiguresFlags>();
+  CLI::App* figures = audit->add_subcommand(
+      "figures", "referral figures (an agency: its own; a hub admin: the network); <11 withheld");
+  figures->add_option("--by", *fig->req.mutable_group_by(), "agency (receiving) or service");
+  figures->add_option("--from", fig->from, "referrals submitted from (RFC 3339)");
+  figures->add_option("--to", fig->to, "until (RFC 3339)");
+  figures->callback([&g, fig] {
+    int64_t from = 0, to = 0;
+    if (!ParseRange(g, fig->from, fig->to, &from, &to)) return;
+    fig->req.set_from_unix_nanos(from);
+    fig->req.set_to_unix_nanos(to);
+    Call<v1::FiguresRequest, v1::FiguresResponse>(
+        g, &v1::AuditService::Stub::Figures, fig->req, [](const v1::FiguresResponse& r) {
+          auto count = [](const v1::Count& c) {
+            return c.suppressed() ? std::string("<11") : std::to_string(c.value());
+          };
+          auto timing = [](const v1::Timing& t) {
+            return t.suppressed() ? std::string("<11")
+                                  : absl::StrCat(t.p50_seconds(), "s/", t.p90_seconds(), "s");
+          };
+          std::cout << "group,offered,viewed,accepted,declined,completed,closed,escalated,"
+                       "unassigned,first_view_p50/p90,accept_p50/p90,close_p50/p90\n";
+          std::vector<v1::FiguresRow> rows(r.rows().begin(), r.rows().end());
+          rows.push_back(r.total());
+          for (const auto& row : rows) {
+            std::cout << row.group() << "," << count(row.offered()) << "," << count(row.viewed())
+                      << "," << count(row.accepted()) << "," << count(row.declined()) << ","
+                      << count(row.completed()) << "," << count(row.closed()) << ","
+                      << count(row.escalated()) << "," << count(row.unassigned()) << ","
+                      << timing(row.to_first_view()) << "," << timing(row.to_accept()) << ","
+                      << timing(row.to_close()) << "\n";
           }
         });
   });

@@ -209,6 +209,7 @@ void Prepare(const Globals& g, grpc::ClientContext* ctx) {
   ctx->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(g.timeout_seconds)));
   if (!g.dev_agency.empty()) ctx->AddMetadata("x-careloop-dev-agency", g.dev_agency);
   if (!g.dev_admin.empty()) ctx->AddMetadata("x-careloop-dev-admin", g.dev_admin);
+  if (!g.user.empty()) ctx->AddMetadata("x-careloop-actor", g.user);
 }
 
 void Submit(Globals& g, const google::protobuf::Message& payload, const Signer& s) {

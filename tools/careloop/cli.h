@@ -37,6 +37,9 @@ struct Globals {
   // the hub admin (user id) it is.
   std::string dev_agency;
   std::string dev_admin;
+  // The staff member of the agency on whose behalf reads are made (the hub
+  // records it with every read of a person's records; it grants nothing).
+  std::string user;
   // The ledger's own listener (careloop ledger ...): the hub's operators only.
   std::string ledger = "unix:var/run/ledger.sock";
   int exit_code = kOk;

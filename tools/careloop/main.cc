@@ -16,6 +16,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   // NOLINTBEGIN(concurrency-mt-unsafe)
   if (const char* hub = std::getenv("CARELOOP_HUB"); hub != nullptr && *hub != '\0') g.hub = hub;
   if (const char* a = std::getenv("CARELOOP_DEV_AGENCY"); a != nullptr) g.dev_agency = a;
+  if (const char* u = std::getenv("CARELOOP_USER"); u != nullptr) g.user = u;
   // NOLINTEND(concurrency-mt-unsafe)
   // A named profile sets defaults before the commands are declared; flags
   // given on the command line override it.
@@ -47,6 +48,9 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   app.add_option("--dev-admin", g.dev_admin,
                  "dev mode only: act as this hub admin user (with TLS, an admin certificate "
                  "spiffe://careloop/admin/<user> says it)");
+  app.add_option("--user", g.user,
+                 "the staff member you act for (a directory user id; env CARELOOP_USER): the hub "
+                 "records it with every read of a person's records");
   app.add_option("--timeout", g.timeout_seconds, "deadline of each call in seconds")
       ->capture_default_str();
   careloop::cli::AddLedgerCommands(app, g);
