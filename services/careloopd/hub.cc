@@ -306,8 +306,9 @@ absl::Status Hub::StartEdge(std::ostream& out) {
     edge_hub_ = std::make_unique<edge::GrpcHub>(
         edge::RemoteHubOptions{config_.edge_hub, config_.edge_hub_certs, absl::Seconds(30)});
   } else {
-    edge_hub_ = std::make_unique<edge::InProcessHub>(edge::HubCores{
-        referral_core_.get(), consent_core_.get(), directory_core_.get(), notifications_.get()});
+    edge_hub_ = std::make_unique<edge::InProcessHub>(
+        edge::HubCores{referral_core_.get(), consent_core_.get(), directory_core_.get(),
+                       notifications_.get(), audit_core_.get()});
   }
   edge_desk_ = std::make_unique<edge::Desk>(edge_hub_.get(), edge_keys_.get(), SystemClock());
   edge_feed_ = std::make_unique<edge::ChangeFeed>(edge_hub_.get());
@@ -333,8 +334,21 @@ absl::Status Hub::StartEdge(std::ostream& out) {
                               (fs::path(dir) / edge::kEdgeBackupDir).string());
     });
   }
-  edge::EdgeParts parts{edge_accounts_.get(), edge_desk_.get(), edge_feed_.get(), edge_staff_.get(),
-                        nullptr};
+  // The monitor checks the log with the hub's verifier key: this hub's own,
+  // or, for an edge apart, hub-log.vkey beside its certificates (or in its
+  // data dir in dev mode).
+  std::string vkey;
+  if (signer_) {
+    vkey = signer_->VerifierKey();
+  } else {
+    const std::string dir =
+        config_.edge_hub_certs.empty() ? config_.data_dir : config_.edge_hub_certs;
+    if (absl::StatusOr<std::string> k = ReadFile(dir + "/hub-log.vkey"); k.ok()) vkey = *k;
+  }
+  edge_privacy_ = std::make_unique<edge::PrivacyDesk>(
+      edge_hub_.get(), edge_signer_.get(), SystemClock(), vkey, config_.edge_dir() + "/monitor");
+  edge::EdgeParts parts{edge_accounts_.get(), edge_desk_.get(),    edge_feed_.get(),
+                        edge_staff_.get(),    edge_privacy_.get(), nullptr};
   if (config_.edge_dev() && fs::exists(config_.admin_key_path())) {
     // Dev mode: careloop demo seed, for whoever can read the data dir.
     ASSIGN_OR_RETURN(std::string pem, ReadFile(config_.admin_key_path()));
@@ -569,6 +583,7 @@ void Hub::Shutdown() {
   edge_http_.reset();
   edge_feed_.reset();
   edge_staff_.reset();
+  edge_privacy_.reset();
   edge_signer_.reset();
   edge_desk_.reset();
   edge_hub_.reset();

@@ -116,6 +116,7 @@ class Hub {
   std::unique_ptr<edge::Desk> edge_desk_;
   std::unique_ptr<edge::ChangeFeed> edge_feed_;
   std::unique_ptr<edge::Signer> edge_signer_;
+  std::unique_ptr<edge::PrivacyDesk> edge_privacy_;
   std::unique_ptr<edge::StaffAdmin> edge_staff_;
   std::unique_ptr<trust::Ed25519PrivateKey> edge_seed_key_;  // dev: the hub admin's key
   std::unique_ptr<edge::EdgeHttp> edge_http_;

@@ -16,19 +16,22 @@
 #include "google/protobuf/util/json_util.h"
 #include "services/directory/agencies.h"
 #include "services/edge/console_assets.h"
+#include "services/edge/http_json.h"
 #include "services/edge/totp.h"
 #include "services/referral/lifecycle.h"
 
 namespace careloop::edge {
 namespace {
 
-using nlohmann::json;
-
-// What the logger may say about the request being answered on this thread:
-// the route's pattern (never the path a client sent, which could hold
-// anything) and the staff member.
-thread_local std::string t_route;
-thread_local std::string t_actor;
+using http::BodyOf;
+using http::json;
+using http::ProtoJson;
+using http::Reply;
+using http::ReplyError;
+using http::ReplyStatus;
+using http::StringField;
+using http::StringFields;
+using http::StringList;
 
 constexpr char kContentSecurityPolicy[] =
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -44,75 +47,6 @@ void SetSecurityHeaders(httplib::Response& res) {
   res.set_header("Cross-Origin-Resource-Policy", "same-origin");
   res.set_header("Permissions-Policy", "camera=(), microphone=(), geolocation=()");
   res.set_header("Cache-Control", "no-store");
-}
-
-int HttpStatusOf(absl::StatusCode code) {
-  switch (code) {
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kOutOfRange:
-      return 400;
-    case absl::StatusCode::kUnauthenticated:
-      return 401;
-    case absl::StatusCode::kPermissionDenied:
-      return 403;
-    case absl::StatusCode::kNotFound:
-      return 404;
-    case absl::StatusCode::kAlreadyExists:
-    case absl::StatusCode::kFailedPrecondition:
-    case absl::StatusCode::kAborted:
-      return 409;
-    case absl::StatusCode::kResourceExhausted:
-      return 429;
-    case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kDeadlineExceeded:
-      return 503;
-    default:
-      return 500;
-  }
-}
-
-void Reply(httplib::Response& res, int status, const json& body) {
-  res.status = status;
-  res.set_content(body.dump(), "application/json");
-}
-
-void ReplyError(httplib::Response& res, int status, const std::string& message) {
-  Reply(res, status, json{{"error", message}});
-}
-
-// A core error as HTTP. Internal failures say only that something failed:
-// their messages are for the operator's log, not the browser.
-void ReplyStatus(httplib::Response& res, const absl::Status& s) {
-  const int status = HttpStatusOf(s.code());
-  if (status >= 500) {
-    log::Error("edge_http_failed",
-               {{"route", t_route}, {"code", absl::StatusCodeToString(s.code())}});
-    ReplyError(res, status, "the edge could not do that just now; try again");
-    return;
-  }
-  ReplyError(res, status, std::string(s.message()));
-}
-
-// The JSON object a request carries, or an answer saying why not.
-absl::StatusOr<json> BodyOf(const httplib::Request& req) {
-  if (!absl::StartsWith(req.get_header_value("Content-Type"), "application/json")) {
-    return absl::InvalidArgumentError("send the request body as application/json");
-  }
-  json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded() || !body.is_object()) {
-    return absl::InvalidArgumentError("the request body is not a JSON object");
-  }
-  return body;
-}
-
-// A string field of `body`; "" when absent; an error when not a string.
-absl::StatusOr<std::string> StringField(const json& body, const char* name) {
-  const auto it = body.find(name);
-  if (it == body.end() || it->is_null()) return std::string();
-  if (!it->is_string()) {
-    return absl::InvalidArgumentError(absl::StrCat("\"", name, "\" must be a string"));
-  }
-  return it->get<std::string>();
 }
 
 std::string CookieValue(const httplib::Request& req, absl::string_view name) {
@@ -148,16 +82,6 @@ json EnrollmentJson(const Enrollment& e) {
   return j;
 }
 
-// A message as the console reads it: proto3 JSON with the .proto field
-// names (bytes in base64, enums by name).
-json ProtoJson(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions o;
-  o.preserve_proto_field_names = true;
-  CARELOOP_CHECK(google::protobuf::util::MessageToJsonString(m, &out, o).ok());
-  return json::parse(out);
-}
-
 absl::StatusOr<v1::ReferralPriority> PriorityOf(const std::string& name) {
   if (name.empty() || name == "routine") return v1::ROUTINE;
   if (name == "urgent") return v1::URGENT;
@@ -172,44 +96,6 @@ absl::StatusOr<v1::TaskStatus> StatusOf(const std::string& code) {
   std::optional<v1::TaskStatus> s = referral::FromFhirCode(code);
   if (!s) return absl::InvalidArgumentError("unknown status");
   return *s;
-}
-
-// The string fields `names` of `body`, in order, or the first error.
-absl::StatusOr<std::vector<std::string>> StringFields(const json& body,
-                                                      std::initializer_list<const char*> names) {
-  std::vector<std::string> out;
-  for (const char* name : names) {
-    ASSIGN_OR_RETURN(std::string v, StringField(body, name));
-    out.push_back(std::move(v));
-  }
-  return out;
-}
-
-// A list of strings of `body` ("" : absent is an empty list).
-absl::StatusOr<std::vector<std::string>> StringList(const json& body, const char* name) {
-  std::vector<std::string> out;
-  const auto it = body.find(name);
-  if (it == body.end() || it->is_null()) return out;
-  if (!it->is_array())
-    return absl::InvalidArgumentError(absl::StrCat("\"", name, "\" must be a list"));
-  for (const json& v : *it) {
-    if (!v.is_string()) {
-      return absl::InvalidArgumentError(absl::StrCat("\"", name, "\" holds strings only"));
-    }
-    out.push_back(v.get<std::string>());
-  }
-  return out;
-}
-
-// A date "YYYY-MM-DD" as the end of that day in UTC; "" is 0 (no end).
-absl::StatusOr<int64_t> EndOfDay(const std::string& date) {
-  if (date.empty()) return 0;
-  absl::Time t;
-  std::string err;
-  if (!absl::ParseTime("%Y-%m-%d", date, absl::UTCTimeZone(), &t, &err)) {
-    return absl::InvalidArgumentError("a date is YYYY-MM-DD");
-  }
-  return absl::ToUnixNanos(t + absl::Hours(24));
 }
 
 absl::StatusOr<std::vector<SectionInput>> SectionsOf(const json& body) {
@@ -278,8 +164,8 @@ EdgeHttp::EdgeHttp(EdgeHttpOptions options, EdgeParts parts, Clock* clock)
   // each answer, a console holds a thread only while it is being answered.
   server_->set_keep_alive_max_count(1);
   server_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    t_route = "(unrouted)";
-    t_actor.clear();
+    http::CurrentRoute() = "(unrouted)";
+    http::CurrentActor().clear();
     SetSecurityHeaders(res);
     if (!requests_.Allow(req.remote_addr)) {
       ReplyError(res, 429, "too many requests; wait a moment");
@@ -294,14 +180,15 @@ EdgeHttp::EdgeHttp(EdgeHttpOptions options, EdgeParts parts, Clock* clock)
   });
   server_->set_logger([](const httplib::Request& req, const httplib::Response& res) {
     log::Info("edge_http", {{"method", req.method},
-                            {"route", t_route},
+                            {"route", http::CurrentRoute()},
                             {"status", res.status},
-                            {"staff", t_actor.empty() ? "-" : t_actor}});
+                            {"staff", http::CurrentActor().empty() ? "-" : http::CurrentActor()}});
   });
   CARELOOP_CHECK(accounts_ != nullptr);
   RegisterRoutes();
   if (parts_.desk != nullptr) RegisterDeskRoutes();
   if (parts_.staff != nullptr) RegisterStaffRoutes();
+  if (parts_.privacy != nullptr) RegisterPrivacyRoutes();
   if (parts_.dev_seed && !options_.dev_seed_token.empty()) {
     Route("POST", "/api/dev/seed", Access::kPublic,
           [this](const httplib::Request& req, httplib::Response& res, const Principal*) {
@@ -319,7 +206,7 @@ void EdgeHttp::Route(const std::string& method, const std::string& pattern, Acce
   CARELOOP_CHECK(method == "GET" || access != Access::kSession);
   auto wrapped = [this, pattern, access, before_new_password, handler = std::move(handler)](
                      const httplib::Request& req, httplib::Response& res) {
-    t_route = pattern;
+    http::CurrentRoute() = pattern;
     Guard(req, res, access, before_new_password, handler);
   };
   if (method == "GET") {
@@ -343,7 +230,7 @@ void EdgeHttp::Guard(const httplib::Request& req, httplib::Response& res, Access
     ReplyStatus(res, who.status());
     return;
   }
-  t_actor = absl::StrCat(who->member.agency_id, "/", who->member.user_id);
+  http::CurrentActor() = absl::StrCat(who->member.agency_id, "/", who->member.user_id);
   if (access == Access::kSessionAndCsrf &&
       !ConstantTimeEquals(req.get_header_value("X-CSRF-Token"), who->csrf)) {
     ReplyError(res, 403, "this change lacks the page's CSRF token; reload the page");
@@ -412,7 +299,7 @@ void EdgeHttp::Login(const httplib::Request& req, httplib::Response& res) {
   if (!session.ok()) return ReplyStatus(res, session.status());
   absl::StatusOr<Principal> who = accounts_->Authenticate(session->session);
   if (!who.ok()) return ReplyStatus(res, who.status());
-  t_actor = absl::StrCat(who->member.agency_id, "/", who->member.user_id);
+  http::CurrentActor() = absl::StrCat(who->member.agency_id, "/", who->member.user_id);
   SetSessionCookie(res, session->session);
   Reply(res, 200, json{{"csrf", session->csrf}, {"staff", StaffJson(*who)}});
 }
@@ -800,7 +687,7 @@ void EdgeHttp::RecordConsent(const httplib::Request& req, httplib::Response& res
     *out = std::move(*list);
   }
   c.network = body->value("network", false) == true;
-  absl::StatusOr<int64_t> until = EndOfDay((*f)[1]);
+  absl::StatusOr<int64_t> until = http::DayBound((*f)[1], /*end=*/true);
   if (!until.ok()) return ReplyStatus(res, until.status());
   c.until_unix_nanos = *until;
   const std::string& hex = (*f)[2];

@@ -21,6 +21,7 @@
 #include "base/clock.h"
 #include "services/edge/change_feed.h"
 #include "services/edge/desk.h"
+#include "services/edge/privacy_desk.h"
 #include "services/edge/rate_limiter.h"
 #include "services/edge/staff_accounts.h"
 #include "services/edge/staff_admin.h"
@@ -56,7 +57,8 @@ struct EdgeParts {
   StaffAccounts* accounts = nullptr;
   Desk* desk = nullptr;
   ChangeFeed* feed = nullptr;
-  StaffAdmin* staff = nullptr;  // an agency admin's staff pages
+  StaffAdmin* staff = nullptr;     // an agency admin's staff pages
+  PrivacyDesk* privacy = nullptr;  // the compliance desk and the figures
   // The dev seed (careloop demo seed): returns the logins it made as JSON.
   std::function<absl::StatusOr<std::string>()> dev_seed;
 };
@@ -92,6 +94,7 @@ class EdgeHttp {
   void RegisterRoutes();
   void RegisterDeskRoutes();
   void RegisterStaffRoutes();
+  void RegisterPrivacyRoutes();  // privacy_http.cc
   void RegisterAssets();
 
   void Login(const httplib::Request& req, httplib::Response& res);

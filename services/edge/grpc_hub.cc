@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/file.h"
 #include "base/status.h"
+#include "careloop/v1/audit.grpc.pb.h"
 #include "careloop/v1/consent.grpc.pb.h"
 #include "careloop/v1/directory.grpc.pb.h"
 #include "careloop/v1/notification.grpc.pb.h"
@@ -255,6 +256,67 @@ absl::StatusOr<std::vector<v1::AgencyRecord>> GrpcHub::SearchAgencies(
                      return v1::DirectoryService::NewStub(ch)->SearchAgencies(ctx, req, out);
                    }));
   return std::vector<v1::AgencyRecord>(r.agencies().begin(), r.agencies().end());
+}
+
+absl::StatusOr<v1::TrailResponse> GrpcHub::Trail(const v1::TrailRequest& req, const Acting& who) {
+  return Unary<v1::TrailResponse>(who, [&](auto ch, auto* ctx, auto* out) {
+    return v1::AuditService::NewStub(ch)->Trail(ctx, req, out);
+  });
+}
+
+absl::StatusOr<v1::DisclosureReportResponse> GrpcHub::Report(const v1::DisclosureReportRequest& req,
+                                                             const Acting& who) {
+  return Unary<v1::DisclosureReportResponse>(who, [&](auto ch, auto* ctx, auto* out) {
+    return v1::AuditService::NewStub(ch)->Report(ctx, req, out);
+  });
+}
+
+absl::StatusOr<v1::AccessResponse> GrpcHub::Access(const v1::AccessRequest& req,
+                                                   const Acting& who) {
+  return Unary<v1::AccessResponse>(who, [&](auto ch, auto* ctx, auto* out) {
+    return v1::AuditService::NewStub(ch)->Access(ctx, req, out);
+  });
+}
+
+absl::StatusOr<v1::FiguresResponse> GrpcHub::Figures(const v1::FiguresRequest& req,
+                                                     const Acting& who) {
+  return Unary<v1::FiguresResponse>(who, [&](auto ch, auto* ctx, auto* out) {
+    return v1::AuditService::NewStub(ch)->Figures(ctx, req, out);
+  });
+}
+
+absl::StatusOr<v1::ListBreakGlassResponse> GrpcHub::ListBreakGlass(
+    const v1::ListBreakGlassRequest& req, const Acting& who) {
+  return Unary<v1::ListBreakGlassResponse>(who, [&](auto ch, auto* ctx, auto* out) {
+    return v1::ConsentService::NewStub(ch)->ListBreakGlass(ctx, req, out);
+  });
+}
+
+absl::StatusOr<v1::SignedHead> GrpcHub::Head(const v1::AuditHeadRequest& req, const Acting& who) {
+  return Unary<v1::SignedHead>(who, [&](auto ch, auto* ctx, auto* out) {
+    return v1::AuditService::NewStub(ch)->Head(ctx, req, out);
+  });
+}
+
+absl::StatusOr<v1::AuditConsistencyResponse> GrpcHub::Consistency(
+    const v1::AuditConsistencyRequest& req, const Acting& who) {
+  return Unary<v1::AuditConsistencyResponse>(who, [&](auto ch, auto* ctx, auto* out) {
+    return v1::AuditService::NewStub(ch)->Consistency(ctx, req, out);
+  });
+}
+
+absl::StatusOr<v1::ExportResponse> GrpcHub::Export(const v1::ExportRequest& req,
+                                                   const Acting& who) {
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel, ChannelFor(who.agency_id));
+  grpc::ClientContext ctx;
+  Prepare(&ctx, who, /*streaming=*/false);
+  std::unique_ptr<grpc::ClientReader<v1::BundleLine>> reader =
+      v1::AuditService::NewStub(channel)->Export(&ctx, req);
+  v1::ExportResponse out;
+  v1::BundleLine line;
+  while (reader->Read(&line)) *out.add_lines() = std::move(line);
+  RETURN_IF_ERROR(FromGrpcStatus(reader->Finish()));
+  return out;
 }
 
 absl::StatusOr<v1::CreateConsumerResponse> GrpcHub::CreateConsumer(

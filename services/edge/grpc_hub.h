@@ -65,6 +65,21 @@ class GrpcHub final : public HubClient {
   absl::StatusOr<std::vector<v1::AgencyRecord>> SearchAgencies(const v1::SearchAgenciesRequest& req,
                                                                const Acting& who) override;
 
+  absl::StatusOr<v1::TrailResponse> Trail(const v1::TrailRequest& req, const Acting& who) override;
+  absl::StatusOr<v1::DisclosureReportResponse> Report(const v1::DisclosureReportRequest& req,
+                                                      const Acting& who) override;
+  absl::StatusOr<v1::AccessResponse> Access(const v1::AccessRequest& req,
+                                            const Acting& who) override;
+  absl::StatusOr<v1::FiguresResponse> Figures(const v1::FiguresRequest& req,
+                                              const Acting& who) override;
+  absl::StatusOr<v1::ListBreakGlassResponse> ListBreakGlass(const v1::ListBreakGlassRequest& req,
+                                                            const Acting& who) override;
+  absl::StatusOr<v1::SignedHead> Head(const v1::AuditHeadRequest& req, const Acting& who) override;
+  absl::StatusOr<v1::AuditConsistencyResponse> Consistency(const v1::AuditConsistencyRequest& req,
+                                                           const Acting& who) override;
+  absl::StatusOr<v1::ExportResponse> Export(const v1::ExportRequest& req,
+                                            const Acting& who) override;
+
   absl::StatusOr<v1::CreateConsumerResponse> CreateConsumer(const v1::CreateConsumerRequest& req,
                                                             const Acting& who) override;
   absl::StatusOr<std::unique_ptr<ChangeStream>> Subscribe(const v1::SubscribeRequest& req,

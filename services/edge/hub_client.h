@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "careloop/v1/audit.pb.h"
 #include "careloop/v1/consent.pb.h"
 #include "careloop/v1/directory.pb.h"
 #include "careloop/v1/notification.pb.h"
@@ -71,6 +72,25 @@ class HubClient {
                                                      const Acting& who) = 0;
   virtual absl::StatusOr<std::vector<v1::AgencyRecord>> SearchAgencies(
       const v1::SearchAgenciesRequest& req, const Acting& who) = 0;
+
+  // The compliance desk and the figures (AuditService; the break-glass
+  // list from ConsentService).
+  virtual absl::StatusOr<v1::TrailResponse> Trail(const v1::TrailRequest& req,
+                                                  const Acting& who) = 0;
+  virtual absl::StatusOr<v1::DisclosureReportResponse> Report(
+      const v1::DisclosureReportRequest& req, const Acting& who) = 0;
+  virtual absl::StatusOr<v1::AccessResponse> Access(const v1::AccessRequest& req,
+                                                    const Acting& who) = 0;
+  virtual absl::StatusOr<v1::FiguresResponse> Figures(const v1::FiguresRequest& req,
+                                                      const Acting& who) = 0;
+  virtual absl::StatusOr<v1::ListBreakGlassResponse> ListBreakGlass(
+      const v1::ListBreakGlassRequest& req, const Acting& who) = 0;
+  virtual absl::StatusOr<v1::SignedHead> Head(const v1::AuditHeadRequest& req,
+                                              const Acting& who) = 0;
+  virtual absl::StatusOr<v1::AuditConsistencyResponse> Consistency(
+      const v1::AuditConsistencyRequest& req, const Acting& who) = 0;
+  virtual absl::StatusOr<v1::ExportResponse> Export(const v1::ExportRequest& req,
+                                                    const Acting& who) = 0;
 
   // Delivery, as the agency.
   virtual absl::StatusOr<v1::CreateConsumerResponse> CreateConsumer(

@@ -94,6 +94,59 @@ absl::StatusOr<std::vector<v1::AgencyRecord>> InProcessHub::SearchAgencies(
   return cores_.directory->Search(req, CallerOf(who));
 }
 
+absl::StatusOr<audit::AuditCore*> InProcessHub::Audit() const {
+  if (cores_.audit == nullptr)
+    return absl::UnimplementedError("this hub does not run the audit service");
+  return cores_.audit;
+}
+
+absl::StatusOr<v1::TrailResponse> InProcessHub::Trail(const v1::TrailRequest& req,
+                                                      const Acting& who) {
+  ASSIGN_OR_RETURN(audit::AuditCore * a, Audit());
+  return a->Trail(req, CallerOf(who));
+}
+
+absl::StatusOr<v1::DisclosureReportResponse> InProcessHub::Report(
+    const v1::DisclosureReportRequest& req, const Acting& who) {
+  ASSIGN_OR_RETURN(audit::AuditCore * a, Audit());
+  return a->Report(req, CallerOf(who));
+}
+
+absl::StatusOr<v1::AccessResponse> InProcessHub::Access(const v1::AccessRequest& req,
+                                                        const Acting& who) {
+  ASSIGN_OR_RETURN(audit::AuditCore * a, Audit());
+  return a->Access(req, CallerOf(who));
+}
+
+absl::StatusOr<v1::FiguresResponse> InProcessHub::Figures(const v1::FiguresRequest& req,
+                                                          const Acting& who) {
+  ASSIGN_OR_RETURN(audit::AuditCore * a, Audit());
+  return a->Figures(req, CallerOf(who));
+}
+
+absl::StatusOr<v1::ListBreakGlassResponse> InProcessHub::ListBreakGlass(
+    const v1::ListBreakGlassRequest& req, const Acting& who) {
+  return cores_.consent->ListBreakGlass(req, CallerOf(who));
+}
+
+absl::StatusOr<v1::SignedHead> InProcessHub::Head(const v1::AuditHeadRequest& req,
+                                                  const Acting& who) {
+  ASSIGN_OR_RETURN(audit::AuditCore * a, Audit());
+  return a->Head(req, CallerOf(who));
+}
+
+absl::StatusOr<v1::AuditConsistencyResponse> InProcessHub::Consistency(
+    const v1::AuditConsistencyRequest& req, const Acting& who) {
+  ASSIGN_OR_RETURN(audit::AuditCore * a, Audit());
+  return a->Consistency(req, CallerOf(who));
+}
+
+absl::StatusOr<v1::ExportResponse> InProcessHub::Export(const v1::ExportRequest& req,
+                                                        const Acting& who) {
+  ASSIGN_OR_RETURN(audit::AuditCore * a, Audit());
+  return a->Export(req, CallerOf(who));
+}
+
 absl::StatusOr<v1::CreateConsumerResponse> InProcessHub::CreateConsumer(
     const v1::CreateConsumerRequest& req, const Acting& who) {
   return cores_.notifications->CreateConsumer(req, CallerOf(who));

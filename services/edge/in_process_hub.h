@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "services/audit/audit_core.h"
 #include "services/consent/consent_core.h"
 #include "services/directory/directory.h"
 #include "services/edge/hub_client.h"
@@ -20,6 +21,7 @@ struct HubCores {
   consent::ConsentCore* consent = nullptr;
   directory::DirectoryCore* directory = nullptr;
   notification::Notifications* notifications = nullptr;
+  audit::AuditCore* audit = nullptr;  // null: this hub runs no audit service
 };
 
 class InProcessHub final : public HubClient {
@@ -51,6 +53,21 @@ class InProcessHub final : public HubClient {
   absl::StatusOr<std::vector<v1::AgencyRecord>> SearchAgencies(const v1::SearchAgenciesRequest& req,
                                                                const Acting& who) override;
 
+  absl::StatusOr<v1::TrailResponse> Trail(const v1::TrailRequest& req, const Acting& who) override;
+  absl::StatusOr<v1::DisclosureReportResponse> Report(const v1::DisclosureReportRequest& req,
+                                                      const Acting& who) override;
+  absl::StatusOr<v1::AccessResponse> Access(const v1::AccessRequest& req,
+                                            const Acting& who) override;
+  absl::StatusOr<v1::FiguresResponse> Figures(const v1::FiguresRequest& req,
+                                              const Acting& who) override;
+  absl::StatusOr<v1::ListBreakGlassResponse> ListBreakGlass(const v1::ListBreakGlassRequest& req,
+                                                            const Acting& who) override;
+  absl::StatusOr<v1::SignedHead> Head(const v1::AuditHeadRequest& req, const Acting& who) override;
+  absl::StatusOr<v1::AuditConsistencyResponse> Consistency(const v1::AuditConsistencyRequest& req,
+                                                           const Acting& who) override;
+  absl::StatusOr<v1::ExportResponse> Export(const v1::ExportRequest& req,
+                                            const Acting& who) override;
+
   absl::StatusOr<v1::CreateConsumerResponse> CreateConsumer(const v1::CreateConsumerRequest& req,
                                                             const Acting& who) override;
   absl::StatusOr<std::unique_ptr<ChangeStream>> Subscribe(const v1::SubscribeRequest& req,
@@ -58,6 +75,7 @@ class InProcessHub final : public HubClient {
   absl::StatusOr<v1::AckResponse> Ack(const v1::AckRequest& req, const Acting& who) override;
 
  private:
+  absl::StatusOr<audit::AuditCore*> Audit() const;
   HubCores cores_;
 };
 

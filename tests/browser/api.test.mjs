@@ -232,6 +232,66 @@ test('cookies are HttpOnly and SameSite=Strict; every answer carries the securit
   assert.equal(/<script>/.test(html), false, 'no inline script');
 });
 
+// Before the lockout test, which locks the privacy office's login.
+test("the compliance desk: officers only, a lookup never creates a person, bad input refused; an agency's figures are its own", async () => {
+  const planner = await signIn('org.stmarys');
+  const intake = await signIn('org.foodbank');
+  const officer = await signInAs(hub.login('org.privacy', 'u-officer'));
+  const sent = await planner.call('POST', '/api/referrals', REFERRAL('org.foodbank', '000777'));
+  assert.equal(sent.status, 200, JSON.stringify(sent.body));
+  // Only compliance staff reach the desk, whatever they ask.
+  for (const [method, path, body] of [['POST', '/api/privacy/person', { agency: 'org.stmarys', mrn: '000777' }],
+    ['POST', '/api/privacy/trail', { subject_id: 's-1' }], ['POST', '/api/privacy/report', { subject_id: 's-1' }],
+    ['POST', '/api/privacy/access', { referral: sent.body.referral }], ['GET', '/api/privacy/break-glass'],
+    ['POST', '/api/privacy/break-glass/review', { id: 'bg-1', appropriate: true, notes: 'x' }],
+    ['POST', '/api/privacy/export', { subject_id: 's-1' }], ['POST', '/api/privacy/verify', { bundle: '' }]]) {
+    const r = await intake.call(method, path, body);
+    assert.equal(r.status, 403, path + ' ' + JSON.stringify(r.body));
+  }
+  // A lookup finds a person the hospital knows, and never creates one.
+  const found = await officer.call('POST', '/api/privacy/person', { agency: 'org.stmarys', mrn: '000777' });
+  assert.equal(found.status, 200, JSON.stringify(found.body));
+  const unknown = await officer.call('POST', '/api/privacy/person', { agency: 'org.stmarys', mrn: '999999' });
+  assert.equal(unknown.status, 404, JSON.stringify(unknown.body));
+  assert.equal((await officer.call('POST', '/api/privacy/person', { agency: 'org.stmarys', mrn: '999999' })).status, 404,
+    'still unknown: the first lookup created nobody');
+  // The food bank has not opened it yet; once it has, the officer sees who did.
+  const opened = async () => (await officer.call('POST', '/api/privacy/access', { referral: sent.body.referral })).body.entries || [];
+  assert.equal((await opened()).length, 0);
+  assert.equal((await intake.call('GET', '/api/referrals/' + sent.body.referral)).status, 200);
+  const readers = await opened();
+  assert.equal(readers.length, 1);
+  assert.equal(readers[0].agency, 'org.foodbank');
+  assert.equal(readers[0].actor, hub.login('org.foodbank').user);
+  // Bad input: a clear error.
+  for (const [path, body, code] of [['/api/privacy/person', { agency: 'not an id', mrn: '1' }, 400],
+    ['/api/privacy/person', { agency: 'org.stmarys', mrn: '' }, 400],
+    ['/api/privacy/report', { subject_id: found.body.subject_id, from: 'yesterday' }, 400],
+    ['/api/privacy/access', {}, 400],
+    ['/api/privacy/access', { subject_id: found.body.subject_id, referral: sent.body.referral }, 400],
+    ['/api/privacy/break-glass/review', { id: 'bg-1', appropriate: 'yes', notes: 'x' }, 400],
+    ['/api/privacy/break-glass/review', { id: 'bg-1', appropriate: true, notes: '' }, 400]]) {
+    const r = await officer.call('POST', path, body);
+    assert.equal(r.status, code, path + ' ' + JSON.stringify(body) + ' ' + JSON.stringify(r.body));
+    assert.ok(r.body.error, path);
+  }
+  const garbage = await officer.call('POST', '/api/privacy/verify', { bundle: 'not a bundle' });
+  assert.equal(garbage.status, 200);
+  assert.equal(garbage.body.ok, false);
+  assert.ok(garbage.body.problem);
+  // Figures: the shelter never received this referral, so it is not in its figures.
+  const shelter = await signIn('org.shelter');
+  const fig = await shelter.call('GET', '/api/figures?by=agency');
+  assert.equal(fig.status, 200, JSON.stringify(fig.body));
+  assert.equal(fig.body.scope, 'agency:org.shelter');
+  assert.ok(!(fig.body.rows || []).some((r) => r.group === 'org.foodbank'), JSON.stringify(fig.body.rows));
+  const mine = await planner.call('GET', '/api/figures?by=agency');
+  const fb = (mine.body.rows || []).find((r) => r.group === 'org.foodbank');
+  assert.ok(fb && fb.offered.suppressed === true, 'a handful shows as <11: ' + JSON.stringify(fb));
+  assert.equal((await planner.call('GET', '/api/figures?from=2026-13-01')).status, 400);
+  assert.equal((await planner.call('GET', '/api/figures?by=person')).status, 400);
+});
+
 test('five wrong passwords lock the account, even for the right one', async () => {
   for (let i = 0; i < 5; i++) assert.equal((await signIn('org.privacy', 'wrong-password')).status, 401);
   const locked = await signIn('org.privacy');
@@ -394,7 +454,7 @@ test("disabling an account ends its session at once and deactivates the actor; r
 // Last, so that it reads the lines of every test above.
 test("no PHI in the hub's log lines", async () => {
   const logs = hub.logs();
-  for (const phi of ['000123', 'SECRET-NEEDS-TEXT', 'phone 555-0100', 'Dana Planner', 'Casey Worker', 'Temp Worker']) {
+  for (const phi of ['000123', '000777', '999999', 'SECRET-NEEDS-TEXT', 'phone 555-0100', 'Dana Planner', 'Casey Worker', 'Temp Worker']) {
     assert.equal(logs.includes(phi), false, phi + ' appears in the log');
   }
 });

@@ -8,7 +8,7 @@
 // tests/browser/output).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { AxeBuilder } from '@axe-core/playwright';
@@ -385,5 +385,138 @@ test('emergency staff open emergency access with a reason, for a bounded time', 
   await page.locator('#emergency-open').waitFor(WAIT);
   assert.match(await page.locator('#emergency-open').textContent(), /a compliance officer will review it/);
   await shoot(page, '13-emergency-access-1280');
+  await page.context().close();
+});
+
+// The privacy officer's desk (issue 19): a person found by a hospital's
+// record number; the accounting of disclosures holds exactly what the
+// intake worker was shown; "who opened" names the intake worker who opened
+// the behavioural-health section; an emergency access is reviewed; a bundle
+// exported from the desk verifies green, and with one line altered red,
+// naming that line.
+test('the privacy officer reads the accounting, sees who opened what, reviews emergency access and checks bundles', async () => {
+  const mrn = '000419';
+  const planner = await newPage();
+  await signIn(planner, 'org.stmarys', 'u-planner');
+  const call = (page, method, path, body) => page.evaluate(async ([m, p, b]) => {
+    const s = await (await fetch('/api/session')).json();
+    const res = await fetch(p, { method: m, headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': s.csrf }, body: JSON.stringify(b) });
+    const out = await res.json();
+    if (!res.ok) throw new Error(out.error);
+    return out;
+  }, [method, path, body]);
+  // The person consents to their behavioural-health record going to the food bank only.
+  await call(planner, 'POST', '/api/consents', { mrn, categories: ['behavioral-health'], recipients: ['org.foodbank'],
+    purposes: ['care-coordination'], evidence_sha256: 'ab'.repeat(32) });
+  const sent = await call(planner, 'POST', '/api/referrals', { mrn, service: 'food-insecurity', recipient: 'org.foodbank',
+    reason: 'discharge', sections: [{ id: 'contact', category: 'contact', text: 'phone 555-0142' },
+      { id: 'bh', category: 'behavioral-health', text: 'PHQ-9 of 14' }] });
+  await planner.context().close();
+
+  // The intake worker opens it: the behavioural-health section only.
+  const intake = await newPage();
+  await signIn(intake, 'org.foodbank', 'u-intake');
+  await intake.goto(hub.url + '/#/referral/' + sent.referral);
+  await intake.locator('.verified').waitFor(WAIT);
+  await intake.getByText('PHQ-9 of 14').waitFor(WAIT);
+  assert.equal(await intake.getByText('phone 555-0142').count(), 0, 'contact was withheld');
+  await intake.context().close();
+
+  // Emergency access at the hospital, for the officer to review.
+  const ed = await newPage();
+  await signIn(ed, 'org.stmarys', 'u-ed');
+  await call(ed, 'POST', '/api/emergency', { mrn, categories: ['clinical'], reason: 'unresponsive on arrival', minutes: 30 });
+  await ed.context().close();
+
+  const officer = await newPage();
+  await signIn(officer, 'org.privacy', 'u-officer');
+  await officer.getByRole('heading', { name: "A person's records" }).waitFor(WAIT);
+  const find = officer.locator('form[data-form=person]');
+  await find.getByLabel('Agency (its id, e.g. org.stmarys)').fill('org.stmarys');
+  await find.getByLabel('Record number at that agency (MRN)').fill(mrn);
+  await find.getByRole('button', { name: 'Find' }).click();
+  await officer.locator('#disclosures tbody tr').first().waitFor(WAIT);
+  // Exactly what the intake worker saw: behavioural health, to the food bank.
+  const disclosed = await officer.locator('#disclosures tbody tr').allTextContents();
+  assert.equal(disclosed.length, 1, disclosed.join('\n'));
+  assert.match(disclosed[0], /Valley Food Bank/);
+  assert.match(disclosed[0], /behavioral-health/);
+  assert.doesNotMatch(disclosed[0], /contact/);
+  // The §164.528 accounting leaves out disclosures for treatment (care coordination is).
+  await officer.getByLabel(/Only what HIPAA/).check();
+  await officer.getByText('No disclosures in this period.').waitFor(WAIT);
+  await officer.getByLabel(/Only what HIPAA/).uncheck();
+  await officer.locator('#disclosures tbody tr').first().waitFor(WAIT);
+  // Who opened the behavioural-health section: the intake worker, under the consent.
+  await officer.getByLabel('Section', { exact: true }).selectOption('behavioral-health');
+  const opened = await officer.locator('#access tbody tr').allTextContents();
+  assert.ok(opened.some((r) => /org\.foodbank/.test(r) && /u-intake/.test(r) && /consent/.test(r)), opened.join('\n'));
+  assert.ok(opened.every((r) => !/org\.shelter/.test(r)));
+  await noSeriousViolations(officer, 'privacy desk: a person');
+  await shoot(officer, '30-officer-person-1280');
+  // The bundle of this person, as evidence.
+  const [download] = await Promise.all([officer.waitForEvent('download'),
+    officer.getByRole('button', { name: 'Export a bundle' }).click()]);
+  const bundle = readFileSync(await download.path(), 'utf8');
+  assert.ok(bundle.split('\n').length > 3);
+
+  // The emergency access, reviewed.
+  await officer.getByRole('link', { name: 'Emergency reviews' }).click();
+  await officer.getByRole('heading', { name: 'Emergency access reviews' }).waitFor(WAIT);
+  const card = officer.locator('article[data-break-glass]', { hasText: 'unresponsive on arrival' });
+  await card.getByLabel('Review notes').fill('patient arrived unresponsive; access was needed');
+  await card.getByRole('button', { name: 'Appropriate', exact: true }).click();
+  // A reviewed one leaves the queue.
+  await officer.locator('article[data-break-glass]', { hasText: 'unresponsive on arrival' }).waitFor({ state: 'detached', ...WAIT });
+  await officer.getByRole('button', { name: 'Include reviewed' }).click();
+  await officer.locator('article[data-break-glass]', { hasText: 'unresponsive on arrival' })
+    .getByText('Appropriate — reviewed by org.privacy / u-officer').waitFor(WAIT);
+  await noSeriousViolations(officer, 'emergency reviews');
+  await shoot(officer, '31-officer-break-glass-1280');
+
+  // Integrity: the monitor is green; the bundle verifies; one altered line is named.
+  await officer.getByRole('link', { name: 'Integrity' }).click();
+  await officer.locator('#monitor.verified').waitFor(WAIT);
+  const check = async (text) => {
+    await officer.getByLabel('Bundle (JSON Lines)').setInputFiles({ name: 'bundle.jsonl', mimeType: 'application/x-ndjson', buffer: Buffer.from(text) });
+    await officer.getByRole('button', { name: 'Check' }).click();
+    await officer.locator('#bundle-result').waitFor(WAIT);
+    return officer.locator('#bundle-result');
+  };
+  const good = await check(bundle);
+  assert.equal(await good.getAttribute('class'), 'verified', await good.textContent());
+  const lines = bundle.split('\n');
+  const victim = lines.findIndex((l) => { try { return !!JSON.parse(l).event.payload; } catch (e) { return false; } });
+  assert.ok(victim > 0);
+  const line = JSON.parse(lines[victim]);
+  const ev = line.event;
+  const bytes = Buffer.from(ev.payload, 'base64');
+  bytes[bytes.length - 1] ^= 1;
+  ev.payload = bytes.toString('base64');
+  lines[victim] = JSON.stringify(line);
+  const bad = await check(lines.join('\n'));
+  assert.equal(await bad.getAttribute('class'), 'unverified');
+  assert.match(await bad.textContent(), new RegExp('^Line ' + (victim + 1) + ':'));
+  await noSeriousViolations(officer, 'integrity');
+  await shoot(officer, '32-officer-integrity-1280');
+  await officer.context().close();
+});
+
+test('every agency sees its figures; small cells show as <11', async () => {
+  const page = await newPage();
+  await signIn(page, 'org.foodbank', 'u-intake');
+  await page.getByRole('link', { name: 'Figures' }).click();
+  await page.getByRole('heading', { name: 'Referral figures' }).waitFor(WAIT);
+  const total = page.locator('#figures tr[data-group=total]');
+  await total.waitFor(WAIT);
+  // Never a count from 1 to 10.
+  const offered = await total.locator('td').nth(1).textContent();
+  assert.ok(offered === '<11' || offered === '0' || Number(offered) >= 11, offered);
+  assert.equal(await page.locator('#figures tr[data-group=org\\.shelter]').count(), 0, 'not the shelter\'s');
+  await page.getByLabel('By', { exact: true }).selectOption('service');
+  await page.getByRole('button', { name: 'Show' }).click();
+  await page.locator('#figures tr[data-group=food-insecurity]').waitFor(WAIT);
+  await noSeriousViolations(page, 'figures');
+  await shoot(page, '33-figures-1280');
   await page.context().close();
 });

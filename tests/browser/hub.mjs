@@ -48,6 +48,8 @@ export async function startHub() {
       edgeDir = join(dir, 'edge-apart');
       mkdirSync(join(edgeDir, 'keys'), { recursive: true });
       copyFileSync(join(dir, 'keys', 'hub-admin.pem'), join(edgeDir, 'keys', 'hub-admin.pem'));
+      // The hub's verifier key, for the edge's integrity monitor (handed over out of band).
+      copyFileSync(join(dir, 'keys', 'hub-log.vkey'), join(edgeDir, 'hub-log.vkey'));
       procs.push(await startCareloopd(careloopd, ['--edge-hub', hub.address, '--edge-listen', '127.0.0.1:0', ...common(edgeDir)]));
     }
   } catch (e) {

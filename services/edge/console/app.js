@@ -78,6 +78,7 @@
   function hasRole(r) { return session && session.staff.roles.includes(r); }
   function homeRoute() {
     if (hasRole('receiver')) return '#/inbox';
+    if (hasRole('compliance')) return '#/privacy';
     if (hasRole('sender')) return '#/sent';
     if (hasRole('emergency')) return '#/emergency';
     return hasRole('admin') ? '#/staff' : '#/';
@@ -111,6 +112,10 @@
     if (hasRole('sender')) nav.append(link('#/sent', 'Sent referrals'), link('#/new', 'New referral'));
     if (hasRole('sender') || hasRole('receiver')) nav.append(link('#/consents', 'Consents'));
     if (hasRole('emergency')) nav.append(link('#/emergency', 'Emergency access'));
+    if (hasRole('compliance')) {
+      nav.append(link('#/privacy', 'A person'), link('#/break-glass', 'Emergency reviews'), link('#/integrity', 'Integrity'));
+    }
+    nav.append(link('#/figures', 'Figures'));
     if (hasRole('admin')) nav.append(link('#/staff', 'Staff'));
     whoEl.append(session.staff.display_name + ' · ' + session.staff.agency_id + ' ',
       el('button', { class: 'link', onclick: logout }, 'Sign out'));
@@ -689,7 +694,8 @@
   function busy() {
     const a = document.activeElement;
     if (a && (a.tagName === 'INPUT' || a.tagName === 'TEXTAREA' || a.tagName === 'SELECT')) return true;
-    return ['#/new', '#/consents', '#/staff', '#/emergency'].includes(location.hash) ||
+    return ['#/new', '#/consents', '#/staff', '#/emergency', '#/privacy', '#/break-glass', '#/integrity',
+      '#/figures'].includes(location.hash) ||
       [...document.querySelectorAll('details[open]')].length > 0;
   }
 
@@ -708,6 +714,12 @@
       if (h === '#/new') return await showNew(gen);
       if (h === '#/consents') return await showConsents(gen);
       if (h === '#/emergency' && hasRole('emergency')) return showEmergency(gen);
+      if (h === '#/figures') return await desk.showFigures(gen);
+      if (hasRole('compliance')) {
+        if (h === '#/break-glass') return await desk.showBreakGlass(gen, false);
+        if (h === '#/integrity') return await desk.showIntegrity(gen);
+        if (h === '#/privacy' || (h !== '#/staff' && !hasRole('receiver') && !hasRole('sender'))) return await desk.showPerson(gen);
+      }
       if (h === '#/staff' || (!hasRole('receiver') && !hasRole('sender') && hasRole('admin'))) return await showStaff(gen);
       if (!hasRole('receiver') && !hasRole('sender') && hasRole('emergency')) return showEmergency(gen);
       if (h === '#/inbox' || hasRole('receiver')) return await showList(false, null, gen);
@@ -716,6 +728,10 @@
       render(gen, 'Something went wrong', el('p', { class: 'error', role: 'alert' }, e.message));
     }
   }
+
+  // The privacy officer's desk and the figures (desk.js).
+  const desk = window.CareloopDesk({ el, field, select, api, render, when, say,
+    csrf: () => (session ? session.csrf : ''), gen: () => ++routeGen });
 
   window.addEventListener('hashchange', route);
   (async () => {
