@@ -27,8 +27,7 @@ PrivacyDesk::PrivacyDesk(HubClient* hub, Signer* signer, Clock* clock, std::stri
     : hub_(hub),
       signer_(signer),
       clock_(clock),
-      verifier_key_(std::move(verifier_key)),
-      state_path_(std::move(state_path)) {}
+      monitor_(std::move(verifier_key), std::move(state_path)) {}
 
 absl::StatusOr<std::string> PrivacyDesk::FindPerson(const StaffMember& who,
                                                     const std::string& agency,
@@ -100,7 +99,7 @@ absl::StatusOr<v1::ExportResponse> PrivacyDesk::Export(const StaffMember& who,
   return hub_->Export(req, ActingOf(who));
 }
 
-absl::StatusOr<std::unique_ptr<storage::NoteVerifier>> PrivacyDesk::Verifier() const {
+absl::StatusOr<std::unique_ptr<storage::NoteVerifier>> LogMonitor::Verifier() const {
   if (verifier_key_.empty()) {
     return absl::FailedPreconditionError(
         "this edge has no verifier key for the hub's log (hub-log.vkey)");
@@ -116,7 +115,7 @@ absl::StatusOr<audit::BundleReport> PrivacyDesk::VerifyBundle(const StaffMember&
   RETURN_IF_ERROR(RequireRole(who, kComplianceRole));
   if (jsonl.size() > kMaxBundleBytes)
     return absl::InvalidArgumentError("the bundle is larger than 64 MiB");
-  ASSIGN_OR_RETURN(std::unique_ptr<storage::NoteVerifier> key, Verifier());
+  ASSIGN_OR_RETURN(std::unique_ptr<storage::NoteVerifier> key, monitor_.Verifier());
   absl::StatusOr<v1::ExportResponse> bundle = audit::ParseBundle(jsonl);
   if (!bundle.ok()) {
     // A line that does not parse is a bad line like any other.
@@ -135,10 +134,25 @@ absl::StatusOr<v1::FiguresResponse> PrivacyDesk::Figures(const StaffMember& who,
 
 absl::StatusOr<Integrity> PrivacyDesk::CheckIntegrity(const StaffMember& who) {
   if (who.disabled) return absl::PermissionDeniedError("this account is disabled");
+  const Acting acting = ActingOf(who);
+  return monitor_.Check(
+      [&] { return hub_->Head(v1::AuditHeadRequest(), acting); },
+      [&](uint64_t size1, uint64_t size2) -> absl::StatusOr<v1::ConsistencyProof> {
+        v1::AuditConsistencyRequest req;
+        req.set_size1(size1);
+        req.set_size2(size2);
+        ASSIGN_OR_RETURN(v1::AuditConsistencyResponse c, hub_->Consistency(req, acting));
+        return c.proof();
+      },
+      absl::ToUnixNanos(clock_->Now()));
+}
+
+absl::StatusOr<Integrity> LogMonitor::Check(const HeadFn& head_fn, const ProofFn& proof_fn,
+                                            int64_t now_unix_nanos) {
   absl::MutexLock lock(&mu_);
   Integrity out;
-  out.checked_unix_nanos = absl::ToUnixNanos(clock_->Now());
-  ASSIGN_OR_RETURN(v1::SignedHead head, hub_->Head(v1::AuditHeadRequest(), ActingOf(who)));
+  out.checked_unix_nanos = now_unix_nanos;
+  ASSIGN_OR_RETURN(v1::SignedHead head, head_fn());
   out.log_id = head.log_id();
   out.tree_size = head.tree_size();
   out.signed_unix_nanos = head.time_unix_nanos();
@@ -159,11 +173,7 @@ absl::StatusOr<Integrity> PrivacyDesk::CheckIntegrity(const StaffMember& who) {
   }
   v1::ConsistencyProof proof;
   if (last && head.tree_size() > last->tree_size && head.log_id() == last->log_id) {
-    v1::AuditConsistencyRequest req;
-    req.set_size1(last->tree_size);
-    req.set_size2(head.tree_size());
-    ASSIGN_OR_RETURN(v1::AuditConsistencyResponse c, hub_->Consistency(req, ActingOf(who)));
-    proof = c.proof();
+    ASSIGN_OR_RETURN(proof, proof_fn(last->tree_size, head.tree_size()));
   }
   audit::MonitorResult r = audit::CheckHead(last, head, proof, **key);
   if (!r.ok) {

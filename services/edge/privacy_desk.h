@@ -9,6 +9,7 @@
 // decides, and the edge asks for the compliance role before it asks.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -38,6 +39,27 @@ struct Integrity {
   uint64_t tree_size = 0;
   int64_t signed_unix_nanos = 0;  // the latest head's timestamp
   int64_t checked_unix_nanos = 0;
+};
+
+// The monitor itself, over any way of reading heads and proofs: the
+// latest signed head, and the consistency proof between two sizes.
+class LogMonitor {
+ public:
+  using HeadFn = std::function<absl::StatusOr<v1::SignedHead>()>;
+  using ProofFn =
+      std::function<absl::StatusOr<v1::ConsistencyProof>(uint64_t size1, uint64_t size2)>;
+  // `verifier_key`: hub-log.vkey's text ("" : not monitored). `state_path`:
+  // the last accepted head; `state_path` + ".alert": the first alarm.
+  LogMonitor(std::string verifier_key, std::string state_path)
+      : verifier_key_(std::move(verifier_key)), state_path_(std::move(state_path)) {}
+  absl::StatusOr<Integrity> Check(const HeadFn& head, const ProofFn& proof, int64_t now_unix_nanos)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<std::unique_ptr<storage::NoteVerifier>> Verifier() const;
+
+ private:
+  std::string verifier_key_;
+  std::string state_path_;
+  absl::Mutex mu_;  // one check at a time
 };
 
 class PrivacyDesk {
@@ -72,17 +94,13 @@ class PrivacyDesk {
   absl::StatusOr<v1::FiguresResponse> Figures(const StaffMember& who,
                                               const v1::FiguresRequest& req);
   // Reads the latest head and checks it against the last one accepted.
-  absl::StatusOr<Integrity> CheckIntegrity(const StaffMember& who) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<Integrity> CheckIntegrity(const StaffMember& who);
 
  private:
-  absl::StatusOr<std::unique_ptr<storage::NoteVerifier>> Verifier() const;
-
   HubClient* hub_;
   Signer* signer_;
   Clock* clock_;
-  std::string verifier_key_;
-  std::string state_path_;
-  absl::Mutex mu_;  // one monitor check at a time
+  LogMonitor monitor_;
 };
 
 }  // namespace careloop::edge

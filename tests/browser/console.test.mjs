@@ -459,6 +459,11 @@ test('the privacy officer reads the accounting, sees who opened what, reviews em
     officer.getByRole('button', { name: 'Export a bundle' }).click()]);
   const bundle = readFileSync(await download.path(), 'utf8');
   assert.ok(bundle.split('\n').length > 3);
+  // "Who opened this" for the referral itself.
+  await officer.getByLabel('Referral (sender/id, e.g. org.stmarys/r-1001)').fill(sent.referral);
+  await officer.getByRole('button', { name: 'Who opened it' }).click();
+  await officer.locator('#r-access tbody tr', { hasText: 'u-intake' }).waitFor(WAIT);
+  await noSeriousViolations(officer, 'privacy desk: a referral');
 
   // The emergency access, reviewed.
   await officer.getByRole('link', { name: 'Emergency reviews' }).click();

@@ -82,7 +82,7 @@
           sections.map((s) => s.section_id + ' (' + s.category + ')').join(', '), under] };
       });
     }
-    function accessPart(entries) {
+    function accessPart(entries, p = '') {
       const headers = ['When', 'Agency', 'Staff member', 'Opened', 'Sections shown', 'Under'];
       const all = accessRows(entries);
       const records = [...new Set(all.filter((r) => r.e.record_type === 'referral').map((r) => r.e.record_id))];
@@ -93,25 +93,44 @@
       function draw() {
         const rows = all.filter((r) => (!which.value || r.e.record_id === which.value) &&
           (!part.value || (r.e.sections || []).some((s) => s.category === part.value)));
-        body.replaceChildren(table(headers, rows.map((r) => el('tr', { 'data-access': r.e.actor || '' }, r.cells.map((x) => el('td', {}, x)))), { id: 'access' }),
+        body.replaceChildren(table(headers, rows.map((r) => el('tr', { 'data-access': r.e.actor || '' }, r.cells.map((x) => el('td', {}, x)))), { id: p + 'access' }),
           csvButton('access.csv', headers, rows.map((r) => r.cells)));
       }
       which.addEventListener('change', draw);
       part.addEventListener('change', draw);
       draw();
-      return el('section', { 'aria-labelledby': 'h-access' }, el('h2', { id: 'h-access' }, 'Who opened this person\'s records'),
+      return el('section', { 'aria-labelledby': p + 'h-access' }, el('h2', { id: p + 'h-access' }, p ? 'Who opened it' : 'Who opened this person\'s records'),
         el('div', { class: 'grid' }, el('div', {}, ...field('Record', which)), el('div', {}, ...field('Section', part))), body);
     }
 
-    function exportPart(subject) {
+    // A referral: who opened it, and its bundle.
+    function referralForm() {
+      const result = el('div', { id: 'referral-access' });
       const err = el('p', { class: 'error', role: 'alert' });
-      return el('section', { 'aria-labelledby': 'h-export' }, el('h2', { id: 'h-export' }, 'Evidence'),
-        el('p', { class: 'notice' }, 'A bundle holds this person\'s events with proofs against the signed log; anyone with the hub\'s verifier key can check it offline.'),
+      const form = el('form', { class: 'card', 'data-form': 'referral', onsubmit: async (ev) => {
+        ev.preventDefault();
+        err.textContent = '';
+        const referral = new FormData(form).get('referral');
+        try {
+          const r = await api('POST', '/api/privacy/access', { referral });
+          result.replaceChildren(accessPart(r.entries || [], 'r-'), exportPart({ referral }, 'r-'));
+        } catch (e) { err.textContent = e.message; }
+      } }, el('h2', {}, 'A referral'),
+      ...field('Referral (sender/id, e.g. org.stmarys/r-1001)', el('input', { name: 'referral', required: true, autocomplete: 'off' })),
+      err, el('button', { type: 'submit' }, 'Who opened it'));
+      return [form, result];
+    }
+
+    function exportPart(subject, p = '') {
+      const err = el('p', { class: 'error', role: 'alert' });
+      return el('section', { 'aria-labelledby': p + 'h-export' }, el('h2', { id: p + 'h-export' }, 'Evidence'),
+        el('p', { class: 'notice' }, (p ? 'A bundle holds this referral\'s events' : 'A bundle holds this person\'s events') + ' with proofs against the signed log; anyone with the hub\'s verifier key can check it offline.'),
         el('button', { type: 'button', 'data-action': 'export', onclick: async () => {
           err.textContent = '';
           try {
             const res = await fetch('/api/privacy/export', { method: 'POST', credentials: 'same-origin',
-              headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': ui.csrf() }, body: JSON.stringify({ subject_id: subject }) });
+              headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': ui.csrf() },
+              body: JSON.stringify(typeof subject === 'string' ? { subject_id: subject } : subject) });
             if (!res.ok) throw new Error((await res.json()).error || 'The export failed');
             download('careloop-bundle.jsonl', await res.text(), 'application/x-ndjson');
             say('Bundle downloaded.');
@@ -139,7 +158,7 @@
       ...field('Agency (its id, e.g. org.stmarys)', el('input', { name: 'agency', required: true, autocomplete: 'off' })),
       ...field('Record number at that agency (MRN)', el('input', { name: 'mrn', required: true, autocomplete: 'off' })),
       err, el('button', { type: 'submit' }, 'Find'));
-      render(gen, 'A person\'s records', form, result);
+      render(gen, 'A person\'s records', form, result, ...referralForm());
     }
 
     // ---- Emergency access reviews, oldest first ----
