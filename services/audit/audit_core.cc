@@ -56,7 +56,8 @@ std::pair<std::string, std::string> PurposeCode(const std::string& purpose) {
   if (purpose == "research") return {"HRESCH", "healthcare research"};
   if (purpose == "public-health") return {"PUBHLTH", "public health"};
   if (purpose == "legal") return {"HLEGAL", "legal"};
-  if (purpose == "patient-request") return {"PATRQT", "patient requested"};
+  // A disclosure to the person themself (careloop's purpose subject-request).
+  if (purpose == "subject-request") return {"PATRQT", "patient requested"};
   return {"HOPERAT", purpose};
 }
 

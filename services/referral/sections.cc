@@ -1,6 +1,8 @@
 #include "services/referral/sections.h"
 
 #include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
 
 #include "absl/strings/str_cat.h"
 #include "base/sha256.h"
@@ -9,6 +11,29 @@
 
 namespace careloop::referral {
 namespace {
+
+// JSON sections must be JSON: a JSON value for application/json, a FHIR
+// resource (an object naming its resourceType) for application/fhir+json.
+// The error names the section and what is wrong, never the content.
+absl::Status CheckContent(const v1::Section& s) {
+  const bool fhir = s.media_type() == "application/fhir+json";
+  if (!fhir && s.media_type() != "application/json") return absl::OkStatus();
+  const nlohmann::json j = nlohmann::json::parse(s.content(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    return absl::InvalidArgumentError(absl::StrCat("section ", s.section_id(), " is labelled ",
+                                                   s.media_type(), " but is not well-formed JSON"));
+  }
+  if (!fhir) return absl::OkStatus();
+  const auto type = j.is_object() ? j.find("resourceType") : j.end();
+  if (!j.is_object() || type == j.end() || !type->is_string() ||
+      !std::regex_match(type->get<std::string>(), std::regex("[A-Z][A-Za-z]{1,63}"))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("section ", s.section_id(),
+                     " is labelled application/fhir+json but is not a FHIR resource (a JSON "
+                     "object with a resourceType)"));
+  }
+  return absl::OkStatus();
+}
 
 absl::Status CheckShape(const v1::Section& s, const SectionLimits& limits) {
   if (s.section_id().empty() || s.section_id().size() > 64) {
@@ -29,7 +54,7 @@ absl::Status CheckShape(const v1::Section& s, const SectionLimits& limits) {
     return absl::InvalidArgumentError(absl::StrCat("section ", s.section_id(), " is larger than ",
                                                    limits.max_section_bytes, " bytes"));
   }
-  return absl::OkStatus();
+  return CheckContent(s);
 }
 
 }  // namespace

@@ -479,5 +479,21 @@ TEST_F(AuditTest, TheAccessTrailNamesEveryReaderAndOnlyToThoseAllowed) {
   EXPECT_EQ(after->entries_size(), before->entries_size());
 }
 
+
+// A disclosure to the person themself is "patient requested", not
+// operations (careloop's purpose subject-request; issue 20).
+TEST(FhirAuditEventPurpose, ADisclosureToThePersonIsPatientRequested) {
+  v1::DisclosureRecorded d;
+  d.set_subject_id("s-1");
+  d.set_recipient_agency("org.self");
+  d.set_disclosing_agency("org.stmarys");
+  d.add_categories("contact");
+  d.set_purpose("subject-request");
+  d.set_authority("law:45 CFR 164.524");
+  const json e = json::parse(AuditCore::FhirAuditEvent(d, 7, 1'000'000'000, "careloop.test"));
+  EXPECT_EQ(e["purposeOfEvent"][0]["coding"][0]["code"], "PATRQT");
+  EXPECT_EQ(e["purposeOfEvent"][0]["text"], "subject-request");
+}
+
 }  // namespace
 }  // namespace careloop::audit

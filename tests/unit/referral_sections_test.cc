@@ -125,5 +125,37 @@ TEST_F(SectionsTest, ARecipientChecksWhatItGotWithOnlyTheSendersPublicKey) {
   EXPECT_FALSE(VerifySections(m.sections(), received, false).ok());
 }
 
+// A JSON section must be JSON, and a FHIR one a FHIR resource: refused when
+// sealed and when received (issue 20), by section id, never quoting it.
+TEST_F(SectionsTest, AJsonSectionThatIsNotJsonIsRefusedWhenSealedAndWhenReceived) {
+  auto sealed = [](const char* type, const std::string& content) {
+    std::vector<v1::Section> one(1);
+    one[0].set_section_id("x");
+    one[0].set_category("social-needs");
+    one[0].set_media_type(type);
+    one[0].set_content(content);
+    return SealSections(&one, Counter).status();
+  };
+  for (const auto& [type, content] : std::vector<std::pair<const char*, std::string>>{
+           {"application/fhir+json", "this is { not json"},
+           {"application/fhir+json", "[1, 2]"},
+           {"application/fhir+json", R"({"id": "no-type"})"},
+           {"application/fhir+json", R"({"resourceType": "not a type"})"},
+           {"application/json", "{\"open\": "}}) {
+    const absl::Status st = sealed(type, content);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << type << " " << content;
+    EXPECT_NE(std::string(st.message()).find("section x"), std::string::npos) << st;
+    EXPECT_EQ(std::string(st.message()).find(content), std::string::npos) << "never quoted";
+  }
+  EXPECT_TRUE(sealed("application/fhir+json", R"({"resourceType": "Observation"})").ok());
+  EXPECT_TRUE(sealed("application/json", "[1, 2]").ok());
+  EXPECT_TRUE(sealed("text/plain", "this is { not json").ok()) << "text is text";
+  // Received: a sealed FHIR section whose content was swapped for non-JSON of
+  // the same digest cannot exist, so the check is the shape check again.
+  std::vector<v1::Section> received = sections_;
+  received[1].set_content("this is { not json");
+  EXPECT_FALSE(Verify(received).ok());
+}
+
 }  // namespace
 }  // namespace careloop::referral
