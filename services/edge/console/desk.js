@@ -31,6 +31,7 @@
     function age(nanos) {
       if (!nanos || nanos === '0') return '';
       const s = Math.max(0, Math.round((Date.now() - Number(BigInt(nanos) / 1000000n)) / 1000));
+      if (s < 2) return 'just now';
       if (s < 120) return s + ' seconds ago';
       if (s < 7200) return Math.round(s / 60) + ' minutes ago';
       if (s < 172800) return Math.round(s / 3600) + ' hours ago';
@@ -230,7 +231,9 @@
       svg.setAttribute('viewBox', '0 0 520 ' + h);
       svg.setAttribute('role', 'img');
       svg.setAttribute('aria-label', label);
-      svg.setAttribute('width', '100%');
+      svg.setAttribute('class', 'chart');
+      svg.setAttribute('width', '520');
+      svg.setAttribute('height', String(h));
       shown.forEach((s, i) => {
         const v = s.c && !s.c.suppressed ? Number(s.c.value || 0) : 0;
         const t = document.createElementNS(ns, 'text');
@@ -271,8 +274,8 @@
         el('p', { class: 'notice' }, (f.scope === 'network' ? 'The whole network' : 'Referrals your agency sent or received') +
           '. Counts from 1 to 10 are shown as <11 so that no figure points at a person.'),
         bars(f.rows || [], (r) => r.offered, 'Referrals offered by ' + (q.by === 'service' ? 'service' : 'receiving agency')),
-        table(headers, [...rows, ...(total ? [total] : [])].map((c, i) => el('tr', { 'data-group': i < rows.length ? c[0] : 'total' },
-          c.map((x) => el('td', {}, x)))), { id: 'figures' }),
+        el('div', { class: 'wide', tabindex: '0', role: 'region', 'aria-label': 'Figures table' }, table(headers, [...rows, ...(total ? [total] : [])].map((c, i) => el('tr', { 'data-group': i < rows.length ? c[0] : 'total' },
+          c.map((x) => el('td', {}, x)))), { id: 'figures' })),
         csvButton('referral-figures.csv', headers, total ? [...rows, total] : rows));
     }
 
