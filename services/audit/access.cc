@@ -187,7 +187,8 @@ absl::StatusOr<v1::AccessResponse> AuditCore::Access(const v1::AccessRequest& re
     }
     *resp.add_entries() = *std::move(entry);
   }
-  RETURN_IF_ERROR(Record(who, "Access", req, req.subject_id(), "access-trail"));
+  // About a person (named, or the one the referral is about): in their trail.
+  RETURN_IF_ERROR(Record(who, "Access", req, subject, "access-trail"));
   return resp;
 }
 
