@@ -479,7 +479,6 @@ TEST_F(AuditTest, TheAccessTrailNamesEveryReaderAndOnlyToThoseAllowed) {
   EXPECT_EQ(after->entries_size(), before->entries_size());
 }
 
-
 // A disclosure to the person themself is "patient requested", not
 // operations (careloop's purpose subject-request; issue 20).
 TEST(FhirAuditEventPurpose, ADisclosureToThePersonIsPatientRequested) {
