@@ -48,6 +48,10 @@ absl::StatusOr<v1::AppendRequest> ReferralCore::PlanUpdate(const trust::Verified
                    LoadVisible(Key(u.sender_agency(), u.referral_id()), e.sender_agency()));
   const std::string key = Key(st.sender, st.referral_id);
   ASSIGN_OR_RETURN(Party party, UpdatingParty(e, st.sender, st.recipient, key));
+  if (u.expected_version() != 0 && u.expected_version() != st.version) {
+    return absl::AbortedError(absl::StrCat("referral ", key, " is at version ", st.version,
+                                           ", not ", u.expected_version(), "; read it again"));
+  }
   RETURN_IF_ERROR(CheckTransition(st.status, u.status(), party, u.reason()));
   if (u.status() == v1::TASK_COMPLETED && u.outcome().provided().empty())
     return absl::InvalidArgumentError("a completed referral says what was provided (outcome)");

@@ -74,11 +74,15 @@ absl::StatusOr<v1::ReferralView> ReferralCore::ViewFor(const State& st, absl::st
   };
   v1::ReferralView v = summary(tenure);
   if (tenure != nullptr) v.set_recipient_agency(std::string(caller));
+  const size_t seen = tenure != nullptr ? tenure->history : st.history.size();
+  if (seen > 0 && seen <= st.history.size()) {
+    v.set_submitted_unix_nanos(st.history.front().at_unix_nanos());
+    v.set_updated_unix_nanos(st.history[seen - 1].at_unix_nanos());
+  }
   if (!with_detail) return v;
   RETURN_IF_ERROR(AddThread(st, caller, &v, read_record));
   v.set_manifest_envelope(st.manifest_envelope);
-  const size_t shown = tenure != nullptr ? tenure->history : st.history.size();
-  for (size_t i = 0; i < shown && i < st.history.size(); ++i) *v.add_history() = st.history[i];
+  for (size_t i = 0; i < seen && i < st.history.size(); ++i) *v.add_history() = st.history[i];
   if (is_sender) {
     v.set_subject_id(st.subject_id);
     for (const auto& s : st.sections) {
@@ -166,7 +170,12 @@ absl::StatusOr<v1::ReferralView> ReferralCore::Get(const v1::GetReferralRequest&
     ev->add_agencies(st->sender);
     Expect(&viewed, ev->stream(), st->version);
     absl::StatusOr<v1::Commit> c = ledger_->Append(std::move(viewed));
-    if (c.ok()) view.set_viewed_unix_nanos(c->commit_time_unix_nanos());
+    if (c.ok()) {
+      // The answer is the referral as it is now: viewed, at its new version.
+      view.set_viewed_unix_nanos(c->commit_time_unix_nanos());
+      view.set_updated_unix_nanos(c->commit_time_unix_nanos());
+      if (c->stream_versions_size() > 0) view.set_version(c->stream_versions(0));
+    }
   }
   if (caller == directory::kHubAgency) return view;  // the hub's own rendering
   read.set_agency(caller);

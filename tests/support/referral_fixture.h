@@ -70,11 +70,12 @@ class ReferralFixture : public ::testing::Test {
 
   std::string Update(const std::string& id, v1::TaskStatus to, const std::string& agency,
                      const std::string& role, const std::string& code = "",
-                     const std::string& provided = "") {
+                     const std::string& provided = "", uint64_t expected_version = 0) {
     v1::UpdateReferralStatus u;
     u.set_sender_agency("org.stmarys");
     u.set_referral_id(id);
     u.set_status(to);
+    u.set_expected_version(expected_version);
     if (!code.empty()) {
       u.mutable_reason()->set_code(code);
       u.mutable_reason()->set_text("see notes");

@@ -346,6 +346,28 @@ TEST_F(ReferralTest, OverGrpcRetriesAndLostRacesAreAnsweredByTheFullPath) {
   server->Shutdown();
 }
 
+TEST_F(ReferralTest, AChangeMadeAgainstAnOlderVersionIsRefused) {
+  // The FHIR API's If-Match, enforced by the hub under the same
+  // precondition as the append: a change signed against version v applies
+  // only while the referral is at v.
+  ASSERT_TRUE(core_->Submit(Referral("r-1")).ok());
+  v1::GetReferralRequest get;
+  get.set_referral("org.stmarys/r-1");
+  absl::StatusOr<v1::ReferralView> seen = core_->Get(get, Who("org.foodbank"));
+  ASSERT_TRUE(seen.ok()) << seen.status();
+  const uint64_t v = seen->version();
+  const uint64_t size = env_.ledger()->size();
+  ExpectRefusedWritingNothing(core_
+                                  ->UpdateStatus(Update("r-1", v1::TASK_ACCEPTED, "org.foodbank",
+                                                        "receiver", "", "", v - 1))
+                                  .status(),
+                              absl::StatusCode::kAborted, "read it again");
+  EXPECT_EQ(env_.ledger()->size(), size);
+  EXPECT_TRUE(
+      core_->UpdateStatus(Update("r-1", v1::TASK_ACCEPTED, "org.foodbank", "receiver", "", "", v))
+          .ok());
+}
+
 TEST_F(ReferralTest, TheLifecycleIsEnforcedPerParty) {
   ASSERT_TRUE(core_->Submit(Referral("r-1")).ok());
   uint64_t size = env_.ledger()->size();
