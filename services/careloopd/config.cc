@@ -8,6 +8,7 @@
 #include <sstream>
 #include <tuple>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -114,6 +115,8 @@ absl::Status LoadToml(const std::string& path, HubConfig* c) {
       !s.ok())
     return s;
   if (absl::Status s = ReadString(t, "edge", "hub", &c->edge_hub); !s.ok()) return s;
+  if (absl::Status s = ReadString(t, "edge", "public_url", &c->edge_public_url); !s.ok()) return s;
+  while (absl::EndsWith(c->edge_public_url, "/")) c->edge_public_url.pop_back();
   if (absl::Status s = ReadString(t, "edge", "hub_certs", &c->edge_hub_certs); !s.ok()) return s;
   if (absl::Status s = ReadInt(t, "edge", "logins_per_minute", &c->edge_logins_per_minute); !s.ok())
     return s;
@@ -425,6 +428,10 @@ namespace {
 absl::Status ValidateConsoleAndLog(const HubConfig& c) {
   if (c.edge_requests_per_minute <= 0 || c.edge_logins_per_minute <= 0) {
     return absl::InvalidArgumentError("the console's rate limits must be positive");
+  }
+  if (!c.edge_public_url.empty() && !absl::StartsWith(c.edge_public_url, "https://") &&
+      !absl::StartsWith(c.edge_public_url, "http://")) {
+    return absl::InvalidArgumentError("edge.public_url is an http:// or https:// URL");
   }
   if (c.edge_tls_cert.empty() != c.edge_tls_key.empty()) {
     return absl::InvalidArgumentError(

@@ -79,6 +79,11 @@ struct HubConfig {
   // Per client address: every request, and sign-ins (against guessing).
   double edge_requests_per_minute = 3000;
   double edge_logins_per_minute = 10;
+  // Where people and systems reach the edge (behind a proxy, its public
+  // https URL): the FHIR API's base is <public_url>/fhir/R4 and a SMART
+  // client assertion's aud <public_url>/fhir/R4/auth/token. Default: the
+  // console's own address.
+  std::string edge_public_url;
   // An edge run apart from the hub (an agency that does not trust the hub's
   // operator with its key runs its own): the hub's agencies' listener. Set,
   // careloopd runs only the edge. With edge.hub_certs (a directory with

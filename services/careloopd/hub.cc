@@ -347,8 +347,20 @@ absl::Status Hub::StartEdge(std::ostream& out) {
   }
   edge_privacy_ = std::make_unique<edge::PrivacyDesk>(
       edge_hub_.get(), edge_signer_.get(), SystemClock(), vkey, config_.edge_dir() + "/monitor");
-  edge::EdgeParts parts{edge_accounts_.get(), edge_desk_.get(),    edge_feed_.get(),
-                        edge_staff_.get(),    edge_privacy_.get(), nullptr};
+  // The FHIR API: systems registered in <edge dir>/fhir-clients (careloop
+  // edge fhir-client), tokens for <public url>/fhir/R4/auth/token.
+  const std::string public_url = config_.edge_public_url.empty()
+                                     ? absl::StrCat("http://", address)  // set once bound
+                                     : config_.edge_public_url;
+  edge_smart_ = std::make_unique<edge::SmartAuth>(
+      edge::SmartOptions{config_.edge_dir() + "/fhir-clients",
+                         absl::StrCat(public_url, "/fhir/R4/auth/token")},
+      SystemClock());
+  edge_fhir_ = std::make_unique<edge::fhir::FhirApi>(
+      edge_hub_.get(), edge_desk_.get(), SystemClock(), absl::StrCat(public_url, "/fhir/R4"));
+  edge::EdgeParts parts{
+      edge_accounts_.get(), edge_desk_.get(), edge_feed_.get(),  edge_staff_.get(),
+      edge_privacy_.get(),  edge_fhir_.get(), edge_smart_.get(), nullptr};
   if (config_.edge_dev() && fs::exists(config_.admin_key_path())) {
     // Dev mode: careloop demo seed, for whoever can read the data dir.
     ASSIGN_OR_RETURN(std::string pem, ReadFile(config_.admin_key_path()));
@@ -366,7 +378,15 @@ absl::Status Hub::StartEdge(std::ostream& out) {
   }
   edge_http_ =
       std::make_unique<edge::EdgeHttp>(std::move(options), std::move(parts), SystemClock());
-  RETURN_IF_ERROR(edge_http_->Start());
+  const std::string bound_host = address.substr(0, colon);
+  RETURN_IF_ERROR(edge_http_->Start([this, bound_host](int bound) {
+    if (!config_.edge_public_url.empty()) return;
+    // The address as bound (a free port when asked for port 0).
+    const std::string url = absl::StrCat(edge_http_->tls() ? "https://" : "http://", bound_host,
+                                         ":", bound, "/fhir/R4");
+    edge_smart_->set_token_url(url + "/auth/token");
+    edge_fhir_->set_base_url(url);
+  }));
   console_url_ = absl::StrCat(edge_http_->tls() ? "https://" : "http://", address.substr(0, colon),
                               ":", edge_http_->port(), "/");
   if (config_.edge_only())

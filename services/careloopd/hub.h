@@ -17,9 +17,11 @@
 #include "services/edge/change_feed.h"
 #include "services/edge/desk.h"
 #include "services/edge/edge_http.h"
+#include "services/edge/fhir_api.h"
 #include "services/edge/grpc_hub.h"
 #include "services/edge/in_process_hub.h"
 #include "services/edge/key_custody.h"
+#include "services/edge/smart_auth.h"
 #include "services/edge/staff_accounts.h"
 #include "services/ledger/ledger_grpc_service.h"
 #include "services/ledger/remote_ledger.h"
@@ -117,6 +119,8 @@ class Hub {
   std::unique_ptr<edge::ChangeFeed> edge_feed_;
   std::unique_ptr<edge::Signer> edge_signer_;
   std::unique_ptr<edge::PrivacyDesk> edge_privacy_;
+  std::unique_ptr<edge::SmartAuth> edge_smart_;
+  std::unique_ptr<edge::fhir::FhirApi> edge_fhir_;
   std::unique_ptr<edge::StaffAdmin> edge_staff_;
   std::unique_ptr<trust::Ed25519PrivateKey> edge_seed_key_;  // dev: the hub admin's key
   std::unique_ptr<edge::EdgeHttp> edge_http_;

@@ -85,7 +85,7 @@ absl::StatusOr<v1::SubmitReferralResponse> Desk::Send(const StaffMember& who,
     v1::Section s;
     s.set_section_id(in.section_id);
     s.set_category(in.category);
-    s.set_media_type("text/plain");
+    s.set_media_type(in.media_type);
     s.set_content(in.text);
     sections.push_back(std::move(s));
   }
@@ -104,6 +104,7 @@ absl::StatusOr<v1::Receipt> Desk::Move(const StaffMember& who, const StatusMove&
   u.set_sender_agency(ids.first);
   u.set_referral_id(ids.second);
   u.set_status(m.status);
+  u.set_expected_version(m.expected_version);
   if (!m.reason_code.empty() || !m.reason_text.empty()) {
     u.mutable_reason()->set_code(m.reason_code);
     u.mutable_reason()->set_text(m.reason_text);

@@ -27,6 +27,7 @@ struct SectionInput {
   std::string section_id;
   std::string category;  // a consent data category
   std::string text;
+  std::string media_type = "text/plain";
 };
 
 struct NewReferral {
@@ -59,6 +60,7 @@ struct StatusMove {
   v1::TaskStatus status = v1::TASK_STATUS_UNSPECIFIED;
   std::string reason_code, reason_text;
   std::string provided, enrolment_status;  // with completed
+  uint64_t expected_version = 0;           // 0: whatever the referral's is now
 };
 
 // A referral as the browser needs it to check it itself: the view (with the

@@ -173,7 +173,19 @@ EdgeHttp::EdgeHttp(EdgeHttpOptions options, EdgeParts parts, Clock* clock)
     }
     return httplib::Server::HandlerResponse::Unhandled;
   });
-  server_->set_error_handler([](const httplib::Request&, httplib::Response& res) {
+  server_->set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (res.body.empty() && absl::StartsWith(req.path, "/fhir/")) {
+      const json outcome{
+          {"resourceType", "OperationOutcome"},
+          {"issue", json::array({json{
+                        {"severity", "error"},
+                        {"code", res.status == 404 ? "not-supported" : "invalid"},
+                        {"diagnostics", res.status == 404 ? "this FHIR interaction is not served "
+                                                            "(see /fhir/R4/metadata)"
+                                                          : "the request was refused"}}})}};
+      res.set_content(outcome.dump(), "application/fhir+json");
+      return;
+    }
     if (res.body.empty()) {
       ReplyError(res, res.status, res.status == 404 ? "no such page" : "the request was refused");
     }
@@ -189,6 +201,7 @@ EdgeHttp::EdgeHttp(EdgeHttpOptions options, EdgeParts parts, Clock* clock)
   if (parts_.desk != nullptr) RegisterDeskRoutes();
   if (parts_.staff != nullptr) RegisterStaffRoutes();
   if (parts_.privacy != nullptr) RegisterPrivacyRoutes();
+  if (parts_.fhir != nullptr && parts_.smart != nullptr) RegisterFhirRoutes();
   if (parts_.dev_seed && !options_.dev_seed_token.empty()) {
     Route("POST", "/api/dev/seed", Access::kPublic,
           [this](const httplib::Request& req, httplib::Response& res, const Principal*) {
@@ -722,7 +735,7 @@ void EdgeHttp::DevSeed(const httplib::Request& req, httplib::Response& res) {
   res.set_content(*logins, "application/json");
 }
 
-absl::Status EdgeHttp::Start() {
+absl::Status EdgeHttp::Start(const std::function<void(int port)>& before_serving) {
   if (!server_->is_valid()) {
     return absl::InvalidArgumentError("the edge's TLS certificate or key could not be loaded");
   }
@@ -735,6 +748,7 @@ absl::Status EdgeHttp::Start() {
     return absl::UnavailableError(
         absl::StrCat("the edge cannot listen on ", options_.host, ":", options_.port));
   }
+  if (before_serving) before_serving(port_);
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   return absl::OkStatus();
 }

@@ -34,6 +34,11 @@ struct Response;
 
 namespace careloop::edge {
 
+namespace fhir {
+class FhirApi;
+}  // namespace fhir
+class SmartAuth;
+
 struct EdgeHttpOptions {
   std::string host = "127.0.0.1";
   int port = 0;  // 0: a free port (see EdgeHttp::port())
@@ -59,6 +64,9 @@ struct EdgeParts {
   ChangeFeed* feed = nullptr;
   StaffAdmin* staff = nullptr;     // an agency admin's staff pages
   PrivacyDesk* privacy = nullptr;  // the compliance desk and the figures
+  // The FHIR R4 API and its token endpoint (both or neither).
+  fhir::FhirApi* fhir = nullptr;
+  SmartAuth* smart = nullptr;
   // The dev seed (careloop demo seed): returns the logins it made as JSON.
   std::function<absl::StatusOr<std::string>()> dev_seed;
 };
@@ -74,8 +82,9 @@ class EdgeHttp {
   EdgeHttp(const EdgeHttp&) = delete;
   EdgeHttp& operator=(const EdgeHttp&) = delete;
 
-  // Binds and starts serving on a thread of its own.
-  absl::Status Start();
+  // Binds and starts serving on a thread of its own; `before_serving` is
+  // told the port bound before the first request can arrive.
+  absl::Status Start(const std::function<void(int port)>& before_serving = {});
   // Stops accepting and waits for the serving thread.
   void Stop();
   int port() const { return port_; }
@@ -95,6 +104,7 @@ class EdgeHttp {
   void RegisterDeskRoutes();
   void RegisterStaffRoutes();
   void RegisterPrivacyRoutes();  // privacy_http.cc
+  void RegisterFhirRoutes();     // fhir_http.cc
   void RegisterAssets();
 
   void Login(const httplib::Request& req, httplib::Response& res);

@@ -8,6 +8,7 @@
 #include "base/log.h"
 #include "base/status.h"
 #include "google/protobuf/util/json_util.h"
+#include "services/edge/http_status.h"
 
 namespace careloop::edge::http {
 
@@ -20,35 +21,6 @@ std::string& CurrentActor() {
   thread_local std::string actor;
   return actor;
 }
-
-namespace {
-
-int HttpStatusOf(absl::StatusCode code) {
-  switch (code) {
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kOutOfRange:
-      return 400;
-    case absl::StatusCode::kUnauthenticated:
-      return 401;
-    case absl::StatusCode::kPermissionDenied:
-      return 403;
-    case absl::StatusCode::kNotFound:
-      return 404;
-    case absl::StatusCode::kAlreadyExists:
-    case absl::StatusCode::kFailedPrecondition:
-    case absl::StatusCode::kAborted:
-      return 409;
-    case absl::StatusCode::kResourceExhausted:
-      return 429;
-    case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kDeadlineExceeded:
-      return 503;
-    default:
-      return 500;
-  }
-}
-
-}  // namespace
 
 void Reply(httplib::Response& res, int status, const json& body) {
   res.status = status;

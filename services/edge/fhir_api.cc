@@ -1,0 +1,417 @@
+#include "services/edge/fhir_api.h"
+
+#include <algorithm>
+#include <optional>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/time.h"
+#include "base/log.h"
+#include "base/sha256.h"
+#include "base/status.h"
+#include "services/edge/fhir_resources.h"
+#include "services/edge/http_status.h"
+#include "services/referral/lifecycle.h"
+
+namespace careloop::edge::fhir {
+namespace {
+
+constexpr char kHttpPayload[] = "careloop.fhir.http";
+constexpr char kExpressionPayload[] = "careloop.fhir.expression";
+
+// The Tasks a search may return: the agency's sent referrals and those it
+// holds now.
+struct Filter {
+  std::optional<std::string> id, status, owner, requester, patient, focus;
+  std::vector<std::pair<std::string, absl::Time>> last_updated;  // prefix, bound
+  bool include_focus = false;
+  size_t count = 100;
+};
+
+std::string IdentifierToken(absl::string_view v) {
+  // "system|value" or a reference "Organization/<id>" : the value.
+  const size_t bar = v.find('|');
+  if (bar != absl::string_view::npos) return std::string(v.substr(bar + 1));
+  const size_t slash = v.rfind('/');
+  return std::string(slash == absl::string_view::npos ? v : v.substr(slash + 1));
+}
+
+absl::StatusOr<absl::Time> ParseFhirTime(absl::string_view v) {
+  absl::Time t;
+  std::string err;
+  for (const char* f : {"%Y-%m-%dT%H:%M:%E*S%Ez", "%Y-%m-%dT%H:%M:%E*SZ", "%Y-%m-%d"}) {
+    if (absl::ParseTime(f, v, absl::UTCTimeZone(), &t, &err)) return t;
+  }
+  return Refusal(400, "_lastUpdated", "a date is YYYY-MM-DD or an instant");
+}
+
+absl::StatusOr<Filter> FilterOf(const std::multimap<std::string, std::string>& params) {
+  Filter f;
+  for (const auto& [name, value] : params) {
+    if (name == "_id") {
+      f.id = value;
+    } else if (name == "status") {
+      if (!referral::FromFhirCode(value)) return Refusal(400, "status", "unknown Task status code");
+      f.status = value;
+    } else if (name == "owner") {
+      f.owner = IdentifierToken(value);
+    } else if (name == "requester") {
+      f.requester = IdentifierToken(value);
+    } else if (name == "patient" || name == "subject") {
+      f.patient = IdentifierToken(value);
+    } else if (name == "focus") {
+      f.focus = IdentifierToken(value);
+    } else if (name == "code") {
+      if (IdentifierToken(value) != "fulfill") f.id = "";  // careloop's Tasks are all fulfill
+    } else if (name == "_lastUpdated") {
+      absl::string_view v = value;
+      std::string prefix = "eq";
+      for (const char* p : {"ge", "gt", "le", "lt", "eq"}) {
+        if (absl::ConsumePrefix(&v, p)) {
+          prefix = p;
+          break;
+        }
+      }
+      ASSIGN_OR_RETURN(absl::Time t, ParseFhirTime(v));
+      f.last_updated.emplace_back(prefix, t);
+    } else if (name == "_include") {
+      if (value != "Task:focus") return Refusal(400, "_include", "only Task:focus is included");
+      f.include_focus = true;
+    } else if (name == "_count") {
+      size_t n = 0;
+      if (!absl::SimpleAtoi(value, &n) || n == 0) return Refusal(400, "_count", "a count is 1..");
+      f.count = std::min<size_t>(n, 500);
+    } else if (name != "_format") {
+      return Refusal(400, name, absl::StrCat("Task search does not support '", name, "'"));
+    }
+  }
+  return f;
+}
+
+bool Matches(const Filter& f, const v1::ReferralView& v) {
+  const std::string id = TaskIdOf(v.referral());
+  if (f.id && *f.id != id) return false;
+  if (f.focus && *f.focus != id) return false;
+  if (f.status && *f.status != referral::FhirCode(v.status())) return false;
+  if (f.owner && *f.owner != v.recipient_agency()) return false;
+  if (f.requester && *f.requester != v.sender_agency()) return false;
+  if (f.patient && *f.patient != v.manifest().subject().value()) return false;
+  const absl::Time updated = absl::FromUnixNanos(v.updated_unix_nanos());
+  for (const auto& [prefix, t] : f.last_updated) {
+    const bool day = absl::FormatTime("%H:%M:%E*S", t, absl::UTCTimeZone()) == "00:00:00";
+    bool ok = true;
+    if (prefix == "ge") ok = updated >= t;
+    if (prefix == "gt") ok = updated > t;
+    if (prefix == "le") ok = updated <= (day ? t + absl::Hours(24) : t);
+    if (prefix == "lt") ok = updated < t;
+    if (prefix == "eq") ok = day ? updated >= t && updated < t + absl::Hours(24) : updated == t;
+    if (!ok) return false;
+  }
+  return true;
+}
+
+Acting ActingOfSystem(const FhirSystem& sys) {
+  // A read names the system: no person is named in a GET.
+  return Acting{sys.agency_id, absl::StrCat("fhir-client:", sys.client_id)};
+}
+
+absl::Status NeedScope(const FhirSystem& sys, const std::string& type, char op) {
+  if (sys.scopes.Allows(type, op)) return absl::OkStatus();
+  return Refusal(403, type, absl::StrCat("the access token's scopes do not allow this on ", type));
+}
+
+std::string ETagOf(const v1::ReferralView& v) { return absl::StrCat("W/\"", v.version(), "\""); }
+
+Answer Resource(const v1::ReferralView& v, json body, int status = 200) {
+  Answer a;
+  a.status = status;
+  a.body = std::move(body);
+  a.etag = ETagOf(v);
+  if (v.updated_unix_nanos() != 0) a.last_modified = HttpDate(v.updated_unix_nanos());
+  return a;
+}
+
+}  // namespace
+
+absl::Status Refusal(int http_status, const std::string& expression, const std::string& message) {
+  absl::Status s(StatusCodeOfHttp(http_status), message);
+  s.SetPayload(kHttpPayload, absl::Cord(std::to_string(http_status)));
+  if (!expression.empty()) s.SetPayload(kExpressionPayload, absl::Cord(expression));
+  return s;
+}
+
+int HttpStatusOf(const absl::Status& s) {
+  if (auto p = s.GetPayload(kHttpPayload); p.has_value()) {
+    int http = 0;
+    if (absl::SimpleAtoi(std::string(*p), &http)) return http;
+  }
+  return edge::HttpStatusOf(s.code(), HttpDialect::kFhir);
+}
+
+json OperationOutcomeOf(const absl::Status& s) {
+  const int http = HttpStatusOf(s);
+  json issue{{"severity", "error"}, {"code", IssueTypeOfHttp(http)}};
+  if (http >= 500) {
+    issue["diagnostics"] = "the edge could not do that just now; try again";
+  } else {
+    issue["diagnostics"] = std::string(s.message());
+  }
+  if (auto e = s.GetPayload(kExpressionPayload); e.has_value())
+    issue["expression"] = json::array({std::string(*e)});
+  return json{{"resourceType", "OperationOutcome"}, {"issue", json::array({issue})}};
+}
+
+std::string TaskIdOf(const std::string& referral) {
+  return HexEncode(AsStringView(Sha256(referral)).substr(0, 16));
+}
+
+FhirApi::FhirApi(HubClient* hub, Desk* desk, Clock* clock, std::string base_url)
+    : hub_(hub), desk_(desk), clock_(clock), base_url_(std::move(base_url)) {
+  CARELOOP_CHECK(hub_ != nullptr && desk_ != nullptr && clock_ != nullptr);
+}
+
+json FhirApi::Capability() const {
+  auto param = [](const char* name, const char* type) {
+    return json{{"name", name}, {"type", type}};
+  };
+  json task{
+      {"type", "Task"},
+      {"interaction", json::array({json{{"code", "read"}}, json{{"code", "update"}},
+                                   json{{"code", "search-type"}}})},
+      {"versioning", "versioned-update"},
+      {"updateCreate", false},
+      {"conditionalUpdate", false},
+      {"searchInclude", json::array({"Task:focus"})},
+      {"searchParam", json::array({param("_id", "token"), param("_lastUpdated", "date"),
+                                   param("owner", "reference"), param("requester", "reference"),
+                                   param("status", "token"), param("patient", "reference"),
+                                   param("focus", "reference"), param("code", "token")})}};
+  json sr{{"type", "ServiceRequest"}, {"interaction", json::array({json{{"code", "read"}}})}};
+  return json{
+      {"resourceType", "CapabilityStatement"},
+      {"status", "active"},
+      {"date", Instant(absl::ToUnixNanos(clock_->Now()))},
+      {"kind", "instance"},
+      {"software", json{{"name", "careloop"}}},
+      {"implementation", json{{"description",
+                               "careloop edge: SDOH referrals as Task + "
+                               "ServiceRequest"},
+                              {"url", base_url_}}},
+      {"fhirVersion", "4.0.1"},
+      {"format", json::array({"application/fhir+json"})},
+      {"rest",
+       json::array({json{
+           {"mode", "server"},
+           {"security",
+            json{{"service",
+                  json::array(
+                      {json{{"coding", json::array({json{{"system",
+                                                          "http://terminology.hl7.org/CodeSystem/"
+                                                          "restful-security-service"},
+                                                         {"code", "SMART-on-FHIR"}}})}}})},
+                 {"description",
+                  "SMART Backend Services: client_credentials with a private_key_jwt assertion "
+                  "(ES384 or RS384); see .well-known/smart-configuration"}}},
+           {"resource", json::array({task, sr})},
+           {"interaction", json::array({json{{"code", "transaction"}}})}}})}};
+}
+
+absl::StatusOr<StaffMember> FhirApi::ActorOf(const FhirSystem& sys, const std::string& user_id) {
+  v1::GetAgencyRequest get;
+  get.set_agency_id(sys.agency_id);
+  ASSIGN_OR_RETURN(v1::AgencyRecord agency, hub_->GetAgency(get, ActingOfSystem(sys)));
+  for (const v1::ActorEntry& a : agency.actors()) {
+    if (a.user_id() != user_id) continue;
+    if (a.inactive()) break;
+    StaffMember m;
+    m.agency_id = sys.agency_id;
+    m.user_id = a.user_id();
+    m.display_name = a.display_name();
+    m.roles.assign(a.roles().begin(), a.roles().end());
+    return m;
+  }
+  return Refusal(422, "requester",
+                 "the person named is not an active staff member of the system's agency");
+}
+
+void FhirApi::Remember(const std::string& referral) {
+  absl::MutexLock lock(&mu_);
+  if (referrals_.size() > 100000) referrals_.clear();
+  referrals_[TaskIdOf(referral)] = referral;
+}
+
+absl::StatusOr<std::string> FhirApi::ReferralOf(const FhirSystem& sys, const std::string& id) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = referrals_.find(id);
+    if (it != referrals_.end()) return it->second;
+  }
+  const absl::Status missing = Refusal(404, "Task", "no such Task");
+  if (id.size() != 32) return missing;
+  for (bool sent : {true, false}) {
+    v1::ListReferralsRequest req;
+    ASSIGN_OR_RETURN(v1::ListReferralsResponse list, sent ? hub_->Sent(req, ActingOfSystem(sys))
+                                                          : hub_->Inbox(req, ActingOfSystem(sys)));
+    for (const v1::ReferralView& v : list.referrals()) {
+      Remember(v.referral());
+      if (TaskIdOf(v.referral()) == id) return v.referral();
+    }
+  }
+  return missing;
+}
+
+absl::StatusOr<v1::ReferralView> FhirApi::Open(const FhirSystem& sys, const std::string& referral) {
+  v1::GetReferralRequest get;
+  get.set_referral(referral);
+  absl::StatusOr<v1::ReferralView> v = hub_->GetReferral(get, ActingOfSystem(sys));
+  // A referral another agency holds now: the same answer as none.
+  if (!v.ok() && (absl::IsPermissionDenied(v.status()) || absl::IsNotFound(v.status())))
+    return Refusal(404, "Task", "no such Task");
+  return v;
+}
+
+absl::StatusOr<Answer> FhirApi::Transaction(const FhirSystem& sys, const json& bundle) {
+  RETURN_IF_ERROR(NeedScope(sys, "Task", 'c'));
+  RETURN_IF_ERROR(NeedScope(sys, "ServiceRequest", 'c'));
+  ASSIGN_OR_RETURN(IncomingReferral in, ReadReferralBundle(bundle, sys.agency_id));
+  ASSIGN_OR_RETURN(StaffMember who, ActorOf(sys, in.actor_user));
+  absl::StatusOr<v1::SubmitReferralResponse> sent = desk_->Send(who, in.referral);
+  if (!sent.ok()) {
+    // The hub's refusals of what the Bundle asked for are business rules.
+    if (absl::IsInvalidArgument(sent.status()) || absl::IsFailedPrecondition(sent.status()) ||
+        absl::IsNotFound(sent.status())) {
+      return Refusal(422, "Bundle", std::string(sent.status().message()));
+    }
+    return sent.status();
+  }
+  Remember(sent->referral());
+  ASSIGN_OR_RETURN(v1::ReferralView view, Open(sys, sent->referral()));
+  const std::string id = TaskIdOf(sent->referral());
+  json entries = json::array();
+  for (size_t i = 0; i < in.entry_types.size(); ++i) {
+    json response{{"status", "201 Created"}};
+    if (i == in.task_entry || i == in.service_request_entry) {
+      const std::string type = i == in.task_entry ? "Task" : "ServiceRequest";
+      response["location"] = absl::StrCat(type, "/", id, "/_history/", view.version());
+      response["etag"] = ETagOf(view);
+      if (view.updated_unix_nanos() != 0)
+        response["lastModified"] = Instant(view.updated_unix_nanos());
+    }
+    json entry{{"response", response}};
+    if (i == in.task_entry) entry["resource"] = TaskOf(view);
+    entries.push_back(std::move(entry));
+  }
+  log::Info("fhir_referral_created",
+            {{"agency", sys.agency_id}, {"client", sys.client_id}, {"task", id}});
+  Answer a = Resource(
+      view, json{{"resourceType", "Bundle"}, {"type", "transaction-response"}, {"entry", entries}});
+  return a;
+}
+
+absl::StatusOr<Answer> FhirApi::ReadTask(const FhirSystem& sys, const std::string& id) {
+  RETURN_IF_ERROR(NeedScope(sys, "Task", 'r'));
+  ASSIGN_OR_RETURN(std::string referral, ReferralOf(sys, id));
+  ASSIGN_OR_RETURN(v1::ReferralView view, Open(sys, referral));
+  return Resource(view, TaskOf(view));
+}
+
+absl::StatusOr<Answer> FhirApi::ReadServiceRequest(const FhirSystem& sys, const std::string& id) {
+  RETURN_IF_ERROR(NeedScope(sys, "ServiceRequest", 'r'));
+  absl::StatusOr<std::string> referral = ReferralOf(sys, id);
+  if (!referral.ok()) return Refusal(404, "ServiceRequest", "no such ServiceRequest");
+  ASSIGN_OR_RETURN(v1::ReferralView view, Open(sys, *referral));
+  return Resource(view, ServiceRequestOf(view));
+}
+
+absl::StatusOr<Answer> FhirApi::SearchTasks(const FhirSystem& sys,
+                                            const std::multimap<std::string, std::string>& params) {
+  RETURN_IF_ERROR(NeedScope(sys, "Task", 's'));
+  ASSIGN_OR_RETURN(Filter f, FilterOf(params));
+  if (f.include_focus) RETURN_IF_ERROR(NeedScope(sys, "ServiceRequest", 'r'));
+  std::vector<v1::ReferralView> found;
+  for (bool sent : {true, false}) {
+    v1::ListReferralsRequest req;
+    ASSIGN_OR_RETURN(v1::ListReferralsResponse list, sent ? hub_->Sent(req, ActingOfSystem(sys))
+                                                          : hub_->Inbox(req, ActingOfSystem(sys)));
+    for (const v1::ReferralView& v : list.referrals()) {
+      Remember(v.referral());
+      if (Matches(f, v)) found.push_back(v);
+    }
+  }
+  // Newest change first; the listing has no sections and no history.
+  std::sort(found.begin(), found.end(), [](const v1::ReferralView& a, const v1::ReferralView& b) {
+    return a.updated_unix_nanos() != b.updated_unix_nanos()
+               ? a.updated_unix_nanos() > b.updated_unix_nanos()
+               : a.referral() < b.referral();
+  });
+  json entries = json::array();
+  const size_t total = found.size();
+  if (found.size() > f.count) found.resize(f.count);
+  for (const v1::ReferralView& v : found) {
+    const std::string id = TaskIdOf(v.referral());
+    entries.push_back(json{{"fullUrl", absl::StrCat(base_url_, "/Task/", id)},
+                           {"resource", TaskOf(v)},
+                           {"search", json{{"mode", "match"}}}});
+    if (f.include_focus) {
+      entries.push_back(json{{"fullUrl", absl::StrCat(base_url_, "/ServiceRequest/", id)},
+                             {"resource", ServiceRequestOf(v)},
+                             {"search", json{{"mode", "include"}}}});
+    }
+  }
+  Answer a;
+  a.body =
+      json{{"resourceType", "Bundle"},
+           {"type", "searchset"},
+           {"total", total},
+           {"link",
+            json::array({json{{"relation", "self"}, {"url", absl::StrCat(base_url_, "/Task")}}})},
+           {"entry", entries}};
+  return a;
+}
+
+absl::StatusOr<Answer> FhirApi::UpdateTask(const FhirSystem& sys, const std::string& id,
+                                           const std::string& if_match, const json& task,
+                                           const json& provenance) {
+  RETURN_IF_ERROR(NeedScope(sys, "Task", 'u'));
+  ASSIGN_OR_RETURN(StatusMove move, ReadTaskUpdate(task, id));
+  absl::string_view tag = if_match;
+  uint64_t expected = 0;
+  if (!absl::ConsumePrefix(&tag, "W/\"") || !absl::ConsumeSuffix(&tag, "\"") ||
+      !absl::SimpleAtoi(tag, &expected) || expected == 0) {
+    return Refusal(412, "If-Match",
+                   "update a Task with If-Match: W/\"<version>\" of the Task you read");
+  }
+  ASSIGN_OR_RETURN(std::string referral, ReferralOf(sys, id));
+  ASSIGN_OR_RETURN(v1::ReferralView before, Open(sys, referral));
+  if (before.version() != expected) {
+    return Refusal(412, "If-Match",
+                   absl::StrCat("the Task is at version ", before.version(), ", not ", expected));
+  }
+  ASSIGN_OR_RETURN(std::string user, ActorOfProvenance(provenance));
+  ASSIGN_OR_RETURN(StaffMember who, ActorOf(sys, user));
+  move.referral = referral;
+  move.expected_version = expected;
+  if (move.status != before.status()) {
+    absl::Status moved = desk_->Move(who, move).status();
+    if (absl::IsAborted(moved)) return Refusal(412, "If-Match", std::string(moved.message()));
+    // The lifecycle's refusals: a move it does not allow from here, or a
+    // reason it needs (rejected, cancelled, on-hold, failed).
+    if (absl::IsFailedPrecondition(moved))
+      return Refusal(422, "Task.status", std::string(moved.message()));
+    if (absl::IsInvalidArgument(moved))
+      return Refusal(422, "Task.statusReason", std::string(moved.message()));
+    RETURN_IF_ERROR(moved);
+  }
+  ASSIGN_OR_RETURN(v1::ReferralView after, Open(sys, referral));
+  log::Info("fhir_task_updated", {{"agency", sys.agency_id},
+                                  {"client", sys.client_id},
+                                  {"task", id},
+                                  {"status", referral::FhirCode(after.status())}});
+  return Resource(after, TaskOf(after));
+}
+
+}  // namespace careloop::edge::fhir

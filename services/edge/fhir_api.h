@@ -1,0 +1,107 @@
+// The FHIR R4 API of the edge, without HTTP (DESIGN.md, "The agency edge";
+// docs/API.md, "FHIR R4"): careloop as the HL7 SDOH Clinical Care IG's
+// Coordination Platform. A referral source (an EHR) posts a transaction
+// Bundle (Task + ServiceRequest + Patient, and the resources that support
+// them), which becomes one referral signed with its agency's key from the
+// edge's custody, naming the person who acted; a "light" recipient polls its
+// Tasks and updates their status. Every write is a signed careloop change
+// and every read a read made as the system's agency: the hub's policy and
+// consent decide exactly as for the console.
+//
+// Ids: a referral's Task and ServiceRequest share one id, the first 128 bits
+// of the SHA-256 of "<sender>/<referral id>" in hex; a version is the
+// referral stream's version.
+#pragma once
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "base/clock.h"
+#include "services/edge/desk.h"
+#include "services/edge/hub_client.h"
+#include "services/edge/smart_auth.h"
+
+namespace careloop::edge::fhir {
+
+using json = nlohmann::json;
+
+// Code systems and identifier systems careloop defines (docs/API.md).
+inline constexpr char kAgencySystem[] = "urn:careloop:agency";
+inline constexpr char kUserSystem[] = "urn:careloop:user";
+inline constexpr char kIdentifierSystemPrefix[] = "urn:careloop:identifier:";
+inline constexpr char kServiceSystem[] = "urn:careloop:service";
+inline constexpr char kReasonSystem[] = "urn:careloop:status-reason";
+inline constexpr char kBusinessStatusSystem[] = "urn:careloop:business-status";
+inline constexpr char kWithheldExtension[] = "urn:careloop:extension:withheld-section";
+inline constexpr char kTaskCodeSystem[] = "http://hl7.org/fhir/CodeSystem/task-code";
+inline constexpr char kSdohTemporaryCodes[] =
+    "http://hl7.org/fhir/us/sdoh-clinicalcare/CodeSystem/SDOHCC-CodeSystemTemporaryCodes";
+
+// A refusal the FHIR way: the HTTP status, the element it concerns (a
+// FHIRPath expression) and what is wrong, carried on an absl::Status.
+absl::Status Refusal(int http_status, const std::string& expression, const std::string& message);
+// The HTTP status an error answers with (a Refusal's own; otherwise the
+// careloop status mapped: 400, 401, 403, 404, 409, 412, 422, 429, 503, 500).
+int HttpStatusOf(const absl::Status& s);
+// The OperationOutcome for an error; internal failures say only that
+// something failed.
+json OperationOutcomeOf(const absl::Status& s);
+
+// What a FHIR request answers.
+struct Answer {
+  int status = 200;
+  json body;
+  std::string etag;           // W/"<version>"
+  std::string location;       // for 201
+  std::string last_modified;  // an HTTP date
+};
+
+// The Task id of a referral "<sender>/<referral id>".
+std::string TaskIdOf(const std::string& referral);
+
+class FhirApi {
+ public:
+  // `base_url`: where the API is served, e.g. https://edge.example/fhir/R4.
+  FhirApi(HubClient* hub, Desk* desk, Clock* clock, std::string base_url);
+
+  json Capability() const;
+  // Before serving only (the edge's port known once bound).
+  void set_base_url(std::string url) { base_url_ = std::move(url); }
+
+  // POST [base] with a transaction Bundle: one new referral.
+  absl::StatusOr<Answer> Transaction(const FhirSystem& sys, const json& bundle);
+  absl::StatusOr<Answer> ReadTask(const FhirSystem& sys, const std::string& id);
+  // GET [base]/Task?...: the Tasks the system's agency sent or owns now.
+  absl::StatusOr<Answer> SearchTasks(const FhirSystem& sys,
+                                     const std::multimap<std::string, std::string>& params);
+  // PUT [base]/Task/[id]: a status change by the person `provenance` names
+  // (the X-Provenance header), against the version `if_match` names.
+  absl::StatusOr<Answer> UpdateTask(const FhirSystem& sys, const std::string& id,
+                                    const std::string& if_match, const json& task,
+                                    const json& provenance);
+  absl::StatusOr<Answer> ReadServiceRequest(const FhirSystem& sys, const std::string& id);
+
+ private:
+  // The directory actor of the system's agency that `user_id` names, as a
+  // staff member; 422 when unknown or inactive.
+  absl::StatusOr<StaffMember> ActorOf(const FhirSystem& sys, const std::string& user_id);
+  // The referral a Task id names, among those the agency sent or holds; the
+  // same 404 for one that does not exist and one it may not see.
+  absl::StatusOr<std::string> ReferralOf(const FhirSystem& sys, const std::string& id);
+  absl::StatusOr<v1::ReferralView> Open(const FhirSystem& sys, const std::string& referral);
+  void Remember(const std::string& referral);
+
+  HubClient* hub_;
+  Desk* desk_;
+  Clock* clock_;
+  std::string base_url_;
+  absl::Mutex mu_;
+  std::map<std::string, std::string> referrals_ ABSL_GUARDED_BY(mu_);  // Task id -> referral
+};
+
+}  // namespace careloop::edge::fhir

@@ -1,0 +1,245 @@
+// careloop's referrals in FHIR terms (services/edge/fhir_resources.h) read
+// from the published examples (shared/testdata/fhir): the SDOH Clinical
+// Care IG's ServiceRequest imports once its Task is adapted to a new
+// referral; the published Task (status accepted) and the R4 core examples
+// are refused naming the element; SMART scopes are read and narrowed.
+#include "services/edge/fhir_resources.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "services/edge/fhir_api.h"
+#include "services/edge/smart_auth.h"
+#include "tests/support/test_env.h"
+
+namespace careloop::edge::fhir {
+namespace {
+
+using ::careloop::testing::ReadFileOrDie;
+using ::careloop::testing::TempDir;
+using ::careloop::testing::TestData;
+
+json Example(const std::string& name) {
+  return json::parse(ReadFileOrDie(TestData("fhir/" + name)));
+}
+
+json Entry(const std::string& id, const json& resource) {
+  return json{{"fullUrl", "urn:uuid:" + id},
+              {"resource", resource},
+              {"request", json{{"method", "POST"}, {"url", resource["resourceType"]}}}};
+}
+
+json Patient(const std::string& mrn) {
+  return json::parse(R"({"resourceType":"Patient","identifier":[{"type":{"coding":[
+      {"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"MR"}]},"value":")" +
+                     mrn + R"("}],"name":[{"family":"Abbas"}],"telecom":[{"system":"phone",
+      "value":"555-0100"}]})");
+}
+
+// A transaction of `task` and `sr` for a Patient, requested by u-planner.
+json Bundle(json task, json sr) {
+  task["focus"] = json{{"reference", "urn:uuid:sr"}};
+  task["for"] = json{{"reference", "urn:uuid:patient"}};
+  task["requester"] = json{{"identifier", json{{"system", kUserSystem}, {"value", "u-planner"}}}};
+  sr["subject"] = json{{"reference", "urn:uuid:patient"}};
+  return json{{"resourceType", "Bundle"},
+              {"type", "transaction"},
+              {"entry", json::array({Entry("task", task), Entry("sr", sr),
+                                     Entry("patient", Patient("000123"))})}};
+}
+
+json SdohTask() {
+  json task = Example("sdoh-clinicalcare/SDOHCC-Task-OrderFulfillment-Example-1.json");
+  task.erase("output");
+  return task;
+}
+
+json SdohServiceRequest() {
+  return Example("sdoh-clinicalcare/SDOHCC-ServiceRequest-HungerVitalSign-Example-1.json");
+}
+
+// The element a refusal names, or "" when it is not a refusal.
+std::string Refused(const absl::StatusOr<IncomingReferral>& r, int http = 422) {
+  if (r.ok()) return "";
+  EXPECT_EQ(HttpStatusOf(r.status()), http) << r.status();
+  const json outcome = OperationOutcomeOf(r.status());
+  return outcome["issue"][0].value("expression", json::array({""}))[0].get<std::string>();
+}
+
+TEST(FhirReferralBundle, TheIgExamplesImportOnceTheTaskIsANewReferralToAnAgency) {
+  json task = SdohTask();
+  task["status"] = "requested";
+  task["owner"] = json{{"identifier", json{{"system", kAgencySystem}, {"value", "org.foodbank"}}}};
+  absl::StatusOr<IncomingReferral> in =
+      ReadReferralBundle(Bundle(task, SdohServiceRequest()), "org.stmarys");
+  ASSERT_TRUE(in.ok()) << in.status();
+  EXPECT_EQ(in->referral.mrn, "000123");
+  EXPECT_EQ(in->referral.service, "food-insecurity");  // food-insecurity-domain
+  EXPECT_EQ(in->referral.reason, "710925007");
+  EXPECT_EQ(in->referral.recipient, "org.foodbank");
+  EXPECT_EQ(in->actor_user, "u-planner");
+  ASSERT_EQ(in->referral.sections.size(), 3u);
+  // Demographics and contact apart, so consent can let one through alone.
+  EXPECT_EQ(in->referral.sections[0].category, "demographics");
+  EXPECT_EQ(in->referral.sections[1].category, "contact");
+  EXPECT_EQ(in->referral.sections[2].category, "social-needs");
+  for (const SectionInput& s : in->referral.sections) {
+    EXPECT_EQ(s.media_type, "application/fhir+json");
+    EXPECT_FALSE(json::parse(s.text)["resourceType"].get<std::string>().empty());
+  }
+  EXPECT_EQ(in->referral.sections[1].text.find("Abbas"), std::string::npos)
+      << "the contact section holds no name";
+  EXPECT_EQ(in->referral.sections[0].text.find("555-0100"), std::string::npos)
+      << "the demographics section holds no phone number";
+}
+
+TEST(FhirReferralBundle, ThePublishedTaskAndTheCoreExamplesAreRefusedNamingTheElement) {
+  json published = SdohTask();  // status accepted, as published
+  EXPECT_EQ(Refused(ReadReferralBundle(Bundle(published, SdohServiceRequest()), "org.stmarys")),
+            "Task.status");
+  for (const char* name : {"Task-example1.json", "Task-example2.json", "Task-example6.json"}) {
+    EXPECT_EQ(
+        Refused(ReadReferralBundle(
+            Bundle(Example(std::string("r4-core/") + name), SdohServiceRequest()), "org.stmarys")),
+        "Task.status")
+        << name;
+  }
+  json task = SdohTask();
+  task["status"] = "requested";
+  task["owner"] = json{{"reference", "Organization/org.foodbank"}};
+  // The physiotherapy ServiceRequest is completed, not an active order.
+  EXPECT_EQ(Refused(ReadReferralBundle(
+                Bundle(task, Example("r4-core/ServiceRequest-physiotherapy.json")), "org.stmarys")),
+            "ServiceRequest.status");
+  for (const char* name :
+       {"Consent-consent-example-grantor.json", "Consent-consent-example-notThem.json"}) {
+    json b = Bundle(task, SdohServiceRequest());
+    b["entry"].push_back(Entry("consent", Example(std::string("r4-core/") + name)));
+    EXPECT_EQ(Refused(ReadReferralBundle(b, "org.stmarys")), "Bundle.entry[3].resource") << name;
+  }
+}
+
+TEST(FhirReferralBundle, EachMissingPieceIsNamed) {
+  json task = SdohTask();
+  task["status"] = "requested";
+  task["owner"] = json{{"reference", "Organization/org.foodbank"}};
+  const json good = Bundle(task, SdohServiceRequest());
+  ASSERT_TRUE(ReadReferralBundle(good, "org.stmarys").ok());
+  EXPECT_EQ(Refused(ReadReferralBundle(json{{"resourceType", "Patient"}}, "a"), 400), "Bundle");
+  json batch = good;
+  batch["type"] = "batch";
+  EXPECT_EQ(Refused(ReadReferralBundle(batch, "a"), 400), "Bundle.type");
+  json no_requester = good;
+  no_requester["entry"][0]["resource"].erase("requester");
+  EXPECT_EQ(Refused(ReadReferralBundle(no_requester, "org.stmarys")), "Task.requester");
+  json no_owner_no_postcode = good;
+  no_owner_no_postcode["entry"][0]["resource"].erase("owner");
+  EXPECT_EQ(Refused(ReadReferralBundle(no_owner_no_postcode, "org.stmarys")), "Task.owner");
+  json routed = no_owner_no_postcode;
+  routed["entry"][2]["resource"]["address"] = json::parse(R"([{"postalCode":"02139"}])");
+  absl::StatusOr<IncomingReferral> by_criteria = ReadReferralBundle(routed, "org.stmarys");
+  ASSERT_TRUE(by_criteria.ok()) << by_criteria.status();
+  EXPECT_EQ(by_criteria->referral.postal_code, "02139");
+  json wrong_focus = good;
+  wrong_focus["entry"][0]["resource"]["focus"] = json{{"reference", "urn:uuid:nothing"}};
+  EXPECT_EQ(Refused(ReadReferralBundle(wrong_focus, "org.stmarys")), "Task.focus");
+  json no_category = good;
+  no_category["entry"][1]["resource"].erase("category");
+  EXPECT_EQ(Refused(ReadReferralBundle(no_category, "org.stmarys")), "ServiceRequest.category");
+  json other_mrn = good;
+  other_mrn["entry"][2]["resource"]["identifier"][0].erase("type");
+  EXPECT_EQ(Refused(ReadReferralBundle(other_mrn, "org.stmarys")), "Patient.identifier");
+  // The agency's own identifier system names the record number too.
+  other_mrn["entry"][2]["resource"]["identifier"][0]["system"] =
+      "urn:careloop:identifier:org.stmarys/mrn";
+  EXPECT_TRUE(ReadReferralBundle(other_mrn, "org.stmarys").ok());
+  json put = good;
+  put["entry"][1]["request"]["method"] = "PUT";
+  EXPECT_EQ(Refused(ReadReferralBundle(put, "org.stmarys"), 400), "Bundle.entry[1].request.method");
+}
+
+TEST(FhirTask, AReferralReadsAsTheIgTaskAndServiceRequest) {
+  v1::ReferralView v;
+  v.set_referral("org.stmarys/r-1");
+  v.set_sender_agency("org.stmarys");
+  v.set_recipient_agency("org.foodbank");
+  v.set_status(v1::TASK_COMPLETED);
+  v.set_version(7);
+  v.set_submitted_unix_nanos(1'700'000'000'000'000'000);
+  v.set_updated_unix_nanos(1'700'000'100'000'000'000);
+  v.mutable_outcome()->set_provided("weekly food box");
+  v.mutable_manifest()->mutable_subject()->set_authority("org.stmarys/mrn");
+  v.mutable_manifest()->mutable_subject()->set_value("000123");
+  v.mutable_manifest()->set_service_category("food-insecurity");
+  v.mutable_manifest()->set_priority(v1::URGENT);
+  auto* w = v.add_withheld();
+  w->set_section_id("patient-contact");
+  w->set_category("contact");
+  w->set_reason("no consent");
+  const json t = TaskOf(v);
+  EXPECT_EQ(t["id"], TaskIdOf("org.stmarys/r-1"));
+  EXPECT_EQ(t["id"].get<std::string>().size(), 32u);
+  EXPECT_EQ(t["status"], "completed");
+  EXPECT_EQ(t["intent"], "order");
+  EXPECT_EQ(t["meta"]["versionId"], "7");
+  EXPECT_EQ(t["authoredOn"], "2023-11-14T22:13:20.000Z");
+  EXPECT_EQ(t["focus"]["reference"], "ServiceRequest/" + TaskIdOf("org.stmarys/r-1"));
+  EXPECT_EQ(t["for"]["identifier"]["value"], "000123");
+  EXPECT_EQ(t["owner"]["identifier"]["value"], "org.foodbank");
+  EXPECT_EQ(t["output"][0]["valueString"], "weekly food box");
+  EXPECT_EQ(t["extension"][0]["url"], kWithheldExtension);
+  const json sr = ServiceRequestOf(v);
+  EXPECT_EQ(sr["status"], "completed");
+  EXPECT_EQ(sr["priority"], "urgent");
+  EXPECT_EQ(sr["category"][0]["coding"][0]["code"], "food-insecurity");
+  EXPECT_EQ(sr["performer"][0]["identifier"]["value"], "org.foodbank");
+}
+
+TEST(FhirTask, AnUpdateReadsItsMoveAndAContainedProcedure) {
+  const json task = json::parse(R"({"resourceType":"Task","id":"abc","status":"completed",
+    "contained":[{"resourceType":"Procedure","id":"p","status":"completed",
+                  "subject":{"display":"x"},"code":{"text":"enrolled"}}],
+    "output":[{"type":{"text":"r"},"valueReference":{"reference":"#p"}}]})");
+  absl::StatusOr<StatusMove> m = ReadTaskUpdate(task, "abc");
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->status, v1::TASK_COMPLETED);
+  EXPECT_EQ(m->provided, "enrolled");
+  EXPECT_EQ(m->enrolment_status, "completed");
+  EXPECT_EQ(HttpStatusOf(ReadTaskUpdate(task, "other").status()), 400);
+  json bare = task;
+  bare.erase("output");
+  EXPECT_EQ(HttpStatusOf(ReadTaskUpdate(bare, "abc").status()), 422);
+  bare["status"] = "bogus";
+  EXPECT_EQ(HttpStatusOf(ReadTaskUpdate(bare, "abc").status()), 400);
+}
+
+TEST(SmartScopes, V1AndV2ScopesAreReadAndNarrowedToTheRegistration) {
+  absl::StatusOr<FhirScopes> registered =
+      FhirScopes::Parse("system/Task.cruds system/ServiceRequest.rs");
+  ASSERT_TRUE(registered.ok());
+  absl::StatusOr<FhirScopes> asked = FhirScopes::Parse("system/*.read system/Patient.write");
+  ASSERT_TRUE(asked.ok());
+  const FhirScopes granted = asked->Within(*registered);
+  EXPECT_TRUE(granted.Allows("Task", 'r'));
+  EXPECT_TRUE(granted.Allows("ServiceRequest", 's'));
+  EXPECT_FALSE(granted.Allows("Task", 'u')) << "not asked for";
+  EXPECT_FALSE(granted.Allows("Patient", 'c')) << "not registered";
+  EXPECT_EQ(granted.ToString(), "system/ServiceRequest.rs system/Task.rs");
+  for (const char* bad : {"user/Task.read", "system/Task", "system/Task.x", "patient/*.read"}) {
+    EXPECT_FALSE(FhirScopes::Parse(bad).ok()) << bad;
+  }
+}
+
+TEST(SmartJws, OnlyARegisteredKeysSignatureVerifies) {
+  // A JWKS with one P-384 key that is not a point of the curve is refused.
+  const std::string bad = R"({"keys":[{"kty":"EC","crv":"P-384","x":")" + std::string(64, 'A') +
+                          R"(","y":")" + std::string(64, 'A') + R"("}]})";
+  EXPECT_FALSE(
+      RegisterFhirClient(TempDir().path(), FhirClient{"c", "org.a", bad, "system/*.read"}).ok());
+  EXPECT_FALSE(VerifyJws("a.b.c", bad).ok());
+  EXPECT_FALSE(VerifyJws("not a jws", "{}").ok());
+}
+
+}  // namespace
+}  // namespace careloop::edge::fhir
