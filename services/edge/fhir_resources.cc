@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "base/status.h"
 #include "services/edge/fhir_api.h"
+#include "services/names/names.h"
 #include "services/referral/lifecycle.h"
 
 namespace careloop::edge::fhir {
@@ -427,7 +428,7 @@ json TaskOf(const v1::ReferralView& view) {
   // The last status change's reason.
   for (int i = view.history_size() - 1; i >= 0; --i) {
     const v1::ReferralHistoryEntry& h = view.history(i);
-    if (h.status() != view.status() || h.type() != "StatusChanged") continue;
+    if (h.status() != view.status() || h.type() != names::event::kStatusChanged) continue;
     if (!h.reason().code().empty()) {
       json reason = Coding(kReasonSystem, h.reason().code());
       if (!h.reason().text().empty()) reason["text"] = h.reason().text();
