@@ -47,20 +47,6 @@ std::optional<v1::Envelope> EnvelopeOf(const v1::Event& e) {
   return env;
 }
 
-// HL7 v3 ActReason for careloop's purposes of use.
-std::pair<std::string, std::string> PurposeCode(const std::string& purpose) {
-  if (purpose == "treatment" || purpose == "care-coordination") return {"TREAT", "treatment"};
-  if (purpose == "emergency-treatment") return {"ETREAT", "emergency treatment"};
-  if (purpose == "payment") return {"HPAYMT", "healthcare payment"};
-  if (purpose == "operations") return {"HOPERAT", "healthcare operations"};
-  if (purpose == "research") return {"HRESCH", "healthcare research"};
-  if (purpose == "public-health") return {"PUBHLTH", "public health"};
-  if (purpose == "legal") return {"HLEGAL", "legal"};
-  // A disclosure to the person themself (careloop's purpose subject-request).
-  if (purpose == "subject-request") return {"PATRQT", "patient requested"};
-  return {"HOPERAT", purpose};
-}
-
 }  // namespace
 
 AuditCore::AuditCore(storage::Ledger* ledger, directory::Agencies* directory,
@@ -587,7 +573,7 @@ absl::StatusOr<v1::ExportResponse> AuditCore::Export(const v1::ExportRequest& re
 std::string AuditCore::FhirAuditEvent(const v1::DisclosureRecorded& d, uint64_t seq,
                                       int64_t recorded_unix_nanos, absl::string_view hub_name) {
   using nlohmann::json;
-  const auto [purpose_code, purpose_display] = PurposeCode(d.purpose());
+  const auto [purpose_code, purpose_display] = consent::PurposeOfUseCode(d.purpose());
   auto who = [](const std::string& id) {
     return json{{"identifier", {{"system", "urn:careloop:agency"}, {"value", id}}},
                 {"display", id}};

@@ -30,6 +30,47 @@ const std::set<std::string>& KnownPurposes() {
   return purposes;
 }
 
+namespace {
+
+struct PurposeCodeRow {
+  const char* purpose;
+  const char* code;
+  const char* display;
+};
+
+// careloop's purposes and HL7 v3 ActReason (the first row of a purpose is
+// the code it is written as).
+constexpr PurposeCodeRow kPurposeCodes[] = {
+    {"care-coordination", "TREAT", "treatment"},
+    {"care-coordination", "CAREMGT", "care management"},
+    {"treatment", "TREAT", "treatment"},
+    {"emergency-treatment", "ETREAT", "emergency treatment"},
+    {"payment", "HPAYMT", "healthcare payment"},
+    {"operations", "HOPERAT", "healthcare operations"},
+    {"research", "HRESCH", "healthcare research"},
+    {"public-health", "PUBHLTH", "public health"},
+    {"legal", "HLEGAL", "legal"},
+    {"subject-request", "PATRQT", "patient requested"},
+};
+
+}  // namespace
+
+std::pair<std::string, std::string> PurposeOfUseCode(absl::string_view purpose) {
+  for (const PurposeCodeRow& r : kPurposeCodes) {
+    if (purpose == r.purpose) return {r.code, r.display};
+  }
+  return {"HOPERAT", std::string(purpose)};
+}
+
+std::string PurposeOfActReason(absl::string_view code) {
+  // TREAT is treatment (care coordination is written as TREAT too).
+  for (const PurposeCodeRow& r : kPurposeCodes) {
+    if (code == r.code && !(code == "TREAT" && absl::string_view(r.purpose) != "treatment"))
+      return r.purpose;
+  }
+  return "";
+}
+
 const std::set<std::string>& TreatmentPaymentOperations() {
   static const std::set<std::string> tpo = {"care-coordination", "treatment", "emergency-treatment",
                                             "payment", "operations"};

@@ -20,6 +20,13 @@ namespace careloop::consent {
 
 // Purposes of use (after HL7 v3 ActReason), documented in docs/API.md.
 const std::set<std::string>& KnownPurposes();
+// A purpose's HL7 v3 ActReason (PurposeOfUse) code and display, for FHIR
+// (care coordination is treatment; a disclosure to the person themself is
+// PATRQT).
+std::pair<std::string, std::string> PurposeOfUseCode(absl::string_view purpose);
+// The purpose an ActReason code names ("" when careloop has none for it):
+// CAREMGT is care coordination.
+std::string PurposeOfActReason(absl::string_view code);
 // Purposes the HIPAA §164.528 accounting leaves out: treatment (care
 // coordination and emergency treatment are treatment), payment, operations.
 const std::set<std::string>& TreatmentPaymentOperations();

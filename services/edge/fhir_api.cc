@@ -279,6 +279,15 @@ absl::StatusOr<Answer> FhirApi::Transaction(const FhirSystem& sys, const json& b
   RETURN_IF_ERROR(NeedScope(sys, "ServiceRequest", 'c'));
   ASSIGN_OR_RETURN(IncomingReferral in, ReadReferralBundle(bundle, sys.agency_id));
   ASSIGN_OR_RETURN(StaffMember who, ActorOf(sys, in.actor_user));
+  std::string consent_id;
+  if (in.consent.has_value()) {
+    // The consent first, so the referral is disclosed under it; the named
+    // recipient is checked before, so a referral the hub would refuse for
+    // its recipient records nothing.
+    if (!in.referral.recipient.empty())
+      RETURN_IF_ERROR(CheckRecipient(sys, in.referral.recipient, in.referral.service));
+    ASSIGN_OR_RETURN(consent_id, RecordConsent(who, in.referral.mrn, *in.consent));
+  }
   absl::StatusOr<v1::SubmitReferralResponse> sent = desk_->Send(who, in.referral);
   if (!sent.ok()) {
     // The hub's refusals of what the Bundle asked for are business rules.
@@ -294,6 +303,8 @@ absl::StatusOr<Answer> FhirApi::Transaction(const FhirSystem& sys, const json& b
   json entries = json::array();
   for (size_t i = 0; i < in.entry_types.size(); ++i) {
     json response{{"status", "201 Created"}};
+    if (in.consent.has_value() && i == in.consent_entry)
+      response["location"] = absl::StrCat("Consent/", consent_id);
     if (i == in.task_entry || i == in.service_request_entry) {
       const std::string type = i == in.task_entry ? "Task" : "ServiceRequest";
       response["location"] = absl::StrCat(type, "/", id, "/_history/", view.version());
@@ -310,6 +321,33 @@ absl::StatusOr<Answer> FhirApi::Transaction(const FhirSystem& sys, const json& b
   Answer a = Resource(
       view, json{{"resourceType", "Bundle"}, {"type", "transaction-response"}, {"entry", entries}});
   return a;
+}
+
+absl::Status FhirApi::CheckRecipient(const FhirSystem& sys, const std::string& agency,
+                                     const std::string& service) {
+  v1::GetAgencyRequest get;
+  get.set_agency_id(agency);
+  absl::StatusOr<v1::AgencyRecord> a = hub_->GetAgency(get, ActingOfSystem(sys));
+  const absl::Status cannot = Refusal(
+      422, "Task.owner", absl::StrCat("agency ", agency, " cannot take a ", service, " referral"));
+  if (!a.ok()) return absl::IsNotFound(a.status()) ? cannot : a.status();
+  const auto& services = a->profile().services();
+  const auto& roles = a->profile().roles();
+  if (!a->active() || std::find(services.begin(), services.end(), service) == services.end() ||
+      std::find(roles.begin(), roles.end(), "receiver") == roles.end()) {
+    return cannot;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> FhirApi::RecordConsent(const StaffMember& who, const std::string& mrn,
+                                                   v1::Consent consent) {
+  ASSIGN_OR_RETURN(std::string subject, desk_->ResolvePerson(who, mrn));
+  consent.set_subject_id(subject);
+  absl::StatusOr<std::string> id = desk_->RecordConsent(who, consent);
+  if (!id.ok() && (absl::IsInvalidArgument(id.status()) || absl::IsFailedPrecondition(id.status())))
+    return Refusal(422, "Consent", std::string(id.status().message()));
+  return id;
 }
 
 absl::StatusOr<Answer> FhirApi::ReadTask(const FhirSystem& sys, const std::string& id) {

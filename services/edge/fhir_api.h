@@ -95,6 +95,12 @@ class FhirApi {
   // same 404 for one that does not exist and one it may not see.
   absl::StatusOr<std::string> ReferralOf(const FhirSystem& sys, const std::string& id);
   absl::StatusOr<v1::ReferralView> Open(const FhirSystem& sys, const std::string& referral);
+  // The named recipient exists, is active and takes `service` (422 if not).
+  absl::Status CheckRecipient(const FhirSystem& sys, const std::string& agency,
+                              const std::string& service);
+  // Records a consent about the person with this record number; its id.
+  absl::StatusOr<std::string> RecordConsent(const StaffMember& who, const std::string& mrn,
+                                            v1::Consent consent);
   void Remember(const std::string& referral);
 
   HubClient* hub_;

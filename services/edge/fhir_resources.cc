@@ -11,6 +11,8 @@
 #include "absl/time/time.h"
 #include "base/status.h"
 #include "services/edge/fhir_api.h"
+#include "services/edge/fhir_consent.h"
+#include "services/edge/fhir_json.h"
 #include "services/names/names.h"
 #include "services/referral/lifecycle.h"
 
@@ -21,100 +23,6 @@ constexpr char kOldSdohTemporaryCodes[] =
     "http://hl7.org/fhir/us/sdoh-cc/CodeSystem/sdohcc-temporary-codes";
 constexpr char kIdentifierTypes[] = "http://terminology.hl7.org/CodeSystem/v2-0203";
 constexpr char kUsCoreCategory[] = "http://hl7.org/fhir/us/core/CodeSystem/us-core-category";
-
-absl::Status Unprocessable(const std::string& expression, const std::string& message) {
-  return Refusal(422, expression, message);
-}
-absl::Status Invalid(const std::string& expression, const std::string& message) {
-  return Refusal(400, expression, message);
-}
-
-std::string Str(const json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
-const json& Member(const json& j, const char* key) {
-  static const json kNull;
-  auto it = j.find(key);
-  return it == j.end() ? kNull : *it;
-}
-
-// Every coding of a CodeableConcept or of a list of them.
-std::vector<const json*> Codings(const json& concepts) {
-  std::vector<const json*> out;
-  auto add = [&out](const json& cc) {
-    const json& codings = Member(cc, "coding");
-    if (!codings.is_array()) return;
-    for (const json& c : codings) {
-      if (c.is_object()) out.push_back(&c);
-    }
-  };
-  if (concepts.is_array()) {
-    for (const json& cc : concepts) {
-      if (cc.is_object()) add(cc);
-    }
-  } else if (concepts.is_object()) {
-    add(concepts);
-  }
-  return out;
-}
-
-bool HasCoding(const json& concepts, const std::string& system, const std::string& code) {
-  for (const json* c : Codings(concepts)) {
-    if (Str(*c, "system") == system && Str(*c, "code") == code) return true;
-  }
-  return false;
-}
-
-json Coding(const std::string& system, const std::string& code) {
-  return json{{"coding", json::array({json{{"system", system}, {"code", code}}})}};
-}
-
-json AgencyReference(const std::string& agency) {
-  return json{{"type", "Organization"},
-              {"identifier", json{{"system", kAgencySystem}, {"value", agency}}}};
-}
-
-// The entries of a Bundle, found by fullUrl and by "Type/id".
-class Entries {
- public:
-  explicit Entries(const json& entries) {
-    for (const json& e : entries) {
-      const json& r = Member(e, "resource");
-      const std::string full = Str(e, "fullUrl");
-      if (!full.empty()) by_ref_[full] = &r;
-      if (!Str(r, "id").empty())
-        by_ref_[absl::StrCat(Str(r, "resourceType"), "/", Str(r, "id"))] = &r;
-    }
-  }
-  const json* Resolve(const json& reference) const {
-    const std::string ref = Str(reference, "reference");
-    if (ref.empty()) return nullptr;
-    auto it = by_ref_.find(ref);
-    if (it != by_ref_.end()) return it->second;
-    for (const auto& [full, r] : by_ref_) {
-      if (absl::EndsWith(full, absl::StrCat("/", ref))) return r;
-    }
-    return nullptr;
-  }
-
- private:
-  std::map<std::string, const json*> by_ref_;
-};
-
-// The value of the first identifier of `system` among `identifiers`.
-std::string IdentifierValue(const json& identifiers, const std::string& system) {
-  auto match = [&system](const json& id) {
-    return id.is_object() && Str(id, "system") == system ? Str(id, "value") : std::string();
-  };
-  if (identifiers.is_object()) return match(identifiers);
-  if (!identifiers.is_array()) return "";
-  for (const json& id : identifiers) {
-    if (std::string v = match(id); !v.empty()) return v;
-  }
-  return "";
-}
 
 // The directory user a reference names: by identifier (a logical
 // reference), or a Practitioner or PractitionerRole of the Bundle carrying
@@ -128,19 +36,6 @@ std::string UserOf(const json& reference, const Entries& entries, int depth = 0)
   if (std::string v = IdentifierValue(Member(*r, "identifier"), kUserSystem); !v.empty()) return v;
   if (Str(*r, "resourceType") == "PractitionerRole")
     return UserOf(Member(*r, "practitioner"), entries, depth + 1);
-  return "";
-}
-
-// The directory agency an Organization reference names.
-std::string AgencyOf(const json& reference, const Entries& entries) {
-  if (std::string v = IdentifierValue(Member(reference, "identifier"), kAgencySystem); !v.empty())
-    return v;
-  if (const json* r = entries.Resolve(reference); r != nullptr)
-    return IdentifierValue(Member(*r, "identifier"), kAgencySystem);
-  // A literal reference to the directory: Organization/<agency id>.
-  const std::string literal = Str(reference, "reference");
-  absl::string_view ref = literal;
-  if (absl::ConsumePrefix(&ref, "Organization/")) return std::string(ref);
   return "";
 }
 
@@ -278,8 +173,9 @@ absl::StatusOr<IncomingReferral> ReadReferralBundle(const json& bundle, const st
   if (!entries_json.is_array() || entries_json.empty())
     return Invalid("Bundle.entry", "the Bundle has entries");
   static const std::set<std::string> kAccepted = {
-      "Task",        "ServiceRequest", "Patient",      "Condition",        "Goal",
-      "Observation", "Practitioner",   "Organization", "PractitionerRole", "Provenance"};
+      "Task",       "ServiceRequest", "Patient",      "Condition",
+      "Goal",       "Observation",    "Practitioner", "PractitionerRole",
+      "Provenance", "Consent",        "Organization", "RelatedPerson"};
   IncomingReferral in;
   std::map<std::string, std::vector<size_t>> by_type;
   for (size_t i = 0; i < entries_json.size(); ++i) {
@@ -289,11 +185,6 @@ absl::StatusOr<IncomingReferral> ReadReferralBundle(const json& bundle, const st
     if (!r.is_object() || Str(r, "resourceType").empty())
       return Invalid(absl::StrCat(at, ".resource"), "each entry holds a resource");
     const std::string type = Str(r, "resourceType");
-    if (type == "Consent") {
-      return Unprocessable(absl::StrCat(at, ".resource"),
-                           "this edge does not yet record a Consent inside a referral "
-                           "transaction; record it first (careloop consent grant)");
-    }
     if (!kAccepted.contains(type)) {
       return Unprocessable(absl::StrCat(at, ".resource"),
                            absl::StrCat("a referral transaction does not take ", type));
@@ -368,6 +259,15 @@ absl::StatusOr<IncomingReferral> ReadReferralBundle(const json& bundle, const st
     }
   }
   ASSIGN_OR_RETURN(r.sections, SectionsOf(entries_json, sr, patient));
+  if (by_type["Consent"].size() > 1)
+    return Unprocessable("Bundle.entry", "a referral transaction holds at most one Consent");
+  if (by_type["Consent"].size() == 1) {
+    in.consent_entry = by_type["Consent"][0];
+    const json& consent = entries_json[in.consent_entry]["resource"];
+    if (entries.Resolve(Member(consent, "patient")) != &patient)
+      return Unprocessable("Consent.patient", "the Consent is the Bundle's Patient's");
+    ASSIGN_OR_RETURN(in.consent, ReadFhirConsent(consent, entries));
+  }
   return in;
 }
 

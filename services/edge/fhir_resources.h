@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "careloop/v1/consent.pb.h"
 #include "careloop/v1/referral.pb.h"
 #include "services/edge/desk.h"
 
@@ -24,13 +25,17 @@ struct IncomingReferral {
   std::string actor_user;                // the requester's directory user id
   std::vector<std::string> entry_types;  // each entry's resourceType, in order
   size_t task_entry = 0, service_request_entry = 0;
+  // A Consent the person gave, recorded before the referral is sent.
+  std::optional<v1::Consent> consent;
+  size_t consent_entry = 0;
 };
 
 // Reads a transaction Bundle sent by `agency`: exactly one Task (intent
 // order, code fulfill, status requested, focus the ServiceRequest, for the
 // Patient), one ServiceRequest (active order, a service category), one
 // Patient (the agency's record number), and Condition, Goal, Observation,
-// Practitioner, PractitionerRole, Organization and Provenance entries.
+// Practitioner, PractitionerRole, Organization and Provenance entries, and
+// at most one Consent about the Patient (fhir_consent.h).
 absl::StatusOr<IncomingReferral> ReadReferralBundle(const json& bundle, const std::string& agency);
 
 // The Task of a referral as `caller` sees it.

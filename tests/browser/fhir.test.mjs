@@ -362,3 +362,56 @@ test('a Task update needs its version, a named person, and the right party', asy
   { 'If-Match': etag, 'X-Provenance': prov('u-intake') });
   assert.equal(rejected.status, 200, JSON.stringify(rejected.body));
 });
+
+// The person's consent, sent with the referral as a FHIR Consent.
+function consentResource({ policy = 'OPTIN' } = {}) {
+  return { resourceType: 'Consent', status: 'active',
+    scope: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }] },
+    category: [{ coding: [{ system: 'http://loinc.org', code: '59284-0' }] }],
+    patient: { reference: 'urn:uuid:patient-1' },
+    policyRule: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: policy }] },
+    sourceAttachment: { contentType: 'application/pdf', data: Buffer.from('the signed form').toString('base64') },
+    provision: {
+      actor: [{ role: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType', code: 'PRCP' }] },
+        reference: { identifier: { system: 'urn:careloop:agency', value: 'org.foodbank' } } }],
+      purpose: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActReason', code: 'CAREMGT' }],
+      class: [{ system: 'urn:careloop:category', code: 'contact' }, { system: 'urn:careloop:category', code: 'social-needs' }] } };
+}
+
+test('a Consent sent with the referral is recorded first and lets its sections through', async () => {
+  const ehr = await tokenFor(ehrKey);
+  const bank = await tokenFor(bankKey);
+  const withConsent = referralBundle({ mrn: 'C-1', extra: [{ fullUrl: 'urn:uuid:consent-1', resource: consentResource(), request: { method: 'POST', url: 'Consent' } }] });
+  const { id, created } = await refer(ehr, withConsent);
+  const consentEntry = created.body.entry[5];
+  assert.match(consentEntry.response.location, /^Consent\/\S+$/);
+  const seen = await call(bank, 'GET', '/Task/' + id);
+  const withheld = (seen.body.extension || []).map((e) => e.valueString).join(' ');
+  assert.ok(!withheld.includes('patient-contact'), 'contact permitted: ' + withheld);
+  assert.ok(withheld.includes('patient-demographics'), 'demographics not permitted: ' + withheld);
+  // An opt-out Consent is refused, and nothing of the Bundle is written.
+  const before = await taskCount(ehr);
+  const optOut = referralBundle({ mrn: 'C-2', extra: [{ fullUrl: 'urn:uuid:consent-1', resource: consentResource({ policy: 'OPTOUT' }), request: { method: 'POST', url: 'Consent' } }] });
+  const refused = await call(ehr, 'POST', '', optOut);
+  assert.equal(refused.status, 422);
+  assert.equal(refused.body.issue[0].expression[0], 'Consent.policyRule');
+  // A Consent with a referral to an agency that cannot take it: refused
+  // before the consent is recorded.
+  const nowhere = referralBundle({ mrn: 'C-3', owner: 'org.shelter', extra: [{ fullUrl: 'urn:uuid:consent-1', resource: consentResource(), request: { method: 'POST', url: 'Consent' } }] });
+  const cannot = await call(ehr, 'POST', '', nowhere);
+  assert.equal(cannot.status, 422);
+  assert.equal(cannot.body.issue[0].expression[0], 'Task.owner');
+  assert.equal(await taskCount(ehr), before, 'nothing written');
+});
+
+test('careloop consent grant --fhir names what it cannot record', () => {
+  const cases = [['Consent-consent-example-grantor.json', 'Consent.policyRule'],
+    ['Consent-consent-example-notThem.json', 'Consent.provision.actor[0].reference'],
+    ['Consent-consent-example-notTime.json', 'Consent.sourceAttachment']];
+  for (const [name, element] of cases) {
+    const r = spawnSync(process.env.CARELOOP_CLI_BINARY, ['consent', 'grant', '--subject', 's-1', '--sign-key', join(hub.dir, 'no-such-key.pem'),
+      '--fhir', join(TESTDATA, 'fhir', 'r4-core', name)], { encoding: 'utf8' });
+    assert.notEqual(r.status, 0, name);
+    assert.ok(r.stderr.includes(element), name + ': ' + r.stderr);
+  }
+});

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "services/edge/fhir_api.h"
+#include "services/edge/fhir_consent.h"
 #include "services/edge/smart_auth.h"
 #include "tests/support/test_env.h"
 
@@ -112,12 +113,95 @@ TEST(FhirReferralBundle, ThePublishedTaskAndTheCoreExamplesAreRefusedNamingTheEl
   EXPECT_EQ(Refused(ReadReferralBundle(
                 Bundle(task, Example("r4-core/ServiceRequest-physiotherapy.json")), "org.stmarys")),
             "ServiceRequest.status");
-  for (const char* name :
-       {"Consent-consent-example-grantor.json", "Consent-consent-example-notThem.json"}) {
-    json b = Bundle(task, SdohServiceRequest());
-    b["entry"].push_back(Entry("consent", Example(std::string("r4-core/") + name)));
-    EXPECT_EQ(Refused(ReadReferralBundle(b, "org.stmarys")), "Bundle.entry[3].resource") << name;
-  }
+  // A Consent about someone else than the Bundle's Patient.
+  json b = Bundle(task, SdohServiceRequest());
+  b["entry"].push_back(Entry("consent", Example("r4-core/Consent-consent-example-notTime.json")));
+  EXPECT_EQ(Refused(ReadReferralBundle(b, "org.stmarys")), "Consent.patient");
+}
+
+std::string ConsentRefused(const absl::StatusOr<v1::Consent>& c) {
+  if (c.ok()) return "";
+  EXPECT_EQ(HttpStatusOf(c.status()), 422) << c.status();
+  return OperationOutcomeOf(c.status())["issue"][0]["expression"][0].get<std::string>();
+}
+
+TEST(FhirConsent, TheCoreExamplesImportOrAreRefusedNamingTheElement) {
+  const Entries none;
+  // Opt-out consents deny what careloop denies without consent.
+  EXPECT_EQ(ConsentRefused(
+                ReadFhirConsent(Example("r4-core/Consent-consent-example-grantor.json"), none)),
+            "Consent.policyRule");
+  EXPECT_EQ(ConsentRefused(
+                ReadFhirConsent(Example("r4-core/Consent-consent-example-Emergency.json"), none)),
+            "Consent.policyRule");
+  // A recipient that is a practitioner, not an agency.
+  EXPECT_EQ(ConsentRefused(
+                ReadFhirConsent(Example("r4-core/Consent-consent-example-notThem.json"), none)),
+            "Consent.provision.actor[0].reference");
+  // No signed form to fingerprint, unless one is given with it.
+  const json not_time = Example("r4-core/Consent-consent-example-notTime.json");
+  EXPECT_EQ(ConsentRefused(ReadFhirConsent(not_time, none)), "Consent.sourceAttachment");
+  absl::StatusOr<v1::Consent> c =
+      ReadFhirConsent(not_time, none, ConsentEvidence{std::string(32, 'e'), "application/pdf"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->provision().permit());
+  EXPECT_EQ(c->grantor().kind(), v1::GRANTOR_SUBJECT);
+  // [2015-01-01, 2015-02-02): FHIR's end day is included.
+  EXPECT_EQ(c->period().start_unix_nanos(), 1420070400LL * 1'000'000'000);
+  EXPECT_EQ(c->period().end_unix_nanos(), 1422835200LL * 1'000'000'000);
+}
+
+TEST(FhirConsent, WhatCareloopRecordsReadsFromAndBackToFhir) {
+  const json fhir_consent = json::parse(R"({"resourceType":"Consent","status":"active",
+    "scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope",
+                        "code":"patient-privacy"}]},
+    "category":[{"coding":[{"system":"http://loinc.org","code":"59284-0"}]}],
+    "policyRule":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentpolicycodes",
+                             "code":"hipaa-auth"}]},
+    "sourceAttachment":{"contentType":"application/pdf","data":"c2lnbmVkIGZvcm0="},
+    "provision":{"period":{"start":"2026-01-01"},
+      "actor":[{"role":{"coding":[{"system":
+        "http://terminology.hl7.org/CodeSystem/v3-ParticipationType","code":"PRCP"}]},
+        "reference":{"reference":"Organization/org.foodbank"}}],
+      "purpose":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActReason","code":"CAREMGT"}],
+      "class":[{"system":"urn:careloop:category","code":"contact"}],
+      "provision":[{"type":"deny","securityLabel":[{"system":
+        "http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"ETH"}]}]}})");
+  absl::StatusOr<v1::Consent> c = ReadFhirConsent(fhir_consent, Entries());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->hipaa_authorization());
+  ASSERT_EQ(c->provision().recipients_size(), 1);
+  EXPECT_EQ(c->provision().recipients(0).agency_id(), "org.foodbank");
+  EXPECT_EQ(c->provision().purposes(0), "care-coordination");
+  EXPECT_EQ(c->provision().categories(0), "contact");
+  ASSERT_EQ(c->provision().exceptions_size(), 1);
+  EXPECT_FALSE(c->provision().exceptions(0).permit());
+  EXPECT_EQ(c->provision().exceptions(0).categories(0), "sud-part2");
+  EXPECT_EQ(c->evidence().sha256().size(), 32u);
+  EXPECT_EQ(c->evidence().media_type(), "application/pdf");
+  c->set_consent_id("c-1");
+  const json back = FhirConsentOf(*c, json{{"system", "urn:x"}, {"value", "000123"}});
+  EXPECT_EQ(back["provision"]["actor"][0]["reference"]["identifier"]["value"], "org.foodbank");
+  EXPECT_EQ(back["provision"]["class"][0]["code"], "contact");
+  EXPECT_EQ(back["provision"]["provision"][0]["type"], "deny");
+  // Read again, it says the same.
+  json again = back;
+  again["sourceAttachment"] = fhir_consent["sourceAttachment"];
+  absl::StatusOr<v1::Consent> round = ReadFhirConsent(again, Entries());
+  ASSERT_TRUE(round.ok()) << round.status();
+  EXPECT_EQ(round->provision().SerializeAsString(), c->provision().SerializeAsString());
+  // Nested provisions say permit or deny; a recipient role is a recipient's.
+  json untyped = fhir_consent;
+  untyped["provision"]["provision"][0].erase("type");
+  EXPECT_EQ(ConsentRefused(ReadFhirConsent(untyped, Entries())),
+            "Consent.provision.provision[0].type");
+  json custodian = fhir_consent;
+  custodian["provision"]["actor"][0]["role"]["coding"][0]["code"] = "CST";
+  EXPECT_EQ(ConsentRefused(ReadFhirConsent(custodian, Entries())),
+            "Consent.provision.actor[0].role");
+  json purpose = fhir_consent;
+  purpose["provision"]["purpose"][0]["code"] = "XYZ";
+  EXPECT_EQ(ConsentRefused(ReadFhirConsent(purpose, Entries())), "Consent.provision.purpose[0]");
 }
 
 TEST(FhirReferralBundle, EachMissingPieceIsNamed) {

@@ -4,14 +4,18 @@
 // reads are limited by the hub to who may see them (docs/SECURITY.md).
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "base/sha256.h"
+#include "base/status.h"
 #include "careloop/v1/consent.grpc.pb.h"
 #include "services/common/grpc_status.h"
 #include "services/consent/report.h"
+#include "services/edge/fhir_api.h"
+#include "services/edge/fhir_consent.h"
 #include "tools/careloop/cli.h"
 
 namespace careloop::cli {
@@ -35,6 +39,7 @@ absl::StatusOr<v1::Identifier> ParseIdentifier(const std::string& text) {
 
 // What a consent says, from flags or from a JSON file (a careloop.v1.Consent).
 struct ConsentFlags {
+  std::string fhir_file;  // a FHIR R4 Consent instead
   std::string file, subject, grantor = "subject", relationship, from, until, evidence_file,
                              evidence_type = "application/pdf";
   std::vector<std::string> agencies, kinds, purposes, categories, deny_agencies, deny_categories;
@@ -46,6 +51,10 @@ struct ConsentFlags {
 
 void AddConsentFlags(CLI::App* cmd, ConsentFlags& f, bool with_subject) {
   cmd->add_option("--file", f.file, "the consent as JSON (careloop.v1.Consent); flags add to it");
+  cmd->add_option("--fhir", f.fhir_file,
+                  "the consent as a FHIR R4 Consent (docs/API.md); with --subject and, when "
+                  "the resource carries no signed form, --evidence-file")
+      ->excludes("--file");
   if (with_subject) cmd->add_option("--subject", f.subject, "the subject id");
   cmd->add_option("--grantor", f.grantor, "subject, guardian or representative")
       ->capture_default_str();
@@ -80,7 +89,33 @@ void AddConsentFlags(CLI::App* cmd, ConsentFlags& f, bool with_subject) {
   cmd->add_option("--part2-signed-at", f.part2_signed_at, "2.31: when the form was signed");
 }
 
+// A FHIR Consent, read as the edge's FHIR API reads one (what careloop
+// cannot record is refused naming the element).
+absl::StatusOr<v1::Consent> FromFhir(const ConsentFlags& f) {
+  ASSIGN_OR_RETURN(std::string text, ReadFile(f.fhir_file));
+  const nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return absl::InvalidArgumentError(f.fhir_file + " is not JSON");
+  edge::fhir::ConsentEvidence evidence;
+  if (!f.evidence_file.empty()) {
+    ASSIGN_OR_RETURN(std::string form, ReadFile(f.evidence_file));
+    evidence = {ToBytes(Sha256(form)), f.evidence_type};
+  }
+  absl::StatusOr<v1::Consent> c = edge::fhir::ReadFhirConsent(j, edge::fhir::Entries(), evidence);
+  if (!c.ok()) {
+    const nlohmann::json outcome = edge::fhir::OperationOutcomeOf(c.status());
+    const auto& issue = outcome["issue"][0];
+    return absl::Status(
+        c.status().code(),
+        absl::StrCat(
+            issue.contains("expression") ? issue["expression"][0].get<std::string>() + ": " : "",
+            c.status().message()));
+  }
+  c->set_subject_id(f.subject);
+  return c;
+}
+
 absl::StatusOr<v1::Consent> ToConsent(const ConsentFlags& f) {
+  if (!f.fhir_file.empty()) return FromFhir(f);
   v1::Consent c;
   if (!f.file.empty()) {
     absl::StatusOr<std::string> json = ReadFile(f.file);
