@@ -143,6 +143,7 @@ absl::Status LoadToml(const std::string& path, HubConfig* c) {
   for (auto [section, key, out] :
        std::vector<std::tuple<const char*, const char*, std::vector<std::string>*>>{
            {"directory", "extra_service_codes", &c->extra_service_codes},
+           {"notification", "outbound_allow_hosts", &c->outbound_allow_hosts},
            {"consent", "extra_categories", &c->extra_consent_categories}}) {
     if (absl::Status s = ReadStrings(t, section, key, out); !s.ok()) return s;
   }

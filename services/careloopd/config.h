@@ -69,6 +69,11 @@ struct HubConfig {
   std::string webhook_key;
   // A webhook failing this long is disabled and its missed events dead-lettered.
   absl::Duration webhook_disable_after = absl::Hours(72);
+  // Hosts outbound deliveries (webhooks) may reach although they are
+  // loopback or private (an agency's gateway on the hub's network). In
+  // production every other target must be a public https host; dev mode
+  // allows private and loopback targets.
+  std::vector<std::string> outbound_allow_hosts;
   // [edge] The agency edge: the web console and its JSON API, for the
   // agencies whose keys it holds. Dev default 127.0.0.1:7480 (plain HTTP on
   // loopback); production: off unless set, and HTTPS (edge.tls_cert,

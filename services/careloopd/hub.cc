@@ -505,9 +505,12 @@ absl::Status Hub::StartNotification(storage::Ledger* ledger, std::ostream& out) 
   notification::WebhookOptions wo;
   wo.disable_after = config_.webhook_disable_after;
   wo.max_clock_skew = config_.max_clock_skew;
+  // Dev mode (no TLS) may deliver to loopback and private hosts; production
+  // only to public ones and the operator's allow-list.
+  wo.outbound = notification::OutboundPolicy{!config_.tls(), config_.outbound_allow_hosts};
   webhooks_ = std::make_unique<notification::Webhooks>(
       ledger, notification_core_.get(), directory_state_.get(), SystemClock(), std::move(wkey),
-      notification::NewCurlPoster(), wo);
+      notification::NewCurlPoster(wo.outbound), wo);
   webhooks_->Start();
   notifications_ = std::make_unique<notification::Notifications>(
       notification_core_.get(), webhooks_.get(), directory_state_.get());

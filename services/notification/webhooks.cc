@@ -1,10 +1,15 @@
 #include "services/notification/webhooks.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <google/protobuf/util/json_util.h>
+#include <netinet/in.h>
 
+#include <algorithm>
+#include <cstring>
 #include <mutex>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -25,8 +30,32 @@ constexpr char kConsumerLabel[] = "webhook";
 
 size_t Discard(char*, size_t size, size_t n, void*) { return size * n; }
 
+// The host of an http(s) URL ("" when it has none or carries userinfo).
+std::string HostOf(absl::string_view url) {
+  const size_t scheme = url.find("://");
+  if (scheme == absl::string_view::npos) return "";
+  absl::string_view rest = url.substr(scheme + 3);
+  rest = rest.substr(0, rest.find_first_of("/?#"));
+  if (rest.find('@') != absl::string_view::npos) return "";
+  if (absl::StartsWith(rest, "[")) {
+    const size_t close = rest.find(']');
+    return close == absl::string_view::npos ? "" : std::string(rest.substr(1, close - 1));
+  }
+  return absl::AsciiStrToLower(rest.substr(0, rest.find(':')));
+}
+
+bool Allowed(const OutboundPolicy& p, absl::string_view host) {
+  return std::find(p.allowed_hosts.begin(), p.allowed_hosts.end(), host) != p.allowed_hosts.end();
+}
+
+bool IsLoopbackName(absl::string_view host) {
+  return host == "localhost" || absl::EndsWith(host, ".localhost");
+}
+
 class CurlPoster final : public HttpPoster {
  public:
+  explicit CurlPoster(OutboundPolicy outbound) : outbound_(std::move(outbound)) {}
+
   HttpResult Post(const std::string& url, const std::vector<std::string>& headers,
                   const std::string& body, absl::Duration timeout) override {
     static std::once_flag once;
@@ -53,6 +82,12 @@ class CurlPoster final : public HttpPoster {
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Discard);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error);
+    // The address connected to, checked before anything is sent.
+    const bool check = !outbound_.allow_private && !Allowed(outbound_, HostOf(url));
+    if (check) {
+      curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, &CurlPoster::CheckConnected);
+      curl_easy_setopt(c, CURLOPT_PREREQDATA, nullptr);
+    }
     const CURLcode rc = curl_easy_perform(c);
     long code = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
@@ -66,6 +101,13 @@ class CurlPoster final : public HttpPoster {
     }
     return out;
   }
+
+ private:
+  static int CheckConnected(void*, char* primary_ip, char*, int, int) {
+    return IsPublicAddress(primary_ip) ? CURL_PREREQFUNC_OK : CURL_PREREQFUNC_ABORT;
+  }
+
+  OutboundPolicy outbound_;
 };
 
 std::string Json(const google::protobuf::Message& m) {
@@ -98,7 +140,34 @@ absl::StatusOr<T> SignedPayload(const v1::Event& e) {
 
 }  // namespace
 
-std::unique_ptr<HttpPoster> NewCurlPoster() { return std::make_unique<CurlPoster>(); }
+std::unique_ptr<HttpPoster> NewCurlPoster(OutboundPolicy outbound) {
+  return std::make_unique<CurlPoster>(std::move(outbound));
+}
+
+bool IsPublicAddress(absl::string_view ip) {
+  const std::string text(ip);
+  in_addr v4{};
+  in6_addr v6{};
+  if (inet_pton(AF_INET, text.c_str(), &v4) == 1) {
+    const uint32_t a = ntohl(v4.s_addr);
+    auto in = [a](uint32_t net, int bits) { return (a >> (32 - bits)) == (net >> (32 - bits)); };
+    return !(in(0x00000000, 8) || in(0x0A000000, 8) || in(0x7F000000, 8) || in(0xA9FE0000, 16) ||
+             in(0xAC100000, 12) || in(0xC0A80000, 16) || in(0x64400000, 10) || in(0xC0000000, 24) ||
+             in(0xC6120000, 15) || in(0xE0000000, 3));  // multicast and reserved (224/3)
+  }
+  if (inet_pton(AF_INET6, text.c_str(), &v6) != 1) return false;
+  const uint8_t* b = v6.s6_addr;
+  static const uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (std::memcmp(b, kMapped, 12) == 0) {
+    return IsPublicAddress(absl::StrCat(b[12], ".", b[13], ".", b[14], ".", b[15]));
+  }
+  static const uint8_t kZero[15] = {0};
+  if (std::memcmp(b, kZero, 15) == 0) return false;         // :: and ::1
+  if ((b[0] & 0xfe) == 0xfc) return false;                  // fc00::/7 unique local
+  if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return false;  // fe80::/10 link-local
+  if (b[0] == 0xff) return false;                           // multicast
+  return true;
+}
 
 std::string SignWebhook(const trust::Ed25519PrivateKey& key, absl::string_view id,
                         int64_t timestamp, absl::string_view body) {
@@ -107,25 +176,32 @@ std::string SignWebhook(const trust::Ed25519PrivateKey& key, absl::string_view i
   return absl::StrCat("v1a,", absl::Base64Escape(*sig));
 }
 
-absl::Status ValidateWebhookUrl(absl::string_view url) {
+absl::Status ValidateWebhookUrl(absl::string_view url, const OutboundPolicy& outbound) {
   if (url.size() > 2048) return absl::InvalidArgumentError("a webhook URL has at most 2048 bytes");
   for (char ch : url) {
     if (static_cast<unsigned char>(ch) <= ' ' || ch == 0x7f)
       return absl::InvalidArgumentError("a webhook URL has no spaces or control characters");
   }
-  if (absl::StartsWith(url, "https://") && url.size() > 8) return absl::OkStatus();
-  if (absl::StartsWith(url, "http://")) {
-    absl::string_view rest = url.substr(7);
-    for (absl::string_view host : {"127.0.0.1", "localhost", "[::1]"}) {
-      if (absl::StartsWith(rest, host) &&
-          (rest.size() == host.size() || rest[host.size()] == ':' || rest[host.size()] == '/')) {
-        return absl::OkStatus();
-      }
-    }
+  const bool https = absl::StartsWith(url, "https://");
+  if (!https && !absl::StartsWith(url, "http://"))
+    return absl::InvalidArgumentError("a webhook URL starts with https://");
+  const std::string host = HostOf(url);
+  if (host.empty()) return absl::InvalidArgumentError("a webhook URL names a host (no userinfo)");
+  if (Allowed(outbound, host)) return absl::OkStatus();
+  const bool loopback = IsLoopbackName(host) || host == "127.0.0.1" || host == "::1";
+  if (!https && !(loopback && outbound.allow_private)) {
     return absl::InvalidArgumentError(
-        "a webhook must use https:// (plain http:// only to a loopback host, for testing)");
+        "a webhook must use https:// (plain http:// only to a loopback host, in dev mode)");
   }
-  return absl::InvalidArgumentError("a webhook URL starts with https://");
+  in6_addr any{};
+  const bool literal =
+      inet_pton(AF_INET, host.c_str(), &any) == 1 || inet_pton(AF_INET6, host.c_str(), &any) == 1;
+  if (!outbound.allow_private && (IsLoopbackName(host) || (literal && !IsPublicAddress(host)))) {
+    return absl::InvalidArgumentError(
+        "a webhook goes to a public host: loopback, private and link-local addresses only if "
+        "the hub's operator allows that host (notification.outbound_allow_hosts)");
+  }
+  return absl::OkStatus();
 }
 
 std::string Webhooks::Stream(absl::string_view agency) { return names::stream::Webhook(agency); }
@@ -185,7 +261,8 @@ absl::StatusOr<v1::AppendRequest> Webhooks::Plan(const trust::VerifiedEnvelope& 
   p->set_expected_version(version);
   if (e.payload_type() == names::payload::kSetWebhook) {
     const auto& w = static_cast<const v1::SetWebhook&>(*v.payload);
-    if (w.enabled() || !w.url().empty()) RETURN_IF_ERROR(ValidateWebhookUrl(w.url()));
+    if (w.enabled() || !w.url().empty())
+      RETURN_IF_ERROR(ValidateWebhookUrl(w.url(), options_.outbound));
     if (version == 0) {
       trust::AddEvent(&req, kWebhookIndex, names::event::kWebhookAgency, {}, agency);
     }

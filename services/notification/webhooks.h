@@ -17,6 +17,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -32,6 +33,23 @@
 
 namespace careloop::notification {
 
+// Where outbound requests (webhooks, FHIR subscription notifications) may
+// go: in production only to public addresses over https, unless the
+// operator's allow-list names the host (an agency's gateway on a private
+// network); in dev mode also to loopback and private addresses (http only to
+// loopback). Checked when a URL is registered and again, against the address
+// actually connected to, at every request (a name that resolves to a private
+// address, or changes to one, is refused).
+struct OutboundPolicy {
+  bool allow_private = false;              // dev mode
+  std::vector<std::string> allowed_hosts;  // production: hosts exempt from the check
+};
+
+// Whether `ip` (a textual IPv4 or IPv6 address) is a public unicast address:
+// not loopback, private (RFC 1918, unique local), link-local (the cloud
+// metadata address among them), CGNAT, unspecified, multicast or reserved.
+bool IsPublicAddress(absl::string_view ip);
+
 struct HttpResult {
   int status = 0;     // 0: no HTTP answer
   std::string error;  // empty on 2xx
@@ -45,7 +63,7 @@ class HttpPoster {
   virtual HttpResult Post(const std::string& url, const std::vector<std::string>& headers,
                           const std::string& body, absl::Duration timeout) = 0;
 };
-std::unique_ptr<HttpPoster> NewCurlPoster();
+std::unique_ptr<HttpPoster> NewCurlPoster(OutboundPolicy outbound = {});
 
 struct WebhookOptions {
   // Waits after the 1st, 2nd, ... failure of a streak (the last repeats).
@@ -58,13 +76,16 @@ struct WebhookOptions {
   absl::Duration max_clock_skew = absl::Minutes(5);
   // How often the background thread looks for due work.
   absl::Duration poll = absl::Milliseconds(200);
+  // Where endpoints may be (the poster checks each connection with its own).
+  OutboundPolicy outbound;
 };
 
 // "v1a,<base64 signature>" over "<id>.<timestamp>.<body>".
 std::string SignWebhook(const trust::Ed25519PrivateKey& key, absl::string_view id,
                         int64_t timestamp, absl::string_view body);
-// https://..., or http:// to a loopback host; nothing else.
-absl::Status ValidateWebhookUrl(absl::string_view url);
+// https://, to a public host (or one the allow-list names); in dev mode
+// also a private host, and http:// to a loopback host; nothing else.
+absl::Status ValidateWebhookUrl(absl::string_view url, const OutboundPolicy& outbound);
 
 class Webhooks {
  public:

@@ -839,7 +839,7 @@ class Matrix {
     if (type == p::kSetWebhook) {
       auto r = std::make_unique<v1::SetWebhook>();
       r->set_agency_id(own);
-      r->set_url("http://127.0.0.1:9/hook");
+      r->set_url("https://hooks.example.org/careloop");  // disabled: never called
       r->set_enabled(false);
       return r;
     }

@@ -34,7 +34,8 @@ class CoreGateTest : public testing::ReferralFixture {
     ASSERT_TRUE(notes_->Start().ok());
     hooks_ = std::make_unique<notification::Webhooks>(
         env_.ledger(), notes_.get(), env_.directory_state(), &env_.clock(),
-        *trust::Ed25519PrivateKey::FromSeed(std::string(32, '\x0d')), notification::NewCurlPoster(),
+        *trust::Ed25519PrivateKey::FromSeed(std::string(32, '\x0d')),
+        notification::NewCurlPoster(notification::OutboundPolicy{true, {}}),
         notification::WebhookOptions{});
     notifications_ = std::make_unique<notification::Notifications>(notes_.get(), hooks_.get(),
                                                                    env_.directory_state());

@@ -37,8 +37,9 @@ class WebhookTest : public ReferralFixture {
     WebhookOptions o;
     o.disable_after = absl::Hours(3);
     o.request_timeout = absl::Seconds(5);
+    o.outbound.allow_private = true;  // dev mode: the receivers are on loopback
     hooks_ = std::make_unique<Webhooks>(env_.ledger(), notes_.get(), env_.directory_state(),
-                                        &env_.clock(), *key_, NewCurlPoster(), o);
+                                        &env_.clock(), *key_, NewCurlPoster(o.outbound), o);
   }
 
   absl::Status Set(const std::string& url, bool enabled = true,
@@ -258,6 +259,53 @@ TEST_F(WebhookTest, BadChangesAreRefusedWritingNothing) {
   auto none = hooks_->Status("org.foodbank");
   ASSERT_TRUE(none.ok());
   EXPECT_FALSE(none->has_value());
+}
+
+TEST(OutboundPolicyTest, ProductionReachesOnlyPublicHostsOrTheAllowList) {
+  const OutboundPolicy production;
+  for (const char* url :
+       {"http://127.0.0.1:8080/hook", "https://127.0.0.1/hook", "https://localhost/hook",
+        "https://api.localhost/hook", "https://10.1.2.3/hook", "https://172.16.0.9/hook",
+        "https://192.168.1.1/hook", "https://169.254.169.254/latest/meta-data",
+        "https://100.64.0.1/hook", "https://0.0.0.0/hook", "https://[::1]/hook",
+        "https://[fd00::1]/hook", "https://[fe80::1]/hook", "https://[::ffff:10.0.0.1]/hook",
+        "http://hooks.example.org/careloop", "https://user@hooks.example.org/careloop"}) {
+    EXPECT_EQ(ValidateWebhookUrl(url, production).code(), absl::StatusCode::kInvalidArgument)
+        << url;
+  }
+  for (const char* url : {"https://hooks.example.org/careloop", "https://203.0.113.7:8443/x",
+                          "https://[2001:db8::1]/x"}) {
+    EXPECT_TRUE(ValidateWebhookUrl(url, production).ok()) << url;
+  }
+  const OutboundPolicy listed{false, {"gateway.agency.internal", "10.1.2.3"}};
+  EXPECT_TRUE(ValidateWebhookUrl("https://10.1.2.3/hook", listed).ok());
+  EXPECT_TRUE(ValidateWebhookUrl("http://gateway.agency.internal:8080/hook", listed).ok());
+  EXPECT_FALSE(ValidateWebhookUrl("https://10.1.2.4/hook", listed).ok());
+  const OutboundPolicy dev{true, {}};
+  EXPECT_TRUE(ValidateWebhookUrl("http://127.0.0.1:8080/hook", dev).ok());
+  EXPECT_TRUE(ValidateWebhookUrl("https://10.1.2.3/hook", dev).ok());
+  EXPECT_FALSE(ValidateWebhookUrl("http://10.1.2.3/hook", dev).ok()) << "http only to loopback";
+  for (const char* ip : {"8.8.8.8", "203.0.113.7", "2001:db8::1", "2606:4700::1111"})
+    EXPECT_TRUE(IsPublicAddress(ip)) << ip;
+  for (const char* ip : {"127.0.0.1", "10.0.0.1", "172.31.255.255", "192.168.0.1", "169.254.1.1",
+                         "100.127.0.1", "224.0.0.1", "255.255.255.255", "::", "::1", "fc00::1",
+                         "fe80::1", "ff02::1", "::ffff:127.0.0.1", "not an address"})
+    EXPECT_FALSE(IsPublicAddress(ip)) << ip;
+}
+
+TEST(OutboundPolicyTest, AConnectionToAPrivateAddressSendsNothing) {
+  // What a name resolving to a private address (or rebinding to one) meets:
+  // the poster checks the address it connected to before sending a byte.
+  TestHttpServer server;
+  HttpResult refused =
+      NewCurlPoster(OutboundPolicy{})->Post(server.Url(), {}, "{}", absl::Seconds(5));
+  EXPECT_FALSE(refused.error.empty());
+  EXPECT_TRUE(server.requests().empty());
+  // The same with the host on the operator's allow-list: delivered.
+  HttpResult allowed = NewCurlPoster(OutboundPolicy{false, {"127.0.0.1"}})
+                           ->Post(server.Url(), {}, "{}", absl::Seconds(5));
+  EXPECT_TRUE(allowed.error.empty()) << allowed.error;
+  EXPECT_EQ(server.requests().size(), 1u);
 }
 
 TEST_F(WebhookTest, TestSendsASignedTestEvent) {

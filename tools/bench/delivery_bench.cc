@@ -73,9 +73,11 @@ int Main(int argc, char** argv) {
   for (int s = 0; s < senders; ++s) hub->GrantNetworkConsent(absl::StrCat("bench-", s));
   notification::NotificationCore notes(hub->ledger.get(), hub->referrals.get(), SystemClock());
   CARELOOP_CHECK(notes.Start().ok());
+  notification::WebhookOptions hook_options;
+  hook_options.outbound.allow_private = true;  // nothing is delivered: no webhook is set
   notification::Webhooks webhooks(hub->ledger.get(), &notes, hub->state.get(), SystemClock(),
                                   *trust::Ed25519PrivateKey::FromSeed(std::string(32, '\x0d')),
-                                  notification::NewCurlPoster());
+                                  notification::NewCurlPoster(hook_options.outbound), hook_options);
   referral::ReferralGrpcService referral_service(hub->referrals.get(), hub->state.get(),
                                                  /*tls=*/false, /*submit_inline=*/true);
   notification::Notifications notifications(&notes, &webhooks, hub->state.get());
