@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <optional>
+#include <set>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -13,6 +15,7 @@
 #include "base/log.h"
 #include "base/sha256.h"
 #include "base/status.h"
+#include "services/edge/fhir_directory.h"
 #include "services/edge/fhir_resources.h"
 #include "services/edge/http_status.h"
 #include "services/referral/lifecycle.h"
@@ -191,6 +194,19 @@ json FhirApi::Capability() const {
                                    param("status", "token"), param("patient", "reference"),
                                    param("focus", "reference"), param("code", "token")})}};
   json sr{{"type", "ServiceRequest"}, {"interaction", json::array({json{{"code", "read"}}})}};
+  auto directory = [&param](const char* type, json params) {
+    return json{
+        {"type", type},
+        {"interaction", json::array({json{{"code", "read"}}, json{{"code", "search-type"}}})},
+        {"searchParam", std::move(params)}};
+  };
+  json org = directory("Organization",
+                       json::array({param("_id", "token"), param("name", "string"),
+                                    param("identifier", "token"), param("active", "token")}));
+  json hs = directory("HealthcareService",
+                      json::array({param("_id", "token"), param("service-category", "token"),
+                                   param("organization", "reference"), param("name", "string"),
+                                   param("active", "token")}));
   return json{
       {"resourceType", "CapabilityStatement"},
       {"status", "active"},
@@ -216,7 +232,7 @@ json FhirApi::Capability() const {
                  {"description",
                   "SMART Backend Services: client_credentials with a private_key_jwt assertion "
                   "(ES384 or RS384); see .well-known/smart-configuration"}}},
-           {"resource", json::array({task, sr})},
+           {"resource", json::array({task, sr, org, hs})},
            {"interaction", json::array({json{{"code", "transaction"}}})}}})}};
 }
 
@@ -450,6 +466,126 @@ absl::StatusOr<Answer> FhirApi::UpdateTask(const FhirSystem& sys, const std::str
                                   {"task", id},
                                   {"status", referral::FhirCode(after.status())}});
   return Resource(after, TaskOf(after));
+}
+
+namespace {
+
+json Searchset(const std::string& url, const std::vector<json>& resources, size_t total) {
+  json entries = json::array();
+  for (const json& r : resources) {
+    entries.push_back(json{{"fullUrl", absl::StrCat(url, "/", r["id"].get<std::string>())},
+                           {"resource", r},
+                           {"search", json{{"mode", "match"}}}});
+  }
+  return json{{"resourceType", "Bundle"},
+              {"type", "searchset"},
+              {"total", total},
+              {"link", json::array({json{{"relation", "self"}, {"url", url}}})},
+              {"entry", entries}};
+}
+
+// The directory's search parameters: each name once, known, or 400.
+absl::StatusOr<std::map<std::string, std::string>> DirectoryParams(
+    const std::multimap<std::string, std::string>& params, const std::set<std::string>& known) {
+  std::map<std::string, std::string> out;
+  for (const auto& [name, value] : params) {
+    if (name == "_format") continue;
+    if (!known.contains(name))
+      return Refusal(400, name, absl::StrCat("this search does not support '", name, "'"));
+    if (!out.emplace(name, value).second)
+      return Refusal(400, name, absl::StrCat("'", name, "' is given twice"));
+  }
+  return out;
+}
+
+bool ContainsFolded(const std::string& haystack, const std::string& needle) {
+  return absl::StrContains(absl::AsciiStrToLower(haystack), absl::AsciiStrToLower(needle));
+}
+
+}  // namespace
+
+absl::StatusOr<Answer> FhirApi::ReadOrganization(const FhirSystem& sys, const std::string& id) {
+  RETURN_IF_ERROR(NeedScope(sys, "Organization", 'r'));
+  v1::GetAgencyRequest get;
+  get.set_agency_id(id);
+  absl::StatusOr<v1::AgencyRecord> a = hub_->GetAgency(get, ActingOfSystem(sys));
+  if (!a.ok() && (absl::IsNotFound(a.status()) || absl::IsInvalidArgument(a.status())))
+    return Refusal(404, "Organization", "no such Organization");
+  RETURN_IF_ERROR(a.status());
+  Answer out;
+  out.body = OrganizationOf(*a);
+  return out;
+}
+
+absl::StatusOr<Answer> FhirApi::SearchOrganizations(
+    const FhirSystem& sys, const std::multimap<std::string, std::string>& params) {
+  RETURN_IF_ERROR(NeedScope(sys, "Organization", 's'));
+  ASSIGN_OR_RETURN(auto p, DirectoryParams(params, {"_id", "name", "identifier", "active"}));
+  v1::SearchAgenciesRequest req;
+  req.set_include_suspended(p.contains("active") && p["active"] == "false");
+  ASSIGN_OR_RETURN(std::vector<v1::AgencyRecord> all,
+                   hub_->SearchAgencies(req, ActingOfSystem(sys)));
+  std::vector<json> found;
+  for (const v1::AgencyRecord& a : all) {
+    if (p.contains("_id") && p["_id"] != a.agency_id()) continue;
+    if (p.contains("identifier") && IdentifierToken(p["identifier"]) != a.agency_id()) continue;
+    if (p.contains("name") && !ContainsFolded(a.profile().display_name(), p["name"])) continue;
+    if (p.contains("active") && (p["active"] == "true") != a.active()) continue;
+    found.push_back(OrganizationOf(a));
+  }
+  Answer out;
+  out.body = Searchset(base_url_ + "/Organization", found, found.size());
+  return out;
+}
+
+absl::StatusOr<Answer> FhirApi::ReadHealthcareService(const FhirSystem& sys,
+                                                      const std::string& id) {
+  RETURN_IF_ERROR(NeedScope(sys, "HealthcareService", 'r'));
+  // "<agency id>.<service code>": service codes hold no dot.
+  const size_t dot = id.rfind('.');
+  const absl::Status missing = Refusal(404, "HealthcareService", "no such HealthcareService");
+  if (dot == std::string::npos || dot == 0 || dot + 1 == id.size()) return missing;
+  v1::GetAgencyRequest get;
+  get.set_agency_id(id.substr(0, dot));
+  absl::StatusOr<v1::AgencyRecord> a = hub_->GetAgency(get, ActingOfSystem(sys));
+  if (!a.ok() && (absl::IsNotFound(a.status()) || absl::IsInvalidArgument(a.status())))
+    return missing;
+  RETURN_IF_ERROR(a.status());
+  const std::string service = id.substr(dot + 1);
+  const auto& offered = a->profile().services();
+  if (std::find(offered.begin(), offered.end(), service) == offered.end()) return missing;
+  Answer out;
+  out.body = HealthcareServiceOf(*a, service);
+  return out;
+}
+
+absl::StatusOr<Answer> FhirApi::SearchHealthcareServices(
+    const FhirSystem& sys, const std::multimap<std::string, std::string>& params) {
+  RETURN_IF_ERROR(NeedScope(sys, "HealthcareService", 's'));
+  ASSIGN_OR_RETURN(auto p, DirectoryParams(params, {"service-category", "organization", "_id",
+                                                    "name", "active"}));
+  v1::SearchAgenciesRequest req;
+  const std::string category =
+      p.contains("service-category") ? IdentifierToken(p["service-category"]) : "";
+  req.set_service(category);
+  req.set_include_suspended(p.contains("active") && p["active"] == "false");
+  ASSIGN_OR_RETURN(std::vector<v1::AgencyRecord> all,
+                   hub_->SearchAgencies(req, ActingOfSystem(sys)));
+  std::vector<json> found;
+  for (const v1::AgencyRecord& a : all) {
+    if (p.contains("organization") && IdentifierToken(p["organization"]) != a.agency_id()) continue;
+    if (p.contains("name") && !ContainsFolded(a.profile().display_name(), p["name"])) continue;
+    if (p.contains("active") && (p["active"] == "true") != a.active()) continue;
+    for (const std::string& service : a.profile().services()) {
+      if (!category.empty() && service != category) continue;
+      json hs = HealthcareServiceOf(a, service);
+      if (p.contains("_id") && p["_id"] != hs["id"]) continue;
+      found.push_back(std::move(hs));
+    }
+  }
+  Answer out;
+  out.body = Searchset(base_url_ + "/HealthcareService", found, found.size());
+  return out;
 }
 
 }  // namespace careloop::edge::fhir

@@ -86,6 +86,14 @@ class FhirApi {
                                     const std::string& if_match, const json& task,
                                     const json& provenance);
   absl::StatusOr<Answer> ReadServiceRequest(const FhirSystem& sys, const std::string& id);
+  // The directory: agencies as Organizations, their services as
+  // HealthcareServices, as the hub shows them to the system's agency.
+  absl::StatusOr<Answer> ReadOrganization(const FhirSystem& sys, const std::string& id);
+  absl::StatusOr<Answer> SearchOrganizations(const FhirSystem& sys,
+                                             const std::multimap<std::string, std::string>& params);
+  absl::StatusOr<Answer> ReadHealthcareService(const FhirSystem& sys, const std::string& id);
+  absl::StatusOr<Answer> SearchHealthcareServices(
+      const FhirSystem& sys, const std::multimap<std::string, std::string>& params);
 
  private:
   // The directory actor of the system's agency that `user_id` names, as a

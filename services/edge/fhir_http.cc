@@ -160,6 +160,24 @@ void EdgeHttp::RegisterFhirRoutes() {
         std::multimap<std::string, std::string> params(req.params.begin(), req.params.end());
         return api->SearchTasks(sys, params);
       }));
+  const std::string org = base + "/Organization/([A-Za-z0-9.-]{1,64})";
+  server_->Get(org, with_token(org, [api](const httplib::Request& req, const FhirSystem& sys) {
+                 return api->ReadOrganization(sys, req.matches[1]);
+               }));
+  server_->Get(
+      base + "/Organization",
+      with_token(base + "/Organization", [api](const httplib::Request& req, const FhirSystem& sys) {
+        return api->SearchOrganizations(sys, {req.params.begin(), req.params.end()});
+      }));
+  const std::string hs = base + "/HealthcareService/([A-Za-z0-9.-]{1,64})";
+  server_->Get(hs, with_token(hs, [api](const httplib::Request& req, const FhirSystem& sys) {
+                 return api->ReadHealthcareService(sys, req.matches[1]);
+               }));
+  server_->Get(base + "/HealthcareService",
+               with_token(base + "/HealthcareService", [api](const httplib::Request& req,
+                                                             const FhirSystem& sys) {
+                 return api->SearchHealthcareServices(sys, {req.params.begin(), req.params.end()});
+               }));
   const std::string sr = base + "/ServiceRequest/([A-Za-z0-9.-]{1,64})";
   server_->Get(sr, with_token(sr, [api](const httplib::Request& req, const FhirSystem& sys) {
                  return api->ReadServiceRequest(sys, req.matches[1]);

@@ -415,3 +415,41 @@ test('careloop consent grant --fhir names what it cannot record', () => {
     assert.ok(r.stderr.includes(element), name + ': ' + r.stderr);
   }
 });
+
+test('the directory: Organizations and HealthcareServices, a confidential address only to its agency', async () => {
+  // The hub admin marks the shelter's address confidential (a
+  // domestic-violence shelter).
+  const r = spawnSync(process.env.CARELOOP_CLI_BINARY, ['--hub', hub.hubAddress, 'agency', 'update', '--id', 'org.shelter',
+    '--name', 'Riverside Shelter', '--kind', 'community-agency', '--service', 'housing-instability',
+    '--agency-role', 'receiver', '--postal-code', '02139', '--confidential', '--phone', '555-0199',
+    '--sign-key', join(hub.dir, 'keys', 'hub-admin.pem')], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr + r.stdout);
+  const scope = 'system/Organization.rs system/HealthcareService.rs';
+  const bank = (await tokenRequest(assertion(bankKey), scope)).body.access_token;
+  const shelter = (await tokenRequest(assertion(register('cms-shelter-2', 'org.shelter', 'ec')), scope)).body.access_token;
+  const seenByBank = await call(bank, 'GET', '/Organization/org.shelter');
+  assert.equal(seenByBank.status, 200);
+  valid(seenByBank.body);
+  assert.equal(seenByBank.body.name, 'Riverside Shelter');
+  assert.ok(!JSON.stringify(seenByBank.body).includes('02139'), 'no confidential address for another agency');
+  const own = await call(shelter, 'GET', '/Organization/org.shelter');
+  assert.equal(own.body.address[0].postalCode, '02139', 'the agency sees its own address');
+  const search = await call(bank, 'GET', '/Organization?name=shelter');
+  valid(search.body);
+  assert.deepEqual(search.body.entry.map((e) => e.resource.id), ['org.shelter']);
+  assert.ok(!JSON.stringify(search.body).includes('02139'));
+  const services = await call(bank, 'GET', '/HealthcareService?service-category=food-insecurity');
+  valid(services.body);
+  assert.ok(services.body.entry.some((e) => e.resource.id === 'org.foodbank.food-insecurity'));
+  assert.ok(services.body.entry.every((e) => e.resource.category[0].coding[0].code === 'food-insecurity'));
+  const one = await call(bank, 'GET', '/HealthcareService/org.foodbank.food-insecurity');
+  assert.equal(one.status, 200);
+  valid(one.body);
+  assert.equal(one.body.providedBy.reference, 'Organization/org.foodbank');
+  assert.equal((await call(bank, 'GET', '/HealthcareService/org.foodbank.moon-travel')).status, 404);
+  assert.equal((await call(bank, 'GET', '/Organization/org.nowhere')).status, 404);
+  assert.equal((await call(bank, 'GET', '/Organization?colour=blue')).status, 400);
+  // Scopes: a Task-only token reads no directory.
+  const taskOnly = (await tokenRequest(assertion(bankKey), 'system/Task.rs')).body.access_token;
+  assert.equal((await call(taskOnly, 'GET', '/Organization/org.foodbank')).status, 403);
+});

@@ -65,7 +65,7 @@ export async function startHub() {
   // The first login of an agency, or its member `user`.
   const login = (agency, user) => seeded.logins.find((l) => l.agency === agency && (!user || l.user === user));
   return {
-    url: consoleUrl, dir, edgeDir, seeded, login, remote,
+    url: consoleUrl, dir, edgeDir, seeded, login, remote, hubAddress: procs[0].address,
     logs: () => procs.map((p) => p.logs).join(''),
     async stop() {
       for (const p of procs.reverse()) {

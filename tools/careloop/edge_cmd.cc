@@ -77,7 +77,9 @@ absl::Status Enroll(const EnrollOpts& o, std::string* out) {
 struct FhirClientOpts {
   std::string data_dir = "var";
   std::string client_id, agency, jwks_file;
-  std::string scope = "system/Task.cruds system/ServiceRequest.crs";
+  std::string scope =
+      "system/Task.cruds system/ServiceRequest.crs system/Organization.rs "
+      "system/HealthcareService.rs";
 };
 
 // A system (an EHR, a case-management tool) that may ask the edge's FHIR
