@@ -653,6 +653,22 @@ std::string AuditCore::FhirAuditEvent(const v1::DisclosureRecorded& d, uint64_t 
                    {{"type", "consent"}, {"valueString", absl::StrJoin(d.consent_ids(), ",")}},
                    {{"type", "ledger-seq"}, {"valueString", absl::StrCat(seq)}}})}}})},
   };
+  if (!d.disclosing_actor().empty()) {
+    // The person whose signed change disclosed it: a staff member of the
+    // disclosing agency, by directory user id (never a name).
+    e["agent"].push_back(
+        {{"type",
+          {{"coding",
+            json::array(
+                {{{"system", "http://terminology.hl7.org/CodeSystem/extra-security-role-type"},
+                  {"code", "humanuser"},
+                  {"display", "human user"}}})}}},
+         {"who",
+          {{"identifier",
+            {{"system", absl::StrCat("urn:careloop:user:", d.disclosing_agency())},
+             {"value", d.disclosing_actor()}}}}},
+         {"requestor", true}});
+  }
   return e.dump();
 }
 

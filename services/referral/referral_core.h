@@ -156,6 +156,7 @@ class ReferralCore final : public Renderer {
     std::vector<v1::RoutingCandidate> ranked;  // the first is the recipient
     uint32_t attempt = 1;
     std::vector<std::string> notify;  // also told (a former recipient)
+    std::string actor;                // who signed it ("" for the hub's own rerouting)
   };
   // Decides consent per section for the route's recipient and adds the
   // ReferralRouted event, one DisclosureRecorded per permitted section, the

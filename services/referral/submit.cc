@@ -109,7 +109,7 @@ absl::StatusOr<v1::AppendRequest> ReferralCore::PlanSubmit(const trust::Verified
                   stored.SerializeAsString())
       ->add_agencies(sender);
   Route route{sender, Key(sender, m.referral_id()), subject.subject_id, new_subject, &m, ranked, 1,
-              {}};
+              {},     v.envelope.actor().user_id()};
   ASSIGN_OR_RETURN(v1::ReferralRouted routed, AddRoute(route, &append));
   trust::AddEvent(&append, dedupe, names::event::kDedupeOpened, subject.subject_id,
                   Key(sender, m.referral_id()))
@@ -168,6 +168,7 @@ absl::StatusOr<v1::ReferralRouted> ReferralCore::AddRoute(const Route& route,
       rec.set_record_type("referral");
       rec.set_record_id(route.key);
       rec.set_disclosing_agency(route.sender);
+      rec.set_disclosing_actor(route.actor);
       rec.set_disclosure_id(absl::StrCat(route.key, "/", d.section_id(), "/", recipient));
       ASSIGN_OR_RETURN(v1::AppendRequest one, consent::DisclosureAppend(decision, rec));
       for (v1::EventInput& ev : *one.mutable_events()) *append->add_events() = std::move(ev);

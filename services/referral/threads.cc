@@ -84,6 +84,7 @@ absl::StatusOr<v1::AppendRequest> ReferralCore::PlanMessage(const trust::Verifie
     rec.set_record_type("referral-message");
     rec.set_record_id(key);
     rec.set_disclosing_agency(e.sender_agency());
+    rec.set_disclosing_actor(e.actor().user_id());
     rec.set_disclosure_id(absl::StrCat(key, "/", e.message_id(), "/", d.section_id()));
     ASSIGN_OR_RETURN(v1::AppendRequest one, consent::DisclosureAppend(decision, rec));
     for (v1::EventInput& ev : *one.mutable_events()) *append.add_events() = std::move(ev);

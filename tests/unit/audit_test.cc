@@ -319,11 +319,15 @@ TEST_F(AuditTest, FhirAuditEventCarriesEveryElementForADisclosure) {
   EXPECT_EQ(e["outcome"], "0");
   EXPECT_EQ(e["purposeOfEvent"][0]["coding"][0]["code"], "TREAT");
   EXPECT_EQ(e["purposeOfEvent"][0]["text"], "care-coordination");
-  ASSERT_EQ(e["agent"].size(), 2u);
+  ASSERT_EQ(e["agent"].size(), 3u);
   EXPECT_EQ(e["agent"][0]["who"]["identifier"]["value"], "org.stmarys");
   EXPECT_EQ(e["agent"][0]["requestor"], false);
   EXPECT_EQ(e["agent"][1]["who"]["identifier"]["value"], "org.foodbank");
   EXPECT_EQ(e["agent"][1]["requestor"], true);
+  // The human who sent it: the staff member who signed the referral.
+  EXPECT_EQ(e["agent"][2]["type"]["coding"][0]["code"], "humanuser");
+  EXPECT_EQ(e["agent"][2]["who"]["identifier"]["system"], "urn:careloop:user:org.stmarys");
+  EXPECT_FALSE(e["agent"][2]["who"]["identifier"]["value"].get<std::string>().empty());
   EXPECT_EQ(e["source"]["type"][0]["code"], "4");
   ASSERT_EQ(e["entity"].size(), 2u);
   EXPECT_EQ(e["entity"][0]["what"]["identifier"]["value"], subject_);
