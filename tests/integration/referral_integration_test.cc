@@ -328,6 +328,63 @@ void RunReferralScenario(const Hubs& hubs, const TempDir& dir) {
          "org.shelter");
   ASSERT_EQ(shelter.exit_code, 0) << shelter.output;
   EXPECT_EQ(shelter.output.find("r-1001"), std::string::npos) << shelter.output;
+
+  // The same exchange in FHIR terms from the CLI: the SDOH IG's
+  // ServiceRequest in a transaction Bundle, and the referral shown as the
+  // FHIR API shows it.
+  json sr = json::parse(ReadFileOrDie(
+      TestData("fhir/sdoh-clinicalcare/SDOHCC-ServiceRequest-HungerVitalSign-Example-1.json")));
+  sr["subject"] = json{{"reference", "urn:uuid:p"}};
+  auto bundle_for = [&sr](const std::string& requester) {
+    const json task{
+        {"resourceType", "Task"},
+        {"status", "requested"},
+        {"intent", "order"},
+        {"code",
+         {{"coding", json::array({{{"system", "http://hl7.org/fhir/CodeSystem/task-code"},
+                                   {"code", "fulfill"}}})}}},
+        {"focus", {{"reference", "urn:uuid:sr"}}},
+        {"for", {{"reference", "urn:uuid:p"}}},
+        {"requester", {{"identifier", {{"system", "urn:careloop:user"}, {"value", requester}}}}},
+        {"owner", {{"reference", "Organization/org.foodbank"}}}};
+    const json patient = json::parse(R"({"resourceType":"Patient","identifier":[{"type":{
+        "coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"MR"}]},
+        "value":"000124"}]})");
+    json b{{"resourceType", "Bundle"}, {"type", "transaction"}, {"entry", json::array()}};
+    for (const auto& [url, r] : {std::pair<std::string, json>{"urn:uuid:t", task},
+                                 {"urn:uuid:sr", sr},
+                                 {"urn:uuid:p", patient}}) {
+      b["entry"].push_back({{"fullUrl", url},
+                            {"resource", r},
+                            {"request", {{"method", "POST"}, {"url", r["resourceType"]}}}});
+    }
+    return b.dump();
+  };
+  std::ofstream(dir.Sub("bundle.json")) << bundle_for("u-staff");
+  std::ofstream(dir.Sub("other-bundle.json")) << bundle_for("u-someone-else");
+  CliResult refused =
+      At(hubs.referral,
+         With({"referral", "send", "--fhir", dir.Sub("other-bundle.json"), "--id", "r-fhir-0"},
+              as("org.stmarys", "sender")));
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.output.find("requester is u-someone-else"), std::string::npos)
+      << refused.output;
+  CliResult fhir_sent =
+      At(hubs.referral,
+         With({"referral", "send", "--fhir", dir.Sub("bundle.json"), "--id", "r-fhir-1"},
+              as("org.stmarys", "sender")));
+  ASSERT_EQ(fhir_sent.exit_code, 0) << fhir_sent.output;
+  EXPECT_NE(fhir_sent.output.find("sent org.stmarys/r-fhir-1 to org.foodbank"), std::string::npos)
+      << fhir_sent.output;
+  CliResult as_fhir =
+      At(hubs.referral, {"referral", "show", "--fhir", "--referral", "org.stmarys/r-fhir-1"},
+         "org.stmarys");
+  ASSERT_EQ(as_fhir.exit_code, 0) << as_fhir.output;
+  const json b = json::parse(as_fhir.output.substr(as_fhir.output.find('{')));
+  EXPECT_EQ(b["entry"][0]["resource"]["resourceType"], "Task");
+  EXPECT_EQ(b["entry"][0]["resource"]["status"], "requested");
+  EXPECT_EQ(b["entry"][0]["resource"]["for"]["identifier"]["value"], "000124");
+  EXPECT_EQ(b["entry"][1]["resource"]["category"][0]["coding"][0]["code"], "food-insecurity");
 }
 
 TEST(ReferralIntegration, OneProcess) {

@@ -5,14 +5,19 @@
 // signed manifest.
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "base/crypto.h"
+#include "base/sha256.h"
 #include "careloop/v1/directory.grpc.pb.h"
 #include "careloop/v1/referral.grpc.pb.h"
 #include "services/common/grpc_status.h"
+#include "services/edge/fhir_api.h"
+#include "services/edge/fhir_resources.h"
 #include "services/referral/lifecycle.h"
 #include "services/referral/sections.h"
 #include "services/trust/envelope.h"
@@ -153,27 +158,97 @@ std::string CheckAsRecipient(const Globals& g, const v1::ReferralView& v,
   return out;
 }
 
+struct SendOpts {
+  std::string id, subject, service, reason, priority = "routine", purpose = "care-coordination", to,
+                                            postal_code, county, language, force;
+  uint32_t age = 0;
+  std::vector<std::string> sections;
+  std::string fhir;  // a FHIR transaction Bundle instead of the flags
+  Signer signer;
+};
+void PrintSent(const v1::SubmitReferralResponse& r) {
+  std::cout << "sent " << r.referral() << " to " << r.recipient_agency() << "\n";
+  for (const auto& c : r.candidates()) {
+    std::cout << "  " << (c.eligible() ? "candidate " : "passed over ") << c.agency_id() << ": "
+              << absl::StrJoin(c.reasons(), "; ") << "\n";
+  }
+  for (const auto& w : r.withheld()) {
+    std::cout << "  withheld " << w.section_id() << " (" << w.category() << "): " << w.reason()
+              << "\n";
+  }
+}
+
+// referral send --fhir: the Bundle read as the edge's FHIR API reads it
+// (what careloop cannot take is refused naming the element), signed with
+// the CLI's key by --user, who must be the person the Bundle names.
+void SendFhir(Globals& g, const SendOpts& o) {
+  absl::StatusOr<std::string> text = ReadFile(o.fhir);
+  if (!text.ok()) {
+    g.exit_code = FailUsage(std::string(text.status().message()));
+    return;
+  }
+  const nlohmann::json bundle = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  absl::StatusOr<edge::fhir::IncomingReferral> in =
+      bundle.is_discarded() ? absl::InvalidArgumentError(o.fhir + " is not JSON")
+                            : edge::fhir::ReadReferralBundle(bundle, o.signer.sender);
+  if (!in.ok()) {
+    const nlohmann::json issue = edge::fhir::OperationOutcomeOf(in.status())["issue"][0];
+    g.exit_code = FailUsage(absl::StrCat(
+        issue.contains("expression") ? issue["expression"][0].get<std::string>() + ": " : "",
+        in.status().message()));
+    return;
+  }
+  if (in->actor_user != o.signer.user) {
+    g.exit_code = FailUsage(
+        absl::StrCat("the Bundle's requester is ", in->actor_user, ", not --user ", o.signer.user));
+    return;
+  }
+  const edge::NewReferral& r = in->referral;
+  v1::ReferralManifest m;
+  m.set_referral_id(o.id.empty() ? absl::StrCat("r-", HexEncode(RandomBytes(6))) : o.id);
+  m.mutable_subject()->set_authority(absl::StrCat(o.signer.sender, "/mrn"));
+  m.mutable_subject()->set_value(r.mrn);
+  m.set_service_category(r.service);
+  m.set_reason(r.reason);
+  m.set_priority(r.priority);
+  m.set_purpose(r.purpose);
+  if (!r.recipient.empty()) {
+    m.mutable_routing()->set_recipient_agency(r.recipient);
+  } else {
+    m.mutable_routing()->mutable_criteria()->set_postal_code(r.postal_code);
+  }
+  std::vector<v1::Section> sections;
+  for (const edge::SectionInput& in_section : r.sections) {
+    v1::Section sec;
+    sec.set_section_id(in_section.section_id);
+    sec.set_category(in_section.category);
+    sec.set_media_type(in_section.media_type);
+    sec.set_content(in_section.text);
+    sections.push_back(std::move(sec));
+  }
+  v1::SubmitReferralRequest req;
+  if (!SealAndSign(g, std::move(sections), {}, &m, o.signer, &req)) return;
+  req.set_force_reason(o.force);
+  Call<v1::SubmitReferralRequest, v1::SubmitReferralResponse>(g, &v1::ReferralService::Stub::Submit,
+                                                              req, PrintSent);
+}
+
 }  // namespace
 
 void AddReferralCommands(CLI::App& app, Globals& g) {
   CLI::App* referral = app.add_subcommand("referral", "closed-loop referrals between agencies");
   referral->require_subcommand(1);
 
-  struct SendOpts {
-    std::string id, subject, service, reason, priority = "routine", purpose = "care-coordination",
-                                              to, postal_code, county, language, force;
-    uint32_t age = 0;
-    std::vector<std::string> sections;
-    Signer signer;
-  };
   auto send = std::make_shared<SendOpts>();
   CLI::App* s = referral->add_subcommand("send", "send a signed referral (sender role)");
-  s->add_option("--id", send->id, "the referral id, unique for the sender")->required();
+  s->add_option("--fhir", send->fhir,
+                "the referral as a FHIR R4 transaction Bundle (Task + ServiceRequest + Patient, "
+                "docs/API.md); replaces the flags below but --id and --force-reason");
+  s->add_option("--id", send->id, "the referral id, unique for the sender (with --fhir: optional)");
   s->add_option("--subject", send->subject,
-                "the person: AUTHORITY=VALUE, e.g. org.stmarys/mrn=000123")
-      ->required();
-  s->add_option("--service", send->service, "service category, e.g. food-insecurity")->required();
-  s->add_option("--reason", send->reason, "coded, non-sensitive reason")->required();
+                "the person: AUTHORITY=VALUE, e.g. org.stmarys/mrn=000123");
+  s->add_option("--service", send->service, "service category, e.g. food-insecurity");
+  s->add_option("--reason", send->reason, "coded, non-sensitive reason");
   s->add_option("--priority", send->priority, "routine, urgent, asap, stat")->capture_default_str();
   s->add_option("--purpose", send->purpose, "purpose of use")->capture_default_str();
   s->add_option("--to", send->to, "the recipient agency (else: route by the criteria below)");
@@ -182,11 +257,21 @@ void AddReferralCommands(CLI::App& app, Globals& g) {
   s->add_option("--language", send->language, "criteria: preferred language");
   s->add_option("--age", send->age, "criteria: the person's age");
   s->add_option("--section", send->sections,
-                "ID:CATEGORY:TEXT or ID:CATEGORY:@FILE[:MEDIA-TYPE] (repeatable)")
-      ->required();
+                "ID:CATEGORY:TEXT or ID:CATEGORY:@FILE[:MEDIA-TYPE] (repeatable)");
   s->add_option("--force-reason", send->force, "send despite an open duplicate, and why");
   AddSignFlags(s, send->signer, g);
   s->callback([&g, send] {
+    if (!send->fhir.empty()) return SendFhir(g, *send);
+    for (const auto& [flag, value] : {std::pair<const char*, bool>{"--id", send->id.empty()},
+                                      {"--subject", send->subject.empty()},
+                                      {"--service", send->service.empty()},
+                                      {"--reason", send->reason.empty()},
+                                      {"--section", send->sections.empty()}}) {
+      if (value) {
+        g.exit_code = FailUsage(absl::StrCat(flag, " is required (or give --fhir)"));
+        return;
+      }
+    }
     v1::ReferralManifest m;
     m.set_referral_id(send->id);
     const size_t eq = send->subject.find('=');
@@ -218,17 +303,7 @@ void AddReferralCommands(CLI::App& app, Globals& g) {
     if (!SealAndSign(g, {}, send->sections, &m, send->signer, &req)) return;
     req.set_force_reason(send->force);
     Call<v1::SubmitReferralRequest, v1::SubmitReferralResponse>(
-        g, &v1::ReferralService::Stub::Submit, req, [](const v1::SubmitReferralResponse& r) {
-          std::cout << "sent " << r.referral() << " to " << r.recipient_agency() << "\n";
-          for (const auto& c : r.candidates()) {
-            std::cout << "  " << (c.eligible() ? "candidate " : "passed over ") << c.agency_id()
-                      << ": " << absl::StrJoin(c.reasons(), "; ") << "\n";
-          }
-          for (const auto& w : r.withheld()) {
-            std::cout << "  withheld " << w.section_id() << " (" << w.category()
-                      << "): " << w.reason() << "\n";
-          }
-        });
+        g, &v1::ReferralService::Stub::Submit, req, PrintSent);
   });
 
   for (bool inbox : {true, false}) {
@@ -255,6 +330,7 @@ void AddReferralCommands(CLI::App& app, Globals& g) {
   struct ShowOpts {
     v1::GetReferralRequest req;
     std::string sender_key, directory;
+    bool fhir = false;
   };
   auto show = std::make_shared<ShowOpts>();
   CLI::App* sh = referral->add_subcommand(
@@ -264,7 +340,22 @@ void AddReferralCommands(CLI::App& app, Globals& g) {
                  "check the signature with this key (PEM) instead of the directory's");
   sh->add_option("--directory-hub", show->directory,
                  "where DirectoryService answers, if not at --hub (split deployments)");
+  sh->add_flag("--fhir", show->fhir,
+               "print it as the FHIR API shows it: a Bundle of its Task and ServiceRequest");
   sh->callback([&g, show] {
+    if (show->fhir) {
+      Call<v1::GetReferralRequest, v1::ReferralView>(
+          g, &v1::ReferralService::Stub::Get, show->req, [](const v1::ReferralView& v) {
+            const nlohmann::json bundle{
+                {"resourceType", "Bundle"},
+                {"type", "collection"},
+                {"entry", nlohmann::json::array(
+                              {nlohmann::json{{"resource", edge::fhir::TaskOf(v)}},
+                               nlohmann::json{{"resource", edge::fhir::ServiceRequestOf(v)}}})}};
+            std::cout << bundle.dump(2) << "\n";
+          });
+      return;
+    }
     Call<v1::GetReferralRequest, v1::ReferralView>(
         g, &v1::ReferralService::Stub::Get, show->req, [&g, show](const v1::ReferralView& v) {
           std::cout << v.referral() << "  " << referral::FhirCode(v.status()) << "  "
