@@ -46,6 +46,38 @@ absl::StatusOr<std::pair<std::string, std::string>> SplitReferral(const std::str
   return std::make_pair(referral.substr(0, slash), referral.substr(slash + 1));
 }
 
+v1::ReferralManifest ManifestOf(const NewReferral& r, const std::string& agency) {
+  v1::ReferralManifest m;
+  m.set_referral_id(r.referral_id.empty() ? absl::StrCat("r-", HexEncode(RandomBytes(6)))
+                                          : r.referral_id);
+  m.mutable_subject()->set_authority(absl::StrCat(agency, "/mrn"));
+  m.mutable_subject()->set_value(r.mrn);
+  m.set_service_category(r.service);
+  m.set_reason(r.reason);
+  m.set_priority(r.priority);
+  m.set_purpose(r.purpose);
+  if (!r.recipient.empty()) {
+    m.mutable_routing()->set_recipient_agency(r.recipient);
+  } else {
+    m.mutable_routing()->mutable_criteria()->set_postal_code(r.postal_code);
+    m.mutable_routing()->mutable_criteria()->set_language(r.language);
+  }
+  return m;
+}
+
+std::vector<v1::Section> SectionsOf(const NewReferral& r) {
+  std::vector<v1::Section> sections;
+  for (const SectionInput& in : r.sections) {
+    v1::Section s;
+    s.set_section_id(in.section_id);
+    s.set_category(in.category);
+    s.set_media_type(in.media_type);
+    s.set_content(in.text);
+    sections.push_back(std::move(s));
+  }
+  return sections;
+}
+
 Desk::Desk(HubClient* hub, const KeyCustody* keys, Clock* clock)
     : hub_(hub), keys_(keys), clock_(clock), signer_(hub, keys, clock) {
   CARELOOP_CHECK(hub_ != nullptr && keys_ != nullptr && clock_ != nullptr);
@@ -65,30 +97,8 @@ absl::StatusOr<v1::SubmitReferralResponse> Desk::Send(const StaffMember& who,
   }
   if (r.sections.empty())
     return absl::InvalidArgumentError("a referral needs at least one section");
-  v1::ReferralManifest m;
-  m.set_referral_id(r.referral_id.empty() ? absl::StrCat("r-", HexEncode(RandomBytes(6)))
-                                          : r.referral_id);
-  m.mutable_subject()->set_authority(absl::StrCat(who.agency_id, "/mrn"));
-  m.mutable_subject()->set_value(r.mrn);
-  m.set_service_category(r.service);
-  m.set_reason(r.reason);
-  m.set_priority(r.priority);
-  m.set_purpose(r.purpose);
-  if (!r.recipient.empty()) {
-    m.mutable_routing()->set_recipient_agency(r.recipient);
-  } else {
-    m.mutable_routing()->mutable_criteria()->set_postal_code(r.postal_code);
-    m.mutable_routing()->mutable_criteria()->set_language(r.language);
-  }
-  std::vector<v1::Section> sections;
-  for (const SectionInput& in : r.sections) {
-    v1::Section s;
-    s.set_section_id(in.section_id);
-    s.set_category(in.category);
-    s.set_media_type(in.media_type);
-    s.set_content(in.text);
-    sections.push_back(std::move(s));
-  }
+  v1::ReferralManifest m = ManifestOf(r, who.agency_id);
+  std::vector<v1::Section> sections = SectionsOf(r);
   ASSIGN_OR_RETURN(std::vector<v1::SectionDigest> digests,
                    referral::SealSections(&sections, referral::RandomBytes));
   for (v1::SectionDigest& d : digests) *m.add_sections() = std::move(d);

@@ -43,6 +43,12 @@ struct NewReferral {
   std::vector<SectionInput> sections;
 };
 
+// The signed manifest's content and the sections of a new referral sent by
+// `agency` (the person by the agency's record number), before sealing. One
+// place for the desk and the CLI's FHIR send.
+v1::ReferralManifest ManifestOf(const NewReferral& r, const std::string& agency);
+std::vector<v1::Section> SectionsOf(const NewReferral& r);
+
 // A consent the person gave, as the recording staff member enters it.
 struct NewConsent {
   std::string mrn;

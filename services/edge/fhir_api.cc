@@ -268,16 +268,25 @@ absl::StatusOr<std::string> FhirApi::ReferralOf(const FhirSystem& sys, const std
   }
   const absl::Status missing = Refusal(404, "Task", "no such Task");
   if (id.size() != 32) return missing;
+  ASSIGN_OR_RETURN(std::vector<v1::ReferralView> all, ListAll(sys));
+  for (const v1::ReferralView& v : all) {
+    if (TaskIdOf(v.referral()) == id) return v.referral();
+  }
+  return missing;
+}
+
+absl::StatusOr<std::vector<v1::ReferralView>> FhirApi::ListAll(const FhirSystem& sys) {
+  std::vector<v1::ReferralView> out;
   for (bool sent : {true, false}) {
     v1::ListReferralsRequest req;
     ASSIGN_OR_RETURN(v1::ListReferralsResponse list, sent ? hub_->Sent(req, ActingOfSystem(sys))
                                                           : hub_->Inbox(req, ActingOfSystem(sys)));
-    for (const v1::ReferralView& v : list.referrals()) {
+    for (v1::ReferralView& v : *list.mutable_referrals()) {
       Remember(v.referral());
-      if (TaskIdOf(v.referral()) == id) return v.referral();
+      out.push_back(std::move(v));
     }
   }
-  return missing;
+  return out;
 }
 
 absl::StatusOr<v1::ReferralView> FhirApi::Open(const FhirSystem& sys, const std::string& referral) {
@@ -386,15 +395,10 @@ absl::StatusOr<Answer> FhirApi::SearchTasks(const FhirSystem& sys,
   RETURN_IF_ERROR(NeedScope(sys, "Task", 's'));
   ASSIGN_OR_RETURN(Filter f, FilterOf(params));
   if (f.include_focus) RETURN_IF_ERROR(NeedScope(sys, "ServiceRequest", 'r'));
+  ASSIGN_OR_RETURN(std::vector<v1::ReferralView> all, ListAll(sys));
   std::vector<v1::ReferralView> found;
-  for (bool sent : {true, false}) {
-    v1::ListReferralsRequest req;
-    ASSIGN_OR_RETURN(v1::ListReferralsResponse list, sent ? hub_->Sent(req, ActingOfSystem(sys))
-                                                          : hub_->Inbox(req, ActingOfSystem(sys)));
-    for (const v1::ReferralView& v : list.referrals()) {
-      Remember(v.referral());
-      if (Matches(f, v)) found.push_back(v);
-    }
+  for (v1::ReferralView& v : all) {
+    if (Matches(f, v)) found.push_back(std::move(v));
   }
   // Newest change first; the listing has no sections and no history.
   std::sort(found.begin(), found.end(), [](const v1::ReferralView& a, const v1::ReferralView& b) {

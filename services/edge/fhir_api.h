@@ -16,6 +16,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -110,6 +111,9 @@ class FhirApi {
   absl::StatusOr<std::string> RecordConsent(const StaffMember& who, const std::string& mrn,
                                             v1::Consent consent);
   void Remember(const std::string& referral);
+  // The referrals the agency sent and those it holds now (listings: no
+  // sections, no history).
+  absl::StatusOr<std::vector<v1::ReferralView>> ListAll(const FhirSystem& sys);
 
   HubClient* hub_;
   Desk* desk_;

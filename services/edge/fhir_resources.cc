@@ -137,8 +137,8 @@ absl::Status CheckServiceRequest(const json& sr, const Entries& entries, const j
 }
 
 // The sections of the referral, by data category.
-absl::StatusOr<std::vector<SectionInput>> SectionsOf(const json& entries_json, const json& sr,
-                                                     const json& patient) {
+absl::StatusOr<std::vector<SectionInput>> SectionsOfBundle(const json& entries_json, const json& sr,
+                                                           const json& patient) {
   std::vector<SectionInput> out;
   auto add = [&out](std::string id, std::string category, const json& r) {
     out.push_back(
@@ -258,7 +258,7 @@ absl::StatusOr<IncomingReferral> ReadReferralBundle(const json& bundle, const st
                            "code to route by");
     }
   }
-  ASSIGN_OR_RETURN(r.sections, SectionsOf(entries_json, sr, patient));
+  ASSIGN_OR_RETURN(r.sections, SectionsOfBundle(entries_json, sr, patient));
   if (by_type["Consent"].size() > 1)
     return Unprocessable("Bundle.entry", "a referral transaction holds at most one Consent");
   if (by_type["Consent"].size() == 1) {

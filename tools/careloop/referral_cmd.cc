@@ -16,6 +16,7 @@
 #include "careloop/v1/directory.grpc.pb.h"
 #include "careloop/v1/referral.grpc.pb.h"
 #include "services/common/grpc_status.h"
+#include "services/edge/desk.h"
 #include "services/edge/fhir_api.h"
 #include "services/edge/fhir_resources.h"
 #include "services/referral/lifecycle.h"
@@ -203,29 +204,10 @@ void SendFhir(Globals& g, const SendOpts& o) {
         absl::StrCat("the Bundle's requester is ", in->actor_user, ", not --user ", o.signer.user));
     return;
   }
-  const edge::NewReferral& r = in->referral;
-  v1::ReferralManifest m;
-  m.set_referral_id(o.id.empty() ? absl::StrCat("r-", HexEncode(RandomBytes(6))) : o.id);
-  m.mutable_subject()->set_authority(absl::StrCat(o.signer.sender, "/mrn"));
-  m.mutable_subject()->set_value(r.mrn);
-  m.set_service_category(r.service);
-  m.set_reason(r.reason);
-  m.set_priority(r.priority);
-  m.set_purpose(r.purpose);
-  if (!r.recipient.empty()) {
-    m.mutable_routing()->set_recipient_agency(r.recipient);
-  } else {
-    m.mutable_routing()->mutable_criteria()->set_postal_code(r.postal_code);
-  }
-  std::vector<v1::Section> sections;
-  for (const edge::SectionInput& in_section : r.sections) {
-    v1::Section sec;
-    sec.set_section_id(in_section.section_id);
-    sec.set_category(in_section.category);
-    sec.set_media_type(in_section.media_type);
-    sec.set_content(in_section.text);
-    sections.push_back(std::move(sec));
-  }
+  edge::NewReferral r = in->referral;
+  r.referral_id = o.id;
+  v1::ReferralManifest m = edge::ManifestOf(r, o.signer.sender);
+  std::vector<v1::Section> sections = edge::SectionsOf(r);
   v1::SubmitReferralRequest req;
   if (!SealAndSign(g, std::move(sections), {}, &m, o.signer, &req)) return;
   req.set_force_reason(o.force);
