@@ -30,6 +30,7 @@ constexpr char kExpressionPayload[] = "careloop.fhir.expression";
 // holds now.
 struct Filter {
   std::optional<std::string> id, status, owner, requester, patient, focus;
+  std::optional<std::string> patient_system;                     // the "system|" of a patient token
   std::vector<std::pair<std::string, absl::Time>> last_updated;  // prefix, bound
   bool include_focus = false;
   size_t count = 100;
@@ -52,7 +53,8 @@ absl::StatusOr<absl::Time> ParseFhirTime(absl::string_view v) {
   return Refusal(400, "_lastUpdated", "a date is YYYY-MM-DD or an instant");
 }
 
-absl::StatusOr<Filter> FilterOf(const std::multimap<std::string, std::string>& params) {
+absl::StatusOr<Filter> FilterOf(const std::multimap<std::string, std::string>& params,
+                                FhirApi::SearchVia via) {
   Filter f;
   for (const auto& [name, value] : params) {
     if (name == "_id") {
@@ -65,7 +67,14 @@ absl::StatusOr<Filter> FilterOf(const std::multimap<std::string, std::string>& p
     } else if (name == "requester") {
       f.requester = IdentifierToken(value);
     } else if (name == "patient" || name == "subject") {
+      if (via == FhirApi::SearchVia::kUrl) {
+        return Refusal(400, name,
+                       "a person's identifier never goes in a URL: search with POST "
+                       "[base]/Task/_search and the parameters as a form body");
+      }
       f.patient = IdentifierToken(value);
+      if (const size_t bar = value.find('|'); bar != std::string::npos && bar > 0)
+        f.patient_system = value.substr(0, bar);
     } else if (name == "focus") {
       f.focus = IdentifierToken(value);
     } else if (name == "code") {
@@ -102,7 +111,11 @@ bool Matches(const Filter& f, const v1::ReferralView& v) {
   if (f.status && *f.status != referral::FhirCode(v.status())) return false;
   if (f.owner && *f.owner != v.recipient_agency()) return false;
   if (f.requester && *f.requester != v.sender_agency()) return false;
-  if (f.patient && *f.patient != v.manifest().subject().value()) return false;
+  const v1::Identifier& subject = v.manifest().subject();
+  if (f.patient && *f.patient != subject.value()) return false;
+  if (f.patient_system &&
+      *f.patient_system != absl::StrCat(kIdentifierSystemPrefix, subject.authority()))
+    return false;
   const absl::Time updated = absl::FromUnixNanos(v.updated_unix_nanos());
   for (const auto& [prefix, t] : f.last_updated) {
     const bool day = absl::FormatTime("%H:%M:%E*S", t, absl::UTCTimeZone()) == "00:00:00";
@@ -189,6 +202,9 @@ json FhirApi::Capability() const {
       {"updateCreate", false},
       {"conditionalUpdate", false},
       {"searchInclude", json::array({"Task:focus"})},
+      {"documentation",
+       "Search by patient (or subject) only with POST Task/_search and a form body: a "
+       "person's identifier is refused in a URL."},
       {"searchParam", json::array({param("_id", "token"), param("_lastUpdated", "date"),
                                    param("owner", "reference"), param("requester", "reference"),
                                    param("status", "token"), param("patient", "reference"),
@@ -391,9 +407,10 @@ absl::StatusOr<Answer> FhirApi::ReadServiceRequest(const FhirSystem& sys, const 
 }
 
 absl::StatusOr<Answer> FhirApi::SearchTasks(const FhirSystem& sys,
-                                            const std::multimap<std::string, std::string>& params) {
+                                            const std::multimap<std::string, std::string>& params,
+                                            SearchVia via) {
   RETURN_IF_ERROR(NeedScope(sys, "Task", 's'));
-  ASSIGN_OR_RETURN(Filter f, FilterOf(params));
+  ASSIGN_OR_RETURN(Filter f, FilterOf(params, via));
   if (f.include_focus) RETURN_IF_ERROR(NeedScope(sys, "ServiceRequest", 'r'));
   ASSIGN_OR_RETURN(std::vector<v1::ReferralView> all, ListAll(sys));
   std::vector<v1::ReferralView> found;

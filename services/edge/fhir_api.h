@@ -78,9 +78,15 @@ class FhirApi {
   // POST [base] with a transaction Bundle: one new referral.
   absl::StatusOr<Answer> Transaction(const FhirSystem& sys, const json& bundle);
   absl::StatusOr<Answer> ReadTask(const FhirSystem& sys, const std::string& id);
-  // GET [base]/Task?...: the Tasks the system's agency sent or owns now.
+  // Where a search's parameters came from. A person's identifier
+  // (patient, subject) is accepted only from a form body: URLs end up in
+  // proxies' and servers' access logs, request bodies do not.
+  enum class SearchVia { kUrl, kFormBody };
+  // GET [base]/Task?... or POST [base]/Task/_search: the Tasks the system's
+  // agency sent or owns now.
   absl::StatusOr<Answer> SearchTasks(const FhirSystem& sys,
-                                     const std::multimap<std::string, std::string>& params);
+                                     const std::multimap<std::string, std::string>& params,
+                                     SearchVia via);
   // PUT [base]/Task/[id]: a status change by the person `provenance` names
   // (the X-Provenance header), against the version `if_match` names.
   absl::StatusOr<Answer> UpdateTask(const FhirSystem& sys, const std::string& id,

@@ -92,8 +92,12 @@ void EdgeHttp::RegisterFhirRoutes() {
              {"grant_types_supported", json::array({"client_credentials"})},
              {"token_endpoint_auth_methods_supported", json::array({"private_key_jwt"})},
              {"token_endpoint_auth_signing_alg_values_supported", json::array({"ES384", "RS384"})},
-             {"scopes_supported", json::array({"system/Task.cruds", "system/ServiceRequest.rs",
-                                               "system/*.read", "system/*.write"})},
+             {"scopes_supported",
+              json::array({"system/Task.cruds", "system/ServiceRequest.crs",
+                           "system/Organization.rs", "system/HealthcareService.rs",
+                           "system/Task.read", "system/Task.write", "system/ServiceRequest.read",
+                           "system/ServiceRequest.write", "system/Organization.read",
+                           "system/HealthcareService.read", "system/*.read", "system/*.write"})},
              {"capabilities", json::array({"client-confidential-asymmetric"})}});
   });
   server_->Post(
@@ -158,8 +162,31 @@ void EdgeHttp::RegisterFhirRoutes() {
       base + "/Task",
       with_token(base + "/Task", [api](const httplib::Request& req, const FhirSystem& sys) {
         std::multimap<std::string, std::string> params(req.params.begin(), req.params.end());
-        return api->SearchTasks(sys, params);
+        return api->SearchTasks(sys, params, fhir::FhirApi::SearchVia::kUrl);
       }));
+  // The search as a form body (FHIR R4 3.1.1.5.1), the only way to search by
+  // a person's identifier. httplib merges a form body into req.params, so
+  // the URL's own query is judged from the request target.
+  server_->Post(base + "/Task/_search",
+                with_token(base + "/Task/_search",
+                           [api](const httplib::Request& req,
+                                 const FhirSystem& sys) -> absl::StatusOr<fhir::Answer> {
+                             if (absl::StrContains(req.target, '?')) {
+                               return fhir::Refusal(400, "",
+                                                    "give a POSTed search's parameters in its "
+                                                    "body, not in the URL");
+                             }
+                             if (!req.body.empty() &&
+                                 !absl::StartsWith(req.get_header_value("Content-Type"),
+                                                   "application/x-www-form-urlencoded")) {
+                               return fhir::Refusal(
+                                   400, "", "send the search as application/x-www-form-urlencoded");
+                             }
+                             httplib::Params form;
+                             httplib::detail::parse_query_text(req.body, form);
+                             return api->SearchTasks(sys, {form.begin(), form.end()},
+                                                     fhir::FhirApi::SearchVia::kFormBody);
+                           }));
   const std::string org = base + "/Organization/([A-Za-z0-9.-]{1,64})";
   server_->Get(org, with_token(org, [api](const httplib::Request& req, const FhirSystem& sys) {
                  return api->ReadOrganization(sys, req.matches[1]);

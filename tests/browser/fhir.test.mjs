@@ -230,6 +230,28 @@ test('the EHR refers, the light recipient accepts and completes, the EHR sees it
   assert.equal(sr.subject.identifier.value, '000123');
   assert.equal(sr.requester.identifier.value, 'org.stmarys');
   assert.equal(sr.performer[0].identifier.value, 'org.foodbank');
+  // A person's identifier is searched for in a form body, never in a URL
+  // (where proxies' access logs would keep it).
+  const person = task.for.identifier.system + '|000123';
+  const inUrl = await call(bank, 'GET', '/Task?patient=' + encodeURIComponent(person));
+  assert.equal(inUrl.status, 400);
+  assert.equal(inUrl.body.issue[0].expression[0], 'patient');
+  assert.ok(!JSON.stringify(inUrl.body).includes('000123'), 'the refusal does not repeat the identifier');
+  const byBody = await fetch(fhir + '/Task/_search', { method: 'POST',
+    headers: { Authorization: 'Bearer ' + bank, Accept: 'application/fhir+json',
+      'Content-Type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ patient: person, status: 'requested' }).toString() });
+  assert.equal(byBody.status, 200);
+  const found = valid(await byBody.json());
+  assert.deepEqual(found.entry.map((e) => e.resource.id), [id]);
+  const otherSystem = await fetch(fhir + '/Task/_search', { method: 'POST',
+    headers: { Authorization: 'Bearer ' + bank, 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ patient: 'urn:oid:9.9.9|000123' }).toString() });
+  assert.equal((await otherSystem.json()).total ?? 0, 0, 'the same value in another system is another person');
+  const mixed = await fetch(fhir + '/Task/_search?status=requested', { method: 'POST',
+    headers: { Authorization: 'Bearer ' + bank, 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: 'patient=000123' });
+  assert.equal(mixed.status, 400);
   const read = await call(bank, 'GET', '/Task/' + id);
   assert.equal(read.status, 200);
   const etag = read.headers.get('etag');
