@@ -221,6 +221,14 @@ absl::StatusOr<v1::Consent> ReadFhirConsent(const json& consent, const Entries& 
 
 namespace {
 
+// A careloop period as a FHIR Period (an unset end is open).
+json PeriodOf(const v1::Period& period) {
+  json out = json::object();
+  if (period.start_unix_nanos() != 0) out["start"] = Instant(period.start_unix_nanos());
+  if (period.end_unix_nanos() != 0) out["end"] = Instant(period.end_unix_nanos());
+  return out;
+}
+
 json ProvisionOf(const v1::ConsentRule& r, bool root) {
   json p{{"type", r.permit() ? "permit" : "deny"}};
   if (root) p.erase("type");
@@ -244,13 +252,7 @@ json ProvisionOf(const v1::ConsentRule& r, bool root) {
   for (const std::string& cat : r.categories())
     classes.push_back(json{{"system", kCategorySystem}, {"code", cat}});
   if (!classes.empty()) p["class"] = classes;
-  if (r.has_period()) {
-    json period = json::object();
-    if (r.period().start_unix_nanos() != 0)
-      period["start"] = Instant(r.period().start_unix_nanos());
-    if (r.period().end_unix_nanos() != 0) period["end"] = Instant(r.period().end_unix_nanos());
-    p["period"] = period;
-  }
+  if (r.has_period()) p["period"] = PeriodOf(r.period());
   json nested = json::array();
   for (const v1::ConsentRule& e : r.exceptions()) nested.push_back(ProvisionOf(e, false));
   if (!nested.empty()) p["provision"] = nested;
@@ -265,13 +267,7 @@ json FhirConsentOf(const v1::Consent& c, const json& patient) {
   if (c.status() == v1::CONSENT_EXPIRED) status = "inactive";
   if (c.status() == v1::CONSENT_ENTERED_IN_ERROR) status = "entered-in-error";
   json provision = ProvisionOf(c.provision(), true);
-  if (c.has_period()) {
-    json period = json::object();
-    if (c.period().start_unix_nanos() != 0)
-      period["start"] = Instant(c.period().start_unix_nanos());
-    if (c.period().end_unix_nanos() != 0) period["end"] = Instant(c.period().end_unix_nanos());
-    provision["period"] = period;
-  }
+  if (c.has_period()) provision["period"] = PeriodOf(c.period());
   json out{{"resourceType", "Consent"},
            {"id", c.consent_id()},
            {"status", status},

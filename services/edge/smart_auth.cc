@@ -19,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "base/crypto.h"
 #include "base/file.h"
+#include "base/log.h"
 #include "base/sha256.h"
 #include "base/status.h"
 
@@ -281,6 +282,24 @@ absl::Status RemoveFhirClient(const std::string& clients_dir, const std::string&
   return absl::OkStatus();
 }
 
+namespace {
+
+// A registration file: its fields, each of its type.
+absl::StatusOr<FhirClient> ClientOf(const std::string& text) {
+  const json j = json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return absl::DataLossError("not a JSON object");
+  for (const char* field : {"client_id", "agency_id", "scope"}) {
+    if (!j.contains(field) || !j[field].is_string())
+      return absl::DataLossError(absl::StrCat("'", field, "' is not a string"));
+  }
+  if (!j.contains("jwks") || !j["jwks"].is_object())
+    return absl::DataLossError("'jwks' is not an object");
+  return FhirClient{j["client_id"].get<std::string>(), j["agency_id"].get<std::string>(),
+                    j["jwks"].dump(), j["scope"].get<std::string>()};
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<FhirClient>> ListFhirClients(const std::string& clients_dir) {
   std::vector<FhirClient> out;
   std::error_code ec;
@@ -288,10 +307,14 @@ absl::StatusOr<std::vector<FhirClient>> ListFhirClients(const std::string& clien
     const std::string name = entry.path().filename().string();
     if (!absl::EndsWith(name, ".json")) continue;
     ASSIGN_OR_RETURN(std::string text, ReadFile(entry.path().string()));
-    const json j = json::parse(text, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) continue;
-    out.push_back(FhirClient{j.value("client_id", ""), j.value("agency_id", ""),
-                             j.value("jwks", json::object()).dump(), j.value("scope", "")});
+    absl::StatusOr<FhirClient> client = ClientOf(text);
+    if (!client.ok()) {
+      // Listed, not skipped: an operator must see a registration the edge
+      // cannot use.
+      return absl::DataLossError(
+          absl::StrCat("FHIR client file ", name, ": ", client.status().message()));
+    }
+    out.push_back(*std::move(client));
   }
   std::sort(out.begin(), out.end(),
             [](const FhirClient& a, const FhirClient& b) { return a.client_id < b.client_id; });
@@ -307,10 +330,12 @@ absl::StatusOr<FhirClient> SmartAuth::Load(const std::string& client_id) const {
   ASSIGN_OR_RETURN(std::string path, ClientPath(options_.clients_dir, client_id));
   absl::StatusOr<std::string> text = ReadFile(path);
   if (!text.ok()) return absl::NotFoundError("unknown client");
-  const json j = json::parse(*text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return absl::NotFoundError("unknown client");
-  return FhirClient{j.value("client_id", ""), j.value("agency_id", ""),
-                    j.value("jwks", json::object()).dump(), j.value("scope", "")};
+  absl::StatusOr<FhirClient> client = ClientOf(*text);
+  if (!client.ok()) {
+    log::Error("fhir_client_unreadable", {{"client", client_id}});
+    return absl::NotFoundError("unknown client");
+  }
+  return client;
 }
 
 void SmartAuth::ForgetExpired(absl::Time now) {

@@ -6,9 +6,20 @@
 #include "services/edge/fhir_resources.h"
 
 #include <gtest/gtest.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ecdsa.h>
+#include <openssl/evp.h>
 
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <vector>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "base/status.h"
 #include "services/edge/fhir_api.h"
 #include "services/edge/fhir_consent.h"
 #include "services/edge/smart_auth.h"
@@ -323,6 +334,98 @@ TEST(SmartJws, OnlyARegisteredKeysSignatureVerifies) {
       RegisterFhirClient(TempDir().path(), FhirClient{"c", "org.a", bad, "system/*.read"}).ok());
   EXPECT_FALSE(VerifyJws("a.b.c", bad).ok());
   EXPECT_FALSE(VerifyJws("not a jws", "{}").ok());
+}
+
+// A key made with OpenSSL, its public half as a JWK, and compact JWS made
+// with it as a SMART client would (ES384: the raw r||s; RS384: PKCS#1 v1.5).
+class JwsKey {
+ public:
+  static JwsKey Ec() { return JwsKey(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-384"), true); }
+  static JwsKey Rsa() {
+    return JwsKey(EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", static_cast<size_t>(2048)), false);
+  }
+  JwsKey(JwsKey&&) = default;
+
+  std::string Jwks(const std::string& kid) const {
+    nlohmann::json jwk{{"kid", kid}};
+    if (ec_) {
+      jwk.update({{"kty", "EC"},
+                  {"crv", "P-384"},
+                  {"x", Param(OSSL_PKEY_PARAM_EC_PUB_X, 48)},
+                  {"y", Param(OSSL_PKEY_PARAM_EC_PUB_Y, 48)}});
+    } else {
+      jwk.update({{"kty", "RSA"},
+                  {"n", Param(OSSL_PKEY_PARAM_RSA_N, 0)},
+                  {"e", Param(OSSL_PKEY_PARAM_RSA_E, 0)}});
+    }
+    return nlohmann::json{{"keys", nlohmann::json::array({jwk})}}.dump();
+  }
+
+  std::string Sign(const std::string& kid, const std::string& payload) const {
+    const std::string input =
+        absl::StrCat(B64(nlohmann::json{{"alg", ec_ ? "ES384" : "RS384"}, {"kid", kid}}.dump()),
+                     ".", B64(payload));
+    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+    size_t len = 0;
+    EXPECT_EQ(EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha384(), nullptr, key_.get()), 1);
+    const auto* in = reinterpret_cast<const unsigned char*>(input.data());
+    EXPECT_EQ(EVP_DigestSign(ctx.get(), nullptr, &len, in, input.size()), 1);
+    std::string sig(len, '\0');
+    auto* out = reinterpret_cast<unsigned char*>(sig.data());
+    EXPECT_EQ(EVP_DigestSign(ctx.get(), out, &len, in, input.size()), 1);
+    sig.resize(len);
+    if (ec_) sig = RawOfDer(sig);
+    return absl::StrCat(input, ".", B64(sig));
+  }
+
+ private:
+  JwsKey(EVP_PKEY* key, bool ec) : key_(key, EVP_PKEY_free), ec_(ec) {
+    CARELOOP_CHECK(key != nullptr);
+  }
+  static std::string B64(const std::string& s) { return absl::WebSafeBase64Escape(s); }
+  // A big-endian parameter, left-padded to `width` bytes when given.
+  std::string Param(const char* name, int width) const {
+    BIGNUM* bn = nullptr;
+    CARELOOP_CHECK(EVP_PKEY_get_bn_param(key_.get(), name, &bn) == 1);
+    const int n = width > 0 ? width : BN_num_bytes(bn);
+    std::string out(n, '\0');
+    CARELOOP_CHECK(BN_bn2binpad(bn, reinterpret_cast<unsigned char*>(out.data()), n) == n);
+    BN_free(bn);
+    return B64(out);
+  }
+  static std::string RawOfDer(const std::string& der) {
+    const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+    ECDSA_SIG* sig = d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(der.size()));
+    CARELOOP_CHECK(sig != nullptr);
+    std::string raw(96, '\0');
+    auto* out = reinterpret_cast<unsigned char*>(raw.data());
+    BN_bn2binpad(ECDSA_SIG_get0_r(sig), out, 48);
+    BN_bn2binpad(ECDSA_SIG_get0_s(sig), out + 48, 48);
+    ECDSA_SIG_free(sig);
+    return raw;
+  }
+
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key_;
+  bool ec_;
+};
+
+TEST(SmartJws, AClientsEs384AndRs384SignaturesVerifyAndNothingElse) {
+  const std::string payload = R"({"iss":"ehr-1","jti":"j1"})";
+  for (bool ec : {true, false}) {
+    SCOPED_TRACE(ec ? "ES384" : "RS384");
+    const JwsKey key = ec ? JwsKey::Ec() : JwsKey::Rsa();
+    const JwsKey other = ec ? JwsKey::Ec() : JwsKey::Rsa();
+    const std::string jws = key.Sign("k1", payload);
+    absl::StatusOr<std::string> verified = VerifyJws(jws, key.Jwks("k1"));
+    ASSERT_TRUE(verified.ok()) << verified.status();
+    EXPECT_EQ(*verified, payload);
+    // Negative controls: another key, another kid, a changed payload.
+    EXPECT_FALSE(VerifyJws(jws, other.Jwks("k1")).ok());
+    EXPECT_FALSE(VerifyJws(jws, key.Jwks("k2")).ok());
+    std::vector<std::string> parts = absl::StrSplit(jws, '.');
+    parts[1] = absl::WebSafeBase64Escape(R"({"iss":"ehr-2","jti":"j1"})");
+    EXPECT_FALSE(VerifyJws(absl::StrJoin(parts, "."), key.Jwks("k1")).ok());
+  }
 }
 
 }  // namespace
