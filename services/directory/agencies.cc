@@ -1,9 +1,19 @@
 #include "services/directory/agencies.h"
 
+#include <algorithm>
+
 namespace careloop::directory {
 
 int64_t OpenSlots(const v1::CapacityEntry& c) {
   return static_cast<int64_t>(c.open_slots()) - c.holders_size();
+}
+
+bool Onboarded(const v1::AgencyRecord& agency) {
+  const bool key = std::any_of(agency.keys().begin(), agency.keys().end(),
+                               [](const v1::AgencyKey& k) { return k.revoked_unix_nanos() == 0; });
+  const bool actor = std::any_of(agency.actors().begin(), agency.actors().end(),
+                                 [](const v1::ActorEntry& a) { return !a.inactive(); });
+  return key && actor;
 }
 
 const std::set<std::string>& DefaultServiceCodes() {

@@ -51,6 +51,11 @@ class Agencies : public trust::EnvelopeDirectory {
                                  absl::string_view authority) const = 0;
 };
 
+// Onboarded: the agency holds a key that is not revoked and an active actor,
+// so someone there can sign for it. An agency listed from an import is not,
+// until the hub admin adds both; referrals never go to it before.
+bool Onboarded(const v1::AgencyRecord& agency);
+
 // Open slots now: the last report minus the referrals accepted since.
 int64_t OpenSlots(const v1::CapacityEntry& c);
 

@@ -65,13 +65,17 @@ absl::Status ValidateActor(const v1::ActorEntry& a) {
 
 // An agency's own admin edits its profile but not its roles (sender,
 // receiver, compliance, emergency decide what the hub lets it do).
-absl::Status KeepsItsRoles(const v1::AgencyRecord& current, const v1::AgencyProfile& next) {
+absl::Status KeepsWhatTheHubGrants(const v1::AgencyRecord& current, const v1::AgencyProfile& next) {
   const std::set<std::string> now(current.profile().roles().begin(),
                                   current.profile().roles().end());
   const std::set<std::string> asked(next.roles().begin(), next.roles().end());
   if (now != asked) {
     return absl::PermissionDeniedError(
         "an agency's roles are granted by the hub admin; its own admin may not change them");
+  }
+  if (current.profile().source() != next.source()) {
+    return absl::PermissionDeniedError(
+        "an agency's profile source is the hub admin's to set; its own admin may not change it");
   }
   return absl::OkStatus();
 }
@@ -266,7 +270,7 @@ absl::Status DirectoryState::ApplyOne(const v1::Event& event) {
     r.set_agency_id(id);
     *r.mutable_profile() = p.profile();
     r.set_active(true);
-    *r.add_keys() = p.initial_key();
+    if (p.has_initial_key()) *r.add_keys() = p.initial_key();
     *r.mutable_actors() = p.actors();
     agencies_[id] = std::move(r);
   } else {
@@ -445,7 +449,12 @@ absl::StatusOr<v1::AppendRequest> DirectoryCore::Plan(const trust::VerifiedEnvel
       return absl::AlreadyExistsError(absl::StrCat("agency ", target, " is already registered"));
     const auto& p = static_cast<const v1::RegisterAgency&>(payload);
     RETURN_IF_ERROR(ValidateProfile(p.profile(), service_codes_));
-    RETURN_IF_ERROR(ValidateKey(p.initial_key()));
+    if (p.has_initial_key()) {
+      RETURN_IF_ERROR(ValidateKey(p.initial_key()));
+    } else if (p.actors_size() > 0) {
+      return absl::InvalidArgumentError(
+          "an agency listed without a key has no actors yet: add its key, then its actors");
+    }
     for (const auto& a : p.actors()) RETURN_IF_ERROR(ValidateActor(a));
     pre->set_must_not_exist(true);
   } else {
@@ -455,7 +464,7 @@ absl::StatusOr<v1::AppendRequest> DirectoryCore::Plan(const trust::VerifiedEnvel
     if (type == names::payload::kUpdateAgencyProfile) {
       const auto& p = static_cast<const v1::UpdateAgencyProfile&>(payload);
       RETURN_IF_ERROR(ValidateProfile(p.profile(), service_codes_));
-      if (by_itself) RETURN_IF_ERROR(KeepsItsRoles(*current, p.profile()));
+      if (by_itself) RETURN_IF_ERROR(KeepsWhatTheHubGrants(*current, p.profile()));
     } else if (type == names::payload::kAddAgencyKey) {
       const auto& p = static_cast<const v1::AddAgencyKey&>(payload);
       RETURN_IF_ERROR(ValidateKey(p.key()));

@@ -8,6 +8,17 @@
 
 namespace careloop::referral {
 
+std::vector<std::string> CannotReceive(const v1::AgencyRecord& agency,
+                                       const std::string& category) {
+  std::vector<std::string> no;
+  if (!agency.active()) no.push_back("suspended");
+  if (!directory::Onboarded(agency)) no.push_back("not onboarded (no key or no active actor)");
+  if (!Contains(agency.profile().services(), category))
+    no.push_back(absl::StrCat("does not offer ", category));
+  if (!Contains(agency.profile().roles(), "receiver")) no.push_back("does not receive referrals");
+  return no;
+}
+
 std::vector<v1::RoutingCandidate> RankCandidates(const std::vector<v1::AgencyRecord>& agencies,
                                                  const std::string& category,
                                                  const v1::RoutingCriteria& c,
@@ -17,10 +28,7 @@ std::vector<v1::RoutingCandidate> RankCandidates(const std::vector<v1::AgencyRec
     const v1::AgencyProfile& p = a.profile();
     v1::RoutingCandidate r;
     r.set_agency_id(a.agency_id());
-    std::vector<std::string> no;
-    if (!a.active()) no.push_back("suspended");
-    if (!Contains(p.services(), category)) no.push_back(absl::StrCat("does not offer ", category));
-    if (!Contains(p.roles(), "receiver")) no.push_back("does not receive referrals");
+    std::vector<std::string> no = CannotReceive(a, category);
     const bool has_area = !p.area().postal_codes().empty() || !p.area().counties().empty();
     if (has_area &&
         !(Contains(p.area().postal_codes(), c.postal_code()) && !c.postal_code().empty()) &&

@@ -2,7 +2,7 @@
 // why each was chosen or passed over. Pure and deterministic: the same
 // directory and criteria give the same order.
 //
-// Eligible: active; offers the service category; has the receiver role;
+// Eligible: active; onboarded; offers the service category; has the receiver role;
 // serves the subject's postal code or county (an agency without a service
 // area serves everywhere); the eligibility facts pass (age, insurance type,
 // veterans only, income limit); open capacity for the category.
@@ -18,6 +18,12 @@
 #include "careloop/v1/referral.pb.h"
 
 namespace careloop::referral {
+
+// Why `agency` cannot take a referral of `category` at all, whoever names
+// it: suspended, not onboarded, does not offer the category, does not
+// receive referrals. Empty: it can. Routing by criteria adds area,
+// eligibility and capacity; a sender naming the agency skips those.
+std::vector<std::string> CannotReceive(const v1::AgencyRecord& agency, const std::string& category);
 
 // `open_slots`: agency id -> open slots for the category now (absent: none
 // reported). Returns every agency, eligible ones first in rank order.

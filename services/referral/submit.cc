@@ -46,11 +46,7 @@ absl::StatusOr<std::vector<v1::RoutingCandidate>> ReferralCore::FirstRoute(
   RETURN_IF_ERROR(storage::ValidateAgencyId(to));
   std::optional<v1::AgencyRecord> a = directory_->Get(to);
   if (!a.has_value()) return absl::NotFoundError(absl::StrCat("no agency ", to));
-  std::vector<std::string> no;
-  if (!a->active()) no.push_back("suspended");
-  if (!Contains(a->profile().services(), m.service_category()))
-    no.push_back(absl::StrCat("does not offer ", m.service_category()));
-  if (!Contains(a->profile().roles(), "receiver")) no.push_back("does not receive referrals");
+  const std::vector<std::string> no = CannotReceive(*a, m.service_category());
   if (!no.empty()) {
     return absl::FailedPreconditionError(
         absl::StrCat("agency ", to, " cannot take it: ", absl::StrJoin(no, ", ")));

@@ -181,6 +181,8 @@ class ConsentEnv {
     return SignWith(payload, agency, absl::StrCat("u-", agency), role, "k1", *agency_key_,
                     message_id);
   }
+  // The raw public key the test agencies sign with.
+  std::string AgencyPublicKey() const { return agency_key_->public_key().raw(); }
   std::string SignAsHub(const google::protobuf::Message& payload) {
     return SignWith(payload, directory::kHubAgency, "hub-admin", directory::kHubAdminRole,
                     "hub-admin-1", *admin_key_, "");

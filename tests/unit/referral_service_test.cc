@@ -493,6 +493,65 @@ TEST_F(ReferralTest, ByCriteriaTheBestEligibleAgencyIsChosenWithReasons) {
             absl::StatusCode::kPermissionDenied);
 }
 
+// An agency listed from a directory import (the hub admin registers it with
+// no key and no actor) is searchable but never routed to, by criteria or by
+// name, however well it fits; onboarding it (a key, an actor) changes that.
+TEST_F(ReferralTest, AListedAgencyIsNeverRoutedToUntilOnboarded) {
+  v1::RegisterAgency listed;
+  listed.set_agency_id("hsds.pantry");
+  listed.mutable_profile()->set_display_name("Corner Pantry");
+  listed.mutable_profile()->set_kind(v1::COMMUNITY_AGENCY);
+  listed.mutable_profile()->set_source("hsds:pantry");
+  listed.mutable_profile()->add_services("food-insecurity");
+  listed.mutable_profile()->add_roles("receiver");
+  ASSERT_TRUE(env_.directory()->Submit(env_.SignAsHub(listed)).ok());
+  // Actors without a key cannot be listed with it.
+  v1::RegisterAgency with_actor = listed;
+  with_actor.set_agency_id("hsds.other");
+  with_actor.add_actors()->set_user_id("u-1");
+  EXPECT_EQ(env_.directory()->Submit(env_.SignAsHub(with_actor)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  v1::ReportCapacity cap;
+  cap.set_agency_id("hsds.pantry");
+  cap.set_service("food-insecurity");
+  cap.set_open_slots(99);
+  ASSERT_TRUE(env_.directory()->Submit(env_.SignAsHub(cap)).ok());
+  ReportSlots({{"org.foodbank", 1}});
+
+  auto sent = core_->Submit(ByCriteria("r-1"));
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  EXPECT_EQ(sent->recipient_agency(), "org.foodbank") << "99 open places, but not onboarded";
+  bool explained = false;
+  for (const auto& c : sent->candidates()) {
+    if (c.agency_id() == "hsds.pantry") {
+      EXPECT_FALSE(c.eligible());
+      explained = absl::StrContains(absl::StrJoin(c.reasons(), "; "), "not onboarded");
+    }
+  }
+  EXPECT_TRUE(explained);
+  const int before = Count("ReferralSubmitted");
+  ExpectRefusedWritingNothing(core_->Submit(Referral("r-2", "hsds.pantry")).status(),
+                              absl::StatusCode::kFailedPrecondition, "not onboarded");
+  EXPECT_EQ(Count("ReferralSubmitted"), before);
+
+  // Onboarded by the hub admin: its key, then an actor; now it can be named.
+  v1::AddAgencyKey key;
+  key.set_agency_id("hsds.pantry");
+  key.mutable_key()->set_key_id("k1");
+  key.mutable_key()->set_public_key(env_.AgencyPublicKey());
+  ASSERT_TRUE(env_.directory()->Submit(env_.SignAsHub(key)).ok());
+  v1::SetActor actor;
+  actor.set_agency_id("hsds.pantry");
+  actor.mutable_actor()->set_user_id("u-hsds.pantry");
+  actor.mutable_actor()->add_roles("receiver");
+  ASSERT_TRUE(env_.directory()->Submit(env_.SignAsHub(actor)).ok());
+  auto again = Referral("r-3", "hsds.pantry");
+  again.set_force_reason("the same need, to the pantry too");
+  auto named = core_->Submit(again);
+  ASSERT_TRUE(named.ok()) << named.status();
+  EXPECT_EQ(named->recipient_agency(), "hsds.pantry");
+}
+
 TEST_F(ReferralTest, AcceptingTakesASlotAndConcurrentAcceptsNeverOverbook) {
   v1::ReportCapacity cap;
   cap.set_agency_id("org.foodbank");
@@ -774,6 +833,8 @@ TEST(Routing, RankingIsDeterministicAndExplained) {
     a.mutable_profile()->add_roles("receiver");
     a.mutable_profile()->mutable_area()->add_postal_codes("97201");
     for (auto& l : langs) a.mutable_profile()->add_languages(l);
+    a.add_keys()->set_key_id("k1");
+    a.add_actors()->set_user_id("u-intake");
     return a;
   };
   std::vector<v1::AgencyRecord> all = {agency("org.a", {"en"}), agency("org.b", {"es"}),
@@ -784,15 +845,29 @@ TEST(Routing, RankingIsDeterministicAndExplained) {
   v1::AgencyRecord far = agency("org.far", {"es"});
   far.mutable_profile()->mutable_area()->set_postal_codes(0, "10001");
   all.push_back(far);
+  // Listed from an import, never onboarded: no key; then a key but only a
+  // deactivated actor; then a revoked key. Each passed over however well it
+  // fits.
+  v1::AgencyRecord listed = agency("org.listed", {"es"});
+  listed.clear_keys();
+  all.push_back(listed);
+  v1::AgencyRecord nobody = agency("org.nobody", {"es"});
+  nobody.mutable_actors(0)->set_inactive(true);
+  all.push_back(nobody);
+  v1::AgencyRecord revoked = agency("org.revoked", {"es"});
+  revoked.mutable_keys(0)->set_revoked_unix_nanos(1);
+  all.push_back(revoked);
   v1::RoutingCriteria c;
   c.set_postal_code("97201");
   c.set_language("es");
-  std::map<std::string, int64_t> slots = {{"org.a", 9}, {"org.b", 1}, {"org.c", 3},
-                                          {"org.d", 9}, {"org.v", 9}, {"org.far", 9}};
+  std::map<std::string, int64_t> slots = {
+      {"org.a", 9},   {"org.b", 1},       {"org.c", 3},       {"org.d", 9},       {"org.v", 9},
+      {"org.far", 9}, {"org.listed", 99}, {"org.nobody", 99}, {"org.revoked", 99}};
   auto ranked = RankCandidates(all, "food-insecurity", c, slots);
   std::vector<std::string> order;
   for (const auto& r : ranked) order.push_back(r.agency_id() + (r.eligible() ? "" : "(x)"));
   EXPECT_EQ(order, (std::vector<std::string>{"org.c", "org.b", "org.a", "org.d(x)", "org.far(x)",
+                                             "org.listed(x)", "org.nobody(x)", "org.revoked(x)",
                                              "org.v(x)"}));
   auto reasons = [&](const std::string& id) {
     for (const auto& r : ranked) {
@@ -804,6 +879,8 @@ TEST(Routing, RankingIsDeterministicAndExplained) {
   EXPECT_NE(reasons("org.d").find("suspended"), std::string::npos);
   EXPECT_NE(reasons("org.far").find("does not serve the subject's area"), std::string::npos);
   EXPECT_NE(reasons("org.v").find("veterans only"), std::string::npos);
+  for (const char* id : {"org.listed", "org.nobody", "org.revoked"})
+    EXPECT_EQ(reasons(id), "not onboarded (no key or no active actor)") << id;
   slots.erase("org.c");
   EXPECT_EQ(RankCandidates(all, "food-insecurity", c, slots)[0].agency_id(), "org.b")
       << "no capacity reported: passed over";
