@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdlib.h>
 
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -112,13 +113,97 @@ void RunDirectoryScenario(const Hub& hub, const TempDir& dir) {
   EXPECT_NE(refused.output.find("UNAUTHENTICATED"), std::string::npos) << refused.output;
 }
 
-TEST(DirectoryIntegration, OneProcess) {
-  TempDir dir;
-  Hub hub;
-  auto p = StartCareloopd({"--data-dir", dir.Sub("hub")}, &hub.address);
-  ASSERT_TRUE(p.ok()) << p.status();
-  hub.admin_key = dir.Sub("hub/keys/hub-admin.pem");
-  RunDirectoryScenario(hub, dir);
+// One careloopd in dev mode, its hub admin's key beside it.
+class DirectoryIntegration : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto p = StartCareloopd({"--data-dir", dir_.Sub("hub")}, &hub_.address);
+    ASSERT_TRUE(p.ok()) << p.status();
+    process_ = *std::move(p);
+    hub_.admin_key = dir_.Sub("hub/keys/hub-admin.pem");
+  }
+  TempDir dir_;
+  Hub hub_;
+  std::unique_ptr<ChildProcess> process_;
+};
+
+TEST_F(DirectoryIntegration, OneProcess) { RunDirectoryScenario(hub_, dir_); }
+
+// An Open Referral dataset imported by the hub admin: the published 3.0
+// organization and a pantry with a food-insecurity service and beds. A dry
+// run signs nothing; the import lists both (no keys: not onboarded) and
+// reports what it cannot map; a second import changes nothing.
+TEST_F(DirectoryIntegration, HsdsImportListsAgenciesOnceAndReportsWhatItCannotMap) {
+  const TempDir& dir = dir_;
+  const Hub& hub = hub_;
+  std::filesystem::create_directories(dir.Sub("hsds"));
+  std::ofstream(dir.Sub("hsds/organization_full.json"))
+      << ReadFileOrDie(TestData("hsds/3.0/organization_full.json"));
+  json pantry = {{"id", "0b6f3c2e-5d1a-4c8e-9f00-1a2b3c4d5e6f"},
+                 {"name", "Corner Pantry"},
+                 {"services",
+                  {{{"id", "9c1d2e3f-0000-4000-8000-000000000001"},
+                    {"name", "Groceries"},
+                    {"status", "active"},
+                    {"attributes", {{{"taxonomy_term", {{"code", "food-insecurity"}}}}}},
+                    {"capacities",
+                     {{{"id", "cap-1"},
+                       {"unit", {{"id", "u-bed"}, {"name", "Bed"}, {"identifier", "bed"}}},
+                       {"available", 5},
+                       {"maximum", 10}}}}}}}};
+  std::ofstream(dir.Sub("hsds/pantry.json")) << pantry.dump();
+  std::vector<std::string> import = {"--dev-admin",   "hub-admin",  "--json",
+                                     "directory",     "import",     "--hsds",
+                                     dir.Sub("hsds"), "--sign-key", hub.admin_key};
+  auto run = [&](std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = import;
+    args.insert(args.end(), extra.begin(), extra.end());
+    CliResult r = Cli(hub, args);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return json::parse(r.output, nullptr, false);
+  };
+  const std::string org = "hsds.d9d5e0f5-d3ce-4f73-9a2f-4dd0ecc6c610";
+  const std::string pantry_id = "hsds.0b6f3c2e-5d1a-4c8e-9f00-1a2b3c4d5e6f";
+
+  json dry = run({"--dry-run"});
+  EXPECT_EQ(dry["applied"], false);
+  EXPECT_EQ(dry["agencies"].size(), 2u);
+  EXPECT_EQ(Cli(hub, {"--dev-admin", "hub-admin", "agency", "show", "--id", org}).exit_code, 3)
+      << "a dry run signs nothing";
+  // Reads need the caller's identity; without it nothing is signed.
+  EXPECT_EQ(
+      Cli(hub, {"directory", "import", "--hsds", dir.Sub("hsds"), "--sign-key", hub.admin_key})
+          .exit_code,
+      3);
+
+  json first = run();
+  ASSERT_EQ(first["agencies"].size(), 2u) << first.dump();
+  for (const json& a : first["agencies"]) EXPECT_EQ(a["change"], "register") << a.dump();
+  ASSERT_EQ(first["capacity"].size(), 1u) << first.dump();
+  EXPECT_EQ(first["capacity"][0]["open_slots"], 5);
+  bool reported = false;
+  for (const json& r : first["reported"])
+    reported =
+        reported || r["why"].get<std::string>().find("careloop service code") != std::string::npos;
+  EXPECT_TRUE(reported) << first.dump();
+
+  json second = run();
+  for (const json& a : second["agencies"]) EXPECT_EQ(a["change"], "unchanged") << a.dump();
+  EXPECT_TRUE(second["capacity"].empty()) << second.dump();
+
+  // Listed and searchable; no keys, no actors: not onboarded.
+  CliResult found = Cli(hub, {"--dev-admin", "hub-admin", "--json", "agency", "search", "--service",
+                              "food-insecurity"});
+  ASSERT_EQ(found.exit_code, 0) << found.output;
+  json agencies = json::parse(found.output)["agencies"];
+  ASSERT_EQ(agencies.size(), 1u) << found.output;
+  EXPECT_EQ(agencies[0]["agency_id"], pantry_id);
+  EXPECT_FALSE(agencies[0].contains("keys")) << found.output;
+  EXPECT_FALSE(agencies[0].contains("actors")) << found.output;
+  EXPECT_EQ(Cli(hub, {"--dev-admin", "hub-admin", "directory", "import", "--hsds",
+                      dir.Sub("nothing-here"), "--sign-key", hub.admin_key})
+                .exit_code,
+            2);
 }
 
 // Split: the ledger in one careloopd, the directory in another that reaches it

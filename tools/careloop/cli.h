@@ -121,6 +121,7 @@ void AddReferralCommands(CLI::App& app, Globals& g);
 void AddNotificationCommands(CLI::App& app, Globals& g);
 void AddAuditCommands(CLI::App& app, Globals& g);
 void AddDirectoryCommands(CLI::App& app, Globals& g);
+void AddHsdsCommands(CLI::App& app, Globals& g);
 void AddCertsCommands(CLI::App& app, Globals& g);
 void AddKeysCommands(CLI::App& app, Globals& g);
 void AddDemoCommands(CLI::App& app, Globals& g);

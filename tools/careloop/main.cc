@@ -56,6 +56,7 @@ int main(int argc, char** argv) {  // NOLINT(bugprone-exception-escape)
   careloop::cli::AddLedgerCommands(app, g);
   careloop::cli::AddKeysCommands(app, g);
   careloop::cli::AddDirectoryCommands(app, g);
+  careloop::cli::AddHsdsCommands(app, g);
   careloop::cli::AddCertsCommands(app, g);
   careloop::cli::AddConsentCommands(app, g);
   careloop::cli::AddReferralCommands(app, g);
