@@ -327,14 +327,15 @@ absl::StatusOr<PlannedSubject> ConsentCore::PlanResolve(const v1::ResolveSubject
     return absl::InvalidArgumentError("give 1 to 8 identifiers of one person");
   // A compliance office may look a person up by any agency's identifier
   // (to answer that person's request), never create one.
-  bool lookup_only = false;
+  bool foreign = false;
   for (const v1::Identifier& id : req.identifiers())
-    lookup_only |= !directory_->Authority(caller, id.authority()).holds;
-  lookup_only = lookup_only && IsCompliance(caller);
+    foreign |= !directory_->Authority(caller, id.authority()).holds;
+  const bool compliance_lookup = foreign && IsCompliance(caller);
+  const bool lookup_only = compliance_lookup || req.lookup_only();
   std::set<std::string> streams;
   for (const v1::Identifier& id : req.identifiers()) {
     RETURN_IF_ERROR(ValidateIdentifier(id));
-    if (!lookup_only) RETURN_IF_ERROR(RequireAuthority(caller, id));
+    if (!compliance_lookup) RETURN_IF_ERROR(RequireAuthority(caller, id));
     if (!streams.insert(IdentifierStream(id)).second)
       return absl::InvalidArgumentError("the same identifier is given twice");
   }

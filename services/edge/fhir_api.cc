@@ -15,10 +15,12 @@
 #include "base/log.h"
 #include "base/sha256.h"
 #include "base/status.h"
+#include "services/edge/fhir_consent.h"
 #include "services/edge/fhir_directory.h"
 #include "services/edge/fhir_resources.h"
 #include "services/edge/http_status.h"
 #include "services/referral/lifecycle.h"
+#include "services/referral/routing.h"
 
 namespace careloop::edge::fhir {
 namespace {
@@ -210,6 +212,13 @@ json FhirApi::Capability() const {
                                    param("status", "token"), param("patient", "reference"),
                                    param("focus", "reference"), param("code", "token")})}};
   json sr{{"type", "ServiceRequest"}, {"interaction", json::array({json{{"code", "read"}}})}};
+  json consent{
+      {"type", "Consent"},
+      {"interaction", json::array({json{{"code", "read"}}, json{{"code", "search-type"}}})},
+      {"searchParam", json::array({param("patient", "reference"), param("status", "token")})},
+      {"documentation",
+       "Created in a referral transaction. Search only with POST Consent/_search and a form "
+       "body naming the patient: a person's identifier is refused in a URL."}};
   auto directory = [&param](const char* type, json params) {
     return json{
         {"type", type},
@@ -248,7 +257,7 @@ json FhirApi::Capability() const {
                  {"description",
                   "SMART Backend Services: client_credentials with a private_key_jwt assertion "
                   "(ES384 or RS384); see .well-known/smart-configuration"}}},
-           {"resource", json::array({task, sr, org, hs})},
+           {"resource", json::array({task, sr, consent, org, hs})},
            {"interaction", json::array({json{{"code", "transaction"}}})}}})}};
 }
 
@@ -322,6 +331,7 @@ absl::StatusOr<Answer> FhirApi::Transaction(const FhirSystem& sys, const json& b
   ASSIGN_OR_RETURN(StaffMember who, ActorOf(sys, in.actor_user));
   std::string consent_id;
   if (in.consent.has_value()) {
+    RETURN_IF_ERROR(NeedScope(sys, "Consent", 'c'));
     // The consent first, so the referral is disclosed under it; the named
     // recipient is checked before, so a referral the hub would refuse for
     // its recipient records nothing.
@@ -372,13 +382,9 @@ absl::Status FhirApi::CheckRecipient(const FhirSystem& sys, const std::string& a
   const absl::Status cannot = Refusal(
       422, "Task.owner", absl::StrCat("agency ", agency, " cannot take a ", service, " referral"));
   if (!a.ok()) return absl::IsNotFound(a.status()) ? cannot : a.status();
-  const auto& services = a->profile().services();
-  const auto& roles = a->profile().roles();
-  if (!a->active() || std::find(services.begin(), services.end(), service) == services.end() ||
-      std::find(roles.begin(), roles.end(), "receiver") == roles.end()) {
-    return cannot;
-  }
-  return absl::OkStatus();
+  // The hub's own rule, so the consent sent with the referral is not
+  // recorded for a recipient the hub would refuse.
+  return referral::CannotReceive(*a, service).empty() ? absl::OkStatus() : cannot;
 }
 
 absl::StatusOr<std::string> FhirApi::RecordConsent(const StaffMember& who, const std::string& mrn,
@@ -524,6 +530,76 @@ bool ContainsFolded(const std::string& haystack, const std::string& needle) {
 }
 
 }  // namespace
+
+absl::StatusOr<Answer> FhirApi::ReadConsent(const FhirSystem& sys, const std::string& id) {
+  RETURN_IF_ERROR(NeedScope(sys, "Consent", 'r'));
+  v1::GetConsentRequest get;
+  get.set_consent_id(id);
+  absl::StatusOr<v1::ConsentRecord> r = hub_->GetConsent(get, ActingOfSystem(sys));
+  if (!r.ok() && (absl::IsNotFound(r.status()) || absl::IsPermissionDenied(r.status()) ||
+                  absl::IsInvalidArgument(r.status()))) {
+    return Refusal(404, "Consent", "no such Consent");
+  }
+  RETURN_IF_ERROR(r.status());
+  Answer out;
+  out.body = FhirConsentOf(r->consent(),
+                           json{{"system", kSubjectSystem}, {"value", r->consent().subject_id()}});
+  return out;
+}
+
+absl::StatusOr<Answer> FhirApi::SearchConsents(
+    const FhirSystem& sys, const std::multimap<std::string, std::string>& params, SearchVia via) {
+  RETURN_IF_ERROR(NeedScope(sys, "Consent", 's'));
+  ASSIGN_OR_RETURN(auto p, DirectoryParams(params, {"patient", "status"}));
+  if (!p.contains("patient")) return Refusal(400, "patient", "a Consent search names the patient");
+  if (via == SearchVia::kUrl) {
+    return Refusal(400, "patient",
+                   "a person's identifier never goes in a URL: search with POST "
+                   "[base]/Consent/_search and the parameters as a form body");
+  }
+  // "system|value" as Task.for shows it, or a value of the agency's own
+  // record numbers.
+  const std::string& token = p["patient"];
+  v1::ResolveSubjectRequest resolve;
+  resolve.set_lookup_only(true);
+  v1::Identifier* person = resolve.add_identifiers();
+  person->set_value(IdentifierToken(token));
+  person->set_authority(absl::StrCat(sys.agency_id, "/mrn"));
+  if (const size_t bar = token.find('|'); bar != std::string::npos) {
+    absl::string_view system = absl::string_view(token).substr(0, bar);
+    if (!absl::ConsumePrefix(&system, kIdentifierSystemPrefix)) system = "";
+    person->set_authority(std::string(system));
+  }
+  const std::string url = base_url_ + "/Consent";
+  absl::StatusOr<v1::ResolveSubjectResponse> who =
+      hub_->ResolveSubject(resolve, ActingOfSystem(sys));
+  if (person->authority().empty() ||
+      (!who.ok() && (absl::IsNotFound(who.status()) || absl::IsPermissionDenied(who.status()) ||
+                     absl::IsFailedPrecondition(who.status())))) {
+    Answer none;
+    none.body = Searchset(url, {}, 0);
+    return none;
+  }
+  if (absl::IsInvalidArgument(who.status()))
+    return Refusal(400, "patient", std::string(who.status().message()));
+  RETURN_IF_ERROR(who.status());
+  v1::ListConsentsRequest list;
+  list.set_subject_id(who->subject_id());
+  absl::StatusOr<v1::ListConsentsResponse> consents = hub_->ListConsents(list, ActingOfSystem(sys));
+  if (absl::IsPermissionDenied(consents.status())) consents = v1::ListConsentsResponse();
+  RETURN_IF_ERROR(consents.status());
+  const json identifier{{"system", absl::StrCat(kIdentifierSystemPrefix, person->authority())},
+                        {"value", person->value()}};
+  std::vector<json> found;
+  for (const v1::ConsentRecord& r : consents->consents()) {
+    json c = FhirConsentOf(r.consent(), identifier);
+    if (p.contains("status") && c["status"] != p["status"]) continue;
+    found.push_back(std::move(c));
+  }
+  Answer out;
+  out.body = Searchset(url, found, found.size());
+  return out;
+}
 
 absl::StatusOr<Answer> FhirApi::ReadOrganization(const FhirSystem& sys, const std::string& id) {
   RETURN_IF_ERROR(NeedScope(sys, "Organization", 'r'));

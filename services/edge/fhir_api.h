@@ -35,6 +35,7 @@ using json = nlohmann::json;
 inline constexpr char kAgencySystem[] = "urn:careloop:agency";
 inline constexpr char kUserSystem[] = "urn:careloop:user";
 inline constexpr char kIdentifierSystemPrefix[] = "urn:careloop:identifier:";
+inline constexpr char kSubjectSystem[] = "urn:careloop:subject";  // the hub's person ids
 inline constexpr char kServiceSystem[] = "urn:careloop:service";
 inline constexpr char kReasonSystem[] = "urn:careloop:status-reason";
 inline constexpr char kBusinessStatusSystem[] = "urn:careloop:business-status";
@@ -93,6 +94,16 @@ class FhirApi {
                                     const std::string& if_match, const json& task,
                                     const json& provenance);
   absl::StatusOr<Answer> ReadServiceRequest(const FhirSystem& sys, const std::string& id);
+  // A consent the hub lets the system's agency read (it recorded it, or
+  // holds data under it); any other is the 404 of a missing one.
+  absl::StatusOr<Answer> ReadConsent(const FhirSystem& sys, const std::string& id);
+  // POST [base]/Consent/_search with patient (required, a form body only:
+  // never a URL) and status: the person's consents the agency may read. A
+  // person the hub does not know, or knows only by another agency's
+  // identifier, is an empty Bundle, alike; the search creates no one.
+  absl::StatusOr<Answer> SearchConsents(const FhirSystem& sys,
+                                        const std::multimap<std::string, std::string>& params,
+                                        SearchVia via);
   // The directory: agencies as Organizations, their services as
   // HealthcareServices, as the hub shows them to the system's agency.
   absl::StatusOr<Answer> ReadOrganization(const FhirSystem& sys, const std::string& id);

@@ -58,6 +58,22 @@ absl::StatusOr<json> FhirBody(const httplib::Request& req) {
   return body;
 }
 
+// A POSTed search's parameters: its form body, none in the URL. (httplib
+// merges a form body into req.params, so the URL's own query is judged
+// from the request target.)
+absl::StatusOr<std::multimap<std::string, std::string>> FormSearchParams(
+    const httplib::Request& req) {
+  if (absl::StrContains(req.target, '?'))
+    return fhir::Refusal(400, "", "give a POSTed search's parameters in its body, not in the URL");
+  if (!req.body.empty() && !absl::StartsWith(req.get_header_value("Content-Type"),
+                                             "application/x-www-form-urlencoded")) {
+    return fhir::Refusal(400, "", "send the search as application/x-www-form-urlencoded");
+  }
+  httplib::Params form;
+  httplib::detail::parse_query_text(req.body, form);
+  return std::multimap<std::string, std::string>(form.begin(), form.end());
+}
+
 }  // namespace
 
 void EdgeHttp::RegisterFhirRoutes() {
@@ -93,11 +109,12 @@ void EdgeHttp::RegisterFhirRoutes() {
              {"token_endpoint_auth_methods_supported", json::array({"private_key_jwt"})},
              {"token_endpoint_auth_signing_alg_values_supported", json::array({"ES384", "RS384"})},
              {"scopes_supported",
-              json::array({"system/Task.cruds", "system/ServiceRequest.crs",
+              json::array({"system/Task.cruds", "system/ServiceRequest.crs", "system/Consent.crs",
                            "system/Organization.rs", "system/HealthcareService.rs",
-                           "system/Task.read", "system/Task.write", "system/ServiceRequest.read",
-                           "system/ServiceRequest.write", "system/Organization.read",
-                           "system/HealthcareService.read", "system/*.read", "system/*.write"})},
+                           "system/Consent.read", "system/Task.read", "system/Task.write",
+                           "system/ServiceRequest.read", "system/ServiceRequest.write",
+                           "system/Organization.read", "system/HealthcareService.read",
+                           "system/*.read", "system/*.write"})},
              {"capabilities", json::array({"client-confidential-asymmetric"})}});
   });
   server_->Post(
@@ -158,35 +175,34 @@ void EdgeHttp::RegisterFhirRoutes() {
                          return api->UpdateTask(sys, req.matches[1],
                                                 req.get_header_value("If-Match"), body, provenance);
                        }));
-  server_->Get(
-      base + "/Task",
-      with_token(base + "/Task", [api](const httplib::Request& req, const FhirSystem& sys) {
-        std::multimap<std::string, std::string> params(req.params.begin(), req.params.end());
-        return api->SearchTasks(sys, params, fhir::FhirApi::SearchVia::kUrl);
-      }));
-  // The search as a form body (FHIR R4 3.1.1.5.1), the only way to search by
-  // a person's identifier. httplib merges a form body into req.params, so
-  // the URL's own query is judged from the request target.
-  server_->Post(base + "/Task/_search",
-                with_token(base + "/Task/_search",
-                           [api](const httplib::Request& req,
-                                 const FhirSystem& sys) -> absl::StatusOr<fhir::Answer> {
-                             if (absl::StrContains(req.target, '?')) {
-                               return fhir::Refusal(400, "",
-                                                    "give a POSTed search's parameters in its "
-                                                    "body, not in the URL");
-                             }
-                             if (!req.body.empty() &&
-                                 !absl::StartsWith(req.get_header_value("Content-Type"),
-                                                   "application/x-www-form-urlencoded")) {
-                               return fhir::Refusal(
-                                   400, "", "send the search as application/x-www-form-urlencoded");
-                             }
-                             httplib::Params form;
-                             httplib::detail::parse_query_text(req.body, form);
-                             return api->SearchTasks(sys, {form.begin(), form.end()},
+  // A search of people's records: GET with URL parameters (a person's
+  // identifier among them is refused), or POST [type]/_search with a form
+  // body (FHIR R4 3.1.1.5.1), the only way to search by a person.
+  using Search = absl::StatusOr<fhir::Answer> (fhir::FhirApi::*)(
+      const FhirSystem&, const std::multimap<std::string, std::string>&, fhir::FhirApi::SearchVia);
+  auto searches = [&](const std::string& type, Search search) {
+    const std::string path = base + "/" + type;
+    server_->Get(
+        path, with_token(path, [api, search](const httplib::Request& req, const FhirSystem& sys) {
+          return (api->*search)(sys, {req.params.begin(), req.params.end()},
+                                fhir::FhirApi::SearchVia::kUrl);
+        }));
+    server_->Post(path + "/_search",
+                  with_token(path + "/_search",
+                             [api, search](const httplib::Request& req,
+                                           const FhirSystem& sys) -> absl::StatusOr<fhir::Answer> {
+                               ASSIGN_OR_RETURN(auto params, FormSearchParams(req));
+                               return (api->*search)(sys, params,
                                                      fhir::FhirApi::SearchVia::kFormBody);
-                           }));
+                             }));
+  };
+  searches("Task", &fhir::FhirApi::SearchTasks);
+  searches("Consent", &fhir::FhirApi::SearchConsents);
+  const std::string consent = base + "/Consent/([A-Za-z0-9.-]{1,64})";
+  server_->Get(consent,
+               with_token(consent, [api](const httplib::Request& req, const FhirSystem& sys) {
+                 return api->ReadConsent(sys, req.matches[1]);
+               }));
   const std::string org = base + "/Organization/([A-Za-z0-9.-]{1,64})";
   server_->Get(org, with_token(org, [api](const httplib::Request& req, const FhirSystem& sys) {
                  return api->ReadOrganization(sys, req.matches[1]);

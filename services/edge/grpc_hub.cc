@@ -228,6 +228,13 @@ absl::StatusOr<v1::ResolveSubjectResponse> GrpcHub::ResolveSubject(
   });
 }
 
+absl::StatusOr<v1::ConsentRecord> GrpcHub::GetConsent(const v1::GetConsentRequest& req,
+                                                      const Acting& who) {
+  return Unary<v1::ConsentRecord>(who, [&](auto ch, auto* ctx, auto* out) {
+    return v1::ConsentService::NewStub(ch)->GetConsent(ctx, req, out);
+  });
+}
+
 absl::StatusOr<v1::ListConsentsResponse> GrpcHub::ListConsents(const v1::ListConsentsRequest& req,
                                                                const Acting& who) {
   return Unary<v1::ListConsentsResponse>(who, [&](auto ch, auto* ctx, auto* out) {

@@ -64,6 +64,8 @@ class HubClient {
                                                          const Acting& who) = 0;
   virtual absl::StatusOr<v1::ResolveSubjectResponse> ResolveSubject(
       const v1::ResolveSubjectRequest& req, const Acting& who) = 0;
+  virtual absl::StatusOr<v1::ConsentRecord> GetConsent(const v1::GetConsentRequest& req,
+                                                       const Acting& who) = 0;
   virtual absl::StatusOr<v1::ListConsentsResponse> ListConsents(const v1::ListConsentsRequest& req,
                                                                 const Acting& who) = 0;
   virtual absl::StatusOr<v1::PreviewDisclosureResponse> PreviewDisclosure(

@@ -74,6 +74,11 @@ absl::StatusOr<v1::ResolveSubjectResponse> InProcessHub::ResolveSubject(
   return cores_.consent->Resolve(req, CallerOf(who));
 }
 
+absl::StatusOr<v1::ConsentRecord> InProcessHub::GetConsent(const v1::GetConsentRequest& req,
+                                                           const Acting& who) {
+  return cores_.consent->GetConsent(req.consent_id(), CallerOf(who));
+}
+
 absl::StatusOr<v1::ListConsentsResponse> InProcessHub::ListConsents(
     const v1::ListConsentsRequest& req, const Acting& who) {
   return cores_.consent->ListConsents(req, CallerOf(who));

@@ -44,6 +44,8 @@ class InProcessHub final : public HubClient {
                                                  const Acting& who) override;
   absl::StatusOr<v1::ResolveSubjectResponse> ResolveSubject(const v1::ResolveSubjectRequest& req,
                                                             const Acting& who) override;
+  absl::StatusOr<v1::ConsentRecord> GetConsent(const v1::GetConsentRequest& req,
+                                               const Acting& who) override;
   absl::StatusOr<v1::ListConsentsResponse> ListConsents(const v1::ListConsentsRequest& req,
                                                         const Acting& who) override;
   absl::StatusOr<v1::PreviewDisclosureResponse> PreviewDisclosure(

@@ -66,7 +66,7 @@ function assertion(key, claims = {}, signWith = key.privateKey) {
   return input + '.' + b64url(sig);
 }
 
-async function tokenRequest(jwt, scope = 'system/Task.cruds system/ServiceRequest.crs') {
+async function tokenRequest(jwt, scope = 'system/Task.cruds system/ServiceRequest.crs system/Consent.crs') {
   const r = await fetch(fhir + '/auth/token', { method: 'POST',
     headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
     body: new URLSearchParams({ grant_type: 'client_credentials', scope,
@@ -411,6 +411,46 @@ test('a Consent sent with the referral is recorded first and lets its sections t
   const withheld = (seen.body.extension || []).map((e) => e.valueString).join(' ');
   assert.ok(!withheld.includes('patient-contact'), 'contact permitted: ' + withheld);
   assert.ok(withheld.includes('patient-demographics'), 'demographics not permitted: ' + withheld);
+
+  // The Consent reads back: by id, for the agency that recorded it and the
+  // one holding data under it; for another agency, the 404 of a missing one.
+  const consentId = consentEntry.response.location.split('/')[1];
+  const read = await call(ehr, 'GET', '/Consent/' + consentId);
+  assert.equal(read.status, 200, JSON.stringify(read.body));
+  const consent = valid(read.body);
+  assert.equal(consent.id, consentId);
+  assert.equal(consent.status, 'active');
+  assert.equal(consent.policyRule.coding[0].code, 'OPTIN');
+  assert.equal(consent.provision.actor[0].reference.identifier.value, 'org.foodbank');
+  assert.deepEqual(consent.provision.class.map((c) => c.code).sort(), ['contact', 'social-needs']);
+  assert.equal((await call(bank, 'GET', '/Consent/' + consentId)).status, 200);
+  const stranger = (await tokenRequest(assertion(register('cms-shelter-consent', 'org.shelter', 'ec')))).body.access_token;
+  const foreign = await call(stranger, 'GET', '/Consent/' + consentId);
+  const missing = await call(stranger, 'GET', '/Consent/no-such-consent');
+  assert.equal(foreign.status, 404);
+  assert.deepEqual(foreign.body, missing.body, 'a foreign Consent is answered as a missing one');
+  // By the person, in a form body only; an unknown person is an empty
+  // Bundle, and the search creates no one.
+  const person = read.body.patient.identifier; // the hub's subject id on a read
+  assert.equal(person.system, 'urn:careloop:subject');
+  const task = (await call(ehr, 'GET', '/Task/' + id)).body;
+  const byUrl = await call(ehr, 'GET', '/Consent?patient=' + encodeURIComponent(task.for.identifier.system + '|C-1'));
+  assert.equal(byUrl.status, 400);
+  assert.equal(byUrl.body.issue[0].expression[0], 'patient');
+  const search = async (token, patient) => {
+    const r = await fetch(fhir + '/Consent/_search', { method: 'POST',
+      headers: { Authorization: 'Bearer ' + token, 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ patient }).toString() });
+    assert.equal(r.status, 200);
+    return valid(await r.json());
+  };
+  const found = await search(ehr, task.for.identifier.system + '|C-1');
+  assert.deepEqual(found.entry.map((e) => e.resource.id), [consentId]);
+  assert.equal(found.entry[0].resource.patient.identifier.value, 'C-1');
+  assert.equal((await search(ehr, 'C-1')).total, 1, 'a bare value is the agency\'s own record number');
+  assert.equal((await search(ehr, task.for.identifier.system + '|NOBODY-1')).total, 0);
+  assert.equal((await search(stranger, task.for.identifier.system + '|C-1')).total, 0,
+    'another agency\'s record number finds nothing, as an unknown one');
   // An opt-out Consent is refused, and nothing of the Bundle is written.
   const before = await taskCount(ehr);
   const optOut = referralBundle({ mrn: 'C-2', extra: [{ fullUrl: 'urn:uuid:consent-1', resource: consentResource({ policy: 'OPTOUT' }), request: { method: 'POST', url: 'Consent' } }] });

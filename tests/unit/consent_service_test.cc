@@ -114,6 +114,30 @@ TEST_F(ConsentServiceTest, AnIdentifierResolvesToOneSubjectCreatedOnFirstUse) {
                               absl::StatusCode::kUnauthenticated, "identity", size);
 }
 
+// A lookup (a search by a person's identifier) finds, and never creates:
+// an unknown identifier is NOT_FOUND and writes nothing; a foreign one is
+// refused as before.
+TEST_F(ConsentServiceTest, ALookupFindsAndNeverCreates) {
+  ASSERT_EQ(*env_.NewSubject("000123"), "s-1");
+  v1::ResolveSubjectRequest known = Ids({{"org.stmarys/mrn", "000123"}});
+  known.set_lookup_only(true);
+  auto found = core()->Resolve(known, Who("org.stmarys"));
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_EQ(found->subject_id(), "s-1");
+  const uint64_t size = env_.ledger()->size();
+  v1::ResolveSubjectRequest unknown = Ids({{"org.stmarys/mrn", "999999"}});
+  unknown.set_lookup_only(true);
+  ExpectRefusedWritingNothing(core()->Resolve(unknown, Who("org.stmarys")).status(),
+                              absl::StatusCode::kNotFound, "no person", size);
+  known.mutable_identifiers(0)->set_authority("org.stmarys/mrn");
+  ExpectRefusedWritingNothing(core()->Resolve(known, Who("org.foodbank")).status(),
+                              absl::StatusCode::kPermissionDenied, "", size);
+  // Negative control: without lookup_only the unknown identifier creates.
+  unknown.set_lookup_only(false);
+  EXPECT_TRUE(core()->Resolve(unknown, Who("org.stmarys")).ok());
+  EXPECT_GT(env_.ledger()->size(), size);
+}
+
 // The abuse of issue 16: a third agency resolved another hospital's MRN, and
 // a known and an unknown one were answered differently.
 TEST_F(ConsentServiceTest, AForeignIdentifierIsRefusedAlikeKnownOrUnknown) {

@@ -78,7 +78,7 @@ struct FhirClientOpts {
   std::string data_dir = "var";
   std::string client_id, agency, jwks_file;
   std::string scope =
-      "system/Task.cruds system/ServiceRequest.crs system/Organization.rs "
+      "system/Task.cruds system/ServiceRequest.crs system/Consent.crs system/Organization.rs "
       "system/HealthcareService.rs";
 };
 
