@@ -212,6 +212,11 @@ json FhirApi::Capability() const {
                                    param("status", "token"), param("patient", "reference"),
                                    param("focus", "reference"), param("code", "token")})}};
   json sr{{"type", "ServiceRequest"}, {"interaction", json::array({json{{"code", "read"}}})}};
+  json patient{{"type", "Patient"},
+               {"interaction", json::array({json{{"code", "read"}}})},
+               {"documentation",
+                "Patient/<Task id>: the person as that referral discloses them to the caller "
+                "(demographics and contact only where consent allows)."}};
   json consent{
       {"type", "Consent"},
       {"interaction", json::array({json{{"code", "read"}}, json{{"code", "search-type"}}})},
@@ -257,7 +262,7 @@ json FhirApi::Capability() const {
                  {"description",
                   "SMART Backend Services: client_credentials with a private_key_jwt assertion "
                   "(ES384 or RS384); see .well-known/smart-configuration"}}},
-           {"resource", json::array({task, sr, consent, org, hs})},
+           {"resource", json::array({task, sr, patient, consent, org, hs})},
            {"interaction", json::array({json{{"code", "transaction"}}})}}})}};
 }
 
@@ -530,6 +535,14 @@ bool ContainsFolded(const std::string& haystack, const std::string& needle) {
 }
 
 }  // namespace
+
+absl::StatusOr<Answer> FhirApi::ReadPatient(const FhirSystem& sys, const std::string& id) {
+  RETURN_IF_ERROR(NeedScope(sys, "Patient", 'r'));
+  absl::StatusOr<std::string> referral = ReferralOf(sys, id);
+  if (!referral.ok()) return Refusal(404, "Patient", "no such Patient");
+  ASSIGN_OR_RETURN(v1::ReferralView view, Open(sys, *referral));
+  return Resource(view, PatientOf(view));
+}
 
 absl::StatusOr<Answer> FhirApi::ReadConsent(const FhirSystem& sys, const std::string& id) {
   RETURN_IF_ERROR(NeedScope(sys, "Consent", 'r'));

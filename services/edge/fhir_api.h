@@ -94,6 +94,9 @@ class FhirApi {
                                     const std::string& if_match, const json& task,
                                     const json& provenance);
   absl::StatusOr<Answer> ReadServiceRequest(const FhirSystem& sys, const std::string& id);
+  // Patient/<Task id>: the person as that referral discloses them to the
+  // system's agency (fhir_resources.h, PatientOf).
+  absl::StatusOr<Answer> ReadPatient(const FhirSystem& sys, const std::string& id);
   // A consent the hub lets the system's agency read (it recorded it, or
   // holds data under it); any other is the 404 of a missing one.
   absl::StatusOr<Answer> ReadConsent(const FhirSystem& sys, const std::string& id);

@@ -109,9 +109,10 @@ void EdgeHttp::RegisterFhirRoutes() {
              {"token_endpoint_auth_methods_supported", json::array({"private_key_jwt"})},
              {"token_endpoint_auth_signing_alg_values_supported", json::array({"ES384", "RS384"})},
              {"scopes_supported",
-              json::array({"system/Task.cruds", "system/ServiceRequest.crs", "system/Consent.crs",
-                           "system/Organization.rs", "system/HealthcareService.rs",
-                           "system/Consent.read", "system/Task.read", "system/Task.write",
+              json::array({"system/Task.cruds", "system/ServiceRequest.crs", "system/Patient.r",
+                           "system/Consent.crs", "system/Organization.rs",
+                           "system/HealthcareService.rs", "system/Consent.read",
+                           "system/Patient.read", "system/Task.read", "system/Task.write",
                            "system/ServiceRequest.read", "system/ServiceRequest.write",
                            "system/Organization.read", "system/HealthcareService.read",
                            "system/*.read", "system/*.write"})},
@@ -198,6 +199,11 @@ void EdgeHttp::RegisterFhirRoutes() {
   };
   searches("Task", &fhir::FhirApi::SearchTasks);
   searches("Consent", &fhir::FhirApi::SearchConsents);
+  const std::string patient = base + "/Patient/([A-Za-z0-9.-]{1,64})";
+  server_->Get(patient,
+               with_token(patient, [api](const httplib::Request& req, const FhirSystem& sys) {
+                 return api->ReadPatient(sys, req.matches[1]);
+               }));
   const std::string consent = base + "/Consent/([A-Za-z0-9.-]{1,64})";
   server_->Get(consent,
                with_token(consent, [api](const httplib::Request& req, const FhirSystem& sys) {

@@ -291,7 +291,8 @@ json Meta(const v1::ReferralView& view) {
 
 json Subject(const v1::ReferralView& view) {
   const v1::Identifier& id = view.manifest().subject();
-  return json{{"identifier", json{{"system", absl::StrCat(kIdentifierSystemPrefix, id.authority())},
+  return json{{"reference", absl::StrCat("Patient/", TaskIdOf(view.referral()))},
+              {"identifier", json{{"system", absl::StrCat(kIdentifierSystemPrefix, id.authority())},
                                   {"value", id.value()}}}};
 }
 
@@ -373,6 +374,30 @@ json ServiceRequestOf(const v1::ReferralView& view) {
   if (!view.recipient_agency().empty() && !view.unassigned())
     sr["performer"] = json::array({AgencyReference(view.recipient_agency())});
   return sr;
+}
+
+json PatientOf(const v1::ReferralView& view) {
+  json patient{{"resourceType", "Patient"},
+               {"id", TaskIdOf(view.referral())},
+               {"meta", Meta(view)},
+               {"identifier", json::array({Subject(view)["identifier"]})}};
+  for (const v1::Section& s : view.sections()) {
+    if (s.media_type() != "application/fhir+json" ||
+        (s.section_id() != "patient-demographics" && s.section_id() != "patient-contact")) {
+      continue;
+    }
+    const json part = json::parse(s.content(), nullptr, /*allow_exceptions=*/false);
+    if (!part.is_object() || Str(part, "resourceType") != "Patient") continue;
+    for (const auto& [key, value] : part.items()) {
+      if (key == "resourceType" || key == "id" || key == "meta") continue;
+      if (key == "identifier" && value.is_array()) {
+        for (const json& id : value) patient["identifier"].push_back(id);
+        continue;
+      }
+      patient[key] = value;
+    }
+  }
+  return patient;
 }
 
 absl::StatusOr<std::string> ActorOfProvenance(const json& provenance) {

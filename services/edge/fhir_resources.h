@@ -42,6 +42,10 @@ absl::StatusOr<IncomingReferral> ReadReferralBundle(const json& bundle, const st
 json TaskOf(const v1::ReferralView& view);
 // Its ServiceRequest (from the signed manifest).
 json ServiceRequestOf(const v1::ReferralView& view);
+// The person as this referral discloses them to `caller`: the identifier
+// Task.for shows, and the demographics and contact sections only when
+// consent let the caller see them (Patient/<Task id>).
+json PatientOf(const v1::ReferralView& view);
 
 // What a Task update asks for: the status move, from the Task the client
 // PUT (its status, statusReason and output; a completed Task's outcome

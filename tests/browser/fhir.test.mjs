@@ -66,7 +66,7 @@ function assertion(key, claims = {}, signWith = key.privateKey) {
   return input + '.' + b64url(sig);
 }
 
-async function tokenRequest(jwt, scope = 'system/Task.cruds system/ServiceRequest.crs system/Consent.crs') {
+async function tokenRequest(jwt, scope = 'system/Task.cruds system/ServiceRequest.crs system/Patient.r system/Consent.crs') {
   const r = await fetch(fhir + '/auth/token', { method: 'POST',
     headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
     body: new URLSearchParams({ grant_type: 'client_credentials', scope,
@@ -180,7 +180,7 @@ test('tokens: only a fresh assertion signed by a registered key for this endpoin
   assert.equal((await tokenRequest(once)).status, 200);
   const replay = await tokenRequest(once);
   assert.equal(replay.status, 401, 'a replayed jti');
-  const scope = await tokenRequest(assertion(ehrKey), 'system/Patient.rs');
+  const scope = await tokenRequest(assertion(ehrKey), 'system/Observation.rs');
   assert.equal(scope.status, 400);
   assert.equal(scope.body.error, 'invalid_scope');
   // No token, or a made-up one: 401 with an OperationOutcome.
@@ -411,6 +411,23 @@ test('a Consent sent with the referral is recorded first and lets its sections t
   const withheld = (seen.body.extension || []).map((e) => e.valueString).join(' ');
   assert.ok(!withheld.includes('patient-contact'), 'contact permitted: ' + withheld);
   assert.ok(withheld.includes('patient-demographics'), 'demographics not permitted: ' + withheld);
+
+  // The person as this referral discloses them: the food bank gets the
+  // contact consent allows, not the demographics it withholds; the
+  // hospital that sent it sees both; another agency, a 404.
+  const seenTask = (await call(bank, 'GET', '/Task/' + id)).body;
+  assert.equal(seenTask.for.reference, 'Patient/' + id);
+  const toBank = await call(bank, 'GET', '/' + seenTask.for.reference);
+  assert.equal(toBank.status, 200, JSON.stringify(toBank.body));
+  const bankPatient = valid(toBank.body);
+  assert.equal(bankPatient.telecom[0].value, '555-0100');
+  assert.equal(bankPatient.name, undefined, 'demographics withheld');
+  assert.equal(bankPatient.birthDate, undefined, 'demographics withheld');
+  assert.deepEqual(bankPatient.identifier, [seenTask.for.identifier]);
+  const toSender = valid((await call(ehr, 'GET', '/Patient/' + id)).body);
+  assert.equal(toSender.name[0].family, 'Abbas');
+  const shelterPatient = await call((await tokenRequest(assertion(register('cms-shelter-patient', 'org.shelter', 'ec')))).body.access_token, 'GET', '/Patient/' + id);
+  assert.equal(shelterPatient.status, 404);
 
   // The Consent reads back: by id, for the agency that recorded it and the
   // one holding data under it; for another agency, the 404 of a missing one.

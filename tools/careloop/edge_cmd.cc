@@ -78,8 +78,8 @@ struct FhirClientOpts {
   std::string data_dir = "var";
   std::string client_id, agency, jwks_file;
   std::string scope =
-      "system/Task.cruds system/ServiceRequest.crs system/Consent.crs system/Organization.rs "
-      "system/HealthcareService.rs";
+      "system/Task.cruds system/ServiceRequest.crs system/Patient.r system/Consent.crs "
+      "system/Organization.rs system/HealthcareService.rs";
 };
 
 // A system (an EHR, a case-management tool) that may ask the edge's FHIR
