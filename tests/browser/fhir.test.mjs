@@ -468,6 +468,25 @@ test('a Consent sent with the referral is recorded first and lets its sections t
   assert.equal((await search(ehr, task.for.identifier.system + '|NOBODY-1')).total, 0);
   assert.equal((await search(stranger, task.for.identifier.system + '|C-1')).total, 0,
     'another agency\'s record number finds nothing, as an unknown one');
+
+  // The privacy office exports the person: their Consent and the
+  // disclosures (the food bank's reads above) as AuditEvents naming the
+  // human who disclosed and the purpose, one Bundle.
+  const exported = spawnSync(process.env.CARELOOP_CLI_BINARY, ['--hub', hub.hubAddress, '--dev-agency', 'org.privacy',
+    '--user', 'u-officer', 'audit', 'fhir', '--subject', person.value, '--bundle'], { encoding: 'utf8' });
+  assert.equal(exported.status, 0, exported.stderr);
+  const bundle = valid(JSON.parse(exported.stdout));
+  assert.equal(bundle.type, 'collection');
+  const ofType = (t) => bundle.entry.map((e) => e.resource).filter((r) => r.resourceType === t);
+  assert.deepEqual(ofType('Consent').map((c) => c.id), [consentId]);
+  const events = ofType('AuditEvent');
+  assert.ok(events.length >= 1, 'the disclosure to the food bank');
+  for (const e of events) {
+    valid(e);
+    assert.equal(e.purposeOfEvent[0].coding[0].system, 'http://terminology.hl7.org/CodeSystem/v3-ActReason');
+    assert.ok(e.agent.some((a) => a.type.coding.some((c) => c.code === 'humanuser')), 'the human who disclosed');
+  }
+  assert.ok(!exported.stdout.includes('Abbas'), 'no demographics in the audit export');
   // An opt-out Consent is refused, and nothing of the Bundle is written.
   const before = await taskCount(ehr);
   const optOut = referralBundle({ mrn: 'C-2', extra: [{ fullUrl: 'urn:uuid:consent-1', resource: consentResource({ policy: 'OPTOUT' }), request: { method: 'POST', url: 'Consent' } }] });

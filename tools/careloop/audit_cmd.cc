@@ -7,13 +7,18 @@
 // rewritten history.
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/time.h"
 #include "careloop/v1/audit.grpc.pb.h"
+#include "careloop/v1/consent.grpc.pb.h"
 #include "services/audit/bundle.h"
 #include "services/consent/report.h"
+#include "services/edge/fhir_api.h"
+#include "services/edge/fhir_consent.h"
 #include "services/trust/head_signer.h"
 #include "storage/merkle.h"
 #include "storage/receipt.h"
@@ -25,6 +30,46 @@ namespace {
 template <typename Req, typename Resp, typename Method, typename TextFn>
 void Call(Globals& g, Method method, const Req& req, TextFn text) {
   CallUnary<v1::AuditService, Req, Resp>(g, method, req, text);
+}
+
+// A person's export for compliance: their consents (FHIR Consent) and every
+// disclosure of their records (FHIR AuditEvent: who, the human who
+// disclosed, the purpose of use), as one Bundle of type collection.
+absl::StatusOr<nlohmann::json> FhirExport(const Globals& g, const v1::FhirAuditEventsRequest& req) {
+  v1::ListConsentsRequest list;
+  list.set_subject_id(req.subject_id());
+  grpc::ClientContext consent_ctx;
+  Prepare(g, &consent_ctx);
+  v1::ListConsentsResponse consents;
+  grpc::Status st =
+      v1::ConsentService::NewStub(Connect(g))->ListConsents(&consent_ctx, list, &consents);
+  if (!st.ok()) return FromGrpcStatus(st);
+  grpc::ClientContext audit_ctx;
+  Prepare(g, &audit_ctx);
+  v1::FhirAuditEventsResponse events;
+  st = v1::AuditService::NewStub(Connect(g))->FhirAuditEvents(&audit_ctx, req, &events);
+  if (!st.ok()) return FromGrpcStatus(st);
+  nlohmann::json entries = nlohmann::json::array();
+  const nlohmann::json person{{"system", edge::fhir::kSubjectSystem},
+                              {"value", consents.subject_id()}};
+  for (const v1::ConsentRecord& c : consents.consents())
+    entries.push_back({{"resource", edge::fhir::FhirConsentOf(c.consent(), person)}});
+  for (const std::string& e : events.audit_events_json())
+    entries.push_back({{"resource", nlohmann::json::parse(e)}});
+  return nlohmann::json{
+      {"resourceType", "Bundle"},
+      {"type", "collection"},
+      {"timestamp", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone())},
+      {"entry", std::move(entries)}};
+}
+
+void PrintFhirExport(Globals& g, const v1::FhirAuditEventsRequest& req) {
+  absl::StatusOr<nlohmann::json> bundle = FhirExport(g, req);
+  if (!bundle.ok()) {
+    g.exit_code = Fail(bundle.status());
+    return;
+  }
+  std::cout << bundle->dump(2) << "\n";
 }
 
 absl::StatusOr<std::unique_ptr<trust::Ed25519NoteVerifier>> Verifier(const std::string& vkey) {
@@ -411,6 +456,7 @@ void AddAuditCommands(CLI::App& app, Globals& g) {
   struct FhirFlags {
     v1::FhirAuditEventsRequest req;
     std::string from, to;
+    bool bundle = false;
   };
   auto ff = std::make_shared<FhirFlags>();
   CLI::App* fhir =
@@ -418,11 +464,14 @@ void AddAuditCommands(CLI::App& app, Globals& g) {
   fhir->add_option("--subject", *ff->req.mutable_subject_id(), "the subject id")->required();
   fhir->add_option("--from", ff->from, "from (RFC 3339)");
   fhir->add_option("--to", ff->to, "to (RFC 3339)");
+  fhir->add_flag("--bundle", ff->bundle,
+                 "one FHIR Bundle (collection): the person's Consents and the AuditEvents");
   fhir->callback([&g, ff] {
     int64_t from = 0, to = 0;
     if (!ParseRange(g, ff->from, ff->to, &from, &to)) return;
     ff->req.set_from_unix_nanos(from);
     ff->req.set_to_unix_nanos(to);
+    if (ff->bundle) return PrintFhirExport(g, ff->req);
     Call<v1::FhirAuditEventsRequest, v1::FhirAuditEventsResponse>(
         g, &v1::AuditService::Stub::FhirAuditEvents, ff->req,
         [](const v1::FhirAuditEventsResponse& r) {
