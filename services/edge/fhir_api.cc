@@ -198,8 +198,9 @@ json FhirApi::Capability() const {
   };
   json task{
       {"type", "Task"},
-      {"interaction", json::array({json{{"code", "read"}}, json{{"code", "update"}},
-                                   json{{"code", "search-type"}}})},
+      {"interaction",
+       json::array({json{{"code", "read"}}, json{{"code", "update"}}, json{{"code", "search-type"}},
+                    json{{"code", "history-instance"}}})},
       {"versioning", "versioned-update"},
       {"updateCreate", false},
       {"conditionalUpdate", false},
@@ -535,6 +536,15 @@ bool ContainsFolded(const std::string& haystack, const std::string& needle) {
 }
 
 }  // namespace
+
+absl::StatusOr<Answer> FhirApi::TaskHistory(const FhirSystem& sys, const std::string& id) {
+  RETURN_IF_ERROR(NeedScope(sys, "Task", 'r'));
+  ASSIGN_OR_RETURN(std::string referral, ReferralOf(sys, id));
+  ASSIGN_OR_RETURN(v1::ReferralView view, Open(sys, referral));
+  Answer out;
+  out.body = TaskHistoryOf(view, base_url_);
+  return out;
+}
 
 absl::StatusOr<Answer> FhirApi::ReadPatient(const FhirSystem& sys, const std::string& id) {
   RETURN_IF_ERROR(NeedScope(sys, "Patient", 'r'));

@@ -94,6 +94,8 @@ class FhirApi {
                                     const std::string& if_match, const json& task,
                                     const json& provenance);
   absl::StatusOr<Answer> ReadServiceRequest(const FhirSystem& sys, const std::string& id);
+  // GET [base]/Task/[id]/_history (fhir_resources.h, TaskHistoryOf).
+  absl::StatusOr<Answer> TaskHistory(const FhirSystem& sys, const std::string& id);
   // Patient/<Task id>: the person as that referral discloses them to the
   // system's agency (fhir_resources.h, PatientOf).
   absl::StatusOr<Answer> ReadPatient(const FhirSystem& sys, const std::string& id);

@@ -199,6 +199,11 @@ void EdgeHttp::RegisterFhirRoutes() {
   };
   searches("Task", &fhir::FhirApi::SearchTasks);
   searches("Consent", &fhir::FhirApi::SearchConsents);
+  const std::string history = base + "/Task/([A-Za-z0-9.-]{1,64})/_history";
+  server_->Get(history,
+               with_token(history, [api](const httplib::Request& req, const FhirSystem& sys) {
+                 return api->TaskHistory(sys, req.matches[1]);
+               }));
   const std::string patient = base + "/Patient/([A-Za-z0-9.-]{1,64})";
   server_->Get(patient,
                with_token(patient, [api](const httplib::Request& req, const FhirSystem& sys) {

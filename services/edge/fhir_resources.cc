@@ -1,8 +1,10 @@
 #include "services/edge/fhir_resources.h"
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -349,6 +351,51 @@ json TaskOf(const v1::ReferralView& view) {
   }
   if (!extensions.empty()) t["extension"] = extensions;
   return t;
+}
+
+json TaskHistoryOf(const v1::ReferralView& view, const std::string& base_url) {
+  const std::string id = TaskIdOf(view.referral());
+  // Each historic Task is the current one with what changed since put back.
+  json base = TaskOf(view);
+  for (const char* later :
+       {"meta", "lastModified", "owner", "businessStatus", "statusReason", "output", "extension"}) {
+    base.erase(later);
+  }
+  std::vector<json> entries;
+  std::string owner;
+  for (const v1::ReferralHistoryEntry& h : view.history()) {
+    const std::string& type = h.type();
+    if (type == names::event::kReferralRouted) owner = h.recipient_agency();
+    if (type == names::event::kReferralUnassigned) owner.clear();
+    if (type != names::event::kReferralSubmitted && type != names::event::kReferralRouted &&
+        type != names::event::kStatusChanged && type != names::event::kReferralUnassigned) {
+      continue;
+    }
+    json t = base;
+    t["meta"] = json{{"lastUpdated", Instant(h.at_unix_nanos())}};
+    t["lastModified"] = Instant(h.at_unix_nanos());
+    // Submitted, before its first routing, it is already requested.
+    t["status"] = referral::FhirCode(h.status() == v1::TASK_STATUS_UNSPECIFIED ? v1::TASK_REQUESTED
+                                                                               : h.status());
+    if (!owner.empty()) t["owner"] = AgencyReference(owner);
+    if (!h.reason().code().empty()) {
+      json reason = Coding(kReasonSystem, h.reason().code());
+      if (!h.reason().text().empty()) reason["text"] = h.reason().text();
+      t["statusReason"] = reason;
+    }
+    const bool first = entries.empty();
+    entries.push_back(json{{"fullUrl", absl::StrCat(base_url, "/Task/", id)},
+                           {"resource", std::move(t)},
+                           {"request", json{{"method", first ? "POST" : "PUT"},
+                                            {"url", first ? "Task" : absl::StrCat("Task/", id)}}},
+                           {"response", json{{"status", first ? "201 Created" : "200 OK"},
+                                             {"lastModified", Instant(h.at_unix_nanos())}}}});
+  }
+  std::reverse(entries.begin(), entries.end());  // newest first
+  return json{{"resourceType", "Bundle"},
+              {"type", "history"},
+              {"total", entries.size()},
+              {"entry", entries}};
 }
 
 json ServiceRequestOf(const v1::ReferralView& view) {

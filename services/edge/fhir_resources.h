@@ -40,6 +40,10 @@ absl::StatusOr<IncomingReferral> ReadReferralBundle(const json& bundle, const st
 
 // The Task of a referral as `caller` sees it.
 json TaskOf(const v1::ReferralView& view);
+// GET Task/[id]/_history: a Task per step the caller may see — submitted,
+// each routing (an escalation or a reroute is an owner change), each status
+// change, unassigned — newest first, as a FHIR history Bundle.
+json TaskHistoryOf(const v1::ReferralView& view, const std::string& base_url);
 // Its ServiceRequest (from the signed manifest).
 json ServiceRequestOf(const v1::ReferralView& view);
 // The person as this referral discloses them to `caller`: the identifier

@@ -149,7 +149,7 @@ test('metadata and the SMART configuration say what is served', async () => {
   valid(m.body);
   assert.equal(m.body.fhirVersion, '4.0.1');
   const task = m.body.rest[0].resource.find((r) => r.type === 'Task');
-  assert.deepEqual(task.interaction.map((i) => i.code).sort(), ['read', 'search-type', 'update']);
+  assert.deepEqual(task.interaction.map((i) => i.code).sort(), ['history-instance', 'read', 'search-type', 'update']);
   const s = await fetch(fhir + '/.well-known/smart-configuration').then((r) => r.json());
   assert.equal(s.token_endpoint, fhir + '/auth/token');
   assert.deepEqual(s.token_endpoint_auth_signing_alg_values_supported, ['ES384', 'RS384']);
@@ -292,6 +292,23 @@ test('the EHR refers, the light recipient accepts and completes, the EHR sees it
   assert.ok(changed.body.entry.some((e) => e.resource.id === id));
   const none = await call(ehr, 'GET', '/Task?_lastUpdated=' + encodeURIComponent('gt' + new Date(Date.now() + 3600e3).toISOString()));
   assert.equal(none.body.total, 0);
+
+  // Its history: each step, newest first, each a Task as it was then; the
+  // routing is the owner appearing.
+  const history = await call(ehr, 'GET', '/Task/' + id + '/_history');
+  assert.equal(history.status, 200, JSON.stringify(history.body));
+  valid(history.body);
+  assert.equal(history.body.type, 'history');
+  const steps = history.body.entry.map((e) => e.resource);
+  assert.equal(steps[0].status, 'completed');
+  assert.equal(steps.at(-1).status, 'requested');
+  assert.equal(steps.at(-1).owner, undefined, 'submitted, not yet routed');
+  assert.equal(history.body.entry.at(-1).request.method, 'POST');
+  assert.ok(steps.some((t) => t.status === 'requested' && t.owner?.identifier.value === 'org.foodbank'), 'routed to the food bank');
+  assert.ok(steps.some((t) => t.status === 'accepted'));
+  for (const t of steps) { valid(t); assert.equal(t.id, id); }
+  const stranger = await tokenFor(register('cms-shelter-history', 'org.shelter', 'ec'));
+  assert.equal((await call(stranger, 'GET', '/Task/' + id + '/_history')).status, 404);
 });
 
 test('consent withheld is visible on the Task; another agency gets the 404 of a missing Task', async () => {

@@ -23,6 +23,7 @@
 #include "services/edge/fhir_api.h"
 #include "services/edge/fhir_consent.h"
 #include "services/edge/smart_auth.h"
+#include "services/names/names.h"
 #include "tests/support/test_env.h"
 
 namespace careloop::edge::fhir {
@@ -289,6 +290,51 @@ TEST(FhirTask, AReferralReadsAsTheIgTaskAndServiceRequest) {
   EXPECT_EQ(sr["priority"], "urgent");
   EXPECT_EQ(sr["category"][0]["coding"][0]["code"], "food-insecurity");
   EXPECT_EQ(sr["performer"][0]["identifier"]["value"], "org.foodbank");
+}
+
+// A referral declined for capacity and rerouted: its history shows each
+// step as the Task was then, the reroute as an owner change; a delivery
+// and a view are not steps.
+TEST(FhirTask, TheHistoryShowsEachStepAndTheRerouteAsAnOwnerChange) {
+  v1::ReferralView v;
+  v.set_referral("org.stmarys/r-1");
+  v.set_sender_agency("org.stmarys");
+  v.set_recipient_agency("org.b");
+  v.set_status(v1::TASK_ACCEPTED);
+  v.mutable_manifest()->mutable_subject()->set_value("000123");
+  int64_t at = 1'700'000'000'000'000'000;
+  auto step = [&](const std::string& type, v1::TaskStatus status, const char* recipient = "",
+                  const char* reason = "") {
+    v1::ReferralHistoryEntry* h = v.add_history();
+    h->set_type(type);
+    h->set_status(status);
+    h->set_recipient_agency(recipient);
+    h->mutable_reason()->set_code(reason);
+    h->set_at_unix_nanos(at += 1'000'000'000);
+  };
+  step(names::event::kReferralSubmitted, v1::TASK_STATUS_UNSPECIFIED);
+  step(names::event::kReferralRouted, v1::TASK_REQUESTED, "org.a");
+  step(names::event::kReferralDelivered, v1::TASK_REQUESTED);
+  step(names::event::kStatusChanged, v1::TASK_REJECTED, "", "no-capacity");
+  step(names::event::kReferralRouted, v1::TASK_REQUESTED, "org.b");
+  step(names::event::kReferralViewed, v1::TASK_REQUESTED);
+  step(names::event::kStatusChanged, v1::TASK_ACCEPTED);
+  const json h = TaskHistoryOf(v, "https://edge.example/fhir/R4");
+  EXPECT_EQ(h["type"], "history");
+  ASSERT_EQ(h["entry"].size(), 5u) << h.dump(1);
+  std::vector<std::string> seen;
+  for (const json& e : h["entry"]) {
+    const json& t = e["resource"];
+    seen.push_back(t["status"].get<std::string>() + "@" +
+                   (t.contains("owner") ? t["owner"]["identifier"]["value"].get<std::string>()
+                                        : std::string("-")));
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"accepted@org.b", "requested@org.b", "rejected@org.a",
+                                            "requested@org.a", "requested@-"}));
+  EXPECT_EQ(h["entry"][2]["resource"]["statusReason"]["coding"][0]["code"], "no-capacity");
+  EXPECT_FALSE(h["entry"][0]["resource"].contains("statusReason"));
+  EXPECT_EQ(h["entry"][4]["request"]["method"], "POST");
+  EXPECT_EQ(h["entry"][0]["request"]["method"], "PUT");
 }
 
 TEST(FhirTask, AnUpdateReadsItsMoveAndAContainedProcedure) {
