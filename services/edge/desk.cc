@@ -6,6 +6,7 @@
 #include "base/crypto.h"
 #include "base/sha256.h"
 #include "base/status.h"
+#include "services/directory/agencies.h"
 #include "services/referral/routing.h"
 #include "services/referral/sections.h"
 #include "services/trust/envelope.h"
@@ -303,12 +304,24 @@ absl::Status Desk::RevokeConsent(const StaffMember& who, const std::string& cons
   return hub_->SubmitConsentChange(envelope).status();
 }
 
-absl::StatusOr<std::vector<v1::AgencyRecord>> Desk::Recipients(const StaffMember& who,
-                                                               const std::string& service) {
+absl::StatusOr<std::vector<v1::AgencyRecord>> Desk::Receivers(const StaffMember& who,
+                                                              const std::string& service) {
   v1::SearchAgenciesRequest req;
   req.set_service(service);
   req.set_role(kReceiverRole);
   return hub_->SearchAgencies(req, ActingOf(who));
+}
+
+absl::StatusOr<std::vector<v1::AgencyRecord>> Desk::Recipients(const StaffMember& who,
+                                                               const std::string& service) {
+  ASSIGN_OR_RETURN(std::vector<v1::AgencyRecord> all, Receivers(who, service));
+  std::vector<v1::AgencyRecord> out;
+  for (v1::AgencyRecord& a : all) {
+    const bool can = service.empty() ? a.active() && directory::Onboarded(a)
+                                     : referral::CannotReceive(a, service).empty();
+    if (can) out.push_back(std::move(a));
+  }
+  return out;
 }
 
 absl::StatusOr<std::vector<Desk::Ranked>> Desk::Candidates(const StaffMember& who,
@@ -319,7 +332,7 @@ absl::StatusOr<std::vector<Desk::Ranked>> Desk::Candidates(const StaffMember& wh
   if (criteria.postal_code().empty() && criteria.county().empty()) {
     return absl::InvalidArgumentError("give the person's postal code");
   }
-  ASSIGN_OR_RETURN(std::vector<v1::AgencyRecord> agencies, Recipients(who, service));
+  ASSIGN_OR_RETURN(std::vector<v1::AgencyRecord> agencies, Receivers(who, service));
   std::map<std::string, std::string> names;
   for (const v1::AgencyRecord& a : agencies) names[a.agency_id()] = a.profile().display_name();
   std::vector<Ranked> out;

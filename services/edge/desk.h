@@ -130,7 +130,9 @@ class Desk {
                                              uint32_t open_slots);
   // The staff member's own agency as the directory has it.
   absl::StatusOr<v1::AgencyRecord> OwnAgency(const StaffMember& who);
-  // Agencies that take referrals for `service`, for the sender to choose.
+  // Agencies that can take a referral for `service` now (the hub's own
+  // rule: active, onboarded, offering it, receiving), for the sender to
+  // choose; without a service, every active onboarded receiver.
   absl::StatusOr<std::vector<v1::AgencyRecord>> Recipients(const StaffMember& who,
                                                            const std::string& service);
   // Before sending by criteria: the agencies the hub's routing would rank,
@@ -142,6 +144,10 @@ class Desk {
   };
   absl::StatusOr<std::vector<Ranked>> Candidates(const StaffMember& who, const std::string& service,
                                                  const v1::RoutingCriteria& criteria);
+
+  // The directory's receivers of `service`, whatever their state.
+  absl::StatusOr<std::vector<v1::AgencyRecord>> Receivers(const StaffMember& who,
+                                                          const std::string& service);
 
   // The agencies this edge can sign for.
   absl::StatusOr<std::vector<std::string>> Agencies() const { return keys_->Agencies(); }

@@ -3,6 +3,9 @@
 // lockout, cookie flags, security headers, no PHI in the hub's log lines.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { startHub, totp } from './hub.mjs';
 
 let hub;
@@ -168,6 +171,34 @@ test('by criteria: the ranked agencies before sending, with why, and the hub rou
   assert.equal((await foodbank.call('POST', '/api/candidates', { service: 'food-insecurity', postal_code: '97201' })).status, 403);
   assert.equal((await planner.call('POST', '/api/candidates', { service: 'food-insecurity' })).status, 400);
   assert.equal((await planner.call('POST', '/api/candidates', { service: 'food-insecurity', postal_code: 97201 })).status, 400);
+});
+
+test('an imported (listed) agency is offered to no sender until onboarded', async () => {
+  // The hub admin imports an Open Referral organization that offers food and has places.
+  const dir = join(hub.dir, 'hsds-listed');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'pantry.json'), JSON.stringify({ id: 'aa11bb22-0000-4000-8000-000000000001', name: 'Corner Pantry',
+    services: [{ id: 'aa11bb22-0000-4000-8000-000000000002', status: 'active',
+      attributes: [{ taxonomy_term: { code: 'food-insecurity' } }],
+      capacities: [{ id: 'cap-1', unit: { id: 'u-1', name: 'Place', identifier: 'place' }, available: 50, maximum: 50 }] }] }));
+  const imported = spawnSync(process.env.CARELOOP_CLI_BINARY, ['--hub', hub.hubAddress, '--dev-admin', 'hub-admin',
+    'directory', 'import', '--hsds', dir, '--sign-key', join(hub.dir, 'keys', 'hub-admin.pem')], { encoding: 'utf8' });
+  assert.equal(imported.status, 0, imported.stderr + imported.stdout);
+  const listed = 'hsds.aa11bb22-0000-4000-8000-000000000001';
+  const planner = await signIn('org.stmarys');
+  const offered = await planner.call('GET', '/api/recipients?service=food-insecurity');
+  assert.equal(offered.status, 200);
+  const ids = offered.body.agencies.map((a) => a.agency_id);
+  assert.ok(ids.includes('org.foodbank'), ids.join());
+  assert.ok(!ids.includes(listed), 'a listed agency is not offered: ' + ids.join());
+  const ranked = await planner.call('POST', '/api/candidates', { service: 'food-insecurity', postal_code: '97201' });
+  const pantry = ranked.body.candidates.find((c) => c.agency_id === listed);
+  assert.equal(!!pantry.eligible, false);
+  assert.ok(pantry.reasons.some((w) => /not onboarded/.test(w)), JSON.stringify(pantry.reasons));
+  // Named anyway: the hub refuses it, and says why.
+  const named = await planner.call('POST', '/api/referrals', REFERRAL(listed, '000302'));
+  assert.notEqual(named.status, 200);
+  assert.match(JSON.stringify(named.body), /not onboarded/);
 });
 
 test("consents: recorded with the form's hash, revoked only by the recording agency", async () => {
