@@ -213,7 +213,9 @@ test('the EHR refers, the light recipient accepts and completes, the EHR sees it
   assert.ok(task.authoredOn);
   assert.equal(task.requester.identifier.value, 'org.stmarys');
   assert.equal(task.owner.identifier.value, 'org.foodbank');
-  assert.equal(task.businessStatus.coding[0].code, 'routed');
+  // Routed; or already delivered, when the food bank's edge took delivery
+  // of the notification before the answer was written (it runs apart).
+  assert.ok(['routed', 'delivered'].includes(task.businessStatus.coding[0].code), task.businessStatus.coding[0].code);
   assert.ok(!JSON.stringify(created.body).includes('Abbas'), 'no demographics in the answer');
 
   // The food bank polls its Tasks.
